@@ -1,0 +1,1 @@
+"""The mesh model: routes, gateway routes and routing plans, checked against App Mesh's limits. Pure."""

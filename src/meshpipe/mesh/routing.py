@@ -1,0 +1,183 @@
+"""Weighted routes and gateway routes as data, validated before any engine sees them.
+
+App Mesh's limits apply to every engine, so a plan that works locally also works on AWS:
+1-10 weighted targets per route, integer weights 0-100, at least one weight above 0, priority 0-1000.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from meshpipe.errors import UserError
+from meshpipe.model import VERSION_LEN
+
+MAX_TARGETS = 10
+MAX_WEIGHT = 100
+MAX_PRIORITY = 1000
+VERSION_RE = re.compile(r"^[0-9a-f]{%d}$" % VERSION_LEN)
+PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+def node_name(service: str, version: str) -> str:
+    return f"vn-{service}-{version}"
+
+
+def version_of_node(service: str, virtual_node: str) -> str | None:
+    prefix = f"vn-{service}-"
+    if virtual_node.startswith(prefix) and VERSION_RE.match(virtual_node[len(prefix):]):
+        return virtual_node[len(prefix):]
+    return None
+
+
+@dataclass(frozen=True)
+class WeightedTarget:
+    version: str
+    weight: int
+
+    def virtual_node(self, service: str) -> str:
+        return node_name(service, self.version)
+
+
+@dataclass(frozen=True)
+class Route:
+    """The one HTTP route of a service's virtual router: GET / -> weighted versions (as the seed sets it)."""
+
+    service: str
+    targets: tuple[WeightedTarget, ...]
+    prefix: str = "/"
+    method: str | None = "GET"
+    priority: int = 1
+    # Retry policy and timeout applied by the sidecar that sends the request (App Mesh route semantics).
+    max_retries: int = 2
+    per_retry_timeout_ms: int = 2000
+    timeout_ms: int = 15000
+
+    @property
+    def name(self) -> str:
+        return f"r-{self.service}"
+
+    @property
+    def router(self) -> str:
+        return f"vr-{self.service}"
+
+    def weight_of(self, version: str) -> int:
+        return sum(t.weight for t in self.targets if t.version == version)
+
+    def to_appmesh_spec(self) -> dict[str, object]:
+        """The route spec as the App Mesh API takes it (and as the seed's JSON files spell it)."""
+        match: dict[str, object] = {"prefix": self.prefix}
+        if self.method:
+            match["method"] = self.method
+        return {
+            "httpRoute": {
+                "action": {"weightedTargets": [{"virtualNode": t.virtual_node(self.service), "weight": t.weight}
+                                               for t in self.targets]},
+                "match": match,
+            },
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """A path prefix on the ingress gateway -> a virtual service; the prefix is rewritten to '/' by default."""
+
+    name: str
+    prefix: str
+    service: str  # service name, e.g. hello-web
+    namespace: str  # e.g. demo.local
+    rewrite_prefix: bool = True
+
+    @property
+    def virtual_service(self) -> str:
+        return f"{self.service}.{self.namespace}"
+
+    def to_appmesh_spec(self) -> dict[str, object]:
+        route: dict[str, object] = {
+            "action": {"target": {"virtualService": {"virtualServiceName": self.virtual_service}}},
+            "match": {"prefix": self.prefix},
+        }
+        if not self.rewrite_prefix:
+            route["action"] = {**route["action"], "rewrite": {"prefix": {"defaultPrefix": "DISABLED"}}}  # type: ignore[dict-item]
+        return {"httpRoute": route}
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """What applying a new route does, for display and for safety checks."""
+
+    before: Route | None
+    after: Route
+    added: tuple[str, ...] = field(default=())
+    removed: tuple[str, ...] = field(default=())
+
+
+def parse_version_ref(service: str, ref: str) -> str:
+    """A version given by id (``e9d5f17a``), by commit (``e9d5f17a3c...``) or by node (``vn-svc-e9d5f17a``)."""
+    ref = ref.strip()
+    from_node = version_of_node(service, ref)
+    if from_node:
+        return from_node
+    if ref.startswith("vn-"):
+        raise UserError(f"{ref!r} is not a virtual node of {service!r}",
+                        hint=f"virtual nodes of this service are named vn-{service}-<version>")
+    if re.fullmatch(r"[0-9a-f]{8,40}", ref.lower()):
+        return ref.lower()[:VERSION_LEN]
+    raise UserError(f"{ref!r} is not a version: give an 8-character version id, a commit id or vn-{service}-<version>")
+
+
+def parse_weight_args(service: str, args: list[str]) -> tuple[WeightedTarget, ...]:
+    """``["e9d5f17a=90", "vn-svc-0badc0de=10"]`` -> weighted targets, validated."""
+    targets = []
+    for arg in args:
+        ref, sep, weight = arg.partition("=")
+        if not sep:
+            raise UserError(f"{arg!r} is not VERSION=WEIGHT", hint="e.g. route set hello-backend e9d5f17a=90 0badc0de=10")
+        try:
+            w = int(weight)
+        except ValueError:
+            raise UserError(f"weight {weight!r} in {arg!r} is not an integer 0-100") from None
+        targets.append(WeightedTarget(parse_version_ref(service, ref), w))
+    return validate_targets(targets)
+
+
+def validate_targets(targets: list[WeightedTarget] | tuple[WeightedTarget, ...]) -> tuple[WeightedTarget, ...]:
+    if not 1 <= len(targets) <= MAX_TARGETS:
+        raise UserError(f"a route needs 1-{MAX_TARGETS} weighted targets, got {len(targets)}")
+    seen: set[str] = set()
+    for t in targets:
+        if isinstance(t.weight, bool) or not isinstance(t.weight, int) or not 0 <= t.weight <= MAX_WEIGHT:
+            raise UserError(f"weight {t.weight!r} of {t.version} is not an integer 0-{MAX_WEIGHT}")
+        if not VERSION_RE.match(t.version):
+            raise UserError(f"{t.version!r} is not a version id (8 hex characters)")
+        if t.version in seen:
+            raise UserError(f"version {t.version} is listed twice")
+        seen.add(t.version)
+    if not any(t.weight > 0 for t in targets):
+        raise UserError("at least one target needs a weight above 0: traffic must go somewhere")
+    return tuple(targets)
+
+
+def make_route(service: str, targets: list[WeightedTarget] | tuple[WeightedTarget, ...], priority: int = 1) -> Route:
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise UserError(f"priority {priority} is not 0-{MAX_PRIORITY}")
+    return Route(service=service, targets=validate_targets(targets), priority=priority)
+
+
+def make_gateway_route(name: str, prefix: str, service: str, namespace: str, rewrite_prefix: bool = True) -> GatewayRoute:
+    if not NAME_RE.match(name):
+        raise UserError(f"{name!r} is not a gateway route name (letters, digits, '-', '_', '.')")
+    if not PREFIX_RE.match(prefix):
+        raise UserError(f"{prefix!r} is not a path prefix: it must start with '/'")
+    return GatewayRoute(name=name, prefix=prefix, service=service, namespace=namespace, rewrite_prefix=rewrite_prefix)
+
+
+def pick_target(targets: tuple[WeightedTarget, ...], roll: int) -> str:
+    """The version a request goes to, for ``roll`` drawn uniformly from 0..total-1 (pure, so testable)."""
+    for t in targets:
+        if roll < t.weight:
+            return t.version
+        roll -= t.weight
+    raise ValueError("roll outside the total weight")

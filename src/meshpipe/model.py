@@ -1,0 +1,180 @@
+"""A service version: a manifest resolved against the platform for one commit.
+
+Every name, port, container, sidecar, discovery entry and backend is decided here, once, so that the
+CloudFormation synthesizers and the local engine read the same facts and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from meshpipe.errors import Problem, ValidationError
+from meshpipe.manifest import LoadedManifest, ServiceManifest
+from meshpipe.manifest import rules
+from meshpipe.platform import PlatformSettings
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+VERSION_LEN = 8
+
+
+def version_id(commit: str) -> str:
+    """The version id of a commit: its first 8 hex characters (as the seed names its resources)."""
+    return commit[:VERSION_LEN].lower()
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    command: tuple[str, ...]  # ECS form: ("CMD-SHELL", "...")
+    interval: int
+    timeout: int
+    retries: int
+    start_period: int
+
+
+@dataclass(frozen=True)
+class AppContainerSpec:
+    name: str  # "app"
+    image: str
+    port: int
+    health_check_path: str
+    command: tuple[str, ...] | None
+    environment: tuple[tuple[str, str], ...]
+    health_check: HealthCheck
+    log_stream_prefix: str
+    stop_timeout: int
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    name: str  # "envoy"
+    image: str
+    user: str
+    health_check: HealthCheck
+    log_stream_prefix: str
+    stop_timeout: int
+    ingress_port: int
+    egress_port: int
+    admin_port: int
+    ignored_uid: int
+    egress_ignored_ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServiceVersion:
+    """Everything about one immutable version of one service in one environment."""
+
+    environment: str
+    service: str
+    commit: str
+    version: str
+    namespace: str  # e.g. demo.local
+    family: str
+    cpu: int
+    memory: int
+    app: AppContainerSpec
+    sidecar: SidecarSpec
+    backends: tuple[str, ...]
+    platform: PlatformSettings
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.environment}-{self.service}-{self.version}"
+
+    @property
+    def virtual_node_name(self) -> str:
+        return f"vn-{self.service}-{self.version}"
+
+    @property
+    def ecs_service_name(self) -> str:
+        """Also the Cloud Map service name."""
+        return f"{self.service}-{self.version}"
+
+    @property
+    def discovery_name(self) -> str:
+        return self.ecs_service_name
+
+    @property
+    def dns_name(self) -> str:
+        return f"{self.discovery_name}.{self.namespace}"
+
+    @property
+    def virtual_service_name(self) -> str:
+        return f"{self.service}.{self.namespace}"
+
+    @property
+    def virtual_router_name(self) -> str:
+        return f"vr-{self.service}"
+
+    @property
+    def route_name(self) -> str:
+        return f"r-{self.service}"
+
+
+def check_service_name(service: str, source: str = "service name") -> None:
+    if not rules.SERVICE_NAME_RE.match(service):
+        raise ValidationError([Problem(source, None, "SERVICE_NAME",
+                                       f"{service!r} is not a service name: 1-40 lowercase letters, digits or '-', "
+                                       "starting with a letter")])
+
+
+def check_commit(commit: str, source: str = "commit") -> None:
+    if not COMMIT_RE.match(commit):
+        raise ValidationError([Problem(source, None, "CONFIG_COMMIT_ID",
+                                       f"{commit!r} is not a git commit id (8-64 lowercase hex characters)")])
+
+
+def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings, service: str, commit: str) -> ServiceVersion:
+    """Decide every detail of the version of ``service`` that ``commit`` deploys. Pure."""
+    manifest = loaded.manifest if isinstance(loaded, LoadedManifest) else loaded
+    check_service_name(service)
+    check_commit(commit)
+    policy = platform.policy
+    ver = version_id(commit)
+    base = f"{service}-{ver}"
+    hc = policy.health_check
+    app = manifest.app_container
+    app_health = HealthCheck(
+        command=("CMD-SHELL", f"curl -f http://localhost:{app.port}{app.health_check_path} || exit 1"),
+        interval=hc.interval, timeout=hc.timeout, retries=hc.retries, start_period=hc.start_period,
+    )
+    envoy_health = HealthCheck(
+        command=("CMD-SHELL", f"curl -s http://localhost:{policy.envoy_admin_port}/server_info | grep state | grep -q LIVE"),
+        interval=hc.interval, timeout=hc.timeout, retries=hc.retries, start_period=hc.start_period,
+    )
+    return ServiceVersion(
+        environment=platform.environment_name,
+        service=service,
+        commit=commit.lower(),
+        version=ver,
+        namespace=platform.namespace_name,
+        family=manifest.task.family,
+        cpu=manifest.task.cpu,
+        memory=manifest.task.memory,
+        app=AppContainerSpec(
+            name="app",
+            image=app.image,
+            port=app.port,
+            health_check_path=app.health_check_path,
+            command=tuple(app.command) if app.command is not None else None,
+            environment=tuple(sorted(app.environment.items())),
+            health_check=app_health,
+            log_stream_prefix=f"{policy.app_log_prefix}-{base}",
+            stop_timeout=policy.stop_timeout,
+        ),
+        sidecar=SidecarSpec(
+            name="envoy",
+            image=platform.envoy_image_uri,
+            user=str(policy.envoy_uid),
+            health_check=envoy_health,
+            log_stream_prefix=f"{policy.envoy_log_prefix}-{base}",
+            stop_timeout=policy.stop_timeout,
+            ingress_port=policy.proxy_ingress_port,
+            egress_port=policy.proxy_egress_port,
+            admin_port=policy.envoy_admin_port,
+            ignored_uid=policy.envoy_uid,
+            egress_ignored_ips=policy.egress_ignored_ips,
+        ),
+        backends=tuple(manifest.virtual_node.backends),
+        platform=platform,
+    )
