@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from meshpipe.errors import Problem, ValidationError
 
@@ -38,6 +38,64 @@ class Autoscaling(BaseModel):
     cpu_target_percent: Annotated[int, Field(ge=1, le=100)] = 80
 
 
+# CloudFormation gives up on a stack operation after 36 hours and refuses ECS deployments whose planned
+# bake times exceed 33 hours, so a traffic-shift policy must fit in that.
+MAX_PLANNED_DEPLOYMENT_MINUTES = 33 * 60
+
+
+def _tenths(value: float) -> float:
+    """ECS takes traffic percentages in steps of 0.1."""
+    if abs(value * 10 - round(value * 10)) > 1e-6:
+        raise ValueError(f"{value} is not a multiple of 0.1")
+    return round(value, 1)
+
+
+class TrafficShift(BaseModel):
+    """How ECS moves traffic to a new version inside one service (the Service Connect flavour).
+
+    ECS-native deployment strategies: CANARY sends ``canary_percent`` first (the seed's walkthrough tries
+    10 %), waits, then the rest; LINEAR moves ``linear_step_percent`` per step; BLUE_GREEN all at once;
+    ROLLING replaces tasks without a traffic shift. ``bake_minutes`` keeps the old revision after the
+    shift, for an instant rollback.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Literal["CANARY", "LINEAR", "BLUE_GREEN", "ROLLING"] = "CANARY"
+    canary_percent: Annotated[float, Field(ge=0.1, le=100)] = 10.0
+    canary_bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    linear_step_percent: Annotated[float, Field(ge=3, le=100)] = 10.0
+    linear_step_bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 6
+    bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
+    access_log_format: Literal["TEXT", "JSON"] = "TEXT"
+
+    @field_validator("canary_percent", "linear_step_percent")
+    @classmethod
+    def _percent_in_tenths(cls, v: float) -> float:
+        return _tenths(v)
+
+    @property
+    def linear_steps(self) -> int:
+        """Bake periods of a linear shift (none after the step that reaches 100 %)."""
+        tenths = round(self.linear_step_percent * 10)
+        return 1000 // tenths - 1 if 1000 % tenths == 0 else 1000 // tenths
+
+    @property
+    def planned_minutes(self) -> int:
+        if self.strategy == "CANARY":
+            return self.bake_minutes + self.canary_bake_minutes
+        if self.strategy == "LINEAR":
+            return self.bake_minutes + self.linear_step_bake_minutes * self.linear_steps
+        return self.bake_minutes
+
+    @model_validator(mode="after")
+    def _fits_cloudformation(self) -> TrafficShift:
+        if self.planned_minutes > MAX_PLANNED_DEPLOYMENT_MINUTES:
+            raise ValueError(f"a {self.strategy} deployment would bake for {self.planned_minutes} minutes; "
+                             f"CloudFormation allows at most {MAX_PLANNED_DEPLOYMENT_MINUTES}")
+        return self
+
+
 class PlatformPolicy(BaseModel):
     """Conventions applied to every version, and limits every manifest must respect."""
 
@@ -57,6 +115,7 @@ class PlatformPolicy(BaseModel):
     dns_ttl: Annotated[int, Field(ge=0, le=86400)] = 20
     deployment_maximum_percent: Annotated[int, Field(ge=100, le=200)] = 200
     deployment_minimum_healthy_percent: Annotated[int, Field(ge=0, le=100)] = 50
+    traffic_shift: TrafficShift = TrafficShift()
     # Limits on manifests. An empty list of registries means any registry is allowed.
     allowed_registries: tuple[str, ...] = ()
     max_cpu: Annotated[int, Field(ge=256, le=16384)] = 16384
