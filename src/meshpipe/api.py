@@ -1,0 +1,115 @@
+"""The library API: the steps behind ``meshpipe validate`` and ``meshpipe synth``, callable from Python.
+
+    loaded = load("manifest.yaml", policy=platform.policy)      # parse + validate (ValidationError)
+    version = resolve(loaded, platform, service="hello-web", commit=sha)
+    result = synthesize(version, mesh="appmesh")                # SynthResult: stack_name, template, json_text
+    path = write_template(result, Path("out"))                  # atomic: all or nothing
+
+The pipeline's Build stage and both engines go through these same functions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.manifest import LoadedManifest, load_manifest
+from meshpipe.model import ServiceVersion, resolve
+from meshpipe.platform import (
+    PlatformPolicy,
+    PlatformSettings,
+    build_inputs_from_env,
+    load_platform_file,
+    settings_from_env,
+)
+
+if TYPE_CHECKING:
+    from meshpipe.synth import SynthResult
+
+__all__ = ["ValidationReport", "load", "load_platform", "resolve", "synthesize", "synth_manifest",
+           "validate_files", "write_template"]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating one file."""
+
+    file: str
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load(path: str | os.PathLike[str], policy: PlatformPolicy | None = None) -> LoadedManifest:
+    """Read and validate a manifest; raise ValidationError with every problem."""
+    return load_manifest(path, policy)
+
+
+def validate_files(paths: Iterable[str | os.PathLike[str]], policy: PlatformPolicy | None = None) -> list[ValidationReport]:
+    """Validate several manifests; never raises for bad input, one report per file."""
+    reports = []
+    for path in paths:
+        try:
+            load_manifest(path, policy)
+        except ValidationError as exc:
+            reports.append(ValidationReport(os.fspath(path), tuple(exc.problems)))
+        else:
+            reports.append(ValidationReport(os.fspath(path), ()))
+    return reports
+
+
+def load_platform(platform_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> PlatformSettings:
+    """Platform settings from ``platform.yaml`` when given, else from the seed's environment variables."""
+    if platform_file is not None:
+        return load_platform_file(os.fspath(platform_file))
+    return settings_from_env(os.environ if environ is None else environ)
+
+
+def synthesize(version: ServiceVersion, mesh: str = "appmesh") -> SynthResult:
+    from meshpipe.synth import synthesize as _synthesize
+
+    return _synthesize(version, mesh)
+
+
+def synth_manifest(manifest_path: str | os.PathLike[str], *, commit: str | None, platform: PlatformSettings,
+                   service: str | None = None, mesh: str = "appmesh",
+                   environ: Mapping[str, str] | None = None) -> SynthResult:
+    """Load, validate, resolve and synthesize in one call.
+
+    The service name comes from ``service``, else ``SERVICE_NAME``, else the manifest's ``Task.Family``;
+    the commit from ``commit``, else ``CONFIG_COMMIT_ID`` (as CodeBuild passes them).
+    """
+    env_service, env_commit = build_inputs_from_env(os.environ if environ is None else environ)
+    commit = commit or env_commit
+    if not commit:
+        raise UserError("no commit given", hint="pass --commit SHA or set CONFIG_COMMIT_ID")
+    loaded = load_manifest(manifest_path, platform.policy)
+    service = service or env_service or loaded.manifest.task.family
+    version = resolve(loaded, platform, service, commit)
+    return synthesize(version, mesh)
+
+
+def write_template(result: SynthResult, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``<out_dir>/<stack-name>.template.json`` atomically (a temp file renamed into place)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
+    target = out / result.file_name
+    fd, tmp = tempfile.mkstemp(prefix=".meshpipe-", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(result.json_text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,70 @@
+"""``validate``, ``schema`` and ``synth``: the manifest core, as in DESIGN.md's CLI contract."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshpipe.cli.output import Format, err, out, print_json, print_problems
+
+
+def validate(
+    manifests: Annotated[list[Path], typer.Argument(help="manifest.yaml files to check.", show_default=False)],
+    platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies too.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="text for people, json for machines.")] = Format.text,
+) -> None:
+    """Check manifests; exit 0 when all are valid, 2 with one line per problem otherwise."""
+    from meshpipe.api import validate_files
+    from meshpipe.platform import load_platform_file
+
+    policy = load_platform_file(str(platform)).policy if platform else None
+    reports = validate_files(manifests, policy)
+    if fmt is Format.json:
+        print_json([{"file": r.file, "valid": r.ok, "problems": [p.as_dict() for p in r.problems]} for r in reports])
+    else:
+        for r in reports:
+            if r.ok:
+                out.print(f"[green]✓[/green] {r.file}: valid")
+            else:
+                print_problems(r.problems)
+        bad = [r for r in reports if not r.ok]
+        if bad:
+            total = sum(len(r.problems) for r in bad)
+            err.print(f"[bold red]{total} problem(s) in {len(bad)} of {len(reports)} file(s)[/bold red]")
+    if any(not r.ok for r in reports):
+        raise typer.Exit(2)
+
+
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the manifest's JSON Schema."""
+    from meshpipe.manifest import manifest_schema
+
+    text = json.dumps(manifest_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def synth(
+    manifest: Annotated[Path, typer.Argument(help="The service's manifest.yaml.", show_default=False)],
+    commit: Annotated[str | None, typer.Option("--commit", help="Config commit id (default: $CONFIG_COMMIT_ID).")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="Service name (default: $SERVICE_NAME, else Task.Family).")] = None,
+    platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the seed's environment variables).")] = None,
+    mesh: Annotated[str, typer.Option("--mesh", help="appmesh or service-connect.")] = "appmesh",
+    output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
+) -> None:
+    """Synthesize a version stack; print its stack name. Writes nothing when anything is wrong."""
+    from meshpipe.api import load_platform, synth_manifest, write_template
+
+    settings = load_platform(platform)
+    result = synth_manifest(manifest, commit=commit, platform=settings, service=service, mesh=mesh)
+    path = write_template(result, output_dir)
+    out.print(result.stack_name)
+    err.print(f"[dim]wrote {path}[/dim]")

@@ -1,0 +1,283 @@
+"""Operations on an environment, the same on every engine: env, pipeline, route, versions, version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
+
+EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
+EnvOpt = Annotated[str, typer.Option("--env", envvar="MESHPIPE_ENV", help="Environment name.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")]
+
+env_app = typer.Typer(help="Create, inspect and delete environments (mesh, cluster, ingress).", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Service pipelines: config repo → Build → Deploy of a new version.", no_args_is_help=True)
+route_app = typer.Typer(help="Traffic: gateway routes on the ingress and weighted routes between versions.",
+                        no_args_is_help=True)
+version_app = typer.Typer(help="Manage one version of a service.", no_args_is_help=True)
+
+
+@contextmanager
+def engine_for(name: str) -> Iterator[Any]:
+    from meshpipe.engines import get_engine
+
+    reporter = ConsoleReporter()
+    try:
+        yield get_engine(name, reporter)
+    finally:
+        reporter.close()
+
+
+def _local_only(engine: Any, method: str) -> Any:
+    fn = getattr(engine, method, None)
+    if fn is None:
+        from meshpipe.errors import UserError
+
+        raise UserError(f"this command is not available on the {engine.name} engine")
+    return fn
+
+
+# --- env -------------------------------------------------------------------------------------------------
+
+def _print_env(info: Any) -> None:
+    out.print(f"environment [bold]{escape(info.name)}[/bold]: {escape(info.status)}")
+    if info.ingress_url:
+        out.print(f"ingress: [cyan]{escape(info.ingress_url)}[/cyan]")
+    for key, value in info.details.items():
+        out.print(f"  {escape(key)}: {escape(str(value))}")
+
+
+@env_app.command("create")
+def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
+               fmt: FormatOpt = Format.text) -> None:
+    """Create an environment and print its ingress endpoint."""
+    with engine_for(engine) as eng:
+        info = eng.env_create(name)
+    print_json(info) if fmt is Format.json else _print_env(info)
+
+
+@env_app.command("status")
+def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local",
+               fmt: FormatOpt = Format.text) -> None:
+    """Show an environment: status, ingress endpoint, services."""
+    with engine_for(engine) as eng:
+        info = eng.env_status(name)
+    print_json(info) if fmt is Format.json else _print_env(info)
+
+
+@env_app.command("delete")
+def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local") -> None:
+    """Tear an environment down in the order that works: routes, versions, pipelines, buckets, environment."""
+    with engine_for(engine) as eng:
+        eng.env_delete(name)
+    out.print(f"environment {escape(name)} deleted")
+
+
+# --- pipeline --------------------------------------------------------------------------------------------
+
+@pipeline_app.command("create")
+def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e.g. hello-web.")], env: EnvOpt = "demo",
+                    engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Create the service's config repo, virtual service, router and pipeline; print the clone URL."""
+    from meshpipe.model import check_service_name
+
+    check_service_name(service, "argument")
+    with engine_for(engine) as eng:
+        info = eng.pipeline_create(env, service)
+    if fmt is Format.json:
+        print_json(info)
+        return
+    out.print(f"pipeline for [bold]{escape(service)}[/bold] in {escape(env)}: {escape(info.status)}")
+    out.print(f"virtual service: {escape(info.virtual_service)}")
+    out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
+
+
+@pipeline_app.command("delete")
+def pipeline_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+                    engine: EngineOpt = "local") -> None:
+    """Delete a service's pipeline (refused while versions of the service exist)."""
+    with engine_for(engine) as eng:
+        eng.pipeline_delete(env, service)
+    out.print(f"pipeline for {escape(service)} deleted")
+
+
+def _runs_table(runs: list[Any]) -> Table:
+    table = Table("run", "commit", "status", "version", "started", "finished", "stages")
+    for r in runs:
+        stages = " → ".join(f"{s.name}:{s.status}" for s in r.stages)
+        table.add_row(r.run_id, (r.commit or "")[:8], r.status, r.version or "", r.started_at, r.finished_at or "",
+                      stages)
+    return table
+
+
+@pipeline_app.command("runs")
+def pipeline_runs(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+                  engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """List the pipeline's runs, newest first."""
+    with engine_for(engine) as eng:
+        runs = eng.pipeline_runs(env, service)
+    if fmt is Format.json:
+        print_json(runs)
+    elif not runs:
+        out.print(f"no runs yet for {escape(service)}: push a manifest.yaml to its config repo")
+    else:
+        out.print(_runs_table(runs))
+
+
+def _print_run_logs(run: Any) -> None:
+    out.print(f"run {escape(run.run_id)} of {escape(run.service)} at {escape((run.commit or '')[:8])}: "
+              f"[bold]{escape(run.status)}[/bold]")
+    for stage in run.stages:
+        colour = {"Succeeded": "green", "Failed": "red"}.get(stage.status, "yellow")
+        out.print(f"[{colour}]── {escape(stage.name)}: {escape(stage.status)}[/{colour}]")
+        if stage.log:
+            out.print(escape(stage.log.rstrip("\n")))
+
+
+@pipeline_app.command("logs")
+def pipeline_logs(service: Annotated[str, typer.Argument(help="Service name.")],
+                  run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest).")] = None,
+                  env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Show what each stage of a run did."""
+    with engine_for(engine) as eng:
+        run = eng.pipeline_logs(env, service, run_id)
+    print_json(run) if fmt is Format.json else _print_run_logs(run)
+
+
+@pipeline_app.command("wait")
+def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
+                  run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest).")] = None,
+                  env: EnvOpt = "demo", engine: EngineOpt = "local",
+                  timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0) -> None:
+    """Wait for a pipeline run to finish; exit 1 if it failed."""
+    with engine_for(engine) as eng:
+        run = _local_only(eng, "pipeline_wait")(env, service, run_id, timeout=timeout)
+    _print_run_logs(run)
+    if run.status != "Succeeded":
+        raise typer.Exit(1)
+
+
+# --- routes ----------------------------------------------------------------------------------------------
+
+def _print_route(route: Any, service: str) -> None:
+    if route is None:
+        out.print(f"{escape(service)}: no route yet (set one with: meshpipe route set {escape(service)} VERSION=100)")
+        return
+    out.print(f"route [bold]{escape(route.name)}[/bold] on {escape(route.router)} "
+              f"(match {escape(route.method or '*')} {escape(route.prefix)}, priority {route.priority})")
+    table = Table("version", "virtual node", "weight")
+    total = sum(t.weight for t in route.targets) or 1
+    for t in route.targets:
+        table.add_row(t.version, t.virtual_node(service), f"{t.weight} ({100 * t.weight / total:.0f} %)")
+    out.print(table)
+
+
+@route_app.command("set")
+def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
+              targets: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT pairs; a version by id, commit or "
+                                                                   "virtual node name.", show_default=False)],
+              env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10."""
+    from meshpipe.mesh.routing import parse_weight_args
+
+    parsed = parse_weight_args(service, targets)
+    with engine_for(engine) as eng:
+        route = eng.route_set(env, service, parsed)
+    print_json(route) if fmt is Format.json else _print_route(route, service)
+
+
+@route_app.command("show")
+def route_show(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+               engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Show a service's route and weights."""
+    with engine_for(engine) as eng:
+        route = eng.route_show(env, service)
+    print_json(route) if fmt is Format.json else _print_route(route, service)
+
+
+@route_app.command("delete")
+def route_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+                 engine: EngineOpt = "local") -> None:
+    """Delete a service's route (its virtual service then answers 503)."""
+    with engine_for(engine) as eng:
+        eng.route_delete(env, service)
+    out.print(f"route of {escape(service)} deleted")
+
+
+@route_app.command("gateway")
+def route_gateway(name: Annotated[str, typer.Argument(help="Gateway route name, e.g. r-ingress-hello-service.")],
+                  prefix: Annotated[str, typer.Option(help="Path prefix on the ingress, e.g. /hello-service.")],
+                  service: Annotated[str, typer.Option(help="Target service, e.g. hello-web.")],
+                  rewrite: Annotated[bool, typer.Option(help="Rewrite the matched prefix to '/'.")] = True,
+                  env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+    """Route a path prefix on the ingress gateway to a service."""
+    from meshpipe.mesh.routing import make_gateway_route
+
+    gr = make_gateway_route(name, prefix, service, f"{env}.local", rewrite)
+    with engine_for(engine) as eng:
+        eng.gateway_route_set(env, gr)
+    out.print(f"gateway route {escape(gr.name)}: {escape(gr.prefix)} → {escape(gr.virtual_service)}"
+              + (" (prefix rewritten to /)" if gr.rewrite_prefix else ""))
+
+
+@route_app.command("gateways")
+def route_gateways(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """List the gateway routes of the ingress."""
+    with engine_for(engine) as eng:
+        routes = eng.gateway_routes(env)
+    if fmt is Format.json:
+        print_json(routes)
+        return
+    table = Table("name", "prefix", "virtual service", "rewrite")
+    for gr in routes:
+        table.add_row(gr.name, gr.prefix, gr.virtual_service, "yes" if gr.rewrite_prefix else "no")
+    out.print(table)
+
+
+@route_app.command("gateway-delete")
+def route_gateway_delete(name: Annotated[str, typer.Argument(help="Gateway route name.")], env: EnvOpt = "demo",
+                         engine: EngineOpt = "local") -> None:
+    """Delete a gateway route."""
+    with engine_for(engine) as eng:
+        eng.gateway_route_delete(env, name)
+    out.print(f"gateway route {escape(name)} deleted")
+
+
+# --- versions --------------------------------------------------------------------------------------------
+
+def versions(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+             engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """List every version of a service with its stack status and current weight."""
+    with engine_for(engine) as eng:
+        found = eng.versions(env, service)
+    if fmt is Format.json:
+        print_json(found)
+        return
+    if not found:
+        out.print(f"no versions of {escape(service)} yet: push a manifest.yaml to its config repo")
+        return
+    table = Table("version", "stack", "status", "weight", "tasks", "created")
+    for v in found:
+        tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
+        table.add_row(v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or "")
+    out.print(table)
+
+
+@version_app.command("delete")
+def version_delete(service: Annotated[str, typer.Argument(help="Service name.")],
+                   version: Annotated[str, typer.Argument(help="Version id, commit or virtual node name.")],
+                   force: Annotated[bool, typer.Option(help="Delete even while the version carries weight.")] = False,
+                   env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+    """Delete a version's stack (refused while the version carries weight)."""
+    from meshpipe.mesh.routing import parse_version_ref
+
+    ver = parse_version_ref(service, version)
+    with engine_for(engine) as eng:
+        eng.version_delete(env, service, ver, force=force)
+    out.print(f"version {ver} of {escape(service)} deleted (stack {escape(env)}-{escape(service)}-{ver})")

@@ -1,0 +1,77 @@
+"""Output for people (Rich) and for machines (JSON), and the reporter long operations talk to."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from meshpipe.errors import MeshpipeError, Problem, ValidationError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(value), indent=2) + "\n")
+
+
+def print_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:
+    """One line per problem, ``FILE:LINE: Field.Path: message``, on stderr."""
+    for p in problems:
+        err.print(f"[red]{escape(str(p))}[/red]")
+
+
+def print_error(exc: MeshpipeError) -> None:
+    if isinstance(exc, ValidationError):
+        print_problems(exc.problems)
+        err.print(f"[bold red]error:[/bold red] {len(exc.problems)} problem(s) found")
+    else:
+        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
+    if exc.hint:
+        err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
+
+
+class ConsoleReporter:
+    """Shows what a long operation is doing: a spinner with the current step, a line per finished step."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or err
+        self._status: Any = None
+
+    def step(self, message: str) -> None:
+        if self._status is None and self.console.is_terminal:
+            self._status = self.console.status(escape(message))
+            self._status.start()
+        elif self._status is not None:
+            self._status.update(escape(message))
+        else:
+            self.console.print(f"[dim]… {escape(message)}[/dim]")
+
+    def done(self, message: str) -> None:
+        self.console.print(f"[green]✓[/green] {escape(message)}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

@@ -1,0 +1,38 @@
+"""``meshpipe platform``: the AWS environment, build bucket and service pipeline as templates, and the bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from meshpipe.cli.output import out
+
+platform_app = typer.Typer(help="What the platform team deploys on AWS: templates and the build bundle.",
+                           no_args_is_help=True)
+
+
+@platform_app.command("render")
+def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g. demo.")],
+           output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
+           branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
+           platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies.")] = None,
+           ) -> None:
+    """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
+    from meshpipe.platform import load_platform_file
+    from meshpipe.platform_render import write_platform
+
+    policy = load_platform_file(str(platform)).policy if platform else None
+    for path in write_platform(env, output_dir, policy=policy, branch=branch):
+        out.print(escape(str(path)))
+
+
+@platform_app.command("bundle")
+def bundle(output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the zip.")] = Path("."),
+           ) -> None:
+    """Build the zip the pipeline's Build stage installs meshpipe from."""
+    from meshpipe.bundle import build_bundle
+
+    out.print(escape(str(build_bundle(output_dir))))
