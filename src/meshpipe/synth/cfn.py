@@ -53,7 +53,8 @@ def output(value: Any, description: str | None = None, export: Any = None) -> Js
 
 
 def template(resources: Json, *, description: str | None = None, parameters: Json | None = None,
-             outputs: Json | None = None, conditions: Json | None = None, mappings: Json | None = None) -> Json:
+             outputs: Json | None = None, conditions: Json | None = None,
+             mappings: Json | None = None) -> Json:
     out: Json = {"AWSTemplateFormatVersion": "2010-09-09"}
     if description:
         out["Description"] = description
@@ -67,5 +68,5 @@ def template(resources: Json, *, description: str | None = None, parameters: Jso
 
 
 def template_json(tpl: Json) -> str:
-    """The template's bytes: same template, same text (keys keep their insertion order, which builders fix)."""
+    """The template's bytes: same template, same text (keys keep the insertion order builders fix)."""
     return json.dumps(tpl, indent=1, ensure_ascii=False) + "\n"
