@@ -10,6 +10,7 @@ import typer
 from meshpipe import __version__
 from meshpipe.cli import core_cmds, ops_cmds
 from meshpipe.cli.platform_cmds import platform_app
+from meshpipe.cli.rollout_cmds import rollout_app
 
 app = typer.Typer(
     name="meshpipe",
@@ -42,6 +43,7 @@ app.add_typer(ops_cmds.pipeline_app, name="pipeline")
 app.add_typer(ops_cmds.route_app, name="route")
 app.command()(ops_cmds.versions)
 app.add_typer(ops_cmds.version_app, name="version")
+app.add_typer(rollout_app, name="rollout")
 
 
 @app.command()

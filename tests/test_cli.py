@@ -1,0 +1,127 @@
+"""The CLI contract of DESIGN.md: exit codes, output file names, printed stack names, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshpipe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "examples" / "hello-web-cfg" / "manifest.yaml"
+BACKEND = ROOT / "examples" / "hello-backend-cfg" / "manifest.yaml"
+PLATFORM = ROOT / "examples" / "platform.yaml"
+COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
+REFERENCE_ENV = ROOT / "tests" / "reference" / "env.txt"
+
+
+def seed_environment() -> dict[str, str]:
+    """The environment variables the seed's build ran with (tests/reference/env.txt)."""
+    env = {}
+    for line in REFERENCE_ENV.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            env[key] = value.split("#", 1)[0].strip()
+    return env
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Path:
+    path = tmp_path / "manifest.yaml"
+    path.write_text("Task:\n  Famly: web\nAppContainer:\n  Image: nginx\n  Port: 15001\n  HealthCheckPath: /ok\n")
+    return path
+
+
+def test_validate_accepts_the_seed_manifests(capsys):
+    assert main(["validate", str(WEB), str(BACKEND)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_validate_reports_every_problem_with_file_and_line(broken, capsys):
+    assert main(["validate", str(broken)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith(str(broken))]
+    assert any(ln.startswith(f"{broken}:2: Task.Famly:") and "did you mean 'Family'" in ln for ln in lines)
+    assert any(ln.startswith(f"{broken}:4: AppContainer.Image:") for ln in lines)
+    assert len(lines) >= 3
+
+
+def test_validate_json_format_is_machine_readable(broken, capsys):
+    assert main(["validate", str(WEB), str(broken), "--format", "json"]) == 2
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["valid"] for r in reports] == [True, False]
+    assert all({"file", "line", "path", "message"} <= set(p) for p in reports[1]["problems"])
+
+
+def test_schema_is_json_schema_of_the_manifest(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert set(schema["properties"]) == {"Task", "AppContainer", "VirtualNode"}
+    assert "Task" in schema["required"] and "AppContainer" in schema["required"]
+
+
+def test_synth_writes_the_stack_template_and_prints_its_name(tmp_path, capsys):
+    code = main(["synth", str(WEB), "--commit", COMMIT, "--service", "hello-web", "--platform", str(PLATFORM),
+                 "-o", str(tmp_path)])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == "demo-hello-web-e9d5f17a"
+    written = tmp_path / "demo-hello-web-e9d5f17a.template.json"
+    template = json.loads(written.read_text())
+    assert "AWS::AppMesh::VirtualNode" in {r["Type"] for r in template["Resources"].values()}
+    assert list(tmp_path.iterdir()) == [written]
+
+
+def test_synth_reads_the_seeds_environment_variables(tmp_path):
+    env = {**seed_environment(), "SERVICE_NAME": "hello-backend", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(BACKEND), "-o", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "demo-hello-backend-e9d5f17a"
+    assert (tmp_path / "demo-hello-backend-e9d5f17a.template.json").is_file()
+
+
+def test_synth_writes_nothing_on_bad_input(broken, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    assert main(["synth", str(broken), "--commit", COMMIT, "--platform", str(PLATFORM), "-o", str(out_dir)]) == 2
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+    assert "Task.Famly" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--commit", "not-a-sha"], "CONFIG_COMMIT_ID"),
+    (["--commit", COMMIT, "--mesh", "linkerd"], "linkerd"),
+    (["--commit", COMMIT, "--service", "Bad_Name"], "service name"),
+])
+def test_synth_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, fragment):
+    out_dir = tmp_path / "out"
+    assert main(["synth", str(WEB), "--platform", str(PLATFORM), "-o", str(out_dir), *args]) == 2
+    assert fragment in capsys.readouterr().err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_synth_without_platform_reports_every_missing_variable(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(WEB), "--commit", COMMIT, "-o",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    for var in ("ENVIRONMENT_NAME", "VPC_ID", "TASK_ROLE_ARN", "VPC_SUBNET_ONE"):
+        assert var in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_route_set_rejects_app_mesh_limits_before_any_engine(capsys):
+    targets = [f"{i:08x}=10" for i in range(11)]
+    assert main(["route", "set", "hello-backend", *targets, "--env", "demo"]) == 2
+    assert "1-10 weighted targets" in capsys.readouterr().err
+    assert main(["route", "set", "hello-backend", "e9d5f17a=0"]) == 2
+    assert main(["route", "set", "hello-backend", "e9d5f17a=101"]) == 2
