@@ -1,0 +1,91 @@
+"""The one place meshpipe touches boto3 and botocore.
+
+Everything else in the AWS engine receives clients from a :class:`ClientFactory`, so tests hand in
+moto-backed or Stubber-backed clients and no test can reach real AWS by accident. The botocore exception
+classes the engine needs to recognise are re-exported from here for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+__all__ = [
+    "BotoCoreError",
+    "ClientError",
+    "ClientFactory",
+    "ConnectTimeoutError",
+    "CredentialRetrievalError",
+    "EndpointConnectionError",
+    "NoCredentialsError",
+    "NoRegionError",
+    "PartialCredentialsError",
+    "ReadTimeoutError",
+    "SessionClientFactory",
+    "client_config",
+]
+
+# botocore's own retries absorb short bursts of throttling inside one call; the engine adds a bounded
+# retry of its own around every call and every wait (see retry.py), so a long throttling spell is
+# reported clearly instead of surfacing as a traceback.
+BOTOCORE_MAX_ATTEMPTS = 5
+
+
+def client_config() -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": BOTOCORE_MAX_ATTEMPTS},
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra="meshpipe",
+    )
+
+
+class ClientFactory(Protocol):
+    """Makes (and may cache) one low-level client per AWS service name, e.g. ``"cloudformation"``."""
+
+    def client(self, service: str) -> Any: ...
+
+
+class SessionClientFactory:
+    """Clients from a boto3 session: by default the environment's credentials, profile and region.
+
+    Nothing is contacted and no credentials are read until the first client is made, so building an
+    engine never fails; a missing region or missing credentials surface on first use and are turned
+    into a :class:`~meshpipe.errors.UserError` by the engine's error mapping.
+    """
+
+    def __init__(self, session: Any | None = None, *, region: str | None = None,
+                 profile: str | None = None) -> None:
+        self._session = session
+        self._region = region
+        self._profile = profile
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            self._session = boto3.session.Session(profile_name=self._profile, region_name=self._region)
+        return self._session
+
+    @property
+    def region(self) -> str | None:
+        return self._region or self.session.region_name
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self._region,
+                                                         config=client_config())
+        return self._clients[service]
