@@ -31,8 +31,16 @@ from meshpipe.platform import (
 if TYPE_CHECKING:
     from meshpipe.synth import SynthResult
 
-__all__ = ["ValidationReport", "load", "load_platform", "resolve", "synthesize", "synth_manifest",
-           "validate_files", "write_template"]
+__all__ = [
+    "ValidationReport",
+    "load",
+    "load_platform",
+    "resolve",
+    "synth_manifest",
+    "synthesize",
+    "validate_files",
+    "write_template",
+]
 
 
 @dataclass(frozen=True)
