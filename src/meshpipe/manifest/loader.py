@@ -1,29 +1,43 @@
-"""Load and validate a manifest: every problem of a file, each with its line, at once."""
+"""Load and validate a manifest: every problem of a file, each with its line, at once.
+
+Three layers find problems, and all of them always run: the YAML reader (syntax, tags, duplicate keys,
+YAML 1.1 number forms), the model (each value's type and format, unknown and missing keys), and the
+checks between values and against the platform's policy.
+"""
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest import rules
-from meshpipe.manifest.model import AppContainer, ServiceManifest, Task, VirtualNode
-from meshpipe.manifest.yamlsafe import YamlDocument, join_path, read_yaml_file, read_yaml_text
+from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks
+from meshpipe.manifest.explain import Explainer, KeyMap, Source, describe
+from meshpipe.manifest.model import ServiceManifest
+from meshpipe.manifest.yamlsafe import YamlDocument, is_within, parse_yaml_file, parse_yaml_text
 from meshpipe.platform import PlatformPolicy
 
-# Models by manifest path, to name the allowed keys of each section.
-_SECTIONS: dict[str, type[BaseModel]] = {"": ServiceManifest, "Task": Task, "AppContainer": AppContainer,
-                                         "VirtualNode": VirtualNode}
+HINT = "see docs/manifest.md for every key and rule"
 
-_TYPE_NAMES = {
-    "int_type": "an integer", "string_type": "a string", "dict_type": "a mapping", "model_type": "a mapping",
-    "tuple_type": "a list", "list_type": "a list", "model_attributes_type": "a mapping",
+# What each field takes, in the words of the manifest reference.
+_EXPECTED = {
+    "Task": "a mapping with Family, Cpu, Memory",
+    "AppContainer": "a mapping with Image, Port, HealthCheckPath, Command",
+    "VirtualNode": "a mapping with Backends",
+    "Task.Family": "a string (the task family name)",
+    "AppContainer.Image": "a string (an image reference)",
+    "AppContainer.HealthCheckPath": "a string (a URL path)",
+    "AppContainer.Command": "a list of strings",
+    "AppContainer.Command[]": "a string",
+    "AppContainer.Environment": "a mapping of NAME: \"value\"",
+    "VirtualNode.Backends": "a list of DNS names",
+    "VirtualNode.Backends[]": "a string (a DNS name)",
 }
+KEYS = KeyMap.of(ServiceManifest, by_alias=True)
+_EXPLAINER = Explainer(KEYS, _EXPECTED)
 
 
 @dataclass(frozen=True)
@@ -35,112 +49,79 @@ class LoadedManifest:
     document: YamlDocument
 
 
-def _aliases(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
+def _source(doc: YamlDocument) -> Source:
+    return Source(doc.file, doc.line_of, doc.raw_of)
 
 
-def _path_of(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        path = join_path(path, part)
-    return path
+def _findings_to_problems(findings: list[Finding], doc: YamlDocument) -> list[Problem]:
+    return [Problem(doc.file, doc.line_of(f.path), f.path, f.message) for f in findings]
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})" if len(value) < 40 else "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
 
 
-def _problem_of(err: Any, doc: YamlDocument) -> Problem:
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    path = _path_of(loc)
-    msg = err["msg"]
-    if kind == "missing":
-        section = _path_of(loc[:-1])
-        msg = "is required"
-        if section in _SECTIONS:
-            msg += f" (keys of {section or 'the manifest'}: {', '.join(_aliases(_SECTIONS[section]))})"
-        return Problem(doc.file, doc.line_of(section), path, msg)
-    if kind == "extra_forbidden":
-        section = _path_of(loc[:-1])
-        allowed = _aliases(_SECTIONS[section]) if section in _SECTIONS else []
-        key = str(loc[-1])
-        msg = "is not a known key"
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) or [
-            a for a in allowed if a.lower() == key.lower()]
-        if close:
-            msg += f"; did you mean {close[0]!r}?"
-        if allowed:
-            msg += f"; allowed: {', '.join(allowed)}"
-        return Problem(doc.file, doc.line_of(path), path, msg)
-    if kind in _TYPE_NAMES:
-        msg = f"must be {_TYPE_NAMES[kind]}, not {_describe(err.get('input'))}"
-        if kind == "string_type" and isinstance(err.get("input"), int | float | bool):
-            msg += " (quote it)"
-    elif kind == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    return Problem(doc.file, doc.line_of(path), path, msg)
+def _model_problems(doc: YamlDocument) -> tuple[ServiceManifest | None, list[Problem]]:
+    try:
+        return ServiceManifest.model_validate(doc.data, by_alias=True, by_name=False), []
+    except PydanticValidationError as exc:
+        problems = _EXPLAINER.problems(exc.errors(), _source(doc))
+        # Where the reader already refused a value (a tag, a NUL, 0x50), the model's complaint about the
+        # null left behind would only repeat it.
+        refused = [p.path for p in doc.problems]
+        return None, [p for p in problems if not any(is_within(p.path, r) and r for r in refused)]
 
 
-def _policy_problems(m: ServiceManifest, doc: YamlDocument, policy: PlatformPolicy) -> list[Problem]:
-    problems: list[Problem] = []
-
-    def add(path: str, message: str) -> None:
-        problems.append(Problem(doc.file, doc.line_of(path), path, message))
-
-    cpu, memory = m.task.cpu, m.task.memory
-    if memory not in rules.FARGATE_SIZES[cpu]:
-        add("Task.Memory", f"{memory} MiB does not fit Cpu {cpu} on Fargate; allowed: {rules.describe_memory_choices(cpu)}")
-    if cpu > policy.max_cpu:
-        add("Task.Cpu", f"{cpu} is above the platform's limit of {policy.max_cpu} CPU units")
-    if memory > policy.max_memory:
-        add("Task.Memory", f"{memory} MiB is above the platform's limit of {policy.max_memory} MiB")
-    if m.app_container.port in policy.reserved_ports:
-        owned = ", ".join(str(p) for p in sorted(policy.reserved_ports))
-        add("AppContainer.Port", f"{m.app_container.port} belongs to the sidecar (it owns {owned}); choose another port")
-    parsed = rules.parse_image(m.app_container.image)
-    if parsed and not rules.registry_allowed(parsed[0], policy.allowed_registries):
-        add("AppContainer.Image", f"registry {parsed[0]!r} is not allowed by the platform; allowed: "
-                                  f"{', '.join(policy.allowed_registries)}")
-    return problems
+def check_document(doc: YamlDocument,
+                   policy: PlatformPolicy | None = None) -> tuple[ServiceManifest | None, list[Problem]]:
+    """Every problem of a parsed manifest, and the manifest when there are none. Pure."""
+    policy = policy or PlatformPolicy()
+    problems = list(doc.problems)
+    if not isinstance(doc.data, dict):
+        if not any(p.path == "" for p in problems):
+            what = describe(doc.data)
+            problems.append(Problem(doc.file, doc.line_of(""), "",
+                                    f"a manifest must be a mapping with Task and AppContainer, not {what}"))
+        return None, problems
+    manifest, model_problems = _model_problems(doc)
+    problems += model_problems
+    values = TrustedValues(doc.data, [p.path for p in problems])
+    problems += _findings_to_problems(cross_checks(values) + policy_checks(values, policy), doc)
+    problems = _unique(problems)
+    return (manifest if not problems else None), problems
 
 
 def validate_document(doc: YamlDocument, policy: PlatformPolicy | None = None) -> LoadedManifest:
-    """Check parsed YAML against the manifest model and the platform policy."""
-    policy = policy or PlatformPolicy()
-    if not isinstance(doc.data, dict):
-        raise ValidationError([Problem(doc.file, doc.line_of(""), "",
-                                       f"a manifest must be a mapping with Task and AppContainer, not {_describe(doc.data)}")])
-    try:
-        manifest = ServiceManifest.model_validate(doc.data)
-    except PydanticValidationError as exc:
-        problems = [_problem_of(e, doc) for e in exc.errors()]
-        raise ValidationError(problems) from None
-    problems = _policy_problems(manifest, doc, policy)
-    if problems:
-        raise ValidationError(problems)
+    """Check parsed YAML against the manifest model, the rules between values and the platform policy."""
+    manifest, problems = check_document(doc, policy)
+    if problems or manifest is None:
+        raise ValidationError(problems, hint=HINT)
     return LoadedManifest(doc.file, manifest, doc)
 
 
-def load_manifest_text(text: str | bytes, file: str = "manifest.yaml", policy: PlatformPolicy | None = None) -> LoadedManifest:
-    return validate_document(read_yaml_text(text, file), policy)
+def load_manifest_text(text: str | bytes, file: str = "manifest.yaml",
+                       policy: PlatformPolicy | None = None) -> LoadedManifest:
+    return validate_document(parse_yaml_text(text, file), policy)
 
 
 def load_manifest(path: str | os.PathLike[str], policy: PlatformPolicy | None = None) -> LoadedManifest:
     """Read and validate ``manifest.yaml``; raise :class:`ValidationError` with every problem."""
-    return validate_document(read_yaml_file(path), policy)
+    return validate_document(parse_yaml_file(path), policy)
+
+
+def enforce_policy(loaded: LoadedManifest | ServiceManifest, policy: PlatformPolicy) -> None:
+    """Check an already valid manifest against a platform's policy (it may be stricter than the one the
+    manifest was loaded with); raise :class:`ValidationError` naming each broken policy setting."""
+    if isinstance(loaded, LoadedManifest):
+        doc = loaded.document
+        data: Any = doc.data
+    else:
+        data = loaded.model_dump(by_alias=True)
+        doc = YamlDocument("manifest", data)
+    findings = policy_checks(TrustedValues(data, ()), policy)
+    if findings:
+        raise ValidationError(_findings_to_problems(findings, doc),
+                              hint="the platform's policy is set in platform.yaml")
 
 
 def manifest_schema() -> dict[str, Any]:

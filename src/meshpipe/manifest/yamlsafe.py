@@ -1,59 +1,97 @@
 """A YAML reader for untrusted input that keeps line numbers.
 
-It accepts only plain data (mappings, sequences, scalars), one document, UTF-8, bounded in bytes and in
-nodes, with no duplicate keys and no object-building tags. Instead of PyYAML's constructor it walks the
-composed node graph itself, so an alias bomb is stopped by a node budget instead of exhausting memory,
-and every value's line is known for error messages.
+It accepts only plain data (mappings, sequences, scalars), one document, UTF-8, bounded in bytes, in
+nodes, in nesting and in key length, with no duplicate keys, no NUL characters and no object-building
+tags. Instead of PyYAML's constructor it walks the composed node graph itself, so an alias bomb is stopped
+by a node budget instead of exhausting memory, and every value's line is known for error messages.
+
+Integers must be written in plain decimal: YAML 1.1 reads ``0x50`` as 80, ``010`` as 8 and ``1:20`` as 80,
+which is never what someone writing a port or a CPU size means.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from meshpipe.errors import Problem, ValidationError
 
 MAX_BYTES = 256 * 1024
 MAX_NODES = 20_000
 MAX_DEPTH = 32
+MAX_KEY_CHARS = 128
+# Every value's path is remembered for its line; long paths cost budget too, so that deep nesting under
+# long keys, multiplied by aliases, still stays within a few megabytes.
+PATH_CHARS_PER_NODE = 256
 
 try:  # the C parser is much faster; fall back when libyaml is absent
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
-_PLAIN_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    "tag:yaml.org,2002:map",
-    "tag:yaml.org,2002:seq",
-    "tag:yaml.org,2002:timestamp",
+STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# Plain scalar tags, each with the stateless constructor that turns its text into a value.
+_SCALAR_BUILDERS: dict[str, Callable[[SafeConstructor, yaml.ScalarNode], Any]] = {
+    STR_TAG: SafeConstructor.construct_yaml_str,
+    "tag:yaml.org,2002:int": SafeConstructor.construct_yaml_int,
+    "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
+    "tag:yaml.org,2002:bool": SafeConstructor.construct_yaml_bool,
+    "tag:yaml.org,2002:null": SafeConstructor.construct_yaml_null,
+    "tag:yaml.org,2002:timestamp": SafeConstructor.construct_yaml_timestamp,
 }
+# Those constructors read nothing from the constructor they are bound to, so one shared instance serves.
+_CONSTRUCTOR = SafeConstructor()
+_DECIMAL_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
 
 
 @dataclass
 class YamlDocument:
-    """Plain data read from a YAML file, with the line (1-based) of every value by its path."""
+    """Plain data read from a YAML file.
+
+    ``lines`` holds the line (1-based) of every value by its path (``Task.Cpu``, ``Command[2]``);
+    ``raw`` holds the source text of every scalar that YAML did not read as a string, so that messages can
+    say ``'on' is read as a boolean``; ``problems`` are those found while reading that did not stop it.
+    """
 
     file: str
     data: Any
     lines: dict[str, int] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
 
     def line_of(self, path: str) -> int | None:
         """Line of ``path``, or of its nearest ancestor that has one."""
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            if not path:
-                return None
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
+        return nearest_line(self.lines, path)
+
+    def raw_of(self, path: str) -> str | None:
+        return self.raw.get(path)
+
+
+def parent_path(path: str) -> str:
+    """``Task.Cpu`` -> ``Task``; ``Command[2]`` -> ``Command``; ``Task`` -> ``""``."""
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else ""
+
+
+def nearest_line(lines: Any, path: str) -> int | None:
+    """Line of ``path`` in ``lines``, or of its nearest ancestor that has one."""
+    while True:
+        line = lines.get(path)
+        if line is not None:
+            return int(line)
+        if not path:
+            return None
+        path = parent_path(path)
 
 
 def join_path(parent: str, key: object) -> str:
@@ -62,54 +100,11 @@ def join_path(parent: str, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
 
 
-class _Walker:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.lines: dict[str, int] = {}
-        self.problems: list[Problem] = []
-        self.budget = MAX_NODES
-
-    def problem(self, node: yaml.Node, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, node.start_mark.line + 1, path, message))
-
-    def walk(self, node: yaml.Node, path: str, depth: int) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise _TooBig(node)
-        if depth > MAX_DEPTH:
-            raise _TooDeep(node)
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if node.tag not in _PLAIN_TAGS:
-            self.problem(node, path, f"YAML tag {node.tag!r} is not allowed: only plain strings, numbers, "
-                                     "booleans, lists and mappings")
-            return None
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.problem(key_node, path, "YAML merge keys ('<<') are not allowed")
-                    continue
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_TAGS:
-                    self.problem(key_node, path, "mapping keys must be plain strings")
-                    continue
-                key = _scalar(key_node)
-                if not isinstance(key, str):
-                    key = str(key_node.value)
-                child = join_path(path, key)
-                if key in out:
-                    first = self.lines.get(child)
-                    self.problem(key_node, child, f"duplicate key (first defined on line {first})")
-                    continue
-                self.lines[child] = key_node.start_mark.line + 1
-                out[key] = self.walk(value_node, child, depth + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.walk(item, join_path(path, i), depth + 1) for i, item in enumerate(node.value)]
-        try:
-            return _scalar(node)
-        except (ValueError, yaml.YAMLError) as exc:
-            self.problem(node, path, f"unreadable value {node.value!r}: {exc}")
-            return None
+def is_within(path: str, ancestor: str) -> bool:
+    """Whether ``path`` is ``ancestor`` or lies inside it."""
+    if not ancestor or path == ancestor:
+        return True
+    return path.startswith(ancestor) and path[len(ancestor)] in ".["
 
 
 class _TooBig(Exception):
@@ -121,32 +116,126 @@ class _TooDeep(_TooBig):
     pass
 
 
-_SCALAR_LOADER = yaml.SafeLoader("")
+class _Walker:
+    """Turns a composed node graph into plain data, checking each node on the way."""
 
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[str, int] = {}
+        self.raw: dict[str, str] = {}
+        self.problems: list[Problem] = []
+        self.budget = MAX_NODES
 
-def _scalar(node: yaml.Node) -> Any:
-    """Resolve a plain scalar with YAML 1.1 core rules (the same types PyYAML's safe_load gives)."""
-    return _SCALAR_LOADER.construct_object(node, deep=False)
+    def problem(self, node: yaml.Node, path: str, message: str) -> None:
+        self.problems.append(Problem(self.file, node.start_mark.line + 1, path, message))
 
+    def walk(self, node: yaml.Node, path: str, depth: int) -> Any:
+        self.budget -= 1 + len(path) // PATH_CHARS_PER_NODE
+        if self.budget < 0:
+            raise _TooBig(node)
+        if depth > MAX_DEPTH:
+            raise _TooDeep(node)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            return self.walk_mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            return [self.walk(item, join_path(path, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and node.tag in _SCALAR_BUILDERS:
+            return self.scalar(node, path)
+        self.problem(node, path, f"YAML tag {shorten_tag(node.tag)} is not allowed: only plain strings, numbers, "
+                                 "booleans, lists and mappings")
+        return None
 
-def read_yaml_text(text: str | bytes, file: str) -> YamlDocument:
-    """Parse ``text``; raise :class:`ValidationError` listing every problem with its line."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_BYTES:
-            raise ValidationError([Problem(file, None, "", f"file is {len(text)} bytes; the limit is {MAX_BYTES}")])
+    def walk_mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self.problem(key_node, path, "YAML merge keys ('<<') are not allowed: write the keys out")
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_BUILDERS:
+                self.problem(key_node, path, "mapping keys must be plain strings")
+                continue
+            # A key is a name, whatever YAML would read it as: `80: x` has the key "80".
+            key = str(key_node.value)
+            if len(key) > MAX_KEY_CHARS:
+                self.problem(key_node, path, f"a key of {len(key)} characters: keys are names of at most "
+                                             f"{MAX_KEY_CHARS} characters")
+                continue
+            if "\x00" in key:
+                self.problem(key_node, path, "a key contains a NUL character")
+                continue
+            child = join_path(path, key)
+            if key in out:
+                first = self.lines.get(child)
+                self.problem(key_node, child, f"duplicate key (first defined on line {first})")
+                continue
+            self.lines[child] = key_node.start_mark.line + 1
+            out[key] = self.walk(value_node, child, depth + 1)
+        return out
+
+    def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
+        if node.tag != STR_TAG:
+            self.raw[path] = node.value
         try:
-            text = text.decode("utf-8")
+            value = _SCALAR_BUILDERS[node.tag](_CONSTRUCTOR, node)
+        except (ValueError, OverflowError, yaml.YAMLError) as exc:
+            self.problem(node, path, f"unreadable value {_short(node.value)}: {_short(str(exc), 80)}")
+            return None
+        if isinstance(value, str) and "\x00" in value:
+            self.problem(node, path, "contains a NUL character (\\0), which no file name, command or "
+                                     "environment variable can carry")
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and not _DECIMAL_INT_RE.match(node.value):
+            self.problem(node, path, f"{node.value} is read by YAML as the number {_short(value)}: write it in plain "
+                                     f"decimal ({_short(value)}), or in quotes if it is text")
+            return None
+        return value
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten_tag(tag: str) -> str:
+    """A tag as it is usually written: ``!!python/object:os.system``, not its expanded URI."""
+    return repr(_short(tag.replace("tag:yaml.org,2002:", "!!", 1), 60))
+
+
+def _line_at(text: str, position: int) -> int:
+    return text.count("\n", 0, max(position, 0)) + 1
+
+
+def _decode(raw: str | bytes, file: str) -> str:
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_BYTES:
+            raise ValidationError([Problem(file, None, "", f"file is {len(raw)} bytes; the limit is {MAX_BYTES} "
+                                                           f"({MAX_BYTES // 1024} KiB)")])
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
-            raise ValidationError([Problem(file, line, "", f"not valid UTF-8 (byte {exc.start})")]) from None
-    elif len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise ValidationError([Problem(file, None, "", f"file is larger than the limit of {MAX_BYTES} bytes")])
-    if text.startswith("\ufeff"):
-        text = text[1:]
+            line = raw[: exc.start].count(b"\n") + 1
+            message = f"not valid UTF-8 (byte {exc.start} is {raw[exc.start]:#04x}): save the file as UTF-8"
+            raise ValidationError([Problem(file, line, "", message)]) from None
+    else:
+        try:
+            size = len(raw.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            line = _line_at(raw, exc.start)
+            raise ValidationError([Problem(file, line, "", "text with characters that UTF-8 cannot encode")]) from None
+        if size > MAX_BYTES:
+            raise ValidationError([Problem(file, None, "", f"file is {size} bytes; the limit is {MAX_BYTES} "
+                                                           f"({MAX_BYTES // 1024} KiB)")])
+        text = raw
+    return text.removeprefix("\ufeff")
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
     try:
         loader = _Loader(text)
         try:
-            node = loader.get_single_node()
+            node: yaml.Node | None = loader.get_single_node()
+            return node
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -155,11 +244,29 @@ def read_yaml_text(text: str | bytes, file: str) -> YamlDocument:
         what = exc.problem or exc.context or "invalid YAML"
         if "expected a single document" in str(exc):
             what = "only one YAML document is allowed ('---' starts a second one)"
-        raise ValidationError([Problem(file, line, "", f"YAML syntax error: {what}")]) from None
+        elif "nesting depth" in what:
+            what = f"{what} (nesting is limited to {MAX_DEPTH} levels)"
+        column = f" (column {mark.column + 1})" if mark is not None and line is not None else ""
+        raise ValidationError([Problem(file, line, "", f"YAML syntax error: {_short(what, 200)}{column}")]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ValidationError([Problem(file, _line_at(text, exc.position), "",
+                                       f"YAML error: character {exc.character!r} is not allowed in YAML "
+                                       f"(position {exc.position})")]) from None
     except yaml.YAMLError as exc:
-        raise ValidationError([Problem(file, None, "", f"YAML error: {exc}")]) from None
+        raise ValidationError([Problem(file, None, "", f"YAML error: {_short(str(exc), 200)}")]) from None
     except RecursionError:
         raise ValidationError([Problem(file, None, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
+
+
+def parse_yaml_text(text: str | bytes, file: str) -> YamlDocument:
+    """Parse ``text`` into plain data, keeping problems that let reading go on in ``problems``.
+
+    Raises :class:`ValidationError` at once for what stops reading: size, encoding, syntax, too many
+    values, too deep nesting. Problems with single values (a tag, a duplicate key, a NUL) are kept so that
+    the caller can report them together with its own.
+    """
+    decoded = _decode(text, file)
+    node = _compose(decoded, file)
     if node is None:
         raise ValidationError([Problem(file, 1, "", "the file is empty: expected a mapping")])
     walker = _Walker(file)
@@ -169,14 +276,21 @@ def read_yaml_text(text: str | bytes, file: str) -> YamlDocument:
         raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "",
                                        f"nesting deeper than {MAX_DEPTH} levels")]) from None
     except _TooBig as exc:
-        raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "",
-                                       f"more than {MAX_NODES} values (aliases are expanded): refusing to read")]) from None
-    if walker.problems:
-        raise ValidationError(walker.problems)
-    return YamlDocument(file, data, walker.lines)
+        message = f"more than {MAX_NODES} values (aliases are expanded): refusing to read"
+        raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "", message)]) from None
+    return YamlDocument(file, data, walker.lines, walker.raw, walker.problems)
 
 
-def read_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
+def read_yaml_text(text: str | bytes, file: str) -> YamlDocument:
+    """Parse ``text``; raise :class:`ValidationError` listing every problem with its line."""
+    doc = parse_yaml_text(text, file)
+    if doc.problems:
+        raise ValidationError(doc.problems)
+    return doc
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> tuple[str, bytes]:
+    """Read at most one byte more than the limit, so a huge file is refused without reading it all."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
@@ -186,5 +300,18 @@ def read_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
     except IsADirectoryError:
         raise ValidationError([Problem(name, None, "", "is a directory, not a file")]) from None
     except OSError as exc:
-        raise ValidationError([Problem(name, None, "", f"cannot read: {exc.strerror}")]) from None
+        raise ValidationError([Problem(name, None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise ValidationError([Problem(name, None, "", f"file is larger than the limit of {MAX_BYTES} bytes "
+                                                       f"({MAX_BYTES // 1024} KiB)")])
+    return name, raw
+
+
+def parse_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
+    name, raw = read_file_bytes(path)
+    return parse_yaml_text(raw, name)
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
+    name, raw = read_file_bytes(path)
     return read_yaml_text(raw, name)

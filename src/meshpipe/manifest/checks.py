@@ -1,0 +1,126 @@
+"""Rules that span several manifest values, and the platform's policy.
+
+They read the manifest as parsed YAML, not as a validated model, so they run even when other parts of
+the file are wrong: a value counts as soon as it is present and nothing was reported about it (or, when
+absent, its default applies). That way a file with a misspelt key and a Cpu/Memory mismatch reports both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshpipe.manifest import rules
+from meshpipe.manifest.yamlsafe import is_within, join_path
+
+if TYPE_CHECKING:
+    from meshpipe.platform import PlatformPolicy
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem at a manifest path; the loader adds file and line."""
+
+    path: str
+    message: str
+
+
+class TrustedValues:
+    """Reads values from parsed YAML, trusting only those no problem was reported about."""
+
+    def __init__(self, data: Any, bad_paths: Iterable[str]) -> None:
+        self.data = data
+        self.bad = tuple(bad_paths)
+
+    def is_bad(self, path: str) -> bool:
+        # A value is doubtful when a problem names it, something inside it, or something that holds it.
+        return any(is_within(path, bad) or is_within(bad, path) for bad in self.bad)
+
+    def get(self, path: str, default: Any = _ABSENT) -> Any:
+        """The value at ``path`` (dotted keys), ``default`` when absent, ``_ABSENT`` when doubtful."""
+        if self.is_bad(path):
+            return _ABSENT
+        node = self.data
+        for key in path.split("."):
+            if not isinstance(node, dict):
+                return _ABSENT
+            if key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def cross_checks(values: TrustedValues) -> list[Finding]:
+    """Rules between values of one manifest: they hold on every platform."""
+    found: list[Finding] = []
+    cpu = _int(values.get("Task.Cpu", rules.DEFAULT_CPU))
+    memory = _int(values.get("Task.Memory", rules.DEFAULT_MEMORY))
+    if cpu is not None and memory is not None and (problem := rules.memory_fit_problem(cpu, memory)):
+        found.append(Finding("Task.Memory", problem))
+
+    command = values.get("AppContainer.Command", _ABSENT)
+    if command is None:
+        # The model takes None as "the image's default", but a key written with no value is a slip.
+        found.append(Finding("AppContainer.Command", "has no value (null): give a list of strings, or leave the "
+                                                     "key out to use the image's default command"))
+    if isinstance(command, list) and (problem := rules.command_problem(command)):
+        found.append(Finding("AppContainer.Command", problem))
+
+    environment = values.get("AppContainer.Environment", None)
+    if isinstance(environment, dict) and len(environment) > rules.ENV_VARS_MAX:
+        found.append(Finding("AppContainer.Environment",
+                             f"has {len(environment)} variables; at most {rules.ENV_VARS_MAX} are allowed"))
+
+    backends = values.get("VirtualNode.Backends", None)
+    if isinstance(backends, list):
+        if len(backends) > rules.MAX_BACKENDS:
+            found.append(Finding("VirtualNode.Backends",
+                                 f"has {len(backends)} entries; App Mesh allows at most {rules.MAX_BACKENDS}"))
+        first_at: dict[str, int] = {}
+        for i, name in enumerate(backends):
+            path = join_path("VirtualNode.Backends", i)
+            if not isinstance(name, str) or values.is_bad(path):
+                continue
+            if name in first_at:
+                found.append(Finding(path, f"{rules.shorten(name)} is listed twice (first as item {first_at[name]}); "
+                                           "each backend once"))
+            else:
+                first_at[name] = i
+    return found
+
+
+def policy_checks(values: TrustedValues, policy: PlatformPolicy) -> list[Finding]:
+    """The platform's limits on manifests; every message names the policy setting it breaks."""
+    found: list[Finding] = []
+    cpu = _int(values.get("Task.Cpu", rules.DEFAULT_CPU))
+    memory = _int(values.get("Task.Memory", rules.DEFAULT_MEMORY))
+    if cpu is not None and cpu > policy.max_cpu:
+        found.append(Finding("Task.Cpu", f"{cpu} CPU units break the platform policy max_cpu: "
+                                         f"at most {policy.max_cpu}"))
+    if memory is not None and memory > policy.max_memory:
+        found.append(Finding("Task.Memory", f"{memory} MiB breaks the platform policy max_memory: "
+                                            f"at most {policy.max_memory} MiB"))
+    port = _int(values.get("AppContainer.Port", rules.DEFAULT_PORT))
+    if port is not None and port in policy.reserved_ports:
+        owned = ", ".join(str(p) for p in sorted(policy.reserved_ports))
+        found.append(Finding("AppContainer.Port",
+                             f"{port} belongs to the Envoy sidecar (it owns {owned}: policy proxy_ingress_port, "
+                             "proxy_egress_port, envoy_admin_port); choose another port"))
+    image = _str(values.get("AppContainer.Image"))
+    parsed = rules.parse_image(image) if image is not None else None
+    if parsed and not rules.registry_allowed(parsed[0], policy.allowed_registries):
+        found.append(Finding("AppContainer.Image",
+                             f"registry {parsed[0]!r} breaks the platform policy allowed_registries; allowed: "
+                             f"{', '.join(policy.allowed_registries)}"))
+    return found
