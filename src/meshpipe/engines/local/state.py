@@ -1,0 +1,783 @@
+"""The local engine's state: one SQLite file per environment.
+
+It plays the part of CloudFormation, App Mesh and ECS's records: which services and versions exist, the
+template and resolved model each version was deployed from, routes, gateway routes, which tasks should
+run and the processes that run them, pipeline runs with their stage logs, and an event log.
+
+Rules that keep it safe to crash at any moment:
+
+* every change that touches more than one row happens in one transaction (``BEGIN IMMEDIATE``), so a
+  reader (or a daemon restarting after a crash) sees all of it or none of it;
+* WAL mode, so the CLI can read while the daemon writes, and a busy timeout instead of "database is
+  locked" errors when two writers meet;
+* the schema is versioned with ``PRAGMA user_version`` and migrated forward in a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from meshpipe.errors import ConflictError, NotFoundError, OperationError
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+MAX_EVENTS = 5_000
+MAX_STAGE_LOG_CHARS = 256 * 1024
+
+# Stack statuses, spelled as CloudFormation spells them.
+CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+CREATE_COMPLETE = "CREATE_COMPLETE"
+CREATE_FAILED = "CREATE_FAILED"
+DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+
+# Task states.
+DESIRED_RUNNING = "RUNNING"
+DESIRED_STOPPED = "STOPPED"
+PENDING = "PENDING"
+STARTING = "STARTING"
+HEALTHY = "HEALTHY"
+UNHEALTHY = "UNHEALTHY"
+STOPPED = "STOPPED"
+
+# Pipeline run and stage statuses, spelled as CodePipeline spells them.
+RUN_IN_PROGRESS = "InProgress"
+RUN_SUCCEEDED = "Succeeded"
+RUN_FAILED = "Failed"
+STAGE_NAMES = ("Source", "Build", "Deploy")
+
+_SCHEMA_V1 = """
+CREATE TABLE environment (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    name              TEXT NOT NULL,
+    namespace         TEXT NOT NULL,
+    created_at        TEXT NOT NULL,
+    gateway_port      INTEGER,
+    config_generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE services (
+    name            TEXT PRIMARY KEY,
+    virtual_service TEXT NOT NULL UNIQUE,
+    router          TEXT NOT NULL,
+    repo_path       TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE versions (
+    service       TEXT NOT NULL REFERENCES services(name),
+    version       TEXT NOT NULL,
+    commit_id     TEXT NOT NULL,
+    stack_name    TEXT NOT NULL UNIQUE,
+    status        TEXT NOT NULL,
+    reason        TEXT NOT NULL DEFAULT '',
+    desired_tasks INTEGER NOT NULL,
+    template_json TEXT NOT NULL,
+    resolved_json TEXT NOT NULL,
+    run_id        TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE routes (
+    service              TEXT PRIMARY KEY REFERENCES services(name),
+    prefix               TEXT NOT NULL,
+    method               TEXT,
+    priority             INTEGER NOT NULL,
+    max_retries          INTEGER NOT NULL,
+    per_retry_timeout_ms INTEGER NOT NULL,
+    timeout_ms           INTEGER NOT NULL,
+    updated_at           TEXT NOT NULL
+);
+CREATE TABLE route_targets (
+    service  TEXT NOT NULL REFERENCES routes(service) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    version  TEXT NOT NULL,
+    weight   INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
+    PRIMARY KEY (service, position),
+    FOREIGN KEY (service, version) REFERENCES versions(service, version)
+);
+CREATE TABLE gateway_routes (
+    name           TEXT PRIMARY KEY,
+    prefix         TEXT NOT NULL UNIQUE,
+    service        TEXT NOT NULL REFERENCES services(name),
+    namespace      TEXT NOT NULL,
+    rewrite_prefix INTEGER NOT NULL,
+    created_at     TEXT NOT NULL
+);
+CREATE TABLE tasks (
+    task_id      TEXT PRIMARY KEY,
+    service      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    slot         INTEGER NOT NULL,
+    desired      TEXT NOT NULL,
+    actual       TEXT NOT NULL,
+    app_port     INTEGER,
+    ingress_port INTEGER,
+    egress_port  INTEGER,
+    admin_port   INTEGER,
+    restarts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT NOT NULL DEFAULT '',
+    updated_at   TEXT NOT NULL,
+    FOREIGN KEY (service, version) REFERENCES versions(service, version) ON DELETE CASCADE
+);
+CREATE TABLE processes (
+    pid        INTEGER PRIMARY KEY,
+    started    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    task_id    TEXT,
+    argv       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE pipeline_runs (
+    run_id      TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+    ref         TEXT NOT NULL,
+    old_commit  TEXT,
+    commit_id   TEXT,
+    status      TEXT NOT NULL,
+    version     TEXT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX pipeline_runs_by_service ON pipeline_runs(service, seq);
+CREATE TABLE pipeline_stages (
+    run_id   TEXT NOT NULL REFERENCES pipeline_runs(run_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    log      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, position)
+);
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    service TEXT,
+    version TEXT,
+    message TEXT NOT NULL
+);
+"""
+
+# MIGRATIONS[n] takes a database at user_version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    name: str
+    namespace: str
+    created_at: str
+    gateway_port: int | None
+    config_generation: int
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    virtual_service: str
+    router: str
+    repo_path: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    service: str
+    version: str
+    commit: str
+    stack_name: str
+    status: str
+    reason: str
+    desired_tasks: int
+    template: dict[str, Any]
+    resolved: dict[str, Any]
+    run_id: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: str
+    service: str
+    version: str
+    slot: int
+    desired: str
+    actual: str
+    app_port: int | None = None
+    ingress_port: int | None = None
+    egress_port: int | None = None
+    admin_port: int | None = None
+    restarts: int = 0
+    last_error: str = ""
+    updated_at: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    pid: int
+    started: str
+    role: str  # gateway | app | sidecar
+    task_id: str | None
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str
+    status: str
+    log: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    seq: int
+    service: str
+    ref: str
+    old_commit: str | None
+    commit: str | None
+    status: str
+    version: str | None
+    started_at: str
+    finished_at: str | None
+    stages: tuple[StageRow, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    at: str
+    kind: str
+    service: str | None
+    version: str | None
+    message: str
+
+
+def task_id_of(service: str, version: str, slot: int) -> str:
+    return f"{service}-{version}-{slot}"
+
+
+class StateStore:
+    """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime] = utc_now) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._migrate()
+
+    # --- connections and transactions ----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+            except sqlite3.Error as exc:
+                raise OperationError(f"cannot open {self.path}: {exc}") from None
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives a crash of any process; only an OS crash may lose the last commit.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested uses join the outer one, so helpers compose."""
+        conn = self._conn()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+            raise
+        self._local.depth = 0
+        conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def now(self) -> str:
+        return _iso(self._clock())
+
+    def _migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        with self.transaction():
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise OperationError(f"{self.path} has schema version {current}; this meshpipe knows up to "
+                                     f"{SCHEMA_VERSION}", hint="upgrade meshpipe")
+            for step in range(current, SCHEMA_VERSION):
+                # executescript would commit the open transaction; run the statements one by one instead.
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            if current != SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])
+
+    # --- environment ---------------------------------------------------------------------------------
+
+    def init_environment(self, name: str, namespace: str) -> EnvironmentRow:
+        """Record the environment once; later calls return the existing record."""
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO environment (id, name, namespace, created_at) VALUES (1, ?, ?, ?)",
+                       (name, namespace, self.now()))
+            self._event(tx, "environment", f"environment {name} recorded")
+        env = self.environment()
+        assert env is not None
+        return env
+
+    def environment(self) -> EnvironmentRow | None:
+        rows = self._read("SELECT * FROM environment WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return EnvironmentRow(r["name"], r["namespace"], r["created_at"], r["gateway_port"], r["config_generation"])
+
+    def set_gateway_port(self, port: int) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE environment SET gateway_port = ? WHERE id = 1", (port,))
+
+    def next_generation(self) -> int:
+        """A config generation number that never repeats, across daemon restarts too."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE environment SET config_generation = config_generation + 1 WHERE id = 1")
+            row = tx.execute("SELECT config_generation FROM environment WHERE id = 1").fetchone()
+        if row is None:
+            raise OperationError("the environment is not recorded in state.db")
+        return int(row[0])
+
+    # --- services ------------------------------------------------------------------------------------
+
+    def add_service(self, name: str, virtual_service: str, router: str, repo_path: str) -> ServiceRow:
+        with self.transaction() as tx:
+            if tx.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
+                raise ConflictError(f"a pipeline for {name!r} already exists")
+            tx.execute("INSERT INTO services (name, virtual_service, router, repo_path, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (name, virtual_service, router, repo_path, self.now()))
+            self._event(tx, "pipeline", f"virtual service {virtual_service} with router {router} created", name)
+        row = self.service(name)
+        assert row is not None
+        return row
+
+    def service(self, name: str) -> ServiceRow | None:
+        rows = self._read("SELECT * FROM services WHERE name = ?", (name,))
+        return self._service_row(rows[0]) if rows else None
+
+    def require_service(self, name: str) -> ServiceRow:
+        row = self.service(name)
+        if row is None:
+            raise NotFoundError(f"service {name!r} has no pipeline in this environment",
+                                hint=f"create it with: meshpipe pipeline create {name}")
+        return row
+
+    def services(self) -> list[ServiceRow]:
+        return [self._service_row(r) for r in self._read("SELECT * FROM services ORDER BY name")]
+
+    @staticmethod
+    def _service_row(r: sqlite3.Row) -> ServiceRow:
+        return ServiceRow(r["name"], r["virtual_service"], r["router"], r["repo_path"], r["created_at"])
+
+    def delete_service(self, name: str) -> None:
+        """Remove a service with its route and runs; refused while versions or gateway routes use it."""
+        with self.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM services WHERE name = ?", (name,)).fetchone():
+                raise NotFoundError(f"service {name!r} has no pipeline in this environment")
+            versions = [r[0] for r in tx.execute("SELECT version FROM versions WHERE service = ? ORDER BY version",
+                                                 (name,))]
+            if versions:
+                raise ConflictError(f"{name} still has {len(versions)} version(s): {', '.join(versions)}",
+                                    hint=f"delete them first: meshpipe version delete {name} VERSION")
+            gateways = [r[0] for r in tx.execute("SELECT name FROM gateway_routes WHERE service = ?", (name,))]
+            if gateways:
+                raise ConflictError(f"gateway route(s) {', '.join(gateways)} send traffic to {name}",
+                                    hint="delete them first: meshpipe route gateway-delete NAME")
+            tx.execute("DELETE FROM routes WHERE service = ?", (name,))
+            tx.execute("DELETE FROM pipeline_runs WHERE service = ?", (name,))
+            tx.execute("DELETE FROM services WHERE name = ?", (name,))
+            self._event(tx, "pipeline", f"pipeline, virtual service and router of {name} deleted", name)
+
+    # --- versions (stacks) ---------------------------------------------------------------------------
+
+    def create_version(self, service: str, version: str, commit: str, stack_name: str, desired_tasks: int,
+                       template: dict[str, Any], resolved: dict[str, Any], run_id: str | None,
+                       status: str = CREATE_IN_PROGRESS, reason: str = "") -> VersionRow:
+        """Record a new stack and its tasks in one transaction."""
+        now = self.now()
+        with self.transaction() as tx:
+            self._require_service_tx(tx, service)
+            if tx.execute("SELECT 1 FROM versions WHERE service = ? AND version = ?", (service, version)).fetchone():
+                raise ConflictError(f"version {version} of {service} already exists (stack {stack_name})")
+            tx.execute(
+                "INSERT INTO versions (service, version, commit_id, stack_name, status, reason, desired_tasks, "
+                "template_json, resolved_json, run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (service, version, commit, stack_name, status, reason, desired_tasks,
+                 json.dumps(template, sort_keys=True), json.dumps(resolved, sort_keys=True), run_id, now, now))
+            if status != CREATE_FAILED:
+                for slot in range(1, desired_tasks + 1):
+                    tx.execute("INSERT INTO tasks (task_id, service, version, slot, desired, actual, updated_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (task_id_of(service, version, slot), service, version, slot, DESIRED_RUNNING,
+                                PENDING, now))
+            self._event(tx, "stack", f"stack {stack_name} {status}" + (f": {reason}" if reason else ""),
+                        service, version)
+        row = self.version(service, version)
+        assert row is not None
+        return row
+
+    def version(self, service: str, version: str) -> VersionRow | None:
+        rows = self._read("SELECT * FROM versions WHERE service = ? AND version = ?", (service, version))
+        return self._version_row(rows[0]) if rows else None
+
+    def versions(self, service: str | None = None) -> list[VersionRow]:
+        if service is None:
+            rows = self._read("SELECT * FROM versions ORDER BY service, created_at, version")
+        else:
+            rows = self._read("SELECT * FROM versions WHERE service = ? ORDER BY created_at, version", (service,))
+        return [self._version_row(r) for r in rows]
+
+    @staticmethod
+    def _version_row(r: sqlite3.Row) -> VersionRow:
+        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
+                          r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
+                          r["run_id"], r["created_at"], r["updated_at"])
+
+    def set_version_status(self, service: str, version: str, status: str, reason: str = "") -> None:
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE versions SET status = ?, reason = ?, updated_at = ? WHERE service = ? AND "
+                             "version = ?", (status, reason, self.now(), service, version))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"version {version} of {service} does not exist")
+            if status == CREATE_FAILED:
+                # A failed stack rolls back: its tasks must not run.
+                tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ?",
+                           (DESIRED_STOPPED, self.now(), service, version))
+            self._event(tx, "stack", f"stack {self._stack_name(tx, service, version)} {status}"
+                        + (f": {reason}" if reason else ""), service, version)
+
+    @staticmethod
+    def _stack_name(tx: sqlite3.Connection, service: str, version: str) -> str:
+        row = tx.execute("SELECT stack_name FROM versions WHERE service = ? AND version = ?",
+                         (service, version)).fetchone()
+        return row[0] if row else f"{service}-{version}"
+
+    def delete_version(self, service: str, version: str, force: bool = False) -> Route | None:
+        """Remove a stack, its tasks and its place in the route; returns the route as it is afterwards.
+
+        Refused while the version carries weight unless ``force``: then its targets are dropped, and a
+        route left with no weight at all is deleted (the virtual service then answers 503).
+        """
+        with self.transaction() as tx:
+            row = tx.execute("SELECT stack_name FROM versions WHERE service = ? AND version = ?",
+                             (service, version)).fetchone()
+            if row is None:
+                raise NotFoundError(f"version {version} of {service} does not exist",
+                                    hint=f"list versions with: meshpipe versions {service}")
+            weight = tx.execute("SELECT COALESCE(SUM(weight), 0) FROM route_targets WHERE service = ? AND "
+                                "version = ?", (service, version)).fetchone()[0]
+            if weight and not force:
+                raise ConflictError(f"version {version} of {service} carries {weight} % of its traffic",
+                                    hint="move the traffic first (meshpipe route set ...), or pass --force")
+            tx.execute("DELETE FROM route_targets WHERE service = ? AND version = ?", (service, version))
+            left = tx.execute("SELECT COALESCE(SUM(weight), 0) FROM route_targets WHERE service = ?",
+                              (service,)).fetchone()[0]
+            if not left:
+                tx.execute("DELETE FROM routes WHERE service = ?", (service,))
+            else:
+                self._renumber_targets(tx, service)
+            tx.execute("DELETE FROM tasks WHERE service = ? AND version = ?", (service, version))
+            tx.execute("DELETE FROM versions WHERE service = ? AND version = ?", (service, version))
+            self._event(tx, "stack", f"stack {row[0]} deleted" + (" (forced)" if weight else ""), service, version)
+        return self.route(service)
+
+    @staticmethod
+    def _renumber_targets(tx: sqlite3.Connection, service: str) -> None:
+        rows = tx.execute("SELECT version, weight FROM route_targets WHERE service = ? ORDER BY position",
+                          (service,)).fetchall()
+        tx.execute("DELETE FROM route_targets WHERE service = ?", (service,))
+        for i, r in enumerate(rows):
+            tx.execute("INSERT INTO route_targets (service, position, version, weight) VALUES (?, ?, ?, ?)",
+                       (service, i, r[0], r[1]))
+
+    # --- routes --------------------------------------------------------------------------------------
+
+    def set_route(self, route: Route) -> Route:
+        """Replace a service's route. Every target must be a deployed (CREATE_COMPLETE) version."""
+        with self.transaction() as tx:
+            self._require_service_tx(tx, route.service)
+            for t in route.targets:
+                r = tx.execute("SELECT status, reason FROM versions WHERE service = ? AND version = ?",
+                               (route.service, t.version)).fetchone()
+                if r is None:
+                    raise NotFoundError(f"version {t.version} of {route.service} does not exist",
+                                        hint=f"list versions with: meshpipe versions {route.service}")
+                if r["status"] != CREATE_COMPLETE:
+                    why = f" ({r['reason']})" if r["reason"] else ""
+                    raise ConflictError(f"version {t.version} of {route.service} is {r['status']}{why}; only "
+                                        f"{CREATE_COMPLETE} versions can take traffic")
+            now = self.now()
+            tx.execute("DELETE FROM routes WHERE service = ?", (route.service,))
+            tx.execute("INSERT INTO routes (service, prefix, method, priority, max_retries, per_retry_timeout_ms, "
+                       "timeout_ms, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (route.service, route.prefix, route.method, route.priority, route.max_retries,
+                        route.per_retry_timeout_ms, route.timeout_ms, now))
+            for i, t in enumerate(route.targets):
+                tx.execute("INSERT INTO route_targets (service, position, version, weight) VALUES (?, ?, ?, ?)",
+                           (route.service, i, t.version, t.weight))
+            spread = ", ".join(f"{t.version}={t.weight}" for t in route.targets)
+            self._event(tx, "route", f"route {route.name} set: {spread}", route.service)
+        return route
+
+    def route(self, service: str) -> Route | None:
+        return self.routes(service).get(service)
+
+    def routes(self, service: str | None = None) -> dict[str, Route]:
+        where, args = ("WHERE service = ?", (service,)) if service is not None else ("", ())
+        routes = self._read(f"SELECT * FROM routes {where} ORDER BY service", args)
+        targets = self._read(f"SELECT * FROM route_targets {where} ORDER BY service, position", args)
+        by_service: dict[str, list[WeightedTarget]] = {}
+        for t in targets:
+            by_service.setdefault(t["service"], []).append(WeightedTarget(t["version"], t["weight"]))
+        return {r["service"]: Route(service=r["service"], targets=tuple(by_service.get(r["service"], ())),
+                                    prefix=r["prefix"], method=r["method"], priority=r["priority"],
+                                    max_retries=r["max_retries"], per_retry_timeout_ms=r["per_retry_timeout_ms"],
+                                    timeout_ms=r["timeout_ms"])
+                for r in routes}
+
+    def delete_route(self, service: str) -> None:
+        with self.transaction() as tx:
+            self._require_service_tx(tx, service)
+            cur = tx.execute("DELETE FROM routes WHERE service = ?", (service,))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"{service} has no route")
+            self._event(tx, "route", f"route r-{service} deleted", service)
+
+    def weights(self, service: str) -> dict[str, int]:
+        route = self.route(service)
+        return {t.version: t.weight for t in route.targets} if route else {}
+
+    # --- gateway routes ------------------------------------------------------------------------------
+
+    def put_gateway_route(self, gr: GatewayRoute) -> GatewayRoute:
+        with self.transaction() as tx:
+            self._require_service_tx(tx, gr.service)
+            clash = tx.execute("SELECT name FROM gateway_routes WHERE prefix = ? AND name != ?",
+                               (gr.prefix, gr.name)).fetchone()
+            if clash:
+                raise ConflictError(f"gateway route {clash[0]} already matches prefix {gr.prefix}")
+            old = tx.execute("SELECT created_at FROM gateway_routes WHERE name = ?", (gr.name,)).fetchone()
+            tx.execute("INSERT OR REPLACE INTO gateway_routes (name, prefix, service, namespace, rewrite_prefix, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (gr.name, gr.prefix, gr.service, gr.namespace, int(gr.rewrite_prefix),
+                        old[0] if old else self.now()))
+            self._event(tx, "gateway-route", f"gateway route {gr.name}: {gr.prefix} -> {gr.virtual_service}",
+                        gr.service)
+        return gr
+
+    def gateway_routes(self) -> list[GatewayRoute]:
+        return [GatewayRoute(name=r["name"], prefix=r["prefix"], service=r["service"], namespace=r["namespace"],
+                             rewrite_prefix=bool(r["rewrite_prefix"]))
+                for r in self._read("SELECT * FROM gateway_routes ORDER BY name")]
+
+    def delete_gateway_route(self, name: str) -> None:
+        with self.transaction() as tx:
+            cur = tx.execute("DELETE FROM gateway_routes WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"gateway route {name!r} does not exist")
+            self._event(tx, "gateway-route", f"gateway route {name} deleted")
+
+    # --- tasks ---------------------------------------------------------------------------------------
+
+    def tasks(self, service: str | None = None, version: str | None = None) -> list[TaskRow]:
+        sql, args = "SELECT * FROM tasks", ()  # type: tuple[str, tuple[Any, ...]]
+        if service is not None and version is not None:
+            sql, args = sql + " WHERE service = ? AND version = ?", (service, version)
+        elif service is not None:
+            sql, args = sql + " WHERE service = ?", (service,)
+        rows = self._read(sql + " ORDER BY service, version, slot", args)
+        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], r["desired"], r["actual"],
+                        r["app_port"], r["ingress_port"], r["egress_port"], r["admin_port"], r["restarts"],
+                        r["last_error"], r["updated_at"]) for r in rows]
+
+    def update_task(self, task_id: str, **values: Any) -> None:
+        allowed = {"actual", "desired", "app_port", "ingress_port", "egress_port", "admin_port", "restarts",
+                   "last_error"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"unknown task fields {sorted(unknown)}")
+        if not values:
+            return
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self.transaction() as tx:
+            tx.execute(f"UPDATE tasks SET {cols}, updated_at = ? WHERE task_id = ?",
+                       (*values.values(), self.now(), task_id))
+
+    # --- processes -----------------------------------------------------------------------------------
+
+    def record_process(self, pid: int, started: str, role: str, task_id: str | None, argv: list[str]) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO processes (pid, started, role, task_id, argv, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (pid, started, role, task_id, json.dumps(argv), self.now()))
+
+    def forget_process(self, pid: int) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM processes WHERE pid = ?", (pid,))
+
+    def processes(self) -> list[ProcessRow]:
+        return [ProcessRow(r["pid"], r["started"], r["role"], r["task_id"], json.loads(r["argv"]))
+                for r in self._read("SELECT * FROM processes ORDER BY pid")]
+
+    # --- pipeline runs -------------------------------------------------------------------------------
+
+    def create_run(self, run_id: str, service: str, ref: str, old: str | None, commit: str | None) -> RunRow:
+        with self.transaction() as tx:
+            self._require_service_tx(tx, service)
+            seq = tx.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pipeline_runs").fetchone()[0]
+            tx.execute("INSERT INTO pipeline_runs (run_id, seq, service, ref, old_commit, commit_id, status, "
+                       "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, seq, service, ref, old, commit, RUN_IN_PROGRESS, self.now()))
+            for i, name in enumerate(STAGE_NAMES):
+                tx.execute("INSERT INTO pipeline_stages (run_id, position, name, status) VALUES (?, ?, ?, ?)",
+                           (run_id, i, name, "Pending"))
+            self._event(tx, "pipeline", f"run {run_id} started for {ref} at {(commit or '')[:8]}", service)
+        run = self.run(run_id)
+        assert run is not None
+        return run
+
+    def set_stage(self, run_id: str, stage: str, status: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE pipeline_stages SET status = ? WHERE run_id = ? AND name = ?", (status, run_id, stage))
+
+    def append_stage_log(self, run_id: str, stage: str, text: str) -> None:
+        """Add to a stage's log, keeping the newest part when it grows past its bound."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE pipeline_stages SET log = substr(log || ?, -?) WHERE run_id = ? AND name = ?",
+                       (text, MAX_STAGE_LOG_CHARS, run_id, stage))
+
+    def finish_run(self, run_id: str, status: str, version: str | None,
+                   stages: list[tuple[str, str, str | None]] | None = None) -> None:
+        """Close a run; ``stages`` = (name, status, full log or None to keep what was appended)."""
+        with self.transaction() as tx:
+            for name, stage_status, log in stages or []:
+                if log is None:
+                    tx.execute("UPDATE pipeline_stages SET status = ? WHERE run_id = ? AND name = ?",
+                               (stage_status, run_id, name))
+                else:
+                    tx.execute("UPDATE pipeline_stages SET status = ?, log = ? WHERE run_id = ? AND name = ?",
+                               (stage_status, log[-MAX_STAGE_LOG_CHARS:], run_id, name))
+            tx.execute("UPDATE pipeline_runs SET status = ?, version = ?, finished_at = ? WHERE run_id = ?",
+                       (status, version, self.now(), run_id))
+            row = tx.execute("SELECT service FROM pipeline_runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row:
+                self._event(tx, "pipeline", f"run {run_id} {status}", row[0], version)
+
+    def restart_run(self, run_id: str) -> None:
+        """Put an interrupted run back to its start, so it can be run again from Source."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE pipeline_stages SET status = 'Pending', log = '' WHERE run_id = ?", (run_id,))
+            tx.execute("UPDATE pipeline_runs SET status = ?, finished_at = NULL WHERE run_id = ?",
+                       (RUN_IN_PROGRESS, run_id))
+
+    def run(self, run_id: str) -> RunRow | None:
+        rows = self._read("SELECT * FROM pipeline_runs WHERE run_id = ?", (run_id,))
+        return self._runs_with_stages(rows)[0] if rows else None
+
+    def runs(self, service: str | None = None, status: str | None = None) -> list[RunRow]:
+        """Runs, newest first."""
+        conds, args = [], []  # type: list[str], list[Any]
+        if service is not None:
+            conds.append("service = ?")
+            args.append(service)
+        if status is not None:
+            conds.append("status = ?")
+            args.append(status)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        return self._runs_with_stages(self._read(f"SELECT * FROM pipeline_runs {where} ORDER BY seq DESC",
+                                                 tuple(args)))
+
+    def _runs_with_stages(self, rows: list[sqlite3.Row]) -> list[RunRow]:
+        if not rows:
+            return []
+        ids = [r["run_id"] for r in rows]
+        marks = ",".join("?" * len(ids))
+        stages: dict[str, list[StageRow]] = {}
+        for s in self._read(f"SELECT * FROM pipeline_stages WHERE run_id IN ({marks}) ORDER BY run_id, position",
+                            tuple(ids)):
+            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], s["status"], s["log"]))
+        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], r["status"],
+                       r["version"], r["started_at"], r["finished_at"], tuple(stages.get(r["run_id"], ())))
+                for r in rows]
+
+    # --- events --------------------------------------------------------------------------------------
+
+    def add_event(self, kind: str, message: str, service: str | None = None, version: str | None = None) -> None:
+        with self.transaction() as tx:
+            self._event(tx, kind, message, service, version)
+
+    def _event(self, tx: sqlite3.Connection, kind: str, message: str, service: str | None = None,
+               version: str | None = None) -> None:
+        cur = tx.execute("INSERT INTO events (at, kind, service, version, message) VALUES (?, ?, ?, ?, ?)",
+                         (self.now(), kind, service, version, message))
+        if cur.lastrowid and cur.lastrowid % 500 == 0:
+            tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
+
+    def events(self, limit: int = 100, service: str | None = None) -> list[EventRow]:
+        """The newest events, oldest first."""
+        where, args = ("WHERE service = ?", (service, limit)) if service else ("", (limit,))
+        rows = self._read(f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", args)
+        return [EventRow(r["id"], r["at"], r["kind"], r["service"], r["version"], r["message"]) for r in reversed(rows)]
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_service_tx(tx: sqlite3.Connection, service: str) -> None:
+        if not tx.execute("SELECT 1 FROM services WHERE name = ?", (service,)).fetchone():
+            raise NotFoundError(f"service {service!r} has no pipeline in this environment",
+                                hint=f"create it with: meshpipe pipeline create {service}")

@@ -1,0 +1,242 @@
+"""The local engine's SQLite store: schema, transactions, refusals, crash safety."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from meshpipe.engines.local import state as st
+from meshpipe.engines.local.home import env_paths, env_paths_of_dir, meshpipe_home
+from meshpipe.engines.local.state import StateStore
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(seconds=1)
+        return self.t
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    s = StateStore(tmp_path / "state.db", clock=FakeClock())
+    s.init_environment("demo", "demo.local")
+    yield s
+    s.close()
+
+
+def _service(store: StateStore, name: str = "hello-backend") -> None:
+    store.add_service(name, f"{name}.demo.local", f"vr-{name}", f"/repos/{name}-cfg.git")
+
+
+def _version(store: StateStore, service: str, version: str, status: str = st.CREATE_COMPLETE, tasks: int = 2) -> None:
+    store.create_version(service, version, version + "0" * 32, f"demo-{service}-{version}", tasks,
+                         {"Resources": {}}, {"service": service}, run_id=None)
+    if status != st.CREATE_IN_PROGRESS:
+        store.set_version_status(service, version, status, "" if status == st.CREATE_COMPLETE else "boom")
+
+
+def test_home_defaults_and_override(tmp_path: Path) -> None:
+    assert meshpipe_home({"MESHPIPE_HOME": str(tmp_path / "h")}) == tmp_path / "h"
+    assert meshpipe_home({"HOME": str(tmp_path)}) == tmp_path / ".meshpipe"
+    paths = env_paths(tmp_path, "demo")
+    assert paths.state_db == tmp_path / "envs" / "demo" / "state.db"
+    assert paths.repo("hello-web") == tmp_path / "envs" / "demo" / "repos" / "hello-web-cfg.git"
+    assert paths.version_logs("hello-web", "e9d5f17a") == tmp_path / "envs" / "demo" / "logs" / "hello-web-e9d5f17a"
+    assert env_paths_of_dir(paths.root) == paths
+    with pytest.raises(UserError):
+        env_paths(tmp_path, "../etc")
+    with pytest.raises(UserError):
+        env_paths(tmp_path, "Demo")
+
+
+def test_schema_is_versioned_and_wal(store: StateStore, tmp_path: Path) -> None:
+    assert store.schema_version() == st.SCHEMA_VERSION
+    mode = sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    # Opening again migrates nothing and keeps the data.
+    again = StateStore(tmp_path / "state.db")
+    assert again.environment() is not None and again.environment().name == "demo"
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {st.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(OperationError, match="schema version"):
+        StateStore(db)
+
+
+def test_generation_is_monotonic_across_reopen(store: StateStore, tmp_path: Path) -> None:
+    assert [store.next_generation() for _ in range(3)] == [1, 2, 3]
+    store.close()
+    again = StateStore(tmp_path / "state.db")
+    assert again.next_generation() == 4
+    again.close()
+
+
+def test_services_and_pipeline_refusals(store: StateStore) -> None:
+    _service(store)
+    with pytest.raises(ConflictError):
+        _service(store)
+    assert [s.name for s in store.services()] == ["hello-backend"]
+    _version(store, "hello-backend", "e9d5f17a")
+    with pytest.raises(ConflictError, match="still has 1 version"):
+        store.delete_service("hello-backend")
+    store.delete_version("hello-backend", "e9d5f17a")
+    store.delete_service("hello-backend")
+    assert store.services() == []
+    with pytest.raises(NotFoundError):
+        store.delete_service("hello-backend")
+
+
+def test_gateway_route_blocks_service_delete(store: StateStore) -> None:
+    _service(store, "hello-web")
+    store.put_gateway_route(GatewayRoute("r-ingress-hello-service", "/hello-service", "hello-web", "demo.local"))
+    with pytest.raises(ConflictError, match="gateway route"):
+        store.delete_service("hello-web")
+    with pytest.raises(ConflictError, match="already matches prefix"):
+        store.put_gateway_route(GatewayRoute("other", "/hello-service", "hello-web", "demo.local"))
+    with pytest.raises(NotFoundError):
+        store.put_gateway_route(GatewayRoute("x", "/x", "nope", "demo.local"))
+    store.delete_gateway_route("r-ingress-hello-service")
+    store.delete_service("hello-web")
+
+
+def test_version_records_stack_and_tasks_together(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "e9d5f17a", status=st.CREATE_IN_PROGRESS, tasks=3)
+    v = store.version("hello-backend", "e9d5f17a")
+    assert v is not None and v.status == st.CREATE_IN_PROGRESS and v.template == {"Resources": {}}
+    tasks = store.tasks("hello-backend", "e9d5f17a")
+    assert [t.task_id for t in tasks] == [f"hello-backend-e9d5f17a-{i}" for i in (1, 2, 3)]
+    assert all(t.desired == st.DESIRED_RUNNING and t.actual == st.PENDING for t in tasks)
+    with pytest.raises(ConflictError):
+        _version(store, "hello-backend", "e9d5f17a")
+    store.set_version_status("hello-backend", "e9d5f17a", st.CREATE_FAILED, "health check never passed")
+    assert all(t.desired == st.DESIRED_STOPPED for t in store.tasks("hello-backend"))
+    assert store.version("hello-backend", "e9d5f17a").reason == "health check never passed"
+
+
+def test_failed_insert_leaves_nothing_behind(store: StateStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.create_version("ghost", "e9d5f17a", "e9d5f17a" * 5, "demo-ghost-e9d5f17a", 2, {}, {}, None)
+    assert store.versions() == [] and store.tasks() == []
+
+
+def test_transaction_is_all_or_nothing(store: StateStore) -> None:
+    _service(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_event("test", "first half")
+        _version(store, "hello-backend", "e9d5f17a", status=st.CREATE_IN_PROGRESS)
+        raise RuntimeError("crash between two writes")
+    assert store.versions() == []
+    assert not any(e.message == "first half" for e in store.events())
+
+
+def test_route_requires_deployed_versions(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "e9d5f17a")
+    _version(store, "hello-backend", "0badc0de", status=st.CREATE_FAILED)
+    with pytest.raises(NotFoundError, match="12345678"):
+        store.set_route(Route("hello-backend", (WeightedTarget("12345678", 100),)))
+    with pytest.raises(ConflictError, match="CREATE_FAILED"):
+        store.set_route(Route("hello-backend", (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10))))
+    assert store.route("hello-backend") is None
+    route = Route("hello-backend", (WeightedTarget("e9d5f17a", 100),))
+    store.set_route(route)
+    assert store.route("hello-backend") == route
+    assert store.weights("hello-backend") == {"e9d5f17a": 100}
+
+
+def test_version_delete_refused_while_weighted_unless_forced(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "e9d5f17a")
+    _version(store, "hello-backend", "0badc0de")
+    store.set_route(Route("hello-backend", (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10))))
+    with pytest.raises(ConflictError, match="carries 10 %"):
+        store.delete_version("hello-backend", "0badc0de")
+    assert store.version("hello-backend", "0badc0de") is not None
+    after = store.delete_version("hello-backend", "0badc0de", force=True)
+    assert after == Route("hello-backend", (WeightedTarget("e9d5f17a", 90),))
+    assert store.tasks("hello-backend", "0badc0de") == []
+    # Forcing away the last weighted version removes the route altogether.
+    assert store.delete_version("hello-backend", "e9d5f17a", force=True) is None
+    assert store.route("hello-backend") is None
+
+
+def test_zero_weight_version_can_be_deleted(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "e9d5f17a")
+    _version(store, "hello-backend", "0badc0de")
+    store.set_route(Route("hello-backend", (WeightedTarget("e9d5f17a", 0), WeightedTarget("0badc0de", 100))))
+    assert store.delete_version("hello-backend", "e9d5f17a") == Route(
+        "hello-backend", (WeightedTarget("0badc0de", 100),))
+
+
+def test_pipeline_runs_and_logs(store: StateStore) -> None:
+    _service(store)
+    run = store.create_run("run1", "hello-backend", "refs/heads/main", None, "e9d5f17a" * 5)
+    assert run.status == st.RUN_IN_PROGRESS and [s.name for s in run.stages] == ["Source", "Build", "Deploy"]
+    store.set_stage("run1", "Source", "InProgress")
+    store.append_stage_log("run1", "Source", "read manifest.yaml\n")
+    store.append_stage_log("run1", "Source", "ok\n")
+    store.finish_run("run1", st.RUN_FAILED, None, [("Source", "Succeeded", None), ("Build", "Failed", "bad\n"),
+                                                   ("Deploy", "Skipped", None)])
+    run = store.run("run1")
+    assert run is not None and run.status == st.RUN_FAILED and run.finished_at
+    assert [(s.name, s.status, s.log) for s in run.stages] == [
+        ("Source", "Succeeded", "read manifest.yaml\nok\n"), ("Build", "Failed", "bad\n"), ("Deploy", "Skipped", "")]
+    store.create_run("run2", "hello-backend", "refs/heads/main", None, "0badc0de" * 5)
+    assert [r.run_id for r in store.runs("hello-backend")] == ["run2", "run1"]
+    assert [r.run_id for r in store.runs(status=st.RUN_IN_PROGRESS)] == ["run2"]
+    store.restart_run("run1")
+    assert store.run("run1").status == st.RUN_IN_PROGRESS
+
+
+def test_stage_log_is_bounded(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _service(store)
+    store.create_run("run1", "hello-backend", "refs/heads/main", None, None)
+    chunk = "x" * 1000 + "\n"
+    for _ in range(300):
+        store.append_stage_log("run1", "Build", chunk)
+    store.append_stage_log("run1", "Build", "the end\n")
+    log = store.run("run1").stages[1].log
+    assert len(log) == st.MAX_STAGE_LOG_CHARS and log.endswith("the end\n")
+
+
+def test_processes_are_tracked(store: StateStore) -> None:
+    store.record_process(4242, "12345", "sidecar", "hello-web-e9d5f17a-1", ["python", "-m", "x"])
+    assert store.processes() == [st.ProcessRow(4242, "12345", "sidecar", "hello-web-e9d5f17a-1", ["python", "-m", "x"])]
+    store.forget_process(4242)
+    assert store.processes() == []
+
+
+def test_concurrent_writers_do_not_lose_updates(store: StateStore) -> None:
+    _service(store)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(20):
+                store.add_event("load", f"{n}-{i}", "hello-backend")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert len([e for e in store.events(limit=1000) if e.kind == "load"]) == 80
