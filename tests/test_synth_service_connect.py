@@ -1,0 +1,172 @@
+"""Service Connect flavour: one stack per service, ECS shifting traffic between task-definition revisions."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from meshpipe.errors import ValidationError
+from meshpipe.platform import TrafficShift, settings_from_mapping
+from meshpipe.synth.service_connect import stack_name, synth_service_connect
+
+
+def _cases() -> ModuleType:
+    name = "meshpipe_synth_cases"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "golden" / "regen.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+cases = _cases()
+
+
+def web(commit: str = cases.REFERENCE_COMMIT, **policy: Any) -> dict[str, Any]:
+    return synth_service_connect(cases.sample_version("hello-web", commit, settings=cases.platform(**policy)))
+
+
+def props(tpl: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return tpl["Resources"][logical_id]["Properties"]
+
+
+def test_no_app_mesh_no_envoy_no_own_cloud_map_service() -> None:
+    tpl = web()
+    assert {k: v["Type"] for k, v in tpl["Resources"].items()} == {
+        "ExecutionRolePolicy": "AWS::IAM::Policy",
+        "TaskDefinition": "AWS::ECS::TaskDefinition",
+        "Service": "AWS::ECS::Service",
+        "ScalableTarget": "AWS::ApplicationAutoScaling::ScalableTarget",
+        "ScalingPolicy": "AWS::ApplicationAutoScaling::ScalingPolicy",
+    }
+    td = props(tpl, "TaskDefinition")
+    assert [c["Name"] for c in td["ContainerDefinitions"]] == ["app"]
+    assert "ProxyConfiguration" not in td
+    app = td["ContainerDefinitions"][0]
+    assert "DependsOn" not in app
+    assert "ServiceRegistries" not in props(tpl, "Service")
+
+
+def test_one_stack_per_service_named_without_the_version() -> None:
+    version = cases.sample_version("hello-backend", "0badc0de" * 5)
+    assert stack_name(version) == "demo-hello-backend"
+    assert props(synth_service_connect(version), "Service")["ServiceName"] == "hello-backend"
+    assert props(synth_service_connect(version), "ExecutionRolePolicy")["PolicyName"] == "demo-hello-backend-logs"
+
+
+def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None:
+    settings = cases.platform().model_copy(update={
+        "namespace_name": "prod.internal",
+        "namespace_arn": "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001",
+    })
+    version = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST, service="orders", settings=settings)
+    tpl = synth_service_connect(version)
+    app = props(tpl, "TaskDefinition")["ContainerDefinitions"][0]
+    assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp", "Name": "http", "AppProtocol": "http"}]
+    sc = props(tpl, "Service")["ServiceConnectConfiguration"]
+    assert sc["Enabled"] is True
+    assert sc["Namespace"] == "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001"
+    assert sc["Services"] == [{
+        "ClientAliases": [{"DnsName": "orders.prod.internal", "Port": 8080}],
+        "DiscoveryName": "orders",
+        "PortName": "http",
+    }]
+    assert tpl["Outputs"]["DnsName"]["Value"] == "orders.prod.internal"
+
+
+def test_proxy_access_log_goes_to_the_environment_log_group() -> None:
+    sc = props(web(traffic_shift={"access_log_format": "JSON"}), "Service")["ServiceConnectConfiguration"]
+    assert sc["AccessLogConfiguration"] == {"Format": "JSON", "IncludeQueryParameters": "DISABLED"}
+    assert sc["LogConfiguration"] == {"LogDriver": "awslogs", "Options": {
+        "awslogs-group": "demo-cluster", "awslogs-stream-prefix": "envoy-hello-web-e9d5f17a",
+        "awslogs-region": "us-east-1"}}
+
+
+def test_default_strategy_is_the_seeds_ten_percent_canary() -> None:
+    service = props(web(), "Service")
+    assert service["DeploymentController"] == {"Type": "ECS"}
+    assert service["DeploymentConfiguration"] == {
+        "BakeTimeInMinutes": 15,
+        "CanaryConfiguration": {"CanaryBakeTimeInMinutes": 10, "CanaryPercent": 10},
+        "Strategy": "CANARY",
+    }
+
+
+@pytest.mark.parametrize(("shift", "expected"), [
+    ({"strategy": "CANARY", "canary_percent": 25, "canary_bake_minutes": 30, "bake_minutes": 60},
+     {"BakeTimeInMinutes": 60, "CanaryConfiguration": {"CanaryBakeTimeInMinutes": 30, "CanaryPercent": 25},
+      "Strategy": "CANARY"}),
+    ({"strategy": "LINEAR", "linear_step_percent": 20, "linear_step_bake_minutes": 3, "bake_minutes": 5},
+     {"BakeTimeInMinutes": 5, "LinearConfiguration": {"StepBakeTimeInMinutes": 3, "StepPercent": 20},
+      "Strategy": "LINEAR"}),
+    ({"strategy": "BLUE_GREEN", "bake_minutes": 0}, {"BakeTimeInMinutes": 0, "Strategy": "BLUE_GREEN"}),
+    ({"strategy": "ROLLING"}, {"MaximumPercent": 200, "MinimumHealthyPercent": 50, "Strategy": "ROLLING"}),
+])
+def test_deployment_strategy_follows_the_policy(shift: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert props(web(traffic_shift=shift), "Service")["DeploymentConfiguration"] == expected
+
+
+def test_rolling_uses_the_policy_deployment_percents() -> None:
+    tpl = web(traffic_shift={"strategy": "ROLLING"}, deployment_maximum_percent=120,
+              deployment_minimum_healthy_percent=100)
+    config = props(tpl, "Service")["DeploymentConfiguration"]
+    assert (config["MaximumPercent"], config["MinimumHealthyPercent"]) == (120, 100)
+
+
+def test_each_commit_makes_a_new_task_definition_revision_tagged_with_its_version() -> None:
+    first, second = web(), web("0badc0de" * 5)
+    td1, td2 = props(first, "TaskDefinition"), props(second, "TaskDefinition")
+    assert td1 != td2  # CloudFormation replaces the task definition: ECS deploys the new revision
+    assert {t["Key"]: t["Value"] for t in td2["Tags"]} == {
+        "meshpipe:service": "hello-web", "meshpipe:version": "0badc0de", "meshpipe:commit": "0badc0de" * 5}
+    assert props(second, "Service")["PropagateTags"] == "TASK_DEFINITION"
+    assert td2["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "app-hello-web-0badc0de"
+    # Same stack, same logical ids: the update shifts traffic inside one ECS service.
+    assert first["Resources"].keys() == second["Resources"].keys()
+    assert props(first, "Service")["ServiceName"] == props(second, "Service")["ServiceName"]
+
+
+def test_shared_pieces_match_the_app_mesh_flavour() -> None:
+    from meshpipe.synth.appmesh import synth_appmesh
+
+    version = cases.sample_version("hello-web", settings=cases.platform(autoscaling={"min_tasks": 4, "max_tasks": 8}))
+    mesh, sc = synth_appmesh(version), synth_service_connect(version)
+    assert props(sc, "ScalableTarget") == props(mesh, "ScalableTarget")
+    mesh_app = {k: v for k, v in props(mesh, "TaskDefinition")["ContainerDefinitions"][0].items() if k != "DependsOn"}
+    sc_app = dict(props(sc, "TaskDefinition")["ContainerDefinitions"][0])
+    sc_app["PortMappings"] = [{"ContainerPort": 80, "Protocol": "tcp"}]
+    assert sc_app == mesh_app
+
+
+def test_outputs() -> None:
+    outputs = web(traffic_shift={"strategy": "LINEAR"})["Outputs"]
+    assert outputs["DeploymentStrategy"]["Value"] == "LINEAR"
+    assert outputs["VersionId"]["Value"] == "e9d5f17a"
+    assert outputs["TaskDefinitionArn"]["Value"] == {"Ref": "TaskDefinition"}
+
+
+def test_linear_steps_count_bake_periods_as_cloudformation_does() -> None:
+    assert TrafficShift(linear_step_percent=50).linear_steps == 1
+    assert TrafficShift(linear_step_percent=10).linear_steps == 9
+    assert TrafficShift(linear_step_percent=11).linear_steps == 9
+
+
+@pytest.mark.parametrize(("shift", "message"), [
+    ({"strategy": "CANARY", "canary_bake_minutes": 1440, "bake_minutes": 1000}, "2440 minutes"),
+    ({"strategy": "LINEAR", "linear_step_percent": 3, "linear_step_bake_minutes": 100}, "CloudFormation allows"),
+    ({"canary_percent": 10.5}, "canary_percent"),
+    ({"strategy": "BLUE-GREEN"}, "strategy"),
+])
+def test_policy_refuses_shifts_cloudformation_or_ecs_would_refuse(shift: dict[str, Any], message: str) -> None:
+    data = cases.platform().model_dump()
+    data["policy"]["traffic_shift"] = shift
+    with pytest.raises(ValidationError) as err:
+        settings_from_mapping(data, "platform.yaml")
+    assert message in str(err.value)
