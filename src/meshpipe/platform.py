@@ -5,37 +5,104 @@ Policy holds the conventions the seed's build script hard-codes, as settings who
 values, plus limits a platform may put on manifests (allowed registries, CPU and memory ceilings).
 
 Settings come either from the seed's environment variables (as CodeBuild provides them) or from a
-``platform.yaml``; every missing or malformed setting is reported at once.
+``platform.yaml``; every missing or malformed setting is reported at once, with its variable name or its
+file and line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
-from typing import Annotated, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from meshpipe.errors import Problem, ValidationError
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 
 
+def _matching(pattern: str, what: str) -> AfterValidator:
+    """A format check whose message says what is expected instead of quoting a regular expression."""
+    compiled = re.compile(pattern, re.ASCII)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            shown = repr(value) if len(value) <= 60 else repr(value[:59]) + "…"
+            raise ValueError(f"{shown} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _checked(check: Callable[[str], str | None]) -> AfterValidator:
+    def run(value: str) -> str:
+        problem = check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(run)
+
+
+def _image_problem(value: str) -> str | None:
+    from meshpipe.manifest.rules import image_problem
+
+    return image_problem(value)
+
+
+def _registry_problem(value: str) -> str | None:
+    from meshpipe.manifest.rules import REGISTRY_PATTERN_RE
+
+    if not REGISTRY_PATTERN_RE.match(value):
+        return (f"{value[:60]!r} is not a registry host: e.g. docker.io, public.ecr.aws, localhost:5000, "
+                "or *.dkr.ecr.us-east-1.amazonaws.com for every host under it (lowercase)")
+    return None
+
+
+def _ipv4_problem(value: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{value[:60]!r} is not an IPv4 address"
+    return None
+
+
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+LogPrefix = Annotated[StrictStr, _matching(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                            "a log stream prefix: 1-64 letters, digits, '.', '_' or '-'")]
+RegistryPattern = Annotated[StrictStr, _checked(_registry_problem)]
+IPv4 = Annotated[StrictStr, _checked(_ipv4_problem)]
+ImageRef = Annotated[StrictStr, _checked(_image_problem)]
+
+
 class HealthCheckTimings(BaseModel):
+    """ECS container health-check timings, in seconds, with ECS's own limits."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Annotated[int, Field(ge=5, le=300)] = 5
-    timeout: Annotated[int, Field(ge=2, le=120)] = 2
-    retries: Annotated[int, Field(ge=1, le=10)] = 3
-    start_period: Annotated[int, Field(ge=0, le=300)] = 10
+    interval: Annotated[StrictInt, Field(ge=5, le=300)] = 5
+    timeout: Annotated[StrictInt, Field(ge=2, le=60)] = 2
+    retries: Annotated[StrictInt, Field(ge=1, le=10)] = 3
+    start_period: Annotated[StrictInt, Field(ge=0, le=300)] = 10
+
 
 
 class Autoscaling(BaseModel):
+    """Task count bounds and the CPU target of target-tracking scaling."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_tasks: Annotated[int, Field(ge=1, le=1000)] = 2
-    max_tasks: Annotated[int, Field(ge=1, le=1000)] = 6
-    cpu_target_percent: Annotated[int, Field(ge=1, le=100)] = 80
+    min_tasks: Annotated[StrictInt, Field(ge=1, le=1000)] = 2
+    max_tasks: Annotated[StrictInt, Field(ge=1, le=1000)] = 6
+    cpu_target_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 80
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Autoscaling:
+        if self.min_tasks > self.max_tasks:
+            raise ValueError(f"min_tasks ({self.min_tasks}) is above max_tasks ({self.max_tasks})")
+        return self
 
 
 # CloudFormation gives up on a stack operation after 36 hours and refuses ECS deployments whose planned
@@ -56,11 +123,11 @@ class TrafficShift(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     strategy: Literal["CANARY", "LINEAR", "BLUE_GREEN", "ROLLING"] = "CANARY"
-    canary_percent: Annotated[int, Field(ge=1, le=100)] = 10
-    canary_bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
-    linear_step_percent: Annotated[int, Field(ge=3, le=100)] = 10
-    linear_step_bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 6
-    bake_minutes: Annotated[int, Field(ge=0, le=1440)] = 15
+    canary_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 10
+    canary_bake_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = 10
+    linear_step_percent: Annotated[StrictInt, Field(ge=3, le=100)] = 10
+    linear_step_bake_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = 6
+    bake_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = 15
     access_log_format: Literal["TEXT", "JSON"] = "TEXT"
 
     @property
@@ -93,22 +160,22 @@ class PlatformPolicy(BaseModel):
     launch_type: Literal["FARGATE"] = "FARGATE"
     autoscaling: Autoscaling = Autoscaling()
     health_check: HealthCheckTimings = HealthCheckTimings()
-    stop_timeout: Annotated[int, Field(ge=2, le=120)] = 10
-    app_log_prefix: str = "app"
-    envoy_log_prefix: str = "envoy"
-    envoy_uid: Annotated[int, Field(ge=1, le=65535)] = 1337
-    proxy_ingress_port: Annotated[int, Field(ge=1, le=65535)] = 15000
-    proxy_egress_port: Annotated[int, Field(ge=1, le=65535)] = 15001
-    envoy_admin_port: Annotated[int, Field(ge=1, le=65535)] = 9901
-    egress_ignored_ips: tuple[str, ...] = ("169.254.170.2", "169.254.169.254")
-    dns_ttl: Annotated[int, Field(ge=0, le=86400)] = 20
-    deployment_maximum_percent: Annotated[int, Field(ge=100, le=200)] = 200
-    deployment_minimum_healthy_percent: Annotated[int, Field(ge=0, le=100)] = 50
+    stop_timeout: Annotated[StrictInt, Field(ge=2, le=120)] = 10
+    app_log_prefix: LogPrefix = "app"
+    envoy_log_prefix: LogPrefix = "envoy"
+    envoy_uid: Annotated[StrictInt, Field(ge=1, le=65535)] = 1337
+    proxy_ingress_port: Port = 15000
+    proxy_egress_port: Port = 15001
+    envoy_admin_port: Port = 9901
+    egress_ignored_ips: tuple[IPv4, ...] = ("169.254.170.2", "169.254.169.254")
+    dns_ttl: Annotated[StrictInt, Field(ge=0, le=86400)] = 20
+    deployment_maximum_percent: Annotated[StrictInt, Field(ge=100, le=200)] = 200
+    deployment_minimum_healthy_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50
     traffic_shift: TrafficShift = TrafficShift()
     # Limits on manifests. An empty list of registries means any registry is allowed.
-    allowed_registries: tuple[str, ...] = ()
-    max_cpu: Annotated[int, Field(ge=256, le=16384)] = 16384
-    max_memory: Annotated[int, Field(ge=512, le=122880)] = 122880
+    allowed_registries: tuple[RegistryPattern, ...] = ()
+    max_cpu: Annotated[StrictInt, Field(ge=256, le=16384)] = 16384
+    max_memory: Annotated[StrictInt, Field(ge=512, le=122880)] = 122880
 
     @property
     def reserved_ports(self) -> frozenset[int]:
@@ -118,42 +185,42 @@ class PlatformPolicy(BaseModel):
 
 DEFAULT_ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.18.3.0-prod"
 
+_ROLE_ARN = _matching(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$",
+                      "an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+SubnetId = Annotated[StrictStr, _matching(r"^subnet-[0-9a-f]{8,17}$", "a subnet id (subnet-0123456789abcdef0)")]
+
 
 class PlatformSettings(BaseModel):
     """Where versions of an environment's services are deployed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    environment_name: str
-    aws_account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
-    aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
-    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
-    cluster_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
-    envoy_image_uri: Annotated[str, Field(min_length=1)] = DEFAULT_ENVOY_IMAGE
-    namespace_id: Annotated[str, Field(pattern=r"^ns-[a-z0-9]{16}$")]
-    namespace_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:servicediscovery:[a-z0-9-]+:\d{12}:namespace/ns-[a-z0-9]{16}$")]
-    namespace_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,252}$")]
-    log_group_name: Annotated[str, Field(pattern=r"^[\.\-_/#A-Za-z0-9]{1,512}$")]
-    subnets: Annotated[tuple[str, ...], Field(min_length=1)]
-    security_group_id: Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]
-    task_exec_role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$")]
-    task_role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$")]
+    environment_name: Annotated[StrictStr, _matching(
+        ENV_NAME_RE.pattern, "an environment name: 1-32 lowercase letters, digits or '-', starting with a letter")]
+    aws_account_id: Annotated[StrictStr, _matching(r"^\d{12}$", "an AWS account id (12 digits)")]
+    aws_region: Annotated[StrictStr, _matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
+                                               "an AWS region like us-east-1")]
+    vpc_id: Annotated[StrictStr, _matching(r"^vpc-[0-9a-f]{8,17}$", "a VPC id (vpc-0123456789abcdef0)")]
+    cluster_name: Annotated[StrictStr, _matching(r"^[A-Za-z0-9_-]{1,255}$",
+                                                 "an ECS cluster name: 1-255 letters, digits, '-' or '_'")]
+    envoy_image_uri: ImageRef = DEFAULT_ENVOY_IMAGE
+    namespace_id: Annotated[StrictStr, _matching(r"^ns-[a-z0-9]{16}$", "a Cloud Map namespace id (ns- and 16 "
+                                                                       "lowercase letters or digits)")]
+    namespace_arn: Annotated[StrictStr, _matching(
+        r"^arn:aws[a-z-]*:servicediscovery:[a-z0-9-]+:\d{12}:namespace/ns-[a-z0-9]{16}$",
+        "a Cloud Map namespace ARN (arn:aws:servicediscovery:<region>:<account>:namespace/<id>)")]
+    namespace_name: Annotated[StrictStr, _matching(
+        r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
+        "a DNS namespace name like demo.local")]
+    log_group_name: Annotated[StrictStr, _matching(r"^[\.\-_/#A-Za-z0-9]{1,512}$",
+                                                   "a log group name: 1-512 letters, digits, '.', '-', '_', '/', '#'")]
+    # ECS takes at most 16 subnets for a task's awsvpc network configuration.
+    subnets: Annotated[tuple[SubnetId, ...], Field(min_length=1, max_length=16)]
+    security_group_id: Annotated[StrictStr, _matching(r"^sg-[0-9a-f]{8,17}$",
+                                                      "a security group id (sg-0123456789abcdef0)")]
+    task_exec_role_arn: Annotated[StrictStr, _ROLE_ARN]
+    task_role_arn: Annotated[StrictStr, _ROLE_ARN]
     policy: PlatformPolicy = PlatformPolicy()
-
-    @field_validator("environment_name")
-    @classmethod
-    def _env_name(cls, v: str) -> str:
-        if not ENV_NAME_RE.match(v):
-            raise ValueError("must be 1-32 lowercase letters, digits or '-', starting with a letter")
-        return v
-
-    @field_validator("subnets")
-    @classmethod
-    def _subnets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for s in v:
-            if not re.match(r"^subnet-[0-9a-f]{8,17}$", s):
-                raise ValueError(f"{s!r} is not a subnet id (subnet-xxxxxxxx)")
-        return v
 
     @property
     def partition(self) -> str:
@@ -179,75 +246,158 @@ ENV_VARS: dict[str, str] = {
 }
 SUBNET_VARS = ("VPC_SUBNET_ONE", "VPC_SUBNET_TWO")
 FIELD_TO_VAR = {v: k for k, v in ENV_VARS.items()}
+# Settings with a default: their variables may be left unset.
+OPTIONAL_VARS = frozenset({"ENVOY_IMAGE_URI"})
 
 
-def _problems_from_pydantic(exc: object, file: str, locate: Mapping[str, int | None] | None = None,
-                            name_of: Mapping[str, str] | None = None) -> list[Problem]:
-    from pydantic import ValidationError as PydanticValidationError
+def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
+    """Rules between settings, on whatever values are themselves valid: ARNs must name the account, region
+    and namespace given; the sidecar's ports must differ."""
+    from meshpipe.manifest.checks import TrustedValues
 
-    assert isinstance(exc, PydanticValidationError)
-    problems = []
-    for err in exc.errors():
-        loc = [str(x) for x in err["loc"]]
-        field = loc[0] if loc else ""
-        label = (name_of or {}).get(field, ".".join(loc))
-        msg = err["msg"]
-        if err["type"] == "missing":
-            msg = "is required but missing"
-        elif err["type"] == "string_pattern_mismatch":
-            msg = f"{err.get('input')!r} does not match {err['ctx']['pattern']}"
-        elif err["type"] == "extra_forbidden":
-            msg = "is not a known setting"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        problems.append(Problem(file, (locate or {}).get(".".join(loc)), label, msg))
-    return problems
+    values = TrustedValues(data, bad_paths)
+    found: list[tuple[str, str]] = []
+    account, region = values.get("aws_account_id", None), values.get("aws_region", None)
+    namespace_arn, namespace_id = values.get("namespace_arn", None), values.get("namespace_id", None)
+    if isinstance(namespace_arn, str):
+        parts = namespace_arn.split(":")
+        if isinstance(region, str) and parts[3] != region:
+            found.append(("namespace_arn", f"is in region {parts[3]!r}, but aws_region is {region!r}"))
+        if isinstance(account, str) and parts[4] != account:
+            found.append(("namespace_arn", f"is in account {parts[4]!r}, but aws_account_id is {account!r}"))
+        if isinstance(namespace_id, str) and parts[5] != f"namespace/{namespace_id}":
+            found.append(("namespace_arn", f"names {parts[5].split('/')[-1]!r}, but namespace_id is {namespace_id!r}"))
+    for role in ("task_exec_role_arn", "task_role_arn"):
+        arn = values.get(role, None)
+        if isinstance(arn, str) and isinstance(account, str) and arn.split(":")[4] != account:
+            found.append((role, f"is in account {arn.split(':')[4]!r}, but aws_account_id is {account!r}: "
+                                "ECS task roles must be in the task's account"))
+    ports = {key: values.get(f"policy.{key}", default) for key, default in
+             (("proxy_ingress_port", 15000), ("proxy_egress_port", 15001), ("envoy_admin_port", 9901))}
+    seen: dict[object, str] = {}
+    for key, port in ports.items():
+        if not isinstance(port, int) or isinstance(port, bool):
+            continue
+        if port in seen:
+            found.append((f"policy.{key}", f"{port} is also policy.{seen[port]}: the sidecar needs distinct ports"))
+        seen[port] = key
+    return found
+
+
+def _explainer(label: Callable[[str], str] | None = None) -> Any:
+    from meshpipe.manifest.explain import Explainer, KeyMap
+
+    habits = {var: field for var, field in ENV_VARS.items()}
+    habits.update({var: "subnets" for var in SUBNET_VARS})
+    expected = {"subnets": "a list of subnet ids", "subnets[]": "a string (a subnet id)",
+                "policy.allowed_registries": "a list of registry hosts",
+                "policy.egress_ignored_ips": "a list of IPv4 addresses"}
+    return Explainer(KeyMap.of(PlatformSettings, by_alias=False, aliases=habits), expected, label)
+
+
+def _env_label(path: str) -> str:
+    """Problems with settings read from the environment are named by their variable."""
+    match = re.fullmatch(r"subnets\[(\d+)\]", path)
+    if match and int(match.group(1)) < len(SUBNET_VARS):
+        return SUBNET_VARS[int(match.group(1))]
+    if path == "subnets":
+        return "/".join(SUBNET_VARS)
+    return FIELD_TO_VAR.get(path, path)
 
 
 def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None = None) -> PlatformSettings:
     """Read the seed's environment variables; report every missing or malformed one at once."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from meshpipe.manifest.explain import Source
+
+    source = "environment"
+    problems: list[Problem] = []
     data: dict[str, object] = {}
     for var, field in ENV_VARS.items():
-        if var in environ and environ[var] != "":
-            data[field] = environ[var]
-    subnets = [environ[v] for v in SUBNET_VARS if environ.get(v)]
-    problems: list[Problem] = []
-    missing_subnets = [v for v in SUBNET_VARS if not environ.get(v)]
-    if missing_subnets:
-        problems.append(Problem("environment", None, ", ".join(missing_subnets), "is required but missing"))
-    else:
+        value = environ.get(var, "")
+        if value != "":
+            data[field] = value
+        elif var not in OPTIONAL_VARS:
+            problems.append(Problem(source, None, var, "is required but not set"))
+    subnets = []
+    for var in SUBNET_VARS:
+        value = environ.get(var, "")
+        if value == "":
+            problems.append(Problem(source, None, var, "is required but not set"))
+        subnets.append(value)
+    if all(subnets):
         data["subnets"] = tuple(subnets)
     if policy is not None:
         data["policy"] = policy
+    settings = None
+    bad: list[str] = []
     try:
         settings = PlatformSettings.model_validate(data)
-    except Exception as exc:  # pydantic.ValidationError
-        name_of = dict(FIELD_TO_VAR)
-        name_of["subnets"] = "VPC_SUBNET_ONE/VPC_SUBNET_TWO"
-        problems += [p for p in _problems_from_pydantic(exc, "environment", None, name_of)
-                     if not (missing_subnets and p.path == name_of["subnets"])]
-        settings = None
+    except PydanticValidationError as exc:
+        errors = [e for e in exc.errors() if e["type"] != "missing"]  # each unset variable is reported above
+        found = _explainer(_env_label).problems(errors, Source(source))
+        problems += found
+        bad = [".".join(str(part) for part in e["loc"][:1]) for e in exc.errors()]
+    problems += [Problem(source, None, _env_label(path), msg) for path, msg in _cross_checks(data, bad)]
     if problems or settings is None:
         raise ValidationError(problems, hint="set the seed's environment variables or pass --platform platform.yaml")
     return settings
 
 
-def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | None] | None = None) -> PlatformSettings:
-    """Build settings from a parsed ``platform.yaml`` (snake_case keys, ``policy`` section optional)."""
+def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | None] | None = None,
+                          raw: Mapping[str, str] | None = None) -> PlatformSettings:
+    """Build settings from a parsed ``platform.yaml`` (snake_case keys, ``policy`` section optional).
+
+    ``lines`` maps each value's path (``policy.max_cpu``, ``subnets[1]``) to its line, as the YAML reader
+    records them; ``raw`` holds the source text of non-string scalars, for messages such as "quote it".
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    from meshpipe.manifest.explain import Source, describe
+    from meshpipe.manifest.yamlsafe import nearest_line
+
+    line_map: Mapping[str, int | None] = lines or {}
+
+    def line_of(path: str) -> int | None:
+        return nearest_line(line_map, path)
+
     if not isinstance(data, dict):
-        raise ValidationError([Problem(file, 1, "", "a platform file must be a mapping of settings")])
+        raise ValidationError([Problem(file, line_of(""), "",
+                                       f"a platform file must be a mapping of settings, not {describe(data)}")])
+    raw_map: Mapping[str, str] = raw or {}
+    source = Source(file, line_of, raw_map.get)
+    problems: list[Problem] = []
+    settings = None
     try:
-        return PlatformSettings.model_validate(data)
-    except Exception as exc:
-        raise ValidationError(_problems_from_pydantic(exc, file, lines)) from None
+        settings = PlatformSettings.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = _explainer().problems(exc.errors(), source)
+    cross = _cross_checks(data, [p.path for p in problems])
+    problems += [Problem(file, line_of(path), path, msg) for path, msg in cross]
+    if problems or settings is None:
+        raise ValidationError(problems, hint="see docs/platform.md for every setting")
+    return settings
 
 
 def load_platform_file(path: str) -> PlatformSettings:
-    """Load ``platform.yaml`` with the same safe YAML reader as manifests."""
-    from meshpipe.manifest.yamlsafe import read_yaml_file
+    """Load ``platform.yaml`` with the same safe YAML reader as manifests; report all problems at once."""
+    from meshpipe.manifest.yamlsafe import parse_yaml_file
 
-    doc = read_yaml_file(path)
-    return settings_from_mapping(doc.data, path, doc.lines)
+    doc = parse_yaml_file(path)
+    try:
+        settings = settings_from_mapping(doc.data, doc.file, doc.lines, doc.raw)
+    except ValidationError as exc:
+        if not doc.problems:
+            raise
+        # Where the reader refused a value (a tag, a duplicate, 0x50), the model's complaint about what was
+        # left behind would only repeat it.
+        refused = [p.path for p in doc.problems]
+        kept = [p for p in exc.problems if not any(p.path == r or p.path.startswith(r + ".") for r in refused)]
+        raise ValidationError(doc.problems + kept, hint=exc.hint) from None
+    if doc.problems:
+        raise ValidationError(doc.problems, hint="see docs/platform.md for every setting")
+    return settings
 
 
 def build_inputs_from_env(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
