@@ -259,10 +259,8 @@ class Stacks:
     def _failure(self, state: StackState, action: Action, delete_hint: str | None) -> OperationError:
         cause = self.first_failure(state.stack_id)
         what = f"{action} of stack {state.name} failed: it ended {state.status}"
-        if cause:
-            message = f"{what}; first failure: {cause}"
-        else:
-            message = what + (f" ({state.reason})" if state.reason else "")
+        detail = f"; first failure: {cause}" if cause else (f" ({state.reason})" if state.reason else "")
+        message = what + detail
         if state.status == "UPDATE_ROLLBACK_COMPLETE":
             hint = "the stack is back in its previous state and still works; fix the cause above and retry"
         elif delete_hint and state.status in {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED"}:

@@ -1,0 +1,419 @@
+"""The AWS engine: the walkthrough's operations against CloudFormation, S3, App Mesh and CodePipeline.
+
+Every operation reports progress through the Reporter and ends in a clear state: it returns what was
+asked for, or raises a meshpipe error saying what happened and what to do.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from meshpipe.engines.aws import names
+from meshpipe.engines.aws.buckets import Buckets
+from meshpipe.engines.aws.calls import AwsCalls
+from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
+from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
+from meshpipe.engines.aws.errors import error_code
+from meshpipe.engines.aws.mesh_api import MeshApi
+from meshpipe.engines.aws.pipeline_history import PipelineHistory
+from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
+from meshpipe.engines.aws.stacks import Stacks, StackState
+from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
+from meshpipe.engines.base import (
+    EnvironmentInfo,
+    PipelineInfo,
+    PipelineRun,
+    Reporter,
+    SilentReporter,
+    VersionInfo,
+)
+from meshpipe.errors import ConflictError, NotFoundError, OperationError
+from meshpipe.mesh.routing import (
+    GatewayRoute,
+    Route,
+    WeightedTarget,
+    make_gateway_route,
+    make_route,
+    parse_version_ref,
+)
+from meshpipe.model import check_service_name
+
+TemplateSource = Callable[[str], dict[str, dict[str, Any]]]  # env -> {file name: template}
+BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
+ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
+
+
+def _render_platform(env: str) -> dict[str, dict[str, Any]]:
+    from meshpipe.platform_render import render_platform
+
+    return render_platform(env)
+
+
+def _build_bundle(out_dir: Path) -> Path:
+    from meshpipe.bundle import build_bundle
+
+    return build_bundle(out_dir)
+
+
+def _check_env(env: str) -> None:
+    from meshpipe.synth.environment import check_env_name
+
+    check_env_name(env)
+
+
+class AwsEngine:
+    name = "aws"
+
+    def __init__(self, reporter: Reporter | None = None, *, clients: ClientFactory | None = None,
+                 region: str | None = None, profile: str | None = None,
+                 sleeper: Sleeper = real_sleeper, clock: Clock = real_clock, poll_interval: float = 10.0,
+                 timeout: float = 3600.0, backoff: Backoff | None = None,
+                 rand: Callable[[], float] = random.random,
+                 templates: TemplateSource | None = None, bundle: BundleBuilder | None = None) -> None:
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
+                              sleeper=sleeper, backoff=backoff, rand=rand)
+        self.stacks = Stacks(self.calls, self.reporter, clock=clock, sleeper=sleeper,
+                             poll_interval=poll_interval, timeout=timeout)
+        self.mesh = MeshApi(self.calls)
+        self.buckets = Buckets(self.calls)
+        self.history = PipelineHistory(self.calls)
+        self.templates = templates or _render_platform
+        self.bundle = bundle or _build_bundle
+
+    # -- environments -----------------------------------------------------------------------------------
+
+    def env_create(self, env: str) -> EnvironmentInfo:
+        _check_env(env)
+        rendered = self.templates(env)
+        delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
+                       "shown above and create the environment again")
+        self.reporter.step(f"deploying the build bucket of {env}")
+        bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
+                                          _template(rendered, names.build_bucket_template_key(env)),
+                                          {"EnvironmentName": env}, delete_hint=delete_hint)
+        bucket = self._build_bucket(bucket_stack)
+        self.reporter.step(f"deploying the environment {env} (network, cluster, mesh, ingress)")
+        env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
+                                       {"EnvironmentName": env}, delete_hint=delete_hint,
+                                       uploader=lambda stack, body: self._stage_template(bucket, stack, body))
+        self.reporter.step(f"uploading the build bundle to s3://{bucket}/{names.BUNDLE_KEY}")
+        with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
+            zip_path = self.bundle(Path(folder))
+            self.buckets.put(bucket, names.BUNDLE_KEY, zip_path.read_bytes(), "application/zip")
+        ctx = EnvContext.of(env, env_stack)
+        self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
+        return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url,
+                               details={"mesh": ctx.mesh, "cluster": ctx.cluster, "namespace": ctx.namespace,
+                                        "build bucket": bucket, "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+
+    def _build_bucket(self, stack: StackState) -> str:
+        bucket = stack.outputs.get("BuildBucketName")
+        if not bucket:
+            found = self.stacks.resources(stack.name, "AWS::S3::Bucket")
+            bucket = found[0] if found else None
+        if not bucket:
+            raise OperationError(f"stack {stack.name} has no BuildBucketName output and no bucket",
+                                 hint="this is a meshpipe defect; please report it")
+        return bucket
+
+    def _stage_template(self, bucket: str, stack: str, body: bytes) -> str:
+        key = f"templates/{stack}.template.json"
+        self.buckets.put(bucket, key, body, "application/json")
+        return self.buckets.url(bucket, key)
+
+    def env_status(self, env: str) -> EnvironmentInfo:
+        _check_env(env)
+        ctx = optional_env(self.stacks, env)
+        found = environment_stacks(self.stacks, env)
+        bucket = self.stacks.describe(names.build_bucket_stack(env))
+        details = {
+            "environment stack": ctx.stack.status if ctx.stack else "NOT_FOUND",
+            "build bucket stack": bucket.status if bucket else "NOT_FOUND",
+            "pipelines": str(len(found.pipelines)),
+            "versions": str(sum(len(v) for v in found.versions.values())),
+        }
+        if found.pipelines:
+            details["services"] = ", ".join(sorted(found.pipelines))
+        if ctx.stack:
+            details["mesh"] = ctx.mesh
+        return EnvironmentInfo(name=env, status=ctx.stack.status if ctx.stack else "NOT_FOUND",
+                               ingress_url=ctx.ingress_url, details=details)
+
+    def env_delete(self, env: str) -> None:
+        _check_env(env)
+        found = environment_stacks(self.stacks, env)
+        if found.empty:
+            raise NotFoundError(f"environment {env} does not exist on AWS (no stacks named {env}-...)",
+                                hint="list environments with `aws cloudformation list-stacks` or check the region")
+        ctx = optional_env(self.stacks, env)
+        self._teardown().environment(ctx, found)
+
+    def _teardown(self) -> Teardown:
+        return Teardown(self.stacks, self.mesh, self.buckets, self.reporter)
+
+    # -- pipelines --------------------------------------------------------------------------------------
+
+    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        template = _template(self.templates(env), names.PIPELINE_TEMPLATE_KEY)
+        self.reporter.step(f"deploying the pipeline of {service} in {env}")
+        stack = self.stacks.deploy(
+            names.pipeline_stack(env, service), template, {"EnvironmentName": env, "ServiceName": service},
+            delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
+                        "the cause shown above and create the pipeline again")
+        info = self._pipeline_info(ctx, service, stack)
+        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
+        return info
+
+    def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
+        clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
+        if not clone_url:
+            raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
+                                 hint="this is a meshpipe defect; please report it")
+        return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
+                            virtual_service=stack.outputs.get("VirtualServiceName")
+                            or f"{service}.{ctx.namespace}",
+                            status=stack.status)
+
+    def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
+        _check_env(env)
+        check_service_name(service)
+        stack = self._pipeline_stack(env, service)
+        ctx = optional_env(self.stacks, env)
+        found = environment_stacks(self.stacks, env)
+        versions = found.version_stacks(service)
+        gateway_routes = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
+                          if r.service == service] if self.mesh.mesh_exists(ctx.mesh) else []
+        if not force and versions:
+            raise ConflictError(
+                f"{service} still has {len(versions)} version stack(s): {', '.join(versions)}; deleting its "
+                "pipeline first would leave them undeletable (CloudFormation deletes them with the "
+                "pipeline's service role)",
+                hint=f"delete them with `meshpipe version delete {service} VERSION --env {env} --engine aws`, "
+                     "or delete the pipeline with --force to delete them first")
+        if not force and gateway_routes:
+            raise ConflictError(
+                f"gateway route(s) {', '.join(gateway_routes)} still send traffic to {service}",
+                hint=f"delete them with `meshpipe route gateway-delete NAME --env {env} --engine aws`, "
+                     "or pass --force")
+        for name in gateway_routes:
+            self.reporter.step(f"deleting gateway route {name}")
+            self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)
+        if self.mesh.mesh_exists(ctx.mesh) and self.mesh.delete_route(ctx.mesh, service):
+            self.reporter.step(f"deleted route r-{service}")
+        teardown = self._teardown()
+        teardown.service_stacks(found, [service])
+        teardown.pipelines([stack.name])
+        self.reporter.done(f"pipeline of {service} deleted")
+
+    def _pipeline_stack(self, env: str, service: str) -> StackState:
+        stack = self.stacks.describe(names.pipeline_stack(env, service))
+        if stack is None:
+            raise NotFoundError(f"{service} has no pipeline in environment {env} "
+                                f"(no stack {names.pipeline_stack(env, service)})",
+                                hint=f"create it with `meshpipe pipeline create {service} --env {env} "
+                                     "--engine aws`")
+        return stack
+
+    def _pipeline_name(self, env: str, service: str) -> str:
+        stack = self._pipeline_stack(env, service)
+        name = stack.outputs.get("PipelineName")
+        if not name:
+            found = self.stacks.resources(stack.name, "AWS::CodePipeline::Pipeline")
+            name = found[0] if found else None
+        if not name:
+            raise OperationError(f"stack {stack.name} holds no CodePipeline pipeline",
+                                 hint="this is a meshpipe defect; please report it")
+        return name
+
+    def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
+        _check_env(env)
+        check_service_name(service)
+        return self.history.runs(self._pipeline_name(env, service), service)
+
+    def pipeline_logs(self, env: str, service: str, run_id: str | None = None) -> PipelineRun:
+        _check_env(env)
+        check_service_name(service)
+        return self.history.run(self._pipeline_name(env, service), service, run_id)
+
+    # -- gateway routes ---------------------------------------------------------------------------------
+
+    def gateway_route_set(self, env: str, route: GatewayRoute) -> GatewayRoute:
+        _check_env(env)
+        check_service_name(route.service)
+        ctx = require_env(self.stacks, env)
+        # The virtual service belongs to this environment, whatever namespace the caller assumed.
+        route = make_gateway_route(route.name, route.prefix, route.service, ctx.namespace, route.rewrite_prefix)
+        self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
+        clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
+                 if r.prefix == route.prefix and r.name != route.name]
+        if clash:
+            raise ConflictError(f"gateway route {clash[0]} already matches prefix {route.prefix}",
+                                hint="choose another prefix, or update that gateway route instead")
+        outcome = self.mesh.put_gateway_route(ctx.mesh, ctx.gateway, route)
+        self.reporter.done(f"gateway route {route.name} {outcome}: {route.prefix} -> {route.virtual_service}")
+        return route
+
+    def gateway_route_delete(self, env: str, name: str) -> None:
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
+            raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
+                                hint=f"list them with `meshpipe route gateways --env {env} --engine aws`")
+        self.reporter.done(f"gateway route {name} deleted")
+
+    def gateway_routes(self, env: str) -> list[GatewayRoute]:
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
+
+    # -- service routes ---------------------------------------------------------------------------------
+
+    def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
+        _check_env(env)
+        check_service_name(service)
+        route = make_route(service, targets)  # App Mesh's limits, checked before any call
+        ctx = require_env(self.stacks, env)
+        self._require_pipeline(env, service, f"no virtual router {route.router}")
+        for target in route.targets:
+            self._require_version(env, service, target.version)
+        outcome = self.mesh.put_route(ctx.mesh, route)
+        weights = ", ".join(f"{t.virtual_node(service)}={t.weight}" for t in route.targets)
+        self.reporter.done(f"route {route.name} {outcome}: {weights}")
+        return route
+
+    def _require_pipeline(self, env: str, service: str, consequence: str) -> None:
+        stack = self._pipeline_stack(env, service)
+        if not stack.usable:
+            raise ConflictError(f"the pipeline stack of {service} is {stack.status}, so there is {consequence}",
+                                hint=f"wait for it, or recreate it with `meshpipe pipeline create {service} "
+                                     f"--env {env} --engine aws`")
+
+    def _require_version(self, env: str, service: str, version: str) -> StackState:
+        stack_name = names.version_stack(env, service, version)
+        stack = self.stacks.describe(stack_name)
+        if stack is None:
+            raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name}, so no "
+                                f"virtual node vn-{service}-{version})",
+                                hint=f"list versions with `meshpipe versions {service} --env {env} --engine aws`")
+        if not stack.usable:
+            raise ConflictError(f"version {version} of {service} is not ready: stack {stack_name} is "
+                                f"{stack.status}",
+                                hint="wait for the pipeline's Deploy stage to finish, then retry"
+                                if stack.status.endswith("_IN_PROGRESS")
+                                else "route to a version whose stack is complete")
+        return stack
+
+    def route_show(self, env: str, service: str) -> Route | None:
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        return self.mesh.describe_route(ctx.mesh, service)
+
+    def route_delete(self, env: str, service: str) -> None:
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if not self.mesh.delete_route(ctx.mesh, service):
+            raise NotFoundError(f"{service} has no route in {env}",
+                                hint=f"set one with `meshpipe route set {service} VERSION=100 --env {env} "
+                                     "--engine aws`")
+        self.reporter.done(f"route r-{service} deleted")
+
+    # -- versions ---------------------------------------------------------------------------------------
+
+    def versions(self, env: str, service: str) -> list[VersionInfo]:
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        found = environment_stacks(self.stacks, env)
+        route = self.mesh.describe_route(ctx.mesh, service)
+        stacks = [s for s in (self.stacks.describe(n) for n in found.version_stacks(service)) if s is not None]
+        # The version stack runs ECS service <svc>-<ver>; its ServiceName output says so when present.
+        ecs_names = {s.name: s.outputs.get("ServiceName") or f"{service}-{_version_of(s)}" for s in stacks}
+        tasks = self._task_counts(ctx, list(ecs_names.values()))
+        infos = []
+        for stack in stacks:
+            version = _version_of(stack)
+            ecs_name = ecs_names[stack.name]
+            healthy, desired = tasks.get(ecs_name, (None, None))
+            infos.append(VersionInfo(
+                service=service, version=version, commit=stack.outputs.get("CommitId") or version,
+                stack_name=stack.name, status=stack.status, weight=route.weight_of(version) if route else 0,
+                created_at=stack.created_at, healthy_tasks=healthy, desired_tasks=desired))
+        listed = {i.version for i in infos}
+        for target in route.targets if route else ():
+            if target.version not in listed:  # routed to, but its stack is gone
+                infos.append(VersionInfo(service=service, version=target.version, commit=target.version,
+                                         stack_name=names.version_stack(env, service, target.version),
+                                         status="MISSING", weight=target.weight))
+        return sorted(infos, key=lambda i: (i.created_at or "~", i.version))
+
+    def _task_counts(self, ctx: EnvContext, ecs_services: list[str]) -> dict[str, tuple[int, int]]:
+        """ECS service name -> (running tasks, desired tasks), for the services ECS knows."""
+        counts: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(ecs_services), ECS_DESCRIBE_BATCH):
+            batch = ecs_services[i:i + ECS_DESCRIBE_BATCH]
+            page = self.calls.call_or_none("ecs", "describe_services", when=_cluster_missing,
+                                           cluster=ctx.cluster, services=batch)
+            for svc in (page or {}).get("services", []):
+                counts[svc["serviceName"]] = (int(svc.get("runningCount", 0)), int(svc.get("desiredCount", 0)))
+        return counts
+
+    def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
+        _check_env(env)
+        check_service_name(service)
+        version = parse_version_ref(service, version)
+        ctx = require_env(self.stacks, env)
+        stack_name = names.version_stack(env, service, version)
+        if self.stacks.describe(stack_name) is None:
+            raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name})",
+                                hint=f"list versions with `meshpipe versions {service} --env {env} --engine aws`")
+        route = self.mesh.describe_route(ctx.mesh, service)
+        weight = route.weight_of(version) if route else 0
+        if weight > 0 and not force:
+            raise ConflictError(f"version {version} of {service} still receives {weight}% of its traffic",
+                                hint=f"move the traffic first, e.g. `meshpipe route set {service} OTHER=100 "
+                                     f"--env {env} --engine aws`, or pass --force")
+        if route is not None and any(t.version == version for t in route.targets):
+            self._drop_target(ctx, route, version)
+        self.stacks.delete(stack_name)
+        self.reporter.done(f"version {version} of {service} deleted")
+
+    def _drop_target(self, ctx: EnvContext, route: Route, version: str) -> None:
+        """Take a version out of the route before its virtual node goes away."""
+        rest = tuple(t for t in route.targets if t.version != version)
+        if any(t.weight > 0 for t in rest):
+            self.mesh.put_route(ctx.mesh, replace(route, targets=rest))
+            self.reporter.step(f"removed {version} from route {route.name}")
+        else:
+            self.mesh.delete_route(ctx.mesh, route.service)
+            self.reporter.step(f"deleted route {route.name}: no other version receives traffic")
+
+    # -- shared -----------------------------------------------------------------------------------------
+
+    def environment_stacks(self, env: str) -> EnvironmentStacks:
+        return environment_stacks(self.stacks, env)
+
+
+def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    if key not in rendered:
+        raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
+                             hint="this is a meshpipe defect; please report it")
+    return rendered[key]
+
+
+def _version_of(stack: StackState) -> str:
+    return stack.name.rsplit("-", 1)[1]
+
+
+def _cluster_missing(exc: BaseException) -> bool:
+    return error_code(exc) in {"ClusterNotFoundException", "ServiceNotFoundException"}

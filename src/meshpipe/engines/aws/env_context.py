@@ -1,0 +1,53 @@
+"""Facts about a deployed environment, read from its stack's outputs (defaults follow the naming scheme)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshpipe.engines.aws import names
+from meshpipe.engines.aws.stacks import Stacks, StackState
+from meshpipe.errors import NotFoundError, OperationError
+
+
+@dataclass(frozen=True)
+class EnvContext:
+    env: str
+    stack: StackState | None
+    mesh: str
+    gateway: str
+    namespace: str
+    cluster: str
+
+    @property
+    def ingress_url(self) -> str | None:
+        return self.stack.outputs.get("IngressEndpoint") if self.stack else None
+
+    @classmethod
+    def of(cls, env: str, stack: StackState | None) -> EnvContext:
+        outputs = stack.outputs if stack else {}
+        return cls(
+            env=env,
+            stack=stack,
+            mesh=outputs.get("MeshName") or env,
+            gateway=outputs.get("VirtualGatewayName") or names.INGRESS_GATEWAY,
+            namespace=outputs.get("NamespaceName") or names.default_namespace(env),
+            cluster=outputs.get("ClusterName") or env,
+        )
+
+
+def optional_env(stacks: Stacks, env: str) -> EnvContext:
+    """The environment as far as it exists (for status and teardown, which must work on partial ones)."""
+    return EnvContext.of(env, stacks.describe(names.env_stack(env)))
+
+
+def require_env(stacks: Stacks, env: str) -> EnvContext:
+    """The environment, which must exist and be usable."""
+    ctx = optional_env(stacks, env)
+    if ctx.stack is None:
+        raise NotFoundError(f"environment {env} does not exist on AWS (no stack {names.env_stack(env)})",
+                            hint=f"create it with `meshpipe env create {env} --engine aws`")
+    if not ctx.stack.usable:
+        raise OperationError(f"environment {env} is not ready: stack {ctx.stack.name} is {ctx.stack.status}",
+                             hint=f"wait for it, or delete it with `meshpipe env delete {env} --engine aws` "
+                                  "and create it again")
+    return ctx
