@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 
 from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest import LoadedManifest, ServiceManifest
-from meshpipe.manifest import rules
+from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
 from meshpipe.platform import PlatformSettings
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
 VERSION_LEN = 8
 
 
@@ -113,15 +112,17 @@ class ServiceVersion:
 
 def check_service_name(service: str, source: str = "service name") -> None:
     if not rules.SERVICE_NAME_RE.match(service):
+        shown = repr(service) if len(service) <= 70 else repr(service[:69]) + "…"
         raise ValidationError([Problem(source, None, "SERVICE_NAME",
-                                       f"{service!r} is not a service name: 1-40 lowercase letters, digits or '-', "
+                                       f"{shown} is not a service name: 1-40 lowercase letters, digits or '-', "
                                        "starting with a letter")])
 
 
 def check_commit(commit: str, source: str = "commit") -> None:
     if not COMMIT_RE.match(commit):
+        shown = repr(commit) if len(commit) <= 70 else repr(commit[:69]) + "…"
         raise ValidationError([Problem(source, None, "CONFIG_COMMIT_ID",
-                                       f"{commit!r} is not a git commit id (8-64 lowercase hex characters)")])
+                                       f"{shown} is not a git commit id (8-64 hex characters)")])
 
 
 def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings, service: str, commit: str) -> ServiceVersion:
@@ -129,6 +130,8 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
     manifest = loaded.manifest if isinstance(loaded, LoadedManifest) else loaded
     check_service_name(service)
     check_commit(commit)
+    # The manifest may have been validated against another (or no) platform: its policy decides here.
+    enforce_policy(loaded, platform.policy)
     policy = platform.policy
     ver = version_id(commit)
     base = f"{service}-{ver}"

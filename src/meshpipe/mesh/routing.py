@@ -1,7 +1,8 @@
 """Weighted routes and gateway routes as data, validated before any engine sees them.
 
 App Mesh's limits apply to every engine, so a plan that works locally also works on AWS:
-1-10 weighted targets per route, integer weights 0-100, at least one weight above 0, priority 0-1000.
+1-10 weighted targets per route, integer weights 0-100, at least one weight above 0, priority 0-1000,
+gateway-route prefixes of 1-255 characters starting with '/'.
 """
 
 from __future__ import annotations
@@ -10,14 +11,31 @@ import re
 from dataclasses import dataclass, field
 
 from meshpipe.errors import UserError
+from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100
 MAX_PRIORITY = 1000
-VERSION_RE = re.compile(r"^[0-9a-f]{%d}$" % VERSION_LEN)
-PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+VERSION_RE = re.compile(rf"^[0-9a-f]{{{VERSION_LEN}}}$")
+MAX_PREFIX = 255
+# A URL path: unreserved and sub-delimiter characters, with '%' only as an escape; no query or fragment.
+PREFIX_RE = re.compile(r"^/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*$", re.ASCII)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", re.ASCII)
+NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
+                          re.ASCII)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def check_service(service: str) -> str:
+    if not isinstance(service, str) or not SERVICE_NAME_RE.match(service):
+        raise UserError(f"{_shown(service)} is not a service name: 1-40 lowercase letters, digits or '-', "
+                        "starting with a letter")
+    return service
 
 
 def node_name(service: str, version: str) -> str:
@@ -117,15 +135,16 @@ class RouteChange:
 def parse_version_ref(service: str, ref: str) -> str:
     """A version given by id (``e9d5f17a``), by commit (``e9d5f17a3c...``) or by node (``vn-svc-e9d5f17a``)."""
     ref = ref.strip()
-    from_node = version_of_node(service, ref)
+    from_node = version_of_node(service, ref.lower())
     if from_node:
         return from_node
     if ref.startswith("vn-"):
-        raise UserError(f"{ref!r} is not a virtual node of {service!r}",
+        raise UserError(f"{_shown(ref)} is not a virtual node of {service!r}",
                         hint=f"virtual nodes of this service are named vn-{service}-<version>")
     if re.fullmatch(r"[0-9a-f]{8,40}", ref.lower()):
         return ref.lower()[:VERSION_LEN]
-    raise UserError(f"{ref!r} is not a version: give an 8-character version id, a commit id or vn-{service}-<version>")
+    raise UserError(f"{_shown(ref)} is not a version: give an 8-character version id, a commit id "
+                    f"or vn-{service}-<version>")
 
 
 def parse_weight_args(service: str, args: list[str]) -> tuple[WeightedTarget, ...]:
@@ -135,23 +154,23 @@ def parse_weight_args(service: str, args: list[str]) -> tuple[WeightedTarget, ..
         ref, sep, weight = arg.partition("=")
         if not sep:
             raise UserError(f"{arg!r} is not VERSION=WEIGHT", hint="e.g. route set hello-backend e9d5f17a=90 0badc0de=10")
-        try:
-            w = int(weight)
-        except ValueError:
-            raise UserError(f"weight {weight!r} in {arg!r} is not an integer 0-100") from None
+        if not re.fullmatch(r"\s*[0-9]{1,3}\s*", weight):
+            raise UserError(f"weight {_shown(weight)} in {_shown(arg)} is not an integer 0-{MAX_WEIGHT}")
+        w = int(weight)
         targets.append(WeightedTarget(parse_version_ref(service, ref), w))
     return validate_targets(targets)
 
 
 def validate_targets(targets: list[WeightedTarget] | tuple[WeightedTarget, ...]) -> tuple[WeightedTarget, ...]:
+    """Check App Mesh's limits on a route's weighted targets; return them as a tuple."""
     if not 1 <= len(targets) <= MAX_TARGETS:
         raise UserError(f"a route needs 1-{MAX_TARGETS} weighted targets, got {len(targets)}")
     seen: set[str] = set()
     for t in targets:
         if isinstance(t.weight, bool) or not isinstance(t.weight, int) or not 0 <= t.weight <= MAX_WEIGHT:
-            raise UserError(f"weight {t.weight!r} of {t.version} is not an integer 0-{MAX_WEIGHT}")
-        if not VERSION_RE.match(t.version):
-            raise UserError(f"{t.version!r} is not a version id (8 hex characters)")
+            raise UserError(f"weight {_shown(t.weight)} of {_shown(t.version)} is not an integer 0-{MAX_WEIGHT}")
+        if not isinstance(t.version, str) or not VERSION_RE.match(t.version):
+            raise UserError(f"{_shown(t.version)} is not a version id (8 lowercase hex characters)")
         if t.version in seen:
             raise UserError(f"version {t.version} is listed twice")
         seen.add(t.version)
@@ -161,21 +180,40 @@ def validate_targets(targets: list[WeightedTarget] | tuple[WeightedTarget, ...])
 
 
 def make_route(service: str, targets: list[WeightedTarget] | tuple[WeightedTarget, ...], priority: int = 1) -> Route:
-    if not 0 <= priority <= MAX_PRIORITY:
-        raise UserError(f"priority {priority} is not 0-{MAX_PRIORITY}")
+    check_service(service)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        raise UserError(f"priority {_shown(priority)} is not an integer 0-{MAX_PRIORITY}")
     return Route(service=service, targets=validate_targets(targets), priority=priority)
 
 
 def make_gateway_route(name: str, prefix: str, service: str, namespace: str, rewrite_prefix: bool = True) -> GatewayRoute:
     if not NAME_RE.match(name):
-        raise UserError(f"{name!r} is not a gateway route name (letters, digits, '-', '_', '.')")
+        raise UserError(f"{_shown(name)} is not a gateway route name: 1-255 letters, digits, '-', '_' or '.', "
+                        "starting with a letter or digit")
+    if len(prefix) > MAX_PREFIX:
+        raise UserError(f"a path prefix of {len(prefix)} characters: App Mesh allows at most {MAX_PREFIX}")
+    if not prefix.startswith("/"):
+        raise UserError(f"{_shown(prefix)} is not a path prefix: it must start with '/', e.g. /hello-service")
     if not PREFIX_RE.match(prefix):
-        raise UserError(f"{prefix!r} is not a path prefix: it must start with '/'")
+        raise UserError(f"{_shown(prefix)} is not a path prefix: letters, digits, - . _ ~ / and URL sub-delimiters, "
+                        "'%' only in %XX escapes; no spaces, '?' or '#'")
+    check_service(service)
+    if not NAMESPACE_RE.match(namespace):
+        raise UserError(f"{_shown(namespace)} is not a namespace name like demo.local")
     return GatewayRoute(name=name, prefix=prefix, service=service, namespace=namespace, rewrite_prefix=rewrite_prefix)
 
 
+def total_weight(targets: tuple[WeightedTarget, ...]) -> int:
+    return sum(t.weight for t in targets)
+
+
 def pick_target(targets: tuple[WeightedTarget, ...], roll: int) -> str:
-    """The version a request goes to, for ``roll`` drawn uniformly from 0..total-1 (pure, so testable)."""
+    """The version a request goes to, for ``roll`` drawn uniformly from 0..total-1 (pure, so testable).
+
+    Over every roll in that range, each version is picked exactly as many times as its weight.
+    """
+    if roll < 0:
+        raise ValueError("roll outside the total weight")
     for t in targets:
         if roll < t.weight:
             return t.version
