@@ -1,0 +1,445 @@
+"""The environment template: the network, cluster, namespace, log group, mesh and ingress every service uses.
+
+One stack per environment (``<env>-env``). Its exports (``<env>:<Name>``) are the platform settings the
+service pipelines hand to ``meshpipe synth`` as environment variables, so this template, the pipeline
+template and :mod:`meshpipe.platform` must agree on them: :data:`SETTING_EXPORTS` is that agreement.
+
+The template is a pure function of its inputs; :class:`EnvironmentOptions` holds the choices a platform
+team may make about the environment itself, with the values the original walkthrough used as defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from meshpipe.errors import UserError
+from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy
+from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
+
+# Address plan: a /16 with two public /24s (load balancer, NAT gateways) and two private /20s (tasks).
+VPC_CIDR = "10.0.0.0/16"
+PUBLIC_SUBNET_CIDRS = ("10.0.0.0/24", "10.0.1.0/24")
+PRIVATE_SUBNET_CIDRS = ("10.0.128.0/20", "10.0.144.0/20")
+# An address inside the VPC but outside every subnet. Virtual service names resolve to it (see the
+# service pipeline): the app only needs *some* address to open a connection that its Envoy intercepts,
+# and if interception ever failed, traffic to this address goes nowhere instead of leaving the VPC.
+PLACEHOLDER_IPV4 = "10.0.255.254"
+
+VIRTUAL_GATEWAY_NAME = "vg-ingress"
+GATEWAY_LISTENER_PORT = 9080
+INGRESS_PUBLIC_PORT = 80
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+
+# Exports that carry platform settings: export name suffix -> the environment variable CodeBuild sets.
+# The variable names are the ones meshpipe.platform.settings_from_env reads.
+SETTING_EXPORTS: dict[str, str] = {
+    "ClusterName": "CLUSTER_NAME",
+    "VpcId": "VPC_ID",
+    "NamespaceId": "NAMESPACE_ID",
+    "NamespaceArn": "NAMESPACE_ARN",
+    "NamespaceName": "NAMESPACE_NAME",
+    "LogGroupName": "LOG_GROUP_NAME",
+    "PrivateSubnet1": "VPC_SUBNET_ONE",
+    "PrivateSubnet2": "VPC_SUBNET_TWO",
+    "ContainerSecurityGroup": "SECURITY_GROUP_ID",
+    "TaskExecutionRoleArn": "TASK_EXEC_ROLE_ARN",
+    "TaskRoleArn": "TASK_ROLE_ARN",
+    "EnvoyImage": "ENVOY_IMAGE_URI",
+}
+# Every export of the environment stack, in the order the template lists them.
+EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint")
+
+_ECS_TASKS = "ecs-tasks.amazonaws.com"
+
+
+def environment_stack_name(env: str) -> str:
+    return f"{env}-env"
+
+
+def environment_template_file(env: str) -> str:
+    return f"{env}-env.template.json"
+
+
+def export_name(env: str, key: str) -> str:
+    """The name another stack imports: ``<env>:<key>``."""
+    return f"{env}:{key}"
+
+
+def import_export(key: str) -> Json:
+    """``Fn::ImportValue`` of this environment's export ``key``, the environment named by ``EnvironmentName``."""
+    return {"Fn::ImportValue": sub("${EnvironmentName}:" + key)}
+
+
+def check_env_name(env: str) -> None:
+    if not isinstance(env, str) or not ENV_NAME_RE.match(env):
+        raise UserError(f"{env!r} is not an environment name",
+                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
+
+
+def environment_name_parameter(env: str) -> Json:
+    """The ``EnvironmentName`` parameter every platform template takes, defaulting to ``env``."""
+    return {
+        "Type": "String",
+        "Default": env,
+        "AllowedPattern": ENV_NAME_RE.pattern,
+        "Description": "Environment name: names the mesh, the cluster, the namespace <name>.local and the "
+                       "exports <name>:*.",
+    }
+
+
+# IAM policy documents as data. Shared by every platform template so their statements read alike.
+
+def iam_statement(effect: str, actions: list[str], resources: list[Any] | Any,
+                  condition: Json | None = None, sid: str | None = None) -> Json:
+    statement: Json = {}
+    if sid:
+        statement["Sid"] = sid
+    statement["Effect"] = effect
+    statement["Action"] = sorted(actions)
+    statement["Resource"] = resources
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def iam_allow(actions: list[str], resources: list[Any] | Any, condition: Json | None = None,
+              sid: str | None = None) -> Json:
+    return iam_statement("Allow", actions, resources, condition, sid)
+
+
+def iam_policy(statements: list[Json]) -> Json:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def inline_policy(name: str, statements: list[Json]) -> Json:
+    return {"PolicyName": name, "PolicyDocument": iam_policy(statements)}
+
+
+def trust_policy(service: str, condition: Json | None = None) -> Json:
+    """A role that only ``service`` (e.g. ``codebuild.amazonaws.com``) may assume."""
+    statement: Json = {"Effect": "Allow", "Principal": {"Service": [service]}, "Action": ["sts:AssumeRole"]}
+    if condition:
+        statement["Condition"] = condition
+    return iam_policy([statement])
+
+
+def same_account_condition() -> Json:
+    """Confused-deputy guard: only this account's tasks may assume the role."""
+    return {
+        "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+        "ArnLike": {"aws:SourceArn": sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")},
+    }
+
+
+@dataclass(frozen=True)
+class EnvironmentOptions:
+    """What a platform team may choose about the environment stack itself."""
+
+    envoy_image: str = DEFAULT_ENVOY_IMAGE
+    log_retention_days: int = 7
+    # One NAT gateway per AZ keeps the private subnets' egress up when an AZ fails; one is cheaper.
+    nat_gateways: int = 2
+    ingress_tasks: int = 1
+    # The gateway Envoy fetches its whole configuration before it reports LIVE, so it gets longer to start
+    # than the per-version sidecars.
+    ingress_start_period: int = 60
+
+    def check(self) -> None:
+        problems = []
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(f"log retention {self.log_retention_days} days is not one CloudWatch Logs accepts "
+                            f"({', '.join(str(d) for d in LOG_RETENTION_DAYS)})")
+        if self.nat_gateways not in (1, 2):
+            problems.append(f"nat_gateways must be 1 or 2, not {self.nat_gateways}")
+        if not 1 <= self.ingress_tasks <= 100:
+            problems.append(f"ingress_tasks must be 1-100, not {self.ingress_tasks}")
+        if not 0 <= self.ingress_start_period <= 300:
+            problems.append(f"ingress_start_period must be 0-300 seconds, not {self.ingress_start_period}")
+        if not self.envoy_image or re.search(r"\s", self.envoy_image):
+            problems.append(f"{self.envoy_image!r} is not an image reference")
+        if problems:
+            raise UserError("invalid environment options: " + "; ".join(problems))
+
+
+def _network(options: EnvironmentOptions) -> Json:
+    """VPC over two AZs: public subnets reach the internet gateway, private ones go out through NAT."""
+    res: Json = {
+        "Vpc": resource("AWS::EC2::VPC", {
+            "CidrBlock": VPC_CIDR,
+            # Both are needed for the Cloud Map private DNS namespace to resolve inside the VPC.
+            "EnableDnsHostnames": True,
+            "EnableDnsSupport": True,
+            "Tags": [{"Key": "Name", "Value": ref("EnvironmentName")}],
+        }),
+        "InternetGateway": resource("AWS::EC2::InternetGateway", {
+            "Tags": [{"Key": "Name", "Value": ref("EnvironmentName")}],
+        }),
+        "InternetGatewayAttachment": resource("AWS::EC2::VPCGatewayAttachment", {
+            "InternetGatewayId": ref("InternetGateway"),
+            "VpcId": ref("Vpc"),
+        }),
+        "PublicRouteTable": resource("AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}),
+        "PublicDefaultRoute": resource("AWS::EC2::Route", {
+            "DestinationCidrBlock": "0.0.0.0/0",
+            "GatewayId": ref("InternetGateway"),
+            "RouteTableId": ref("PublicRouteTable"),
+        }, DependsOn="InternetGatewayAttachment"),
+    }
+    for i, cidr in enumerate(PUBLIC_SUBNET_CIDRS, start=1):
+        res[f"PublicSubnet{i}"] = resource("AWS::EC2::Subnet", {
+            "AvailabilityZone": select(i - 1, {"Fn::GetAZs": ref("AWS::Region")}),
+            "CidrBlock": cidr,
+            "MapPublicIpOnLaunch": False,
+            "Tags": [{"Key": "Name", "Value": sub(f"${{EnvironmentName}}-public-{i}")}],
+            "VpcId": ref("Vpc"),
+        })
+        res[f"PublicSubnet{i}RouteTableAssociation"] = resource("AWS::EC2::SubnetRouteTableAssociation", {
+            "RouteTableId": ref("PublicRouteTable"),
+            "SubnetId": ref(f"PublicSubnet{i}"),
+        })
+    for n in range(1, options.nat_gateways + 1):
+        res[f"NatGateway{n}Eip"] = resource("AWS::EC2::EIP", {"Domain": "vpc"},
+                                            DependsOn="InternetGatewayAttachment")
+        res[f"NatGateway{n}"] = resource("AWS::EC2::NatGateway", {
+            "AllocationId": get_att(f"NatGateway{n}Eip", "AllocationId"),
+            "SubnetId": ref(f"PublicSubnet{n}"),
+        })
+    for i, cidr in enumerate(PRIVATE_SUBNET_CIDRS, start=1):
+        nat = min(i, options.nat_gateways)
+        res[f"PrivateSubnet{i}"] = resource("AWS::EC2::Subnet", {
+            "AvailabilityZone": select(i - 1, {"Fn::GetAZs": ref("AWS::Region")}),
+            "CidrBlock": cidr,
+            "MapPublicIpOnLaunch": False,
+            "Tags": [{"Key": "Name", "Value": sub(f"${{EnvironmentName}}-private-{i}")}],
+            "VpcId": ref("Vpc"),
+        })
+        res[f"PrivateRouteTable{i}"] = resource("AWS::EC2::RouteTable", {"VpcId": ref("Vpc")})
+        res[f"PrivateDefaultRoute{i}"] = resource("AWS::EC2::Route", {
+            "DestinationCidrBlock": "0.0.0.0/0",
+            "NatGatewayId": ref(f"NatGateway{nat}"),
+            "RouteTableId": ref(f"PrivateRouteTable{i}"),
+        })
+        res[f"PrivateSubnet{i}RouteTableAssociation"] = resource("AWS::EC2::SubnetRouteTableAssociation", {
+            "RouteTableId": ref(f"PrivateRouteTable{i}"),
+            "SubnetId": ref(f"PrivateSubnet{i}"),
+        })
+    return res
+
+
+def _roles() -> Json:
+    mesh_resources = sub("${Mesh.Arn}/virtualNode/*")
+    gateway_resource = get_att("VirtualGateway", "Arn")
+    return {
+        # Pulls images and writes container logs for every task of the environment.
+        "TaskExecutionRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS),
+            "Path": "/",
+            "Policies": [inline_policy("pull-images-write-logs", [
+                # GetAuthorizationToken has no resource to scope it to.
+                iam_allow(["ecr:GetAuthorizationToken"], "*"),
+                iam_allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                          sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*")),
+                iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("LogGroup", "Arn")),
+            ])],
+        }),
+        # What a service version's Envoy sidecar may do: fetch its virtual node's configuration, nothing else.
+        "TaskRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
+            "Path": "/",
+            "Policies": [inline_policy("envoy-virtual-nodes", [
+                iam_allow(["appmesh:StreamAggregatedResources"], mesh_resources),
+            ])],
+        }),
+        # The ingress Envoy serves the virtual gateway only.
+        "IngressTaskRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
+            "Path": "/",
+            "Policies": [inline_policy("envoy-virtual-gateway", [
+                iam_allow(["appmesh:StreamAggregatedResources"], gateway_resource),
+            ])],
+        }),
+    }
+
+
+def _mesh() -> Json:
+    return {
+        "Mesh": resource("AWS::AppMesh::Mesh", {
+            "MeshName": ref("EnvironmentName"),
+            # Only declared backends are reachable from a meshed task.
+            "Spec": {"EgressFilter": {"Type": "DROP_ALL"}},
+        }),
+        "VirtualGateway": resource("AWS::AppMesh::VirtualGateway", {
+            "MeshName": get_att("Mesh", "MeshName"),
+            "Spec": {
+                "Listeners": [{"PortMapping": {"Port": GATEWAY_LISTENER_PORT, "Protocol": "http"}}],
+                "Logging": {"AccessLog": {"File": {"Path": "/dev/stdout"}}},
+            },
+            "VirtualGatewayName": VIRTUAL_GATEWAY_NAME,
+        }),
+    }
+
+
+def _ingress(policy: PlatformPolicy, options: EnvironmentOptions) -> Json:
+    """The gateway Envoy on Fargate in the private subnets, behind an internet-facing network load balancer."""
+    hc = policy.health_check
+    admin = policy.envoy_admin_port
+    return {
+        "IngressTaskDefinition": resource("AWS::ECS::TaskDefinition", {
+            "ContainerDefinitions": [{
+                "Environment": [{"Name": "APPMESH_RESOURCE_ARN", "Value": get_att("VirtualGateway", "Arn")}],
+                "Essential": True,
+                "HealthCheck": {
+                    "Command": ["CMD-SHELL", f"curl -s http://localhost:{admin}/server_info | grep state | grep -q LIVE"],
+                    "Interval": hc.interval,
+                    "Retries": hc.retries,
+                    "StartPeriod": options.ingress_start_period,
+                    "Timeout": hc.timeout,
+                },
+                "Image": ref("EnvoyImage"),
+                "LogConfiguration": {
+                    "LogDriver": "awslogs",
+                    "Options": {
+                        "awslogs-group": ref("LogGroup"),
+                        "awslogs-region": ref("AWS::Region"),
+                        "awslogs-stream-prefix": f"{policy.envoy_log_prefix}-ingress",
+                    },
+                },
+                "Name": "envoy",
+                "PortMappings": [{"ContainerPort": GATEWAY_LISTENER_PORT, "Protocol": "tcp"}],
+                "StopTimeout": policy.stop_timeout,
+                # Envoy holds one descriptor per client and upstream connection.
+                "Ulimits": [{"HardLimit": 15000, "Name": "nofile", "SoftLimit": 15000}],
+            }],
+            "Cpu": "256",
+            "ExecutionRoleArn": get_att("TaskExecutionRole", "Arn"),
+            "Family": sub("${EnvironmentName}-ingress"),
+            "Memory": "512",
+            "NetworkMode": "awsvpc",
+            "RequiresCompatibilities": ["FARGATE"],
+            "TaskRoleArn": get_att("IngressTaskRole", "Arn"),
+        }),
+        "IngressService": resource("AWS::ECS::Service", {
+            "Cluster": ref("Cluster"),
+            # Never drop below the desired count while a new gateway task starts.
+            "DeploymentConfiguration": {"MaximumPercent": 200, "MinimumHealthyPercent": 100},
+            "DesiredCount": options.ingress_tasks,
+            "HealthCheckGracePeriodSeconds": options.ingress_start_period,
+            "LaunchType": "FARGATE",
+            "LoadBalancers": [{
+                "ContainerName": "envoy",
+                "ContainerPort": GATEWAY_LISTENER_PORT,
+                "TargetGroupArn": ref("IngressTargetGroup"),
+            }],
+            "NetworkConfiguration": {"AwsvpcConfiguration": {
+                "AssignPublicIp": "DISABLED",
+                "SecurityGroups": [get_att("ContainerSecurityGroup", "GroupId")],
+                "Subnets": [ref("PrivateSubnet1"), ref("PrivateSubnet2")],
+            }},
+            "ServiceName": "ingress",
+            "TaskDefinition": ref("IngressTaskDefinition"),
+        }, DependsOn="IngressListener"),
+        "IngressLoadBalancer": resource("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+            # With one gateway task in one AZ, the other AZ's load balancer node must still reach it.
+            "LoadBalancerAttributes": [{"Key": "load_balancing.cross_zone.enabled", "Value": "true"}],
+            "Scheme": "internet-facing",
+            "Subnets": [ref("PublicSubnet1"), ref("PublicSubnet2")],
+            "Type": "network",
+        }, DependsOn="InternetGatewayAttachment"),
+        "IngressTargetGroup": resource("AWS::ElasticLoadBalancingV2::TargetGroup", {
+            "HealthCheckIntervalSeconds": 10,
+            "HealthCheckProtocol": "TCP",
+            "HealthyThresholdCount": 2,
+            "Port": GATEWAY_LISTENER_PORT,
+            "Protocol": "TCP",
+            "TargetGroupAttributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
+            "TargetType": "ip",
+            "UnhealthyThresholdCount": 2,
+            "VpcId": ref("Vpc"),
+        }),
+        "IngressListener": resource("AWS::ElasticLoadBalancingV2::Listener", {
+            "DefaultActions": [{"TargetGroupArn": ref("IngressTargetGroup"), "Type": "forward"}],
+            "LoadBalancerArn": ref("IngressLoadBalancer"),
+            "Port": INGRESS_PUBLIC_PORT,
+            "Protocol": "TCP",
+        }),
+    }
+
+
+def _outputs() -> Json:
+    values: dict[str, tuple[Any, str]] = {
+        "MeshName": (get_att("Mesh", "MeshName"), "App Mesh mesh of the environment"),
+        "ClusterName": (ref("Cluster"), "ECS cluster"),
+        "VpcId": (ref("Vpc"), "VPC"),
+        "NamespaceId": (get_att("Namespace", "Id"), "Cloud Map namespace id"),
+        "NamespaceArn": (get_att("Namespace", "Arn"), "Cloud Map namespace ARN"),
+        "NamespaceName": (sub("${EnvironmentName}.local"), "Cloud Map namespace (private DNS) name"),
+        "LogGroupName": (ref("LogGroup"), "Log group of every container"),
+        "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
+        "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
+        "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
+        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
+        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of service versions"),
+        "EnvoyImage": (ref("EnvoyImage"), "Envoy image of sidecars and the ingress"),
+        "VirtualGatewayName": (get_att("VirtualGateway", "VirtualGatewayName"), "Ingress virtual gateway"),
+        "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+    }
+    assert tuple(values) == EXPORTS
+    return {key: output(value, description, sub("${EnvironmentName}:" + key))
+            for key, (value, description) in values.items()}
+
+
+def render_environment(env: str, policy: PlatformPolicy | None = None,
+                       options: EnvironmentOptions | None = None) -> Json:
+    """The environment stack's template for ``env``. Pure."""
+    check_env_name(env)
+    policy = policy or PlatformPolicy()
+    options = options or EnvironmentOptions()
+    options.check()
+    resources: Json = {
+        **_network(options),
+        "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")}),
+        # Tasks accept TCP from inside the VPC only: from each other's Envoys and from the load balancer,
+        # whose nodes connect from the public subnets.
+        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
+            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
+            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
+            "VpcId": ref("Vpc"),
+        }),
+        **_roles(),
+        "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
+            "Name": sub("${EnvironmentName}.local"),
+            "Vpc": ref("Vpc"),
+        }),
+        "LogGroup": resource("AWS::Logs::LogGroup", {
+            "LogGroupName": sub("${EnvironmentName}-cluster"),
+            "RetentionInDays": ref("LogRetentionInDays"),
+        }),
+        **_mesh(),
+        **_ingress(policy, options),
+    }
+    parameters: Json = {
+        "EnvironmentName": environment_name_parameter(env),
+        "EnvoyImage": {
+            "Type": "String",
+            "Default": options.envoy_image,
+            "Description": "Envoy image for the ingress gateway and every service version's sidecar.",
+        },
+        "LogRetentionInDays": {
+            "Type": "Number",
+            "Default": options.log_retention_days,
+            "AllowedValues": list(LOG_RETENTION_DAYS),
+            "Description": "Days the environment's container logs are kept.",
+        },
+    }
+    return template(
+        resources,
+        description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
+                    "App Mesh mesh and its ingress gateway behind a network load balancer.",
+        parameters=parameters,
+        outputs=_outputs(),
+    )

@@ -1,0 +1,449 @@
+"""The service-pipeline template: one service's place in the mesh, its config repo and its pipeline.
+
+One stack per service and environment, ``<env>-<svc>-pipeline``, from a single template file
+(``service-pipeline.template.json``) with the parameters ``EnvironmentName`` and ``ServiceName``. It holds:
+
+* the virtual router ``vr-<svc>`` and the virtual service ``<svc>.<env>.local`` it provides; routes are
+  left to ``meshpipe route`` (a new version never receives traffic by itself);
+* a Cloud Map name ``<svc>`` with one placeholder instance, so that ``<svc>.<env>.local`` resolves: apps
+  resolve the name before they connect, and only then does Envoy intercept the connection and route it;
+* the CodeCommit repo ``<svc>-cfg`` holding ``manifest.yaml``, and an EventBridge rule starting the
+  pipeline on each push to the configured branch;
+* the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``) ->
+  Deploy (CloudFormation creates ``<env>-<svc>-<version>``), with one narrowly scoped role per actor.
+
+Only the App Mesh flavour's version stacks (``<env>-<svc>-<version>``) are deployed by this pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from meshpipe.errors import UserError
+from meshpipe.manifest.rules import SERVICE_NAME_RE
+from meshpipe.model import VERSION_LEN
+from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
+from meshpipe.synth import buildspec
+from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
+from meshpipe.synth.cfn import Json, get_att, output, ref, resource, sub, template
+from meshpipe.synth.environment import (
+    PLACEHOLDER_IPV4,
+    SETTING_EXPORTS,
+    check_env_name,
+    environment_name_parameter,
+    iam_allow,
+    iam_statement,
+    import_export,
+    inline_policy,
+    trust_policy,
+)
+
+SERVICE_PIPELINE_TEMPLATE_FILE = "service-pipeline.template.json"
+DEFAULT_SERVICE_PORT = 80
+# Git branch names meshpipe accepts for the config repo: plain names, optionally with '/' sections.
+BRANCH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+BRANCH_MAX = 100
+
+# Action namespaces: the Build stage reads the commit from the Source stage, Deploy the version from Build.
+SOURCE_NAMESPACE = "SourceVariables"
+BUILD_NAMESPACE = "BuildVariables"
+# Stage and action names, in pipeline order.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Source", ("Config", "Bundle")),
+    ("Build", ("Synth",)),
+    ("Deploy", ("CreateVersionStack",)),
+)
+ARTIFACT_DAYS = 30
+BUILD_LOG_DAYS = 30
+BUILD_TIMEOUT_MINUTES = 15
+
+# IAM wildcard for exactly one version id: `?` matches one character, so `<env>-<svc>-????????` is the
+# version stacks of this service and not those of a service whose name merely starts the same way.
+VERSION_WILDCARD = "?" * VERSION_LEN
+
+
+def pipeline_stack_name(env: str, service: str) -> str:
+    return f"{env}-{service}-pipeline"
+
+
+def config_repo_name(service: str) -> str:
+    return f"{service}-cfg"
+
+
+def check_branch(branch: str) -> None:
+    if (not isinstance(branch, str) or len(branch) > BRANCH_MAX or not BRANCH_RE.match(branch)
+            or ".." in branch or branch.endswith((".lock", "."))):
+        raise UserError(f"{branch!r} is not a branch name meshpipe accepts",
+                        hint="use letters, digits, '.', '_', '-' and '/' sections, e.g. main or release/1")
+
+
+def _arn(service_and_rest: str) -> Json:
+    """``arn:<partition>:<service_and_rest>`` in this stack's region and account where the text says so."""
+    return sub("arn:${AWS::Partition}:" + service_and_rest)
+
+
+def _with_imports(text: str, **imports: str) -> Json:
+    """``Fn::Sub`` whose ``${Name}`` variables are environment exports (name -> export key)."""
+    return sub(text, {name: import_export(key) for name, key in imports.items()})
+
+
+def _parameters(env: str, branch: str, service_port: int) -> Json:
+    return {
+        "EnvironmentName": environment_name_parameter(env),
+        "ServiceName": {
+            "Type": "String",
+            "AllowedPattern": SERVICE_NAME_RE.pattern,
+            "MaxLength": 40,
+            "Description": "Service name: names the config repo <name>-cfg, the virtual service "
+                           "<name>.<environment>.local and the version stacks <environment>-<name>-<version>.",
+        },
+        "ServicePort": {
+            "Type": "Number",
+            "Default": service_port,
+            "MinValue": 1,
+            "MaxValue": 65535,
+            "Description": "Port clients call the virtual service on (the virtual router's listener).",
+        },
+        "BranchName": {
+            "Type": "String",
+            "Default": branch,
+            "AllowedPattern": BRANCH_RE.pattern,
+            "MaxLength": BRANCH_MAX,
+            "Description": "Config repo branch whose pushes start the pipeline.",
+        },
+    }
+
+
+def _mesh_entry(policy: PlatformPolicy) -> Json:
+    return {
+        "VirtualRouter": resource("AWS::AppMesh::VirtualRouter", {
+            "MeshName": import_export("MeshName"),
+            "Spec": {"Listeners": [{"PortMapping": {"Port": ref("ServicePort"), "Protocol": "http"}}]},
+            "VirtualRouterName": sub("vr-${ServiceName}"),
+        }),
+        "VirtualService": resource("AWS::AppMesh::VirtualService", {
+            "MeshName": import_export("MeshName"),
+            "Spec": {"Provider": {"VirtualRouter": {"VirtualRouterName": get_att("VirtualRouter", "VirtualRouterName")}}},
+            "VirtualServiceName": _with_imports("${ServiceName}.${Namespace}", Namespace="NamespaceName"),
+        }),
+        "ServiceNameRecord": resource("AWS::ServiceDiscovery::Service", {
+            "Description": "Makes the virtual service's name resolvable; Envoy routes the connections.",
+            "DnsConfig": {"DnsRecords": [{"TTL": policy.dns_ttl, "Type": "A"}], "RoutingPolicy": "MULTIVALUE"},
+            "Name": ref("ServiceName"),
+            "NamespaceId": import_export("NamespaceId"),
+        }),
+        "ServiceNamePlaceholder": resource("AWS::ServiceDiscovery::Instance", {
+            "InstanceAttributes": {"AWS_INSTANCE_IPV4": PLACEHOLDER_IPV4},
+            "InstanceId": "placeholder",
+            "ServiceId": ref("ServiceNameRecord"),
+        }),
+    }
+
+
+def _source() -> Json:
+    return {
+        "ConfigRepository": resource("AWS::CodeCommit::Repository", {
+            "RepositoryDescription": sub("manifest.yaml of ${ServiceName} in ${EnvironmentName}"),
+            "RepositoryName": sub("${ServiceName}-cfg"),
+        }),
+        "ArtifactBucket": resource("AWS::S3::Bucket", private_bucket_properties({
+            "LifecycleConfiguration": {"Rules": [{
+                "ExpirationInDays": ARTIFACT_DAYS,
+                "Id": "expire-pipeline-artifacts",
+                "Status": "Enabled",
+            }]},
+        }), DeletionPolicy="Retain", UpdateReplacePolicy="Retain"),
+        "ArtifactBucketPolicy": tls_only_bucket_policy("ArtifactBucket"),
+    }
+
+
+def _trigger() -> Json:
+    pipeline_arn = _arn("codepipeline:${AWS::Region}:${AWS::AccountId}:${Pipeline}")
+    return {
+        "PipelineTriggerRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("events.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("start-pipeline", [
+                iam_allow(["codepipeline:StartPipelineExecution"], pipeline_arn),
+            ])],
+        }),
+        # A push creating the branch (the first one) or moving it starts the pipeline.
+        "PipelineTriggerRule": resource("AWS::Events::Rule", {
+            "Description": sub("Start ${Pipeline} on a push to ${BranchName} of ${ServiceName}-cfg"),
+            "EventPattern": {
+                "source": ["aws.codecommit"],
+                "detail-type": ["CodeCommit Repository State Change"],
+                "resources": [get_att("ConfigRepository", "Arn")],
+                "detail": {
+                    "event": ["referenceCreated", "referenceUpdated"],
+                    "referenceType": ["branch"],
+                    "referenceName": [ref("BranchName")],
+                },
+            },
+            "State": "ENABLED",
+            "Targets": [{"Arn": pipeline_arn, "Id": "service-pipeline", "RoleArn": get_att("PipelineTriggerRole", "Arn")}],
+        }),
+    }
+
+
+def build_environment_variables() -> list[Json]:
+    """The platform settings as the variables ``meshpipe synth`` reads (see meshpipe.platform.ENV_VARS)."""
+    by_var: dict[str, Any] = {
+        "ENVIRONMENT_NAME": ref("EnvironmentName"),
+        "AWS_ACCOUNT_ID": ref("AWS::AccountId"),
+        "AWS_REGION": ref("AWS::Region"),
+    }
+    by_var.update({var: import_export(key) for key, var in SETTING_EXPORTS.items()})
+    names = [*ENV_VARS, *SUBNET_VARS]
+    missing = [n for n in names if n not in by_var]
+    assert not missing, f"environment exports do not cover {missing}"
+    variables = [{"Name": n, "Type": "PLAINTEXT", "Value": by_var[n]} for n in names]
+    variables.append({"Name": "SERVICE_NAME", "Type": "PLAINTEXT", "Value": ref("ServiceName")})
+    return variables
+
+
+def _build() -> Json:
+    return {
+        "BuildLogGroup": resource("AWS::Logs::LogGroup", {
+            "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
+            "RetentionInDays": BUILD_LOG_DAYS,
+        }),
+        # The build only reads its inputs and writes its artifact and logs; synth needs no AWS access.
+        "BuildRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("codebuild.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("build", [
+                iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("BuildLogGroup", "Arn")),
+                iam_allow(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], sub("${ArtifactBucket.Arn}/*")),
+                iam_allow(["s3:GetBucketAcl", "s3:GetBucketLocation"], get_att("ArtifactBucket", "Arn")),
+            ])],
+        }),
+        "BuildProject": resource("AWS::CodeBuild::Project", {
+            "Artifacts": {"Type": "CODEPIPELINE"},
+            "Description": sub("meshpipe synth for ${ServiceName} in ${EnvironmentName}"),
+            "Environment": {
+                "ComputeType": "BUILD_GENERAL1_SMALL",
+                "EnvironmentVariables": build_environment_variables(),
+                "Image": buildspec.BUILD_IMAGE,
+                "Type": "LINUX_CONTAINER",
+            },
+            "LogsConfig": {"CloudWatchLogs": {"GroupName": ref("BuildLogGroup"), "Status": "ENABLED"}},
+            "Name": sub("${EnvironmentName}-${ServiceName}"),
+            "ServiceRole": get_att("BuildRole", "Arn"),
+            "Source": {"BuildSpec": buildspec.render_buildspec(), "Type": "CODEPIPELINE"},
+            "TimeoutInMinutes": BUILD_TIMEOUT_MINUTES,
+        }),
+    }
+
+
+def _deploy_role() -> Json:
+    """The role CloudFormation uses for version stacks: exactly the resources a version stack holds.
+
+    A version stack has a virtual node, a task definition, an ECS service registered in Cloud Map, its
+    autoscaling, and an inline policy on the environment's execution role (see meshpipe.synth.appmesh).
+    """
+    node = f"vn-${{ServiceName}}-{VERSION_WILDCARD}"
+    ecs_service = f"${{ServiceName}}-{VERSION_WILDCARD}"
+    account = "${AWS::Region}:${AWS::AccountId}"
+    return {
+        "DeployRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("cloudformation.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("version-stacks", [
+                iam_allow(["appmesh:CreateVirtualNode", "appmesh:DeleteVirtualNode", "appmesh:DescribeVirtualNode",
+                           "appmesh:TagResource", "appmesh:UntagResource", "appmesh:UpdateVirtualNode"],
+                          _with_imports(f"arn:${{AWS::Partition}}:appmesh:{account}:mesh/${{Mesh}}/virtualNode/{node}",
+                                        Mesh="MeshName"),
+                          sid="VirtualNodes"),
+                # A virtual node names its backends; App Mesh checks them as virtual-service resources.
+                iam_allow(["appmesh:CreateVirtualNode", "appmesh:UpdateVirtualNode"],
+                          _with_imports(f"arn:${{AWS::Partition}}:appmesh:{account}:mesh/${{Mesh}}/virtualService/*",
+                                        Mesh="MeshName"),
+                          sid="VirtualNodeBackends"),
+                iam_allow(["ecs:RegisterTaskDefinition", "ecs:TagResource"],
+                          _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
+                # Neither action can be scoped to a resource.
+                iam_allow(["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"], "*",
+                          sid="TaskDefinitionsUnscoped"),
+                iam_allow(["iam:PassRole"],
+                          [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
+                          condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                          sid="PassTaskRoles"),
+                # Each version stack lets the execution role write its own log streams.
+                iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                          import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy"),
+                iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
+                           "ecs:UpdateService"],
+                          _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/{ecs_service}",
+                                        Cluster="ClusterName"),
+                          sid="EcsServices"),
+                iam_allow(["servicediscovery:CreateService"], import_export("NamespaceArn"), sid="DiscoveryNamespace"),
+                iam_allow(["servicediscovery:CreateService", "servicediscovery:DeleteService",
+                           "servicediscovery:GetService", "servicediscovery:UpdateService"],
+                          _arn(f"servicediscovery:{account}:service/*"), sid="DiscoveryServices"),
+                # Cloud Map tagging has no resource type to scope it to.
+                iam_allow(["servicediscovery:TagResource"], "*", sid="DiscoveryTagging"),
+                iam_allow(["application-autoscaling:DeleteScalingPolicy",
+                           "application-autoscaling:DeregisterScalableTarget",
+                           "application-autoscaling:PutScalingPolicy",
+                           "application-autoscaling:RegisterScalableTarget",
+                           "application-autoscaling:TagResource"],
+                          _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
+                iam_allow(["application-autoscaling:DescribeScalableTargets",
+                           "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
+                # Target tracking keeps its alarms named after the scaled resource.
+                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                          _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
+                                        + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
+                                        Cluster="ClusterName"),
+                          sid="ScalingAlarms"),
+                iam_allow(["iam:CreateServiceLinkedRole"],
+                          _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+                               "AWSServiceRoleForApplicationAutoScaling_ECSService"),
+                          condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
+                          sid="AutoscalingServiceLinkedRole"),
+            ])],
+        }),
+    }
+
+
+def _pipeline_role() -> Json:
+    version_stacks = _arn(f"cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/"
+                          f"${{EnvironmentName}}-${{ServiceName}}-{VERSION_WILDCARD}/*")
+    own_stack = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*")
+    build_bucket = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}", Bucket="BuildBucketName")
+    bundle = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}/" + BUNDLE_KEY, Bucket="BuildBucketName")
+    stack_actions = ["cloudformation:CreateStack", "cloudformation:DescribeStackEvents",
+                     "cloudformation:DescribeStacks", "cloudformation:UpdateStack"]
+    return {
+        "PipelineRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("codepipeline.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("pipeline", [
+                iam_allow(["codecommit:CancelUploadArchive", "codecommit:GetBranch", "codecommit:GetCommit",
+                           "codecommit:GetRepository", "codecommit:GetUploadArchiveStatus",
+                           "codecommit:UploadArchive"],
+                          get_att("ConfigRepository", "Arn"), sid="ConfigSource"),
+                iam_allow(["s3:GetObject", "s3:GetObjectVersion"], bundle, sid="BundleSource"),
+                iam_allow(["s3:GetBucketLocation", "s3:GetBucketVersioning"], build_bucket, sid="BundleBucket"),
+                iam_allow(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:PutObjectAcl"],
+                          sub("${ArtifactBucket.Arn}/*"), sid="Artifacts"),
+                iam_allow(["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+                          get_att("ArtifactBucket", "Arn"), sid="ArtifactBucket"),
+                iam_allow(["codebuild:BatchGetBuilds", "codebuild:StartBuild"], get_att("BuildProject", "Arn"),
+                          sid="Build"),
+                iam_allow(stack_actions, version_stacks, sid="VersionStacks"),
+                # Validation is not tied to a stack.
+                iam_allow(["cloudformation:ValidateTemplate"], "*", sid="ValidateTemplates"),
+                iam_allow(["iam:PassRole"], get_att("DeployRole", "Arn"),
+                          condition={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+                          sid="PassDeployRole"),
+                # `<env>-<svc>-pipeline` has as many characters after the service as a version id: whatever
+                # this stack is called, the pipeline must never change it.
+                iam_statement("Deny", stack_actions, own_stack, sid="NeverThisStack"),
+            ])],
+        }),
+    }
+
+
+def _action(name: str, category: str, provider: str, configuration: Json, *, inputs: tuple[str, ...] = (),
+            outputs: tuple[str, ...] = (), namespace: str | None = None) -> Json:
+    action: Json = {
+        "Name": name,
+        "ActionTypeId": {"Category": category, "Owner": "AWS", "Provider": provider, "Version": "1"},
+        "Configuration": configuration,
+        "RunOrder": 1,
+    }
+    if inputs:
+        action["InputArtifacts"] = [{"Name": n} for n in inputs]
+    if outputs:
+        action["OutputArtifacts"] = [{"Name": n} for n in outputs]
+    if namespace:
+        action["Namespace"] = namespace
+    return action
+
+
+def _pipeline() -> Json:
+    commit_variable = [{"name": "CONFIG_COMMIT_ID", "type": "PLAINTEXT", "value": f"#{{{SOURCE_NAMESPACE}.CommitId}}"}]
+    (source, (config, bundle)), (build, (synth,)), (deploy, (create,)) = STAGES
+    stages = [
+        {"Name": source, "Actions": [
+            _action(config, "Source", "CodeCommit", {
+                "BranchName": ref("BranchName"),
+                "OutputArtifactFormat": "CODE_ZIP",
+                # The EventBridge rule starts runs; polling would start them twice.
+                "PollForSourceChanges": False,
+                "RepositoryName": get_att("ConfigRepository", "Name"),
+            }, outputs=(buildspec.CONFIG_ARTIFACT,), namespace=SOURCE_NAMESPACE),
+            _action(bundle, "Source", "S3", {
+                "PollForSourceChanges": False,
+                "S3Bucket": import_export("BuildBucketName"),
+                "S3ObjectKey": BUNDLE_KEY,
+            }, outputs=(buildspec.BUNDLE_ARTIFACT,)),
+        ]},
+        {"Name": build, "Actions": [
+            _action(synth, "Build", "CodeBuild", {
+                "EnvironmentVariables": json.dumps(commit_variable, separators=(",", ":")),
+                "PrimarySource": buildspec.BUNDLE_ARTIFACT,
+                "ProjectName": ref("BuildProject"),
+            }, inputs=(buildspec.BUNDLE_ARTIFACT, buildspec.CONFIG_ARTIFACT), outputs=(buildspec.BUILD_ARTIFACT,),
+                namespace=BUILD_NAMESPACE),
+        ]},
+        {"Name": deploy, "Actions": [
+            _action(create, "Deploy", "CloudFormation", {
+                "ActionMode": "CREATE_UPDATE",
+                # The version stack holds an inline IAM policy (unnamed resources only).
+                "Capabilities": "CAPABILITY_IAM",
+                "RoleArn": get_att("DeployRole", "Arn"),
+                # The prefix comes from this template, so a build can only ever name this service's stacks.
+                "StackName": sub("${EnvironmentName}-${ServiceName}-" + f"#{{{BUILD_NAMESPACE}.VERSION_ID}}"),
+                "TemplatePath": f"{buildspec.BUILD_ARTIFACT}::{buildspec.TEMPLATE_FILE}",
+            }, inputs=(buildspec.BUILD_ARTIFACT,)),
+        ]},
+    ]
+    return {
+        "Pipeline": resource("AWS::CodePipeline::Pipeline", {
+            "ArtifactStore": {"Location": ref("ArtifactBucket"), "Type": "S3"},
+            # Every commit is a version: queue runs rather than let a newer one supersede an older one.
+            "ExecutionMode": "QUEUED",
+            "Name": sub("${EnvironmentName}-${ServiceName}"),
+            "PipelineType": "V2",
+            "RestartExecutionOnUpdate": False,
+            "RoleArn": get_att("PipelineRole", "Arn"),
+            "Stages": stages,
+        }),
+    }
+
+
+def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
+                            service_port: int = DEFAULT_SERVICE_PORT) -> Json:
+    """The service-pipeline template, its ``EnvironmentName`` defaulting to ``env``. Pure."""
+    check_env_name(env)
+    check_branch(branch)
+    if not isinstance(service_port, int) or not 1 <= service_port <= 65535:
+        raise UserError(f"{service_port!r} is not a port", hint="use 1-65535; clients call port 80 by default")
+    policy = policy or PlatformPolicy()
+    resources: Json = {
+        **_mesh_entry(policy),
+        **_source(),
+        **_trigger(),
+        **_build(),
+        **_deploy_role(),
+        **_pipeline_role(),
+        **_pipeline(),
+    }
+    return template(
+        resources,
+        description="meshpipe service pipeline: virtual router and virtual service of one service, its config "
+                    "repo, and the pipeline that deploys each pushed commit as a version stack.",
+        parameters=_parameters(env, branch, service_port),
+        outputs={
+            "SourceRepoCloneUrlHttp": output(get_att("ConfigRepository", "CloneUrlHttp"), "Clone URL of the config repo"),
+            "PipelineName": output(ref("Pipeline"), "Pipeline deploying the service's versions"),
+            "VirtualServiceName": output(get_att("VirtualService", "VirtualServiceName"), "Name clients call"),
+            "VirtualRouterName": output(get_att("VirtualRouter", "VirtualRouterName"), "Router holding the route"),
+            "ArtifactBucketName": output(ref("ArtifactBucket"), "Pipeline artifacts (retained on stack deletion)"),
+        },
+    )
