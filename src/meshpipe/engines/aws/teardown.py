@@ -83,7 +83,7 @@ class Teardown:
     def environment(self, ctx: EnvContext, found: EnvironmentStacks) -> None:
         self.routes(ctx)
         self.service_stacks(found, list(found.pipelines) + list(found.versions))
-        self.pipelines(list(found.pipelines.values()))
+        self.pipelines([found.pipelines[s] for s in sorted(found.pipelines)])
         if found.build_bucket_stack:
             self.empty_stack_buckets(found.build_bucket_stack)
             self.stacks.delete(found.build_bucket_stack)

@@ -1,0 +1,222 @@
+"""Shared fakes for the AWS engine tests: a fake clock, a recording reporter, client factories that
+record calls or hand out Stubber-backed clients, and stand-in templates moto's CloudFormation can deploy.
+
+moto's CloudFormation does not create App Mesh, CodePipeline or CodeCommit resources, so the stand-ins
+hold what moto can (buckets, roles, a cluster, ECS services) and the tests create the App Mesh objects
+those stacks would hold (mesh, virtual gateway, virtual routers) through moto's App Mesh API. The real
+templates are linted elsewhere.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from meshpipe.engines.aws.clients import SessionClientFactory
+from meshpipe.engines.aws.engine import AwsEngine
+from meshpipe.engines.aws.retry import Backoff
+
+REGION = "us-east-1"
+INGRESS = "http://demo-ingress-0123456789.elb.us-east-1.amazonaws.com"
+FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
+            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials"}
+
+
+def use_fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region: nothing in these tests can sign a request for a real account."""
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+class FakeClock:
+    """Time moves only when the engine sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class RecordingReporter:
+    steps: list[str] = field(default_factory=list)
+    dones: list[str] = field(default_factory=list)
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def done(self, message: str) -> None:
+        self.dones.append(message)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.steps + self.dones)
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str
+    operation: str
+    params: dict[str, Any]
+    result: Any
+
+
+class _RecordingClient:
+    def __init__(self, service: str, client: Any, log: list[Call]) -> None:
+        self._service = service
+        self._client = client
+        self._log = log
+
+    @property
+    def meta(self) -> Any:
+        return self._client.meta
+
+    def __getattr__(self, operation: str) -> Any:
+        method = getattr(self._client, operation)
+
+        def record(**params: Any) -> Any:
+            result = method(**params)
+            self._log.append(Call(self._service, operation, params, result))
+            return result
+
+        return record
+
+
+class RecordingFactory:
+    """Clients from a moto-backed session (or the given overrides), recording every successful call."""
+
+    def __init__(self, overrides: dict[str, Any] | None = None) -> None:
+        self.base = SessionClientFactory(region=REGION)
+        self.overrides = overrides or {}
+        self.log: list[Call] = []
+
+    def client(self, service: str) -> Any:
+        return _RecordingClient(service, self.overrides.get(service) or self.base.client(service), self.log)
+
+    def raw(self, service: str) -> Any:
+        """An unrecorded client, for the test's own set-up and checks."""
+        return self.base.client(service)
+
+    def calls(self, service: str | None = None, operation: str | None = None) -> list[Call]:
+        return [c for c in self.log if (service is None or c.service == service)
+                and (operation is None or c.operation == operation)]
+
+
+def stubbed(service: str) -> tuple[Any, Stubber]:
+    """A real botocore client whose responses come from a Stubber (it never opens a connection)."""
+    client = SessionClientFactory(region=REGION).client(service)
+    stubber = Stubber(client)
+    stubber.activate()
+    return client, stubber
+
+
+def make_engine(factory: Any, clock: FakeClock, reporter: RecordingReporter | None = None,
+                **kwargs: Any) -> AwsEngine:
+    kwargs.setdefault("templates", stand_in_templates)
+    kwargs.setdefault("bundle", fake_bundle)
+    return AwsEngine(reporter=reporter or RecordingReporter(), clients=factory, sleeper=clock.sleep,
+                     clock=clock, poll_interval=5.0, timeout=600.0, rand=lambda: 1.0,
+                     backoff=Backoff(attempts=4, base=1.0, cap=8.0), **kwargs)
+
+
+def fake_bundle(out_dir: Path) -> Path:
+    path = out_dir / "meshpipe-bundle.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("buildspec.yml", "version: 0.2\n")
+    return path
+
+
+def _env_param() -> dict[str, Any]:
+    return {"EnvironmentName": {"Type": "String"}}
+
+
+def build_bucket_template() -> dict[str, Any]:
+    return {
+        "Parameters": _env_param(),
+        "Resources": {"BuildBucket": {"Type": "AWS::S3::Bucket",
+                                      "Properties": {"VersioningConfiguration": {"Status": "Enabled"}}}},
+        "Outputs": {"BuildBucketName": {"Value": {"Ref": "BuildBucket"},
+                                        "Export": {"Name": {"Fn::Sub": "${EnvironmentName}:BuildBucketName"}}}},
+    }
+
+
+def env_template(padding: int = 0) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "Parameters": _env_param(),
+        "Resources": {
+            "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": {"Ref": "EnvironmentName"}}},
+            "LogGroup": {"Type": "AWS::Logs::LogGroup",
+                         "Properties": {"LogGroupName": {"Fn::Sub": "${EnvironmentName}-cluster"}}},
+        },
+        "Outputs": {
+            "MeshName": {"Value": {"Ref": "EnvironmentName"}},
+            "ClusterName": {"Value": {"Ref": "Cluster"}},
+            "NamespaceName": {"Value": {"Fn::Sub": "${EnvironmentName}.local"}},
+            "VirtualGatewayName": {"Value": "vg-ingress"},
+            "IngressEndpoint": {"Value": INGRESS},
+        },
+    }
+    if padding:
+        template["Metadata"] = {"Padding": "x" * padding}
+    return template
+
+
+def pipeline_template() -> dict[str, Any]:
+    return {
+        "Parameters": {"EnvironmentName": {"Type": "String"}, "ServiceName": {"Type": "String"}},
+        "Resources": {
+            "ArtifactBucket": {"Type": "AWS::S3::Bucket", "Properties": {}},
+            "CloudFormationRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"},
+                    "Action": "sts:AssumeRole"}]}}},
+        },
+        "Outputs": {
+            "SourceRepoCloneUrlHttp": {"Value": {
+                "Fn::Sub": "https://git-codecommit.${AWS::Region}.amazonaws.com/v1/repos/${ServiceName}-cfg"}},
+            "PipelineName": {"Value": {"Fn::Sub": "${EnvironmentName}-${ServiceName}"}},
+            "VirtualServiceName": {"Value": {"Fn::Sub": "${ServiceName}.${EnvironmentName}.local"}},
+            "VirtualRouterName": {"Value": {"Fn::Sub": "vr-${ServiceName}"}},
+        },
+    }
+
+
+def version_template(service: str, commit: str) -> dict[str, Any]:
+    version = commit[:8]
+    return {
+        "Resources": {
+            "TaskDefinition": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+                "Family": service,
+                "ContainerDefinitions": [{"Name": "app", "Image": f"example/{service}:1", "Memory": 512}]}},
+            "Service": {"Type": "AWS::ECS::Service", "Properties": {
+                "Cluster": "demo", "ServiceName": f"{service}-{version}", "DesiredCount": 2,
+                "TaskDefinition": {"Ref": "TaskDefinition"}}},
+        },
+        "Outputs": {
+            "ServiceName": {"Value": f"{service}-{version}"},
+            "VersionId": {"Value": version},
+            "CommitId": {"Value": commit},
+        },
+    }
+
+
+def stand_in_templates(env: str) -> dict[str, dict[str, Any]]:
+    return {
+        f"{env}-env.template.json": env_template(),
+        f"{env}-build-bucket.template.json": build_bucket_template(),
+        "service-pipeline.template.json": pipeline_template(),
+    }
