@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
+
+from meshpipe.engines.aws.engine import AwsEngine
+from meshpipe.errors import ConflictError
+from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from test_aws_support import (
     INGRESS,
     FakeClock,
@@ -16,10 +20,6 @@ from test_aws_support import (
     use_fake_credentials,
     version_template,
 )
-
-from meshpipe.engines.aws.engine import AwsEngine
-from meshpipe.errors import ConflictError
-from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 
 WEB_COMMIT = "66f2a19c" + "0" * 32
 OLD_BACKEND = "e9d5f17a" + "1" * 32
