@@ -1,0 +1,204 @@
+"""Operating-system processes for the local engine: the one place that spawns, signals and finds them.
+
+Every process the daemon starts (the gateway, each sidecar, each app) runs in its own session, so its
+process group id is its pid and a stop reaches the children it may have started. Each carries
+``MESHPIPE_OWNER=<env dir>`` in its environment, and its pid and start time are recorded in state.db, so
+a daemon that restarts after a crash can find what its predecessor left behind and stop exactly that
+(a pid reused by an unrelated program has another start time and is left alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+OWNER_ENV = "MESHPIPE_OWNER"
+LOG_MAX_BYTES = 4 * 1024 * 1024
+# Variables of the daemon's own environment an app still needs (finding programs, locale, temp dir).
+PASS_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+                    "SYSTEMROOT")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it). Whoever uses it may still lose a race for
+    it, so every user retries with a new one when its bind fails."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from /proc), or None when there is no such process."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[19]  # field 22 of /proc/<pid>/stat; fields[0] is field 3
+
+
+def is_running(pid: int, started: str | None = None) -> bool:
+    """True while ``pid`` runs (a zombie does not count); with ``started``, only if it is that process."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return started is None  # no /proc: cannot tell a reused pid apart, so only trust an unchecked ask
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or fields[19] == started
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group led by ``pid``, or to ``pid`` alone when it leads none."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    except PermissionError:
+        pass
+
+
+def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
+    """Stop a process that is not our child (SIGTERM, then SIGKILL after ``timeout``); True once gone.
+
+    With ``started`` given, a pid now used by another program is not touched.
+    """
+    if not is_running(pid, started):
+        return True
+    signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(pid, started):
+            return True
+        time.sleep(0.02)
+    signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if not is_running(pid, started):
+            return True
+        time.sleep(0.02)
+    return not is_running(pid, started)
+
+
+def owned_processes(env_dir: Path, exclude: Iterable[int] = ()) -> list[int]:
+    """Pids of running processes whose environment says they belong to the environment at ``env_dir``."""
+    marker = f"{OWNER_ENV}={Path(env_dir).absolute()}".encode()
+    skip = set(exclude) | {os.getpid()}
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and is_running(int(entry)):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def child_env(owner: Path, extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process the daemon starts: a few of its own variables, the owner marker, extra."""
+    base = os.environ if base is None else base
+    env = {k: base[k] for k in PASS_THROUGH_ENV if k in base}
+    env[OWNER_ENV] = str(Path(owner).absolute())
+    env.update(extra)
+    return env
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
+    """Keep a log bounded: past ``max_bytes`` it is copied to ``<name>.1`` and emptied in place.
+
+    Writers hold the file open with O_APPEND, so after the truncation they simply write at the new end.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        old = path.with_name(path.name + ".1")
+        with path.open("rb") as src, old.open("wb") as dst:
+            # Only the newest part is worth keeping.
+            src.seek(max(0, path.stat().st_size - max_bytes))
+            dst.write(src.read(max_bytes))
+        os.truncate(path, 0)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+@dataclass
+class OsProcess:
+    """A process the daemon started, and the asyncio handle that reaps it."""
+
+    pid: int
+    argv: list[str]
+    _proc: asyncio.subprocess.Process
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+
+class OsSpawner:
+    """Starts real processes: own session, stdin from /dev/null, stdout and stderr appended to a log file."""
+
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> OsProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
+                start_new_session=True, close_fds=True)
+        finally:
+            os.close(fd)
+        return OsProcess(proc.pid, list(argv), proc)
+
+    async def stop(self, proc: OsProcess, timeout: float) -> int | None:
+        """SIGTERM to the process group, SIGKILL after ``timeout``; returns the exit status."""
+        if proc.returncode is None:
+            signal_group(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
+            except TimeoutError:
+                signal_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5.0)
+        # Children the process left in its group go too. Only the group is signalled: the pid itself is
+        # reaped by now and may already belong to another program.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.returncode
