@@ -13,7 +13,7 @@ from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
 from meshpipe.platform import PlatformSettings
 
-COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
+COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
 VERSION_LEN = 8
 
 

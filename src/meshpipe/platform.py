@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from meshpipe.errors import Problem, ValidationError
 
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
 
 
 def _matching(pattern: str, what: str) -> AfterValidator:
@@ -70,7 +70,7 @@ def _ipv4_problem(value: str) -> str | None:
 
 
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
-LogPrefix = Annotated[StrictStr, _matching(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+LogPrefix = Annotated[StrictStr, _matching(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
                                             "a log stream prefix: 1-64 letters, digits, '.', '_' or '-'")]
 RegistryPattern = Annotated[StrictStr, _checked(_registry_problem)]
 IPv4 = Annotated[StrictStr, _checked(_ipv4_problem)]
@@ -185,9 +185,9 @@ class PlatformPolicy(BaseModel):
 
 DEFAULT_ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.18.3.0-prod"
 
-_ROLE_ARN = _matching(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$",
+_ROLE_ARN = _matching(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}\Z",
                       "an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-SubnetId = Annotated[StrictStr, _matching(r"^subnet-[0-9a-f]{8,17}$", "a subnet id (subnet-0123456789abcdef0)")]
+SubnetId = Annotated[StrictStr, _matching(r"^subnet-[0-9a-f]{8,17}\Z", "a subnet id (subnet-0123456789abcdef0)")]
 
 
 class PlatformSettings(BaseModel):
@@ -197,26 +197,26 @@ class PlatformSettings(BaseModel):
 
     environment_name: Annotated[StrictStr, _matching(
         ENV_NAME_RE.pattern, "an environment name: 1-32 lowercase letters, digits or '-', starting with a letter")]
-    aws_account_id: Annotated[StrictStr, _matching(r"^\d{12}$", "an AWS account id (12 digits)")]
-    aws_region: Annotated[StrictStr, _matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
+    aws_account_id: Annotated[StrictStr, _matching(r"^\d{12}\Z", "an AWS account id (12 digits)")]
+    aws_region: Annotated[StrictStr, _matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d\Z",
                                                "an AWS region like us-east-1")]
-    vpc_id: Annotated[StrictStr, _matching(r"^vpc-[0-9a-f]{8,17}$", "a VPC id (vpc-0123456789abcdef0)")]
-    cluster_name: Annotated[StrictStr, _matching(r"^[A-Za-z0-9_-]{1,255}$",
+    vpc_id: Annotated[StrictStr, _matching(r"^vpc-[0-9a-f]{8,17}\Z", "a VPC id (vpc-0123456789abcdef0)")]
+    cluster_name: Annotated[StrictStr, _matching(r"^[A-Za-z0-9_-]{1,255}\Z",
                                                  "an ECS cluster name: 1-255 letters, digits, '-' or '_'")]
     envoy_image_uri: ImageRef = DEFAULT_ENVOY_IMAGE
-    namespace_id: Annotated[StrictStr, _matching(r"^ns-[a-z0-9]{16}$", "a Cloud Map namespace id (ns- and 16 "
+    namespace_id: Annotated[StrictStr, _matching(r"^ns-[a-z0-9]{16}\Z", "a Cloud Map namespace id (ns- and 16 "
                                                                        "lowercase letters or digits)")]
     namespace_arn: Annotated[StrictStr, _matching(
-        r"^arn:aws[a-z-]*:servicediscovery:[a-z0-9-]+:\d{12}:namespace/ns-[a-z0-9]{16}$",
+        r"^arn:aws[a-z-]*:servicediscovery:[a-z0-9-]+:\d{12}:namespace/ns-[a-z0-9]{16}\Z",
         "a Cloud Map namespace ARN (arn:aws:servicediscovery:<region>:<account>:namespace/<id>)")]
     namespace_name: Annotated[StrictStr, _matching(
-        r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
+        r"^(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z",
         "a DNS namespace name like demo.local")]
-    log_group_name: Annotated[StrictStr, _matching(r"^[\.\-_/#A-Za-z0-9]{1,512}$",
+    log_group_name: Annotated[StrictStr, _matching(r"^[\.\-_/#A-Za-z0-9]{1,512}\Z",
                                                    "a log group name: 1-512 letters, digits, '.', '-', '_', '/', '#'")]
     # ECS takes at most 16 subnets for a task's awsvpc network configuration.
     subnets: Annotated[tuple[SubnetId, ...], Field(min_length=1, max_length=16)]
-    security_group_id: Annotated[StrictStr, _matching(r"^sg-[0-9a-f]{8,17}$",
+    security_group_id: Annotated[StrictStr, _matching(r"^sg-[0-9a-f]{8,17}\Z",
                                                       "a security group id (sg-0123456789abcdef0)")]
     task_exec_role_arn: Annotated[StrictStr, _ROLE_ARN]
     task_role_arn: Annotated[StrictStr, _ROLE_ARN]

@@ -39,6 +39,20 @@ class TrustedValues:
         # A value is doubtful when a problem names it, something inside it, or something that holds it.
         return any(is_within(path, bad) or is_within(bad, path) for bad in self.bad)
 
+    def items_of(self, path: str) -> Any:
+        """The list or mapping at ``path`` even when some of its items are doubtful (rules on the whole,
+        such as counts and duplicates, still hold); ``None`` when absent, ``_ABSENT`` when doubtful."""
+        if any(is_within(path, bad) for bad in self.bad):
+            return _ABSENT
+        node = self.data
+        for key in path.split("."):
+            if not isinstance(node, dict):
+                return _ABSENT
+            if key not in node:
+                return None
+            node = node[key]
+        return node
+
     def get(self, path: str, default: Any = _ABSENT) -> Any:
         """The value at ``path`` (dotted keys), ``default`` when absent, ``_ABSENT`` when doubtful."""
         if self.is_bad(path):
@@ -69,20 +83,20 @@ def cross_checks(values: TrustedValues) -> list[Finding]:
     if cpu is not None and memory is not None and (problem := rules.memory_fit_problem(cpu, memory)):
         found.append(Finding("Task.Memory", problem))
 
-    command = values.get("AppContainer.Command", _ABSENT)
-    if command is None:
+    command = values.items_of("AppContainer.Command")
+    if command is None and "Command" in (values.items_of("AppContainer") or {}):
         # The model takes None as "the image's default", but a key written with no value is a slip.
         found.append(Finding("AppContainer.Command", "has no value (null): give a list of strings, or leave the "
                                                      "key out to use the image's default command"))
     if isinstance(command, list) and (problem := rules.command_problem(command)):
         found.append(Finding("AppContainer.Command", problem))
 
-    environment = values.get("AppContainer.Environment", None)
+    environment = values.items_of("AppContainer.Environment")
     if isinstance(environment, dict) and len(environment) > rules.ENV_VARS_MAX:
         found.append(Finding("AppContainer.Environment",
                              f"has {len(environment)} variables; at most {rules.ENV_VARS_MAX} are allowed"))
 
-    backends = values.get("VirtualNode.Backends", None)
+    backends = values.items_of("VirtualNode.Backends")
     if isinstance(backends, list):
         if len(backends) > rules.MAX_BACKENDS:
             found.append(Finding("VirtualNode.Backends",

@@ -99,7 +99,11 @@ class KeyMap:
         if wanted in normal:
             return normal[wanted]
         close = difflib.get_close_matches(wanted, list(normal), n=1, cutoff=0.7)
-        return normal[close[0]] if close else None
+        if close:
+            return normal[close[0]]
+        # An abbreviation: `Env` for Environment, `Health` for HealthCheckPath.
+        starts = [key for norm, key in normal.items() if len(wanted) >= 3 and norm.startswith(wanted)]
+        return starts[0] if len(starts) == 1 else None
 
 
 def describe(value: Any, raw: str | None = None) -> str:
@@ -205,6 +209,8 @@ class Explainer:
             if suggestion:
                 shown = suggestion.removeprefix(f"{section}.") if section else suggestion
                 msg += f"; did you mean {shown!r}?"
+            else:
+                msg += "."
             if allowed:
                 msg += f" Allowed in {section or 'the file'}: {', '.join(allowed)}"
             return at(msg), suggestion

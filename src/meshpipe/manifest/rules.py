@@ -28,7 +28,7 @@ def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
 
 # ECS task definition family: up to 255 letters, digits, hyphens and underscores.
 FAMILY_MAX = 255
-FAMILY_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+FAMILY_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}\Z")
 
 # Fargate's accepted task sizes: CPU units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -95,7 +95,7 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_RE = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$",
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z",
     re.ASCII,
 )
 _NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
@@ -154,7 +154,7 @@ def normalize_registry(registry: str) -> str:
 
 
 REGISTRY_PATTERN_RE = re.compile(
-    r"^(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$")
+    r"^(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?\Z")
 
 
 def registry_allowed(registry: str, allowed: tuple[str, ...]) -> bool:
@@ -188,7 +188,7 @@ def port_problem(value: int) -> str | None:
 # A health-check path is pasted into `CMD-SHELL curl -f http://localhost:PORT<path> || exit 1`, so only
 # characters with no meaning to a POSIX shell are allowed: no spaces, quotes, $, `, ;, &, |, <, >, (, ),
 # *, ?, [, ], {, }, !, #, ~ or backslash.
-HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._/:@,+=-]|%[0-9A-Fa-f]{2})*$", re.ASCII)
+HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._/:@,+=-]|%[0-9A-Fa-f]{2})*\Z", re.ASCII)
 HEALTH_PATH_MAX = 512
 _HEALTH_PATH_CHARS = frozenset("._/:@,+=-%")
 
@@ -235,7 +235,7 @@ def command_problem(args: list[str]) -> str | None:
 
 # --- AppContainer.Environment (extension) -----------------------------------------------------------
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
 ENV_NAME_MAX = 255
 ENV_VALUE_MAX = 4096
 ENV_VARS_MAX = 100
@@ -267,7 +267,7 @@ def env_value_problem(value: str) -> str | None:
 # --- VirtualNode.Backends --------------------------------------------------------------------------
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-DNS_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$", re.ASCII)
+DNS_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+\Z", re.ASCII)
 DNS_NAME_MAX = 253
 MAX_BACKENDS = 50  # App Mesh: backends per virtual node
 
@@ -285,4 +285,4 @@ def backend_problem(name: str) -> str | None:
 # --- names derived from the service -----------------------------------------------------------------
 
 # A service name: it becomes part of stack, ECS service, Cloud Map and virtual node names.
-SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$", re.ASCII)
+SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]\Z|^[a-z]\Z", re.ASCII)

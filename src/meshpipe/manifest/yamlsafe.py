@@ -51,7 +51,7 @@ _SCALAR_BUILDERS: dict[str, Callable[[SafeConstructor, yaml.ScalarNode], Any]] =
 }
 # Those constructors read nothing from the constructor they are bound to, so one shared instance serves.
 _CONSTRUCTOR = SafeConstructor()
-_DECIMAL_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+_DECIMAL_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)\Z")
 
 
 @dataclass

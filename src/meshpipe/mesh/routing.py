@@ -17,12 +17,12 @@ from meshpipe.model import VERSION_LEN
 MAX_TARGETS = 10
 MAX_WEIGHT = 100
 MAX_PRIORITY = 1000
-VERSION_RE = re.compile(rf"^[0-9a-f]{{{VERSION_LEN}}}$")
+VERSION_RE = re.compile(rf"^[0-9a-f]{{{VERSION_LEN}}}\Z")
 MAX_PREFIX = 255
 # A URL path: unreserved and sub-delimiter characters, with '%' only as an escape; no query or fragment.
-PREFIX_RE = re.compile(r"^/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*$", re.ASCII)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", re.ASCII)
-NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
+PREFIX_RE = re.compile(r"^/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*\Z", re.ASCII)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z", re.ASCII)
+NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z",
                           re.ASCII)
 
 
