@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
+from meshpipe.platform_render import platform_template_files, render_platform
 
 REGION = "us-east-1"
 INGRESS = "http://demo-ingress-0123456789.elb.us-east-1.amazonaws.com"
@@ -144,16 +145,6 @@ def _env_param() -> dict[str, Any]:
     return {"EnvironmentName": {"Type": "String"}}
 
 
-def build_bucket_template() -> dict[str, Any]:
-    return {
-        "Parameters": _env_param(),
-        "Resources": {"BuildBucket": {"Type": "AWS::S3::Bucket",
-                                      "Properties": {"VersioningConfiguration": {"Status": "Enabled"}}}},
-        "Outputs": {"BuildBucketName": {"Value": {"Ref": "BuildBucket"},
-                                        "Export": {"Name": {"Fn::Sub": "${EnvironmentName}:BuildBucketName"}}}},
-    }
-
-
 def env_template(padding: int = 0) -> dict[str, Any]:
     template: dict[str, Any] = {
         "Parameters": _env_param(),
@@ -179,7 +170,7 @@ def pipeline_template() -> dict[str, Any]:
     return {
         "Parameters": {"EnvironmentName": {"Type": "String"}, "ServiceName": {"Type": "String"}},
         "Resources": {
-            "ArtifactBucket": {"Type": "AWS::S3::Bucket", "Properties": {}},
+            "ArtifactBucket": {"Type": "AWS::S3::Bucket", "Properties": {}, "DeletionPolicy": "Retain"},
             "CloudFormationRole": {"Type": "AWS::IAM::Role", "Properties": {
                 "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"},
@@ -215,8 +206,12 @@ def version_template(service: str, commit: str) -> dict[str, Any]:
 
 
 def stand_in_templates(env: str) -> dict[str, dict[str, Any]]:
-    return {
-        f"{env}-env.template.json": env_template(),
-        f"{env}-build-bucket.template.json": build_bucket_template(),
-        "service-pipeline.template.json": pipeline_template(),
-    }
+    """The real platform templates, with stand-ins for the two moto cannot deploy.
+
+    The build-bucket template is deployed as it is; the environment and service-pipeline templates hold
+    App Mesh, CodeCommit and CodePipeline resources moto's CloudFormation does not create.
+    """
+    rendered = render_platform(env)
+    env_key, bucket_key, pipeline_key = platform_template_files(env)
+    assert set(rendered) == {env_key, bucket_key, pipeline_key}
+    return {env_key: env_template(), bucket_key: rendered[bucket_key], pipeline_key: pipeline_template()}

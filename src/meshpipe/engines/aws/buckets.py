@@ -38,6 +38,14 @@ class Buckets:
             deleted += self._delete(bucket, batch)
         return deleted
 
+    def delete(self, bucket: str) -> bool:
+        """Delete an emptied bucket; False when it was already gone."""
+        if self.calls.call_or_none("s3", "list_object_versions", when=is_not_found, Bucket=bucket,
+                                   MaxKeys=1) is None:
+            return False
+        self.empty(bucket)
+        return self.calls.call_or_none("s3", "delete_bucket", when=is_not_found, Bucket=bucket) is not None
+
     def _versions(self, bucket: str) -> list[dict[str, str]]:
         entries: list[dict[str, str]] = []
         params: dict[str, Any] = {"Bucket": bucket}

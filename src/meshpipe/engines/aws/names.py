@@ -6,40 +6,29 @@ import re
 from dataclasses import dataclass
 
 from meshpipe.model import VERSION_LEN
+from meshpipe.synth.build_bucket import BUNDLE_KEY, build_bucket_stack_name, build_bucket_template_file
+from meshpipe.synth.environment import VIRTUAL_GATEWAY_NAME, environment_stack_name, environment_template_file
+from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name
 
-BUNDLE_KEY = "meshpipe-bundle.zip"
-INGRESS_GATEWAY = "vg-ingress"
+__all__ = ["BUNDLE_KEY", "PIPELINE_TEMPLATE_KEY", "StackKinds", "build_bucket_stack", "build_bucket_template_key",
+           "default_namespace", "env_stack", "env_template_key", "pipeline_stack", "version_stack"]
+
+INGRESS_GATEWAY = VIRTUAL_GATEWAY_NAME
 ENV_STACK_SUFFIX = "-env"
-PIPELINE_STACK_SUFFIX = "-pipeline"
 VERSION_SUFFIX_RE = re.compile(rf"^(?P<service>[a-z][a-z0-9-]*)-(?P<version>[0-9a-f]{{{VERSION_LEN}}})$")
 PIPELINE_SUFFIX_RE = re.compile(r"^(?P<service>[a-z][a-z0-9-]*)-pipeline$")
 
-
-def env_stack(env: str) -> str:
-    return f"{env}-env"
-
-
-def build_bucket_stack(env: str) -> str:
-    return f"{env}-build-bucket"
-
-
-def pipeline_stack(env: str, service: str) -> str:
-    return f"{env}-{service}-pipeline"
+# Stack and template names are the platform templates' own, so the engine deploys what they describe.
+env_stack = environment_stack_name
+env_template_key = environment_template_file
+build_bucket_stack = build_bucket_stack_name
+build_bucket_template_key = build_bucket_template_file
+pipeline_stack = pipeline_stack_name
+PIPELINE_TEMPLATE_KEY = SERVICE_PIPELINE_TEMPLATE_FILE
 
 
 def version_stack(env: str, service: str, version: str) -> str:
     return f"{env}-{service}-{version}"
-
-
-def env_template_key(env: str) -> str:
-    return f"{env}-env.template.json"
-
-
-def build_bucket_template_key(env: str) -> str:
-    return f"{env}-build-bucket.template.json"
-
-
-PIPELINE_TEMPLATE_KEY = "service-pipeline.template.json"
 
 
 def default_namespace(env: str) -> str:

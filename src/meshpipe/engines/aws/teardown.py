@@ -4,7 +4,7 @@
    and virtual nodes cannot be deleted while routes point at them.
 2. Version stacks of every service, and the wait for their deletion: CloudFormation deletes them with
    the service role that lives in the pipeline stack, so that role must outlive them.
-3. Pipeline stacks, their artifact buckets emptied first.
+3. Pipeline stacks, their artifact buckets emptied first and deleted after (the template retains them).
 4. The build bucket, emptied of every object version and delete marker, then its stack.
 5. The environment stack (network, cluster, mesh, ingress) last: everything above runs inside it.
 """
@@ -115,11 +115,17 @@ class Teardown:
             self.stacks.delete_all(doomed)
 
     def pipelines(self, pipeline_stacks: list[str]) -> None:
-        for stack in pipeline_stacks:
-            self.empty_stack_buckets(stack)
+        """Delete pipeline stacks, and their artifact buckets, which the template retains on deletion."""
+        buckets = [b for stack in pipeline_stacks for b in self.empty_stack_buckets(stack)]
         self.stacks.delete_all(pipeline_stacks)
+        for bucket in buckets:
+            if self.buckets.delete(bucket):
+                self.reporter.step(f"deleted retained bucket {bucket}")
 
-    def empty_stack_buckets(self, stack: str) -> None:
-        for bucket in self.stacks.resources(stack, BUCKET_TYPE):
+    def empty_stack_buckets(self, stack: str) -> list[str]:
+        """Empty every bucket of the stack (CloudFormation cannot delete a bucket with objects in it)."""
+        buckets = self.stacks.resources(stack, BUCKET_TYPE)
+        for bucket in buckets:
             count = self.buckets.empty(bucket)
             self.reporter.step(f"emptied bucket {bucket} ({count} object version(s) and delete marker(s))")
+        return buckets
