@@ -63,7 +63,7 @@ def active_stacks(factory: RecordingFactory) -> list[str]:
 
 
 # moto's CloudFormation skips the build bucket's TLS-only policy; the template itself is linted elsewhere.
-@pytest.mark.filterwarnings("ignore:Tried to parse AWS::S3::BucketPolicy")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
 def test_walkthrough_steps_1_to_9_and_cleanup(aws: RecordingFactory) -> None:
     clock = FakeClock()
     reporter = RecordingReporter()
