@@ -390,7 +390,7 @@ def _default_home() -> Path:
     return meshpipe_home()
 
 
-def _make_engine(home: Path, tasks_per_version: int | None) -> LocalEngine:
+def make_local_engine(home: Path, tasks_per_version: int | None) -> LocalEngine:
     try:
         from meshpipe.engines.local.engine import LocalEngine
     except ImportError as exc:
@@ -438,7 +438,7 @@ def run_demo(*, home: Path | None = None, keep: bool = False, console: Console |
         raise UserError(f"--requests {requests} is too few to observe a 90/10 split", hint="use 10 or more")
     console = console or Console()
     home = Path(home).absolute() if home is not None else _default_home()
-    engine = engine_factory(home) if engine_factory else _make_engine(home, tasks_per_version)
+    engine = engine_factory(home) if engine_factory else make_local_engine(home, tasks_per_version)
     if _environment_exists(engine):
         raise DemoError(f"an environment named {ENV!r} already exists in {home}",
                         hint=f"delete it with 'meshpipe env delete {ENV}', or run the demo with --home DIR")
