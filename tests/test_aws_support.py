@@ -117,6 +117,17 @@ class RecordingFactory:
                 and (operation is None or c.operation == operation)]
 
 
+class StubFactory:
+    """Only the given (Stubber-backed or fake) clients; asking for any other service fails the test."""
+
+    def __init__(self, **clients: Any) -> None:
+        self.clients = clients
+
+    def client(self, service: str) -> Any:
+        assert service in self.clients, f"unexpected call to {service}"
+        return self.clients[service]
+
+
 def stubbed(service: str) -> tuple[Any, Stubber]:
     """A real botocore client whose responses come from a Stubber (it never opens a connection)."""
     client = SessionClientFactory(region=REGION).client(service)
