@@ -1,0 +1,67 @@
+"""HTTP/1.1 bytes the proxies write: hop-by-hop headers, chunk framing, local replies.
+
+Requests are parsed with httptools (llhttp) and rebuilt for the next hop; responses are passed on as
+the upstream wrote them, with one header inserted after the status line, so a response costs one
+parse and no re-encoding.
+"""
+
+from __future__ import annotations
+
+# Headers that describe one connection, not the message: never forwarded (RFC 9110, 7.6.1).
+# Transfer-Encoding and Content-Length stay: the body is forwarded with the framing it arrived with.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
+    b"proxy-authorization", b"proxy-authenticate",
+})
+
+REASONS = {
+    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    409: "Conflict", 413: "Content Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+CRLF = b"\r\n"
+HEADER_SEP = b": "
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (the parser hands the body over de-chunked)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def insert_header(head: bytes, header_line: bytes) -> bytes:
+    """``head`` (status line, headers, maybe some body) with ``header_line`` added after the status line."""
+    end = head.find(CRLF) + 2
+    return head[:end] + header_line + head[end:]
+
+
+def local_reply(status: int, flag: str, message: str, keep_alive: bool, server: bytes = b"meshpipe",
+                extra_headers: bytes = b"") -> bytes:
+    """A complete plain-text response written by the proxy itself."""
+    body = message.encode("utf-8", "replace") + b"\n"
+    reason = REASONS.get(status, "Error")
+    return b"".join((
+        b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii")),
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"x-meshpipe-error: %s\r\n" % flag.encode("ascii") if flag else b"",
+        b"server: %s\r\n" % server,
+        extra_headers,
+        b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n",
+        CRLF,
+        body,
+    ))
+
+
+def json_reply(status: int, body: bytes, keep_alive: bool = True) -> bytes:
+    reason = REASONS.get(status, "Error")
+    return b"".join((
+        b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii")),
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n",
+        CRLF,
+        body,
+    ))

@@ -1,0 +1,140 @@
+"""The proxy process: ``python -m meshpipe.engines.local.dataplane --mode gateway|sidecar ...``.
+
+Exit status: 0 after a drain (SIGTERM, SIGINT or ``POST /quitquitquit``); 2 for bad arguments or an
+invalid ``--config-file``; 3 when a port is taken (the daemon picks another and tries again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from meshpipe.engines.local.dataplane.config import ConfigError, DataplaneConfig, parse_config
+from meshpipe.engines.local.dataplane.proxy import (
+    DEFAULT_DRAIN_TIMEOUT_S,
+    DEFAULT_INGRESS_TIMEOUT_MS,
+    DataPlane,
+    PortInUseError,
+    ProxyOptions,
+)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_PORT_IN_USE = 3
+PROG = "python -m meshpipe.engines.local.dataplane"
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number 1-65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="meshpipe's local proxy: ingress gateway or sidecar.")
+    p.add_argument("--mode", choices=("gateway", "sidecar"), required=True)
+    p.add_argument("--admin-port", type=_port, required=True, help="admin API (server_info, config, stats)")
+    p.add_argument("--listen-port", type=_port, help="gateway: the environment's ingress port")
+    p.add_argument("--ingress-port", type=_port, help="sidecar: where other tasks reach this task")
+    p.add_argument("--egress-port", type=_port, help="sidecar: the app's HTTP proxy")
+    p.add_argument("--app-port", type=_port, help="sidecar: the app's port on 127.0.0.1")
+    p.add_argument("--service", help="sidecar: the service of this task, e.g. hello-web")
+    p.add_argument("--version", help="sidecar: the version of this task, e.g. 66f2a19a")
+    p.add_argument("--allowed-backend", action="append", default=[], metavar="NAME",
+                   help="sidecar: a virtual service the app may call (repeat); anything else is refused")
+    p.add_argument("--config-file", help="a config document to start with (JSON, as PUT /config takes)")
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                   help="one line per request on stdout (default: off)")
+    p.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S, metavar="SECONDS",
+                   help=f"longest wait for requests in flight when stopping (default {DEFAULT_DRAIN_TIMEOUT_S:g})")
+    p.add_argument("--ingress-timeout-ms", type=int, default=DEFAULT_INGRESS_TIMEOUT_MS,
+                   help=f"sidecar: request timeout towards the app (default {DEFAULT_INGRESS_TIMEOUT_MS})")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ProxyOptions, str | None]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mode == "gateway":
+        if args.listen_port is None:
+            parser.error("--mode gateway needs --listen-port")
+    else:
+        missing = [flag for flag, value in (("--ingress-port", args.ingress_port), ("--egress-port", args.egress_port),
+                                            ("--app-port", args.app_port), ("--service", args.service),
+                                            ("--version", args.version)) if value is None]
+        if missing:
+            parser.error("--mode sidecar needs " + ", ".join(missing))
+    options = ProxyOptions(
+        mode=args.mode, admin_port=args.admin_port, listen_port=args.listen_port, ingress_port=args.ingress_port,
+        egress_port=args.egress_port, app_port=args.app_port, service=args.service, version=args.version,
+        allowed_backends=tuple(args.allowed_backend), access_log=args.access_log,
+        drain_timeout_s=args.drain_timeout, ingress_timeout_ms=args.ingress_timeout_ms)
+    return options, args.config_file
+
+
+def load_config_file(path: str) -> DataplaneConfig:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"{path}: not JSON: {exc}"]) from None
+    return parse_config(document)
+
+
+async def serve(options: ProxyOptions, config: DataplaneConfig | None) -> None:
+    from meshpipe.engines.local.dataplane.admin import start_admin
+
+    loop = asyncio.get_running_loop()
+    dp = DataPlane(options, loop)
+    if config is not None:
+        dp.apply_config(config)
+    await dp.start()
+    try:
+        admin = await start_admin(dp, options.admin_port)
+    except PortInUseError:
+        for listener in dp.listeners:
+            if listener.server is not None:
+                listener.server.close()
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dp.begin_drain)
+    ports = " ".join(f"{listener.name}=127.0.0.1:{listener.port}" for listener in dp.listeners)
+    who = f" {options.service}/{options.version}" if options.mode == "sidecar" else ""
+    print(f"meshpipe {options.mode}{who} LIVE: {ports} admin=127.0.0.1:{options.admin_port}", flush=True)
+    await dp.wait_stopped()
+    admin.close()
+    print(f"meshpipe {options.mode}{who} stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, config_file = parse_args(argv)
+    config = None
+    if config_file:
+        try:
+            config = load_config_file(config_file)
+        except ConfigError as exc:
+            print(f"meshpipe proxy: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works, slower
+        runner = asyncio.Runner()
+    try:
+        with runner:
+            runner.run(serve(options, config))
+    except PortInUseError as exc:
+        print(f"meshpipe proxy: {exc.strerror}", file=sys.stderr)
+        return EXIT_PORT_IN_USE
+    return EXIT_OK
