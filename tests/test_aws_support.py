@@ -138,11 +138,12 @@ def stubbed(service: str) -> tuple[Any, Stubber]:
 
 def make_engine(factory: Any, clock: FakeClock, reporter: RecordingReporter | None = None,
                 **kwargs: Any) -> AwsEngine:
-    kwargs.setdefault("templates", stand_in_templates)
-    kwargs.setdefault("bundle", fake_bundle)
+    settings: dict[str, Any] = {"templates": stand_in_templates, "bundle": fake_bundle, "poll_interval": 5.0,
+                                "timeout": 600.0, "rand": lambda: 1.0,
+                                "backoff": Backoff(attempts=4, base=1.0, cap=8.0)}
+    settings.update(kwargs)
     return AwsEngine(reporter=reporter or RecordingReporter(), clients=factory, sleeper=clock.sleep,
-                     clock=clock, poll_interval=5.0, timeout=600.0, rand=lambda: 1.0,
-                     backoff=Backoff(attempts=4, base=1.0, cap=8.0), **kwargs)
+                     clock=clock, **settings)
 
 
 def fake_bundle(out_dir: Path) -> Path:

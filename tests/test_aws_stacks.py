@@ -1,0 +1,180 @@
+"""Stack deploys and waits: events reported, failures explained, timeouts bounded, big templates staged."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import ANY
+from moto import mock_aws
+
+from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY, template_bytes
+from meshpipe.errors import OperationError
+from test_aws_support import (
+    FakeClock,
+    RecordingFactory,
+    RecordingReporter,
+    StubFactory,
+    env_template,
+    make_engine,
+    stand_in_templates,
+    stubbed,
+    use_fake_credentials,
+)
+
+T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+BUCKET_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-build-bucket/1"
+NOT_THERE = "Stack with id demo-build-bucket does not exist"
+
+
+@pytest.fixture(autouse=True)
+def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_credentials(monkeypatch)
+
+
+def described(status: str) -> dict[str, Any]:
+    return {"Stacks": [{"StackName": "demo-build-bucket", "StackId": BUCKET_ID, "StackStatus": status,
+                        "CreationTime": T0}]}
+
+
+def event(n: int, logical: str, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    e = {"StackId": BUCKET_ID, "EventId": f"e{n}", "StackName": "demo-build-bucket", "LogicalResourceId": logical,
+         "ResourceType": kind, "ResourceStatus": status, "Timestamp": T0 + dt.timedelta(seconds=n),
+         "PhysicalResourceId": BUCKET_ID if kind == "AWS::CloudFormation::Stack" else logical.lower()}
+    if reason:
+        e["ResourceStatusReason"] = reason
+    return e
+
+
+STACK = "AWS::CloudFormation::Stack"
+FAILED_BUCKET = event(2, "BuildBucket", "AWS::S3::Bucket", "CREATE_FAILED",
+                      "demo-builds already exists in another account")
+CANCELLED = event(3, "BuildBucketPolicy", "AWS::S3::BucketPolicy", "CREATE_FAILED", "Resource creation cancelled")
+
+
+def newest_first(*events: dict[str, Any]) -> dict[str, Any]:
+    return {"StackEvents": sorted(events, key=lambda e: e["Timestamp"], reverse=True)}
+
+
+def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
+    stub.add_response("create_stack", {"StackId": BUCKET_ID},
+                      {"StackName": "demo-build-bucket", "TemplateBody": ANY, "Parameters": ANY,
+                       "Capabilities": ANY})
+    first = [event(1, "demo-build-bucket", STACK, "CREATE_IN_PROGRESS", "User Initiated"), FAILED_BUCKET, CANCELLED,
+             event(4, "demo-build-bucket", STACK, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed")]
+    every = [*first, event(5, "BuildBucketPolicy", "AWS::S3::BucketPolicy", "DELETE_COMPLETE"),
+             event(6, "demo-build-bucket", STACK, "ROLLBACK_COMPLETE")]
+    stub.add_response("describe_stacks", described("ROLLBACK_IN_PROGRESS"), {"StackName": BUCKET_ID})
+    stub.add_response("describe_stack_events", newest_first(*first), {"StackName": BUCKET_ID})
+    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": BUCKET_ID})
+    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": BUCKET_ID})
+    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": BUCKET_ID})
+    clock, reporter = FakeClock(), RecordingReporter()
+    engine = make_engine(StubFactory(cloudformation=cfn), clock, reporter)
+
+    with pytest.raises(OperationError) as caught:
+        engine.env_create("demo")
+
+    error = caught.value
+    assert "demo-build-bucket" in error.message and "ROLLBACK_COMPLETE" in error.message
+    assert ("first failure: BuildBucket (AWS::S3::Bucket) CREATE_FAILED: demo-builds already exists in another "
+            "account") in error.message
+    assert error.hint and "meshpipe env delete demo --engine aws" in error.hint
+    # Every new event was reported once, oldest first, while waiting.
+    assert [s for s in reporter.steps if s.startswith("demo-build-bucket: ")] == [
+        "demo-build-bucket: demo-build-bucket CREATE_IN_PROGRESS (User Initiated)",
+        "demo-build-bucket: BuildBucket CREATE_FAILED (demo-builds already exists in another account)",
+        "demo-build-bucket: BuildBucketPolicy CREATE_FAILED (Resource creation cancelled)",
+        "demo-build-bucket: demo-build-bucket ROLLBACK_IN_PROGRESS (The following resource(s) failed)",
+        "demo-build-bucket: BuildBucketPolicy DELETE_COMPLETE",
+        "demo-build-bucket: demo-build-bucket ROLLBACK_COMPLETE",
+    ]
+    assert clock.sleeps == [5.0]
+    stub.assert_no_pending_responses()
+
+
+def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-build-bucket"})
+    with pytest.raises(OperationError) as caught:
+        make_engine(StubFactory(cloudformation=cfn), FakeClock()).env_create("demo")
+    assert "demo-build-bucket is ROLLBACK_COMPLETE and cannot be updated" in caught.value.message
+    assert caught.value.hint and "meshpipe env delete demo --engine aws" in caught.value.hint
+    stub.assert_no_pending_responses()  # and no create_stack / update_stack was stubbed: none was made
+
+
+def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
+    stub.add_response("create_stack", {"StackId": BUCKET_ID})
+    for _ in range(4):  # polls at 0, 5, 10 and 15 s; the timeout is 12 s
+        stub.add_response("describe_stacks", described("CREATE_IN_PROGRESS"))
+        stub.add_response("describe_stack_events", {"StackEvents": []})
+    clock = FakeClock()
+    engine = make_engine(StubFactory(cloudformation=cfn), clock, timeout=12.0)
+    with pytest.raises(OperationError) as caught:
+        engine.env_create("demo")
+    assert "gave up waiting for stack demo-build-bucket after 12 s; it is still CREATE_IN_PROGRESS" in (
+        caught.value.message)
+    assert caught.value.hint and "run the command again" in caught.value.hint
+    assert clock.sleeps == [5.0, 5.0, 5.0]
+    stub.assert_no_pending_responses()
+
+
+def test_an_update_with_no_changes_is_not_an_error() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_response("describe_stacks", described("UPDATE_COMPLETE"))
+    stub.add_response("describe_stack_events", {"StackEvents": []})
+    stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.")
+    reporter = RecordingReporter()
+    engine = make_engine(StubFactory(cloudformation=cfn), FakeClock(), reporter)
+    state = engine.stacks.deploy("demo-build-bucket", {"Resources": {}})
+    assert state.status == "UPDATE_COMPLETE"
+    assert "demo-build-bucket is up to date (UPDATE_COMPLETE)" in reporter.dones
+    stub.assert_no_pending_responses()
+
+
+def test_a_failed_update_that_rolled_back_says_the_stack_still_works() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_response("describe_stacks", described("CREATE_COMPLETE"))
+    stub.add_response("describe_stack_events", {"StackEvents": []})
+    stub.add_response("update_stack", {"StackId": BUCKET_ID})
+    events = newest_first(event(1, "demo-build-bucket", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
+                          event(2, "BuildBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "Invalid lifecycle rule"),
+                          event(3, "demo-build-bucket", STACK, "UPDATE_ROLLBACK_COMPLETE"))
+    stub.add_response("describe_stacks", described("UPDATE_ROLLBACK_COMPLETE"))
+    stub.add_response("describe_stack_events", events)
+    stub.add_response("describe_stack_events", events)
+    engine = make_engine(StubFactory(cloudformation=cfn), FakeClock())
+    with pytest.raises(OperationError) as caught:
+        engine.stacks.deploy("demo-build-bucket", {"Resources": {}})
+    assert "BuildBucket (AWS::S3::Bucket) UPDATE_FAILED: Invalid lifecycle rule" in caught.value.message
+    assert caught.value.hint and "previous state and still works" in caught.value.hint
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
+    with mock_aws():
+        yield RecordingFactory()
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
+def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: RecordingFactory) -> None:
+    big = env_template(padding=MAX_TEMPLATE_BODY)
+    assert len(template_bytes(big)) > MAX_TEMPLATE_BODY
+
+    def templates(env: str) -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env), f"{env}-env.template.json": big}
+
+    info = make_engine(aws, FakeClock(), templates=templates).env_create("demo")
+    assert info.status == "CREATE_COMPLETE"
+    [create] = [c for c in aws.calls("cloudformation", "create_stack") if c.params["StackName"] == "demo-env"]
+    assert "TemplateBody" not in create.params
+    bucket = info.details["build bucket"]
+    assert create.params["TemplateURL"] == f"https://{bucket}.s3.amazonaws.com/templates/demo-env.template.json"
+    staged = aws.raw("s3").get_object(Bucket=bucket, Key="templates/demo-env.template.json")["Body"].read()
+    assert staged == template_bytes(big)
