@@ -90,7 +90,11 @@ class _RecordingClient:
         method = getattr(self._client, operation)
 
         def record(**params: Any) -> Any:
-            result = method(**params)
+            try:
+                result = method(**params)
+            except Exception as exc:  # failed calls count too: "no App Mesh call" means none at all
+                self._log.append(Call(self._service, operation, params, exc))
+                raise
             self._log.append(Call(self._service, operation, params, result))
             return result
 
@@ -98,7 +102,8 @@ class _RecordingClient:
 
 
 class RecordingFactory:
-    """Clients from a moto-backed session (or the given overrides), recording every successful call."""
+    """Clients from a moto-backed session (or the given overrides), recording every call and its result
+    (the response, or the exception it raised)."""
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         self.base = SessionClientFactory(region=REGION)
@@ -112,9 +117,11 @@ class RecordingFactory:
         """An unrecorded client, for the test's own set-up and checks."""
         return self.base.client(service)
 
-    def calls(self, service: str | None = None, operation: str | None = None) -> list[Call]:
+    def calls(self, service: str | None = None, operation: str | None = None, *,
+              succeeded: bool = False) -> list[Call]:
         return [c for c in self.log if (service is None or c.service == service)
-                and (operation is None or c.operation == operation)]
+                and (operation is None or c.operation == operation)
+                and not (succeeded and isinstance(c.result, Exception))]
 
 
 class StubFactory:

@@ -174,7 +174,7 @@ def assert_cleanup_order(aws: RecordingFactory, build_bucket: str, in_build_buck
     deletes = [(i, c.params["StackName"]) for i, c in enumerate(log)
                if c.service == "cloudformation" and c.operation == "delete_stack"]
     stack_of = {s["StackId"]: s["StackName"]
-                for c in aws.calls("cloudformation", "describe_stacks") for s in c.result["Stacks"]}
+                for c in aws.calls("cloudformation", "describe_stacks", succeeded=True) for s in c.result["Stacks"]}
     deleted = [(i, stack_of.get(sid, sid)) for i, sid in deletes]
     order = [name for _, name in deleted]
     assert order == ["demo-hello-backend-0badc0de", "demo-hello-web-66f2a19c", "demo-hello-backend-pipeline",
@@ -185,8 +185,10 @@ def assert_cleanup_order(aws: RecordingFactory, build_bucket: str, in_build_buck
 
     def completed(stack: str) -> int:
         """Index of the first poll that saw ``stack`` DELETE_COMPLETE."""
-        return next(i for i, c in enumerate(log) if c.operation == "describe_stacks"
-                    for s in c.result["Stacks"] if s["StackName"] == stack and s["StackStatus"] == "DELETE_COMPLETE")
+        polls = [(i, c.result["Stacks"]) for i, c in enumerate(log)
+                 if c.operation == "describe_stacks" and not isinstance(c.result, Exception)]
+        return next(i for i, found in polls for s in found
+                    if s["StackName"] == stack and s["StackStatus"] == "DELETE_COMPLETE")
 
     index = dict((name, i) for i, name in deleted)
     # Version stacks are gone before any pipeline stack (their deletion role) is deleted.
