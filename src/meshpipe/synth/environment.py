@@ -415,10 +415,11 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
             "Name": sub("${EnvironmentName}.local"),
             "Vpc": ref("Vpc"),
         }),
+        # The logs go with the environment; the retention period bounds how long they are kept anyway.
         "LogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("${EnvironmentName}-cluster"),
             "RetentionInDays": ref("LogRetentionInDays"),
-        }),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
         **_mesh(),
         **_ingress(policy, options),
     }

@@ -209,7 +209,7 @@ def _build() -> Json:
         "BuildLogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
             "RetentionInDays": BUILD_LOG_DAYS,
-        }),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
         # The build only reads its inputs and writes its artifact and logs; synth needs no AWS access.
         "BuildRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codebuild.amazonaws.com"),
