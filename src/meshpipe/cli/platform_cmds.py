@@ -31,8 +31,10 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
 
 @platform_app.command("bundle")
 def bundle(output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the zip.")] = Path("."),
+           wheels: Annotated[bool, typer.Option(help="Carry the dependency wheels (needs PyPI now, not in the build); "
+                                                     "--no-wheels carries only the pins.")] = True,
            ) -> None:
     """Build the zip the pipeline's Build stage installs meshpipe from."""
     from meshpipe.bundle import build_bundle
 
-    out.print(escape(str(build_bundle(output_dir))))
+    out.print(escape(str(build_bundle(output_dir, include_wheels=wheels))))
