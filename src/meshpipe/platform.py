@@ -274,8 +274,11 @@ def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
                                 "ECS task roles must be in the task's account"))
     ports = {key: values.get(f"policy.{key}", default) for key, default in
              (("proxy_ingress_port", 15000), ("proxy_egress_port", 15001), ("envoy_admin_port", 9901))}
+    written = values.items_of("policy")
+    written = written if isinstance(written, dict) else {}
     seen: dict[object, str] = {}
-    for key, port in ports.items():
+    # Defaults first, so that a clash is reported on the port the file sets, at its line.
+    for key, port in sorted(ports.items(), key=lambda item: item[0] in written):
         if not isinstance(port, int) or isinstance(port, bool):
             continue
         if port in seen:
