@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 OWNER_ENV = "MESHPIPE_OWNER"
 LOG_MAX_BYTES = 4 * 1024 * 1024
@@ -187,8 +188,10 @@ class OsSpawner:
             os.close(fd)
         return OsProcess(proc.pid, list(argv), proc)
 
-    async def stop(self, proc: OsProcess, timeout: float) -> int | None:
-        """SIGTERM to the process group, SIGKILL after ``timeout``; returns the exit status."""
+    async def stop(self, proc: Any, timeout: float) -> int | None:
+        """SIGTERM to the process group, SIGKILL after ``timeout``; returns the exit status.
+
+        ``proc`` is an :class:`OsProcess` this spawner started."""
         if proc.returncode is None:
             signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -202,3 +205,21 @@ class OsSpawner:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         return proc.returncode
+
+
+def kill_all(processes: Iterable[tuple[int, str | None]], timeout: float) -> list[int]:
+    """Stop many processes that are not our children at once: SIGTERM to all, SIGKILL to the ones still
+    running after ``timeout``. Returns the pids that could not be stopped."""
+    targets = [(pid, started) for pid, started in processes if is_running(pid, started)]
+    for pid, _ in targets:
+        signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(is_running(p, s) for p, s in targets):
+        time.sleep(0.02)
+    for pid, started in targets:
+        if is_running(pid, started):
+            signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(is_running(p, s) for p, s in targets):
+        time.sleep(0.02)
+    return [pid for pid, started in targets if is_running(pid, started)]

@@ -154,25 +154,13 @@ def backoff_delay(failures: int, base: float, cap: float) -> float:
 def proxy_argv(python: str, mode: str, admin_port: int, *, listen_port: int | None = None,
                ingress_port: int | None = None, egress_port: int | None = None, app_port: int | None = None,
                service: str | None = None, version: str | None = None, backends: Sequence[str] = ()) -> list[str]:
-    """The data plane's command line (its agreed contract)."""
-    try:
-        from meshpipe.engines.local.dataplane.client import proxy_command
-    except ImportError:
-        proxy_command = None
-    if proxy_command is not None:
-        return list(proxy_command(mode=mode, admin_port=admin_port, listen_port=listen_port,
-                                  ingress_port=ingress_port, egress_port=egress_port, app_port=app_port,
-                                  service=service, version=version, allowed_backends=tuple(backends),
-                                  python=python))
-    argv = [python, "-m", "meshpipe.engines.local.dataplane", "--mode", mode, "--admin-port", str(admin_port)]
-    if listen_port is not None:
-        argv += ["--listen-port", str(listen_port)]
-    if mode == "sidecar":
-        argv += ["--ingress-port", str(ingress_port), "--egress-port", str(egress_port),
-                 "--app-port", str(app_port), "--service", str(service), "--version", str(version)]
-        for name in backends:
-            argv += ["--allowed-backend", name]
-    return argv
+    """The data plane's command line, run by ``python``."""
+    from meshpipe.engines.local.dataplane.client import proxy_command
+
+    argv = proxy_command(mode, admin_port=admin_port, listen_port=listen_port, ingress_port=ingress_port,
+                         egress_port=egress_port, app_port=app_port, service=service, version=version,
+                         allowed_backends=tuple(backends))
+    return [python, *argv[1:]]
 
 
 class _Stopping(Exception):

@@ -1,0 +1,679 @@
+"""The environment daemon: the local engine's control plane, one process per environment.
+
+    python -m meshpipe.engines.local.daemon --env-dir <home>/envs/<env>
+
+It owns everything that runs in the environment: the ingress gateway, every version's tasks (through
+the supervisor), their health checks, the registry of healthy endpoints, the mesh config pushed to every
+proxy, the pipeline runs (one queue per service, each run in a worker thread), and the control API the
+CLI and the config repos' hooks talk to. ``env create`` starts it detached from the CLI; ``env delete``
+stops it. state.db is the truth: on start the daemon stops whatever a crashed predecessor left running,
+then brings back everything state.db says should run (the gateway on the same port when it is free),
+and runs again the pipeline runs that were interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import state as st
+from meshpipe.engines.local.control import gateway_route_to_json, make_control_app, route_to_json
+from meshpipe.engines.local.deploy import Deployer
+from meshpipe.engines.local.health import Probe, check_http, check_sidecar
+from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
+from meshpipe.engines.local.meshconfig import MeshSnapshot, build_mesh_config
+from meshpipe.engines.local.options import LocalOptions, read_options
+from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, make_gateway_route, make_route
+from meshpipe.model import COMMIT_RE, check_service_name
+
+log = logging.getLogger("meshpipe.daemon")
+
+EXIT_ALREADY_RUNNING = 3
+PUSH_TIMEOUT_SECONDS = 2.0
+MAINTENANCE_EVERY_SECONDS = 2.0
+GATEWAY_LIVE_TIMEOUT = 30.0
+T = TypeVar("T")
+
+
+# --- the daemon's files --------------------------------------------------------------------------------
+
+def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
+    """Write daemon.json atomically, readable by its owner only (it holds the control token)."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def read_daemon_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+        return None
+    return data
+
+
+def acquire_lock(path: Path) -> int | None:
+    """Hold ``daemon.lock`` for the life of the process; None when another daemon holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+# --- the edges the supervisor is given -------------------------------------------------------------------
+
+class HttpProbes:
+    async def app(self, port: int, path: str, timeout: float) -> Probe:
+        return await check_http(port, path, timeout)
+
+    async def sidecar(self, admin_port: int, timeout: float) -> Probe:
+        return await check_sidecar(admin_port, timeout)
+
+
+class Publisher:
+    """Pushes the environment's mesh config to every live proxy; one push at a time, in generation order."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.proxies: set[int] = set()
+        self.current: dict[str, Any] | None = None
+        self.lock = asyncio.Lock()
+        self._session: Any = None
+
+    async def _http(self) -> Any:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT_SECONDS))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _push(self, admin_port: int, doc: dict[str, Any]) -> str | None:
+        """None once the proxy applied ``doc``, else what went wrong."""
+        session = await self._http()
+        try:
+            async with session.put(f"http://127.0.0.1:{admin_port}/config", json=doc) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    return f"HTTP {resp.status}: {text[:200]}"
+                return None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def _build(self) -> dict[str, Any]:
+        return build_mesh_config(self.daemon.snapshot(self.daemon.store.next_generation()))
+
+    async def publish(self, reason: str) -> dict[str, Any]:
+        """Recompute the config from state and health, push it to every proxy, wait for every answer."""
+        async with self.lock:
+            started = time.perf_counter()
+            doc = self._build()
+            ports = sorted(self.proxies)
+            errors = await asyncio.gather(*(self._push(p, doc) for p in ports))
+            self.current = doc
+            failed = {p: e for p, e in zip(ports, errors, strict=True) if e is not None}
+            ms = (time.perf_counter() - started) * 1000
+            if failed:
+                log.warning("config generation %d (%s): %d/%d proxies applied it; failed: %s", doc["generation"],
+                            reason, len(ports) - len(failed), len(ports), failed)
+            else:
+                log.info("config generation %d (%s) applied by %d proxies in %.1f ms", doc["generation"], reason,
+                         len(ports), ms)
+            return {"generation": doc["generation"], "proxies": len(ports), "applied": len(ports) - len(failed),
+                    "failed": {str(p): e for p, e in failed.items()}, "ms": round(ms, 1)}
+
+    async def add_proxy(self, admin_port: int) -> None:
+        """A proxy just went live: it gets the current config before it is counted as part of the mesh."""
+        async with self.lock:
+            if self.current is None:
+                self.current = self._build()
+            error = await self._push(admin_port, self.current)
+            if error is not None:
+                log.warning("proxy on admin port %d did not take config generation %d: %s", admin_port,
+                            self.current["generation"], error)
+            self.proxies.add(admin_port)
+
+    def remove_proxy(self, admin_port: int) -> None:
+        self.proxies.discard(admin_port)
+
+
+class DaemonHooks:
+    """The supervisor's view of the daemon: state writes and config pushes."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def proxy_live(self, admin_port: int) -> None:
+        await self.daemon.publisher.add_proxy(admin_port)
+
+    async def proxy_gone(self, admin_port: int) -> None:
+        self.daemon.publisher.remove_proxy(admin_port)
+
+    async def endpoints_changed(self) -> None:
+        if not self.daemon.stopping:
+            await self.daemon.publisher.publish("healthy endpoints changed")
+
+    def process_started(self, proc: Proc, role: str, task_id: str | None, argv: Sequence[str]) -> None:
+        self.daemon.store.record_process(proc.pid, procs.start_time(proc.pid) or "", role, task_id, list(argv))
+
+    def process_exited(self, pid: int) -> None:
+        self.daemon.store.forget_process(pid)
+
+    def task_changed(self, task: TaskStatus) -> None:
+        ports = task.ports
+        self.daemon.store.update_task(task.task_id, actual=task.actual, restarts=task.restarts,
+                                      last_error=task.last_error[:1000],
+                                      app_port=ports.app if ports else None,
+                                      ingress_port=ports.ingress if ports else None,
+                                      egress_port=ports.egress if ports else None,
+                                      admin_port=ports.admin if ports else None)
+
+    def gateway_port_changed(self, port: int) -> None:
+        self.daemon.store.set_gateway_port(port)
+        self.daemon.store.add_event("gateway", f"the ingress moved to port {port}: its previous port stayed taken")
+
+
+# --- the daemon -------------------------------------------------------------------------------------------
+
+class Daemon:
+    def __init__(self, paths: EnvPaths, home: Path, options: LocalOptions) -> None:
+        self.paths = paths
+        self.home = home
+        self.options = options
+        self.token = secrets.token_urlsafe(32)
+        self.store = StateStore(paths.state_db)
+        env = self.store.environment()
+        if env is None:
+            raise OperationError(f"{paths.state_db} holds no environment", hint="create it with meshpipe env create")
+        self.env = env
+        self.started_at = self.store.now()
+        self.stopping = False
+        self._stop_requested = asyncio.Event()
+        self.publisher = Publisher(self)
+        self.supervisor = Supervisor(
+            spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
+                                      owner=paths.root, python=sys.executable),
+            event=lambda service, version, message: self.store.add_event("task", message, service, version))
+        self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
+        self.queues: dict[str, asyncio.Queue[str]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.pipelines_lock = asyncio.Lock()
+        self.control_port: int | None = None
+        self._runner: Any = None
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # -- the mesh --
+
+    def snapshot(self, generation: int) -> MeshSnapshot:
+        return MeshSnapshot(
+            generation=generation, environment=self.env.name, namespace=self.env.namespace,
+            services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
+            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()))
+
+    # -- life cycle --
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop_requested.set)
+        try:
+            await self.start()
+        except Exception:
+            log.exception("the daemon could not start")
+            await self.stop()
+            return 1
+        await self._stop_requested.wait()
+        await self.stop()
+        return 0
+
+    async def start(self) -> None:
+        log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
+        await asyncio.to_thread(self.clean_up_leftovers)
+        await self._start_control()
+        port = self.env.gateway_port
+        if port is None or not procs.port_is_free(port):
+            if port is not None:
+                log.warning("ingress port %d is taken; the ingress moves to another port", port)
+            port = procs.free_port()
+        self.store.set_gateway_port(port)
+        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
+        try:
+            await asyncio.wait_for(gateway.live.wait(), GATEWAY_LIVE_TIMEOUT)
+        except TimeoutError:
+            raise OperationError(f"the ingress gateway did not come up within {GATEWAY_LIVE_TIMEOUT:g} s: "
+                                 f"{gateway.last_error}") from None
+        restored = self.deployer.restore()
+        if restored:
+            log.info("restoring %d version(s): %s", len(restored), ", ".join(f"{s}-{v}" for s, v in restored))
+        for run in sorted(self.store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
+            log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
+            self.store.restart_run(run.run_id)
+            self._enqueue(run.service, run.run_id)
+        self._maintenance = asyncio.create_task(self._maintain())
+        write_daemon_file(self.paths.daemon_json, {
+            "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
+            "ingress_port": gateway.port, "started_at": self.started_at})
+        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
+        log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
+
+    def clean_up_leftovers(self) -> None:
+        """Stop every process a previous daemon of this environment left running (it crashed or was killed)."""
+        rows = self.store.processes()
+        tracked = {(p.pid, p.started or None) for p in rows}
+        found = {(pid, procs.start_time(pid)) for pid in procs.owned_processes(self.paths.root)}
+        leftovers = sorted(tracked | found, key=lambda p: p[0])
+        alive = [(pid, started) for pid, started in leftovers if procs.is_running(pid, started)]
+        if alive:
+            log.warning("stopping %d process(es) left by a previous daemon: %s", len(alive),
+                        ", ".join(str(pid) for pid, _ in alive))
+            stuck = procs.kill_all(alive, timeout=5.0)
+            if stuck:
+                log.error("could not stop leftover process(es) %s", stuck)
+        for row in rows:
+            self.store.forget_process(row.pid)
+
+    async def _start_control(self) -> None:
+        from aiohttp import web
+
+        self._runner = web.AppRunner(make_control_app(self, self.token), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.control_port = int(self._runner.addresses[0][1])
+
+    async def _maintain(self) -> None:
+        """Keep logs bounded."""
+        while not self.stopping:
+            await asyncio.sleep(MAINTENANCE_EVERY_SECONDS)
+            with contextlib.suppress(OSError):
+                for path in [self.paths.daemon_log, *self.paths.logs.rglob("*.log")]:
+                    procs.rotate_log(path)
+
+    async def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("stopping: tasks, gateway, control API")
+        self.deployer.cancel_waits()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        for worker in self.workers.values():
+            worker.cancel()
+        await self.supervisor.stop_all()
+        await asyncio.to_thread(self.clean_up_leftovers)
+        await self.publisher.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        current = read_daemon_file(self.paths.daemon_json)
+        if current is not None and current.get("pid") == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.daemon_json.unlink()
+        self.store.add_event("daemon", f"daemon stopped (pid {os.getpid()})")
+        self.store.close()
+        log.info("stopped")
+
+    # -- control API: environment --
+
+    async def status(self) -> dict[str, Any]:
+        gateway = self.supervisor.gateway
+        weights_by_service = {s: {t.version: t.weight for t in r.targets} for s, r in self.store.routes().items()}
+        services = []
+        for svc in self.store.services():
+            services.append({
+                "name": svc.name, "virtual_service": svc.virtual_service, "router": svc.router,
+                "clone_url": Path(svc.repo_path).as_uri(),
+                "route": route_to_json(self.store.route(svc.name)),
+                "versions": self._versions_json(svc.name, weights_by_service.get(svc.name, {})),
+            })
+        return {
+            "environment": self.env.name, "namespace": self.env.namespace,
+            "daemon": {"pid": os.getpid(), "started_at": self.started_at, "control_port": self.control_port},
+            "ingress_url": f"http://127.0.0.1:{gateway.port}" if gateway else None,
+            "gateway": {"port": gateway.port if gateway else None, "live": bool(gateway and gateway.live.is_set()),
+                        "restarts": gateway.restarts if gateway else 0},
+            "generation": self.publisher.current["generation"] if self.publisher.current else None,
+            "proxies": len(self.publisher.proxies),
+            "services": services,
+            "gateway_routes": [gateway_route_to_json(g) for g in self.store.gateway_routes()],
+            "tasks": [{"task_id": t.task_id, "service": t.service, "version": t.version, "actual": t.actual,
+                       "restarts": t.restarts, "last_error": t.last_error,
+                       "ingress_port": t.ports.ingress if t.ports else None,
+                       "app_port": t.ports.app if t.ports else None}
+                      for t in self.supervisor.task_statuses()],
+            "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
+        }
+
+    async def shutdown(self) -> None:
+        # Answer first; the stop runs once the reply is on its way.
+        asyncio.get_running_loop().call_soon(self._stop_requested.set)
+
+    async def mesh_config(self) -> dict[str, Any] | None:
+        return self.publisher.current
+
+    # -- control API: pipelines --
+
+    async def pipeline_create(self, service: str) -> dict[str, Any]:
+        from meshpipe.engines.local.gitrepo import create_bare_repo
+        from meshpipe.engines.local.hook import hook_argv
+
+        check_service_name(service, "service")
+        async with self.pipelines_lock:
+            if self.store.service(service) is not None:
+                raise ConflictError(f"a pipeline for {service!r} already exists in {self.env.name}")
+            repo = self.paths.repo(service)
+            if repo.exists():
+                # Only an interrupted create leaves a repo without its service: it was never used.
+                shutil.rmtree(repo)
+            await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
+            try:
+                row = self.store.add_service(service, f"{service}.{self.env.namespace}", f"vr-{service}", str(repo))
+            except BaseException:
+                shutil.rmtree(repo, ignore_errors=True)
+                raise
+        await self.publisher.publish(f"virtual service {row.virtual_service} created")
+        return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
+                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
+
+    async def pipeline_delete(self, service: str) -> None:
+        async with self.pipelines_lock:
+            self.store.require_service(service)
+            busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
+            if busy:
+                raise ConflictError(f"pipeline run(s) {', '.join(busy)} of {service} are in progress",
+                                    hint="wait for them: meshpipe pipeline wait " + service)
+            self.store.delete_service(service)
+            worker = self.workers.pop(service, None)
+            if worker is not None:
+                worker.cancel()
+            self.queues.pop(service, None)
+            shutil.rmtree(self.paths.repo(service), ignore_errors=True)
+        await self.publisher.publish(f"virtual service of {service} deleted")
+
+    async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:
+        self.store.require_service(service)
+        return [_run_json(r) for r in self.store.runs(service)]
+
+    async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]:
+        self.store.require_service(service)
+        if run_id is None:
+            runs = self.store.runs(service)
+            if not runs:
+                raise NotFoundError(f"{service} has no pipeline runs yet",
+                                    hint="push a manifest.yaml to its config repo")
+            return _run_json(runs[0])
+        run = self.store.run(run_id)
+        if run is None or run.service != service:
+            raise NotFoundError(f"{service} has no pipeline run {run_id!r}",
+                                hint=f"list runs with: meshpipe pipeline runs {service}")
+        return _run_json(run)
+
+    async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
+        self.store.require_service(service)
+        if not COMMIT_RE.match(new) or not new.strip("0"):
+            raise UserError(f"{new!r} is not a commit id")
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.store.create_run(run_id, service, ref, old, new)
+        self._enqueue(service, run_id)
+        log.info("push to %s of %s at %s: pipeline run %s queued", ref, service, new[:8], run_id)
+        return run_id
+
+    def _enqueue(self, service: str, run_id: str) -> None:
+        queue = self.queues.get(service)
+        if queue is None:
+            queue = self.queues[service] = asyncio.Queue()
+            self.workers[service] = asyncio.create_task(self._pipeline_worker(service, queue),
+                                                        name=f"pipeline {service}")
+        queue.put_nowait(run_id)
+
+    async def _pipeline_worker(self, service: str, queue: asyncio.Queue[str]) -> None:
+        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions)."""
+        while True:
+            run_id = await queue.get()
+            try:
+                await self._execute_run(run_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("pipeline run %s failed unexpectedly", run_id)
+                if not self.stopping:
+                    self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
+                    self.store.finish_run(run_id, st.RUN_FAILED, None)
+
+    async def _execute_run(self, run_id: str) -> None:
+        from meshpipe.pipeline import git_source, run_pipeline
+        from meshpipe.platform import local_settings
+
+        run = self.store.run(run_id)
+        if run is None or run.status != st.RUN_IN_PROGRESS or run.commit is None:
+            return
+        svc = self.store.service(run.service)
+        if svc is None:
+            self.store.finish_run(run_id, st.RUN_FAILED, None)
+            return
+        loop = asyncio.get_running_loop()
+        source = git_source(Path(svc.repo_path), run.service, run.commit)
+        settings = local_settings(self.env.name)
+        begun: set[str] = set()
+
+        def log_line(stage: str, line: str) -> None:
+            if stage not in begun:
+                begun.add(stage)
+                self.store.set_stage(run_id, stage, "InProgress")
+            self.store.append_stage_log(run_id, stage, line + "\n")
+
+        def deploy(version: Any, stack: Any) -> str:
+            future = asyncio.run_coroutine_threadsafe(self.deployer.deploy(version, stack.template, run_id), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.25)
+                except TimeoutError:
+                    if self.stopping:
+                        future.cancel()
+                        raise OperationError("the environment's daemon stopped during the deployment") from None
+                except Exception as exc:
+                    if type(exc).__name__ == "CancelledError":
+                        raise OperationError("the deployment was cancelled (the version was deleted or the "
+                                             "daemon stopped)") from None
+                    raise
+
+        outcome = await self._in_thread(f"run {run_id}", run_pipeline, source, settings, deploy, log_line)
+        if self.stopping:
+            return  # left InProgress on purpose: the next daemon runs it again
+        self.store.finish_run(run_id, outcome.status, outcome.version,
+                              [(s.name, s.status, s.log) for s in outcome.stages])
+        log.info("pipeline run %s of %s: %s", run_id, run.service, outcome.status)
+
+    async def _in_thread(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in a daemon thread (never joined at exit, so a stuck run cannot hold the process)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
+
+        def target() -> None:
+            try:
+                result: Any = fn(*args)
+                ok = True
+            except BaseException as exc:
+                result, ok = exc, False
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(settle, ok, result)
+
+        threading.Thread(target=target, name=name, daemon=True).start()
+        return await future
+
+    # -- control API: routes --
+
+    async def route_show(self, service: str) -> Route | None:
+        self.store.require_service(service)
+        return self.store.route(service)
+
+    async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
+        route = make_route(service, targets)
+        self.store.set_route(route)
+        pushed = await self.publisher.publish(f"route {route.name} set")
+        return route, pushed
+
+    async def route_delete(self, service: str) -> None:
+        self.store.delete_route(service)
+        await self.publisher.publish(f"route r-{service} deleted")
+
+    async def gateway_routes(self) -> list[GatewayRoute]:
+        return self.store.gateway_routes()
+
+    async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
+        gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
+        self.store.put_gateway_route(gr)
+        await self.publisher.publish(f"gateway route {name} set")
+        return gr
+
+    async def gateway_route_delete(self, name: str) -> None:
+        self.store.delete_gateway_route(name)
+        await self.publisher.publish(f"gateway route {name} deleted")
+
+    # -- control API: versions --
+
+    def _versions_json(self, service: str, weights: dict[str, int]) -> list[dict[str, Any]]:
+        out = []
+        desired_by_version: dict[str, int] = {}
+        for task in self.store.tasks(service):
+            if task.desired == st.DESIRED_RUNNING:
+                desired_by_version[task.version] = desired_by_version.get(task.version, 0) + 1
+        for row in self.store.versions(service):
+            health = self.supervisor.version_health(service, row.version)
+            out.append({"service": service, "version": row.version, "commit": row.commit,
+                        "stack_name": row.stack_name, "status": row.status, "reason": row.reason,
+                        "weight": weights.get(row.version, 0), "created_at": row.created_at,
+                        "healthy_tasks": health.healthy, "desired_tasks": desired_by_version.get(row.version, 0),
+                        "virtual_node": f"vn-{service}-{row.version}", "run_id": row.run_id})
+        return out
+
+    async def versions(self, service: str) -> list[dict[str, Any]]:
+        self.store.require_service(service)
+        return self._versions_json(service, self.store.weights(service))
+
+    async def version_delete(self, service: str, version: str, force: bool) -> None:
+        self.store.require_service(service)
+        await self.deployer.delete(service, version, force)
+
+    # -- control API: stats --
+
+    async def stats(self, service: str) -> dict[str, Any]:
+        """Per-version counters for ``service`` summed over every proxy that sent it traffic."""
+        self.store.require_service(service)
+        session = await self.publisher._http()
+        ports = sorted(self.publisher.proxies)
+
+        async def one(port: int) -> dict[str, Any] | None:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
+                    return dict(await resp.json()) if resp.status == 200 else None
+            except Exception:
+                return None
+
+        answers = await asyncio.gather(*(one(p) for p in ports))
+        versions: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            upstream = (answer or {}).get("upstreams", {}).get(service, {})
+            for version, counters in upstream.items():
+                total = versions.setdefault(version, {"requests": 0, "errors": 0, "retries": 0, "timeouts": 0,
+                                                      "p50_ms": None, "p99_ms": None})
+                for key in ("requests", "errors", "retries", "timeouts"):
+                    total[key] += int(counters.get(key) or 0)
+                for key in ("p50_ms", "p99_ms"):
+                    # Quantiles do not add up across proxies: report the worst one seen.
+                    value = counters.get(key)
+                    if value is not None and (total[key] is None or value > total[key]):
+                        total[key] = value
+        return {"service": service, "versions": versions, "proxies": len(ports),
+                "answered": sum(1 for a in answers if a is not None)}
+
+
+def _run_json(run: st.RunRow) -> dict[str, Any]:
+    return {"run_id": run.run_id, "service": run.service, "ref": run.ref, "commit": run.commit,
+            "status": run.status, "version": run.version, "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "stages": [{"name": s.name, "status": s.status, "log": s.log} for s in run.stages]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshpipe-daemon", description="The local engine's environment daemon.")
+    parser.add_argument("--env-dir", required=True, type=Path, help="the environment's folder (holds state.db)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        paths = env_paths_of_dir(args.env_dir)
+    except UserError as exc:
+        print(f"meshpipe daemon: {exc.message}", file=sys.stderr)
+        return 2
+    if not paths.state_db.exists():
+        print(f"meshpipe daemon: {paths.state_db} does not exist; create the environment first", file=sys.stderr)
+        return 2
+    lock = acquire_lock(paths.daemon_lock)
+    if lock is None:
+        running = read_daemon_file(paths.daemon_json)
+        print(f"meshpipe daemon: the daemon of {paths.name} is already running"
+              + (f" (pid {running['pid']})" if running else ""), file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        loop_factory = asyncio.new_event_loop
+    home = paths.root.parent.parent
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            daemon = runner.run(_make_daemon(paths, home))
+            return runner.run(daemon.run())
+    except OperationError as exc:
+        print(f"meshpipe daemon: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        os.close(lock)
+
+
+async def _make_daemon(paths: EnvPaths, home: Path) -> Daemon:
+    # Built inside the loop: its asyncio primitives belong to it.
+    return Daemon(paths, home, read_options(paths.engine_json))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The Deploy stage's local effect: a version's stack recorded and its tasks started.
+
+What CloudFormation and ECS do on AWS, for one machine:
+
+1. the stack (name, template, resolved version) and its tasks are recorded in one transaction, status
+   ``CREATE_IN_PROGRESS``;
+2. the supervisor starts the tasks;
+3. once every task is healthy the stack is ``CREATE_COMPLETE``; if a health check never passes, the app
+   keeps crashing before it is ready, the image has no local mapping, or the deadline passes, it is
+   ``CREATE_FAILED`` with the reason, and its tasks are stopped (as a failed stack rolls back).
+
+A version never gets traffic by being deployed: only a route sends traffic, and a route accepts only
+``CREATE_COMPLETE`` versions, so a failed deploy leaves the last good version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from meshpipe.engines.local import state as st
+from meshpipe.engines.local.health import HealthTimings
+from meshpipe.engines.local.home import EnvPaths
+from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.supervisor import Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.errors import MeshpipeError, OperationError
+from meshpipe.mesh.routing import Route
+from meshpipe.model import ServiceVersion
+
+log = logging.getLogger("meshpipe.daemon")
+
+READY_POLL_SECONDS = 0.05
+
+
+def resolved_to_json(version: ServiceVersion) -> dict[str, Any]:
+    """The resolved version as plain JSON (kept with the stack, read back to run its tasks)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(version):
+        value = getattr(version, f.name)
+        if f.name == "platform":
+            out[f.name] = value.model_dump(mode="json")
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = dataclasses.asdict(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def task_count(resolved: dict[str, Any], options: LocalOptions) -> int:
+    if options.tasks_per_version is not None:
+        return options.tasks_per_version
+    return int(resolved["platform"]["policy"]["autoscaling"]["min_tasks"])
+
+
+def version_spec(resolved: dict[str, Any], app_argv: list[str], options: LocalOptions) -> VersionSpec:
+    """How the supervisor runs a version's tasks, from its resolved JSON and its local command. Pure."""
+    app = resolved["app"]
+    hc = app["health_check"]
+    timings = HealthTimings(interval=float(hc["interval"]), timeout=float(hc["timeout"]), retries=int(hc["retries"]),
+                            start_period=float(hc["start_period"])).scaled(options.health_time_scale)
+    stop = options.stop_timeout if options.stop_timeout is not None else float(app["stop_timeout"])
+    return VersionSpec(
+        service=resolved["service"],
+        version=resolved["version"],
+        app_argv=tuple(app_argv),
+        app_env=tuple((str(k), str(v)) for k, v in app["environment"]),
+        health_path=app["health_check_path"],
+        health=timings,
+        backends=tuple(resolved["backends"]),
+        stop_timeout=stop,
+    )
+
+
+class DeployFailed(OperationError):
+    """The stack ended CREATE_FAILED; the message is its reason."""
+
+
+class Deployer:
+    def __init__(self, store: StateStore, supervisor: Supervisor, paths: EnvPaths, home: Path,
+                 options: LocalOptions, publish: Callable[[str], Awaitable[object]],
+                 clock: Clock | None = None) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.paths = paths
+        self.home = home
+        self.options = options
+        self.publish = publish
+        self.clock: Clock = clock or RealClock()
+        self._waits: dict[tuple[str, str], asyncio.Task[str]] = {}
+
+    def local_argv(self, resolved: dict[str, Any]) -> list[str]:
+        from meshpipe.engines.local.images import local_command
+
+        app = resolved["app"]
+        command = tuple(app["command"]) if app["command"] is not None else None
+        return local_command(app["image"], command, home=self.home)
+
+    async def deploy(self, version: ServiceVersion, template: dict[str, Any], run_id: str | None) -> str:
+        """Create the version's stack and wait for it; returns what happened, raises DeployFailed."""
+        service, ver = version.service, version.version
+        existing = self.store.version(service, ver)
+        if existing is not None and existing.status == st.CREATE_COMPLETE:
+            return f"stack {existing.stack_name} already exists ({st.CREATE_COMPLETE}): nothing to do"
+        if existing is not None and existing.status == st.CREATE_IN_PROGRESS:
+            return await self._await_ready(service, ver)
+        if existing is not None:
+            # A failed stack is replaced, as CloudFormation replaces a stack that rolled back.
+            self.store.delete_version(service, ver, force=True)
+        resolved = resolved_to_json(version)
+        count = task_count(resolved, self.options)
+        try:
+            argv = self.local_argv(resolved)
+        except MeshpipeError as exc:
+            reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved,
+                                      run_id, status=st.CREATE_FAILED, reason=reason)
+            raise DeployFailed(f"stack {version.stack_name} {st.CREATE_FAILED}: {reason}") from None
+        self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved, run_id)
+        self.supervisor.start_version(version_spec(resolved, argv, self.options), count,
+                                      self.paths.version_logs(service, ver))
+        return await self._await_ready(service, ver)
+
+    async def _await_ready(self, service: str, version: str) -> str:
+        key = (service, version)
+        task = self._waits.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._wait_ready(service, version))
+            self._waits[key] = task
+            task.add_done_callback(self._forget_wait)
+        return await asyncio.shield(task)
+
+    def _forget_wait(self, task: asyncio.Task[str]) -> None:
+        for key, current in list(self._waits.items()):
+            if current is task:
+                del self._waits[key]
+
+    async def _wait_ready(self, service: str, version: str) -> str:
+        row = self.store.version(service, version)
+        if row is None:
+            raise DeployFailed(f"version {version} of {service} was deleted while it was being deployed")
+        deadline = self.clock.now() + self.options.deploy_timeout
+        while True:
+            health = self.supervisor.version_health(service, version)
+            if health.desired and health.healthy >= health.desired:
+                self.store.set_version_status(service, version, st.CREATE_COMPLETE)
+                log.info("stack %s %s", row.stack_name, st.CREATE_COMPLETE)
+                return f"{health.healthy}/{health.desired} tasks healthy: stack {row.stack_name} {st.CREATE_COMPLETE}"
+            reason = health.failure
+            if reason is None and self.clock.now() >= deadline:
+                reason = (f"only {health.healthy}/{health.desired} tasks healthy after "
+                          f"{self.options.deploy_timeout:g} s")
+            if reason is None and not health.desired:
+                reason = "its tasks are not running"
+            if reason is not None:
+                await self.supervisor.stop_version(service, version)
+                if self.store.version(service, version) is not None:
+                    self.store.set_version_status(service, version, st.CREATE_FAILED, reason)
+                log.warning("stack %s %s: %s", row.stack_name, st.CREATE_FAILED, reason)
+                raise DeployFailed(f"stack {row.stack_name} {st.CREATE_FAILED}: {reason}",
+                                   hint=f"see the task logs in {self.paths.version_logs(service, version)}")
+            await self.clock.sleep(READY_POLL_SECONDS)
+
+    def restore(self) -> list[tuple[str, str]]:
+        """Start the tasks of every version state.db says should run (after a daemon start)."""
+        started = []
+        for row in self.store.versions():
+            if row.status not in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS):
+                continue
+            try:
+                argv = self.local_argv(row.resolved)
+            except MeshpipeError as exc:
+                self.store.set_version_status(row.service, row.version, st.CREATE_FAILED, exc.message)
+                continue
+            self.supervisor.start_version(version_spec(row.resolved, argv, self.options), row.desired_tasks,
+                                          self.paths.version_logs(row.service, row.version))
+            started.append((row.service, row.version))
+            if row.status == st.CREATE_IN_PROGRESS:
+                task = asyncio.ensure_future(self._await_ready(row.service, row.version))
+                # Nobody waits for this one; its outcome is recorded in state.
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        return started
+
+    async def delete(self, service: str, version: str, force: bool) -> Route | None:
+        """Delete a version: out of its route first (refused while weighted, unless forced), then stop it."""
+        route = self.store.delete_version(service, version, force=force)
+        wait = self._waits.pop((service, version), None)
+        if wait is not None:
+            wait.cancel()
+        await self.publish(f"version {version} of {service} deleted")
+        await self.supervisor.stop_version(service, version)
+        return route
+
+    def cancel_waits(self) -> None:
+        for task in list(self._waits.values()):
+            task.cancel()
+        self._waits.clear()

@@ -1,0 +1,342 @@
+"""``LocalEngine``: the Engine protocol on one machine, by talking to each environment's daemon.
+
+The engine itself holds no state: every environment's truth is its state.db, and everything that runs
+belongs to its daemon. The engine creates an environment's folder, starts its daemon (detached, in its
+own session), and then forwards each operation to the daemon's control API. Any operation on an
+environment whose daemon is not running (after a reboot, or a crash) starts it again, and the daemon
+brings back what should run. Only ``env status`` and ``env delete`` never start one.
+
+Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingress_url`,
+:meth:`LocalEngine.stats`, :meth:`LocalEngine.mesh_config` and :meth:`LocalEngine.push`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from meshpipe.engines.base import (
+    EnvironmentInfo,
+    PipelineInfo,
+    PipelineRun,
+    Reporter,
+    SilentReporter,
+    VersionInfo,
+)
+from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import state as st
+from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
+from meshpipe.engines.local.daemon import EXIT_ALREADY_RUNNING, read_daemon_file
+from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
+from meshpipe.engines.local.options import LocalOptions, write_options
+from meshpipe.engines.local.state import StateStore
+from meshpipe.errors import NotFoundError, OperationError, UserError
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+
+DAEMON_START_TIMEOUT = 60.0
+DAEMON_STOP_TIMEOUT = 60.0
+POLL_SECONDS = 0.05
+
+# Daemons this process started, so they are reaped (not left as zombies) once they exit.
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+def _reap() -> None:
+    for proc in list(_spawned):
+        if proc.poll() is not None:
+            _spawned.remove(proc)
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, reporter: Reporter | None = None, home: Path | None = None,
+                 options: LocalOptions | None = None, start_timeout: float = DAEMON_START_TIMEOUT) -> None:
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.home = Path(home).absolute() if home is not None else meshpipe_home()
+        self._options = options
+        self.start_timeout = start_timeout
+
+    # --- environments and their daemons ------------------------------------------------------------------
+
+    def paths(self, env: str) -> EnvPaths:
+        return env_paths(self.home, env)
+
+    def _existing(self, env: str) -> EnvPaths:
+        paths = self.paths(env)
+        if not paths.exists():
+            raise NotFoundError(f"environment {env!r} does not exist in {self.home}",
+                                hint=f"create it with: meshpipe env create {env}")
+        return paths
+
+    def _running_client(self, paths: EnvPaths) -> ControlClient | None:
+        """A client of the environment's daemon when it runs and answers, else None."""
+        data = read_daemon_file(paths.daemon_json)
+        if data is None or not procs.is_running(int(data["pid"])):
+            return None
+        client = ControlClient(int(data["control_port"]), str(data["token"]))
+        try:
+            client.status(timeout=5.0)
+        except DaemonUnreachable:
+            return None
+        return client
+
+    def _client(self, env: str) -> ControlClient:
+        """The daemon of ``env``, started when it is not running."""
+        paths = self._existing(env)
+        client = self._running_client(paths)
+        if client is None:
+            self.reporter.step(f"starting the daemon of environment {env}")
+            client = self._start_daemon(paths)
+            self.reporter.done(f"daemon of {env} running")
+        return client
+
+    def _start_daemon(self, paths: EnvPaths) -> ControlClient:
+        _reap()
+        with paths.daemon_log.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root,
+                start_new_session=True, close_fds=True)
+        _spawned.append(proc)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None and code != EXIT_ALREADY_RUNNING:
+                raise OperationError(f"the daemon of environment {paths.name} exited with status {code}:\n"
+                                     f"{_log_tail(paths.daemon_log)}", hint=f"see {paths.daemon_log}")
+            data = read_daemon_file(paths.daemon_json)
+            # Ours, or (when two started at once) the one that won the lock.
+            if data is not None and (data["pid"] == proc.pid or code == EXIT_ALREADY_RUNNING):
+                client = self._running_client(paths)
+                if client is not None:
+                    return client
+            time.sleep(POLL_SECONDS)
+        raise OperationError(f"the daemon of environment {paths.name} did not become ready within "
+                             f"{self.start_timeout:g} s:\n{_log_tail(paths.daemon_log)}",
+                             hint=f"see {paths.daemon_log}")
+
+    def env_create(self, env: str) -> EnvironmentInfo:
+        paths = self.paths(env)
+        if not paths.exists():
+            self.reporter.step(f"creating environment {env} in {paths.root}")
+            paths.make_dirs()
+            write_options(paths.engine_json, self._options or LocalOptions.from_env())
+            # state.db is written last: its existence is what makes the environment exist.
+            store = StateStore(paths.state_db)
+            try:
+                store.init_environment(env, f"{env}.local")
+            finally:
+                store.close()
+        client = self._client(env)
+        status = client.status()
+        self.reporter.done(f"environment {env} ready: ingress {status['ingress_url']}")
+        return self._info(env, paths, status)
+
+    def _info(self, env: str, paths: EnvPaths, status: dict[str, Any]) -> EnvironmentInfo:
+        details = {"home": str(paths.root), "namespace": status["namespace"],
+                   "daemon": f"running (pid {status['daemon']['pid']})",
+                   "gateway": "live" if status["gateway"]["live"] else "not live"}
+        for svc in status["services"]:
+            versions = ", ".join(f"{v['version']} {v['status']} {v['healthy_tasks']}/{v['desired_tasks']} tasks "
+                                 f"weight {v['weight']}" for v in svc["versions"]) or "no versions"
+            details[f"service {svc['name']}"] = f"{svc['virtual_service']}: {versions}"
+        for gr in status["gateway_routes"]:
+            details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
+        return EnvironmentInfo(env, "RUNNING", status["ingress_url"], details)
+
+    def env_status(self, env: str) -> EnvironmentInfo:
+        paths = self._existing(env)
+        client = self._running_client(paths)
+        if client is not None:
+            return self._info(env, paths, client.status())
+        store = StateStore(paths.state_db)
+        try:
+            row = store.environment()
+            details = {"home": str(paths.root), "daemon": "not running (any other command starts it again)"}
+            for svc in store.services():
+                versions = ", ".join(f"{v.version} {v.status}" for v in store.versions(svc.name)) or "no versions"
+                details[f"service {svc.name}"] = f"{svc.virtual_service}: {versions}"
+            url = f"http://127.0.0.1:{row.gateway_port}" if row and row.gateway_port else None
+        finally:
+            store.close()
+        return EnvironmentInfo(env, "STOPPED", url, details)
+
+    def env_delete(self, env: str) -> None:
+        paths = self._existing(env)
+        self.reporter.step(f"stopping everything in environment {env}")
+        self._stop_daemon(paths)
+        leftovers = self._leftovers(paths)
+        if leftovers:
+            stuck = procs.kill_all(leftovers, timeout=5.0)
+            if stuck:
+                raise OperationError(f"could not stop process(es) {stuck} of environment {env}",
+                                     hint="stop them by pid, then run env delete again")
+        shutil.rmtree(paths.root)
+        self.reporter.done(f"environment {env} deleted")
+
+    def _stop_daemon(self, paths: EnvPaths) -> None:
+        data = read_daemon_file(paths.daemon_json)
+        if data is None:
+            return
+        pid = int(data["pid"])
+        started = procs.start_time(pid)
+        if not procs.is_running(pid, started):
+            return
+        try:
+            ControlClient(int(data["control_port"]), str(data["token"])).shutdown()
+        except (DaemonUnreachable, OperationError):
+            procs.signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DAEMON_STOP_TIMEOUT
+        while time.monotonic() < deadline and procs.is_running(pid, started):
+            _reap()
+            time.sleep(POLL_SECONDS)
+        if procs.is_running(pid, started):
+            procs.kill_all([(pid, started)], timeout=1.0)
+        _reap()
+
+    def _leftovers(self, paths: EnvPaths) -> list[tuple[int, str | None]]:
+        found: dict[int, str | None] = {}
+        if paths.state_db.exists():
+            store = StateStore(paths.state_db)
+            try:
+                for row in store.processes():
+                    found[row.pid] = row.started or None
+            finally:
+                store.close()
+        for pid in procs.owned_processes(paths.root):
+            found.setdefault(pid, procs.start_time(pid))
+        return [(pid, started) for pid, started in found.items() if procs.is_running(pid, started)]
+
+    def running_pids(self, env: str) -> list[int]:
+        """Every process of the environment that runs now: daemon, gateway, sidecars, apps."""
+        paths = self._existing(env)
+        pids = {pid for pid, _ in self._leftovers(paths)}
+        data = read_daemon_file(paths.daemon_json)
+        if data is not None and procs.is_running(int(data["pid"])):
+            pids.add(int(data["pid"]))
+        return sorted(pids)
+
+    # --- pipelines ---------------------------------------------------------------------------------------
+
+    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+        client = self._client(env)
+        self.reporter.step(f"creating config repo, virtual service and router of {service}")
+        info = client.pipeline_create(service)
+        self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
+        return info
+
+    def pipeline_delete(self, env: str, service: str) -> None:
+        self._client(env).pipeline_delete(service)
+
+    def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
+        return self._client(env).pipeline_runs(service)
+
+    def pipeline_logs(self, env: str, service: str, run_id: str | None = None) -> PipelineRun:
+        return self._client(env).pipeline_run(service, run_id)
+
+    def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
+                      commit: str | None = None) -> PipelineRun:
+        """Wait for a run to finish (by id, by commit, or the latest) and return it, whatever its outcome."""
+        client = self._client(env)
+        deadline = time.monotonic() + timeout
+        while True:
+            if commit is not None:
+                matches = [r for r in client.pipeline_runs(service) if r.commit and r.commit.startswith(commit)]
+                if not matches:
+                    raise NotFoundError(f"{service} has no pipeline run for commit {commit}")
+                run = matches[0]
+            else:
+                run = client.pipeline_run(service, run_id)
+            if run.status != st.RUN_IN_PROGRESS:
+                return run
+            if time.monotonic() >= deadline:
+                raise OperationError(f"pipeline run {run.run_id} of {service} still {run.status} after {timeout:g} s",
+                                     hint=f"follow it with: meshpipe pipeline logs {service} {run.run_id}")
+            time.sleep(0.1)
+
+    def push(self, env: str, service: str, commit: str, ref: str = "refs/heads/main") -> str:
+        """Start a pipeline run for a commit already in the config repo (as its hook does on a push)."""
+        return self._client(env).push(service, ref, None, commit)
+
+    # --- routing -----------------------------------------------------------------------------------------
+
+    def gateway_route_set(self, env: str, route: GatewayRoute) -> GatewayRoute:
+        return self._client(env).gateway_route_set(route)
+
+    def gateway_route_delete(self, env: str, name: str) -> None:
+        self._client(env).gateway_route_delete(name)
+
+    def gateway_routes(self, env: str) -> list[GatewayRoute]:
+        return self._client(env).gateway_routes()
+
+    def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
+        """Validate, record, push to every proxy; returns once every proxy applies the new route."""
+        validate_targets(targets)
+        route, pushed = self._client(env).route_set(service, targets)
+        if pushed.get("failed"):
+            self.reporter.done(f"route set; {len(pushed['failed'])} proxy(ies) did not confirm it yet "
+                               "(they get it with the next change)")
+        return route
+
+    def route_show(self, env: str, service: str) -> Route | None:
+        return self._client(env).route_show(service)
+
+    def route_delete(self, env: str, service: str) -> None:
+        self._client(env).route_delete(service)
+
+    # --- versions ----------------------------------------------------------------------------------------
+
+    def versions(self, env: str, service: str) -> list[VersionInfo]:
+        return self._client(env).versions(service)
+
+    def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
+        if not version:
+            raise UserError("a version id is required")
+        self.reporter.step(f"deleting stack {env}-{service}-{version}")
+        self._client(env).version_delete(service, version, force)
+        self.reporter.done(f"stack {env}-{service}-{version} deleted")
+
+    # --- local extras ------------------------------------------------------------------------------------
+
+    def ingress_url(self, env: str) -> str:
+        url = self._client(env).status()["ingress_url"]
+        if not url:
+            raise OperationError(f"environment {env} has no ingress yet")
+        return str(url)
+
+    def stats(self, env: str, service: str) -> dict[str, Any]:
+        """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
+        return self._client(env).stats(service)
+
+    def mesh_config(self, env: str) -> dict[str, Any] | None:
+        """The config document every proxy of the environment runs."""
+        return self._client(env).mesh_config()
+
+    def status(self, env: str) -> dict[str, Any]:
+        """The daemon's full status document (services, versions, tasks with ports, gateway)."""
+        return self._client(env).status()
+
+
+def environments(home: Path | None = None) -> list[str]:
+    """Names of the environments in a home folder."""
+    root = (home or meshpipe_home()) / "envs"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "state.db").exists())
+
+
+__all__ = ["LocalEngine", "LocalOptions", "environments"]
