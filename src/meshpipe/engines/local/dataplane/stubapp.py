@@ -1,6 +1,7 @@
 """A small HTTP app to put behind the proxies in tests and benchmarks (aiohttp, like the samples).
 
     python -m meshpipe.engines.local.dataplane.stubapp --name NAME [--port 0] [--backend URL]
+        [--status N] [--delay SECONDS]
 
 It prints ``stub NAME listening on 127.0.0.1:PORT`` once it listens (ask for port 0 and read it).
 
@@ -9,7 +10,12 @@ It prints ``stub NAME listening on 127.0.0.1:PORT`` once it listens (ask for por
     GET  /call                            calls --backend (through HTTP_PROXY when set); JSON with its answer
     GET  /bytes?size=N                    N bytes, streamed in 64 KiB chunks (chunked encoding)
     GET  /cut                             promises 100000 bytes, sends 10, closes the connection
+    GET  /drop                            closes the connection without answering
     GET  /ping                            "ok"
+    GET  /_count                          how many requests it has served (except /ping and /_count)
+
+``--status`` and ``--delay`` make every counted request answer that status, that late (a failing or
+hanging version, for retry and timeout tests).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import os
 import signal
 import sys
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -27,8 +34,21 @@ from aiohttp import web
 CHUNK = 64 * 1024
 
 
-def make_app(name: str, backend: str | None) -> web.Application:
+def make_app(name: str, backend: str | None, status: int | None = None, delay: float = 0.0) -> web.Application:
     session: dict[str, aiohttp.ClientSession] = {}
+    served = [0]
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in ("/ping", "/_count"):
+            return await handler(request)
+        served[0] += 1
+        if delay:
+            await asyncio.sleep(delay)
+        if status is not None:
+            return web.json_response({"name": name, "forced_status": status}, status=status,
+                                     headers={"x-stub-name": name})
+        return await handler(request)
 
     async def open_session(app: web.Application) -> None:
         # trust_env: HTTP_PROXY sends backend calls through the sidecar's egress, as in a meshed task.
@@ -42,6 +62,14 @@ def make_app(name: str, backend: str | None) -> web.Application:
 
     async def ping(request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def counted(request: web.Request) -> web.Response:
+        return web.json_response({"name": name, "served": served[0]})
+
+    async def drop(request: web.Request) -> web.Response:
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(text="never sent")
 
     async def call(request: web.Request) -> web.Response:
         if not backend:
@@ -89,10 +117,12 @@ def make_app(name: str, backend: str | None) -> web.Application:
         status = int(request.query.get("status", "200"))
         return web.json_response(answer, status=status, headers={"x-stub-name": name})
 
-    app = web.Application(client_max_size=1024**3)
+    app = web.Application(client_max_size=1024**3, middlewares=[count])
     app.on_startup.append(open_session)
     app.on_cleanup.append(close_session)
     app.router.add_get("/ping", ping)
+    app.router.add_get("/_count", counted)
+    app.router.add_get("/drop", drop)
     app.router.add_get("/call", call)
     app.router.add_get("/bytes", sized)
     app.router.add_get("/cut", cut)
@@ -100,8 +130,9 @@ def make_app(name: str, backend: str | None) -> web.Application:
     return app
 
 
-async def _serve(name: str, port: int, backend: str | None) -> None:
-    runner = web.AppRunner(make_app(name, backend), access_log=None, handle_signals=False, shutdown_timeout=2)
+async def _serve(name: str, port: int, backend: str | None, status: int | None, delay: float) -> None:
+    runner = web.AppRunner(make_app(name, backend, status, delay), access_log=None, handle_signals=False,
+                           shutdown_timeout=2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
     await site.start()
@@ -120,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--backend", help="URL called by GET /call")
+    p.add_argument("--status", type=int, help="answer every request with this status")
+    p.add_argument("--delay", type=float, default=0.0, help="answer every request this many seconds late")
     args = p.parse_args(argv)
     try:
         import uvloop
@@ -128,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
     with runner:
-        runner.run(_serve(args.name, args.port, args.backend))
+        runner.run(_serve(args.name, args.port, args.backend, args.status, args.delay))
     return 0
 
 

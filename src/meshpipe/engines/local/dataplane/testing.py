@@ -61,11 +61,16 @@ class Processes:
         return popen
 
     def stub(self, name: str, backend: str | None = None, env: Mapping[str, str] | None = None,
+             status: int | None = None, delay: float = 0.0,
              timeout: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
         """Start a stub app on a port the OS picks; returns it and its port."""
         argv = [sys.executable, "-m", "meshpipe.engines.local.dataplane.stubapp", "--name", name, "--port", "0"]
         if backend:
             argv += ["--backend", backend]
+        if status is not None:
+            argv += ["--status", str(status)]
+        if delay:
+            argv += ["--delay", str(delay)]
         popen = self.spawn(argv, env=env)
         line = _read_line(popen, timeout)
         if "listening on" not in line:
