@@ -63,7 +63,7 @@ def test_throttling_that_never_stops_ends_in_an_operation_error() -> None:
 
 def test_access_denied_names_the_action_to_allow() -> None:
     cfn, stub = stubbed("cloudformation")
-    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id demo-build-bucket does not exist")
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id demo-env does not exist")
     stub.add_client_error("create_stack", "AccessDenied",
                           "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
                           "cloudformation:CreateStack", http_status_code=403)

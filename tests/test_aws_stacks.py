@@ -25,8 +25,8 @@ from test_aws_support import (
 )
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
-BUCKET_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-build-bucket/1"
-NOT_THERE = "Stack with id demo-build-bucket does not exist"
+ENV_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-env/1"
+NOT_THERE = "Stack with id demo-env does not exist"
 
 
 @pytest.fixture(autouse=True)
@@ -35,23 +35,23 @@ def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def described(status: str) -> dict[str, Any]:
-    return {"Stacks": [{"StackName": "demo-build-bucket", "StackId": BUCKET_ID, "StackStatus": status,
+    return {"Stacks": [{"StackName": "demo-env", "StackId": ENV_ID, "StackStatus": status,
                         "CreationTime": T0}]}
 
 
 def event(n: int, logical: str, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
-    e = {"StackId": BUCKET_ID, "EventId": f"e{n}", "StackName": "demo-build-bucket", "LogicalResourceId": logical,
+    e = {"StackId": ENV_ID, "EventId": f"e{n}", "StackName": "demo-env", "LogicalResourceId": logical,
          "ResourceType": kind, "ResourceStatus": status, "Timestamp": T0 + dt.timedelta(seconds=n),
-         "PhysicalResourceId": BUCKET_ID if kind == "AWS::CloudFormation::Stack" else logical.lower()}
+         "PhysicalResourceId": ENV_ID if kind == "AWS::CloudFormation::Stack" else logical.lower()}
     if reason:
         e["ResourceStatusReason"] = reason
     return e
 
 
 STACK = "AWS::CloudFormation::Stack"
-FAILED_BUCKET = event(2, "BuildBucket", "AWS::S3::Bucket", "CREATE_FAILED",
-                      "demo-builds already exists in another account")
-CANCELLED = event(3, "BuildBucketPolicy", "AWS::S3::BucketPolicy", "CREATE_FAILED", "Resource creation cancelled")
+FAILED_BUCKET = event(2, "Mesh", "AWS::AppMesh::Mesh", "CREATE_FAILED",
+                      "Mesh demo already exists")
+CANCELLED = event(3, "IngressListener", "AWS::ElasticLoadBalancingV2::Listener", "CREATE_FAILED", "Resource creation cancelled")
 
 
 def newest_first(*events: dict[str, Any]) -> dict[str, Any]:
@@ -61,18 +61,18 @@ def newest_first(*events: dict[str, Any]) -> dict[str, Any]:
 def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -> None:
     cfn, stub = stubbed("cloudformation")
     stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
-    stub.add_response("create_stack", {"StackId": BUCKET_ID},
-                      {"StackName": "demo-build-bucket", "TemplateBody": ANY, "Parameters": ANY,
+    stub.add_response("create_stack", {"StackId": ENV_ID},
+                      {"StackName": "demo-env", "TemplateBody": ANY, "Parameters": ANY,
                        "Capabilities": ANY})
-    first = [event(1, "demo-build-bucket", STACK, "CREATE_IN_PROGRESS", "User Initiated"), FAILED_BUCKET, CANCELLED,
-             event(4, "demo-build-bucket", STACK, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed")]
-    every = [*first, event(5, "BuildBucketPolicy", "AWS::S3::BucketPolicy", "DELETE_COMPLETE"),
-             event(6, "demo-build-bucket", STACK, "ROLLBACK_COMPLETE")]
-    stub.add_response("describe_stacks", described("ROLLBACK_IN_PROGRESS"), {"StackName": BUCKET_ID})
-    stub.add_response("describe_stack_events", newest_first(*first), {"StackName": BUCKET_ID})
-    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": BUCKET_ID})
-    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": BUCKET_ID})
-    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": BUCKET_ID})
+    first = [event(1, "demo-env", STACK, "CREATE_IN_PROGRESS", "User Initiated"), FAILED_BUCKET, CANCELLED,
+             event(4, "demo-env", STACK, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed")]
+    every = [*first, event(5, "IngressListener", "AWS::ElasticLoadBalancingV2::Listener", "DELETE_COMPLETE"),
+             event(6, "demo-env", STACK, "ROLLBACK_COMPLETE")]
+    stub.add_response("describe_stacks", described("ROLLBACK_IN_PROGRESS"), {"StackName": ENV_ID})
+    stub.add_response("describe_stack_events", newest_first(*first), {"StackName": ENV_ID})
+    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": ENV_ID})
+    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": ENV_ID})
+    stub.add_response("describe_stack_events", newest_first(*every), {"StackName": ENV_ID})
     clock, reporter = FakeClock(), RecordingReporter()
     engine = make_engine(StubFactory(cloudformation=cfn), clock, reporter)
 
@@ -80,18 +80,17 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
         engine.env_create("demo")
 
     error = caught.value
-    assert "demo-build-bucket" in error.message and "ROLLBACK_COMPLETE" in error.message
-    assert ("first failure: BuildBucket (AWS::S3::Bucket) CREATE_FAILED: demo-builds already exists in another "
-            "account") in error.message
+    assert "demo-env" in error.message and "ROLLBACK_COMPLETE" in error.message
+    assert ("first failure: Mesh (AWS::AppMesh::Mesh) CREATE_FAILED: Mesh demo already exists") in error.message
     assert error.hint and "meshpipe env delete demo --engine aws" in error.hint
     # Every new event was reported once, oldest first, while waiting.
-    assert [s for s in reporter.steps if s.startswith("demo-build-bucket: ")] == [
-        "demo-build-bucket: demo-build-bucket CREATE_IN_PROGRESS (User Initiated)",
-        "demo-build-bucket: BuildBucket CREATE_FAILED (demo-builds already exists in another account)",
-        "demo-build-bucket: BuildBucketPolicy CREATE_FAILED (Resource creation cancelled)",
-        "demo-build-bucket: demo-build-bucket ROLLBACK_IN_PROGRESS (The following resource(s) failed)",
-        "demo-build-bucket: BuildBucketPolicy DELETE_COMPLETE",
-        "demo-build-bucket: demo-build-bucket ROLLBACK_COMPLETE",
+    assert [s for s in reporter.steps if s.startswith("demo-env: ")] == [
+        "demo-env: demo-env CREATE_IN_PROGRESS (User Initiated)",
+        "demo-env: Mesh CREATE_FAILED (Mesh demo already exists)",
+        "demo-env: IngressListener CREATE_FAILED (Resource creation cancelled)",
+        "demo-env: demo-env ROLLBACK_IN_PROGRESS (The following resource(s) failed)",
+        "demo-env: IngressListener DELETE_COMPLETE",
+        "demo-env: demo-env ROLLBACK_COMPLETE",
     ]
     assert clock.sleeps == [5.0]
     stub.assert_no_pending_responses()
@@ -99,10 +98,10 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
 
 def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> None:
     cfn, stub = stubbed("cloudformation")
-    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-build-bucket"})
+    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})
     with pytest.raises(OperationError) as caught:
         make_engine(StubFactory(cloudformation=cfn), FakeClock()).env_create("demo")
-    assert "demo-build-bucket is ROLLBACK_COMPLETE and cannot be updated" in caught.value.message
+    assert "demo-env is ROLLBACK_COMPLETE and cannot be updated" in caught.value.message
     assert caught.value.hint and "meshpipe env delete demo --engine aws" in caught.value.hint
     stub.assert_no_pending_responses()  # and no create_stack / update_stack was stubbed: none was made
 
@@ -110,7 +109,7 @@ def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> Non
 def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> None:
     cfn, stub = stubbed("cloudformation")
     stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
-    stub.add_response("create_stack", {"StackId": BUCKET_ID})
+    stub.add_response("create_stack", {"StackId": ENV_ID})
     for _ in range(4):  # polls at 0, 5, 10 and 15 s; the timeout is 12 s
         stub.add_response("describe_stacks", described("CREATE_IN_PROGRESS"))
         stub.add_response("describe_stack_events", {"StackEvents": []})
@@ -118,7 +117,7 @@ def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> N
     engine = make_engine(StubFactory(cloudformation=cfn), clock, timeout=12.0)
     with pytest.raises(OperationError) as caught:
         engine.env_create("demo")
-    assert "gave up waiting for stack demo-build-bucket after 12 s; it is still CREATE_IN_PROGRESS" in (
+    assert "gave up waiting for stack demo-env after 12 s; it is still CREATE_IN_PROGRESS" in (
         caught.value.message)
     assert caught.value.hint and "run the command again" in caught.value.hint
     assert clock.sleeps == [5.0, 5.0, 5.0]
@@ -132,9 +131,9 @@ def test_an_update_with_no_changes_is_not_an_error() -> None:
     stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.")
     reporter = RecordingReporter()
     engine = make_engine(StubFactory(cloudformation=cfn), FakeClock(), reporter)
-    state = engine.stacks.deploy("demo-build-bucket", {"Resources": {}})
+    state = engine.stacks.deploy("demo-env", {"Resources": {}})
     assert state.status == "UPDATE_COMPLETE"
-    assert "demo-build-bucket is up to date (UPDATE_COMPLETE)" in reporter.dones
+    assert "demo-env is up to date (UPDATE_COMPLETE)" in reporter.dones
     stub.assert_no_pending_responses()
 
 
@@ -142,17 +141,17 @@ def test_a_failed_update_that_rolled_back_says_the_stack_still_works() -> None:
     cfn, stub = stubbed("cloudformation")
     stub.add_response("describe_stacks", described("CREATE_COMPLETE"))
     stub.add_response("describe_stack_events", {"StackEvents": []})
-    stub.add_response("update_stack", {"StackId": BUCKET_ID})
-    events = newest_first(event(1, "demo-build-bucket", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
-                          event(2, "BuildBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "Invalid lifecycle rule"),
-                          event(3, "demo-build-bucket", STACK, "UPDATE_ROLLBACK_COMPLETE"))
+    stub.add_response("update_stack", {"StackId": ENV_ID})
+    events = newest_first(event(1, "demo-env", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
+                          event(2, "LogGroup", "AWS::Logs::LogGroup", "UPDATE_FAILED", "Invalid retention"),
+                          event(3, "demo-env", STACK, "UPDATE_ROLLBACK_COMPLETE"))
     stub.add_response("describe_stacks", described("UPDATE_ROLLBACK_COMPLETE"))
     stub.add_response("describe_stack_events", events)
     stub.add_response("describe_stack_events", events)
     engine = make_engine(StubFactory(cloudformation=cfn), FakeClock())
     with pytest.raises(OperationError) as caught:
-        engine.stacks.deploy("demo-build-bucket", {"Resources": {}})
-    assert "BuildBucket (AWS::S3::Bucket) UPDATE_FAILED: Invalid lifecycle rule" in caught.value.message
+        engine.stacks.deploy("demo-env", {"Resources": {}})
+    assert "LogGroup (AWS::Logs::LogGroup) UPDATE_FAILED: Invalid retention" in caught.value.message
     assert caught.value.hint and "previous state and still works" in caught.value.hint
 
 
@@ -170,11 +169,20 @@ def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: Re
     def templates(env: str) -> dict[str, dict[str, Any]]:
         return {**stand_in_templates(env), f"{env}-env.template.json": big}
 
+    bucket = make_engine(aws, FakeClock()).env_create("demo").details["build bucket"]
     info = make_engine(aws, FakeClock(), templates=templates).env_create("demo")
-    assert info.status == "CREATE_COMPLETE"
-    [create] = [c for c in aws.calls("cloudformation", "create_stack") if c.params["StackName"] == "demo-env"]
-    assert "TemplateBody" not in create.params
-    bucket = info.details["build bucket"]
-    assert create.params["TemplateURL"] == f"https://{bucket}.s3.amazonaws.com/templates/demo-env.template.json"
+    assert info.status == "UPDATE_COMPLETE"
+    [update] = [c for c in aws.calls("cloudformation", "update_stack") if c.params["StackName"] == "demo-env"]
+    assert "TemplateBody" not in update.params
+    assert update.params["TemplateURL"] == f"https://{bucket}.s3.amazonaws.com/templates/demo-env.template.json"
     staged = aws.raw("s3").get_object(Bucket=bucket, Key="templates/demo-env.template.json")["Body"].read()
     assert staged == template_bytes(big)
+
+
+def test_a_template_too_big_with_no_build_bucket_yet_is_an_operation_error(aws: RecordingFactory) -> None:
+    def templates(env: str) -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
+
+    with pytest.raises(OperationError, match="too big to send to CloudFormation inline"):
+        make_engine(aws, FakeClock(), templates=templates).env_create("demo")
+    assert aws.calls("cloudformation", "create_stack") == []

@@ -22,7 +22,7 @@ from meshpipe.engines.aws.errors import error_code
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
 from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
-from meshpipe.engines.aws.stacks import Stacks, StackState
+from meshpipe.engines.aws.stacks import Stacks, StackState, TemplateUploader
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
 from meshpipe.engines.base import (
     EnvironmentInfo,
@@ -93,15 +93,16 @@ class AwsEngine:
         rendered = self.templates(env)
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
+        # The environment goes first: the platform templates may import its exports.
+        self.reporter.step(f"deploying the environment {env} (network, cluster, mesh, ingress)")
+        env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
+                                       {"EnvironmentName": env}, delete_hint=delete_hint,
+                                       uploader=self._stager(env))
         self.reporter.step(f"deploying the build bucket of {env}")
         bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
                                           _template(rendered, names.build_bucket_template_key(env)),
                                           {"EnvironmentName": env}, delete_hint=delete_hint)
         bucket = self._build_bucket(bucket_stack)
-        self.reporter.step(f"deploying the environment {env} (network, cluster, mesh, ingress)")
-        env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
-                                       {"EnvironmentName": env}, delete_hint=delete_hint,
-                                       uploader=lambda stack, body: self._stage_template(bucket, stack, body))
         self.reporter.step(f"uploading the build bundle to s3://{bucket}/{names.BUNDLE_KEY}")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
             zip_path = self.bundle(Path(folder))
@@ -122,10 +123,22 @@ class AwsEngine:
                                  hint="this is a meshpipe defect; please report it")
         return bucket
 
-    def _stage_template(self, bucket: str, stack: str, body: bytes) -> str:
-        key = f"templates/{stack}.template.json"
-        self.buckets.put(bucket, key, body, "application/json")
-        return self.buckets.url(bucket, key)
+    def _stager(self, env: str) -> TemplateUploader:
+        """Stages a template too big to send inline in the build bucket (which must exist by then)."""
+
+        def stage(stack: str, body: bytes) -> str:
+            existing = self.stacks.describe(names.build_bucket_stack(env))
+            if existing is None or not existing.usable:
+                raise OperationError(
+                    f"the template of {stack} is {len(body)} bytes, too big to send to CloudFormation inline, "
+                    f"and the build bucket that would stage it ({names.build_bucket_stack(env)}) is not ready",
+                    hint="this is a meshpipe defect; please report it")
+            bucket = self._build_bucket(existing)
+            key = f"templates/{stack}.template.json"
+            self.buckets.put(bucket, key, body, "application/json")
+            return self.buckets.url(bucket, key)
+
+        return stage
 
     def env_status(self, env: str) -> EnvironmentInfo:
         _check_env(env)
@@ -197,13 +210,12 @@ class AwsEngine:
                 f"{service} still has {len(versions)} version stack(s): {', '.join(versions)}; deleting its "
                 "pipeline first would leave them undeletable (CloudFormation deletes them with the "
                 "pipeline's service role)",
-                hint=f"delete them with `meshpipe version delete {service} VERSION --env {env} --engine aws`, "
-                     "or delete the pipeline with --force to delete them first")
+                hint=f"delete them first with `meshpipe version delete {service} VERSION --env {env} "
+                     "--engine aws`, then delete the pipeline")
         if not force and gateway_routes:
             raise ConflictError(
                 f"gateway route(s) {', '.join(gateway_routes)} still send traffic to {service}",
-                hint=f"delete them with `meshpipe route gateway-delete NAME --env {env} --engine aws`, "
-                     "or pass --force")
+                hint=f"delete them first with `meshpipe route gateway-delete NAME --env {env} --engine aws`")
         for name in gateway_routes:
             self.reporter.step(f"deleting gateway route {name}")
             self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)

@@ -184,7 +184,7 @@ class Stacks:
             raise OperationError(
                 f"the template of {name} is {len(body)} bytes, more than CloudFormation takes inline "
                 f"({MAX_TEMPLATE_BODY})",
-                hint="create the environment first: large templates are staged in its build bucket")
+                hint="this is a meshpipe defect; please report it")
         return {"TemplateURL": uploader(name, body)}
 
     def delete(self, name: str, *, wait: bool = True) -> StackState | None:
