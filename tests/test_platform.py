@@ -264,3 +264,20 @@ def test_local_settings_are_valid_and_consistent(name: str) -> None:
     s = local_settings(name)
     assert settings_from_mapping(s.model_dump(), "local") == s
     assert s.namespace_name == f"{name}.local"
+
+
+def test_a_malformed_subnet_is_reported_when_the_other_is_unset() -> None:
+    env = reference_env() | {"VPC_SUBNET_ONE": "subnet-x"}
+    del env["VPC_SUBNET_TWO"]
+    assert env_problems(env) == [
+        "environment: VPC_SUBNET_ONE: 'subnet-x' is not a subnet id (subnet-0123456789abcdef0)",
+        "environment: VPC_SUBNET_TWO: is required but not set",
+    ]
+
+
+def test_traffic_shift_values_are_strict(tmp_path: Path) -> None:
+    found = file_problems(tmp_path, EXAMPLE_TEXT + "policy:\n  traffic_shift:\n    canary_percent: '10'\n"
+                                                   "    strategy: canary\n")
+    assert [p.split(": ")[1] for p in found] == ["policy.traffic_shift.canary_percent", "policy.traffic_shift.strategy"]
+    assert "write it without quotes: 10" in found[0]
+    assert "'CANARY'" in found[1]

@@ -287,6 +287,18 @@ def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
     return found
 
 
+def _subnet_problem(value: str) -> str | None:
+    """A subnet variable's own problem, so that it is reported even when the other one is unset."""
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        TypeAdapter(SubnetId).validate_python(value)
+    except PydanticValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
+
+
 def _explainer(label: Callable[[str], str] | None = None) -> Any:
     from meshpipe.manifest.explain import Explainer, KeyMap
 
@@ -328,6 +340,8 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
         value = environ.get(var, "")
         if value == "":
             problems.append(Problem(source, None, var, "is required but not set"))
+        elif (bad := _subnet_problem(value)) is not None:
+            problems.append(Problem(source, None, var, bad))
         subnets.append(value)
     if all(subnets):
         data["subnets"] = tuple(subnets)
@@ -338,7 +352,8 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
     try:
         settings = PlatformSettings.model_validate(data)
     except PydanticValidationError as exc:
-        errors = [e for e in exc.errors() if e["type"] != "missing"]  # each unset variable is reported above
+        # Unset variables and subnet ids were reported above, one by one.
+        errors = [e for e in exc.errors() if e["type"] != "missing" and e["loc"][0] != "subnets"]
         found = _explainer(_env_label).problems(errors, Source(source))
         problems += found
         bad = [".".join(str(part) for part in e["loc"][:1]) for e in exc.errors()]
