@@ -340,8 +340,8 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
         value = environ.get(var, "")
         if value == "":
             problems.append(Problem(source, None, var, "is required but not set"))
-        elif (bad := _subnet_problem(value)) is not None:
-            problems.append(Problem(source, None, var, bad))
+        elif (wrong := _subnet_problem(value)) is not None:
+            problems.append(Problem(source, None, var, wrong))
         subnets.append(value)
     if all(subnets):
         data["subnets"] = tuple(subnets)
