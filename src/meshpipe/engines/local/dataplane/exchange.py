@@ -144,7 +144,11 @@ class Exchange:
         endpoint = self.endpoint
         if not same_endpoint or endpoint is None:
             key = (fwd.service, fwd.version)
-            endpoint, dp.rr[key] = pick_endpoint(fwd.endpoints, dp.rr.get(key, 0), self.tried)
+            endpoint, counter = pick_endpoint(fwd.endpoints, dp.rr.get(key, 0), self.tried)
+            if not self.tried:
+                # Only first tries move the round robin on: a retry taking a turn as well would make
+                # every request after a failure start on the same endpoint again.
+                dp.rr[key] = counter
             self.endpoint = endpoint
             self.tried += (endpoint,)
         now = monotonic()

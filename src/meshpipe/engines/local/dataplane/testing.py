@@ -79,14 +79,12 @@ class Processes:
 
     def sample(self, module: str, args: list[str], env: Mapping[str, str] | None = None,
                timeout: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
-        """Start a bundled sample app (``meshpipe.samples.<module>``) on a free port."""
-        for _ in range(5):
-            port = free_port()
-            popen = self.spawn([sys.executable, "-m", f"meshpipe.samples.{module}", "-p", str(port), *args], env=env)
-            if wait_port(port, timeout, popen):
-                return popen, port
-            self.stop(popen)
-        raise RuntimeError(f"sample {module} did not start: {_stderr(popen)}")
+        """Start a bundled sample app (``meshpipe.samples.<module>``) on a port the OS picks."""
+        popen = self.spawn([sys.executable, "-m", f"meshpipe.samples.{module}", "-p", "0", *args], env=env)
+        line = _read_line(popen, timeout)
+        if "listening on" not in line:
+            raise RuntimeError(f"sample {module} did not start: {line!r} {_stderr(popen)}")
+        return popen, int(line.rsplit(":", 1)[1])
 
     def proxy(self, mode: str, timeout: float = 15.0, stdout: int | None = subprocess.DEVNULL,
               **kwargs: Any) -> ProxyProcess:
