@@ -193,11 +193,13 @@ def test_a_pipeline_with_versions_is_kept_unless_forced_then_versions_go_first(w
     world.aws.log.clear()
     engine.pipeline_delete("demo", "hello-backend", force=True)
     assert world.stacks() == ["demo-build-bucket", "demo-env"]
-    operations = [(c.operation, c.params.get("StackName", c.params.get("routeName")))
+    operations = [(c.operation, str(c.params.get("StackName", c.params.get("routeName"))))
                   for c in world.aws.log if c.operation in {"delete_route", "delete_stack"}]
     assert operations[0] == ("delete_route", "r-hello-backend")
     assert [op for op, _ in operations] == ["delete_route", "delete_stack", "delete_stack"]
-    assert "hello-backend-e9d5f17a" in operations[1][1] and "pipeline" in operations[2][1]
+    # delete_stack is given the stack's id, an ARN holding its name.
+    assert "/demo-hello-backend-e9d5f17a/" in operations[1][1]
+    assert "/demo-hello-backend-pipeline/" in operations[2][1]
 
 
 def test_pipeline_create_returns_the_clone_url_and_refuses_without_environment(world: World) -> None:
