@@ -220,6 +220,13 @@ def test_deleting_one_environment_leaves_one_whose_name_extends_it(world: World)
     assert world.stacks() == ["demo-x-env", "demo-x-hello-backend-0badc0de", "demo-x-hello-backend-pipeline"]
 
 
+def test_pipeline_create_needs_the_build_bucket(world: World) -> None:
+    world.aws.raw("cloudformation").delete_stack(StackName="demo-build-bucket")
+    with pytest.raises(NotFoundError, match="no ready build bucket"):
+        world.engine.pipeline_create("demo", "hello-web")
+    assert world.aws.calls("cloudformation", "create_stack") == []
+
+
 def test_stack_kinds_tell_versions_pipelines_and_other_environments_apart() -> None:
     kinds = StackKinds.from_stack_names("demo", ["demo-env", "demo-x-env", "demo-build-bucket"])
     assert kinds.version_of("demo-hello-web-0badc0de") == ("hello-web", "0badc0de")

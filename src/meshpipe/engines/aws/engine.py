@@ -176,6 +176,12 @@ class AwsEngine:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
+        bucket = self.stacks.describe(names.build_bucket_stack(env))
+        if bucket is None or not bucket.usable:  # pipelines import the bucket's name
+            raise NotFoundError(f"environment {env} has no ready build bucket "
+                                f"(stack {names.build_bucket_stack(env)} is "
+                                f"{bucket.status if bucket else 'missing'})",
+                                hint=f"run `meshpipe env create {env} --engine aws` again to finish it")
         template = _template(self.templates(env), names.PIPELINE_TEMPLATE_KEY)
         self.reporter.step(f"deploying the pipeline of {service} in {env}")
         stack = self.stacks.deploy(
