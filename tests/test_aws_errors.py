@@ -141,3 +141,12 @@ def test_backoff_delays_grow_and_stay_bounded(retry: int, rand: float) -> None:
     delay = backoff.delay(retry, rand)
     assert 0.5 * min(20.0, 2.0 ** (retry - 1)) <= delay <= 20.0
     assert backoff.delay(retry + 1, 1.0) >= backoff.delay(retry, 1.0)
+
+
+def test_a_bundle_that_cannot_be_built_stops_env_create_before_any_aws_call() -> None:
+    def no_network(out_dir: object) -> Any:
+        raise OperationError("pip download failed: no network")
+
+    factory = StubFactory()  # any AWS call fails the test
+    with pytest.raises(OperationError, match="pip download failed"):
+        make_engine(factory, FakeClock(), bundle=no_network).env_create("demo")

@@ -91,6 +91,10 @@ class AwsEngine:
     def env_create(self, env: str) -> EnvironmentInfo:
         _check_env(env)
         rendered = self.templates(env)
+        # The bundle is built before anything is deployed: if building fails, nothing is half-made.
+        self.reporter.step("building the build bundle")
+        with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
+            bundle = self.bundle(Path(folder)).read_bytes()
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
         # The environment goes first: the platform templates may import its exports.
@@ -104,9 +108,7 @@ class AwsEngine:
                                           {"EnvironmentName": env}, delete_hint=delete_hint)
         bucket = self._build_bucket(bucket_stack)
         self.reporter.step(f"uploading the build bundle to s3://{bucket}/{names.BUNDLE_KEY}")
-        with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
-            zip_path = self.bundle(Path(folder))
-            self.buckets.put(bucket, names.BUNDLE_KEY, zip_path.read_bytes(), "application/zip")
+        self.buckets.put(bucket, names.BUNDLE_KEY, bundle, "application/zip")
         ctx = EnvContext.of(env, env_stack)
         self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url,
