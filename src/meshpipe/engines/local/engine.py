@@ -12,6 +12,7 @@ Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingre
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import subprocess
@@ -64,10 +65,18 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, reporter: Reporter | None = None, home: Path | None = None,
-                 options: LocalOptions | None = None, start_timeout: float = DAEMON_START_TIMEOUT) -> None:
+                 options: LocalOptions | None = None, start_timeout: float = DAEMON_START_TIMEOUT, *,
+                 tasks_per_version: int | None = None, health_time_scale: float | None = None) -> None:
+        """``options`` (or the shortcuts ``tasks_per_version`` and ``health_time_scale``) apply to
+        environments this engine creates; an existing environment keeps the options it was created with."""
         self.reporter: Reporter = reporter or SilentReporter()
         self.home = Path(home).absolute() if home is not None else meshpipe_home()
-        self._options = options
+        chosen = options or LocalOptions.from_env()
+        if tasks_per_version is not None:
+            chosen = dataclasses.replace(chosen, tasks_per_version=tasks_per_version)
+        if health_time_scale is not None:
+            chosen = dataclasses.replace(chosen, health_time_scale=health_time_scale)
+        self.options = chosen
         self.start_timeout = start_timeout
 
     # --- environments and their daemons ------------------------------------------------------------------
@@ -134,7 +143,7 @@ class LocalEngine:
         if not paths.exists():
             self.reporter.step(f"creating environment {env} in {paths.root}")
             paths.make_dirs()
-            write_options(paths.engine_json, self._options or LocalOptions.from_env())
+            write_options(paths.engine_json, self.options)
             # state.db is written last: its existence is what makes the environment exist.
             store = StateStore(paths.state_db)
             try:

@@ -308,14 +308,14 @@ class TaskRunner:
                         self.endpoint = Endpoint(LOOPBACK, ports.ingress)
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
-                        self._set(st.HEALTHY, "")
+                        self._set(st.HEALTHY)
                         await sup.hooks.endpoints_changed()
                     continue
                 detail = app_probe.detail if not app_probe.ok else sidecar_probe.detail
-                self.last_error = detail
                 # Failures in the start period do not count until the container has once been healthy.
                 if healthy or sup.clock.now() - started >= timings.start_period:
                     failing += 1
+                    self.last_error = detail
                 if failing >= timings.retries:
                     if not self.ever_healthy and self.never_passed is None:
                         self.never_passed = detail

@@ -1,0 +1,419 @@
+"""The local engine end to end: a real daemon, real proxies and apps, real git pushes, real HTTP, on
+127.0.0.1 only. Every test kills, by pid, whatever it started, even when it fails."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from meshpipe.engines.local import gitrepo
+from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local.daemon import read_daemon_file
+from meshpipe.engines.local.engine import LocalEngine
+from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state import StateStore
+from meshpipe.errors import ConflictError, NotFoundError
+from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+WEB_MANIFEST = (EXAMPLES / "hello-web-cfg" / "manifest.yaml").read_text()
+BACKEND_MANIFEST = (EXAMPLES / "hello-backend-cfg" / "manifest.yaml").read_text()
+BACKEND_V2_MANIFEST = (EXAMPLES / "hello-backend-cfg-v2" / "manifest.yaml").read_text()
+ENV = "demo"
+# Health checks five times faster than the platform's timings (start period 2 s, interval 1 s).
+FAST = 0.2
+
+
+def backend_manifest(*args: str, health: str = "/ping", image: str = "wizriz/hello-backend:66f2a19") -> str:
+    command = "".join(f'\n    - "{a}"' for a in ("node", "server", *args))
+    return (f'Task:\n  Family: "hello-backend"\n\nAppContainer:\n  Image: "{image}"\n  Port: 80\n'
+            f'  HealthCheckPath: "{health}"\n  Command:{command}\n')
+
+
+@dataclass
+class LocalEnv:
+    """One environment under test, with helpers that act as a person at a terminal would."""
+
+    engine: LocalEngine
+    work: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    @property
+    def paths(self):  # type: ignore[no-untyped-def]
+        return self.engine.paths(ENV)
+
+    def note_pids(self) -> list[int]:
+        pids = self.engine.running_pids(ENV) if self.paths.exists() else []
+        self.seen_pids.update(pids)
+        return pids
+
+    def pipeline(self, service: str) -> Path:
+        info = self.engine.pipeline_create(ENV, service)
+        workdir = self.work / f"{service}-cfg"
+        gitrepo.clone(info.clone_url, workdir)
+        return workdir
+
+    def push(self, service: str, manifest: str, message: str = "change") -> str:
+        workdir = self.work / f"{service}-cfg"
+        (workdir / "manifest.yaml").write_text(manifest)
+        commit = gitrepo.commit_all(workdir, message)
+        said = gitrepo.push(workdir)
+        assert f"started for {service} at {commit[:8]}" in said, said
+        return commit
+
+    def deploy(self, service: str, manifest: str) -> str:
+        """Push and wait for the run; returns the version id."""
+        commit = self.push(service, manifest)
+        run = self.engine.pipeline_wait(ENV, service, commit=commit, timeout=60)
+        assert run.status == "Succeeded", [(s.name, s.status, s.log) for s in run.stages]
+        assert run.version == commit[:8]
+        self.note_pids()
+        return commit[:8]
+
+    def route(self, service: str, **weights: int) -> None:
+        self.engine.route_set(ENV, service, tuple(WeightedTarget(v.removeprefix("v"), w) for v, w in weights.items()))
+
+    def processes(self, role: str) -> list[tuple[int, str | None]]:
+        store = StateStore(self.paths.state_db)
+        try:
+            return [(p.pid, p.task_id) for p in store.processes() if p.role == role]
+        finally:
+            store.close()
+
+    @property
+    def ingress_port(self) -> int:
+        return int(self.engine.ingress_url(ENV).rsplit(":", 1)[1])
+
+
+def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, str]:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        if own:
+            conn.close()
+
+
+class Load:
+    """A few client threads sending GETs through the ingress until stopped; every answer is kept."""
+
+    def __init__(self, port: int, path: str, clients: int = 4) -> None:
+        self.port, self.path = port, path
+        self.results: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                result = get(self.port, self.path, conn)
+            except (OSError, http.client.HTTPException) as exc:
+                result = (0, f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = None
+            with self._lock:
+                self.results.append(result)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.results)
+
+    def failures(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return [r for r in self.results if r[0] != 200]
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(every)
+
+
+@pytest.fixture
+def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
+    home = tmp_path / "home"
+    monkeypatch.setenv("MESHPIPE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    created: list[LocalEnv] = []
+
+    def make(tasks: int = 1, scale: float = FAST) -> LocalEnv:
+        engine = LocalEngine(home=home, options=LocalOptions(tasks_per_version=tasks, health_time_scale=scale,
+                                                             deploy_timeout=40.0))
+        env = LocalEnv(engine, tmp_path / "work")
+        env.work.mkdir(exist_ok=True)
+        created.append(env)
+        engine.env_create(ENV)
+        env.note_pids()
+        return env
+
+    yield make
+    for env in created:
+        try:
+            if env.paths.exists():
+                env.note_pids()
+                env.engine.env_delete(ENV)
+        finally:
+            # Whatever this test started goes, by pid, even when the test or the delete failed.
+            leftovers = [(pid, None) for pid in env.seen_pids if procs.is_running(pid)]
+            procs.kill_all(leftovers, timeout=3.0)
+            assert not leftovers, f"processes left behind after env delete: {leftovers}"
+
+
+def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
+    # Step 2-3: pipelines, then push both seed manifests.
+    env.pipeline("hello-web")
+    env.pipeline("hello-backend")
+    web = env.deploy("hello-web", WEB_MANIFEST)
+    old = env.deploy("hello-backend", BACKEND_MANIFEST)
+    for service, version in (("hello-web", web), ("hello-backend", old)):
+        [info] = env.engine.versions(ENV, service)
+        assert (info.version, info.status, info.healthy_tasks, info.desired_tasks, info.weight) == (
+            version, "CREATE_COMPLETE", 2, 2, 0)
+        assert info.stack_name == f"demo-{service}-{version}"
+    # Step 4: the ingress route and 100 % routes.
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-ingress-hello-service", "/hello-service", "hello-web",
+                                                         "demo.local"))
+    env.route("hello-web", **{web: 100})
+    env.route("hello-backend", **{old: 100})
+    # Step 5.
+    status, body = get(env.ingress_port, "/hello-service/hello/Bob")
+    assert status == 200 and body.startswith("Hello Bob<br>Welcome to our world!<br><br>timestamp: "), body
+    # Step 6-7: a new version beside the old one, then a 90/10 canary.
+    new = env.deploy("hello-backend", BACKEND_V2_MANIFEST)
+    assert new != old
+    assert {v.version for v in env.engine.versions(ENV, "hello-backend")} == {old, new}
+    env.route("hello-backend", **{old: 90, new: 10})
+    greetings: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", env.ingress_port, timeout=10)
+    for _ in range(400):
+        status, body = get(env.ingress_port, "/hello-service/hello/Bob", conn)
+        assert status == 200, body
+        greetings[body.split("<br>")[0]] += 1
+    conn.close()
+    assert set(greetings) == {"Hello Bob", "Yo Bob"}
+    # 10 % of 400 is 40; the bounds are about four standard deviations.
+    assert 16 <= greetings["Yo Bob"] <= 64, greetings
+    stats = env.engine.stats(ENV, "hello-backend")["versions"]
+    assert stats[new]["requests"] > 0 and stats[old]["requests"] > stats[new]["requests"]
+    # Step 8: promote; the route is in effect when route_set returns.
+    env.route("hello-backend", **{new: 100})
+    for _ in range(20):
+        status, body = get(env.ingress_port, "/hello-service/hello/Bob")
+        assert status == 200 and body.startswith("Yo Bob<br>Have a great day!"), body
+    with pytest.raises(ConflictError):
+        env.engine.version_delete(ENV, "hello-backend", new)
+    # Step 9: delete the old version; its processes go, the new one keeps serving.
+    old_pids = [pid for pid, task in env.processes("app") + env.processes("sidecar") if task and old in task]
+    assert len(old_pids) == 4
+    env.engine.version_delete(ENV, "hello-backend", old)
+    assert [v.version for v in env.engine.versions(ENV, "hello-backend")] == [new]
+    assert not any(procs.is_running(pid) for pid in old_pids)
+    assert get(env.ingress_port, "/hello-service/hello/Bob")[0] == 200
+    with pytest.raises(ConflictError):
+        env.engine.pipeline_delete(ENV, "hello-backend")
+    # Clean up: env delete stops every process, by pid, and removes the folder.
+    pids = env.note_pids()
+    assert len(pids) == 1 + 1 + 2 * 2 * 2  # daemon, gateway, (web + backend) x 2 tasks x (app + sidecar)
+    env.engine.env_delete(ENV)
+    assert not [pid for pid in pids if procs.is_running(pid)]
+    assert not env.paths.root.exists()
+    with pytest.raises(NotFoundError):
+        env.engine.env_status(ENV)
+
+
+def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    good = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.route("hello-backend", **{good: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    before = env.note_pids()
+    commit = env.push("hello-backend", BACKEND_MANIFEST.replace("Port: 80", 'Port: "eighty"'))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=30)
+    assert run.status == "Failed"
+    assert [(s.name, s.status) for s in run.stages] == [("Source", "Succeeded"), ("Build", "Failed"),
+                                                        ("Deploy", "Skipped")]
+    assert "AppContainer.Port" in run.stages[1].log
+    assert [v.version for v in env.engine.versions(ENV, "hello-backend")] == [good]
+    assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
+    assert env.note_pids() == before
+    status, body = get(env.ingress_port, "/backend/data")
+    assert status == 200 and '"greeting": "Hello"' in body
+
+
+def test_failing_health_check_or_unknown_image_gets_no_traffic(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
+    env.pipeline("hello-backend")
+    good = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.route("hello-backend", **{good: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    # An image nothing maps to a local program fails at once.
+    commit = env.push("hello-backend", backend_manifest(image="example/unknown:1.0"))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=30)
+    assert run.status == "Failed" and run.stages[2].status == "Failed"
+    assert "does not know how to run image" in run.stages[2].log
+    # A health check that never passes: CREATE_FAILED once the start period and the retries are over.
+    commit = env.push("hello-backend", backend_manifest("-g Broken", health="/no-such-page"))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
+    assert run.status == "Failed" and run.stages[2].status == "Failed"
+    assert "never passed" in run.stages[2].log and "/no-such-page" in run.stages[2].log
+    failed = {v.version: v for v in env.engine.versions(ENV, "hello-backend")}
+    assert failed[commit[:8]].status == "CREATE_FAILED" and failed[commit[:8]].healthy_tasks == 0
+    assert failed[commit[:8]].desired_tasks == 0
+    assert not [pid for pid, task in env.processes("app") if task and commit[:8] in task]
+    with pytest.raises(ConflictError, match="CREATE_FAILED"):
+        env.route("hello-backend", **{good: 50, commit[:8]: 50})
+    for _ in range(20):
+        status, body = get(env.ingress_port, "/backend/data")
+        assert status == 200 and '"greeting": "Hello"' in body
+
+
+def test_killed_app_is_replaced_while_the_other_task_serves(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
+    env.pipeline("hello-backend")
+    good = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.route("hello-backend", **{good: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    victim, victim_task = env.processes("app")[0]
+    with Load(env.ingress_port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 50, 10, "load running")
+        os.kill(victim, signal.SIGKILL)
+        served_at_kill = load.count()
+        wait_until(lambda: load.count() > served_at_kill + 200, 15, "serving after the kill")
+
+        def recovered() -> bool:
+            [v] = env.engine.versions(ENV, "hello-backend")
+            return v.healthy_tasks == 2 and any(p != victim and t == victim_task for p, t in env.processes("app"))
+
+        wait_until(recovered, 20, "task replaced")
+        served_at_recovery = load.count()
+        wait_until(lambda: load.count() > served_at_recovery + 50, 10, "serving after recovery")
+    env.note_pids()
+    assert not procs.is_running(victim)
+    task = next(t for t in env.engine.status(ENV)["tasks"] if t["task_id"] == victim_task)
+    assert task["restarts"] == 1 and "app exited" in task["last_error"]
+    # Retries send a request that met the dying task to the other one; at most a stray failure slips by.
+    assert len(load.failures()) <= 2, load.failures()[:5]
+
+
+def test_weight_changes_under_load_lose_no_request(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    one = env.deploy("hello-backend", BACKEND_MANIFEST)
+    two = env.deploy("hello-backend", BACKEND_V2_MANIFEST)
+    env.route("hello-backend", **{one: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    with Load(env.ingress_port, "/backend/data") as load:
+        for weights in ({one: 50, two: 50}, {two: 100}, {one: 100, two: 0}, {one: 10, two: 90}, {one: 100}):
+            wait_until(lambda n=load.count(): load.count() > n + 40, 10, "requests between changes")
+            env.route("hello-backend", **weights)
+        wait_until(lambda n=load.count(): load.count() > n + 40, 10, "requests after the last change")
+    assert load.failures() == []
+    bodies = Counter('"greeting": "Yo"' in body for _, body in load.results)
+    assert bodies[True] > 0 and bodies[False] > 0
+
+
+def test_daemon_killed_and_restarted_restores_the_running_set(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    good = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.route("hello-backend", **{good: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    port = env.ingress_port
+    old_daemon = read_daemon_file(env.paths.daemon_json)
+    assert old_daemon is not None
+    orphans = [pid for pid, _ in env.processes("gateway") + env.processes("sidecar") + env.processes("app")]
+    assert len(orphans) == 3
+    os.kill(old_daemon["pid"], signal.SIGKILL)
+    wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
+    assert all(procs.is_running(pid) for pid in orphans)  # left running, nobody watching them
+    assert env.engine.env_status(ENV).status == "STOPPED"
+    # Any command brings the daemon back; it stops the orphans and starts what state.db says should run.
+    [version] = env.engine.versions(ENV, "hello-backend")
+    assert version.version == good
+    new_daemon = read_daemon_file(env.paths.daemon_json)
+    assert new_daemon is not None and new_daemon["pid"] != old_daemon["pid"]
+    env.note_pids()
+    assert not [pid for pid in orphans if procs.is_running(pid)]
+    wait_until(lambda: env.engine.versions(ENV, "hello-backend")[0].healthy_tasks == 1, 20, "task restored")
+    assert env.ingress_port == port
+    status, body = get(port, "/backend/data")
+    assert status == 200 and '"greeting": "Hello"' in body
+    assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
+
+
+def test_undeclared_backend_is_unreachable(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    env.pipeline("hello-web")
+    backend = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.route("hello-backend", **{backend: 100})
+    undeclared = env.deploy("hello-web", WEB_MANIFEST.split("VirtualNode:")[0])
+    env.route("hello-web", **{undeclared: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-ingress-hello-service", "/hello-service", "hello-web",
+                                                         "demo.local"))
+    status, body = get(env.ingress_port, "/hello-service/hello/Bob")
+    assert status == 502 and "hello-backend.demo.local" in body, body
+    declared = env.deploy("hello-web", WEB_MANIFEST)
+    env.route("hello-web", **{declared: 100})
+    status, body = get(env.ingress_port, "/hello-service/hello/Bob")
+    assert status == 200 and body.startswith("Hello Bob"), body
+
+
+def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    with pytest.raises(ConflictError):
+        env.engine.pipeline_create(ENV, "hello-backend")
+    with pytest.raises(NotFoundError):
+        env.engine.versions(ENV, "nope")
+    with pytest.raises(NotFoundError, match="12345678"):
+        env.route("hello-backend", **{"12345678": 100})
+    with pytest.raises(NotFoundError):
+        env.engine.version_delete(ENV, "hello-backend", "12345678")
+    with pytest.raises(NotFoundError):
+        env.engine.gateway_route_set(ENV, make_gateway_route("r", "/x", "nope", "demo.local"))
+    with pytest.raises(NotFoundError):
+        env.engine.env_status("other")
+    with contextlib.suppress(NotFoundError):
+        env.engine.pipeline_logs(ENV, "hello-backend")
+        raise AssertionError("a service with no runs has no latest run")
+    env.engine.pipeline_delete(ENV, "hello-backend")
+    assert not env.paths.repo("hello-backend").exists()
