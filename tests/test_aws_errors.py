@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from botocore.stub import ANY
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +13,7 @@ from meshpipe.engines.aws.clients import EndpointConnectionError, NoCredentialsE
 from meshpipe.engines.aws.errors import translate
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.errors import NotFoundError, OperationError, UserError
-from test_aws_support import FakeClock, StubFactory, make_engine, stubbed, use_fake_credentials
+from test_aws_support import ANY, FakeClock, StubFactory, make_engine, stubbed, use_fake_credentials
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 ENV_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-env/1"

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.stub import ANY
 from moto import mock_aws
 
 from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY, template_bytes
 from meshpipe.errors import OperationError
 from test_aws_support import (
+    ANY,
     FakeClock,
     RecordingFactory,
     RecordingReporter,

@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.platform_render import platform_template_files, render_platform
+
+__all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
+           "env_template", "fake_bundle", "make_engine", "pipeline_template", "stand_in_templates", "stubbed",
+           "use_fake_credentials", "version_template"]
 
 REGION = "us-east-1"
 INGRESS = "http://demo-ingress-0123456789.elb.us-east-1.amazonaws.com"
