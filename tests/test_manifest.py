@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -651,3 +652,15 @@ def test_schema_names_the_manifest_keys() -> None:
     app = schema["$defs"]["AppContainer"]
     assert app["additionalProperties"] is False
     assert app["properties"]["Port"]["default"] == 80
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", [
+    "VirtualNode:\n  Backends: [" + ",".join(["1", "a.demo.local"] * 9000) + "]\n",
+    "AppContainer:\n  Command: [" + ",".join(["0x1"] * 18000) + "]\n",
+])
+def test_thousands_of_problems_are_found_in_linear_time(text: str) -> None:
+    start = time.monotonic()
+    found = problems(text)
+    assert len(found) > 18000
+    assert time.monotonic() - start < 5

@@ -400,7 +400,7 @@ def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | Non
 
 def load_platform_file(path: str) -> PlatformSettings:
     """Load ``platform.yaml`` with the same safe YAML reader as manifests; report all problems at once."""
-    from meshpipe.manifest.yamlsafe import parse_yaml_file
+    from meshpipe.manifest.yamlsafe import parse_yaml_file, within_any
 
     doc = parse_yaml_file(path)
     try:
@@ -410,8 +410,8 @@ def load_platform_file(path: str) -> PlatformSettings:
             raise
         # Where the reader refused a value (a tag, a duplicate, 0x50), the model's complaint about what was
         # left behind would only repeat it.
-        refused = [p.path for p in doc.problems]
-        kept = [p for p in exc.problems if not any(p.path == r or p.path.startswith(r + ".") for r in refused)]
+        refused = {p.path for p in doc.problems if p.path}
+        kept = [p for p in exc.problems if not within_any(p.path, refused)]
         raise ValidationError(doc.problems + kept, hint=exc.hint) from None
     if doc.problems:
         raise ValidationError(doc.problems, hint="see docs/platform.md for every setting")

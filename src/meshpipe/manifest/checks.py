@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshpipe.manifest import rules
-from meshpipe.manifest.yamlsafe import is_within, join_path
+from meshpipe.manifest.yamlsafe import join_path, parent_path
 
 if TYPE_CHECKING:
     from meshpipe.platform import PlatformPolicy
@@ -33,16 +33,32 @@ class TrustedValues:
 
     def __init__(self, data: Any, bad_paths: Iterable[str]) -> None:
         self.data = data
-        self.bad = tuple(bad_paths)
+        self.bad = set(bad_paths)
+        # Every path that holds a doubtful one, so that each question costs the depth of a path, not the
+        # number of problems (a list of 20000 bad items must not make the checks quadratic).
+        self.holds_bad: set[str] = set()
+        for path in self.bad:
+            while path:
+                path = parent_path(path)
+                self.holds_bad.add(path)
+
+    def _under_bad(self, path: str) -> bool:
+        """Whether ``path`` or something that holds it has a problem."""
+        while True:
+            if path in self.bad:
+                return True
+            if not path:
+                return False
+            path = parent_path(path)
 
     def is_bad(self, path: str) -> bool:
         # A value is doubtful when a problem names it, something inside it, or something that holds it.
-        return any(is_within(path, bad) or is_within(bad, path) for bad in self.bad)
+        return path in self.holds_bad or self._under_bad(path)
 
     def items_of(self, path: str) -> Any:
         """The list or mapping at ``path`` even when some of its items are doubtful (rules on the whole,
         such as counts and duplicates, still hold); ``None`` when absent, ``_ABSENT`` when doubtful."""
-        if any(is_within(path, bad) for bad in self.bad):
+        if self._under_bad(path):
             return _ABSENT
         node = self.data
         for key in path.split("."):

@@ -17,7 +17,7 @@ from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks
 from meshpipe.manifest.explain import Explainer, KeyMap, Source, describe
 from meshpipe.manifest.model import ServiceManifest
-from meshpipe.manifest.yamlsafe import YamlDocument, is_within, parse_yaml_file, parse_yaml_text
+from meshpipe.manifest.yamlsafe import YamlDocument, parse_yaml_file, parse_yaml_text, within_any
 from meshpipe.platform import PlatformPolicy
 
 HINT = "see docs/manifest.md for every key and rule"
@@ -68,8 +68,8 @@ def _model_problems(doc: YamlDocument) -> tuple[ServiceManifest | None, list[Pro
         problems = _EXPLAINER.problems(exc.errors(), _source(doc))
         # Where the reader already refused a value (a tag, a NUL, 0x50), the model's complaint about the
         # null left behind would only repeat it.
-        refused = [p.path for p in doc.problems]
-        return None, [p for p in problems if not any(is_within(p.path, r) and r for r in refused)]
+        refused = {p.path for p in doc.problems if p.path}
+        return None, [p for p in problems if not within_any(p.path, refused)]
 
 
 def check_document(doc: YamlDocument,

@@ -100,11 +100,14 @@ def join_path(parent: str, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
 
 
-def is_within(path: str, ancestor: str) -> bool:
-    """Whether ``path`` is ``ancestor`` or lies inside it."""
-    if not ancestor or path == ancestor:
-        return True
-    return path.startswith(ancestor) and path[len(ancestor)] in ".["
+def within_any(path: str, ancestors: set[str]) -> bool:
+    """Whether ``path`` is one of ``ancestors`` or lies inside one (cost: the depth of ``path``)."""
+    while True:
+        if path in ancestors:
+            return True
+        if not path:
+            return False
+        path = parent_path(path)
 
 
 class _TooBig(Exception):
