@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from meshpipe.engines.aws.clients import EndpointConnectionError, NoCredentialsError, NoRegionError
 from meshpipe.engines.aws.errors import translate
 from meshpipe.engines.aws.retry import Backoff
-from meshpipe.errors import NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.routing import WeightedTarget
 from test_aws_support import ANY, FakeClock, StubFactory, make_engine, stubbed, use_fake_credentials
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -149,3 +150,18 @@ def test_a_bundle_that_cannot_be_built_stops_env_create_before_any_aws_call() ->
     factory = StubFactory()  # any AWS call fails the test
     with pytest.raises(OperationError, match="pip download failed"):
         make_engine(factory, FakeClock(), bundle=no_network).env_create("demo")
+
+
+def test_a_route_to_a_version_still_deploying_is_refused_before_any_app_mesh_call() -> None:
+    cfn, stub = stubbed("cloudformation")
+    stub.add_response("describe_stacks", stack("demo-env", "CREATE_COMPLETE"), {"StackName": "demo-env"})
+    stub.add_response("describe_stacks", stack("demo-hello-backend-pipeline", "CREATE_COMPLETE"),
+                      {"StackName": "demo-hello-backend-pipeline"})
+    stub.add_response("describe_stacks", stack("demo-hello-backend-0badc0de", "CREATE_IN_PROGRESS"),
+                      {"StackName": "demo-hello-backend-0badc0de"})
+    engine = make_engine(StubFactory(cloudformation=cfn), FakeClock())  # no App Mesh client at all
+    with pytest.raises(ConflictError) as caught:
+        engine.route_set("demo", "hello-backend", (WeightedTarget("0badc0de", 100),))
+    assert "stack demo-hello-backend-0badc0de is CREATE_IN_PROGRESS" in caught.value.message
+    assert caught.value.hint and "Deploy stage" in caught.value.hint
+    stub.assert_no_pending_responses()
