@@ -6,8 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshpipe.errors import ValidationError
+from meshpipe.manifest.yamlsafe import read_yaml_text
 from meshpipe.platform import (
     ENV_VARS,
     SUBNET_VARS,
@@ -281,3 +285,26 @@ def test_traffic_shift_values_are_strict(tmp_path: Path) -> None:
     assert [p.split(": ")[1] for p in found] == ["policy.traffic_shift.canary_percent", "policy.traffic_shift.strategy"]
     assert "write it without quotes: 10" in found[0]
     assert "'CANARY'" in found[1]
+
+
+SETTING_KEYS = ["environment_name", "aws_account_id", "subnets", "policy", "max_cpu", "autoscaling", "min_tasks",
+                "allowed_registries", "traffic_shift", "strategy", "VPC_ID", ""]
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(SETTING_KEYS) | st.text(max_size=8),
+                                                                 inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from(SETTING_KEYS), VALUES, max_size=6), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_any_platform_mapping_gives_settings_or_a_validation_error(data: dict[str, object], on_example: bool) -> None:
+    if on_example:
+        data = {**read_yaml_text(EXAMPLE_TEXT, "p.yaml").data, **data}
+    try:
+        doc = read_yaml_text(yaml.safe_dump(data), "p.yaml")
+        settings_from_mapping(doc.data, "p.yaml", doc.lines, doc.raw)
+    except ValidationError as err:
+        assert err.problems
+        assert all(p.file == "p.yaml" and (p.line is None or p.line >= 1) and p.message for p in err.problems)
