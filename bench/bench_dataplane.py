@@ -293,8 +293,8 @@ def main() -> int:
     args = parser.parse_args()
 
     have_haproxy = shutil.which("haproxy") is not None
-    loadgen = "wrk -t2 -c%d --latency" % args.connections if shutil.which("wrk") else (
-        "Python load generator, %d connections (wrk not installed)" % args.connections)
+    loadgen = f"wrk -t2 -c{args.connections} --latency" if shutil.which("wrk") else (
+        f"Python load generator, {args.connections} connections (wrk not installed)")
     if not have_haproxy:
         print("haproxy not installed: HAProxy configurations skipped (apt-get install -y haproxy)")
     with Processes() as procs, tempfile.TemporaryDirectory(prefix="bench-dataplane-") as tmp:
