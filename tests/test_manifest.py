@@ -129,9 +129,9 @@ def test_defaults_reproduce_the_seed() -> None:
 
 # --- Task.Family ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family", ["a", "Hello_Web-2", "x" * 255, "1e3"])
+@pytest.mark.parametrize("family", ["a", "Hello_Web-2", "x" * 255, '"1e3"'])
 def test_valid_families(family: str) -> None:
-    assert load_manifest_text(manifest(f"Family: {family}")).manifest.task.family == family
+    assert load_manifest_text(manifest(f"Family: {family}")).manifest.task.family == family.strip('"')
 
 
 @pytest.mark.parametrize(("family", "says"), [
@@ -200,7 +200,8 @@ def test_memory_must_be_a_fargate_size(memory: int) -> None:
 @pytest.mark.parametrize(("value", "says"), [
     ("256.0", "not a number (256.0); write 256"),
     ('"256"', "write it without quotes: 256"),
-    ("1e3", "write it as a plain integer: 1000"),
+    ("1e3", "1e3 is text to YAML 1.1 but a number to YAML 1.2: quote it (\"1e3\") if it is text, or write 1000"),
+    ('"1e3"', "write it as a plain integer: 1000"),
     ("true", "not a boolean (true)"),
     ("yes", "not a boolean (true, written 'yes')"),
     ("0x100", "write it in plain decimal (256)"),
@@ -563,13 +564,14 @@ def test_sections_must_be_mappings(text: str, says: str) -> None:
     ("1.5", 'not a number (1.5); quote it: "1.5"'),
     ("123", 'quote it: "123"'),
     ("2021-04-29", 'not a date (2021-04-29); quote it: "2021-04-29"'),
+    ("1e3", '1e3 is text to YAML 1.1 but a number to YAML 1.2: quote it ("1e3")'),
+    ("0o17", "or write 15 if it is a number"),
     ("~", "has no value (null): give a string"),
     ("[a]", "not a list"),
 ])
 def test_strings_written_as_other_yaml_types(family: str, says: str) -> None:
     problem = only_problem(manifest(f"Family: {family}"))
-    assert problem.startswith("manifest.yaml:2: Task.Family: must be a string (the task family name)") or \
-        "has no value" in problem
+    assert problem.startswith("manifest.yaml:2: Task.Family: ")
     assert says in problem
 
 

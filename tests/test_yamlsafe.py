@@ -60,6 +60,14 @@ def test_yaml_1_1_integer_forms_are_refused_with_the_number_they_would_become(te
     assert "plain decimal" in problem
 
 
+@pytest.mark.parametrize(("text", "plainly"), [("p: 1e3\n", "1000"), ("p: 0o17\n", "15"), ("p: -.5\n", "-0.5")])
+def test_text_that_yaml_1_2_reads_as_a_number_is_refused(text: str, plainly: str) -> None:
+    [problem] = problems_of(text)
+    assert "is text to YAML 1.1 but a number to YAML 1.2: quote it" in problem
+    assert f"or write {plainly} if it is a number" in problem
+    assert read_yaml_text(text.replace(": ", ': "').replace("\n", '"\n'), "f.yaml").data["p"] == text[3:-1]
+
+
 @pytest.mark.parametrize("text", ["p: 80\n", "p: -3\n", "p: +7\n", "p: 0\n"])
 def test_plain_decimal_integers_are_read(text: str) -> None:
     assert isinstance(read_yaml_text(text, "f.yaml").data["p"], int)

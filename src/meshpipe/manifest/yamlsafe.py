@@ -52,6 +52,11 @@ _SCALAR_BUILDERS: dict[str, Callable[[SafeConstructor, yaml.ScalarNode], Any]] =
 # Those constructors read nothing from the constructor they are bound to, so one shared instance serves.
 _CONSTRUCTOR = SafeConstructor()
 _DECIMAL_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)\Z")
+# Numbers of YAML 1.2's core schema. A plain scalar that YAML 1.1 (PyYAML) keeps as text but YAML 1.2 reads
+# as a number (`1e3`, `0o17`) means different things to different tools, so it must be quoted or rewritten.
+_YAML12_NUMBER_RE = re.compile(
+    r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")
 
 
 @dataclass
@@ -184,6 +189,11 @@ class _Walker:
         except (ValueError, OverflowError, yaml.YAMLError) as exc:
             self.problem(node, path, f"unreadable value {_short(node.value)}: {_short(str(exc), 80)}")
             return None
+        if isinstance(value, str) and not node.style and node.tag == STR_TAG and _YAML12_NUMBER_RE.match(value):
+            self.problem(node, path, f"{_short(value)} is text to YAML 1.1 but a number to YAML 1.2: quote it "
+                                     f"(\"{_short(value)}\") if it is text, or write {_as_number(value)} if it is "
+                                     "a number")
+            return None
         if isinstance(value, str) and "\x00" in value:
             self.problem(node, path, "contains a NUL character (\\0), which no file name, command or "
                                      "environment variable can carry")
@@ -193,6 +203,15 @@ class _Walker:
                                      f"decimal ({_short(value)}), or in quotes if it is text")
             return None
         return value
+
+
+def _as_number(text: str) -> str:
+    """How a YAML 1.2 number is written plainly: ``1e3`` -> ``1000``, ``0o17`` -> ``15``."""
+    try:
+        number = float(int(text[2:], 8)) if text.startswith("0o") else float(text)
+    except (ValueError, OverflowError):
+        return "it in plain decimal"
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else _short(repr(number))
 
 
 def _short(value: object, limit: int = 40) -> str:
