@@ -162,7 +162,9 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(procs: Processes) -
         worker.join(timeout=15)
         idle.close()
     assert "error" not in outcome
-    assert outcome["response"].status == 200  # type: ignore[attr-defined]
+    response = outcome["response"]
+    assert response.status == 200  # type: ignore[attr-defined]
+    assert response.headers["connection"] == "close"  # type: ignore[attr-defined]
 
 
 def test_quitquitquit_drains_and_exits(procs: Processes) -> None:

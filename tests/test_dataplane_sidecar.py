@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import itertools
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -145,6 +146,31 @@ def test_large_responses_stream_through(mesh: Mesh) -> None:
     resp = request(mesh.backend.ingress, f"/bytes?size={size}", timeout=30)
     assert resp.status == 200
     assert len(resp.body) == size and resp.body[:4] == b"mmmm"
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_a_slow_client_holds_the_upstream_back(mesh: Mesh) -> None:
+    pid = mesh.backend.sidecar.popen.pid
+    before = _rss_kib(pid)
+    size = 300 * 1024 * 1024  # far more than the proxy may hold: it must stop reading the app
+    with socket.create_connection((LOOPBACK, mesh.backend.ingress), timeout=5) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /bytes?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+        received = 0
+        while received < 1024 * 1024:
+            received += len(s.recv(65536))
+        time.sleep(1.5)  # the app could send everything by now; the proxy must not take it in
+        grown_mib = (_rss_kib(pid) - before) / 1024
+    assert grown_mib < 64, f"the sidecar grew by {grown_mib:.0f} MiB while its client was not reading"
+    assert request(mesh.backend.ingress, "/after-slow-client").status == 200
 
 
 def _raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 
 from meshpipe.engines.local.dataplane.http11 import CONTINUE_100, LAST_CHUNK, chunk, insert_header, local_reply
 from meshpipe.engines.local.dataplane.routing import Forward, Refuse, pick_endpoint
-from meshpipe.engines.local.dataplane.upstream import WAITING_FOR_UPSTREAM, UpstreamConnection, UpstreamPool
+from meshpipe.engines.local.dataplane.upstream import (
+    UPSTREAM_BACKPRESSURE,
+    WAITING_FOR_UPSTREAM,
+    UpstreamConnection,
+    UpstreamPool,
+)
 
 if TYPE_CHECKING:
     from meshpipe.engines.local.dataplane.config import Endpoint
@@ -266,6 +271,8 @@ class Exchange:
         if self.deadline:
             self.deadline = self._deadline(monotonic())
         extra = self.listener.response_header
+        if self.dp.draining:  # tell the client not to send another request on this connection
+            extra += b"connection: close\r\n"
         if extra:
             head = insert_header(head, extra)
         self.bytes_out += len(head)
@@ -336,7 +343,7 @@ class Exchange:
             self.reply_local(status, flag, message)
 
     def reply_local(self, status: int, flag: str, message: str) -> None:
-        keep_alive = self.client_keep_alive and self.request_done
+        keep_alive = self.client_keep_alive and self.request_done and not self.dp.draining
         data = local_reply(status, flag, message, keep_alive)
         self.status = status
         self.flag = flag
@@ -363,6 +370,9 @@ class Exchange:
         self.finished = True
         self.dp.inflight.discard(self)
         self._drop_conn()
+        down = self.down
+        if down.paused:  # a pause for this exchange's upload must not outlive it
+            down.resume(UPSTREAM_BACKPRESSURE | WAITING_FOR_UPSTREAM)
         stats = self.listener.stats
         stats.requests += 1
         status = self.status
