@@ -242,7 +242,7 @@ class Walkthrough:
     def show_versions(self, service: str) -> list[VersionInfo]:
         self.command(f"meshpipe versions {service} --env {ENV}")
         versions = self.engine.versions(ENV, service)
-        table = Table(box=None, padding=(0, 2), show_edge=False)
+        table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("VERSION", "STACK", "STATUS", "WEIGHT", "TASKS"):
             table.add_column(column)
         for v in versions:
@@ -468,4 +468,6 @@ def run_demo(*, home: Path | None = None, keep: bool = False, console: Console |
     console.print()
     console.print(f"[bold]Walkthrough complete[/bold] in {total:.1f} s: canary {escape(result.canary.describe())}; "
                   f"after promotion {result.promoted.new}/{result.promoted.total} new.")
+    console.print("  time per step: " + ", ".join(f"{key} {secs:.1f} s" for key, secs in result.step_seconds.items()),
+                  style="dim", highlight=False)
     return result
