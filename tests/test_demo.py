@@ -21,7 +21,8 @@ from meshpipe.demo import (
     classify,
     run_demo,
 )
-from meshpipe.errors import UserError
+from meshpipe.engines.base import EnvironmentInfo, PipelineInfo
+from meshpipe.errors import NotFoundError, OperationError, UserError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -53,6 +54,48 @@ def test_too_few_requests_is_refused_before_anything_starts(tmp_path: Path) -> N
     with pytest.raises(UserError, match="too few"):
         run_demo(home=tmp_path, requests=5)
     assert not (tmp_path / "envs").exists()
+
+
+class _EngineFailingAtStep2:
+    """Just enough of an engine for steps 1-2: step 2 fails, and cleanup must still happen."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def env_status(self, env: str) -> EnvironmentInfo:
+        raise NotFoundError(f"environment {env!r} does not exist")
+
+    def env_create(self, env: str) -> EnvironmentInfo:
+        return EnvironmentInfo(env, "RUNNING", "http://127.0.0.1:9")
+
+    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+        raise OperationError("the config repo could not be created: disk full")
+
+    def env_delete(self, env: str) -> None:
+        self.deleted.append(env)
+
+
+def test_a_failing_step_is_named_and_the_environment_is_cleaned_up(tmp_path: Path) -> None:
+    engine = _EngineFailingAtStep2()
+    buffer = io.StringIO()
+    with pytest.raises(DemoError) as info:
+        run_demo(home=tmp_path, console=Console(file=buffer, width=120), requests=20,
+                 engine_factory=lambda home: engine)  # type: ignore[arg-type,return-value]
+    assert info.value.message.startswith("Step 2: Create the virtual services")
+    assert "the config repo could not be created: disk full" in info.value.message
+    assert info.value.hint is not None
+    assert "meshpipe pipeline logs hello-web --env demo" in info.value.hint
+    assert str(tmp_path / "envs" / "demo" / "daemon.log") in info.value.hint
+    assert engine.deleted == ["demo"]
+    assert "meshpipe env delete demo" in buffer.getvalue()
+
+
+def test_keep_leaves_a_failed_environment_for_inspection(tmp_path: Path) -> None:
+    engine = _EngineFailingAtStep2()
+    with pytest.raises(DemoError):
+        run_demo(home=tmp_path, keep=True, console=Console(file=io.StringIO()), requests=20,
+                 engine_factory=lambda home: engine)  # type: ignore[arg-type,return-value]
+    assert engine.deleted == []
 
 
 def _processes_mentioning(text: str) -> list[tuple[int, str]]:
