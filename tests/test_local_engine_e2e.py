@@ -417,3 +417,22 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
         raise AssertionError("a service with no runs has no latest run")
     env.engine.pipeline_delete(ENV, "hello-backend")
     assert not env.paths.repo("hello-backend").exists()
+    # The control API answers only with the token from daemon.json (readable by its owner alone).
+    daemon = read_daemon_file(env.paths.daemon_json)
+    assert daemon is not None and env.paths.daemon_json.stat().st_mode & 0o777 == 0o600
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        conn = http.client.HTTPConnection("127.0.0.1", daemon["control_port"], timeout=5)
+        conn.request("GET", "/v1/status", headers=headers)
+        assert conn.getresponse().status == 401
+        conn.close()
+    assert any("pipeline" in e["kind"] for e in env.engine.events(ENV))
+
+
+def test_env_delete_finds_a_daemon_that_lost_its_file(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    pids = env.note_pids()
+    assert len(pids) == 2  # the daemon and the gateway
+    env.paths.daemon_json.unlink()
+    env.engine.env_delete(ENV)
+    assert not [pid for pid in pids if procs.is_running(pid)]
+    assert not env.paths.root.exists()

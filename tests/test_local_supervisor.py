@@ -281,6 +281,22 @@ def test_crashed_app_replaces_the_task_with_backoff(tmp_path: Path) -> None:
     run(scenario, tmp_path)
 
 
+def test_crashed_sidecar_replaces_the_whole_task(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.sup.start_version(spec(), 1, w.log_dir)
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
+        app, sidecar = w.spawner.of_role("app")[0], w.spawner.of_role("sidecar")[0]
+        sidecar.exit(1)
+        await w.clock.settle()
+        assert app.stopped_by_supervisor and w.sup.endpoints() == {}
+        assert sidecar.arg("--admin-port") not in w.hooks.live_proxies
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
+        assert len(w.spawner.of_role("app")) == 2
+        assert "sidecar exited with status 1" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+
+    run(scenario, tmp_path)
+
+
 def test_health_check_that_never_passes_fails_the_version(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
         w.spawner.on_spawn = lambda p: setattr(p, "healthy", False)

@@ -13,6 +13,7 @@ Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingre
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -115,10 +116,12 @@ class LocalEngine:
 
     def _start_daemon(self, paths: EnvPaths) -> ControlClient:
         _reap()
+        # The owner marker lets a later env delete find this daemon even without its daemon.json.
+        env = {**os.environ, procs.OWNER_ENV: str(paths.root)}
         with paths.daemon_log.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root, env=env,
                 start_new_session=True, close_fds=True)
         _spawned.append(proc)
         deadline = time.monotonic() + self.start_timeout
@@ -334,6 +337,16 @@ class LocalEngine:
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""
         return self._client(env).mesh_config()
+
+    def events(self, env: str, service: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
+        paths = self._existing(env)
+        store = StateStore(paths.state_db)
+        try:
+            return [{"at": e.at, "kind": e.kind, "service": e.service, "version": e.version, "message": e.message}
+                    for e in store.events(limit=limit, service=service)]
+        finally:
+            store.close()
 
     def status(self, env: str) -> dict[str, Any]:
         """The daemon's full status document (services, versions, tasks with ports, gateway)."""
