@@ -99,8 +99,9 @@ def test_ingress_forwards_to_the_app_and_counts(mesh: Mesh) -> None:
     resp = request(mesh.backend.ingress, "/anything?status=503")
     assert resp.status == 503
     after = client.stats(mesh.backend.admin)
-    up_before = before["upstreams"].get("hello-backend", {}).get(VERSION, {"requests": 0, "errors": 0})
-    up_after = after["upstreams"]["hello-backend"][VERSION]
+    up_before, up_after = before["app"], after["app"]
+    assert (up_after["service"], up_after["version"]) == ("hello-backend", VERSION)
+    assert after["upstreams"] == {}  # the app is not another service: per-hop sums count a request once
     assert up_after["requests"] - up_before["requests"] == 6
     assert up_after["errors"] - up_before["errors"] == 1  # the 503; the ingress never retries
     assert after["listeners"]["ingress"]["requests"] - before["listeners"]["ingress"]["requests"] == 6
@@ -278,7 +279,7 @@ def test_app_not_listening_is_a_503(mesh: Mesh) -> None:
         resp = request(sidecar.ports["ingress_port"], "/data")
         assert resp.status == 503
         assert resp.headers["x-meshpipe-error"] == "upstream_connect_failure"
-        assert client.stats(sidecar.admin_port)["upstreams"]["hello-backend"]["0badc0de"]["errors"] == 1
+        assert client.stats(sidecar.admin_port)["app"]["errors"] == 1
     finally:
         mesh.procs.stop(sidecar.popen)
 

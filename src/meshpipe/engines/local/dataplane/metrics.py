@@ -109,11 +109,16 @@ class ListenerStats:
 
 
 class Metrics:
-    __slots__ = ("listeners", "upstreams")
+    """What one proxy saw. ``upstreams`` holds what it sent to other services (gateway, egress), so
+    summing them over every proxy of an environment counts each request once per hop; a sidecar's
+    own app (behind its ingress) is counted apart, in ``app``."""
+
+    __slots__ = ("app", "listeners", "upstreams")
 
     def __init__(self) -> None:
         self.listeners: dict[str, ListenerStats] = {}
         self.upstreams: dict[tuple[str, str], UpstreamStats] = {}
+        self.app: UpstreamStats | None = None
 
     def listener(self, name: str) -> ListenerStats:
         stats = self.listeners.get(name)
@@ -129,9 +134,9 @@ class Metrics:
         return stats
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"listeners": {name: {...}}, "upstreams": {service: {version: {...}}}}``."""
+        """``{"listeners": {name: {...}}, "upstreams": {service: {version: {...}}}, "app": {...} | None}``."""
         upstreams: dict[str, dict[str, Any]] = {}
         for (service, version), stats in sorted(self.upstreams.items()):
             upstreams.setdefault(service, {})[version] = stats.as_dict()
         return {"listeners": {name: s.as_dict() for name, s in sorted(self.listeners.items())},
-                "upstreams": upstreams}
+                "upstreams": upstreams, "app": self.app.as_dict() if self.app is not None else None}

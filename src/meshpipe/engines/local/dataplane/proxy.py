@@ -23,7 +23,7 @@ from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
 from meshpipe.engines.local.dataplane.exchange import Exchange
-from meshpipe.engines.local.dataplane.metrics import ListenerStats, Metrics
+from meshpipe.engines.local.dataplane.metrics import ListenerStats, Metrics, UpstreamStats
 from meshpipe.engines.local.dataplane.routing import (
     Forward,
     RandomSource,
@@ -67,6 +67,7 @@ class Listener:
     name = "listener"
     edge = False  # adds x-forwarded-for / x-request-id, as the mesh's edge proxy
     response_header = b""  # inserted into every forwarded response
+    app_stats: UpstreamStats | None = None  # set when the listener fronts the task's own app
 
     def __init__(self, dp: DataPlane, port: int) -> None:
         self.dp = dp
@@ -125,6 +126,7 @@ class IngressListener(Listener):
         self.timeout_s = timeout_ms / 1000.0
         # Which version answered, for people and tests watching a canary.
         self.response_header = b"x-meshpipe-version: " + version.encode("ascii") + b"\r\n"
+        self.app_stats = dp.metrics.app = UpstreamStats()
 
     def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
         if not url.startswith(b"/"):
@@ -281,12 +283,16 @@ class DataPlane:
 
     def stats(self) -> dict[str, Any]:
         snapshot = self.metrics.snapshot()
+        app = snapshot.pop("app")
+        if app is not None:
+            app = {"service": self.options.service, "version": self.options.version, **app}
         return {
             "mode": self.options.mode,
             "service": self.options.service,
             "version": self.options.version,
             "generation": self.config.generation if self.config is not None else None,
             "in_flight": len(self.inflight),
+            "app": app,
             "upstream_pools": {f"{ep.host}:{ep.port}": len(pool.idle) for ep, pool in sorted(self.pools.items())},
             **snapshot,
         }
