@@ -299,6 +299,8 @@ def test_split_joined_options() -> None:
     assert split_joined_options(["-b http://x/data", "-m Have a great day!", "--greeting Yo", "--message=A b",
                                  "plain words", "-g"]) == [
         "-b", "http://x/data", "-m", "Have a great day!", "--greeting", "Yo", "--message=A b", "plain words", "-g"]
+    # A value that starts with a dash, right after its option, stays whole.
+    assert split_joined_options(["-m", "-- not an option", "-g Hi"]) == ["-m", "-- not an option", "-g", "Hi"]
 
 
 def test_proxy_for_honours_http_proxy_and_no_proxy() -> None:

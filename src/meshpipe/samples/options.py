@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 DEFAULT_PORT = 8080
+_OPTION_WORD = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*$")
 DEFAULT_HOST = "127.0.0.1"  # containers set HOST=0.0.0.0 (see the Dockerfiles)
 
 
 def split_joined_options(argv: Sequence[str]) -> list[str]:
     """``["-g Yo", "-m Have a great day!"]`` -> ``["-g", "Yo", "-m", "Have a great day!"]``.
 
-    Only an argument that starts with a dash and has whitespace after its option word is split, once, at
-    that whitespace; values that merely contain spaces (``-m`` followed by ``"Have a great day!"``) are
-    left alone because they do not start with a dash.
+    Only an argument that starts with an option word followed by whitespace is split, once, at that
+    whitespace. An argument right after a bare option word (``"-m", "- with a dash"``) is that option's
+    value and is left alone, as are values that merely contain spaces.
     """
     out: list[str] = []
+    after_bare_option = False
     for arg in argv:
         word, sep, rest = arg.partition(" ")
-        is_option_word = len(word) > 1 and word.startswith("-") and "=" not in word
-        if sep and is_option_word and rest.strip():
+        if not after_bare_option and sep and _OPTION_WORD.match(word) and rest.strip():
             out += [word, rest.strip()]
+            after_bare_option = False
         else:
             out.append(arg)
+            after_bare_option = bool(_OPTION_WORD.match(arg)) and not after_bare_option
     return out
 
 
