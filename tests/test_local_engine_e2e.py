@@ -436,3 +436,21 @@ def test_env_delete_finds_a_daemon_that_lost_its_file(make_env) -> None:  # type
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]
     assert not env.paths.root.exists()
+
+
+def test_push_while_the_daemon_is_down_runs_when_it_is_back(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    daemon = read_daemon_file(env.paths.daemon_json)
+    assert daemon is not None
+    os.kill(daemon["pid"], signal.SIGTERM)  # a clean stop, as at a reboot
+    wait_until(lambda: not procs.is_running(daemon["pid"]), 20, "daemon stopped")
+    assert env.processes("gateway") == []
+    workdir = env.work / "hello-backend-cfg"
+    (workdir / "manifest.yaml").write_text(BACKEND_MANIFEST)
+    commit = gitrepo.commit_all(workdir, "pushed while nothing listened")
+    said = gitrepo.push(workdir)
+    assert "no pipeline run was started" in said, said
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
+    env.note_pids()
+    assert run.status == "Succeeded" and run.version == commit[:8]

@@ -283,12 +283,26 @@ class Daemon:
             log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
             self.store.restart_run(run.run_id)
             self._enqueue(run.service, run.run_id)
+        await self._catch_up_pushes()
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
             "ingress_port": gateway.port, "started_at": self.started_at})
         self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
+
+    async def _catch_up_pushes(self) -> None:
+        """Start the runs of pushes made while no daemon was running (their hook could not report them)."""
+        from meshpipe.engines.local.gitrepo import DEFAULT_BRANCH, resolve_ref
+
+        ref = f"refs/heads/{DEFAULT_BRANCH}"
+        for svc in self.store.services():
+            head = await asyncio.to_thread(resolve_ref, Path(svc.repo_path), ref)
+            if head is None or any(r.commit == head for r in self.store.runs(svc.name)):
+                continue
+            run_id = await self.push(svc.name, ref, None, head)
+            log.info("%s of %s is at %s, which no pipeline run has seen: run %s started", ref, svc.name, head[:8],
+                     run_id)
 
     def clean_up_leftovers(self) -> None:
         """Stop every process a previous daemon of this environment left running (it crashed or was killed)."""
