@@ -454,3 +454,23 @@ def test_push_while_the_daemon_is_down_runs_when_it_is_back(make_env) -> None:  
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
     env.note_pids()
     assert run.status == "Succeeded" and run.version == commit[:8]
+
+
+def test_run_interrupted_by_a_daemon_crash_runs_again(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
+    env.pipeline("hello-backend")
+    daemon = read_daemon_file(env.paths.daemon_json)
+    assert daemon is not None
+    commit = env.push("hello-backend", BACKEND_MANIFEST)
+    os.kill(daemon["pid"], signal.SIGKILL)  # mid-run: Source, Build or Deploy
+    wait_until(lambda: not procs.is_running(daemon["pid"]), 5, "daemon gone")
+    env.seen_pids.update(pid for pid, _ in env.processes("gateway") + env.processes("sidecar") + env.processes("app"))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
+    env.note_pids()
+    assert run.status == "Succeeded", [(s.name, s.status, s.log) for s in run.stages]
+    assert [r.commit for r in env.engine.pipeline_runs(ENV, "hello-backend")] == [commit]
+    [version] = env.engine.versions(ENV, "hello-backend")
+    assert (version.status, version.healthy_tasks, version.desired_tasks) == ("CREATE_COMPLETE", 2, 2)
+    # Exactly the tasks of the version run: whatever the crashed daemon had started was stopped.
+    live = [pid for pid, _ in env.processes("app") + env.processes("sidecar") if procs.is_running(pid)]
+    assert len(live) == 4

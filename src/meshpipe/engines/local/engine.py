@@ -125,8 +125,18 @@ class LocalEngine:
                 start_new_session=True, close_fds=True)
         _spawned.append(proc)
         deadline = time.monotonic() + self.start_timeout
+        holder_deadline: float | None = None
         while time.monotonic() < deadline:
             code = proc.poll()
+            if code == EXIT_ALREADY_RUNNING:
+                # Another daemon holds the lock: it is starting, or it is stuck.
+                holder_deadline = holder_deadline or time.monotonic() + 15.0
+                if time.monotonic() > holder_deadline:
+                    data = read_daemon_file(paths.daemon_json)
+                    holder = f" (pid {data['pid']})" if data else ""
+                    raise OperationError(f"the daemon of environment {paths.name}{holder} is running but does not "
+                                         "answer its control API", hint=f"see {paths.daemon_log}; stop it by pid "
+                                         "and run the command again")
             if code is not None and code != EXIT_ALREADY_RUNNING:
                 raise OperationError(f"the daemon of environment {paths.name} exited with status {code}:\n"
                                      f"{_log_tail(paths.daemon_log)}", hint=f"see {paths.daemon_log}")
