@@ -42,6 +42,8 @@ app.add_typer(ops_cmds.env_app, name="env")
 app.add_typer(ops_cmds.pipeline_app, name="pipeline")
 app.add_typer(ops_cmds.route_app, name="route")
 app.command()(ops_cmds.versions)
+app.command()(ops_cmds.stats)
+app.command()(ops_cmds.events)
 app.add_typer(ops_cmds.version_app, name="version")
 app.add_typer(rollout_app, name="rollout")
 

@@ -163,6 +163,26 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
         raise typer.Exit(1)
 
 
+@pipeline_app.command("start")
+def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")],
+                   commit: Annotated[str | None, typer.Argument(help="Commit in the config repo (default: the branch head).")] = None,
+                   env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+    """Start a run for a commit already pushed (e.g. one pushed while the daemon was down)."""
+    from meshpipe.errors import NotFoundError
+
+    with engine_for(engine) as eng:
+        push = _local_only(eng, "push")
+        if commit is None:
+            from meshpipe.engines.local.gitrepo import resolve_ref
+
+            commit = resolve_ref(eng.paths(env).repo(service), "refs/heads/main")
+            if commit is None:
+                raise NotFoundError(f"the config repo of {service} has no commits on main yet",
+                                    hint="push a manifest.yaml to it first")
+        run_id = push(env, service, commit)
+    out.print(f"pipeline run {escape(run_id)} started for {escape(service)} at {commit[:8]}")
+
+
 # --- routes ----------------------------------------------------------------------------------------------
 
 def _print_route(route: Any, service: str) -> None:
@@ -266,6 +286,36 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
     for v in found:
         tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
         table.add_row(v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or "")
+    out.print(table)
+
+
+def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Traffic to each version of a service as its callers' proxies saw it: requests, errors, latency."""
+    with engine_for(engine) as eng:
+        found = _local_only(eng, "stats")(env, service)
+    if fmt is Format.json:
+        print_json(found)
+        return
+    table = Table("version", "requests", "errors", "retries", "timeouts", "p50 ms", "p99 ms")
+    for ver, c in sorted(found.get("versions", {}).items()):
+        table.add_row(ver, *(str(c.get(k, "")) if c.get(k) is not None else "" for k in
+                             ("requests", "errors", "retries", "timeouts", "p50_ms", "p99_ms")))
+    out.print(table)
+
+
+def events(service: Annotated[str | None, typer.Argument(help="Only this service's events.")] = None,
+           limit: Annotated[int, typer.Option(help="How many of the latest events.")] = 50,
+           env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """What happened in the environment: deploys, route changes, restarts, pipeline runs."""
+    with engine_for(engine) as eng:
+        found = _local_only(eng, "events")(env, service, limit)
+    if fmt is Format.json:
+        print_json(found)
+        return
+    table = Table("at", "kind", "service", "version", "message")
+    for e in found:
+        table.add_row(str(e["at"]), e["kind"], e.get("service") or "", e.get("version") or "", escape(e["message"]))
     out.print(table)
 
 

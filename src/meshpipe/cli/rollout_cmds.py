@@ -59,3 +59,37 @@ def rollback(service: Annotated[str, typer.Argument(help="Service name.")],
         route = eng.route_set(env, service, targets)
     out.print(f"rolled back {escape(service)}")
     _print_route(route, service)
+
+
+@rollout_app.command("run")
+def run(service: Annotated[str, typer.Argument(help="Service name.")],
+        version: Annotated[str, typer.Argument(help="New version (id, commit or virtual node name).")],
+        steps: Annotated[str, typer.Option(help="Percent to the new version at each step, ending at 100.")] = "10,50,100",
+        interval: Annotated[float, typer.Option(help="Seconds to observe each step.")] = 30.0,
+        max_error_rate: Annotated[float, typer.Option(help="Highest error rate of the new version (0-1) a step may show.")] = 0.01,
+        min_requests: Annotated[int, typer.Option(help="Requests a step needs before its error rate is judged.")] = 1,
+        env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+    """Shift traffic to a new version step by step; roll back when its error rate exceeds the limit."""
+    from meshpipe.errors import UserError
+    from meshpipe.mesh.routing import parse_version_ref
+    from meshpipe.rollout import RolloutPolicy, run_rollout
+
+    try:
+        weights = tuple(int(s) for s in steps.split(","))
+    except ValueError:
+        raise UserError(f"--steps {steps!r} is not a list of integers like 10,50,100") from None
+    if not 0 <= max_error_rate <= 1:
+        raise UserError(f"--max-error-rate {max_error_rate} is not between 0 and 1")
+    if interval < 0:
+        raise UserError("--interval must not be negative")
+    new = parse_version_ref(service, version)
+    policy = RolloutPolicy(steps=weights, interval_s=interval, max_error_rate=max_error_rate, min_requests=min_requests)
+    with engine_for(engine) as eng:
+        stats_of = getattr(eng, "stats", None)
+        if stats_of is None:
+            out.print(f"[yellow]the {eng.name} engine reports no per-version metrics: steps advance on time only[/yellow]")
+        report = run_rollout(eng, env, service, new, policy,
+                             stats=(lambda: stats_of(env, service)) if stats_of else None,
+                             say=lambda line: out.print(escape(line)))
+    if report.outcome != "promoted":
+        raise typer.Exit(1)

@@ -1,0 +1,82 @@
+"""Automated rollouts: walk a new version through weight steps, judging its error rate at each step.
+
+The steps come from :func:`meshpipe.mesh.plans.stepped` and the verdicts from :func:`meshpipe.mesh.plans.gate`;
+this module only drives an engine through them. The engine, the clock and the sleep are passed in, so a
+rollout can be tested against an in-memory engine without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from meshpipe.mesh import plans
+from meshpipe.mesh.routing import Route, WeightedTarget
+
+
+class RolloutEngine(Protocol):
+    def route_show(self, env: str, service: str) -> Route | None: ...
+    def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route: ...
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    steps: tuple[int, ...] = (10, 50, 100)
+    interval_s: float = 30.0
+    max_error_rate: float = 0.01
+    min_requests: int = 1
+
+
+@dataclass
+class RolloutReport:
+    service: str
+    stable: str
+    new_version: str
+    outcome: str = "in progress"  # promoted | rolled back
+    log: list[str] = field(default_factory=list)
+
+
+def _counters(stats: dict[str, Any], version: str) -> plans.Health:
+    found = stats.get("versions", {}).get(version, {})
+    return plans.Health(int(found.get("requests") or 0), int(found.get("errors") or 0))
+
+
+def run_rollout(engine: RolloutEngine, env: str, service: str, new_version: str, policy: RolloutPolicy, *,
+                stats: Callable[[], dict[str, Any]] | None, say: Callable[[str], None],
+                sleep: Callable[[float], None] = time.sleep) -> RolloutReport:
+    """Shift traffic to ``new_version`` step by step; roll back to the stable version on a failed gate.
+
+    ``stats`` returns cumulative per-version counters (``{"versions": {ver: {"requests", "errors"}}}``); with
+    None the rollout is time-based only.
+    """
+    stable = plans.stable_version(engine.route_show(env, service))
+    steps = plans.stepped(stable, new_version, list(policy.steps))
+    report = RolloutReport(service, stable, new_version)
+
+    def note(message: str) -> None:
+        report.log.append(message)
+        say(message)
+
+    for step in steps:
+        engine.route_set(env, service, step.targets)
+        note(f"{step.weight} % of {service} traffic to {new_version}")
+        if step.weight == 100:
+            break
+        before = _counters(stats(), new_version) if stats else None
+        sleep(policy.interval_s)
+        if stats is None or before is None:
+            continue
+        after = _counters(stats(), new_version)
+        window = plans.Health(after.requests - before.requests, after.errors - before.errors)
+        ok, why = plans.gate(window, policy.max_error_rate, policy.min_requests)
+        note(f"  {'pass' if ok else 'FAIL'}: {why}")
+        if not ok:
+            engine.route_set(env, service, plans.rollback(None, to=stable))
+            note(f"rolled back: 100 % of {service} traffic to {stable}")
+            report.outcome = "rolled back"
+            return report
+    report.outcome = "promoted"
+    note(f"promoted: 100 % of {service} traffic to {new_version}")
+    return report
