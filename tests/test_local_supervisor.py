@@ -419,3 +419,28 @@ def test_rotate_log_keeps_the_newest_part(tmp_path: Path) -> None:
     assert log.read_bytes() == b""
     assert (tmp_path / "t-app.log.1").read_bytes() == b"a" * 10 + b"b" * 50
     assert not rotate_log(log, max_bytes=60)
+
+
+def test_version_spec_comes_from_the_resolved_task_definition() -> None:
+    import json
+
+    from meshpipe.engines.local.deploy import resolved_to_json, task_count, version_spec
+    from meshpipe.engines.local.options import LocalOptions
+    from meshpipe.manifest import load_manifest_text
+    from meshpipe.model import resolve
+    from meshpipe.platform import local_settings
+
+    manifest = load_manifest_text(
+        'Task:\n  Family: "hello-web"\nAppContainer:\n  Image: "wizriz/hello-web:66f2a19"\n  Port: 80\n'
+        '  HealthCheckPath: "/ping"\n  Command: ["node", "server", "-b http://hello-backend.demo.local/data"]\n'
+        '  Environment:\n    LOG_LEVEL: "debug"\nVirtualNode:\n  Backends: ["hello-backend.demo.local"]\n')
+    version = resolve(manifest, local_settings("demo"), "hello-web", "e9d5f17a" * 5)
+    resolved = json.loads(json.dumps(resolved_to_json(version)))  # as stored in state.db
+    assert task_count(resolved, LocalOptions()) == 2  # the platform policy's min_tasks
+    assert task_count(resolved, LocalOptions(tasks_per_version=1)) == 1
+    spec_ = version_spec(resolved, ["py", "-m", "web"], LocalOptions(health_time_scale=0.5))
+    assert (spec_.service, spec_.version, spec_.health_path) == ("hello-web", "e9d5f17a", "/ping")
+    assert spec_.health == HealthTimings(interval=2.5, timeout=1.0, retries=3, start_period=5.0, start_interval=0.25)
+    assert spec_.app_env == (("LOG_LEVEL", "debug"),)
+    assert spec_.backends == ("hello-backend.demo.local",)
+    assert spec_.stop_timeout == 10.0 and spec_.app_argv == ("py", "-m", "web")
