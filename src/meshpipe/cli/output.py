@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from enum import StrEnum
 from typing import Any
@@ -13,8 +14,16 @@ from rich.markup import escape
 
 from meshpipe.errors import MeshpipeError, Problem, ValidationError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped or captured output: never cut table cells to a pretend 80-column screen.
+        console.width = 200
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 class Format(StrEnum):
