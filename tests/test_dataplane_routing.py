@@ -310,3 +310,55 @@ def test_egress_other_schemes_and_missing_host() -> None:
 ])
 def test_split_absolute_form(target: bytes, expected: tuple[bytes, bytes] | None) -> None:
     assert split_absolute_form(target) == expected
+
+
+# ---- the daemon's document builder and the proxies agree ----
+
+_service_names = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True)
+_versions = st.from_regex(r"[0-9a-f]{8}", fullmatch=True)
+
+
+@st.composite
+def _snapshots(draw: st.DrawFn) -> Any:
+    from meshpipe.engines.local.meshconfig import Endpoint as MeshEndpoint
+    from meshpipe.engines.local.meshconfig import MeshSnapshot
+
+    services = draw(st.lists(_service_names, min_size=1, max_size=4, unique=True))
+    routes = {}
+    endpoints = {}
+    for service in services:
+        versions = draw(st.lists(_versions, min_size=1, max_size=mesh_routing.MAX_TARGETS, unique=True))
+        weights = draw(st.lists(st.integers(0, 100), min_size=len(versions), max_size=len(versions)))
+        if not any(weights):
+            weights[0] = 1
+        if draw(st.booleans()):
+            routes[service] = mesh_routing.make_route(
+                service, [mesh_routing.WeightedTarget(v, w) for v, w in zip(versions, weights, strict=True)])
+        endpoints[service] = {v: tuple(MeshEndpoint("127.0.0.1", p) for p in draw(
+            st.lists(st.integers(1, 65535), max_size=3))) for v in versions}
+    gateway_routes = tuple(
+        mesh_routing.make_gateway_route(f"g{i}", prefix, draw(st.sampled_from(services)), "demo.local",
+                                        rewrite_prefix=draw(st.booleans()))
+        for i, prefix in enumerate(draw(st.lists(st.from_regex(r"/[a-z0-9/_.-]{0,12}", fullmatch=True),
+                                                 max_size=4, unique=True))))
+    return MeshSnapshot(generation=draw(st.integers(0, 2**40)), environment="demo", namespace="demo.local",
+                        services=tuple(services), routes=routes, endpoints=endpoints, gateway_routes=gateway_routes)
+
+
+@given(_snapshots())
+def test_every_document_the_daemon_builds_is_accepted(snapshot: Any) -> None:
+    from meshpipe.engines.local.meshconfig import build_mesh_config
+
+    cfg = parse_config(build_mesh_config(snapshot))
+    assert cfg.generation == snapshot.generation
+    for service in snapshot.services:
+        vs = cfg.services[f"{service}.demo.local"]
+        route = snapshot.routes.get(service)
+        if route is None:
+            assert vs.route is None
+        else:
+            assert vs.route is not None
+            assert [(t.version, t.weight) for t in vs.route.targets] == [(t.version, t.weight) for t in route.targets]
+    expected = sorted(snapshot.gateway_routes, key=lambda g: (-len(g.prefix), g.name))
+    assert [(g.name, g.prefix, g.rewrite_prefix) for g in cfg.gateway_routes] == [
+        (g.name, g.prefix, g.rewrite_prefix) for g in expected]
