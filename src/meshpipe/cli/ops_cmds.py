@@ -34,6 +34,13 @@ def engine_for(name: str) -> Iterator[Any]:
         reporter.close()
 
 
+def _refuse_force(engine: str) -> None:
+    from meshpipe.errors import UserError
+
+    raise UserError(f"--force is not available on the {engine} engine",
+                    hint="delete the service's versions first: meshpipe version delete SVC VERSION")
+
+
 def _local_only(engine: Any, method: str) -> Any:
     fn = getattr(engine, method, None)
     if fn is None:
@@ -100,10 +107,17 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
 
 @pipeline_app.command("delete")
 def pipeline_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-                    engine: EngineOpt = "local") -> None:
+                    engine: EngineOpt = "local",
+                    force: Annotated[bool, typer.Option(help="Delete the service's routes and versions first (aws).")] = False,
+                    ) -> None:
     """Delete a service's pipeline (refused while versions of the service exist)."""
     with engine_for(engine) as eng:
-        eng.pipeline_delete(env, service)
+        if not force:
+            eng.pipeline_delete(env, service)
+        elif eng.name == "aws":
+            eng.pipeline_delete(env, service, force=True)
+        else:
+            _refuse_force(eng.name)
     out.print(f"pipeline for {escape(service)} deleted")
 
 
@@ -287,6 +301,9 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
         tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
         table.add_row(v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or "")
     out.print(table)
+    for v in found:
+        if v.reason:
+            out.print(f"[red]{v.version}: {escape(v.reason)}[/red]")
 
 
 def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",

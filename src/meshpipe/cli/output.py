@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from meshpipe.errors import MeshpipeError, Problem, ValidationError
 
+
 def _console(stderr: bool) -> Console:
     console = Console(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:

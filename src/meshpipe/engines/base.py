@@ -75,6 +75,7 @@ class VersionInfo:
     created_at: str | None = None
     healthy_tasks: int | None = None
     desired_tasks: int | None = None
+    reason: str | None = None  # why a version failed (e.g. its health check never passed)
 
 
 class Engine(Protocol):

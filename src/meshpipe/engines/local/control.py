@@ -86,7 +86,7 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
     return VersionInfo(service=data["service"], version=data["version"], commit=data["commit"],
                        stack_name=data["stack_name"], status=data["status"], weight=int(data["weight"]),
                        created_at=data.get("created_at"), healthy_tasks=data.get("healthy_tasks"),
-                       desired_tasks=data.get("desired_tasks"))
+                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"))
 
 
 def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
