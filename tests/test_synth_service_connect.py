@@ -45,7 +45,14 @@ def test_no_app_mesh_no_envoy_no_own_cloud_map_service() -> None:
         "Service": "AWS::ECS::Service",
         "ScalableTarget": "AWS::ApplicationAutoScaling::ScalableTarget",
         "ScalingPolicy": "AWS::ApplicationAutoScaling::ScalingPolicy",
+        # Created only with a gateway route (condition HasIngress), see the ingress tests below.
+        "IngressTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+        "IngressAlternateTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+        "IngressRule": "AWS::ElasticLoadBalancingV2::ListenerRule",
     }
+    conditional = {k for k, v in tpl["Resources"].items() if "Condition" in v}
+    assert conditional == {"IngressTargetGroup", "IngressAlternateTargetGroup", "IngressRule"}
+    assert {tpl["Resources"][k]["Condition"] for k in conditional} == {"HasIngress"}
     td = props(tpl, "TaskDefinition")
     assert [c["Name"] for c in td["ContainerDefinitions"]] == ["app"]
     assert "ProxyConfiguration" not in td
@@ -125,7 +132,11 @@ def test_each_commit_makes_a_new_task_definition_revision_tagged_with_its_versio
     td1, td2 = props(first, "TaskDefinition"), props(second, "TaskDefinition")
     assert td1 != td2  # CloudFormation replaces the task definition: ECS deploys the new revision
     assert {t["Key"]: t["Value"] for t in td2["Tags"]} == {
-        "meshpipe:service": "hello-web", "meshpipe:version": "0badc0de", "meshpipe:commit": "0badc0de" * 5}
+        "meshpipe:environment": "demo", "meshpipe:service": "hello-web", "meshpipe:version": "0badc0de",
+        "meshpipe:commit": "0badc0de" * 5}
+    # A replaced revision stays registered: earlier versions can be listed, rolled back to and retired.
+    resource = second["Resources"]["TaskDefinition"]
+    assert (resource["UpdateReplacePolicy"], resource["DeletionPolicy"]) == ("Retain", "Retain")
     assert props(second, "Service")["PropagateTags"] == "TASK_DEFINITION"
     assert td2["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "app-hello-web-0badc0de"
     # Same stack, same logical ids: the update shifts traffic inside one ECS service.
@@ -170,3 +181,108 @@ def test_policy_refuses_shifts_cloudformation_or_ecs_would_refuse(shift: dict[st
     with pytest.raises(ValidationError) as err:
         settings_from_mapping(data, "platform.yaml")
     assert message in str(err.value)
+
+
+# ---- ingress: the gateway route as stack parameters ----
+
+def evaluate(value: Any, params: dict[str, str], conditions: dict[str, bool]) -> Any:
+    """Resolve Ref (to parameters), Fn::Sub, Fn::If and AWS::NoValue the way CloudFormation would."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in params:
+            return params[value["Ref"]]
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            text = value["Fn::Sub"]
+            for key, val in params.items():
+                text = text.replace("${" + key + "}", val)
+            return text
+        if set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return evaluate(yes if conditions[name] else no, params, conditions)
+        out = {k: evaluate(v, params, conditions) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(value, list):
+        return [evaluate(v, params, conditions) for v in value]
+    return value
+
+
+def deployed(tpl: dict[str, Any], **values: str) -> dict[str, Any]:
+    """The resources CloudFormation would create for these parameter values."""
+    params = {k: str(spec.get("Default", "")) for k, spec in tpl["Parameters"].items()}
+    params.update(values)
+    has_ingress = params["IngressPathPrefix"] != ""
+    conditions = {"HasIngress": has_ingress, "RewritesPrefix": has_ingress and params["IngressRewritePrefix"] == "true"}
+    return {k: evaluate(v, params, conditions) for k, v in tpl["Resources"].items()
+            if conditions.get(v.get("Condition", ""), True)}
+
+
+def test_without_a_gateway_route_the_load_balancer_does_not_reach_the_service() -> None:
+    res = deployed(web())
+    assert not {"IngressTargetGroup", "IngressAlternateTargetGroup", "IngressRule"} & set(res)
+    assert "LoadBalancers" not in res["Service"]["Properties"]
+    assert "HealthCheckGracePeriodSeconds" not in res["Service"]["Properties"]
+
+
+def test_a_gateway_route_is_a_listener_rule_that_rewrites_the_prefix_away() -> None:
+    import re
+
+    res = deployed(web(), IngressPathPrefix="/hello-service", IngressRulePriority="7")
+    rule = res["IngressRule"]["Properties"]
+    assert rule["ListenerArn"] == {"Fn::ImportValue": "demo:IngressListenerArn"}
+    assert rule["Priority"] == "7"
+    assert rule["Conditions"] == [{"Field": "path-pattern",
+                                   "PathPatternConfig": {"Values": ["/hello-service", "/hello-service/*"]}}]
+    [transform] = rule["Transforms"]
+    assert transform["Type"] == "url-rewrite"
+    [rewrite] = transform["UrlRewriteConfig"]["Rewrites"]
+    # The load balancer's rewrite, applied as it would be (its $1 is Python's \1).
+    def rewritten(path: str) -> str:
+        return re.sub(rewrite["Regex"], rewrite["Replace"].replace("$1", "\\1"), path)
+    assert rewritten("/hello-service/hello/Bob") == "/hello/Bob"
+    assert rewritten("/hello-service") == "/"
+    assert rewritten("/hello-service/") == "/"
+    forward = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
+    assert forward == [{"TargetGroupArn": {"Ref": "IngressTargetGroup"}, "Weight": 100},
+                       {"TargetGroupArn": {"Ref": "IngressAlternateTargetGroup"}, "Weight": 0}]
+
+
+def test_without_rewrite_the_path_reaches_the_app_unchanged() -> None:
+    res = deployed(web(), IngressPathPrefix="/api", IngressRewritePrefix="false")
+    assert "Transforms" not in res["IngressRule"]["Properties"]
+
+
+def test_with_a_gateway_route_ecs_shifts_the_load_balancers_traffic_too() -> None:
+    res = deployed(web(), IngressPathPrefix="/hello-service")
+    [balancer] = res["Service"]["Properties"]["LoadBalancers"]
+    assert balancer == {
+        "ContainerName": "app", "ContainerPort": 80, "TargetGroupArn": {"Ref": "IngressTargetGroup"},
+        "AdvancedConfiguration": {
+            "AlternateTargetGroupArn": {"Ref": "IngressAlternateTargetGroup"},
+            "ProductionListenerRule": {"Ref": "IngressRule"},
+            "RoleArn": {"Fn::ImportValue": "demo:EcsInfrastructureRoleArn"},
+        },
+    }
+    assert res["Service"]["Properties"]["HealthCheckGracePeriodSeconds"] == 10
+    group = res["IngressTargetGroup"]["Properties"]
+    assert (group["TargetType"], group["Protocol"], group["Port"], group["HealthCheckPath"]) == ("ip", "HTTP", 80, "/ping")
+    assert group["HealthCheckTimeoutSeconds"] < group["HealthCheckIntervalSeconds"]
+    assert res["IngressAlternateTargetGroup"]["Properties"] == group
+
+
+def test_rolling_services_behind_the_ingress_need_no_alternate_target_group() -> None:
+    res = deployed(web(traffic_shift={"strategy": "ROLLING"}), IngressPathPrefix="/hello-service")
+    [balancer] = res["Service"]["Properties"]["LoadBalancers"]
+    assert "AdvancedConfiguration" not in balancer
+
+
+@pytest.mark.parametrize("prefix", ["", "/hello-service", "/a/b.c_d~e-f"])
+def test_prefix_parameter_accepts_literal_paths(prefix: str) -> None:
+    import re
+
+    assert re.match(web()["Parameters"]["IngressPathPrefix"]["AllowedPattern"], prefix)
+
+
+@pytest.mark.parametrize("prefix", ["/", "hello", "/hello/", "/he*lo", "/a b", "//x"])
+def test_prefix_parameter_refuses_what_the_rule_cannot_match_literally(prefix: str) -> None:
+    import re
+
+    assert not re.match(web()["Parameters"]["IngressPathPrefix"]["AllowedPattern"], prefix)

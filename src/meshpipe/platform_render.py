@@ -11,6 +11,12 @@ file                                   stack                           parameter
 Create them in that order: the build bucket and the pipelines import the environment's exports, and the
 pipelines import the bucket's. :func:`render_platform` is pure; :func:`write_platform` writes all three
 files or none.
+
+``mesh`` picks the flavour: ``appmesh`` (the default, the original system) or ``service-connect`` (no App
+Mesh: an ECS Service Connect namespace, an application load balancer as the ingress, one service stack
+``<env>-<svc>`` per service). The file and stack names are the same in both flavours, since an environment
+has one flavour; the environment template records it in its ``MeshFlavour`` output (Service Connect only;
+an environment without that output is App Mesh's). Render the two flavours into different folders.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from meshpipe.platform import PlatformPolicy
 from meshpipe.synth.build_bucket import build_bucket_stack_name, build_bucket_template_file, render_build_bucket
 from meshpipe.synth.cfn import Json, template_json
 from meshpipe.synth.environment import (
+    APPMESH,
+    MESH_FLAVOURS,
     EnvironmentOptions,
     check_env_name,
+    check_mesh,
     environment_stack_name,
     environment_template_file,
-    render_environment,
+    render_environment_for,
 )
 from meshpipe.synth.service_pipeline import (
     DEFAULT_SERVICE_PORT,
@@ -39,6 +48,7 @@ from meshpipe.synth.service_pipeline import (
 )
 
 __all__ = [
+    "MESH_FLAVOURS",
     "SERVICE_PIPELINE_TEMPLATE_FILE",
     "build_bucket_stack_name",
     "environment_stack_name",
@@ -56,32 +66,35 @@ def platform_template_files(env: str) -> tuple[str, str, str]:
 
 def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                     options: EnvironmentOptions | None = None,
-                    service_port: int = DEFAULT_SERVICE_PORT) -> dict[str, Json]:
+                    service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> dict[str, Json]:
     """The environment, build-bucket and service-pipeline templates, keyed by file name. Pure.
 
     ``policy`` supplies the conventions shared with version stacks (Envoy health-check timings, log
     prefixes, DNS TTL); ``options`` the environment's own choices (Envoy image, log retention, NAT
-    gateways); ``branch`` is the config-repo branch whose pushes start a pipeline.
+    gateways); ``branch`` is the config-repo branch whose pushes start a pipeline; ``mesh`` the flavour
+    (``service_port``, the virtual router's port, applies to ``appmesh`` only).
     """
     check_env_name(env)
+    check_mesh(mesh)
     env_file, bucket_file, pipeline_file = platform_template_files(env)
     return {
-        env_file: render_environment(env, policy, options),
+        env_file: render_environment_for(env, mesh, policy, options),
         bucket_file: render_build_bucket(env),
-        pipeline_file: render_service_pipeline(env, policy, branch=branch, service_port=service_port),
+        pipeline_file: render_service_pipeline(env, policy, branch=branch, service_port=service_port, mesh=mesh),
     }
 
 
 def write_platform(env: str, out_dir: Path | str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                    options: EnvironmentOptions | None = None,
-                   service_port: int = DEFAULT_SERVICE_PORT) -> list[Path]:
+                   service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> list[Path]:
     """Render the three templates, then write them into ``out_dir``; return their paths.
 
     Nothing is written unless every template rendered. The files are first written to a staging folder
     inside ``out_dir`` and then renamed into place, so a failure leaves no partial file behind.
     """
     texts = {name: template_json(body) for name, body in
-             render_platform(env, policy, branch=branch, options=options, service_port=service_port).items()}
+             render_platform(env, policy, branch=branch, options=options, service_port=service_port,
+                             mesh=mesh).items()}
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is not a folder", hint="pass a folder for the templates with -o")

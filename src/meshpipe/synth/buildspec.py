@@ -9,6 +9,10 @@ manifest for the commit that triggered the run, and hands the template and two v
 * ``VERSION_ID``: the 8-character version id, which the Deploy stage puts in the stack name.
 
 The platform settings reach ``meshpipe synth`` as the CodeBuild project's environment variables.
+
+In the Service Connect flavour (``mesh="service-connect"``) the build runs ``meshpipe synth --mesh
+service-connect``, whose stack is the service's one stack ``<env>-<svc>``; ``VERSION_ID`` is then the
+first 8 characters of the commit, for the run's record.
 """
 
 from __future__ import annotations
@@ -64,8 +68,23 @@ def build_commands() -> list[str]:
     ]
 
 
-def render_buildspec(python_version: str = BUILD_PYTHON) -> str:
-    """The buildspec as YAML text. Pure."""
+def service_connect_build_commands() -> list[str]:
+    manifest = f'"$CODEBUILD_SRC_DIR_{CONFIG_ARTIFACT}/{MANIFEST_FILE}"'
+    return [
+        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" --mesh service-connect '
+        f'-o {SYNTH_DIR})"',
+        'VERSION_ID="$(printf %s "$CONFIG_COMMIT_ID" | cut -c1-' + str(VERSION_LEN) + ' | tr A-F a-f)"',
+        # The Deploy stage updates <env>-<svc>; refuse a template for any other stack.
+        f'if ! [[ "$VERSION_ID" =~ ^[0-9a-f]{{{VERSION_LEN}}}$ '
+        f'&& "$STACK_NAME" == "$ENVIRONMENT_NAME-$SERVICE_NAME" ]]; then '
+        f'echo "meshpipe synth printed $STACK_NAME, not the service stack of $SERVICE_NAME" >&2; exit 1; fi',
+        f'cp "{SYNTH_DIR}/$STACK_NAME.template.json" {TEMPLATE_FILE}',
+        'echo "version $VERSION_ID of $SERVICE_NAME: stack $STACK_NAME"',
+    ]
+
+
+def render_buildspec(python_version: str = BUILD_PYTHON, mesh: str = "appmesh") -> str:
+    """The buildspec as YAML text, for the ``appmesh`` or ``service-connect`` flavour. Pure."""
     spec = {
         "version": 0.2,
         "env": {
@@ -78,7 +97,8 @@ def render_buildspec(python_version: str = BUILD_PYTHON) -> str:
                 "runtime-versions": {"python": python_version},
                 "commands": [install_command()],
             },
-            "build": {"commands": build_commands()},
+            "build": {"commands": service_connect_build_commands() if mesh == "service-connect"
+                      else build_commands()},
         },
         "artifacts": {"files": [TEMPLATE_FILE]},
     }

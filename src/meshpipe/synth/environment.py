@@ -444,3 +444,177 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         parameters=parameters,
         outputs=_outputs(),
     )
+
+
+# ---- the Service Connect flavour -------------------------------------------------------------------------
+
+SERVICE_CONNECT = "service-connect"
+APPMESH = "appmesh"
+MESH_FLAVOURS = (APPMESH, SERVICE_CONNECT)
+# The output that records an environment's flavour; an environment stack without it is App Mesh's.
+MESH_FLAVOUR_OUTPUT = "MeshFlavour"
+
+# Exports of the Service Connect environment carrying platform settings: no mesh and no Envoy image (ECS
+# brings its own proxy; ENVOY_IMAGE_URI is optional and unused by that flavour's version stacks).
+SERVICE_CONNECT_SETTING_EXPORTS: dict[str, str] = {k: v for k, v in SETTING_EXPORTS.items() if k != "EnvoyImage"}
+SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
+    *SERVICE_CONNECT_SETTING_EXPORTS, "IngressListenerArn", "IngressLoadBalancerFullName",
+    "EcsInfrastructureRoleArn", "IngressEndpoint",
+)
+INGRESS_NOT_ROUTED_STATUS = 404
+
+
+def check_mesh(mesh: str) -> str:
+    if mesh not in MESH_FLAVOURS:
+        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    return mesh
+
+
+def _service_connect_roles() -> Json:
+    listener_rules = sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
+                         "listener-rule/${IngressLoadBalancer.LoadBalancerFullName}/*")
+    target_groups = sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
+                        "targetgroup/*/*")
+    return {
+        "TaskExecutionRole": _roles()["TaskExecutionRole"],
+        # The app's own identity. ECS's Service Connect proxy needs nothing from it; a platform adds what its
+        # apps call here.
+        "TaskRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
+            "Path": "/",
+        }),
+        # What ECS does with the load balancer during a canary, linear or blue/green deployment of a service
+        # the ingress reaches: register tasks in the alternate target group, move the production rule's
+        # weights. Scoped to this environment's load balancer.
+        "EcsInfrastructureRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("ecs.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("shift-ingress-traffic", [
+                # Describe calls cannot be scoped to a resource.
+                iam_allow(["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                           "elasticloadbalancing:DescribeTargetGroups",
+                           "elasticloadbalancing:DescribeTargetHealth"], "*"),
+                iam_allow(["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
+                          target_groups),
+                iam_allow(["elasticloadbalancing:ModifyListener"], ref("IngressListener")),
+                iam_allow(["elasticloadbalancing:ModifyRule"], listener_rules),
+            ])],
+        }),
+    }
+
+
+def _service_connect_ingress() -> Json:
+    """An internet-facing application load balancer; each gateway route is a listener rule a service stack
+    adds (see meshpipe.synth.service_connect), so an unrouted path gets 404."""
+    return {
+        "IngressSecurityGroup": resource("AWS::EC2::SecurityGroup", {
+            "GroupDescription": "Ingress load balancer: HTTP from anywhere",
+            "SecurityGroupIngress": [{"CidrIp": "0.0.0.0/0", "FromPort": INGRESS_PUBLIC_PORT, "IpProtocol": "tcp",
+                                      "ToPort": INGRESS_PUBLIC_PORT}],
+            "VpcId": ref("Vpc"),
+        }),
+        "IngressLoadBalancer": resource("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+            "Scheme": "internet-facing",
+            "SecurityGroups": [get_att("IngressSecurityGroup", "GroupId")],
+            "Subnets": [ref("PublicSubnet1"), ref("PublicSubnet2")],
+            "Type": "application",
+        }, DependsOn="InternetGatewayAttachment"),
+        "IngressListener": resource("AWS::ElasticLoadBalancingV2::Listener", {
+            "DefaultActions": [{"FixedResponseConfig": {
+                "ContentType": "text/plain",
+                "MessageBody": "no gateway route matches this path\n",
+                "StatusCode": str(INGRESS_NOT_ROUTED_STATUS),
+            }, "Type": "fixed-response"}],
+            "LoadBalancerArn": ref("IngressLoadBalancer"),
+            "Port": INGRESS_PUBLIC_PORT,
+            "Protocol": "HTTP",
+        }),
+    }
+
+
+def _service_connect_outputs() -> Json:
+    values: dict[str, tuple[Any, str]] = {
+        "ClusterName": (ref("Cluster"), "ECS cluster (Service Connect defaults to the namespace)"),
+        "VpcId": (ref("Vpc"), "VPC"),
+        "NamespaceId": (get_att("Namespace", "Id"), "Cloud Map namespace id"),
+        "NamespaceArn": (get_att("Namespace", "Arn"), "Cloud Map namespace ARN"),
+        "NamespaceName": (sub("${EnvironmentName}.local"), "Cloud Map namespace (HTTP) name"),
+        "LogGroupName": (ref("LogGroup"), "Log group of every container"),
+        "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
+        "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
+        "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
+        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
+        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of the services' apps"),
+        "IngressListenerArn": (ref("IngressListener"), "Listener the gateway routes' rules are added to"),
+        "IngressLoadBalancerFullName": (get_att("IngressLoadBalancer", "LoadBalancerFullName"),
+                                        "app/<name>/<id> of the ingress load balancer (scopes IAM to its rules)"),
+        "EcsInfrastructureRoleArn": (get_att("EcsInfrastructureRole", "Arn"),
+                                     "Role ECS uses to shift the load balancer's traffic during deployments"),
+        "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+    }
+    assert tuple(values) == SERVICE_CONNECT_EXPORTS
+    outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
+               for key, (value, description) in values.items()}
+    outputs[MESH_FLAVOUR_OUTPUT] = output(SERVICE_CONNECT, "Mesh flavour of the environment")
+    return outputs
+
+
+def render_service_connect_environment(env: str, policy: PlatformPolicy | None = None,
+                                       options: EnvironmentOptions | None = None) -> Json:
+    """The environment stack's template for ``env`` on ECS Service Connect: no App Mesh. Pure.
+
+    The namespace is an HTTP namespace: Service Connect's proxies find services through Cloud Map's API,
+    so no private hosted zone is needed. ``policy`` is accepted for symmetry with the App Mesh flavour;
+    nothing in this stack depends on it (the traffic shift is each service stack's).
+    """
+    check_env_name(env)
+    options = options or EnvironmentOptions()
+    options.check()
+    resources: Json = {
+        **_network(options),
+        "Cluster": resource("AWS::ECS::Cluster", {
+            "ClusterName": ref("EnvironmentName"),
+            "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
+        }),
+        # Tasks accept TCP from inside the VPC only: from each other's proxies and from the load balancer,
+        # whose nodes connect from the public subnets.
+        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
+            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
+            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
+            "VpcId": ref("Vpc"),
+        }),
+        **_service_connect_roles(),
+        "Namespace": resource("AWS::ServiceDiscovery::HttpNamespace", {
+            "Description": sub("Service Connect namespace of ${EnvironmentName}"),
+            "Name": sub("${EnvironmentName}.local"),
+        }),
+        "LogGroup": resource("AWS::Logs::LogGroup", {
+            "LogGroupName": sub("${EnvironmentName}-cluster"),
+            "RetentionInDays": ref("LogRetentionInDays"),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+        **_service_connect_ingress(),
+    }
+    parameters: Json = {
+        "EnvironmentName": environment_name_parameter(env),
+        "LogRetentionInDays": {
+            "Type": "Number",
+            "Default": options.log_retention_days,
+            "AllowedValues": list(LOG_RETENTION_DAYS),
+            "Description": "Days the environment's container logs are kept.",
+        },
+    }
+    return template(
+        resources,
+        description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
+                    "Connect namespace, log group, and an application load balancer as the ingress.",
+        parameters=parameters,
+        outputs=_service_connect_outputs(),
+    )
+
+
+def render_environment_for(env: str, mesh: str = APPMESH, policy: PlatformPolicy | None = None,
+                           options: EnvironmentOptions | None = None) -> Json:
+    """The environment template of ``mesh``'s flavour."""
+    if check_mesh(mesh) == SERVICE_CONNECT:
+        return render_service_connect_environment(env, policy, options)
+    return render_environment(env, policy, options)

@@ -8,7 +8,11 @@ new one, so this flavour has one stack per service (``<env>-<svc>``) that each c
 * ECS moves traffic to it with the platform's strategy (canary or linear by default), keeps the old
   revision for the bake time, and can roll back to it;
 * there is no Envoy container and no virtual node: ECS injects its own proxy, registers the service in
-  the Cloud Map namespace and gives every client in the namespace the alias ``<svc>.<namespace>``.
+  the Cloud Map namespace and gives every client in the namespace the alias ``<svc>.<namespace>``;
+* the environment's load balancer reaches the service only when its pipeline gives the stack a path
+  prefix (the stack parameters :data:`INGRESS_PARAMETERS`, a gateway route): then the stack adds a
+  listener rule on the environment's listener that rewrites the prefix away, and two target groups ECS
+  shifts production traffic between, in step with the Service Connect shift.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshpipe.synth import ecs_parts as parts
-from meshpipe.synth.cfn import Json, get_att, output, ref, resource, template
+from meshpipe.synth.cfn import Json, get_att, import_value, output, ref, resource, sub, template
 
 if TYPE_CHECKING:
     from meshpipe.model import ServiceVersion
@@ -25,6 +29,26 @@ if TYPE_CHECKING:
 # The app container's named port mapping: Service Connect refers to ports by name.
 PORT_NAME = "http"
 TAG_PREFIX = "meshpipe:"
+
+# Ingress: the gateway route of the service, as stack parameters the pipeline's Deploy stage passes on.
+INGRESS_PATH_PREFIX = "IngressPathPrefix"
+INGRESS_RULE_PRIORITY = "IngressRulePriority"
+INGRESS_REWRITE_PREFIX = "IngressRewritePrefix"
+INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX)
+# A path prefix the load balancer can match literally and the rewrite can strip: '/'-separated segments
+# of unreserved URL characters, no trailing '/', no wildcards.
+INGRESS_PREFIX_PATTERN = r"^$|^(/[A-Za-z0-9._~-]+)+$"
+INGRESS_PREFIX_MAX = 100
+MAX_RULE_PRIORITY = 50000
+# Logical ids of the ingress resources and the conditions that create them.
+HAS_INGRESS = "HasIngress"
+REWRITES_PREFIX = "RewritesPrefix"
+INGRESS_TARGET_GROUP = "IngressTargetGroup"
+INGRESS_ALTERNATE_TARGET_GROUP = "IngressAlternateTargetGroup"
+INGRESS_RULE = "IngressRule"
+# Environment exports the ingress resources use (see meshpipe.synth.environment).
+LISTENER_EXPORT = "IngressListenerArn"
+INFRASTRUCTURE_ROLE_EXPORT = "EcsInfrastructureRoleArn"
 
 
 def stack_name(version: ServiceVersion) -> str:
@@ -63,6 +87,7 @@ def deployment_configuration(shift: TrafficShift, maximum_percent: int, minimum_
 def version_tags(version: ServiceVersion) -> list[Json]:
     """Tags naming the version a task-definition revision (and, propagated, each task) belongs to."""
     return [
+        {"Key": f"{TAG_PREFIX}environment", "Value": version.environment},
         {"Key": f"{TAG_PREFIX}service", "Value": version.service},
         {"Key": f"{TAG_PREFIX}version", "Value": version.version},
         {"Key": f"{TAG_PREFIX}commit", "Value": version.commit},
@@ -70,8 +95,14 @@ def version_tags(version: ServiceVersion) -> list[Json]:
 
 
 def task_definition(version: ServiceVersion) -> Json:
+    """The version's revision. CloudFormation leaves every revision registered (Retain), the one a commit
+    replaces and the last one when the stack goes, so earlier versions stay listable and ECS can roll back
+    to them; ``meshpipe version delete`` and the environment's teardown deregister them."""
     app = parts.app_container(version, port_mapping_extra={"Name": PORT_NAME, "AppProtocol": "http"})
-    return parts.task_definition(version, [app], tags=version_tags(version))
+    td = parts.task_definition(version, [app], tags=version_tags(version))
+    td["DeletionPolicy"] = "Retain"
+    td["UpdateReplacePolicy"] = "Retain"
+    return td
 
 
 def service_connect_configuration(version: ServiceVersion) -> Json:
@@ -94,9 +125,118 @@ def service_connect_configuration(version: ServiceVersion) -> Json:
     }
 
 
+def ingress_parameters() -> Json:
+    """The service's gateway route: empty prefix (the default) means the load balancer does not reach it."""
+    return {
+        INGRESS_PATH_PREFIX: {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": INGRESS_PREFIX_PATTERN,
+            "MaxLength": INGRESS_PREFIX_MAX,
+            "Description": "Path prefix on the environment's load balancer that reaches this service, e.g. "
+                           "/hello-service; empty: not reachable from outside.",
+        },
+        INGRESS_RULE_PRIORITY: {
+            "Type": "Number",
+            "Default": 1,
+            "MinValue": 1,
+            "MaxValue": MAX_RULE_PRIORITY,
+            "Description": "Priority of the service's listener rule; unique on the environment's listener.",
+        },
+        INGRESS_REWRITE_PREFIX: {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": "Whether the matched prefix is rewritten to / before the request reaches the app.",
+        },
+    }
+
+
+def ingress_conditions() -> Json:
+    has_ingress = {"Fn::Not": [{"Fn::Equals": [ref(INGRESS_PATH_PREFIX), ""]}]}
+    return {
+        HAS_INGRESS: has_ingress,
+        REWRITES_PREFIX: {"Fn::And": [{"Condition": HAS_INGRESS},
+                                      {"Fn::Equals": [ref(INGRESS_REWRITE_PREFIX), "true"]}]},
+    }
+
+
+def _target_group(version: ServiceVersion) -> Json:
+    """Tasks of one side of a deployment, checked on the app's own health-check path."""
+    platform = version.platform
+    hc = platform.policy.health_check
+    interval = max(hc.interval, 5)
+    return resource("AWS::ElasticLoadBalancingV2::TargetGroup", {
+        "HealthCheckIntervalSeconds": interval,
+        "HealthCheckPath": version.app.health_check_path,
+        "HealthCheckProtocol": "HTTP",
+        "HealthCheckTimeoutSeconds": min(hc.timeout, interval - 1),
+        "HealthyThresholdCount": 2,
+        "Port": version.app.port,
+        "Protocol": "HTTP",
+        "TargetGroupAttributes": [{"Key": "deregistration_delay.timeout_seconds",
+                                   "Value": str(platform.policy.stop_timeout)}],
+        "TargetType": "ip",
+        "UnhealthyThresholdCount": max(hc.retries, 2),
+        "VpcId": platform.vpc_id,
+    }, Condition=HAS_INGRESS)
+
+
+def ingress_rule(version: ServiceVersion) -> Json:
+    """The gateway route as a listener rule: the prefix (and everything under it) goes to the service, the
+    prefix rewritten to ``/`` (``/hello-service/hello/Bob`` arrives as ``/hello/Bob``).
+
+    The rule forwards to both target groups; ECS moves the weights between them during a deployment.
+    """
+    rewrite = [{"Type": "url-rewrite", "UrlRewriteConfig": {"Rewrites": [{
+        "Regex": sub("^${" + INGRESS_PATH_PREFIX + "}/?(.*)$"),
+        "Replace": "/$1",
+    }]}}]
+    return resource("AWS::ElasticLoadBalancingV2::ListenerRule", {
+        "Actions": [{"ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": 100},
+            {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": 0},
+        ]}, "Type": "forward"}],
+        "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
+            "Values": [ref(INGRESS_PATH_PREFIX), sub("${" + INGRESS_PATH_PREFIX + "}/*")]}}],
+        "ListenerArn": import_value(f"{version.environment}:{LISTENER_EXPORT}"),
+        "Priority": ref(INGRESS_RULE_PRIORITY),
+        "Transforms": {"Fn::If": [REWRITES_PREFIX, rewrite, ref("AWS::NoValue")]},
+    }, Condition=HAS_INGRESS)
+
+
+def ingress_resources(version: ServiceVersion) -> Json:
+    return {
+        INGRESS_TARGET_GROUP: _target_group(version),
+        INGRESS_ALTERNATE_TARGET_GROUP: _target_group(version),
+        INGRESS_RULE: ingress_rule(version),
+    }
+
+
+def load_balancers(version: ServiceVersion) -> Json:
+    """The service's registration with the ingress, when it has one.
+
+    With a traffic-shifting strategy ECS needs the alternate target group, the production rule and the
+    environment's infrastructure role to move the load balancer's traffic in step with Service Connect's.
+    """
+    balancer: Json = {
+        "ContainerName": version.app.name,
+        "ContainerPort": version.app.port,
+        "TargetGroupArn": ref(INGRESS_TARGET_GROUP),
+    }
+    if version.platform.policy.traffic_shift.strategy != "ROLLING":
+        balancer["AdvancedConfiguration"] = {
+            "AlternateTargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP),
+            "ProductionListenerRule": ref(INGRESS_RULE),
+            "RoleArn": import_value(f"{version.environment}:{INFRASTRUCTURE_ROLE_EXPORT}"),
+        }
+    return {"Fn::If": [HAS_INGRESS, [balancer], ref("AWS::NoValue")]}
+
+
 def ecs_service(version: ServiceVersion) -> Json:
     platform = version.platform
     policy = platform.policy
+    grace = max(policy.health_check.start_period, 1)
     return resource("AWS::ECS::Service", {
         "Cluster": platform.cluster_name,
         "DeploymentConfiguration": deployment_configuration(policy.traffic_shift,
@@ -104,7 +244,9 @@ def ecs_service(version: ServiceVersion) -> Json:
                                                             policy.deployment_minimum_healthy_percent),
         "DeploymentController": {"Type": "ECS"},
         "EnableECSManagedTags": False,
+        "HealthCheckGracePeriodSeconds": {"Fn::If": [HAS_INGRESS, grace, ref("AWS::NoValue")]},
         "LaunchType": policy.launch_type,
+        "LoadBalancers": load_balancers(version),
         "NetworkConfiguration": parts.network_configuration(platform),
         "PropagateTags": "TASK_DEFINITION",
         "ServiceConnectConfiguration": service_connect_configuration(version),
@@ -120,6 +262,8 @@ def outputs(version: ServiceVersion) -> Json:
         "TaskDefinitionArn": output(ref(parts.TASK_DEFINITION), "Task-definition revision of this version"),
         "DnsName": output(client_dns_name(version), "Service Connect client alias"),
         "DeploymentStrategy": output(version.platform.policy.traffic_shift.strategy),
+        "IngressRuleArn": {**output(ref(INGRESS_RULE), "Listener rule of the service's gateway route"),
+                           "Condition": HAS_INGRESS},
         **parts.version_outputs(version),
     }
 
@@ -133,7 +277,9 @@ def synth_service_connect(version: ServiceVersion) -> Json:
         parts.SERVICE: ecs_service(version),
         parts.SCALABLE_TARGET: parts.scalable_target(version),
         parts.SCALING_POLICY: parts.scaling_policy(version, f"{version.service}-cpu-tracking"),
+        **ingress_resources(version),
     }
     description = (f"meshpipe: service {version.service} in environment {version.environment} on ECS Service "
                    f"Connect, at version {version.version} (commit {version.commit})")
-    return template(resources, description=description, outputs=outputs(version))
+    return template(resources, description=description, parameters=ingress_parameters(),
+                    conditions=ingress_conditions(), outputs=outputs(version))

@@ -12,7 +12,11 @@ One stack per service and environment, ``<env>-<svc>-pipeline``, from a single t
 * the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``) ->
   Deploy (CloudFormation creates ``<env>-<svc>-<version>``), with one narrowly scoped role per actor.
 
-Only the App Mesh flavour's version stacks (``<env>-<svc>-<version>``) are deployed by this pipeline.
+That is the App Mesh flavour. The Service Connect flavour (``mesh="service-connect"``, same file name,
+same stack name) has no virtual router, virtual service or placeholder name (ECS's proxies publish
+``<svc>.<env>.local``); its Build stage runs ``meshpipe synth --mesh service-connect`` and its Deploy stage
+updates the one service stack ``<env>-<svc>``, passing on the service's gateway route (its ``Ingress*``
+parameters, which ``meshpipe route gateway`` sets) as that stack's parameters.
 """
 
 from __future__ import annotations
@@ -26,12 +30,17 @@ from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec
+from meshpipe.synth import service_connect as sc
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, sub, template
 from meshpipe.synth.environment import (
+    APPMESH,
     PLACEHOLDER_IPV4,
+    SERVICE_CONNECT,
+    SERVICE_CONNECT_SETTING_EXPORTS,
     SETTING_EXPORTS,
     check_env_name,
+    check_mesh,
     environment_name_parameter,
     iam_allow,
     iam_statement,
@@ -55,6 +64,14 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Build", ("Synth",)),
     ("Deploy", ("CreateVersionStack",)),
 )
+SERVICE_CONNECT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Source", ("Config", "Bundle")),
+    ("Build", ("Synth",)),
+    ("Deploy", ("UpdateServiceStack",)),
+)
+# The gateway route's name is kept with its prefix, so `meshpipe route gateways` can list it.
+INGRESS_ROUTE_NAME = "IngressRouteName"
+INGRESS_ROUTE_NAME_PATTERN = r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 ARTIFACT_DAYS = 30
 BUILD_LOG_DAYS = 30
 BUILD_TIMEOUT_MINUTES = 15
@@ -77,6 +94,11 @@ def check_branch(branch: str) -> None:
             or ".." in branch or branch.endswith((".lock", "."))):
         raise UserError(f"{branch!r} is not a branch name meshpipe accepts",
                         hint="use letters, digits, '.', '_', '-' and '/' sections, e.g. main or release/1")
+
+
+def service_stack_name(env: str, service: str) -> str:
+    """The Service Connect flavour's one stack per service."""
+    return f"{env}-{service}"
 
 
 def _arn(service_and_rest: str) -> Json:
@@ -188,15 +210,19 @@ def _trigger() -> Json:
     }
 
 
-def build_environment_variables() -> list[Json]:
-    """The platform settings as the variables ``meshpipe synth`` reads (see meshpipe.platform.ENV_VARS)."""
+def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
+    """The platform settings as the variables ``meshpipe synth`` reads (see meshpipe.platform.ENV_VARS).
+
+    The Service Connect environment exports no Envoy image: its variable is optional and left unset.
+    """
     by_var: dict[str, Any] = {
         "ENVIRONMENT_NAME": ref("EnvironmentName"),
         "AWS_ACCOUNT_ID": ref("AWS::AccountId"),
         "AWS_REGION": ref("AWS::Region"),
     }
-    by_var.update({var: import_export(key) for key, var in SETTING_EXPORTS.items()})
-    names = [*ENV_VARS, *SUBNET_VARS]
+    exports = SERVICE_CONNECT_SETTING_EXPORTS if mesh == SERVICE_CONNECT else SETTING_EXPORTS
+    by_var.update({var: import_export(key) for key, var in exports.items()})
+    names = [n for n in (*ENV_VARS, *SUBNET_VARS) if mesh != SERVICE_CONNECT or n != "ENVOY_IMAGE_URI"]
     missing = [n for n in names if n not in by_var]
     assert not missing, f"environment exports do not cover {missing}"
     variables = [{"Name": n, "Type": "PLAINTEXT", "Value": by_var[n]} for n in names]
@@ -204,7 +230,7 @@ def build_environment_variables() -> list[Json]:
     return variables
 
 
-def _build() -> Json:
+def _build(mesh: str = APPMESH) -> Json:
     return {
         "BuildLogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
@@ -222,17 +248,18 @@ def _build() -> Json:
         }),
         "BuildProject": resource("AWS::CodeBuild::Project", {
             "Artifacts": {"Type": "CODEPIPELINE"},
-            "Description": sub("meshpipe synth for ${ServiceName} in ${EnvironmentName}"),
+            "Description": sub("meshpipe synth for ${ServiceName} in ${EnvironmentName}"
+                               + (" (Service Connect)" if mesh == SERVICE_CONNECT else "")),
             "Environment": {
                 "ComputeType": "BUILD_GENERAL1_SMALL",
-                "EnvironmentVariables": build_environment_variables(),
+                "EnvironmentVariables": build_environment_variables(mesh),
                 "Image": buildspec.BUILD_IMAGE,
                 "Type": "LINUX_CONTAINER",
             },
             "LogsConfig": {"CloudWatchLogs": {"GroupName": ref("BuildLogGroup"), "Status": "ENABLED"}},
             "Name": sub("${EnvironmentName}-${ServiceName}"),
             "ServiceRole": get_att("BuildRole", "Arn"),
-            "Source": {"BuildSpec": buildspec.render_buildspec(), "Type": "CODEPIPELINE"},
+            "Source": {"BuildSpec": buildspec.render_buildspec(mesh=mesh), "Type": "CODEPIPELINE"},
             "TimeoutInMinutes": BUILD_TIMEOUT_MINUTES,
         }),
     }
@@ -309,9 +336,14 @@ def _deploy_role() -> Json:
     }
 
 
-def _pipeline_role() -> Json:
-    version_stacks = _arn(f"cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/"
-                          f"${{EnvironmentName}}-${{ServiceName}}-{VERSION_WILDCARD}/*")
+def _pipeline_role(mesh: str = APPMESH) -> Json:
+    if mesh == SERVICE_CONNECT:  # exactly the one service stack
+        deployed = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${EnvironmentName}-${ServiceName}/*")
+        deployed_sid = "ServiceStack"
+    else:
+        deployed = _arn(f"cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/"
+                        f"${{EnvironmentName}}-${{ServiceName}}-{VERSION_WILDCARD}/*")
+        deployed_sid = "VersionStacks"
     own_stack = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*")
     build_bucket = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}", Bucket="BuildBucketName")
     bundle = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}/" + BUNDLE_KEY, Bucket="BuildBucketName")
@@ -334,7 +366,7 @@ def _pipeline_role() -> Json:
                           get_att("ArtifactBucket", "Arn"), sid="ArtifactBucket"),
                 iam_allow(["codebuild:BatchGetBuilds", "codebuild:StartBuild"], get_att("BuildProject", "Arn"),
                           sid="Build"),
-                iam_allow(stack_actions, version_stacks, sid="VersionStacks"),
+                iam_allow(stack_actions, deployed, sid=deployed_sid),
                 # Validation is not tied to a stack.
                 iam_allow(["cloudformation:ValidateTemplate"], "*", sid="ValidateTemplates"),
                 iam_allow(["iam:PassRole"], get_att("DeployRole", "Arn"),
@@ -365,9 +397,29 @@ def _action(name: str, category: str, provider: str, configuration: Json, *, inp
     return action
 
 
-def _pipeline() -> Json:
+def _deploy_action(mesh: str, name: str) -> Json:
+    configuration: Json = {
+        "ActionMode": "CREATE_UPDATE",
+        # The stack holds an inline IAM policy (unnamed resources only).
+        "Capabilities": "CAPABILITY_IAM",
+        "RoleArn": get_att("DeployRole", "Arn"),
+    }
+    if mesh == SERVICE_CONNECT:
+        # Every commit updates the same stack; the gateway route goes with it, from this stack's parameters.
+        configuration["ParameterOverrides"] = sub(json.dumps(
+            {key: "${" + key + "}" for key in sc.INGRESS_PARAMETERS}, separators=(",", ":")))
+        configuration["StackName"] = sub("${EnvironmentName}-${ServiceName}")
+    else:
+        # The prefix comes from this template, so a build can only ever name this service's stacks.
+        configuration["StackName"] = sub("${EnvironmentName}-${ServiceName}-" + f"#{{{BUILD_NAMESPACE}.VERSION_ID}}")
+    configuration["TemplatePath"] = f"{buildspec.BUILD_ARTIFACT}::{buildspec.TEMPLATE_FILE}"
+    return _action(name, "Deploy", "CloudFormation", configuration, inputs=(buildspec.BUILD_ARTIFACT,))
+
+
+def _pipeline(mesh: str = APPMESH) -> Json:
     commit_variable = [{"name": "CONFIG_COMMIT_ID", "type": "PLAINTEXT", "value": f"#{{{SOURCE_NAMESPACE}.CommitId}}"}]
-    (source, (config, bundle)), (build, (synth,)), (deploy, (create,)) = STAGES
+    layout = SERVICE_CONNECT_STAGES if mesh == SERVICE_CONNECT else STAGES
+    (source, (config, bundle)), (build, (synth,)), (deploy, (create,)) = layout
     stages = [
         {"Name": source, "Actions": [
             _action(config, "Source", "CodeCommit", {
@@ -391,17 +443,7 @@ def _pipeline() -> Json:
             }, inputs=(buildspec.BUNDLE_ARTIFACT, buildspec.CONFIG_ARTIFACT), outputs=(buildspec.BUILD_ARTIFACT,),
                 namespace=BUILD_NAMESPACE),
         ]},
-        {"Name": deploy, "Actions": [
-            _action(create, "Deploy", "CloudFormation", {
-                "ActionMode": "CREATE_UPDATE",
-                # The version stack holds an inline IAM policy (unnamed resources only).
-                "Capabilities": "CAPABILITY_IAM",
-                "RoleArn": get_att("DeployRole", "Arn"),
-                # The prefix comes from this template, so a build can only ever name this service's stacks.
-                "StackName": sub("${EnvironmentName}-${ServiceName}-" + f"#{{{BUILD_NAMESPACE}.VERSION_ID}}"),
-                "TemplatePath": f"{buildspec.BUILD_ARTIFACT}::{buildspec.TEMPLATE_FILE}",
-            }, inputs=(buildspec.BUILD_ARTIFACT,)),
-        ]},
+        {"Name": deploy, "Actions": [_deploy_action(mesh, create)]},
     ]
     return {
         "Pipeline": resource("AWS::CodePipeline::Pipeline", {
@@ -417,9 +459,133 @@ def _pipeline() -> Json:
     }
 
 
+def _service_connect_parameters(env: str, branch: str) -> Json:
+    params = _parameters(env, branch, DEFAULT_SERVICE_PORT)
+    del params["ServicePort"]  # the manifest's port is the client alias's port
+    params["ServiceName"]["Description"] = ("Service name: names the config repo <name>-cfg, the name clients "
+                                            "call <name>.<environment>.local and the stack <environment>-<name>.")
+    ingress = sc.ingress_parameters()
+    params[INGRESS_ROUTE_NAME] = {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": INGRESS_ROUTE_NAME_PATTERN,
+        "Description": "Name of the service's gateway route (empty when it has none); set by meshpipe route gateway.",
+    }
+    params.update(ingress)
+    return params
+
+
+def _service_connect_deploy_role() -> Json:
+    """The role CloudFormation uses for the service stack: exactly what that stack holds.
+
+    The service stack has a task definition (kept registered when replaced), an ECS service with Service
+    Connect, its autoscaling, an inline policy on the environment's execution role and, with a gateway
+    route, two target groups and a listener rule on the environment's listener (see
+    meshpipe.synth.service_connect). ECS creates the Service Connect entry in Cloud Map itself.
+    """
+    account = "${AWS::Region}:${AWS::AccountId}"
+    elb = f"arn:${{AWS::Partition}}:elasticloadbalancing:{account}"
+    return {
+        "DeployRole": resource("AWS::IAM::Role", {
+            "AssumeRolePolicyDocument": trust_policy("cloudformation.amazonaws.com"),
+            "Path": "/",
+            "Policies": [inline_policy("service-stack", [
+                iam_allow(["ecs:RegisterTaskDefinition", "ecs:TagResource"],
+                          _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
+                # Not scopable to a resource. No deregistration: revisions are retained (meshpipe retires them).
+                iam_allow(["ecs:DescribeTaskDefinition"], "*", sid="TaskDefinitionsUnscoped"),
+                iam_allow(["iam:PassRole"],
+                          [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
+                          condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                          sid="PassTaskRoles"),
+                # A service the ingress reaches names the role ECS shifts its load-balancer traffic with.
+                iam_allow(["iam:PassRole"], import_export("EcsInfrastructureRoleArn"),
+                          condition={"StringEquals": {"iam:PassedToService": "ecs.amazonaws.com"}},
+                          sid="PassInfrastructureRole"),
+                iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                          import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy"),
+                iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
+                           "ecs:UpdateService"],
+                          _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/${{ServiceName}}",
+                                        Cluster="ClusterName"),
+                          sid="EcsService"),
+                # Target group names are generated by CloudFormation: scoped to this account and region.
+                iam_allow(["elasticloadbalancing:AddTags", "elasticloadbalancing:CreateTargetGroup",
+                           "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:ModifyTargetGroup",
+                           "elasticloadbalancing:ModifyTargetGroupAttributes"],
+                          sub(f"{elb}:targetgroup/*/*"), sid="IngressTargetGroups"),
+                iam_allow(["elasticloadbalancing:CreateRule"], import_export("IngressListenerArn"),
+                          sid="IngressListener"),
+                iam_allow(["elasticloadbalancing:AddTags", "elasticloadbalancing:DeleteRule",
+                           "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities"],
+                          _with_imports(f"{elb}:listener-rule/${{LoadBalancer}}/*",
+                                        LoadBalancer="IngressLoadBalancerFullName"),
+                          sid="IngressRules"),
+                iam_allow(["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                           "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                           "elasticloadbalancing:DescribeTargetGroups"], "*", sid="IngressUnscoped"),
+                iam_allow(["application-autoscaling:DeleteScalingPolicy",
+                           "application-autoscaling:DeregisterScalableTarget",
+                           "application-autoscaling:PutScalingPolicy",
+                           "application-autoscaling:RegisterScalableTarget",
+                           "application-autoscaling:TagResource"],
+                          _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
+                iam_allow(["application-autoscaling:DescribeScalableTargets",
+                           "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
+                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                          _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
+                                        + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
+                                        Cluster="ClusterName"),
+                          sid="ScalingAlarms"),
+                iam_allow(["iam:CreateServiceLinkedRole"],
+                          _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+                               "AWSServiceRoleForApplicationAutoScaling_ECSService"),
+                          condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
+                          sid="AutoscalingServiceLinkedRole"),
+            ])],
+        }),
+    }
+
+
+def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = None, *,
+                                    branch: str = "main") -> Json:
+    """The Service Connect flavour's service-pipeline template. Pure."""
+    check_env_name(env)
+    check_branch(branch)
+    resources: Json = {
+        **_source(),
+        **_trigger(),
+        **_build(SERVICE_CONNECT),
+        **_service_connect_deploy_role(),
+        **_pipeline_role(SERVICE_CONNECT),
+        **_pipeline(SERVICE_CONNECT),
+    }
+    return template(
+        resources,
+        description="meshpipe service pipeline (ECS Service Connect): one service's config repo, and the pipeline "
+                    "that deploys each pushed commit as a new task-definition revision of its service stack.",
+        parameters=_service_connect_parameters(env, branch),
+        conditions={sc.HAS_INGRESS: sc.ingress_conditions()[sc.HAS_INGRESS]},
+        outputs={
+            "SourceRepoCloneUrlHttp": output(get_att("ConfigRepository", "CloneUrlHttp"), "Clone URL of the config repo"),
+            "PipelineName": output(ref("Pipeline"), "Pipeline deploying the service's versions"),
+            "ServiceStackName": output(sub("${EnvironmentName}-${ServiceName}"), "Stack the pipeline updates"),
+            "VirtualServiceName": output(sub("${ServiceName}.${EnvironmentName}.local"),
+                                         "Name clients call (the Service Connect client alias)"),
+            "IngressRouteName": {**output(ref(INGRESS_ROUTE_NAME), "The service's gateway route"),
+                                 "Condition": sc.HAS_INGRESS},
+            "IngressPathPrefix": {**output(ref(sc.INGRESS_PATH_PREFIX), "Its path prefix on the ingress"),
+                                  "Condition": sc.HAS_INGRESS},
+            "ArtifactBucketName": output(ref("ArtifactBucket"), "Pipeline artifacts (retained on stack deletion)"),
+        },
+    )
+
+
 def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
-                            service_port: int = DEFAULT_SERVICE_PORT) -> Json:
+                            service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> Json:
     """The service-pipeline template, its ``EnvironmentName`` defaulting to ``env``. Pure."""
+    if check_mesh(mesh) == SERVICE_CONNECT:
+        return render_service_connect_pipeline(env, policy, branch=branch)
     check_env_name(env)
     check_branch(branch)
     if not isinstance(service_port, int) or not 1 <= service_port <= 65535:
