@@ -183,3 +183,19 @@ def test_drain_gives_up_after_the_drain_timeout(procs: Processes) -> None:
         os.kill(sidecar.popen.pid, signal.SIGTERM)
         assert sidecar.popen.wait(timeout=10) == 0
         assert time.monotonic() - started < 3
+
+
+def test_access_log_writes_one_line_per_request(procs: Processes) -> None:
+    _, app = procs.stub("logged")
+    sidecar = procs.proxy("sidecar", app_port=app, service="svc", version="aaaaaaaa", access_log=True,
+                          stdout=subprocess.PIPE, allowed_backends=["other.demo.local"])
+    for path in ("/a", "/b?x=1"):
+        assert request(sidecar.ports["ingress_port"], path).status == 200
+    assert request(sidecar.ports["egress_port"], "http://example.com/").status == 403
+    client.quit(sidecar.admin_port)
+    out, _ = sidecar.popen.communicate(timeout=10)
+    lines = [line for line in out.decode().splitlines() if line.startswith("[")]
+    assert len(lines) == 3
+    assert '"GET /a HTTP/1.1" 200 - 0 ' in lines[0] and lines[0].endswith(f'"svc" "aaaaaaaa" "127.0.0.1:{app}" ingress')
+    assert '"GET /b?x=1 HTTP/1.1" 200 -' in lines[1]
+    assert '"GET http://example.com/ HTTP/1.1" 403 egress_denied' in lines[2] and lines[2].endswith('"-" "-" "-" egress')
