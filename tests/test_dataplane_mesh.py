@@ -285,3 +285,29 @@ def test_older_generations_are_ignored(mesh: Mesh) -> None:
     assert client.get_config(mesh.proxies[0].admin_port) == newer
     assert _greeting(mesh.ingress_url) == "Yo"
     mesh.push([(V1, 100)])
+
+
+def test_config_pushes_keep_pooled_connections_to_kept_endpoints(mesh: Mesh) -> None:
+    v1_admin = mesh.proxies[1].admin_port  # hello-backend V1's sidecar
+    v1_endpoint = f"127.0.0.1:{mesh.backend_ingress[V1]}"
+    conn = http.client.HTTPConnection(LOOPBACK, mesh.ingress_url, timeout=10)
+    try:
+        mesh.push([(V1, 100)])
+        for _ in range(5):
+            assert request(0, "/backend/data", conn=conn).status == 200
+        opened = client.stats(v1_admin)["listeners"]["ingress"]["connections_total"]
+        for _ in range(5):
+            mesh.push([(V1, 100)])
+            assert request(0, "/backend/data", conn=conn).status == 200
+        assert client.stats(v1_admin)["listeners"]["ingress"]["connections_total"] == opened
+        assert client.stats(mesh.gateway.admin_port)["upstream_pools"][v1_endpoint] >= 1
+        mesh.push([(V2, 100)], backend_endpoints={V2: [mesh.backend_ingress[V2]]})
+        assert request(0, "/backend/data", conn=conn).status == 200
+        assert v1_endpoint not in client.stats(mesh.gateway.admin_port)["upstream_pools"]  # retired
+        deadline = time.monotonic() + 3
+        while client.stats(v1_admin)["listeners"]["ingress"]["connections_active"] and time.monotonic() < deadline:
+            time.sleep(0.02)  # the closes travel to the other side
+        assert client.stats(v1_admin)["listeners"]["ingress"]["connections_active"] == 0
+    finally:
+        conn.close()
+        mesh.push([(V1, 100)])

@@ -294,7 +294,7 @@ class Exchange:
         self.conn = None
         keep_alive = conn.keep_alive
         if keep_alive and self.request_done and not self.http10:
-            self.dp.pool(self.endpoint).release(conn)  # type: ignore[arg-type]
+            conn.pool.release(conn)  # its own pool: a retired one closes it
         else:
             conn.close()
         self._complete(keep_alive)
