@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from meshpipe.engines.base import Engine, Reporter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # proxies import this package too; keep their start-up free of the model's imports
+    from meshpipe.engines.base import Engine, Reporter
 
 
 def get_engine(name: str, reporter: Reporter | None = None) -> Engine:
