@@ -23,8 +23,9 @@ from meshpipe.engines.aws.retry import Backoff
 from meshpipe.platform_render import platform_template_files, render_platform
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
-           "env_template", "fake_bundle", "make_engine", "pipeline_template", "stand_in_templates", "stubbed",
-           "use_fake_credentials", "version_template"]
+           "env_template", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
+           "service_connect_pipeline_template", "stand_in_templates", "stubbed", "use_fake_credentials",
+           "version_template"]
 
 REGION = "us-east-1"
 INGRESS = "http://demo-ingress-0123456789.elb.us-east-1.amazonaws.com"
@@ -228,13 +229,39 @@ def version_template(service: str, commit: str) -> dict[str, Any]:
     }
 
 
-def stand_in_templates(env: str) -> dict[str, dict[str, Any]]:
+def service_connect_env_template() -> dict[str, Any]:
+    """What the Service Connect environment stack holds that moto can deploy, and the outputs the engine
+    reads (its flavour above all)."""
+    template = env_template()
+    outputs = template["Outputs"]
+    del outputs["MeshName"], outputs["VirtualGatewayName"]
+    outputs["MeshFlavour"] = {"Value": "service-connect"}
+    outputs["IngressListenerArn"] = {"Value": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/"
+                                              "demo-ingress/0123456789abcdef/fedcba9876543210"}
+    return template
+
+
+def service_connect_pipeline_template() -> dict[str, Any]:
+    """The Service Connect pipeline stack's parameters and outputs, around what moto can deploy."""
+    from meshpipe.synth.service_pipeline import render_service_pipeline
+
+    real = render_service_pipeline("demo", mesh="service-connect")
+    template = pipeline_template()
+    template["Parameters"] = {k: v for k, v in real["Parameters"].items() if k != "BranchName"}
+    template["Outputs"] = {k: v for k, v in template["Outputs"].items() if k != "VirtualRouterName"}
+    return template
+
+
+def stand_in_templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
     """The real platform templates, with stand-ins for the two moto cannot deploy.
 
     The build-bucket template is deployed as it is; the environment and service-pipeline templates hold
-    App Mesh, CodeCommit and CodePipeline resources moto's CloudFormation does not create.
+    App Mesh (or load balancer), CodeCommit and CodePipeline resources moto's CloudFormation does not create.
     """
-    rendered = render_platform(env)
+    rendered = render_platform(env, mesh=mesh)
     env_key, bucket_key, pipeline_key = platform_template_files(env)
     assert set(rendered) == {env_key, bucket_key, pipeline_key}
+    if mesh == "service-connect":
+        return {env_key: service_connect_env_template(), bucket_key: rendered[bucket_key],
+                pipeline_key: service_connect_pipeline_template()}
     return {env_key: env_template(), bucket_key: rendered[bucket_key], pipeline_key: pipeline_template()}

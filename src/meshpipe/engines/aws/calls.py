@@ -29,12 +29,14 @@ class AwsCalls:
         except Exception as exc:
             raise translate(exc, service, "client setup") from None
 
-    def __call__(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+    # ``service`` and ``operation`` are positional-only: an API may have a parameter of the same name (ECS's
+    # ListServiceDeployments takes ``service``).
+    def __call__(self, service: str, operation: str, /, **params: Any) -> dict[str, Any]:
         result = self.call_or_none(service, operation, when=_never, **params)
         assert result is not None
         return result
 
-    def call_or_none(self, service: str, operation: str, *, when: Callable[[BaseException], bool],
+    def call_or_none(self, service: str, operation: str, /, *, when: Callable[[BaseException], bool],
                      **params: Any) -> dict[str, Any] | None:
         """Call; an error for which ``when`` holds (e.g. "does not exist") yields None instead."""
         method = getattr(self.client(service), operation)
@@ -54,7 +56,7 @@ class AwsCalls:
                 return None
             raise translate(exc, service, _api_name(operation)) from None
 
-    def pages(self, service: str, operation: str, items_key: str, *, token_key: str = "NextToken",
+    def pages(self, service: str, operation: str, items_key: str, /, *, token_key: str = "NextToken",
               request_token_key: str | None = None, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list call, following ``token_key`` from page to page."""
         request_key = request_token_key or token_key

@@ -2,6 +2,11 @@
 
 Every operation reports progress through the Reporter and ends in a clear state: it returns what was
 asked for, or raises a meshpipe error saying what happened and what to do.
+
+An environment has one mesh flavour, chosen when it is created (``env_create(env, mesh=...)``, default the
+engine's ``mesh``) and recorded by its stack (the ``MeshFlavour`` output; none means App Mesh). Every other
+operation reads it from there: on ``service-connect`` they go to :mod:`.service_connect` and never call
+App Mesh.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
+from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
 from meshpipe.engines.aws.errors import error_code
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
 from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
+from meshpipe.engines.aws.service_connect import ServiceConnectOps, ingress_values
 from meshpipe.engines.aws.stacks import Stacks, StackState, TemplateUploader
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
 from meshpipe.engines.base import (
@@ -32,7 +39,8 @@ from meshpipe.engines.base import (
     SilentReporter,
     VersionInfo,
 )
-from meshpipe.errors import ConflictError, NotFoundError, OperationError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh import plans
 from meshpipe.mesh.routing import (
     GatewayRoute,
     Route,
@@ -43,15 +51,16 @@ from meshpipe.mesh.routing import (
 )
 from meshpipe.model import check_service_name
 
-TemplateSource = Callable[[str], dict[str, dict[str, Any]]]  # env -> {file name: template}
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh.
+TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str) -> dict[str, dict[str, Any]]:
+def _render_platform(env: str, mesh: str = names.APPMESH) -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
 
-    return render_platform(env)
+    return render_platform(env, mesh=mesh)
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -74,8 +83,10 @@ class AwsEngine:
                  sleeper: Sleeper = real_sleeper, clock: Clock = real_clock, poll_interval: float = 10.0,
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
-                 templates: TemplateSource | None = None, bundle: BundleBuilder | None = None) -> None:
+                 templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
+                 mesh: str = names.APPMESH) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
+        self.mesh_flavour = _check_mesh(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
                               sleeper=sleeper, backoff=backoff, rand=rand)
         self.stacks = Stacks(self.calls, self.reporter, clock=clock, sleeper=sleeper,
@@ -83,14 +94,32 @@ class AwsEngine:
         self.mesh = MeshApi(self.calls)
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
+        self.ecs = EcsApi(self.calls)
+        self.sc = ServiceConnectOps(self.stacks, self.ecs, self.reporter)
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def env_create(self, env: str) -> EnvironmentInfo:
+    def _rendered(self, env: str, mesh: str) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh takes the environment alone.
+        return self.templates(env) if mesh == names.APPMESH else self.templates(env, mesh=mesh)
+
+    def env_create(self, env: str, mesh: str | None = None) -> EnvironmentInfo:
+        """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
+        existing environment keeps."""
         _check_env(env)
-        rendered = self.templates(env)
+        flavour = _check_mesh(mesh or self.mesh_flavour)
+
+        def same_flavour(existing: StackState) -> None:
+            found = EnvContext.of(env, existing).flavour
+            if found != flavour:
+                raise ConflictError(
+                    f"environment {env} exists on {found}; it cannot become {flavour} in place (its services and "
+                    "pipelines are built for its flavour)",
+                    hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
+
+        rendered = self._rendered(env, flavour)
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
@@ -98,10 +127,12 @@ class AwsEngine:
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
         # The environment goes first: the platform templates may import its exports.
-        self.reporter.step(f"deploying the environment {env} (network, cluster, mesh, ingress)")
+        what = "cluster, Service Connect namespace, load balancer" if flavour == names.SERVICE_CONNECT \
+            else "cluster, mesh, ingress"
+        self.reporter.step(f"deploying the environment {env} (network, {what})")
         env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
                                        {"EnvironmentName": env}, delete_hint=delete_hint,
-                                       uploader=self._stager(env))
+                                       uploader=self._stager(env), check_existing=same_flavour)
         self.reporter.step(f"deploying the build bucket of {env}")
         bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
                                           _template(rendered, names.build_bucket_template_key(env)),
@@ -111,9 +142,12 @@ class AwsEngine:
         self.buckets.put(bucket, names.BUNDLE_KEY, bundle, "application/zip")
         ctx = EnvContext.of(env, env_stack)
         self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
-        return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url,
-                               details={"mesh": ctx.mesh, "cluster": ctx.cluster, "namespace": ctx.namespace,
-                                        "build bucket": bucket, "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+        details = {"mesh flavour": ctx.flavour}
+        if not ctx.service_connect:
+            details["mesh"] = ctx.mesh
+        details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
+                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+        return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
     def _build_bucket(self, stack: StackState) -> str:
         bucket = stack.outputs.get("BuildBucketName")
@@ -156,7 +190,11 @@ class AwsEngine:
         if found.pipelines:
             details["services"] = ", ".join(sorted(found.pipelines))
         if ctx.stack:
-            details["mesh"] = ctx.mesh
+            details["mesh flavour"] = ctx.flavour
+            if ctx.service_connect:
+                details["service stacks"] = str(len(found.service_stacks))
+            else:
+                details["mesh"] = ctx.mesh
         return EnvironmentInfo(name=env, status=ctx.stack.status if ctx.stack else "NOT_FOUND",
                                ingress_url=ctx.ingress_url, details=details)
 
@@ -167,7 +205,15 @@ class AwsEngine:
             raise NotFoundError(f"environment {env} does not exist on AWS (no stacks named {env}-...)",
                                 hint="list environments with `aws cloudformation list-stacks` or check the region")
         ctx = optional_env(self.stacks, env)
-        self._teardown().environment(ctx, found)
+        self._teardown().environment(ctx, found, retire=self._retirer(ctx, list(found.service_stacks)))
+
+    def _retirer(self, ctx: EnvContext, services: list[str]) -> Any:
+        """For a Service Connect environment: what deregisters a service's kept revisions once its stack is
+        gone (their family is read before, while the service and its stack still say it)."""
+        if not ctx.service_connect or not services:
+            return None
+        families = {service: self.sc.family(ctx, service) for service in services}
+        return lambda service: self.sc.retire_all(ctx, service, families.get(service))
 
     def _teardown(self) -> Teardown:
         return Teardown(self.stacks, self.mesh, self.buckets, self.reporter)
@@ -184,15 +230,26 @@ class AwsEngine:
                                 f"(stack {names.build_bucket_stack(env)} is "
                                 f"{bucket.status if bucket else 'missing'})",
                                 hint=f"run `meshpipe env create {env} --engine aws` again to finish it")
-        template = _template(self.templates(env), names.PIPELINE_TEMPLATE_KEY)
+        values = {"EnvironmentName": env, "ServiceName": service}
+        if ctx.service_connect:
+            problem = names.service_connect_name_problem(service)
+            if problem:
+                raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
+                                hint="choose another service name")
+            # Deploying again keeps the service's gateway route.
+            values.update(ingress_values(self.stacks.describe(names.pipeline_stack(env, service))))
+        template = self._pipeline_template(env, ctx.flavour)
         self.reporter.step(f"deploying the pipeline of {service} in {env}")
         stack = self.stacks.deploy(
-            names.pipeline_stack(env, service), template, {"EnvironmentName": env, "ServiceName": service},
+            names.pipeline_stack(env, service), template, values,
             delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
                         "the cause shown above and create the pipeline again")
         info = self._pipeline_info(ctx, service, stack)
         self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
         return info
+
+    def _pipeline_template(self, env: str, flavour: str) -> dict[str, Any]:
+        return _template(self._rendered(env, flavour), names.PIPELINE_TEMPLATE_KEY)
 
     def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
         clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
@@ -210,6 +267,9 @@ class AwsEngine:
         stack = self._pipeline_stack(env, service)
         ctx = optional_env(self.stacks, env)
         found = environment_stacks(self.stacks, env)
+        if ctx.service_connect:
+            self._service_connect_pipeline_delete(ctx, found, service, stack, force)
+            return
         versions = found.version_stacks(service)
         gateway_routes = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                           if r.service == service] if self.mesh.mesh_exists(ctx.mesh) else []
@@ -231,6 +291,20 @@ class AwsEngine:
             self.reporter.step(f"deleted route r-{service}")
         teardown = self._teardown()
         teardown.service_stacks(found, [service])
+        teardown.pipelines([stack.name])
+        self.reporter.done(f"pipeline of {service} deleted")
+
+    def _service_connect_pipeline_delete(self, ctx: EnvContext, found: EnvironmentStacks, service: str,
+                                         stack: StackState, force: bool) -> None:
+        service_stack = found.service_stacks.get(service)
+        if service_stack and not force:
+            raise ConflictError(
+                f"{service} still has its service stack {service_stack}; deleting its pipeline first would leave it "
+                "undeletable (CloudFormation deletes it with the pipeline's service role)",
+                hint=f"pass --force to delete the service (its ECS service, gateway route and versions) and then "
+                     f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
+        teardown = self._teardown()
+        teardown.service_stacks(found, [service], retire=self._retirer(ctx, [service] if service_stack else []))
         teardown.pipelines([stack.name])
         self.reporter.done(f"pipeline of {service} deleted")
 
@@ -272,6 +346,10 @@ class AwsEngine:
         ctx = require_env(self.stacks, env)
         # The virtual service belongs to this environment, whatever namespace the caller assumed.
         route = make_gateway_route(route.name, route.prefix, route.service, ctx.namespace, route.rewrite_prefix)
+        if ctx.service_connect:
+            pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
+            return self.sc.gateway_route_set(ctx, route, pipeline,
+                                             lambda: self._pipeline_template(env, ctx.flavour))
         self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
         clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                  if r.prefix == route.prefix and r.name != route.name]
@@ -285,6 +363,9 @@ class AwsEngine:
     def gateway_route_delete(self, env: str, name: str) -> None:
         _check_env(env)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(env, ctx.flavour))
+            return
         if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
             raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
                                 hint=f"list them with `meshpipe route gateways --env {env} --engine aws`")
@@ -293,6 +374,8 @@ class AwsEngine:
     def gateway_routes(self, env: str) -> list[GatewayRoute]:
         _check_env(env)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            return self.sc.gateway_routes(ctx)
         return self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
 
     # -- service routes ---------------------------------------------------------------------------------
@@ -302,6 +385,9 @@ class AwsEngine:
         check_service_name(service)
         route = make_route(service, targets)  # App Mesh's limits, checked before any call
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self._require_pipeline(env, service, "no service stack")
+            return self.sc.route_set(ctx, service, route.targets)
         self._require_pipeline(env, service, f"no virtual router {route.router}")
         for target in route.targets:
             self._require_version(env, service, target.version)
@@ -310,12 +396,13 @@ class AwsEngine:
         self.reporter.done(f"route {route.name} {outcome}: {weights}")
         return route
 
-    def _require_pipeline(self, env: str, service: str, consequence: str) -> None:
+    def _require_pipeline(self, env: str, service: str, consequence: str) -> StackState:
         stack = self._pipeline_stack(env, service)
         if not stack.usable:
             raise ConflictError(f"the pipeline stack of {service} is {stack.status}, so there is {consequence}",
                                 hint=f"wait for it, or recreate it with `meshpipe pipeline create {service} "
                                      f"--env {env} --engine aws`")
+        return stack
 
     def _require_version(self, env: str, service: str, version: str) -> StackState:
         stack_name = names.version_stack(env, service, version)
@@ -336,12 +423,17 @@ class AwsEngine:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            return self.sc.route_show(ctx, service)
         return self.mesh.describe_route(ctx.mesh, service)
 
     def route_delete(self, env: str, service: str) -> None:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self.sc.route_delete(ctx, service)  # refuses: there is no route of its own to delete
+            return
         if not self.mesh.delete_route(ctx.mesh, service):
             raise NotFoundError(f"{service} has no route in {env}",
                                 hint=f"set one with `meshpipe route set {service} VERSION=100 --env {env} "
@@ -354,6 +446,8 @@ class AwsEngine:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            return self.sc.versions(ctx, service)
         found = environment_stacks(self.stacks, env)
         route = self.mesh.describe_route(ctx.mesh, service)
         stacks = [s for s in (self.stacks.describe(n) for n in found.version_stacks(service)) if s is not None]
@@ -393,6 +487,9 @@ class AwsEngine:
         check_service_name(service)
         version = parse_version_ref(service, version)
         ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self.sc.version_delete(ctx, service, version, force)
+            return
         stack_name = names.version_stack(env, service, version)
         if self.stacks.describe(stack_name) is None:
             raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name})",
@@ -418,6 +515,37 @@ class AwsEngine:
             self.mesh.delete_route(ctx.mesh, route.service)
             self.reporter.step(f"deleted route {route.name}: no other version receives traffic")
 
+    # -- rollouts ---------------------------------------------------------------------------------------
+
+    def rollout_promote(self, env: str, service: str, version: str | None = None) -> Route:
+        """All traffic to the new version. App Mesh: the canary's route at 100 % (or ``version``'s).
+        Service Connect: the running ECS deployment goes on (continued if paused at a lifecycle hook)."""
+        _check_env(env)
+        check_service_name(service)
+        named = parse_version_ref(service, version) if version else None
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self._require_pipeline(env, service, "no service stack")
+            return self.sc.rollout_promote(ctx, service, named)
+        return self.route_set(env, service, plans.promote(self.route_show(env, service), named))
+
+    def rollout_rollback(self, env: str, service: str, to: str | None = None) -> Route:
+        """All traffic back. App Mesh: the stable version (or ``to``) at 100 %. Service Connect: ECS stops
+        the running deployment and rolls back to the revision it replaces."""
+        _check_env(env)
+        check_service_name(service)
+        named = parse_version_ref(service, to) if to else None
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            self._require_pipeline(env, service, "no service stack")
+            return self.sc.rollout_rollback(ctx, service, named)
+        return self.route_set(env, service, plans.rollback(self.route_show(env, service), named))
+
+    def mesh_of(self, env: str) -> str:
+        """The flavour of an existing environment."""
+        _check_env(env)
+        return require_env(self.stacks, env).flavour
+
     # -- shared -----------------------------------------------------------------------------------------
 
     def environment_stacks(self, env: str) -> EnvironmentStacks:
@@ -429,6 +557,12 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _check_mesh(mesh: str) -> str:
+    if mesh not in names.MESH_FLAVOURS:
+        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(names.MESH_FLAVOURS)}")
+    return mesh
 
 
 def _version_of(stack: StackState) -> str:

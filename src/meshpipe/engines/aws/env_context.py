@@ -17,6 +17,11 @@ class EnvContext:
     gateway: str
     namespace: str
     cluster: str
+    flavour: str = names.APPMESH
+
+    @property
+    def service_connect(self) -> bool:
+        return self.flavour == names.SERVICE_CONNECT
 
     @property
     def ingress_url(self) -> str | None:
@@ -32,6 +37,8 @@ class EnvContext:
             gateway=outputs.get("VirtualGatewayName") or names.INGRESS_GATEWAY,
             namespace=outputs.get("NamespaceName") or names.default_namespace(env),
             cluster=outputs.get("ClusterName") or env,
+            # The App Mesh environment template records no flavour: it predates the Service Connect one.
+            flavour=outputs.get(names.MESH_FLAVOUR_OUTPUT) or names.APPMESH,
         )
 
 

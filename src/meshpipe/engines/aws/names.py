@@ -7,11 +7,20 @@ from dataclasses import dataclass
 
 from meshpipe.model import VERSION_LEN
 from meshpipe.synth.build_bucket import BUNDLE_KEY, build_bucket_stack_name, build_bucket_template_file
-from meshpipe.synth.environment import VIRTUAL_GATEWAY_NAME, environment_stack_name, environment_template_file
-from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name
+from meshpipe.synth.environment import (
+    APPMESH,
+    MESH_FLAVOUR_OUTPUT,
+    MESH_FLAVOURS,
+    SERVICE_CONNECT,
+    VIRTUAL_GATEWAY_NAME,
+    environment_stack_name,
+    environment_template_file,
+)
+from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name, service_stack_name
 
-__all__ = ["BUNDLE_KEY", "PIPELINE_TEMPLATE_KEY", "StackKinds", "build_bucket_stack", "build_bucket_template_key",
-           "default_namespace", "env_stack", "env_template_key", "pipeline_stack", "version_stack"]
+__all__ = ["APPMESH", "BUNDLE_KEY", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
+           "StackKinds", "build_bucket_stack", "build_bucket_template_key", "default_namespace", "env_stack",
+           "env_template_key", "pipeline_stack", "service_connect_name_problem", "service_stack", "version_stack"]
 
 INGRESS_GATEWAY = VIRTUAL_GATEWAY_NAME
 ENV_STACK_SUFFIX = "-env"
@@ -24,11 +33,28 @@ env_template_key = environment_template_file
 build_bucket_stack = build_bucket_stack_name
 build_bucket_template_key = build_bucket_template_file
 pipeline_stack = pipeline_stack_name
+service_stack = service_stack_name
 PIPELINE_TEMPLATE_KEY = SERVICE_PIPELINE_TEMPLATE_FILE
+# Endings of stack names meshpipe gives other stacks: a Service Connect service stack <env>-<svc> must not
+# end like them, or it would be taken for (or collide with) one of them.
+RESERVED_ENDINGS = ("-env", "-build-bucket", "-pipeline")
+RESERVED_SERVICES = ("env", "build-bucket")
 
 
 def version_stack(env: str, service: str, version: str) -> str:
     return f"{env}-{service}-{version}"
+
+
+def service_connect_name_problem(service: str) -> str | None:
+    """Why ``service`` cannot be a Service Connect service (its stack ``<env>-<svc>`` would clash), or None."""
+    if service in RESERVED_SERVICES or service.endswith(RESERVED_ENDINGS):
+        return (f"its stack would be named like meshpipe's own stacks (<env>-env, <env>-build-bucket, "
+                f"<env>-<svc>-pipeline); a service name may not be {' or '.join(RESERVED_SERVICES)} nor end in "
+                f"{', '.join(RESERVED_ENDINGS)}")
+    if VERSION_SUFFIX_RE.match(service):
+        return ("its stack would look like an App Mesh version stack (<env>-<svc>-<8 hex digits>); a service "
+                "name may not end in '-' and 8 hex digits")
+    return None
 
 
 def default_namespace(env: str) -> str:

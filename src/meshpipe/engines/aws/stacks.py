@@ -149,9 +149,15 @@ class Stacks:
     # -- changing ---------------------------------------------------------------------------------------
 
     def deploy(self, name: str, template: dict[str, Any], values: dict[str, str] | None = None, *,
-               uploader: TemplateUploader | None = None, delete_hint: str | None = None) -> StackState:
-        """Create the stack, or update it when it exists; wait for the end either way."""
+               uploader: TemplateUploader | None = None, delete_hint: str | None = None,
+               check_existing: Callable[[StackState], None] | None = None) -> StackState:
+        """Create the stack, or update it when it exists; wait for the end either way.
+
+        ``check_existing`` sees an existing stack before anything changes, and may refuse the update.
+        """
         existing = self.describe(name)
+        if existing is not None and check_existing is not None:
+            check_existing(existing)
         if existing is not None and existing.status.endswith("_IN_PROGRESS"):
             self.reporter.step(f"{name} is {existing.status}; waiting for that to finish first")
             existing = self.settle(existing)
@@ -176,6 +182,31 @@ class Stacks:
             self.reporter.done(f"{name} is up to date ({existing.status})")
             return existing
         return self.wait(existing.stack_id, name, "update", seen=seen, delete_hint=delete_hint)
+
+    def update_parameters(self, name: str, values: dict[str, str], *, hint: str | None = None) -> StackState:
+        """Update the stack's parameters, keeping its template and every other parameter; wait for the end.
+
+        CloudFormation uses the role associated with the stack, so the caller needs no role to pass.
+        """
+        existing = self.describe(name)
+        if existing is None:
+            raise OperationError(f"stack {name} disappeared", hint="someone deleted it meanwhile; run the command again")
+        if existing.status.endswith("_IN_PROGRESS"):
+            self.reporter.step(f"{name} is {existing.status}; waiting for that to finish first")
+            existing = self.settle(existing)
+        if existing.status in STUCK or existing.status == "DELETE_COMPLETE":
+            raise OperationError(f"stack {name} is {existing.status} and cannot be updated",
+                                 hint=hint or stack_state_advice(name, existing.status))
+        parameters = [{"ParameterKey": key, "ParameterValue": values[key]} if key in values
+                      else {"ParameterKey": key, "UsePreviousValue": True} for key in existing.parameters]
+        self.reporter.step(f"updating the parameters of stack {name}")
+        seen = self._event_ids(existing.stack_id)
+        updated = self.calls.call_or_none("cloudformation", "update_stack", when=_no_updates, StackName=name,
+                                          UsePreviousTemplate=True, Capabilities=CAPABILITIES, Parameters=parameters)
+        if updated is None:
+            self.reporter.done(f"{name} is up to date ({existing.status})")
+            return existing
+        return self.wait(existing.stack_id, name, "update", seen=seen)
 
     def _template_source(self, name: str, body: bytes, uploader: TemplateUploader | None) -> dict[str, str]:
         if len(body) <= MAX_TEMPLATE_BODY:

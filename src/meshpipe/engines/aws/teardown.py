@@ -1,7 +1,8 @@
 """Tearing an environment down in the only order that works.
 
 1. Gateway routes and routes (App Mesh API): they are in no stack, and virtual routers, virtual services
-   and virtual nodes cannot be deleted while routes point at them.
+   and virtual nodes cannot be deleted while routes point at them. (Not in a Service Connect environment:
+   there a gateway route is a listener rule of its service stack, and App Mesh is never called.)
 2. Version stacks of every service, and the wait for their deletion: CloudFormation deletes them with
    the service role that lives in the pipeline stack, so that role must outlive them.
 3. Pipeline stacks, their artifact buckets emptied first and deleted after (the template retains them).
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshpipe.engines.aws import names
@@ -80,9 +82,12 @@ class Teardown:
         self.buckets = buckets
         self.reporter = reporter
 
-    def environment(self, ctx: EnvContext, found: EnvironmentStacks) -> None:
-        self.routes(ctx)
-        self.service_stacks(found, list(found.pipelines) + list(found.versions))
+    def environment(self, ctx: EnvContext, found: EnvironmentStacks,
+                    retire: Callable[[str], None] | None = None) -> None:
+        """``retire(service)`` runs once a service stack is gone (Service Connect: its kept revisions)."""
+        if not ctx.service_connect:
+            self.routes(ctx)
+        self.service_stacks(found, list(found.pipelines) + list(found.versions), retire=retire)
         self.pipelines([found.pipelines[s] for s in sorted(found.pipelines)])
         if found.build_bucket_stack:
             self.empty_stack_buckets(found.build_bucket_stack)
@@ -103,7 +108,8 @@ class Teardown:
                 self.reporter.step(f"deleting route {route} of {router}")
                 self.mesh.delete_router_route(ctx.mesh, router, route)
 
-    def service_stacks(self, found: EnvironmentStacks, services: list[str]) -> None:
+    def service_stacks(self, found: EnvironmentStacks, services: list[str],
+                       retire: Callable[[str], None] | None = None) -> None:
         """Version stacks (and per-service stacks) of ``services``, all deleted before this returns."""
         doomed: list[str] = []
         for service in sorted(set(services)):
@@ -113,6 +119,9 @@ class Teardown:
         if doomed:
             self.reporter.step(f"deleting {len(doomed)} service stack(s): {', '.join(doomed)}")
             self.stacks.delete_all(doomed)
+        if retire is not None:
+            for service in sorted(set(services) & set(found.service_stacks)):
+                retire(service)
 
     def pipelines(self, pipeline_stacks: list[str]) -> None:
         """Delete pipeline stacks, and their artifact buckets, which the template retains on deletion."""

@@ -1,0 +1,364 @@
+"""The walkthrough's operations in an environment on ECS Service Connect (the flavour after App Mesh).
+
+What changes against App Mesh:
+
+* a service has one stack, ``<env>-<svc>``, which its pipeline updates for every commit; a **version** is
+  a task-definition revision of its ECS service, tagged with the version id;
+* traffic moves **by ECS deployments**, with the strategy of the platform's policy (a 10 % canary by
+  default): weights cannot be set by hand. ``route show`` reports the split of the running deployment,
+  ``route set`` accepts only the split ECS already has, ``rollout rollback`` stops a running deployment
+  and has ECS roll back, ``rollout promote`` lets a deployment paused at a lifecycle hook go on;
+* a **gateway route** is the service's listener rule on the environment's load balancer, created by its
+  service stack from the parameters ``IngressPathPrefix``/``IngressRulePriority``/``IngressRewritePrefix``.
+  The pipeline stack keeps them (its Deploy stage passes them on with every commit); ``route gateway``
+  sets them on both stacks. One gateway route per service.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from meshpipe.engines.aws import names
+from meshpipe.engines.aws.ecs_api import Deployment, EcsApi, Revision, ServiceState, family_of
+from meshpipe.engines.aws.env_context import EnvContext
+from meshpipe.engines.aws.stacks import Stacks, StackState
+from meshpipe.engines.aws.teardown import EnvironmentStacks, environment_stacks
+from meshpipe.engines.base import Reporter, VersionInfo
+from meshpipe.errors import ConflictError, NotFoundError, UserError
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.synth import service_connect as sc
+from meshpipe.synth.service_pipeline import INGRESS_ROUTE_NAME, INGRESS_ROUTE_NAME_PATTERN
+
+PipelineTemplate = Callable[[], dict[str, Any]]
+NO_INGRESS = {INGRESS_ROUTE_NAME: "", sc.INGRESS_PATH_PREFIX: "", sc.INGRESS_RULE_PRIORITY: "1",
+              sc.INGRESS_REWRITE_PREFIX: "true"}
+PIPELINE_INGRESS_KEYS = tuple(NO_INGRESS)
+
+
+def ingress_values(stack: StackState | None) -> dict[str, str]:
+    """The gateway-route parameters a pipeline stack has now (kept when the stack is deployed again)."""
+    if stack is None:
+        return {}
+    return {k: stack.parameters[k] for k in PIPELINE_INGRESS_KEYS if k in stack.parameters}
+
+
+def describe_strategy(strategy: dict[str, Any]) -> str:
+    """ECS's deployment configuration in words, e.g. 'CANARY: 10% for 10 min, then the rest; ...'."""
+    kind = str(strategy.get("strategy") or "ROLLING")
+    bake = strategy.get("bakeTimeInMinutes")
+    kept = f"; the previous revision is kept {bake} min after the shift" if bake is not None else ""
+    if kind == "CANARY":
+        canary = strategy.get("canaryConfiguration", {})
+        return (f"CANARY: {canary.get('canaryPercent', '?')}% for {canary.get('canaryBakeTimeInMinutes', '?')} min, "
+                f"then the rest{kept}")
+    if kind == "LINEAR":
+        linear = strategy.get("linearConfiguration", {})
+        return (f"LINEAR: {linear.get('stepPercent', '?')}% more every {linear.get('stepBakeTimeInMinutes', '?')} "
+                f"min{kept}")
+    if kind == "BLUE_GREEN":
+        return f"BLUE_GREEN: all at once once the new revision is healthy{kept}"
+    return "ROLLING: tasks are replaced, no traffic shift"
+
+
+class ServiceConnectOps:
+    def __init__(self, stacks: Stacks, ecs: EcsApi, reporter: Reporter) -> None:
+        self.stacks = stacks
+        self.ecs = ecs
+        self.reporter = reporter
+
+    # -- gateway routes ---------------------------------------------------------------------------------
+
+    def gateway_routes(self, ctx: EnvContext, found: EnvironmentStacks | None = None) -> list[GatewayRoute]:
+        found = found or environment_stacks(self.stacks, ctx.env)
+        routes = []
+        for service, stack_name in sorted(found.pipelines.items()):
+            stack = self.stacks.describe(stack_name)
+            route = _route_of(stack, service, ctx.namespace) if stack else None
+            if route is not None:
+                routes.append(route)
+        return sorted(routes, key=lambda r: r.name)
+
+    def gateway_route_set(self, ctx: EnvContext, route: GatewayRoute, pipeline: StackState,
+                          template: PipelineTemplate) -> GatewayRoute:
+        _check_ingress_route(route)
+        found = environment_stacks(self.stacks, ctx.env)
+        others = [r for r in self.gateway_routes(ctx, found) if r.service != route.service]
+        mine = _route_of(pipeline, route.service, ctx.namespace)
+        if any(r.name == route.name for r in others):
+            other = next(r for r in others if r.name == route.name)
+            raise ConflictError(f"gateway route {route.name} already sends {other.prefix} to {other.service}",
+                                hint="choose another name, or delete that gateway route first")
+        clash = next((r for r in others if r.prefix == route.prefix), None)
+        if clash is not None:
+            raise ConflictError(f"gateway route {clash.name} already matches prefix {route.prefix}",
+                                hint="choose another prefix, or delete that gateway route first")
+        if mine is not None and mine.name != route.name:
+            raise ConflictError(
+                f"{route.service} already has gateway route {mine.name} ({mine.prefix}); on Service Connect a "
+                "service has one gateway route (its listener rule)",
+                hint=f"update it by its name (`meshpipe route gateway {mine.name} --prefix {route.prefix} "
+                     f"--service {route.service} --env {ctx.env} --engine aws`), or delete it first")
+        taken = {int(p) for r in others
+                 if (p := self._pipeline_parameter(found, r.service, sc.INGRESS_RULE_PRIORITY)) and p.isdigit()}
+        current = pipeline.parameters.get(sc.INGRESS_RULE_PRIORITY, "")
+        priority = int(current) if mine is not None and current.isdigit() and int(current) not in taken \
+            else next(n for n in range(1, sc.MAX_RULE_PRIORITY + 1) if n not in taken)
+        values = {INGRESS_ROUTE_NAME: route.name, sc.INGRESS_PATH_PREFIX: route.prefix,
+                  sc.INGRESS_RULE_PRIORITY: str(priority),
+                  sc.INGRESS_REWRITE_PREFIX: "true" if route.rewrite_prefix else "false"}
+        self._apply(ctx, route.service, pipeline, template, values)
+        self.reporter.done(f"gateway route {route.name}: {route.prefix} -> {route.service} "
+                           f"(listener rule priority {priority})")
+        return GatewayRoute(name=route.name, prefix=route.prefix, service=route.service, namespace=ctx.namespace,
+                            rewrite_prefix=route.rewrite_prefix)
+
+    def gateway_route_delete(self, ctx: EnvContext, name: str, template_for: Callable[[str], PipelineTemplate]) -> None:
+        found = environment_stacks(self.stacks, ctx.env)
+        route = next((r for r in self.gateway_routes(ctx, found) if r.name == name), None)
+        if route is None:
+            raise NotFoundError(f"there is no gateway route {name} in {ctx.env}",
+                                hint=f"list them with `meshpipe route gateways --env {ctx.env} --engine aws`")
+        pipeline = self.stacks.describe(found.pipelines[route.service])
+        assert pipeline is not None
+        self._apply(ctx, route.service, pipeline, template_for(route.service), dict(NO_INGRESS))
+        self.reporter.done(f"gateway route {name} deleted: {route.prefix} no longer reaches {route.service}")
+
+    def _apply(self, ctx: EnvContext, service: str, pipeline: StackState, template: PipelineTemplate,
+               values: dict[str, str]) -> None:
+        """The route on the pipeline stack (for the commits to come), then on the service stack (for now)."""
+        self.reporter.step(f"recording the gateway route of {service} on {pipeline.name}")
+        self.stacks.deploy(pipeline.name, template(), {"EnvironmentName": ctx.env, "ServiceName": service, **values})
+        service_stack = self.stacks.describe(names.service_stack(ctx.env, service))
+        if service_stack is None:
+            self.reporter.step(f"{service} has no stack yet: its first deployment creates the listener rule")
+            return
+        self.stacks.update_parameters(service_stack.name, {k: values[k] for k in sc.INGRESS_PARAMETERS},
+                                      hint=f"the pipeline stack {pipeline.name} holds the route; the next commit of "
+                                           f"{service} applies it")
+
+    def _pipeline_parameter(self, found: EnvironmentStacks, service: str, key: str) -> str | None:
+        stack = self.stacks.describe(found.pipelines[service])
+        return stack.parameters.get(key) if stack else None
+
+    # -- traffic ----------------------------------------------------------------------------------------
+
+    def route_show(self, ctx: EnvContext, service: str) -> Route | None:
+        state = self.ecs.service(ctx.cluster, service)
+        if state is None:
+            return None
+        revisions = self._revisions(ctx, service, state)
+        deployment = self.ecs.running_deployment(ctx.cluster, service)
+        weights = _weights(state, deployment)
+        by_arn = {r.arn: r for r in revisions}
+        targets = tuple(WeightedTarget(by_arn[arn].version, weight) for arn, weight in weights.items()
+                        if arn in by_arn)
+        return Route(service=service, targets=targets)
+
+    def route_set(self, ctx: EnvContext, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
+        state = self._require_service(ctx, service)
+        current = self.route_show(ctx, service)
+        have = {t.version: t.weight for t in (current.targets if current else ()) if t.weight > 0}
+        want = {t.version: t.weight for t in targets if t.weight > 0}
+        if current is not None and have == want:
+            self.reporter.done(f"{service} already serves {_split(have)}; nothing to change")
+            return current
+        raise ConflictError(
+            f"{service} runs on ECS Service Connect in {ctx.env}: ECS moves traffic between task-definition "
+            f"revisions itself, with the platform's strategy ({describe_strategy(state.strategy)}); weights cannot "
+            f"be set by hand (it serves {_split(have) or 'nothing yet'})",
+            hint=f"a push to {service}-cfg deploys a new version this way; while it deploys, "
+                 f"`meshpipe rollout rollback {service} --env {ctx.env} --engine aws` sends all traffic back, and "
+                 f"`meshpipe versions {service} --env {ctx.env} --engine aws` shows the split")
+
+    def route_delete(self, ctx: EnvContext, service: str) -> None:
+        raise UserError(f"{service} has no route of its own on ECS Service Connect: its ECS service always "
+                        "serves its current task-definition revision",
+                        hint=f"to stop traffic from outside, delete its gateway route (`meshpipe route gateways "
+                             f"--env {ctx.env} --engine aws` lists them)")
+
+    def rollout_rollback(self, ctx: EnvContext, service: str, to: str | None = None) -> Route:
+        self._require_service(ctx, service)
+        deployment = self.ecs.running_deployment(ctx.cluster, service)
+        if deployment is None:
+            raise ConflictError(
+                f"no deployment of {service} is running, so ECS has nothing to roll back: its current revision "
+                "serves all traffic",
+                hint=f"ECS rolls back only a deployment that still runs (until its bake time ends); to go back to "
+                     f"an earlier version now, revert its commit in {service}-cfg and push: the pipeline deploys it "
+                     "as a new revision")
+        if deployment.rolling_back:
+            self.reporter.done(f"{service} is already rolling back ({deployment.status})")
+            return self._route(ctx, service)
+        if to is not None:
+            sources = {r.arn: r.version for r in self._revisions(ctx, service)}
+            back_to = [sources[arn] for arn in deployment.sources if arn in sources]
+            if to not in back_to:
+                raise ConflictError(f"the running deployment of {service} would roll back to "
+                                    f"{', '.join(back_to) or 'its previous revision'}, not to {to}",
+                                    hint="leave out --to, or deploy that version by pushing its commit")
+        self.ecs.roll_back(deployment.arn)
+        self.reporter.done(f"asked ECS to roll back the deployment of {service} ({deployment.stage or deployment.status})")
+        return self._route(ctx, service)
+
+    def rollout_promote(self, ctx: EnvContext, service: str, version: str | None = None) -> Route:
+        state = self._require_service(ctx, service)
+        deployment = self.ecs.running_deployment(ctx.cluster, service)
+        if deployment is None:
+            raise ConflictError(f"no deployment of {service} is running: its current revision already serves all "
+                                "traffic",
+                                hint=f"push a commit to {service}-cfg to deploy a new version")
+        if deployment.rolling_back:
+            raise ConflictError(f"the deployment of {service} is rolling back ({deployment.status})",
+                                hint="push a commit to deploy again once the rollback has finished")
+        if version is not None:
+            target = {r.arn: r.version for r in self._revisions(ctx, service)}.get(deployment.target or "")
+            if target != version:
+                raise ConflictError(f"the running deployment of {service} deploys {target or 'another revision'}, "
+                                    f"not {version}", hint="leave out the version to promote the running deployment")
+        if deployment.paused_hook:
+            self.ecs.continue_paused(deployment.arn, deployment.paused_hook)
+            self.reporter.done(f"the deployment of {service} goes on from {deployment.stage or 'its pause'}")
+        else:
+            self.reporter.done(f"the deployment of {service} is at {deployment.stage or deployment.status} and "
+                               f"goes on by itself ({describe_strategy(state.strategy)}); ECS has no call to "
+                               "shorten its bake times")
+        return self._route(ctx, service)
+
+    def _route(self, ctx: EnvContext, service: str) -> Route:
+        return self.route_show(ctx, service) or Route(service=service, targets=())
+
+    # -- versions ---------------------------------------------------------------------------------------
+
+    def versions(self, ctx: EnvContext, service: str) -> list[VersionInfo]:
+        stack_name = names.service_stack(ctx.env, service)
+        state = self.ecs.service(ctx.cluster, service)
+        if state is None:
+            return []
+        revisions = self._revisions(ctx, service, state)
+        deployment = self.ecs.running_deployment(ctx.cluster, service)
+        weights = _weights(state, deployment)
+        infos = []
+        for revision in revisions:
+            status, running, desired = _status(revision, state, deployment)
+            infos.append(VersionInfo(
+                service=service, version=revision.version, commit=revision.commit, stack_name=stack_name,
+                status=status, weight=weights.get(revision.arn, 0), created_at=revision.registered_at,
+                healthy_tasks=running, desired_tasks=desired))
+        return infos
+
+    def version_delete(self, ctx: EnvContext, service: str, version: str, force: bool = False) -> None:
+        state = self.ecs.service(ctx.cluster, service)
+        revisions = [r for r in self._revisions(ctx, service, state) if r.version == version]
+        if not revisions:
+            raise NotFoundError(f"{service} has no version {version} in {ctx.env} (no task-definition revision "
+                                "tagged with it)",
+                                hint=f"list versions with `meshpipe versions {service} --env {ctx.env} --engine aws`")
+        deployment = self.ecs.running_deployment(ctx.cluster, service) if state else None
+        serving = [r for r in revisions if state is not None and _serves(r, state, deployment)]
+        if serving:
+            raise ConflictError(
+                f"version {version} of {service} is in use ({serving[0].name} runs in its ECS service"
+                + (", which --force does not change: its tasks would go on running it" if force else "") + ")",
+                hint=f"deploy another version first (push a commit to {service}-cfg) and wait until the "
+                     "deployment has finished")
+        for revision in revisions:
+            self.ecs.deregister(revision.arn)
+            self.reporter.step(f"deregistered {revision.name}")
+        self.reporter.done(f"version {version} of {service} deleted")
+
+    def retire_all(self, ctx: EnvContext, service: str, family: str | None) -> None:
+        """Deregister every revision of the service kept by its stack (after the stack is gone)."""
+        if not family:
+            return
+        for revision in self.ecs.revisions(family, ctx.env, service):
+            self.ecs.deregister(revision.arn)
+            self.reporter.step(f"deregistered {revision.name}")
+
+    def _revisions(self, ctx: EnvContext, service: str, state: ServiceState | None = None) -> list[Revision]:
+        family = _family(state) if state else self._family_from_stack(ctx, service)
+        return self.ecs.revisions(family, ctx.env, service) if family else []
+
+    def _family_from_stack(self, ctx: EnvContext, service: str) -> str | None:
+        stack = self.stacks.describe(names.service_stack(ctx.env, service))
+        arn = stack.outputs.get("TaskDefinitionArn") if stack else None
+        return _family_of(arn) if arn else None
+
+    def family(self, ctx: EnvContext, service: str) -> str | None:
+        state = self.ecs.service(ctx.cluster, service)
+        return _family(state) if state else self._family_from_stack(ctx, service)
+
+    def _require_service(self, ctx: EnvContext, service: str) -> ServiceState:
+        state = self.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {ctx.env} yet",
+                                hint=f"push a manifest.yaml to {service}-cfg; its pipeline creates the service")
+        return state
+
+
+def _family(state: ServiceState) -> str:
+    return _family_of(state.task_definition)
+
+
+def _family_of(arn: str) -> str:
+    return family_of(arn)[0]
+
+
+def _weights(state: ServiceState, deployment: Deployment | None) -> dict[str, int]:
+    """Task definition -> percent of production traffic."""
+    if deployment is not None and deployment.shares:
+        return {s.task_definition: round(s.weight) for s in deployment.shares}
+    return {state.task_definition: 100}
+
+
+def _serves(revision: Revision, state: ServiceState, deployment: Deployment | None) -> bool:
+    if revision.arn == state.task_definition or revision.arn in state.deployments:
+        return True
+    return deployment is not None and deployment.share_of(revision.arn) is not None
+
+
+def _status(revision: Revision, state: ServiceState, deployment: Deployment | None) -> tuple[str, int | None, int | None]:
+    """A revision's place in the service: PRIMARY (current), ACTIVE (still running beside it), or
+    REGISTERED (kept, not running); with the running deployment's stage while one runs."""
+    running = state.deployments.get(revision.arn)
+    counts = (running[2], running[3]) if running else (None, None)
+    share = deployment.share_of(revision.arn) if deployment else None
+    if deployment is not None and share is not None:
+        if deployment.rolling_back:
+            stage = "ROLLING_BACK" if share.role == "target" else "ROLLBACK_TARGET"
+        else:
+            stage = deployment.stage or deployment.status
+        role = "PRIMARY" if share.role == "target" else "ACTIVE"
+        return f"{role} {stage} ({revision.name})", *counts
+    if running is not None:
+        return f"{running[0] or 'ACTIVE'} ({revision.name})", *counts
+    if revision.arn == state.task_definition:
+        return f"PRIMARY ({revision.name})", *counts
+    return f"REGISTERED ({revision.name})", None, None
+
+
+def _route_of(stack: StackState, service: str, namespace: str) -> GatewayRoute | None:
+    prefix = stack.parameters.get(sc.INGRESS_PATH_PREFIX, "")
+    if not prefix:
+        return None
+    return GatewayRoute(name=stack.parameters.get(INGRESS_ROUTE_NAME) or f"r-ingress-{service}", prefix=prefix,
+                        service=service, namespace=namespace,
+                        rewrite_prefix=stack.parameters.get(sc.INGRESS_REWRITE_PREFIX, "true") != "false")
+
+
+def _check_ingress_route(route: GatewayRoute) -> None:
+    if not re.match(INGRESS_ROUTE_NAME_PATTERN, route.name) or not route.name:
+        raise UserError(f"{route.name!r} is too long for a gateway route name on Service Connect",
+                        hint="use at most 100 letters, digits, '-', '_' or '.'")
+    if len(route.prefix) > sc.INGRESS_PREFIX_MAX or not re.match(sc.INGRESS_PREFIX_PATTERN, route.prefix) \
+            or not route.prefix:
+        raise UserError(
+            f"{route.prefix!r} cannot be a gateway route on Service Connect: the load balancer's rule matches the "
+            "prefix literally and rewrites it away",
+            hint=f"use '/'-separated segments of letters, digits, '.', '_', '~' or '-', without a trailing '/', at "
+                 f"most {sc.INGRESS_PREFIX_MAX} characters, e.g. /hello-service")
+
+
+def _split(weights: dict[str, int]) -> str:
+    return ", ".join(f"{v}={w}%" for v, w in sorted(weights.items(), key=lambda kv: -kv[1]))
