@@ -241,3 +241,19 @@ def test_stack_kinds_tell_versions_pipelines_and_other_environments_apart() -> N
 def test_deleting_an_environment_that_does_not_exist_is_not_found(world: World) -> None:
     with pytest.raises(NotFoundError, match="environment nothing does not exist"):
         world.engine.env_delete("nothing")
+
+
+def test_rollout_promote_and_rollback_move_the_app_mesh_route(world: World) -> None:
+    world.deploy_version("hello-backend", NEW)
+    canary = (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10))
+    world.engine.route_set("demo", "hello-backend", canary)
+    back = world.engine.rollout_rollback("demo", "hello-backend")
+    assert {t.version: t.weight for t in back.targets if t.weight} == {"e9d5f17a": 100}
+    world.engine.route_set("demo", "hello-backend", canary)
+    promoted = world.engine.rollout_promote("demo", "hello-backend")
+    assert {t.version: t.weight for t in promoted.targets if t.weight} == {"0badc0de": 100}
+    route = world.engine.route_show("demo", "hello-backend")
+    assert route is not None and route.weight_of("0badc0de") == 100
+    assert world.engine.mesh_of("demo") == "appmesh"
+    # App Mesh environments never ask ECS about service deployments.
+    assert [c for c in world.aws.calls("ecs") if "deployment" in c.operation] == []

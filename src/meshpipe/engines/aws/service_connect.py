@@ -179,7 +179,7 @@ class ServiceConnectOps:
                              f"--env {ctx.env} --engine aws` lists them)")
 
     def rollout_rollback(self, ctx: EnvContext, service: str, to: str | None = None) -> Route:
-        self._require_service(ctx, service)
+        state = self._require_service(ctx, service)
         deployment = self.ecs.running_deployment(ctx.cluster, service)
         if deployment is None:
             raise ConflictError(
@@ -192,7 +192,7 @@ class ServiceConnectOps:
             self.reporter.done(f"{service} is already rolling back ({deployment.status})")
             return self._route(ctx, service)
         if to is not None:
-            sources = {r.arn: r.version for r in self._revisions(ctx, service)}
+            sources = {r.arn: r.version for r in self._revisions(ctx, service, state)}
             back_to = [sources[arn] for arn in deployment.sources if arn in sources]
             if to not in back_to:
                 raise ConflictError(f"the running deployment of {service} would roll back to "
@@ -213,7 +213,7 @@ class ServiceConnectOps:
             raise ConflictError(f"the deployment of {service} is rolling back ({deployment.status})",
                                 hint="push a commit to deploy again once the rollback has finished")
         if version is not None:
-            target = {r.arn: r.version for r in self._revisions(ctx, service)}.get(deployment.target or "")
+            target = {r.arn: r.version for r in self._revisions(ctx, service, state)}.get(deployment.target or "")
             if target != version:
                 raise ConflictError(f"the running deployment of {service} deploys {target or 'another revision'}, "
                                     f"not {version}", hint="leave out the version to promote the running deployment")
