@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from pathlib import Path
 
@@ -245,6 +246,13 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
     big.write_bytes(b"a: " + b"x" * (yamlsafe.MAX_BYTES + 10))
     with pytest.raises(ValidationError, match="larger than the limit"):
         read_yaml_file(big)
+
+
+def test_a_named_pipe_nobody_writes_to_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "manifest.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ValidationError, match="the file is empty"):
+        read_yaml_file(fifo)
 
 
 def test_file_problems_name_the_file(tmp_path: Path) -> None:

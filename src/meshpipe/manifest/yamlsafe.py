@@ -312,11 +312,27 @@ def read_yaml_text(text: str | bytes, file: str) -> YamlDocument:
 
 
 def read_file_bytes(path: str | os.PathLike[str]) -> tuple[str, bytes]:
-    """Read at most one byte more than the limit, so a huge file is refused without reading it all."""
+    """Read at most one byte more than the limit, so a huge file is refused without reading it all.
+
+    The file is opened without blocking, so a named pipe nobody writes to reads as empty instead of
+    hanging; a pipe with a writer (``<(...)``) is still read to its end.
+    """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.set_blocking(fd, True)
+            chunks: list[bytes] = []
+            left = MAX_BYTES + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 65536))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            raw = b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise ValidationError([Problem(name, None, "", "no such file")]) from None
     except IsADirectoryError:
