@@ -24,7 +24,7 @@ def stable_version(route: Route | None) -> str:
 
 
 def canary(route: Route | None, new_version: str, weight: int = 10) -> tuple[WeightedTarget, ...]:
-    """Send ``weight`` % to ``new_version`` and the rest to the stable version (the seed's 90/10)."""
+    """Send ``weight`` % to ``new_version`` and the rest to the stable version (the original sample's 90/10)."""
     if not 0 < weight < MAX_WEIGHT:
         raise UserError(f"a canary weight must be 1-{MAX_WEIGHT - 1}, got {weight}")
     stable = stable_version(route)
@@ -40,7 +40,8 @@ def canary_version(route: Route | None) -> str:
     others = [t.version for t in route.targets if t.version != stable]
     if len(others) != 1:
         raise UserError("the route has no single canary to promote" if not others
-                        else f"several candidates ({', '.join(others)}): name the version to promote")
+                        else f"several candidates ({', '.join(others)}): name the version to promote",
+                        hint="name the version: meshpipe rollout promote SERVICE VERSION")
     return others[0]
 
 
