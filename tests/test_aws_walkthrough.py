@@ -1,4 +1,4 @@
-"""The seed's walkthrough, steps 1-9 and the cleanup, through the AWS engine against moto."""
+"""The original sample's walkthrough, steps 1-9 and the cleanup, through the AWS engine against moto."""
 
 from __future__ import annotations
 

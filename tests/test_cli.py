@@ -20,7 +20,7 @@ REFERENCE_ENV = ROOT / "tests" / "reference" / "env.txt"
 
 
 def seed_environment() -> dict[str, str]:
-    """The environment variables the seed's build ran with (tests/reference/env.txt)."""
+    """The environment variables the original sample's build ran with (tests/reference/env.txt)."""
     env = {}
     for line in REFERENCE_ENV.read_text().splitlines():
         if line and not line.startswith("#") and "=" in line:

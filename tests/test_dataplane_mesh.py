@@ -1,4 +1,4 @@
-"""The seed's system on one machine, with real processes: gateway, sidecars, the sample apps.
+"""The original sample's system on one machine, with real processes: gateway, sidecars, the sample apps.
 
     client -> gateway /hello-service/hello/Bob -> hello-web sidecar -> hello-web app
            -> its sidecar's egress (http://hello-backend.demo.local/data) -> hello-backend sidecar -> app
@@ -231,7 +231,7 @@ def test_5xx_is_retried_for_get_but_not_for_post(mesh: Mesh) -> None:
     for _ in range(4):
         resp = request(mesh.ingress_url, "/flaky/x")
         assert resp.status == 200 and resp.headers["x-stub-name"] == "ok"
-    # The route matches GET only (as the seed's routes do): other methods are not routed at all.
+    # The route matches GET only (as the original sample's routes do): other methods are not routed at all.
     assert request(mesh.ingress_url, "/flaky/x", method="POST", body=b"{}").status == 404
     mesh.push([(V1, 100)], flaky=[("fail0001", 100)], flaky_endpoints={"fail0001": [mesh.stubs["fail"]]},
               max_retries=2)

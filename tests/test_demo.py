@@ -132,7 +132,7 @@ def test_demo_runs_the_walkthrough_and_leaves_nothing_running(tmp_path: Path, mo
         printed = buffer.getvalue()
         print(printed)
 
-    # Step 5: the seed's page through the ingress.
+    # Step 5: the original sample's page through the ingress.
     assert re.fullmatch(r"Hello Bob<br>Welcome to our world!<br><br>timestamp: \d{13}", result.first_page)
     assert "curl http://127.0.0.1:" in printed and "/hello-service/hello/Bob" in printed
     # Two backend versions named after their commits.

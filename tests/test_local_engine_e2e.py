@@ -197,7 +197,7 @@ def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # ty
 
 def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env(tasks=2)
-    # Step 2-3: pipelines, then push both seed manifests.
+    # Step 2-3: pipelines, then push both of the original sample's manifests.
     env.pipeline("hello-web")
     env.pipeline("hello-backend")
     web = env.deploy("hello-web", WEB_MANIFEST)

@@ -1,4 +1,4 @@
-"""Manifest validation: the seed's manifests pass verbatim; every rule a user can break is reported with
+"""Manifest validation: the original sample's manifests pass verbatim; every rule a user can break is reported with
 file, line, field path and what is allowed, all problems of a file at once."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from meshpipe.manifest.rules import health_path_problem
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
-# The seed's manifests, byte for byte as its walkthrough shows them.
+# The original sample's manifests, byte for byte as its walkthrough shows them.
 SEED_WEB = """\
 Task:
   Family: "hello-web"
@@ -88,7 +88,7 @@ def manifest(task: str = "Family: web", app: str = "Image: web:1\n  HealthCheckP
     return f"Task:\n  {task}\nAppContainer:\n  {app}\n{extra}"
 
 
-# --- the seed's manifests ---------------------------------------------------------------------------
+# --- the original sample's manifests ---------------------------------------------------------------------------
 
 def test_seed_web_manifest_is_accepted_verbatim() -> None:
     m = load_manifest_text(SEED_WEB).manifest
@@ -512,7 +512,7 @@ def test_an_unknown_key_lists_what_is_allowed() -> None:
 
 
 def test_field_names_are_not_synonyms_of_the_keys() -> None:
-    # The model takes `family=` in Python; a file must spell the key as the seed does.
+    # The model takes `family=` in Python; a file must spell the key as the original sample does.
     problems(manifest("family: web"))
     assert ServiceManifest.model_validate(
         {"Task": {"Family": "w"}, "AppContainer": {"Image": "w:1", "HealthCheckPath": "/"}}).task.family == "w"

@@ -1,5 +1,5 @@
 """Resolution of a manifest against the platform for one commit: every name and setting of a version, as
-the seed's reference templates show them."""
+the original sample's reference templates show them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Platform settings from the seed's environment variables or a platform.yaml: every missing or malformed
+"""Platform settings from the original sample's environment variables or a platform.yaml: every missing or malformed
 setting at once, with its variable name or its file and line; the policy section and its defaults."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ EXAMPLE_PLATFORM = REPO / "examples" / "platform.yaml"
 
 
 def reference_env() -> dict[str, str]:
-    """The variables the seed's reference templates were built with (tests/reference/env.txt)."""
+    """The variables the original sample's reference templates were built with (tests/reference/env.txt)."""
     env = {}
     for line in (REPO / "tests" / "reference" / "env.txt").read_text().splitlines():
         if line and not line.startswith("#"):

@@ -1,4 +1,4 @@
-"""Parity with the seed: for the reference inputs, the App Mesh flavour has the reference's resources and
+"""Parity with the original sample: for the reference inputs, the App Mesh flavour has the reference's resources and
 property values, up to logical ids, CDK metadata and the differences listed here (and in docs/synth.md).
 """
 

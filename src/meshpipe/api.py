@@ -74,7 +74,7 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], policy: PlatformPoli
 
 
 def load_platform(platform_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> PlatformSettings:
-    """Platform settings from ``platform.yaml`` when given, else from the seed's environment variables."""
+    """Platform settings from ``platform.yaml`` when given, else from the original sample's environment variables."""
     if platform_file is not None:
         return load_platform_file(os.fspath(platform_file))
     return settings_from_env(os.environ if environ is None else environ)

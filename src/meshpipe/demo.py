@@ -2,7 +2,7 @@
 
 Each step runs what a person would run, and prints it: the meshpipe command (executed through the local
 engine's API), the git commands (real clones, commits and pushes to the environment's config repos,
-whose hook starts the pipelines), and the requests (real HTTP to the ingress on 127.0.0.1). The seed's own
+whose hook starts the pipelines), and the requests (real HTTP to the ingress on 127.0.0.1). The original sample's own
 manifests are used as they are; their images are mapped to the bundled Python samples.
 """
 
@@ -88,7 +88,7 @@ class DemoResult:
 
 
 def bundled_manifest(config: str) -> bytes:
-    """The seed's manifests shipped with meshpipe (the same bytes as ``examples/<config>/manifest.yaml``)."""
+    """The original sample's manifests shipped with meshpipe (the same bytes as ``examples/<config>/manifest.yaml``)."""
     return (resources.files("meshpipe.samples") / "cfg" / config / "manifest.yaml").read_bytes()
 
 

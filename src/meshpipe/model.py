@@ -18,7 +18,7 @@ VERSION_LEN = 8
 
 
 def version_id(commit: str) -> str:
-    """The version id of a commit: its first 8 hex characters (as the seed names its resources)."""
+    """The version id of a commit: its first 8 hex characters (as the original sample names its resources)."""
     return commit[:VERSION_LEN].lower()
 
 

@@ -1,10 +1,10 @@
 """Platform settings and policy: what the platform team decides, not the app team.
 
 Settings say *where* a version goes (account, region, VPC, cluster, namespace, roles, log group).
-Policy holds the conventions the seed's build script hard-codes, as settings whose defaults are the seed's
+Policy holds the conventions the original sample's build script hard-codes, as settings whose defaults are the original sample's
 values, plus limits a platform may put on manifests (allowed registries, CPU and memory ceilings).
 
-Settings come either from the seed's environment variables (as CodeBuild provides them) or from a
+Settings come either from the original sample's environment variables (as CodeBuild provides them) or from a
 ``platform.yaml``; every missing or malformed setting is reported at once, with its variable name or its
 file and line.
 """
@@ -113,7 +113,7 @@ MAX_PLANNED_DEPLOYMENT_MINUTES = 33 * 60
 class TrafficShift(BaseModel):
     """How ECS moves traffic to a new version inside one service (the Service Connect flavour).
 
-    ECS-native deployment strategies: CANARY sends ``canary_percent`` first (the seed's walkthrough tries
+    ECS-native deployment strategies: CANARY sends ``canary_percent`` first (the original sample's walkthrough tries
     10 %), waits, then the rest; LINEAR moves ``linear_step_percent`` per step; BLUE_GREEN all at once;
     ROLLING replaces tasks without a traffic shift. ``bake_minutes`` keeps the old revision after the
     shift, for an instant rollback. Percentages are whole numbers: ECS would take tenths, but cfn-lint's
@@ -227,7 +227,7 @@ class PlatformSettings(BaseModel):
         return self.task_role_arn.split(":")[1]
 
 
-# The seed's environment variables, mapped to settings fields. SERVICE_NAME and CONFIG_COMMIT_ID are
+# The original sample's environment variables, mapped to settings fields. SERVICE_NAME and CONFIG_COMMIT_ID are
 # per-build inputs, read by :func:`build_inputs_from_env`, not settings.
 ENV_VARS: dict[str, str] = {
     "ENVIRONMENT_NAME": "environment_name",
@@ -321,7 +321,7 @@ def _env_label(path: str) -> str:
 
 
 def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None = None) -> PlatformSettings:
-    """Read the seed's environment variables; report every missing or malformed one at once."""
+    """Read the original sample's environment variables; report every missing or malformed one at once."""
     from pydantic import ValidationError as PydanticValidationError
 
     from meshpipe.manifest.explain import Source
@@ -359,7 +359,7 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
         bad = [".".join(str(part) for part in e["loc"][:1]) for e in exc.errors()]
     problems += [Problem(source, None, _env_label(path), msg) for path, msg in _cross_checks(data, bad)]
     if problems or settings is None:
-        raise ValidationError(problems, hint="set the seed's environment variables or pass --platform platform.yaml")
+        raise ValidationError(problems, hint="set the platform's environment variables (docs/platform.md) or pass --platform platform.yaml")
     return settings
 
 

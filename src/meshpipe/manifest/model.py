@@ -1,7 +1,7 @@
 """The service manifest: what an app team writes in ``manifest.yaml``.
 
-Keys are spelled as in the seed's manifests (``Task``, ``AppContainer``, ``VirtualNode``), so those files
-are accepted verbatim. Optional extensions, all off by default so the seed's output is reproduced:
+Keys are spelled as in the original sample's manifests (``Task``, ``AppContainer``, ``VirtualNode``), so those files
+are accepted verbatim. Optional extensions, all off by default so the original sample's output is reproduced:
 
 * ``AppContainer.Environment``: environment variables for the app container (a mapping of strings).
 * ``VirtualNode.Backends`` may be omitted or empty (a service that calls nothing).

@@ -60,7 +60,7 @@ class WeightedTarget:
 
 @dataclass(frozen=True)
 class Route:
-    """The one HTTP route of a service's virtual router: GET / -> weighted versions (as the seed sets it)."""
+    """The one HTTP route of a service's virtual router: GET / -> weighted versions (as the original sample sets it)."""
 
     service: str
     targets: tuple[WeightedTarget, ...]
@@ -84,7 +84,7 @@ class Route:
         return sum(t.weight for t in self.targets if t.version == version)
 
     def to_appmesh_spec(self) -> dict[str, object]:
-        """The route spec as the App Mesh API takes it (and as the seed's JSON files spell it)."""
+        """The route spec as the App Mesh API takes it (and as the original sample's JSON files spell it)."""
         match: dict[str, object] = {"prefix": self.prefix}
         if self.method:
             match["method"] = self.method

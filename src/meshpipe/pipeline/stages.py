@@ -1,6 +1,6 @@
 """A service pipeline run: Source -> Build -> Deploy, the same for every engine.
 
-As in the seed's CodePipeline: Source fetches ``manifest.yaml`` at the pushed commit; Build validates it
+As in the original sample's CodePipeline: Source fetches ``manifest.yaml`` at the pushed commit; Build validates it
 against the platform's policy, resolves the version and synthesizes its stack (the CDK build script's
 job); Deploy creates the stack. Build is pure. Source and Deploy are the edges and are passed in (a git
 repo read and a local deploy here; CodeCommit and CloudFormation on AWS), as is ``log``, which receives

@@ -1,6 +1,6 @@
 """Command-line handling shared by the sample apps.
 
-Task definitions often pass an option and its value as ONE argument (the seed's manifests say
+Task definitions often pass an option and its value as ONE argument (the original sample's manifests say
 ``"-g Yo"`` and ``"-b http://hello-backend.demo.local/data"``), because the command is a list of strings
 that no shell splits. The samples accept that form as well as the usual ``-g Yo`` and ``--greeting=Yo``.
 """

@@ -1,6 +1,6 @@
 """CloudFormation synthesis: a resolved service version in, a template out. Pure.
 
-``synthesize`` picks the mesh flavour: ``appmesh`` (the seed's system, one immutable stack per version)
+``synthesize`` picks the mesh flavour: ``appmesh`` (the original sample's system, one immutable stack per version)
 or ``service-connect`` (one stack per service, updated per commit, ECS shifting traffic between revisions).
 """
 

@@ -1,8 +1,8 @@
-"""The App Mesh flavour of a version stack: what the seed's build script deploys for one commit.
+"""The App Mesh flavour of a version stack: what the original sample's build script deploys for one commit.
 
 One stack per version (``<env>-<svc>-<ver>``), immutable: a virtual node, a Fargate task definition with
 the app and an Envoy sidecar, an ECS service registered in Cloud Map, and autoscaling. Nothing routes to
-the new virtual node yet; routes are changed afterwards, as the seed leaves them to a separate step.
+the new virtual node yet; routes are changed afterwards, as the original sample leaves them to a separate step.
 """
 
 from __future__ import annotations

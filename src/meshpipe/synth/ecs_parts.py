@@ -86,7 +86,7 @@ def app_container(version: ServiceVersion, *, depends_on: list[Json] | None = No
     """The app container: image, command and environment from the manifest, conventions from the policy.
 
     Optional properties are left out when the manifest leaves them out (no ``Command`` means the image's
-    default; no ``Environment`` when there are no variables), so the seed's manifests give the seed's output.
+    default; no ``Environment`` when there are no variables), so the original sample's manifests give the original sample's output.
     """
     app = version.app
     container: Json = {}

@@ -101,7 +101,7 @@ async def check_sidecar(admin_port: int, timeout: float) -> Probe:
     try:
         state = json.loads(body.decode("utf-8", "replace")).get("state")
     except (ValueError, AttributeError):
-        # Tolerate chunked framing or trailing bytes: what the seed's grep would see is enough.
+        # Tolerate chunked framing or trailing bytes: what the original sample's grep would see is enough.
         state = "LIVE" if b'"LIVE"' in body else None
     if state != "LIVE":
         return Probe(False, f"sidecar state is {state!r}, not LIVE")

@@ -8,8 +8,8 @@ the app's arguments and are passed on unchanged:
 
     ["node", "server", "-b http://..."]  ->  [python, "-m", "meshpipe.samples.hello_web", "-b http://..."]
 
-Built in: the bundled samples (``meshpipe/hello-web``, ``meshpipe/hello-backend``), the seed's images
-(``wizriz/hello-web``, ``wizriz/hello-backend``) mapped to them so the seed's manifests run verbatim, and
+Built in: the bundled samples (``meshpipe/hello-web``, ``meshpipe/hello-backend``), the original sample's images
+(``wizriz/hello-web``, ``wizriz/hello-backend``) mapped to them so the original sample's manifests run verbatim, and
 ``local-exec/<anything>``, whose command is run as it is written.
 
 More mappings go in ``<MESHPIPE_HOME>/images.yaml``; they are tried before the built-in ones::
@@ -63,7 +63,7 @@ BUILTIN_MAPPINGS: tuple[ImageMapping, ...] = (
     # The bundled samples' images start the module themselves (ENTRYPOINT), so a command holds only arguments.
     ImageMapping("meshpipe/hello-web", _sample("hello_web"), 0),
     ImageMapping("meshpipe/hello-backend", _sample("hello_backend"), 0),
-    # The seed's Node.js images: their command starts with "node server".
+    # The original sample's Node.js images: their command starts with "node server".
     ImageMapping("wizriz/hello-web", _sample("hello_web"), 2),
     ImageMapping("wizriz/hello-backend", _sample("hello_backend"), 2),
     ImageMapping("local-exec/*", (), 0),
