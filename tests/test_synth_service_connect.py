@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -272,6 +273,15 @@ def test_rolling_services_behind_the_ingress_need_no_alternate_target_group() ->
     res = deployed(web(traffic_shift={"strategy": "ROLLING"}), IngressPathPrefix="/hello-service")
     [balancer] = res["Service"]["Properties"]["LoadBalancers"]
     assert "AdvancedConfiguration" not in balancer
+    # The service still waits for the rule: its target group must be in use by a listener first.
+    assert res["Service"]["Properties"]["Tags"] == [{"Key": "meshpipe:ingress-rule", "Value": {"Ref": "IngressRule"}}]
+    assert "Tags" not in deployed(web(traffic_shift={"strategy": "ROLLING"}))["Service"]["Properties"]
+
+
+def test_every_strategy_makes_the_service_wait_for_the_listener_rule() -> None:
+    for strategy in ("CANARY", "LINEAR", "BLUE_GREEN", "ROLLING"):
+        service = deployed(web(traffic_shift={"strategy": strategy}), IngressPathPrefix="/x")["Service"]
+        assert '{"Ref": "IngressRule"}' in json.dumps(service), strategy
 
 
 @pytest.mark.parametrize("prefix", ["", "/hello-service", "/a/b.c_d~e-f"])

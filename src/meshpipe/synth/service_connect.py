@@ -237,6 +237,12 @@ def ecs_service(version: ServiceVersion) -> Json:
     platform = version.platform
     policy = platform.policy
     grace = max(policy.health_check.start_period, 1)
+    extra: Json = {}
+    if policy.traffic_shift.strategy == "ROLLING":
+        # ECS registers tasks only in a target group a listener uses: without the alternate target group's
+        # configuration nothing else makes the service wait for the listener rule.
+        extra["Tags"] = {"Fn::If": [HAS_INGRESS, [{"Key": f"{TAG_PREFIX}ingress-rule", "Value": ref(INGRESS_RULE)}],
+                                    ref("AWS::NoValue")]}
     return resource("AWS::ECS::Service", {
         "Cluster": platform.cluster_name,
         "DeploymentConfiguration": deployment_configuration(policy.traffic_shift,
@@ -251,6 +257,7 @@ def ecs_service(version: ServiceVersion) -> Json:
         "PropagateTags": "TASK_DEFINITION",
         "ServiceConnectConfiguration": service_connect_configuration(version),
         "ServiceName": version.service,
+        **extra,
         "TaskDefinition": ref(parts.TASK_DEFINITION),
     }, DependsOn=[parts.EXECUTION_ROLE_POLICY])  # tasks need the logs permission from their first second
 
