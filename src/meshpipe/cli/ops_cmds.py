@@ -62,10 +62,21 @@ def _print_env(info: Any) -> None:
 
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
+               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
+    from meshpipe.errors import UserError
+    from meshpipe.synth import MESH_FLAVOURS
+
+    if mesh is not None and mesh not in MESH_FLAVOURS:
+        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
     with engine_for(engine) as eng:
-        info = eng.env_create(name)
+        if eng.name == "aws":
+            info = eng.env_create(name, mesh=mesh)
+        elif mesh not in (None, "appmesh"):
+            raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
+        else:
+            info = eng.env_create(name)
     print_json(info) if fmt is Format.json else _print_env(info)
 
 
@@ -347,4 +358,4 @@ def version_delete(service: Annotated[str, typer.Argument(help="Service name.")]
     ver = parse_version_ref(service, version)
     with engine_for(engine) as eng:
         eng.version_delete(env, service, ver, force=force)
-    out.print(f"version {ver} of {escape(service)} deleted (stack {escape(env)}-{escape(service)}-{ver})")
+    out.print(f"version {ver} of {escape(service)} deleted")

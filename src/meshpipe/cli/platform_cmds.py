@@ -19,13 +19,14 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
            platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies.")] = None,
+           mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
     from meshpipe.platform import load_platform_file
     from meshpipe.platform_render import write_platform
 
     policy = load_platform_file(str(platform)).policy if platform else None
-    for path in write_platform(env, output_dir, policy=policy, branch=branch):
+    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh):
         out.print(escape(str(path)))
 
 

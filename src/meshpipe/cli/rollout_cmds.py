@@ -40,8 +40,12 @@ def promote(service: Annotated[str, typer.Argument(help="Service name.")],
 
     named = parse_version_ref(service, version) if version else None
     with engine_for(engine) as eng:
-        targets = plans.promote(eng.route_show(env, service), named)
-        route = eng.route_set(env, service, targets)
+        # Engines that shift traffic themselves (ECS deployments) promote in their own way.
+        own = getattr(eng, "rollout_promote", None)
+        if own is not None:
+            route = own(env, service, named)
+        else:
+            route = eng.route_set(env, service, plans.promote(eng.route_show(env, service), named))
     _print_route(route, service)
 
 
@@ -55,8 +59,11 @@ def rollback(service: Annotated[str, typer.Argument(help="Service name.")],
 
     named = parse_version_ref(service, to) if to else None
     with engine_for(engine) as eng:
-        targets = plans.rollback(eng.route_show(env, service), named)
-        route = eng.route_set(env, service, targets)
+        own = getattr(eng, "rollout_rollback", None)
+        if own is not None:
+            route = own(env, service, named)
+        else:
+            route = eng.route_set(env, service, plans.rollback(eng.route_show(env, service), named))
     out.print(f"rolled back {escape(service)}")
     _print_route(route, service)
 
