@@ -45,7 +45,7 @@ WAIT_S = 120.0
 
 
 def backend_manifest(greeting: str) -> bytes:
-    """The seed's backend manifest with another greeting, so each version's pages can be told apart."""
+    """The original sample's backend manifest with another greeting, so each version's pages can be told apart."""
     text = bundled_manifest("hello-backend-cfg").decode()
     return text.replace('"-g Hello"', f'"-g {greeting}"').encode()
 
