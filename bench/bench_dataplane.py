@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import math
 import re
 import shutil
 import statistics
@@ -60,9 +61,14 @@ def _wrk_ms(text: str) -> float:
 
 
 def run_wrk(url: str, duration: float, connections: int) -> Result:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s", "--latency", url],
-                         capture_output=True, text=True, timeout=duration + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    seconds = max(1, math.ceil(duration))  # wrk takes whole seconds only
+    proc = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                          capture_output=True, text=True, timeout=seconds + 30)
+    out = proc.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise SystemExit(f"wrk gave no result for {url}: {(proc.stderr or out).strip()[:500]}")
+    rps = float(found.group(1))
     p50 = _wrk_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _wrk_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = 0
@@ -292,6 +298,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
+    if shutil.which("wrk"):
+        args.duration = max(1, math.ceil(args.duration))  # wrk takes whole seconds only
     have_haproxy = shutil.which("haproxy") is not None
     loadgen = f"wrk -t2 -c{args.connections} --latency" if shutil.which("wrk") else (
         f"Python load generator, {args.connections} connections (wrk not installed)")
