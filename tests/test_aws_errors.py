@@ -63,7 +63,8 @@ def test_throttling_that_never_stops_ends_in_an_operation_error() -> None:
 
 def test_access_denied_names_the_action_to_allow() -> None:
     cfn, stub = stubbed("cloudformation")
-    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id demo-env does not exist")
+    for _ in range(2):  # the access check, then the deploy's own look
+        stub.add_client_error("describe_stacks", "ValidationError", "Stack with id demo-env does not exist")
     stub.add_client_error("create_stack", "AccessDenied",
                           "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
                           "cloudformation:CreateStack", http_status_code=403)
@@ -143,13 +144,31 @@ def test_backoff_delays_grow_and_stay_bounded(retry: int, rand: float) -> None:
     assert backoff.delay(retry + 1, 1.0) >= backoff.delay(retry, 1.0)
 
 
-def test_a_bundle_that_cannot_be_built_stops_env_create_before_any_aws_call() -> None:
+def test_a_bundle_that_cannot_be_built_stops_env_create_before_any_aws_change() -> None:
     def no_network(out_dir: object) -> Any:
         raise OperationError("pip download failed: no network")
 
-    factory = StubFactory()  # any AWS call fails the test
+    cfn, stub = stubbed("cloudformation")  # only the read-only access check is expected
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id demo-env does not exist")
     with pytest.raises(OperationError, match="pip download failed"):
-        make_engine(factory, FakeClock(), bundle=no_network).env_create("demo")
+        make_engine(StubFactory(cloudformation=cfn), FakeClock(), bundle=no_network).env_create("demo")
+    stub.assert_no_pending_responses()
+
+
+def test_missing_credentials_stop_env_create_before_the_bundle_is_built() -> None:
+    built: list[object] = []
+
+    def bundle(out_dir: object) -> Any:
+        built.append(out_dir)
+        raise AssertionError("the bundle must not be built without AWS access")
+
+    cfn, stub = stubbed("cloudformation")
+    stub.add_client_error("describe_stacks", "AccessDenied",
+                          "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
+                          "cloudformation:DescribeStacks", http_status_code=403)
+    with pytest.raises(OperationError, match="DescribeStacks"):
+        make_engine(StubFactory(cloudformation=cfn), FakeClock(), bundle=bundle).env_create("demo")
+    assert built == []
 
 
 def test_a_route_to_a_version_still_deploying_is_refused_before_any_app_mesh_call() -> None:

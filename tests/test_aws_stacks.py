@@ -60,6 +60,7 @@ def newest_first(*events: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -> None:
     cfn, stub = stubbed("cloudformation")
+    stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)  # the access check
     stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
     stub.add_response("create_stack", {"StackId": ENV_ID},
                       {"StackName": "demo-env", "TemplateBody": ANY, "Parameters": ANY,
@@ -98,6 +99,7 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
 
 def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> None:
     cfn, stub = stubbed("cloudformation")
+    stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})  # access check
     stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})
     with pytest.raises(OperationError) as caught:
         make_engine(StubFactory(cloudformation=cfn), FakeClock()).env_create("demo")
@@ -108,6 +110,7 @@ def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> Non
 
 def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> None:
     cfn, stub = stubbed("cloudformation")
+    stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)  # the access check
     stub.add_client_error("describe_stacks", "ValidationError", NOT_THERE)
     stub.add_response("create_stack", {"StackId": ENV_ID})
     for _ in range(4):  # polls at 0, 5, 10 and 15 s; the timeout is 12 s

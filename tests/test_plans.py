@@ -59,5 +59,7 @@ def test_stepped_rollout_rises_to_full_weight():
 def test_gate_judges_the_error_rate():
     assert plans.gate(plans.Health(100, 0), 0.01)[0]
     assert not plans.gate(plans.Health(100, 5), 0.01)[0]
-    ok, why = plans.gate(plans.Health(0, 0), 0.01, min_requests=10)
+    ok, why = plans.gate(plans.Health(0, 0), 0.01)
     assert ok and "nothing to judge" in why
+    ok, why = plans.gate(plans.Health(3, 0), 0.01, min_requests=10)
+    assert not ok and "at least 10" in why

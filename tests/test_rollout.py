@@ -77,3 +77,11 @@ def test_without_metrics_the_rollout_is_time_based():
                          stats=None, say=lambda _: None, sleep=traffic.sleep)
     assert report.outcome == "promoted"
     assert [h.get(NEW) for h in engine.history] == [25, 75, 100]
+
+
+def test_too_little_traffic_fails_a_step_when_traffic_is_required():
+    engine, traffic = start(), Traffic([(3, 0)])
+    report = run_rollout(engine, "demo", "hello-backend", NEW, RolloutPolicy(steps=(10, 100), min_requests=20),
+                         stats=traffic.stats, say=lambda _: None, sleep=traffic.sleep)
+    assert report.outcome == "rolled back"
+    assert engine.history[-1] == {OLD: 100}

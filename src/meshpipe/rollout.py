@@ -26,7 +26,7 @@ class RolloutPolicy:
     steps: tuple[int, ...] = (10, 50, 100)
     interval_s: float = 30.0
     max_error_rate: float = 0.01
-    min_requests: int = 1
+    min_requests: int = 0
 
 
 @dataclass

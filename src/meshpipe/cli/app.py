@@ -54,7 +54,7 @@ def demo(
     home: Annotated[Path | None, typer.Option(help="meshpipe home for the demo (default: $MESHPIPE_HOME).")] = None,
     requests: Annotated[int, typer.Option(help="Requests sent to observe the canary split.")] = 300,
 ) -> None:
-    """Run the seed's walkthrough, steps 1-9, on the local engine, showing each step."""
+    """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
     from meshpipe.cli.output import out
     from meshpipe.demo import run_demo
 

@@ -56,7 +56,7 @@ def synth(
     manifest: Annotated[Path, typer.Argument(help="The service's manifest.yaml.", show_default=False)],
     commit: Annotated[str | None, typer.Option("--commit", help="Config commit id (default: $CONFIG_COMMIT_ID).")] = None,
     service: Annotated[str | None, typer.Option("--service", help="Service name (default: $SERVICE_NAME, else Task.Family).")] = None,
-    platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the seed's environment variables).")] = None,
+    platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the platform's environment variables, see docs/platform.md).")] = None,
     mesh: Annotated[str, typer.Option("--mesh", help="appmesh or service-connect.")] = "appmesh",
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
 ) -> None:

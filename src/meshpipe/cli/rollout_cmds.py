@@ -74,7 +74,7 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
         steps: Annotated[str, typer.Option(help="Percent to the new version at each step, ending at 100.")] = "10,50,100",
         interval: Annotated[float, typer.Option(help="Seconds to observe each step.")] = 30.0,
         max_error_rate: Annotated[float, typer.Option(help="Highest error rate of the new version (0-1) a step may show.")] = 0.01,
-        min_requests: Annotated[int, typer.Option(help="Requests a step needs before its error rate is judged.")] = 1,
+        min_requests: Annotated[int, typer.Option(help="Requests to the new version a step needs; fewer fails the step.")] = 0,
         env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
     """Shift traffic to a new version step by step; roll back when its error rate exceeds the limit."""
     from meshpipe.errors import UserError

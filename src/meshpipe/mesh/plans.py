@@ -91,10 +91,15 @@ class Health:
         return self.errors / self.requests if self.requests else 0.0
 
 
-def gate(window: Health, max_error_rate: float, min_requests: int = 1) -> tuple[bool, str]:
-    """Whether a rollout step may go on, and why: Flagger-style, on the new version's error rate."""
+def gate(window: Health, max_error_rate: float, min_requests: int = 0) -> tuple[bool, str]:
+    """Whether a rollout step may go on, and why: on the new version's error rate in the window.
+
+    With ``min_requests`` above 0 a window with less traffic fails: no evidence is not good evidence.
+    """
     if window.requests < min_requests:
-        return True, f"{window.requests} request(s) in the window (fewer than {min_requests}): nothing to judge"
+        return False, f"only {window.requests} request(s) in the window; at least {min_requests} needed to judge"
+    if window.requests == 0:
+        return True, "no requests in the window: nothing to judge"
     rate = window.error_rate
     if rate > max_error_rate:
         return False, f"error rate {rate:.1%} over {window.requests} requests exceeds {max_error_rate:.1%}"

@@ -7,6 +7,7 @@ classes the engine needs to recognise are re-exported from here for the same rea
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 import boto3
@@ -70,7 +71,8 @@ class SessionClientFactory:
     def __init__(self, session: Any | None = None, *, region: str | None = None,
                  profile: str | None = None) -> None:
         self._session = session
-        self._region = region
+        # AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS CLI; botocore itself reads only the latter.
+        self._region = region or os.environ.get("AWS_REGION") or None
         self._profile = profile
         self._clients: dict[str, Any] = {}
 

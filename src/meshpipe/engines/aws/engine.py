@@ -120,6 +120,9 @@ class AwsEngine:
                     hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
         rendered = self._rendered(env, flavour)
+        # One cheap call first, so a missing region, missing credentials or no network show before any work.
+        self.reporter.step(f"checking AWS access for environment {env}")
+        self.stacks.describe(names.env_stack(env))
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:

@@ -1,4 +1,4 @@
-"""Routes and gateway routes through the App Mesh API, as the seed's walkthrough sets them by hand.
+"""Routes and gateway routes through the App Mesh API, as the original sample's walkthrough sets them by hand.
 
 Routes are not part of any stack on purpose: the pipeline deploys versions, and moving traffic between
 them is a separate, deliberate step.
