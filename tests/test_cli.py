@@ -91,9 +91,9 @@ def test_synth_writes_nothing_on_bad_input(broken, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--commit", "not-a-sha"], "CONFIG_COMMIT_ID"),
+    (["--commit", "not-a-sha"], "--commit: 'not-a-sha' is not a git commit id"),
     (["--commit", COMMIT, "--mesh", "linkerd"], "linkerd"),
-    (["--commit", COMMIT, "--service", "Bad_Name"], "service name"),
+    (["--commit", COMMIT, "--service", "Bad_Name"], "--service: 'Bad_Name' is not a service name"),
 ])
 def test_synth_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, fragment):
     out_dir = tmp_path / "out"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from meshpipe.errors import Problem, UserError, ValidationError
 from meshpipe.manifest import LoadedManifest, load_manifest
-from meshpipe.model import ServiceVersion, resolve
+from meshpipe.model import ServiceVersion, check_commit, check_service_name, resolve
 from meshpipe.platform import (
     PlatformPolicy,
     PlatformSettings,
@@ -95,9 +95,18 @@ def synth_manifest(manifest_path: str | os.PathLike[str], *, commit: str | None,
     the commit from ``commit``, else ``CONFIG_COMMIT_ID`` (as CodeBuild passes them).
     """
     env_service, env_commit = build_inputs_from_env(os.environ if environ is None else environ)
-    commit = commit or env_commit
-    if not commit:
+    # Name a bad value where it came from: the option, or CodeBuild's variable.
+    if commit:
+        check_commit(commit, "command line", "--commit")
+    elif env_commit:
+        check_commit(env_commit, "environment", "CONFIG_COMMIT_ID")
+        commit = env_commit
+    else:
         raise UserError("no commit given", hint="pass --commit SHA or set CONFIG_COMMIT_ID")
+    if service:
+        check_service_name(service, "command line", "--service")
+    elif env_service:
+        check_service_name(env_service, "environment", "SERVICE_NAME")
     loaded = load_manifest(manifest_path, platform.policy)
     service = service or env_service or loaded.manifest.task.family
     version = resolve(loaded, platform, service, commit)

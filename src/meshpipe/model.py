@@ -110,18 +110,18 @@ class ServiceVersion:
         return f"r-{self.service}"
 
 
-def check_service_name(service: str, source: str = "service name") -> None:
+def check_service_name(service: str, source: str = "service name", field: str = "SERVICE_NAME") -> None:
     if not rules.SERVICE_NAME_RE.match(service):
         shown = repr(service) if len(service) <= 70 else repr(service[:69]) + "…"
-        raise ValidationError([Problem(source, None, "SERVICE_NAME",
+        raise ValidationError([Problem(source, None, field,
                                        f"{shown} is not a service name: 1-40 lowercase letters, digits or '-', "
                                        "starting with a letter")])
 
 
-def check_commit(commit: str, source: str = "commit") -> None:
+def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMIT_ID") -> None:
     if not COMMIT_RE.match(commit):
         shown = repr(commit) if len(commit) <= 70 else repr(commit[:69]) + "…"
-        raise ValidationError([Problem(source, None, "CONFIG_COMMIT_ID",
+        raise ValidationError([Problem(source, None, field,
                                        f"{shown} is not a git commit id (8-64 hex characters)")])
 
 

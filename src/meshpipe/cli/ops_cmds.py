@@ -105,7 +105,7 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
     """Create the service's config repo, virtual service, router and pipeline; print the clone URL."""
     from meshpipe.model import check_service_name
 
-    check_service_name(service, "argument")
+    check_service_name(service, "command line", "SERVICE")
     with engine_for(engine) as eng:
         info = eng.pipeline_create(env, service)
     if fmt is Format.json:
