@@ -28,8 +28,8 @@ from meshpipe.synth import service_connect as sc
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import SERVICE_CONNECT_EXPORTS
 from meshpipe.synth.lint import lint_template
+from support import synth_cases as cases
 from test_platform_templates import actions_of, iam_actions_data, params_of, resolve, resources_of, statements
-from test_synth_service_connect import cases
 
 ENVS = ("demo", "prod-eu-2")
 SERVICE = "hello-web"

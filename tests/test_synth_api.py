@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from meshpipe.errors import UserError
 from meshpipe.synth import MESH_FLAVOURS, SynthResult, synthesize
-
-
-def _cases() -> ModuleType:
-    name = "meshpipe_synth_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "golden" / "regen.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _cases()
+from support import synth_cases as cases
 
 
 def test_default_flavour_is_app_mesh_with_a_stack_per_version() -> None:

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from meshpipe.synth.appmesh import synth_appmesh
-
-
-def _cases() -> ModuleType:
-    name = "meshpipe_synth_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "golden" / "regen.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _cases()
+from support import synth_cases as cases
 
 
 def web(**policy: Any) -> dict[str, Any]:

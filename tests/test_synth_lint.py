@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from meshpipe.synth import MESH_FLAVOURS, synthesize
 from meshpipe.synth.lint import LintFinding, blocking_findings, lint_template
-
-
-def _cases() -> ModuleType:
-    name = "meshpipe_synth_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "golden" / "regen.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _cases()
+from support import synth_cases as cases
 
 # Linting takes a few hundred milliseconds per template: each distinct text is linted once per session.
 lint_once = functools.lru_cache(maxsize=None)(lint_template)

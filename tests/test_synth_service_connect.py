@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,20 +10,7 @@ import pytest
 from meshpipe.errors import ValidationError
 from meshpipe.platform import TrafficShift, settings_from_mapping
 from meshpipe.synth.service_connect import stack_name, synth_service_connect
-
-
-def _cases() -> ModuleType:
-    name = "meshpipe_synth_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "golden" / "regen.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _cases()
+from support import synth_cases as cases
 
 
 def web(commit: str = cases.REFERENCE_COMMIT, **policy: Any) -> dict[str, Any]:

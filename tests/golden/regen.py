@@ -1,7 +1,5 @@
-"""Golden version-stack templates, and the inputs the synth tests share.
+"""Rewrite the golden version-stack templates (tests/support/synth_cases.py says what they are).
 
-The goldens are the two sample manifests (examples/*-cfg) x both mesh flavours, resolved against
-examples/platform.yaml at the reference commit, byte for byte as ``meshpipe synth`` writes them.
 After a deliberate change to synthesis, regenerate them and review the diff:
 
     .venv/bin/python tests/golden/regen.py            # rewrite tests/golden/<mesh>/*.template.json
@@ -12,76 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from meshpipe.manifest import load_manifest, load_manifest_text
-from meshpipe.model import ServiceVersion, resolve
-from meshpipe.platform import PlatformSettings, load_platform_file
-from meshpipe.synth import MESH_FLAVOURS, SynthResult, synthesize
-
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(__file__).resolve().parent
-EXAMPLES = REPO / "examples"
-PLATFORM_FILE = EXAMPLES / "platform.yaml"
-# The commit the reference templates were built for (tests/reference/env.txt).
-REFERENCE_COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
-SAMPLES = {
-    "hello-web": EXAMPLES / "hello-web-cfg" / "manifest.yaml",
-    "hello-backend": EXAMPLES / "hello-backend-cfg" / "manifest.yaml",
-}
-
-# Every manifest extension at once: app environment variables, no Command (the image's default), an
-# empty backends list; plus a non-default port, size and registry.
-EVERY_EXTENSION_MANIFEST = """\
-Task:
-  Family: "orders-api"
-  Cpu: 512
-  Memory: 1024
-
-AppContainer:
-  Image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/orders-api:2.4.1"
-  Port: 8080
-  HealthCheckPath: "/health/ready"
-  Environment:
-    LOG_LEVEL: "debug"
-    GREETING: "Hello, it's a \\"quoted\\" $HOME & more"
-
-VirtualNode:
-  Backends: []
-"""
-
-
-def platform(**policy_updates: Any) -> PlatformSettings:
-    """The demo platform, with policy fields replaced (validated like a platform file would be)."""
-    base = load_platform_file(str(PLATFORM_FILE))
-    if not policy_updates:
-        return base
-    data = base.model_dump()
-    data["policy"] = {**data["policy"], **policy_updates}
-    return PlatformSettings.model_validate(data)
-
-
-def version_from_text(text: str, service: str = "orders-api", commit: str = REFERENCE_COMMIT,
-                      settings: PlatformSettings | None = None) -> ServiceVersion:
-    settings = settings or platform()
-    return resolve(load_manifest_text(text, "manifest.yaml", settings.policy), settings, service, commit)
-
-
-def sample_version(service: str, commit: str = REFERENCE_COMMIT,
-                   settings: PlatformSettings | None = None) -> ServiceVersion:
-    settings = settings or platform()
-    return resolve(load_manifest(SAMPLES[service], settings.policy), settings, service, commit)
-
-
-def golden_path(result: SynthResult) -> Path:
-    return GOLDEN_DIR / result.mesh / result.file_name
-
-
-def golden_results() -> list[SynthResult]:
-    return [synthesize(sample_version(service), mesh) for service in SAMPLES for mesh in MESH_FLAVOURS]
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
+    # Run as a script, Python puts only tests/golden on the path; the cases live in tests/support.
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from support.synth_cases import REPO, golden_path, golden_results
+
     check = "--check" in argv
     stale = []
     for result in golden_results():
