@@ -16,47 +16,10 @@ from hypothesis import strategies as st
 from meshpipe.errors import ValidationError
 from meshpipe.manifest import ServiceManifest, load_manifest, load_manifest_text, manifest_schema
 from meshpipe.manifest.rules import health_path_problem
+from support.seed_manifests import SEED_BACKEND_STEP_6, SEED_WEB
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-
-# The original sample's manifests, byte for byte as its walkthrough shows them.
-SEED_WEB = """\
-Task:
-  Family: "hello-web"
-  Cpu: 256
-  Memory: 512
-
-AppContainer:
-  Image: "wizriz/hello-web:66f2a19"
-  Port: 80
-  HealthCheckPath: "/ping"
-  Command:
-    - "node"
-    - "server"
-    - "-b http://hello-backend.demo.local/data"
-
-VirtualNode:
-  Backends:
-    - "hello-backend.demo.local"
-"""
-
-SEED_BACKEND_STEP_6 = """\
-Task:
-  Family: "hello-backend"
-  Cpu: 256
-  Memory: 512
-
-AppContainer:
-  Port: 80
-  Image: "wizriz/hello-backend:66f2a19"
-  HealthCheckPath: "/ping"
-  Command:
-    - "node"
-    - "server"
-    - "-g Yo"
-    - "-m Have a great day!"
-"""
 
 MINIMAL = """\
 Task:

@@ -13,44 +13,10 @@ from hypothesis import strategies as st
 from meshpipe.errors import ValidationError
 from meshpipe.manifest import LoadedManifest, load_manifest_text
 from meshpipe.platform import PlatformPolicy
+from support.seed_manifests import SEED_BACKEND_STEP_6, SEED_WEB
 
 FILE = "svc/manifest.yaml"
-SEED_WEB = """\
-Task:
-  Family: "hello-web"
-  Cpu: 256
-  Memory: 512
-
-AppContainer:
-  Image: "wizriz/hello-web:66f2a19"
-  Port: 80
-  HealthCheckPath: "/ping"
-  Command:
-    - "node"
-    - "server"
-    - "-b http://hello-backend.demo.local/data"
-
-VirtualNode:
-  Backends:
-    - "hello-backend.demo.local"
-"""
-SEED_BACKEND = """\
-Task:
-  Family: "hello-backend"
-  Cpu: 256
-  Memory: 512
-
-AppContainer:
-  Port: 80
-  Image: "wizriz/hello-backend:66f2a19"
-  HealthCheckPath: "/ping"
-  Command:
-    - "node"
-    - "server"
-    - "-g Yo"
-    - "-m Have a great day!"
-"""
-SAMPLES = [SEED_WEB, SEED_BACKEND]
+SAMPLES = [SEED_WEB, SEED_BACKEND_STEP_6]
 POLICY = PlatformPolicy(allowed_registries=("docker.io", "*.amazonaws.com"), max_cpu=4096)
 # 300 examples per property keep the suite quick; MESHPIPE_FUZZ_EXAMPLES=5000 searches deeper.
 BOUNDED = settings(max_examples=int(os.environ.get("MESHPIPE_FUZZ_EXAMPLES", "300")), deadline=None,

@@ -9,27 +9,9 @@ from meshpipe.errors import ValidationError
 from meshpipe.manifest import load_manifest_text
 from meshpipe.model import check_commit, check_service_name, resolve, version_id
 from meshpipe.platform import PlatformPolicy, PlatformSettings, local_settings
+from support.seed_manifests import SEED_WEB
 
 COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
-WEB = """\
-Task:
-  Family: "hello-web"
-  Cpu: 256
-  Memory: 512
-
-AppContainer:
-  Image: "wizriz/hello-web:66f2a19"
-  Port: 80
-  HealthCheckPath: "/ping"
-  Command:
-    - "node"
-    - "server"
-    - "-b http://hello-backend.demo.local/data"
-
-VirtualNode:
-  Backends:
-    - "hello-backend.demo.local"
-"""
 
 
 def demo(**policy: object) -> PlatformSettings:
@@ -40,7 +22,7 @@ def demo(**policy: object) -> PlatformSettings:
 
 
 def test_names_follow_the_seeds_conventions() -> None:
-    v = resolve(load_manifest_text(WEB), demo(), "hello-web", COMMIT)
+    v = resolve(load_manifest_text(SEED_WEB), demo(), "hello-web", COMMIT)
     assert v.version == "e9d5f17a"
     assert v.stack_name == "demo-hello-web-e9d5f17a"
     assert v.virtual_node_name == "vn-hello-web-e9d5f17a"
@@ -51,7 +33,7 @@ def test_names_follow_the_seeds_conventions() -> None:
 
 
 def test_containers_match_the_reference_template() -> None:
-    v = resolve(load_manifest_text(WEB), demo(), "hello-web", COMMIT)
+    v = resolve(load_manifest_text(SEED_WEB), demo(), "hello-web", COMMIT)
     assert (v.family, v.cpu, v.memory) == ("hello-web", 256, 512)
     assert v.app.name == "app"
     assert v.app.command == ("node", "server", "-b http://hello-backend.demo.local/data")
@@ -73,7 +55,7 @@ def test_containers_match_the_reference_template() -> None:
 def test_policy_settings_flow_into_the_version() -> None:
     platform = demo(health_check={"interval": 10, "timeout": 4, "retries": 2, "start_period": 30},
                     stop_timeout=30, app_log_prefix="application", envoy_admin_port=9902)
-    v = resolve(load_manifest_text(WEB), platform, "hello-web", COMMIT)
+    v = resolve(load_manifest_text(SEED_WEB), platform, "hello-web", COMMIT)
     assert v.app.health_check.interval == 10
     assert v.app.stop_timeout == v.sidecar.stop_timeout == 30
     assert v.app.log_stream_prefix == "application-hello-web-e9d5f17a"
@@ -81,7 +63,7 @@ def test_policy_settings_flow_into_the_version() -> None:
 
 
 def test_extensions_resolve() -> None:
-    text = WEB.replace('  Command:\n    - "node"\n    - "server"\n    - "-b http://hello-backend.demo.local/data"\n',
+    text = SEED_WEB.replace('  Command:\n    - "node"\n    - "server"\n    - "-b http://hello-backend.demo.local/data"\n',
                        "  Environment:\n    B: two\n    A: one\n")
     v = resolve(load_manifest_text(text), demo(), "hello-web", COMMIT)
     assert v.app.command is None
@@ -89,7 +71,7 @@ def test_extensions_resolve() -> None:
 
 
 def test_the_platforms_policy_decides_at_resolution() -> None:
-    loaded = load_manifest_text(WEB)  # valid under the default policy
+    loaded = load_manifest_text(SEED_WEB)  # valid under the default policy
     with pytest.raises(ValidationError) as err:
         resolve(loaded, demo(allowed_registries=["public.ecr.aws"]), "hello-web", COMMIT)
     [problem] = err.value.problems
@@ -98,7 +80,7 @@ def test_the_platforms_policy_decides_at_resolution() -> None:
 
 
 def test_a_bare_manifest_resolves_too() -> None:
-    manifest = load_manifest_text(WEB).manifest
+    manifest = load_manifest_text(SEED_WEB).manifest
     assert resolve(manifest, demo(), "hello-web", COMMIT).family == "hello-web"
 
 
@@ -108,7 +90,7 @@ def test_version_ids_are_the_first_8_characters() -> None:
 
 
 def test_an_uppercase_commit_is_accepted_and_lowered() -> None:
-    v = resolve(load_manifest_text(WEB), demo(), "hello-web", COMMIT.upper())
+    v = resolve(load_manifest_text(SEED_WEB), demo(), "hello-web", COMMIT.upper())
     assert (v.commit, v.version) == (COMMIT, "e9d5f17a")
 
 
@@ -126,7 +108,7 @@ def test_bad_service_names(service: str) -> None:
         check_service_name(service)
     assert err.value.problems[0].path == "SERVICE_NAME"
     with pytest.raises(ValidationError):
-        resolve(load_manifest_text(WEB), demo(), service, COMMIT)
+        resolve(load_manifest_text(SEED_WEB), demo(), service, COMMIT)
 
 
 @pytest.mark.parametrize("service", ["a", "hello-web", "a" * 40, "web2"])
