@@ -25,7 +25,7 @@ from meshpipe.errors import OperationError, UserError
 from meshpipe.model import version_id
 from meshpipe.platform import ENV_VARS, SUBNET_VARS
 from meshpipe.platform_render import platform_template_files, render_platform, write_platform
-from meshpipe.synth import buildspec
+from meshpipe.synth import APPMESH, buildspec
 from meshpipe.synth.build_bucket import BUNDLE_KEY
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import (
@@ -47,18 +47,19 @@ APPMESH_SHUTDOWN = "W3696"
 
 
 @functools.cache
-def rendered(env: str) -> dict[str, Any]:
-    return render_platform(env)
+def rendered(env: str, mesh: str = APPMESH) -> dict[str, Any]:
+    return render_platform(env, mesh=mesh)
 
 
-def template(env: str, kind: str) -> dict[str, Any]:
+def template(env: str, kind: str, mesh: str = APPMESH) -> dict[str, Any]:
     env_file, bucket_file, pipeline_file = platform_template_files(env)
-    return copy.deepcopy(rendered(env)[{"env": env_file, "bucket": bucket_file, "pipeline": pipeline_file}[kind]])
+    file_name = {"env": env_file, "bucket": bucket_file, "pipeline": pipeline_file}[kind]
+    return copy.deepcopy(rendered(env, mesh=mesh)[file_name])
 
 
 @functools.cache
-def findings(env: str, kind: str) -> tuple[Any, ...]:
-    return tuple(lint_template(template_json(template(env, kind))))
+def findings(env: str, kind: str, mesh: str = APPMESH) -> tuple[Any, ...]:
+    return tuple(lint_template(template_json(template(env, kind, mesh=mesh))))
 
 
 # ---- a small evaluator for the intrinsic functions the templates use, with parameter values ----
@@ -229,15 +230,20 @@ def test_build_bucket_is_versioned_private_encrypted_and_tls_only():
 
 # ---- service pipeline ----
 
-@pytest.mark.parametrize("env", ENVS)
-def test_pipeline_imports_only_what_the_environment_and_bucket_export(env):
+def pipeline_imports_and_platform_exports(env: str, mesh: str = APPMESH) -> tuple[set[str], set[str]]:
+    """What the service pipeline imports, and what the environment and build-bucket stacks export."""
     exported = set()
     for kind in ("env", "bucket"):
-        tpl = template(env, kind)
+        tpl = template(env, kind, mesh=mesh)
         exported |= {resolve(o["Export"]["Name"], params_of(tpl)) for o in tpl["Outputs"].values() if "Export" in o}
-    pipeline = template(env, "pipeline")
+    pipeline = template(env, "pipeline", mesh=mesh)
     text = json.dumps(resolve(pipeline, params_of(pipeline, ServiceName=SERVICE)))
-    imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', text))
+    return set(re.findall(r'"Fn::ImportValue": "([^"]+)"', text)), exported
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_pipeline_imports_only_what_the_environment_and_bucket_export(env):
+    imported, exported = pipeline_imports_and_platform_exports(env)
     assert imported, "the pipeline imports the environment's settings"
     assert imported <= exported
     assert f"{env}:BuildBucketName" in imported
@@ -457,14 +463,22 @@ def test_buildspec_installs_from_the_bundle_and_runs_meshpipe_synth_without_node
 
 def run_build_commands(tmp_path: Path, printed_stack: str) -> subprocess.CompletedProcess[str]:
     """The buildspec's build commands in bash, with a stand-in meshpipe that prints ``printed_stack``."""
+    return run_buildspec_with_fake_meshpipe(
+        tmp_path, buildspec.render_buildspec(),
+        "#!/bin/bash\n"
+        '[ "$1" = synth ] && [ "$3" = --commit ] && [ "$4" = "$CONFIG_COMMIT_ID" ] || exit 9\n'
+        f'mkdir -p "$6" && echo "{{}}" > "$6/{printed_stack}.template.json" && echo {printed_stack}\n')
+
+
+def run_buildspec_with_fake_meshpipe(tmp_path: Path, buildspec_text: str,
+                                     fake_meshpipe: str) -> subprocess.CompletedProcess[str]:
+    """The build commands of ``buildspec_text`` in bash, with the script ``fake_meshpipe`` as meshpipe."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "meshpipe"
-    fake.write_text("#!/bin/bash\n"
-                    '[ "$1" = synth ] && [ "$3" = --commit ] && [ "$4" = "$CONFIG_COMMIT_ID" ] || exit 9\n'
-                    f'mkdir -p "$6" && echo "{{}}" > "$6/{printed_stack}.template.json" && echo {printed_stack}\n')
+    fake.write_text(fake_meshpipe)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    spec = yaml.safe_load(buildspec.render_buildspec())
+    spec = yaml.safe_load(buildspec_text)
     script = "set -e\n" + "\n".join(spec["phases"]["build"]["commands"]) + \
         '\necho "STACK_NAME=$STACK_NAME VERSION_ID=$VERSION_ID"\n'
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ENVIRONMENT_NAME": "demo", "SERVICE_NAME": SERVICE,

@@ -7,12 +7,9 @@ the ingress and IAM scope.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
-import os
 import re
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,36 +17,31 @@ from typing import Any
 import pytest
 import yaml
 
+import test_platform_templates as platform_templates
 from meshpipe.errors import UserError
 from meshpipe.platform import ENV_VARS, OPTIONAL_VARS, SUBNET_VARS
 from meshpipe.platform_render import platform_template_files, render_platform, write_platform
-from meshpipe.synth import buildspec, synthesize
+from meshpipe.synth import SERVICE_CONNECT, buildspec, synthesize
 from meshpipe.synth import service_connect as sc
-from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import SERVICE_CONNECT_EXPORTS
-from meshpipe.synth.lint import lint_template
 from support import synth_cases as cases
-from test_platform_templates import actions_of, iam_actions_data, params_of, resolve, resources_of, statements
+from test_platform_templates import (
+    ENVS,
+    SERVICE,
+    actions_of,
+    iam_actions_data,
+    params_of,
+    pipeline_imports_and_platform_exports,
+    resolve,
+    resources_of,
+    run_buildspec_with_fake_meshpipe,
+    statements,
+)
 
-ENVS = ("demo", "prod-eu-2")
-SERVICE = "hello-web"
-COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
-MESH = "service-connect"
-
-
-@functools.cache
-def rendered(env: str) -> dict[str, Any]:
-    return render_platform(env, mesh=MESH)
-
-
-def template(env: str, kind: str) -> dict[str, Any]:
-    env_file, bucket_file, pipeline_file = platform_template_files(env)
-    return copy.deepcopy(rendered(env)[{"env": env_file, "bucket": bucket_file, "pipeline": pipeline_file}[kind]])
-
-
-@functools.cache
-def findings(env: str, kind: str) -> tuple[Any, ...]:
-    return tuple(lint_template(template_json(template(env, kind))))
+MESH = SERVICE_CONNECT
+rendered = functools.partial(platform_templates.rendered, mesh=MESH)
+template = functools.partial(platform_templates.template, mesh=MESH)
+findings = functools.partial(platform_templates.findings, mesh=MESH)
 
 
 def by_sid(tpl: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
@@ -140,13 +132,7 @@ def test_roles_without_app_mesh_and_an_infrastructure_role_scoped_to_this_load_b
 
 @pytest.mark.parametrize("env", ENVS)
 def test_pipeline_imports_only_what_the_environment_and_bucket_export(env: str) -> None:
-    exported = set()
-    for kind in ("env", "bucket"):
-        tpl = template(env, kind)
-        exported |= {resolve(o["Export"]["Name"], params_of(tpl)) for o in tpl["Outputs"].values() if "Export" in o}
-    pipeline = template(env, "pipeline")
-    text = json.dumps(resolve(pipeline, params_of(pipeline, ServiceName=SERVICE)))
-    imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', text))
+    imported, exported = pipeline_imports_and_platform_exports(env, mesh=MESH)
     assert {f"{env}:IngressListenerArn", f"{env}:EcsInfrastructureRoleArn", f"{env}:BuildBucketName"} <= imported
     assert imported <= exported
 
@@ -274,20 +260,12 @@ def test_no_wildcard_actions_and_unscoped_resources_only_where_nothing_can_scope
 
 def run_build_commands(tmp_path: Path, printed_stack: str) -> subprocess.CompletedProcess[str]:
     """The Service Connect buildspec's build commands in bash, with a stand-in meshpipe."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "meshpipe"
-    fake.write_text("#!/bin/bash\n"
-                    '[ "$1" = synth ] && [ "$3" = --commit ] && [ "$4" = "$CONFIG_COMMIT_ID" ] '
-                    '&& [ "$5" = --mesh ] && [ "$6" = service-connect ] || exit 9\n'
-                    f'mkdir -p "$8" && echo "{{}}" > "$8/{printed_stack}.template.json" && echo {printed_stack}\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    spec = yaml.safe_load(buildspec.render_buildspec(mesh=MESH))
-    script = "set -e\n" + "\n".join(spec["phases"]["build"]["commands"]) + \
-        '\necho "STACK_NAME=$STACK_NAME VERSION_ID=$VERSION_ID"\n'
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ENVIRONMENT_NAME": "demo", "SERVICE_NAME": SERVICE,
-           "CONFIG_COMMIT_ID": COMMIT, "CODEBUILD_SRC_DIR_ConfigOutput": str(tmp_path / "cfg")}
-    return subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    return run_buildspec_with_fake_meshpipe(
+        tmp_path, buildspec.render_buildspec(mesh=MESH),
+        "#!/bin/bash\n"
+        '[ "$1" = synth ] && [ "$3" = --commit ] && [ "$4" = "$CONFIG_COMMIT_ID" ] '
+        '&& [ "$5" = --mesh ] && [ "$6" = service-connect ] || exit 9\n'
+        f'mkdir -p "$8" && echo "{{}}" > "$8/{printed_stack}.template.json" && echo {printed_stack}\n')
 
 
 def test_build_commands_keep_the_service_stack_template_and_export_the_version(tmp_path: Path) -> None:
