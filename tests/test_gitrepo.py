@@ -7,9 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from meshpipe.engines.local.gitrepo import (
     run_git,
 )
 from meshpipe.errors import NotFoundError, UserError
+from support.http_server import QuietHandler, serving
 
 IDENTITY = GitIdentity("Test Pusher", "pusher@example.invalid")
 
@@ -126,7 +125,7 @@ def test_create_bare_repo_refuses_a_non_empty_folder(tmp_path: Path) -> None:
 
 # --- the hook and the daemon -----------------------------------------------------------------------------
 
-class _FakeDaemon(BaseHTTPRequestHandler):
+class _FakeDaemon(QuietHandler):
     requests: list[tuple[str, str, dict[str, object]]] = []
 
     def do_POST(self) -> None:
@@ -143,26 +142,15 @@ class _FakeDaemon(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Path, type[_FakeDaemon]]]:
     handler = type("Daemon", (_FakeDaemon,), {"requests": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    env_dir = tmp_path / "envs" / "demo"
-    env_dir.mkdir(parents=True)
-    (env_dir / "daemon.json").write_text(json.dumps(
-        {"pid": 1, "control_port": server.server_address[1], "token": "s3cret"}))
-    try:
+    with serving(handler) as port:
+        env_dir = tmp_path / "envs" / "demo"
+        env_dir.mkdir(parents=True)
+        (env_dir / "daemon.json").write_text(json.dumps({"pid": 1, "control_port": port, "token": "s3cret"}))
         yield env_dir, handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_a_push_to_main_starts_a_pipeline_run(tmp_path: Path, daemon: tuple[Path, type[_FakeDaemon]]) -> None:

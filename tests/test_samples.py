@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from meshpipe.samples.hello_web import page, proxy_for
 from meshpipe.samples.options import split_joined_options
+from support.http_server import QuietHandler, serving
 
 START_TIMEOUT = 15.0
 
@@ -175,7 +175,7 @@ def test_web_escapes_the_name_it_puts_in_html(start: Start) -> None:
     assert body.startswith("Hello &lt;b&gt;Bob&lt;/b&gt;<br>")
 
 
-class _RecordingProxy(BaseHTTPRequestHandler):
+class _RecordingProxy(QuietHandler):
     """A forward HTTP proxy that sends every request to one backend port and records what it was asked."""
 
     backend_port = 0
@@ -198,22 +198,12 @@ class _RecordingProxy(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def recording_proxy() -> Iterator[tuple[type[_RecordingProxy], int]]:
     handler = type("Proxy", (_RecordingProxy,), {"seen": [], "delay": 0.0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield handler, int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(handler) as port:
+        yield handler, port
 
 
 def test_web_calls_the_backend_through_http_proxy(start: Start, recording_proxy: tuple[type[_RecordingProxy], int]
