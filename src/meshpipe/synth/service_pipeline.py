@@ -265,6 +265,32 @@ def _build(mesh: str = APPMESH) -> Json:
     }
 
 
+def _autoscaling_statements() -> list[Json]:
+    """What a deploy role needs for the autoscaling a stack gives its ECS service (either flavour)."""
+    account = "${AWS::Region}:${AWS::AccountId}"
+    return [
+        iam_allow(["application-autoscaling:DeleteScalingPolicy",
+                   "application-autoscaling:DeregisterScalableTarget",
+                   "application-autoscaling:PutScalingPolicy",
+                   "application-autoscaling:RegisterScalableTarget",
+                   "application-autoscaling:TagResource"],
+                  _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
+        iam_allow(["application-autoscaling:DescribeScalableTargets",
+                   "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
+        # Target tracking keeps its alarms named after the scaled resource.
+        iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                  _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
+                                + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
+                                Cluster="ClusterName"),
+                  sid="ScalingAlarms"),
+        iam_allow(["iam:CreateServiceLinkedRole"],
+                  _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+                       "AWSServiceRoleForApplicationAutoScaling_ECSService"),
+                  condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
+                  sid="AutoscalingServiceLinkedRole"),
+    ]
+
+
 def _deploy_role() -> Json:
     """The role CloudFormation uses for version stacks: exactly the resources a version stack holds.
 
@@ -312,25 +338,7 @@ def _deploy_role() -> Json:
                           _arn(f"servicediscovery:{account}:service/*"), sid="DiscoveryServices"),
                 # Cloud Map tagging has no resource type to scope it to.
                 iam_allow(["servicediscovery:TagResource"], "*", sid="DiscoveryTagging"),
-                iam_allow(["application-autoscaling:DeleteScalingPolicy",
-                           "application-autoscaling:DeregisterScalableTarget",
-                           "application-autoscaling:PutScalingPolicy",
-                           "application-autoscaling:RegisterScalableTarget",
-                           "application-autoscaling:TagResource"],
-                          _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
-                iam_allow(["application-autoscaling:DescribeScalableTargets",
-                           "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
-                # Target tracking keeps its alarms named after the scaled resource.
-                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
-                          _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
-                                        + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
-                                        Cluster="ClusterName"),
-                          sid="ScalingAlarms"),
-                iam_allow(["iam:CreateServiceLinkedRole"],
-                          _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
-                               "AWSServiceRoleForApplicationAutoScaling_ECSService"),
-                          condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
-                          sid="AutoscalingServiceLinkedRole"),
+                *_autoscaling_statements(),
             ])],
         }),
     }
@@ -524,24 +532,7 @@ def _service_connect_deploy_role() -> Json:
                 iam_allow(["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
                            "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
                            "elasticloadbalancing:DescribeTargetGroups"], "*", sid="IngressUnscoped"),
-                iam_allow(["application-autoscaling:DeleteScalingPolicy",
-                           "application-autoscaling:DeregisterScalableTarget",
-                           "application-autoscaling:PutScalingPolicy",
-                           "application-autoscaling:RegisterScalableTarget",
-                           "application-autoscaling:TagResource"],
-                          _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
-                iam_allow(["application-autoscaling:DescribeScalableTargets",
-                           "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
-                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
-                          _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
-                                        + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
-                                        Cluster="ClusterName"),
-                          sid="ScalingAlarms"),
-                iam_allow(["iam:CreateServiceLinkedRole"],
-                          _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
-                               "AWSServiceRoleForApplicationAutoScaling_ECSService"),
-                          condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
-                          sid="AutoscalingServiceLinkedRole"),
+                *_autoscaling_statements(),
             ])],
         }),
     }
