@@ -231,6 +231,39 @@ def _network(options: EnvironmentOptions) -> Json:
     return res
 
 
+def _container_security_group() -> Json:
+    # Tasks accept TCP from inside the VPC only: from each other's proxies (Envoy sidecars, or Service
+    # Connect's) and from the load balancer, whose nodes connect from the public subnets.
+    return {
+        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
+            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
+            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
+            "VpcId": ref("Vpc"),
+        }),
+    }
+
+
+def _log_group() -> Json:
+    # The logs go with the environment; the retention period bounds how long they are kept anyway.
+    return {
+        "LogGroup": resource("AWS::Logs::LogGroup", {
+            "LogGroupName": sub("${EnvironmentName}-cluster"),
+            "RetentionInDays": ref("LogRetentionInDays"),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+    }
+
+
+def _log_retention_parameter(options: EnvironmentOptions) -> Json:
+    return {
+        "LogRetentionInDays": {
+            "Type": "Number",
+            "Default": options.log_retention_days,
+            "AllowedValues": list(LOG_RETENTION_DAYS),
+            "Description": "Days the environment's container logs are kept.",
+        },
+    }
+
+
 def _roles() -> Json:
     mesh_resources = sub("${Mesh.Arn}/virtualNode/*")
     gateway_resource = get_att("VirtualGateway", "Arn")
@@ -403,23 +436,13 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
     resources: Json = {
         **_network(options),
         "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")}),
-        # Tasks accept TCP from inside the VPC only: from each other's Envoys and from the load balancer,
-        # whose nodes connect from the public subnets.
-        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
-            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
-            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
-            "VpcId": ref("Vpc"),
-        }),
+        **_container_security_group(),
         **_roles(),
         "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
             "Name": sub("${EnvironmentName}.local"),
             "Vpc": ref("Vpc"),
         }),
-        # The logs go with the environment; the retention period bounds how long they are kept anyway.
-        "LogGroup": resource("AWS::Logs::LogGroup", {
-            "LogGroupName": sub("${EnvironmentName}-cluster"),
-            "RetentionInDays": ref("LogRetentionInDays"),
-        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+        **_log_group(),
         **_mesh(),
         **_ingress(policy, options),
     }
@@ -430,12 +453,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
             "Default": options.envoy_image,
             "Description": "Envoy image for the ingress gateway and every service version's sidecar.",
         },
-        "LogRetentionInDays": {
-            "Type": "Number",
-            "Default": options.log_retention_days,
-            "AllowedValues": list(LOG_RETENTION_DAYS),
-            "Description": "Days the environment's container logs are kept.",
-        },
+        **_log_retention_parameter(options),
     }
     return template(
         resources,
@@ -576,32 +594,18 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
             "ClusterName": ref("EnvironmentName"),
             "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
         }),
-        # Tasks accept TCP from inside the VPC only: from each other's proxies and from the load balancer,
-        # whose nodes connect from the public subnets.
-        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
-            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
-            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
-            "VpcId": ref("Vpc"),
-        }),
+        **_container_security_group(),
         **_service_connect_roles(),
         "Namespace": resource("AWS::ServiceDiscovery::HttpNamespace", {
             "Description": sub("Service Connect namespace of ${EnvironmentName}"),
             "Name": sub("${EnvironmentName}.local"),
         }),
-        "LogGroup": resource("AWS::Logs::LogGroup", {
-            "LogGroupName": sub("${EnvironmentName}-cluster"),
-            "RetentionInDays": ref("LogRetentionInDays"),
-        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+        **_log_group(),
         **_service_connect_ingress(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
-        "LogRetentionInDays": {
-            "Type": "Number",
-            "Default": options.log_retention_days,
-            "AllowedValues": list(LOG_RETENTION_DAYS),
-            "Description": "Days the environment's container logs are kept.",
-        },
+        **_log_retention_parameter(options),
     }
     return template(
         resources,
