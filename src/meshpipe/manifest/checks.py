@@ -60,25 +60,23 @@ class TrustedValues:
         such as counts and duplicates, still hold); ``None`` when absent, ``_ABSENT`` when doubtful."""
         if self._under_bad(path):
             return _ABSENT
-        node = self.data
-        for key in path.split("."):
-            if not isinstance(node, dict):
-                return _ABSENT
-            if key not in node:
-                return None
-            node = node[key]
-        return node
+        return self._lookup(path, None)
 
     def get(self, path: str, default: Any = _ABSENT) -> Any:
         """The value at ``path`` (dotted keys), ``default`` when absent, ``_ABSENT`` when doubtful."""
         if self.is_bad(path):
             return _ABSENT
+        return self._lookup(path, default)
+
+    def _lookup(self, path: str, missing: Any) -> Any:
+        """The value at ``path`` (dotted keys); ``missing`` when a key is absent, ``_ABSENT`` when something
+        on the way is not a mapping."""
         node = self.data
         for key in path.split("."):
             if not isinstance(node, dict):
                 return _ABSENT
             if key not in node:
-                return default
+                return missing
             node = node[key]
         return node
 
