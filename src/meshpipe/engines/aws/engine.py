@@ -153,14 +153,18 @@ class AwsEngine:
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
     def _build_bucket(self, stack: StackState) -> str:
-        bucket = stack.outputs.get("BuildBucketName")
-        if not bucket:
-            found = self.stacks.resources(stack.name, "AWS::S3::Bucket")
-            bucket = found[0] if found else None
-        if not bucket:
-            raise OperationError(f"stack {stack.name} has no BuildBucketName output and no bucket",
-                                 hint="this is a meshpipe defect; please report it")
-        return bucket
+        return self._output_or_resource(stack, "BuildBucketName", "AWS::S3::Bucket",
+                                        f"stack {stack.name} has no BuildBucketName output and no bucket")
+
+    def _output_or_resource(self, stack: StackState, output: str, resource_type: str, missing: str) -> str:
+        """The stack's ``output``, else the physical id of its first resource of ``resource_type``."""
+        value = stack.outputs.get(output)
+        if not value:
+            found = self.stacks.resources(stack.name, resource_type)
+            value = found[0] if found else None
+        if not value:
+            raise OperationError(missing, hint="this is a meshpipe defect; please report it")
+        return value
 
     def _stager(self, env: str) -> TemplateUploader:
         """Stages a template too big to send inline in the build bucket (which must exist by then)."""
@@ -322,14 +326,8 @@ class AwsEngine:
 
     def _pipeline_name(self, env: str, service: str) -> str:
         stack = self._pipeline_stack(env, service)
-        name = stack.outputs.get("PipelineName")
-        if not name:
-            found = self.stacks.resources(stack.name, "AWS::CodePipeline::Pipeline")
-            name = found[0] if found else None
-        if not name:
-            raise OperationError(f"stack {stack.name} holds no CodePipeline pipeline",
-                                 hint="this is a meshpipe defect; please report it")
-        return name
+        return self._output_or_resource(stack, "PipelineName", "AWS::CodePipeline::Pipeline",
+                                        f"stack {stack.name} holds no CodePipeline pipeline")
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
         _check_env(env)
