@@ -85,6 +85,19 @@ class LocalEnv:
     def route(self, service: str, **weights: int) -> None:
         self.engine.route_set(ENV, service, tuple(WeightedTarget(v.removeprefix("v"), w) for v, w in weights.items()))
 
+    def route_backend_through_gateway(self) -> None:
+        """The gateway sends /backend to hello-backend."""
+        self.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+
+    def serve_backend(self) -> str:
+        """hello-backend's pipeline and one version of the example manifest with all the traffic, reached
+        through the gateway at /backend; returns the version id."""
+        self.pipeline("hello-backend")
+        version = self.deploy("hello-backend", BACKEND_MANIFEST)
+        self.route("hello-backend", **{version: 100})
+        self.route_backend_through_gateway()
+        return version
+
     def processes(self, role: str) -> list[tuple[int, str | None]]:
         store = StateStore(self.paths.state_db)
         try:
@@ -260,10 +273,7 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
 
 def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
-    env.pipeline("hello-backend")
-    good = env.deploy("hello-backend", BACKEND_MANIFEST)
-    env.route("hello-backend", **{good: 100})
-    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    good = env.serve_backend()
     before = env.note_pids()
     commit = env.push("hello-backend", BACKEND_MANIFEST.replace("Port: 80", 'Port: "eighty"'))
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=30)
@@ -280,10 +290,7 @@ def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # t
 
 def test_failing_health_check_or_unknown_image_gets_no_traffic(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env(tasks=2)
-    env.pipeline("hello-backend")
-    good = env.deploy("hello-backend", BACKEND_MANIFEST)
-    env.route("hello-backend", **{good: 100})
-    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    good = env.serve_backend()
     # An image nothing maps to a local program fails at once.
     commit = env.push("hello-backend", backend_manifest(image="example/unknown:1.0"))
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=30)
@@ -307,10 +314,7 @@ def test_failing_health_check_or_unknown_image_gets_no_traffic(make_env) -> None
 
 def test_killed_app_is_replaced_while_the_other_task_serves(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env(tasks=2)
-    env.pipeline("hello-backend")
-    good = env.deploy("hello-backend", BACKEND_MANIFEST)
-    env.route("hello-backend", **{good: 100})
-    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    env.serve_backend()
     victim, victim_task = env.processes("app")[0]
     with Load(env.ingress_port, "/backend/data") as load:
         wait_until(lambda: load.count() > 50, 10, "load running")
@@ -339,7 +343,7 @@ def test_weight_changes_under_load_lose_no_request(make_env) -> None:  # type: i
     one = env.deploy("hello-backend", BACKEND_MANIFEST)
     two = env.deploy("hello-backend", BACKEND_V2_MANIFEST)
     env.route("hello-backend", **{one: 100})
-    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    env.route_backend_through_gateway()
     with Load(env.ingress_port, "/backend/data") as load:
         for weights in ({one: 50, two: 50}, {two: 100}, {one: 100, two: 0}, {one: 10, two: 90}, {one: 100}):
             wait_until(lambda n=load.count(): load.count() > n + 40, 10, "requests between changes")
@@ -352,10 +356,7 @@ def test_weight_changes_under_load_lose_no_request(make_env) -> None:  # type: i
 
 def test_daemon_killed_and_restarted_restores_the_running_set(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
-    env.pipeline("hello-backend")
-    good = env.deploy("hello-backend", BACKEND_MANIFEST)
-    env.route("hello-backend", **{good: 100})
-    env.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", "hello-backend", "demo.local"))
+    good = env.serve_backend()
     port = env.ingress_port
     old_daemon = read_daemon_file(env.paths.daemon_json)
     assert old_daemon is not None
