@@ -14,25 +14,17 @@ platform's policy) live in :mod:`meshpipe.manifest.checks`, which runs whether o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from meshpipe.manifest import rules
 
-
-def _rule(check: Callable[[str], str | None]) -> AfterValidator:
-    def validate(value: str) -> str:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(validate)
+_Value = TypeVar("_Value", str, int)
 
 
-def _int_rule(check: Callable[[int], str | None]) -> AfterValidator:
-    def validate(value: int) -> int:
+def _rule(check: Callable[[_Value], str | None]) -> AfterValidator:
+    def validate(value: _Value) -> _Value:
         problem = check(value)
         if problem:
             raise ValueError(problem)
@@ -42,10 +34,10 @@ def _int_rule(check: Callable[[int], str | None]) -> AfterValidator:
 
 
 Family = Annotated[StrictStr, _rule(rules.family_problem)]
-Cpu = Annotated[StrictInt, _int_rule(rules.cpu_problem)]
-Memory = Annotated[StrictInt, _int_rule(rules.memory_problem)]
+Cpu = Annotated[StrictInt, _rule(rules.cpu_problem)]
+Memory = Annotated[StrictInt, _rule(rules.memory_problem)]
 Image = Annotated[StrictStr, _rule(rules.image_problem)]
-Port = Annotated[StrictInt, _int_rule(rules.port_problem)]
+Port = Annotated[StrictInt, _rule(rules.port_problem)]
 HealthCheckPath = Annotated[StrictStr, _rule(rules.health_path_problem)]
 CommandArg = Annotated[StrictStr, _rule(rules.command_arg_problem)]
 EnvName = Annotated[StrictStr, _rule(rules.env_name_problem)]
