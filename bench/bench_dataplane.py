@@ -174,32 +174,27 @@ def setup_direct_chain(procs: Processes, apps: Apps) -> int:
     return web
 
 
+def haproxy_ingress(listen_port: int, app_port: int) -> str:
+    """HAProxy's part of a sidecar that forwards what reaches ``listen_port`` to the app on ``app_port``."""
+    return f"""
+frontend ingress
+    bind {LOOPBACK}:{listen_port}
+    default_backend app
+backend app
+    server app {LOOPBACK}:{app_port}
+"""
+
+
 def setup_haproxy(procs: Processes, apps: Apps, workdir: Path) -> tuple[int, int]:
     """(one-hop port, chain gateway port)."""
     one_hop = free_port()
-    start_haproxy(procs, workdir, "one-hop", f"""
-frontend ingress
-    bind {LOOPBACK}:{one_hop}
-    default_backend app
-backend app
-    server app {LOOPBACK}:{apps.backend_v1}
-""", [one_hop])
+    start_haproxy(procs, workdir, "one-hop", haproxy_ingress(one_hop, apps.backend_v1), [one_hop])
     backend_ingress, web_ingress, web_egress, gateway = free_port(), free_port(), free_port(), free_port()
-    start_haproxy(procs, workdir, "backend-sidecar", f"""
-frontend ingress
-    bind {LOOPBACK}:{backend_ingress}
-    default_backend app
-backend app
-    server app {LOOPBACK}:{apps.backend_v1}
-""", [backend_ingress])
+    start_haproxy(procs, workdir, "backend-sidecar", haproxy_ingress(backend_ingress, apps.backend_v1),
+                  [backend_ingress])
     _, web_app = procs.sample("hello_web", ["-b", f"http://{BACKEND_VS}/data"],
                               env={"HTTP_PROXY": f"http://{LOOPBACK}:{web_egress}", "NO_PROXY": ""})
-    start_haproxy(procs, workdir, "web-sidecar", f"""
-frontend ingress
-    bind {LOOPBACK}:{web_ingress}
-    default_backend app
-backend app
-    server app {LOOPBACK}:{web_app}
+    start_haproxy(procs, workdir, "web-sidecar", haproxy_ingress(web_ingress, web_app) + f"""\
 frontend egress
     bind {LOOPBACK}:{web_egress}
     acl declared hdr(host) -i {BACKEND_VS}
