@@ -16,6 +16,7 @@ from typing import Any
 
 from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy
+from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
 
 # Address plan: a /16 with two public /24s (load balancer, NAT gateways) and two private /20s (tasks).
@@ -466,9 +467,6 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
 
 # ---- the Service Connect flavour -------------------------------------------------------------------------
 
-SERVICE_CONNECT = "service-connect"
-APPMESH = "appmesh"
-MESH_FLAVOURS = (APPMESH, SERVICE_CONNECT)
 # The output that records an environment's flavour; an environment stack without it is App Mesh's.
 MESH_FLAVOUR_OUTPUT = "MeshFlavour"
 
