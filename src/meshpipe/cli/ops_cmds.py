@@ -86,6 +86,11 @@ def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], e
     """Show an environment: status, ingress endpoint, services."""
     with engine_for(engine) as eng:
         info = eng.env_status(name)
+    if info.status == "NOT_FOUND":  # every engine answers a missing environment the same way: exit 2
+        from meshpipe.errors import NotFoundError
+
+        raise NotFoundError(f"environment {name!r} does not exist on the {engine} engine",
+                            hint=f"create it with: meshpipe env create {name} --engine {engine}")
     print_json(info) if fmt is Format.json else _print_env(info)
 
 
