@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import secrets
@@ -33,6 +31,7 @@ from typing import Any, TypeVar
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.control import gateway_route_to_json, make_control_app, route_to_json
+from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, write_daemon_file
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
@@ -51,40 +50,6 @@ PUSH_TIMEOUT_SECONDS = 2.0
 MAINTENANCE_EVERY_SECONDS = 2.0
 GATEWAY_LIVE_TIMEOUT = 30.0
 T = TypeVar("T")
-
-
-# --- the daemon's files --------------------------------------------------------------------------------
-
-def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
-    """Write daemon.json atomically, readable by its owner only (it holds the control token)."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
-def read_daemon_file(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-        return None
-    return data
-
-
-def acquire_lock(path: Path) -> int | None:
-    """Hold ``daemon.lock`` for the life of the process; None when another daemon holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
 
 
 # --- the edges the supervisor is given -------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""The daemon's files in its environment folder: how a running daemon makes itself known.
+
+* ``daemon.lock`` is held (``flock``) for the life of the daemon, so an environment has one daemon at most,
+  and a crashed daemon's lock goes with its process;
+* ``daemon.json`` says where its control API listens and the bearer token to use: the CLI and the config
+  repos' hooks read it, so it is written atomically and readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
+    """Write daemon.json atomically, readable by its owner only (it holds the control token)."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def read_daemon_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+        return None
+    return data
+
+
+def acquire_lock(path: Path) -> int | None:
+    """Hold ``daemon.lock`` for the life of the process; None when another daemon holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
