@@ -35,8 +35,9 @@ from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, w
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
-from meshpipe.engines.local.meshconfig import MeshSnapshot, build_mesh_config
+from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
+from meshpipe.engines.local.publisher import Publisher
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
@@ -46,7 +47,6 @@ from meshpipe.model import COMMIT_RE, check_service_name
 log = logging.getLogger("meshpipe.daemon")
 
 EXIT_ALREADY_RUNNING = 3
-PUSH_TIMEOUT_SECONDS = 2.0
 MAINTENANCE_EVERY_SECONDS = 2.0
 GATEWAY_LIVE_TIMEOUT = 30.0
 T = TypeVar("T")
@@ -60,79 +60,6 @@ class HttpProbes:
 
     async def sidecar(self, admin_port: int, timeout: float) -> Probe:
         return await check_sidecar(admin_port, timeout)
-
-
-class Publisher:
-    """Pushes the environment's mesh config to every live proxy; one push at a time, in generation order."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.proxies: set[int] = set()
-        self.current: dict[str, Any] | None = None
-        self.lock = asyncio.Lock()
-        self._session: Any = None
-
-    async def _http(self) -> Any:
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT_SECONDS))
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def _push(self, admin_port: int, doc: dict[str, Any]) -> str | None:
-        """None once the proxy applied ``doc``, else what went wrong."""
-        session = await self._http()
-        try:
-            async with session.put(f"http://127.0.0.1:{admin_port}/config", json=doc) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    return f"HTTP {resp.status}: {text[:200]}"
-                return None
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-
-    def _build(self) -> dict[str, Any]:
-        return build_mesh_config(self.daemon.snapshot(self.daemon.store.next_generation()))
-
-    async def publish(self, reason: str) -> dict[str, Any]:
-        """Recompute the config from state and health, push it to every proxy, wait for every answer."""
-        async with self.lock:
-            started = time.perf_counter()
-            doc = self._build()
-            ports = sorted(self.proxies)
-            errors = await asyncio.gather(*(self._push(p, doc) for p in ports))
-            self.current = doc
-            failed = {p: e for p, e in zip(ports, errors, strict=True) if e is not None}
-            ms = (time.perf_counter() - started) * 1000
-            if failed:
-                log.warning("config generation %d (%s): %d/%d proxies applied it; failed: %s", doc["generation"],
-                            reason, len(ports) - len(failed), len(ports), failed)
-            else:
-                log.info("config generation %d (%s) applied by %d proxies in %.1f ms", doc["generation"], reason,
-                         len(ports), ms)
-            return {"generation": doc["generation"], "proxies": len(ports), "applied": len(ports) - len(failed),
-                    "failed": {str(p): e for p, e in failed.items()}, "ms": round(ms, 1)}
-
-    async def add_proxy(self, admin_port: int) -> None:
-        """A proxy just went live: it gets the current config before it is counted as part of the mesh."""
-        async with self.lock:
-            if self.current is None:
-                self.current = self._build()
-            error = await self._push(admin_port, self.current)
-            if error is not None:
-                log.warning("proxy on admin port %d did not take config generation %d: %s", admin_port,
-                            self.current["generation"], error)
-            self.proxies.add(admin_port)
-
-    def remove_proxy(self, admin_port: int) -> None:
-        self.proxies.discard(admin_port)
 
 
 class DaemonHooks:
@@ -187,7 +114,7 @@ class Daemon:
         self.started_at = self.store.now()
         self.stopping = False
         self._stop_requested = asyncio.Event()
-        self.publisher = Publisher(self)
+        self.publisher = Publisher(self.snapshot, self.store.next_generation)
         self.supervisor = Supervisor(
             spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
@@ -576,7 +503,7 @@ class Daemon:
     async def stats(self, service: str) -> dict[str, Any]:
         """Per-version counters for ``service`` summed over every proxy that sent it traffic."""
         self.store.require_service(service)
-        session = await self.publisher._http()
+        session = await self.publisher.session()
         ports = sorted(self.publisher.proxies)
 
         async def one(port: int) -> dict[str, Any] | None:
