@@ -22,11 +22,9 @@ import secrets
 import shutil
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local import state as st
@@ -38,6 +36,7 @@ from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
 from meshpipe.engines.local.publisher import Publisher
+from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
@@ -49,7 +48,6 @@ log = logging.getLogger("meshpipe.daemon")
 EXIT_ALREADY_RUNNING = 3
 MAINTENANCE_EVERY_SECONDS = 2.0
 GATEWAY_LIVE_TIMEOUT = 30.0
-T = TypeVar("T")
 
 
 # --- the edges the supervisor is given -------------------------------------------------------------------
@@ -121,8 +119,7 @@ class Daemon:
                                       owner=paths.root, python=sys.executable),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
-        self.queues: dict[str, asyncio.Queue[str]] = {}
-        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
         self._runner: Any = None
@@ -174,7 +171,7 @@ class Daemon:
         for run in sorted(self.store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
             log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
             self.store.restart_run(run.run_id)
-            self._enqueue(run.service, run.run_id)
+            self.runs.enqueue(run.service, run.run_id)
         await self._catch_up_pushes()
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
@@ -237,8 +234,7 @@ class Daemon:
         self.deployer.cancel_waits()
         if self._maintenance is not None:
             self._maintenance.cancel()
-        for worker in self.workers.values():
-            worker.cancel()
+        self.runs.cancel()
         await self.supervisor.stop_all()
         await asyncio.to_thread(self.clean_up_leftovers)
         await self.publisher.close()
@@ -322,10 +318,7 @@ class Daemon:
                 raise ConflictError(f"pipeline run(s) {', '.join(busy)} of {service} are in progress",
                                     hint="wait for them: meshpipe pipeline wait " + service)
             self.store.delete_service(service)
-            worker = self.workers.pop(service, None)
-            if worker is not None:
-                worker.cancel()
-            self.queues.pop(service, None)
+            self.runs.forget(service)
             shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
 
@@ -351,98 +344,7 @@ class Daemon:
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
             raise UserError(f"{new!r} is not a commit id")
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        self.store.create_run(run_id, service, ref, old, new)
-        self._enqueue(service, run_id)
-        log.info("push to %s of %s at %s: pipeline run %s queued", ref, service, new[:8], run_id)
-        return run_id
-
-    def _enqueue(self, service: str, run_id: str) -> None:
-        queue = self.queues.get(service)
-        if queue is None:
-            queue = self.queues[service] = asyncio.Queue()
-            self.workers[service] = asyncio.create_task(self._pipeline_worker(service, queue),
-                                                        name=f"pipeline {service}")
-        queue.put_nowait(run_id)
-
-    async def _pipeline_worker(self, service: str, queue: asyncio.Queue[str]) -> None:
-        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions)."""
-        while True:
-            run_id = await queue.get()
-            try:
-                await self._execute_run(run_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("pipeline run %s failed unexpectedly", run_id)
-                if not self.stopping:
-                    self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
-                    self.store.finish_run(run_id, st.RUN_FAILED, None)
-
-    async def _execute_run(self, run_id: str) -> None:
-        from meshpipe.pipeline import git_source, run_pipeline
-        from meshpipe.platform import local_settings
-
-        run = self.store.run(run_id)
-        if run is None or run.status != st.RUN_IN_PROGRESS or run.commit is None:
-            return
-        svc = self.store.service(run.service)
-        if svc is None:
-            self.store.finish_run(run_id, st.RUN_FAILED, None)
-            return
-        loop = asyncio.get_running_loop()
-        source = git_source(Path(svc.repo_path), run.service, run.commit)
-        settings = local_settings(self.env.name)
-        begun: set[str] = set()
-
-        def log_line(stage: str, line: str) -> None:
-            if stage not in begun:
-                begun.add(stage)
-                self.store.set_stage(run_id, stage, "InProgress")
-            self.store.append_stage_log(run_id, stage, line + "\n")
-
-        def deploy(version: Any, stack: Any) -> str:
-            future = asyncio.run_coroutine_threadsafe(self.deployer.deploy(version, stack.template, run_id), loop)
-            while True:
-                try:
-                    return future.result(timeout=0.25)
-                except TimeoutError:
-                    if self.stopping:
-                        future.cancel()
-                        raise OperationError("the environment's daemon stopped during the deployment") from None
-                except Exception as exc:
-                    if type(exc).__name__ == "CancelledError":
-                        raise OperationError("the deployment was cancelled (the version was deleted or the "
-                                             "daemon stopped)") from None
-                    raise
-
-        outcome = await self._in_thread(f"run {run_id}", run_pipeline, source, settings, deploy, log_line)
-        if self.stopping:
-            return  # left InProgress on purpose: the next daemon runs it again
-        self.store.finish_run(run_id, outcome.status, outcome.version,
-                              [(s.name, s.status, s.log) for s in outcome.stages])
-        log.info("pipeline run %s of %s: %s", run_id, run.service, outcome.status)
-
-    async def _in_thread(self, name: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in a daemon thread (never joined at exit, so a stuck run cannot hold the process)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(ok: bool, value: Any) -> None:
-            if not future.done():
-                future.set_result(value) if ok else future.set_exception(value)
-
-        def target() -> None:
-            try:
-                result: Any = fn(*args)
-                ok = True
-            except BaseException as exc:
-                result, ok = exc, False
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(settle, ok, result)
-
-        threading.Thread(target=target, name=name, daemon=True).start()
-        return await future
+        return self.runs.submit(service, ref, old, new)
 
     # -- control API: routes --
 

@@ -1,0 +1,155 @@
+"""Pipeline runs: one queue per service, its runs one after the other, each in a worker thread.
+
+A push (reported by the config repo's hook) records a run and queues it behind the runs of its service
+already queued, as CodePipeline serializes a pipeline's executions; runs of different services go on
+side by side. A run is ``meshpipe.pipeline.run_pipeline`` in a thread of its own, every line it logs
+written to state.db as it comes; its Deploy stage comes back to the event loop for the deployer. A run
+the daemon's stop cuts short stays ``InProgress``: the next daemon runs it again from Source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from meshpipe.engines.local import state as st
+from meshpipe.engines.local.deploy import Deployer
+from meshpipe.engines.local.state import StateStore
+from meshpipe.errors import OperationError
+
+log = logging.getLogger("meshpipe.daemon")
+
+T = TypeVar("T")
+
+
+class RunQueue:
+    """The pipeline runs of one environment: a queue and a worker task per service."""
+
+    def __init__(self, store: StateStore, environment: str, deployer: Deployer, stopping: Callable[[], bool]) -> None:
+        self.store = store
+        self.environment = environment
+        self.deployer = deployer
+        self._stopping = stopping
+        self.queues: dict[str, asyncio.Queue[str]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """The daemon is stopping: a run it interrupts is left for the next daemon, not failed."""
+        return self._stopping()
+
+    def submit(self, service: str, ref: str, old: str | None, new: str) -> str:
+        """Record a run of commit ``new`` and queue it; returns its id."""
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.store.create_run(run_id, service, ref, old, new)
+        self.enqueue(service, run_id)
+        log.info("push to %s of %s at %s: pipeline run %s queued", ref, service, new[:8], run_id)
+        return run_id
+
+    def enqueue(self, service: str, run_id: str) -> None:
+        """Queue a recorded run behind the runs of its service already queued."""
+        queue = self.queues.get(service)
+        if queue is None:
+            queue = self.queues[service] = asyncio.Queue()
+            self.workers[service] = asyncio.create_task(self._worker(service, queue),
+                                                        name=f"pipeline {service}")
+        queue.put_nowait(run_id)
+
+    def forget(self, service: str) -> None:
+        """The service is gone: its worker stops and its queue goes with it."""
+        worker = self.workers.pop(service, None)
+        if worker is not None:
+            worker.cancel()
+        self.queues.pop(service, None)
+
+    def cancel(self) -> None:
+        """Stop every worker (the daemon is stopping)."""
+        for worker in self.workers.values():
+            worker.cancel()
+
+    async def _worker(self, service: str, queue: asyncio.Queue[str]) -> None:
+        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions)."""
+        while True:
+            run_id = await queue.get()
+            try:
+                await self._execute_run(run_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("pipeline run %s failed unexpectedly", run_id)
+                if not self.stopping:
+                    self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
+                    self.store.finish_run(run_id, st.RUN_FAILED, None)
+
+    async def _execute_run(self, run_id: str) -> None:
+        from meshpipe.pipeline import git_source, run_pipeline
+        from meshpipe.platform import local_settings
+
+        run = self.store.run(run_id)
+        if run is None or run.status != st.RUN_IN_PROGRESS or run.commit is None:
+            return
+        svc = self.store.service(run.service)
+        if svc is None:
+            self.store.finish_run(run_id, st.RUN_FAILED, None)
+            return
+        loop = asyncio.get_running_loop()
+        source = git_source(Path(svc.repo_path), run.service, run.commit)
+        settings = local_settings(self.environment)
+        begun: set[str] = set()
+
+        def log_line(stage: str, line: str) -> None:
+            if stage not in begun:
+                begun.add(stage)
+                self.store.set_stage(run_id, stage, "InProgress")
+            self.store.append_stage_log(run_id, stage, line + "\n")
+
+        def deploy(version: Any, stack: Any) -> str:
+            future = asyncio.run_coroutine_threadsafe(self.deployer.deploy(version, stack.template, run_id), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.25)
+                except TimeoutError:
+                    if self.stopping:
+                        future.cancel()
+                        raise OperationError("the environment's daemon stopped during the deployment") from None
+                except Exception as exc:
+                    if type(exc).__name__ == "CancelledError":
+                        raise OperationError("the deployment was cancelled (the version was deleted or the "
+                                             "daemon stopped)") from None
+                    raise
+
+        outcome = await in_thread(f"run {run_id}", run_pipeline, source, settings, deploy, log_line)
+        if self.stopping:
+            return  # left InProgress on purpose: the next daemon runs it again
+        self.store.finish_run(run_id, outcome.status, outcome.version,
+                              [(s.name, s.status, s.log) for s in outcome.stages])
+        log.info("pipeline run %s of %s: %s", run_id, run.service, outcome.status)
+
+
+async def in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a daemon thread (never joined at exit, so a stuck run cannot hold the process)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            future.set_result(value) if ok else future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result: Any = fn(*args)
+            ok = True
+        except BaseException as exc:
+            result, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, ok, result)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await future
