@@ -36,6 +36,7 @@ from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
 from meshpipe.engines.local.publisher import Publisher
+from meshpipe.engines.local.restore import catch_up_pushes, clean_up_leftovers, ingress_port, rerun_interrupted
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
@@ -151,13 +152,9 @@ class Daemon:
 
     async def start(self) -> None:
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
-        await asyncio.to_thread(self.clean_up_leftovers)
+        await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
         await self._start_control()
-        port = self.env.gateway_port
-        if port is None or not procs.port_is_free(port):
-            if port is not None:
-                log.warning("ingress port %d is taken; the ingress moves to another port", port)
-            port = procs.free_port()
+        port = ingress_port(self.env.gateway_port)
         self.store.set_gateway_port(port)
         gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
         try:
@@ -168,46 +165,14 @@ class Daemon:
         restored = self.deployer.restore()
         if restored:
             log.info("restoring %d version(s): %s", len(restored), ", ".join(f"{s}-{v}" for s, v in restored))
-        for run in sorted(self.store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
-            log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
-            self.store.restart_run(run.run_id)
-            self.runs.enqueue(run.service, run.run_id)
-        await self._catch_up_pushes()
+        rerun_interrupted(self.store, self.runs)
+        await catch_up_pushes(self.store, self.push)
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
             "ingress_port": gateway.port, "started_at": self.started_at})
         self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
-
-    async def _catch_up_pushes(self) -> None:
-        """Start the runs of pushes made while no daemon was running (their hook could not report them)."""
-        from meshpipe.engines.local.gitrepo import DEFAULT_BRANCH, resolve_ref
-
-        ref = f"refs/heads/{DEFAULT_BRANCH}"
-        for svc in self.store.services():
-            head = await asyncio.to_thread(resolve_ref, Path(svc.repo_path), ref)
-            if head is None or any(r.commit == head for r in self.store.runs(svc.name)):
-                continue
-            run_id = await self.push(svc.name, ref, None, head)
-            log.info("%s of %s is at %s, which no pipeline run has seen: run %s started", ref, svc.name, head[:8],
-                     run_id)
-
-    def clean_up_leftovers(self) -> None:
-        """Stop every process a previous daemon of this environment left running (it crashed or was killed)."""
-        rows = self.store.processes()
-        tracked = {(p.pid, p.started or None) for p in rows}
-        found = {(pid, procs.start_time(pid)) for pid in procs.owned_processes(self.paths.root)}
-        leftovers = sorted(tracked | found, key=lambda p: p[0])
-        alive = [(pid, started) for pid, started in leftovers if procs.is_running(pid, started)]
-        if alive:
-            log.warning("stopping %d process(es) left by a previous daemon: %s", len(alive),
-                        ", ".join(str(pid) for pid, _ in alive))
-            stuck = procs.kill_all(alive, timeout=5.0)
-            if stuck:
-                log.error("could not stop leftover process(es) %s", stuck)
-        for row in rows:
-            self.store.forget_process(row.pid)
 
     async def _start_control(self) -> None:
         from aiohttp import web
@@ -236,7 +201,7 @@ class Daemon:
             self._maintenance.cancel()
         self.runs.cancel()
         await self.supervisor.stop_all()
-        await asyncio.to_thread(self.clean_up_leftovers)
+        await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
         await self.publisher.close()
         if self._runner is not None:
             await self._runner.cleanup()
