@@ -9,6 +9,11 @@ CLI and the config repos' hooks talk to. ``env create`` starts it detached from 
 stops it. state.db is the truth: on start the daemon stops whatever a crashed predecessor left running,
 then brings back everything state.db says should run (the gateway on the same port when it is free),
 and runs again the pipeline runs that were interrupted.
+
+This module wires the parts together, runs their life cycle and is the process's entry point; the parts
+are their own modules: ``supervisor`` (tasks, gateway, health), ``publisher`` (config pushes), ``runs``
+(pipeline runs), ``deploy`` (a version's stack), ``restore`` (start-up after a predecessor), ``api`` (what
+each control-API call does) and ``daemonfiles`` (daemon.json and daemon.lock).
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -27,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.control import gateway_route_to_json, make_control_app, route_to_json
+from meshpipe.engines.local.api import ControlApi
+from meshpipe.engines.local.control import make_control_app
 from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, write_daemon_file
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
@@ -40,9 +44,7 @@ from meshpipe.engines.local.restore import catch_up_pushes, clean_up_leftovers, 
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
-from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, make_gateway_route, make_route
-from meshpipe.model import COMMIT_RE, check_service_name
+from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -99,7 +101,9 @@ class DaemonHooks:
 
 # --- the daemon -------------------------------------------------------------------------------------------
 
-class Daemon:
+class Daemon(ControlApi):
+    """The daemon's parts, wired together, and its life cycle; it answers the control API (``ControlApi``)."""
+
     def __init__(self, paths: EnvPaths, home: Path, options: LocalOptions) -> None:
         self.paths = paths
         self.home = home
@@ -212,197 +216,6 @@ class Daemon:
         self.store.add_event("daemon", f"daemon stopped (pid {os.getpid()})")
         self.store.close()
         log.info("stopped")
-
-    # -- control API: environment --
-
-    async def status(self) -> dict[str, Any]:
-        gateway = self.supervisor.gateway
-        weights_by_service = {s: {t.version: t.weight for t in r.targets} for s, r in self.store.routes().items()}
-        services = []
-        for svc in self.store.services():
-            services.append({
-                "name": svc.name, "virtual_service": svc.virtual_service, "router": svc.router,
-                "clone_url": Path(svc.repo_path).as_uri(),
-                "route": route_to_json(self.store.route(svc.name)),
-                "versions": self._versions_json(svc.name, weights_by_service.get(svc.name, {})),
-            })
-        return {
-            "environment": self.env.name, "namespace": self.env.namespace,
-            "daemon": {"pid": os.getpid(), "started_at": self.started_at, "control_port": self.control_port},
-            "ingress_url": f"http://127.0.0.1:{gateway.port}" if gateway else None,
-            "gateway": {"port": gateway.port if gateway else None, "live": bool(gateway and gateway.live.is_set()),
-                        "restarts": gateway.restarts if gateway else 0},
-            "generation": self.publisher.current["generation"] if self.publisher.current else None,
-            "proxies": len(self.publisher.proxies),
-            "services": services,
-            "gateway_routes": [gateway_route_to_json(g) for g in self.store.gateway_routes()],
-            "tasks": [{"task_id": t.task_id, "service": t.service, "version": t.version, "actual": t.actual,
-                       "restarts": t.restarts, "last_error": t.last_error,
-                       "ingress_port": t.ports.ingress if t.ports else None,
-                       "app_port": t.ports.app if t.ports else None}
-                      for t in self.supervisor.task_statuses()],
-            "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
-        }
-
-    async def shutdown(self) -> None:
-        # Answer first; the stop runs once the reply is on its way.
-        asyncio.get_running_loop().call_soon(self._stop_requested.set)
-
-    async def mesh_config(self) -> dict[str, Any] | None:
-        return self.publisher.current
-
-    # -- control API: pipelines --
-
-    async def pipeline_create(self, service: str) -> dict[str, Any]:
-        from meshpipe.engines.local.gitrepo import create_bare_repo
-        from meshpipe.engines.local.hook import hook_argv
-
-        check_service_name(service, "service")
-        async with self.pipelines_lock:
-            if self.store.service(service) is not None:
-                raise ConflictError(f"a pipeline for {service!r} already exists in {self.env.name}")
-            repo = self.paths.repo(service)
-            if repo.exists():
-                # Only an interrupted create leaves a repo without its service: it was never used.
-                shutil.rmtree(repo)
-            await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
-            try:
-                row = self.store.add_service(service, f"{service}.{self.env.namespace}", f"vr-{service}", str(repo))
-            except BaseException:
-                shutil.rmtree(repo, ignore_errors=True)
-                raise
-        await self.publisher.publish(f"virtual service {row.virtual_service} created")
-        return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
-
-    async def pipeline_delete(self, service: str) -> None:
-        async with self.pipelines_lock:
-            self.store.require_service(service)
-            busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
-            if busy:
-                raise ConflictError(f"pipeline run(s) {', '.join(busy)} of {service} are in progress",
-                                    hint="wait for them: meshpipe pipeline wait " + service)
-            self.store.delete_service(service)
-            self.runs.forget(service)
-            shutil.rmtree(self.paths.repo(service), ignore_errors=True)
-        await self.publisher.publish(f"virtual service of {service} deleted")
-
-    async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:
-        self.store.require_service(service)
-        return [_run_json(r) for r in self.store.runs(service)]
-
-    async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]:
-        self.store.require_service(service)
-        if run_id is None:
-            runs = self.store.runs(service)
-            if not runs:
-                raise NotFoundError(f"{service} has no pipeline runs yet",
-                                    hint="push a manifest.yaml to its config repo")
-            return _run_json(runs[0])
-        run = self.store.run(run_id)
-        if run is None or run.service != service:
-            raise NotFoundError(f"{service} has no pipeline run {run_id!r}",
-                                hint=f"list runs with: meshpipe pipeline runs {service}")
-        return _run_json(run)
-
-    async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
-        self.store.require_service(service)
-        if not COMMIT_RE.match(new) or not new.strip("0"):
-            raise UserError(f"{new!r} is not a commit id")
-        return self.runs.submit(service, ref, old, new)
-
-    # -- control API: routes --
-
-    async def route_show(self, service: str) -> Route | None:
-        self.store.require_service(service)
-        return self.store.route(service)
-
-    async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
-        route = make_route(service, targets)
-        self.store.set_route(route)
-        pushed = await self.publisher.publish(f"route {route.name} set")
-        return route, pushed
-
-    async def route_delete(self, service: str) -> None:
-        self.store.delete_route(service)
-        await self.publisher.publish(f"route r-{service} deleted")
-
-    async def gateway_routes(self) -> list[GatewayRoute]:
-        return self.store.gateway_routes()
-
-    async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
-        gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
-        self.store.put_gateway_route(gr)
-        await self.publisher.publish(f"gateway route {name} set")
-        return gr
-
-    async def gateway_route_delete(self, name: str) -> None:
-        self.store.delete_gateway_route(name)
-        await self.publisher.publish(f"gateway route {name} deleted")
-
-    # -- control API: versions --
-
-    def _versions_json(self, service: str, weights: dict[str, int]) -> list[dict[str, Any]]:
-        out = []
-        desired_by_version: dict[str, int] = {}
-        for task in self.store.tasks(service):
-            if task.desired == st.DESIRED_RUNNING:
-                desired_by_version[task.version] = desired_by_version.get(task.version, 0) + 1
-        for row in self.store.versions(service):
-            health = self.supervisor.version_health(service, row.version)
-            out.append({"service": service, "version": row.version, "commit": row.commit,
-                        "stack_name": row.stack_name, "status": row.status, "reason": row.reason,
-                        "weight": weights.get(row.version, 0), "created_at": row.created_at,
-                        "healthy_tasks": health.healthy, "desired_tasks": desired_by_version.get(row.version, 0),
-                        "virtual_node": f"vn-{service}-{row.version}", "run_id": row.run_id})
-        return out
-
-    async def versions(self, service: str) -> list[dict[str, Any]]:
-        self.store.require_service(service)
-        return self._versions_json(service, self.store.weights(service))
-
-    async def version_delete(self, service: str, version: str, force: bool) -> None:
-        self.store.require_service(service)
-        await self.deployer.delete(service, version, force)
-
-    # -- control API: stats --
-
-    async def stats(self, service: str) -> dict[str, Any]:
-        """Per-version counters for ``service`` summed over every proxy that sent it traffic."""
-        self.store.require_service(service)
-        session = await self.publisher.session()
-        ports = sorted(self.publisher.proxies)
-
-        async def one(port: int) -> dict[str, Any] | None:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
-                    return dict(await resp.json()) if resp.status == 200 else None
-            except Exception:
-                return None
-
-        answers = await asyncio.gather(*(one(p) for p in ports))
-        versions: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            upstream = (answer or {}).get("upstreams", {}).get(service, {})
-            for version, counters in upstream.items():
-                total = versions.setdefault(version, {"requests": 0, "errors": 0, "retries": 0, "timeouts": 0,
-                                                      "p50_ms": None, "p99_ms": None})
-                for key in ("requests", "errors", "retries", "timeouts"):
-                    total[key] += int(counters.get(key) or 0)
-                for key in ("p50_ms", "p99_ms"):
-                    # Quantiles do not add up across proxies: report the worst one seen.
-                    value = counters.get(key)
-                    if value is not None and (total[key] is None or value > total[key]):
-                        total[key] = value
-        return {"service": service, "versions": versions, "proxies": len(ports),
-                "answered": sum(1 for a in answers if a is not None)}
-
-
-def _run_json(run: st.RunRow) -> dict[str, Any]:
-    return {"run_id": run.run_id, "service": run.service, "ref": run.ref, "commit": run.commit,
-            "status": run.status, "version": run.version, "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "stages": [{"name": s.name, "status": s.status, "log": s.log} for s in run.stages]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
