@@ -10,7 +10,7 @@ Rules that keep it safe to crash at any moment:
   reader (or a daemon restarting after a crash) sees all of it or none of it;
 * WAL mode, so the CLI can read while the daemon writes, and a busy timeout instead of "database is
   locked" errors when two writers meet;
-* the schema is versioned with ``PRAGMA user_version`` and migrated forward in a transaction.
+* the schema (``schema``) is versioned with ``PRAGMA user_version`` and migrated forward in a transaction.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The schema's version and migrations are part of the store's interface: re-exported.
+from meshpipe.engines.local.schema import MIGRATIONS as MIGRATIONS
+from meshpipe.engines.local.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from meshpipe.engines.local.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
 MAX_STAGE_LOG_CHARS = 256 * 1024
@@ -53,122 +56,6 @@ RUN_IN_PROGRESS = "InProgress"
 RUN_SUCCEEDED = "Succeeded"
 RUN_FAILED = "Failed"
 STAGE_NAMES = ("Source", "Build", "Deploy")
-
-_SCHEMA_V1 = """
-CREATE TABLE environment (
-    id                INTEGER PRIMARY KEY CHECK (id = 1),
-    name              TEXT NOT NULL,
-    namespace         TEXT NOT NULL,
-    created_at        TEXT NOT NULL,
-    gateway_port      INTEGER,
-    config_generation INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE services (
-    name            TEXT PRIMARY KEY,
-    virtual_service TEXT NOT NULL UNIQUE,
-    router          TEXT NOT NULL,
-    repo_path       TEXT NOT NULL,
-    created_at      TEXT NOT NULL
-);
-CREATE TABLE versions (
-    service       TEXT NOT NULL REFERENCES services(name),
-    version       TEXT NOT NULL,
-    commit_id     TEXT NOT NULL,
-    stack_name    TEXT NOT NULL UNIQUE,
-    status        TEXT NOT NULL,
-    reason        TEXT NOT NULL DEFAULT '',
-    desired_tasks INTEGER NOT NULL,
-    template_json TEXT NOT NULL,
-    resolved_json TEXT NOT NULL,
-    run_id        TEXT,
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL,
-    PRIMARY KEY (service, version)
-);
-CREATE TABLE routes (
-    service              TEXT PRIMARY KEY REFERENCES services(name),
-    prefix               TEXT NOT NULL,
-    method               TEXT,
-    priority             INTEGER NOT NULL,
-    max_retries          INTEGER NOT NULL,
-    per_retry_timeout_ms INTEGER NOT NULL,
-    timeout_ms           INTEGER NOT NULL,
-    updated_at           TEXT NOT NULL
-);
-CREATE TABLE route_targets (
-    service  TEXT NOT NULL REFERENCES routes(service) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    version  TEXT NOT NULL,
-    weight   INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
-    PRIMARY KEY (service, position),
-    FOREIGN KEY (service, version) REFERENCES versions(service, version)
-);
-CREATE TABLE gateway_routes (
-    name           TEXT PRIMARY KEY,
-    prefix         TEXT NOT NULL UNIQUE,
-    service        TEXT NOT NULL REFERENCES services(name),
-    namespace      TEXT NOT NULL,
-    rewrite_prefix INTEGER NOT NULL,
-    created_at     TEXT NOT NULL
-);
-CREATE TABLE tasks (
-    task_id      TEXT PRIMARY KEY,
-    service      TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    slot         INTEGER NOT NULL,
-    desired      TEXT NOT NULL,
-    actual       TEXT NOT NULL,
-    app_port     INTEGER,
-    ingress_port INTEGER,
-    egress_port  INTEGER,
-    admin_port   INTEGER,
-    restarts     INTEGER NOT NULL DEFAULT 0,
-    last_error   TEXT NOT NULL DEFAULT '',
-    updated_at   TEXT NOT NULL,
-    FOREIGN KEY (service, version) REFERENCES versions(service, version) ON DELETE CASCADE
-);
-CREATE TABLE processes (
-    pid        INTEGER PRIMARY KEY,
-    started    TEXT NOT NULL,
-    role       TEXT NOT NULL,
-    task_id    TEXT,
-    argv       TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE pipeline_runs (
-    run_id      TEXT PRIMARY KEY,
-    seq         INTEGER NOT NULL,
-    service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
-    ref         TEXT NOT NULL,
-    old_commit  TEXT,
-    commit_id   TEXT,
-    status      TEXT NOT NULL,
-    version     TEXT,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT
-);
-CREATE INDEX pipeline_runs_by_service ON pipeline_runs(service, seq);
-CREATE TABLE pipeline_stages (
-    run_id   TEXT NOT NULL REFERENCES pipeline_runs(run_id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    name     TEXT NOT NULL,
-    status   TEXT NOT NULL,
-    log      TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (run_id, position)
-);
-CREATE TABLE events (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    at      TEXT NOT NULL,
-    kind    TEXT NOT NULL,
-    service TEXT,
-    version TEXT,
-    message TEXT NOT NULL
-);
-"""
-
-# MIGRATIONS[n] takes a database at user_version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -347,17 +234,7 @@ class StateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         with self.transaction():
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current > SCHEMA_VERSION:
-                raise OperationError(f"{self.path} has schema version {current}; this meshpipe knows up to "
-                                     f"{SCHEMA_VERSION}", hint="upgrade meshpipe")
-            for step in range(current, SCHEMA_VERSION):
-                # executescript would commit the open transaction; run the statements one by one instead.
-                for statement in MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            if current != SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(conn, self.path)
 
     def schema_version(self) -> int:
         return int(self._read("PRAGMA user_version")[0][0])
