@@ -85,3 +85,35 @@ def test_too_little_traffic_fails_a_step_when_traffic_is_required():
                          stats=traffic.stats, say=lambda _: None, sleep=traffic.sleep)
     assert report.outcome == "rolled back"
     assert engine.history[-1] == {OLD: 100}
+
+
+def test_promote_and_rollback_use_routes_when_the_engine_has_no_way_of_its_own():
+    from meshpipe import rollout
+
+    engine = MemoryEngine(make_route("hello-backend", [WeightedTarget(OLD, 90), WeightedTarget(NEW, 10)]))
+    assert {t.version: t.weight for t in rollout.rollback(engine, "demo", "hello-backend").targets} == {OLD: 100}
+    engine.route_set("demo", "hello-backend", (WeightedTarget(OLD, 90), WeightedTarget(NEW, 10)))
+    assert {t.version: t.weight for t in rollout.promote(engine, "demo", "hello-backend").targets} == {NEW: 100}
+
+
+def test_promote_and_rollback_defer_to_an_engine_that_shifts_traffic_itself():
+    from meshpipe import rollout
+
+    class EcsLike(MemoryEngine):
+        def __init__(self, route):
+            super().__init__(route)
+            self.asked: list[tuple[str, str | None]] = []
+
+        def rollout_promote(self, env, service, version=None):
+            self.asked.append(("promote", version))
+            return self.route
+
+        def rollout_rollback(self, env, service, to=None):
+            self.asked.append(("rollback", to))
+            return self.route
+
+    engine = EcsLike(make_route("hello-backend", [WeightedTarget(OLD, 100)]))
+    rollout.promote(engine, "demo", "hello-backend", NEW)
+    rollout.rollback(engine, "demo", "hello-backend")
+    assert engine.asked == [("promote", NEW), ("rollback", None)]
+    assert engine.history == []  # no route was set behind the engine's back

@@ -21,6 +21,23 @@ class RolloutEngine(Protocol):
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route: ...
 
 
+def promote(engine: RolloutEngine, env: str, service: str, version: str | None = None) -> Route:
+    """All traffic to ``version`` (default: the canary). Engines whose platform shifts traffic itself (ECS
+    deployments) offer ``rollout_promote``; for the others the plan is a route."""
+    own = getattr(engine, "rollout_promote", None)
+    if own is not None:
+        return own(env, service, version)
+    return engine.route_set(env, service, plans.promote(engine.route_show(env, service), version))
+
+
+def rollback(engine: RolloutEngine, env: str, service: str, to: str | None = None) -> Route:
+    """All traffic back to ``to`` (default: the stable version), the engine's own way when it has one."""
+    own = getattr(engine, "rollout_rollback", None)
+    if own is not None:
+        return own(env, service, to)
+    return engine.route_set(env, service, plans.rollback(engine.route_show(env, service), to))
+
+
 @dataclass(frozen=True)
 class RolloutPolicy:
     steps: tuple[int, ...] = (10, 50, 100)

@@ -35,17 +35,12 @@ def promote(service: Annotated[str, typer.Argument(help="Service name.")],
             version: Annotated[str | None, typer.Argument(help="Version to promote (default: the canary).")] = None,
             env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
     """Send all traffic to the canary (or the named version)."""
-    from meshpipe.mesh import plans
+    from meshpipe import rollout
     from meshpipe.mesh.routing import parse_version_ref
 
     named = parse_version_ref(service, version) if version else None
     with engine_for(engine) as eng:
-        # Engines that shift traffic themselves (ECS deployments) promote in their own way.
-        own = getattr(eng, "rollout_promote", None)
-        if own is not None:
-            route = own(env, service, named)
-        else:
-            route = eng.route_set(env, service, plans.promote(eng.route_show(env, service), named))
+        route = rollout.promote(eng, env, service, named)
     _print_route(route, service)
 
 
@@ -54,16 +49,12 @@ def rollback(service: Annotated[str, typer.Argument(help="Service name.")],
              to: Annotated[str | None, typer.Option("--to", help="Version to go back to (default: the stable one).")] = None,
              env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
     """Send all traffic back to the stable version (or the one named)."""
-    from meshpipe.mesh import plans
+    from meshpipe import rollout
     from meshpipe.mesh.routing import parse_version_ref
 
     named = parse_version_ref(service, to) if to else None
     with engine_for(engine) as eng:
-        own = getattr(eng, "rollout_rollback", None)
-        if own is not None:
-            route = own(env, service, named)
-        else:
-            route = eng.route_set(env, service, plans.rollback(eng.route_show(env, service), named))
+        route = rollout.rollback(eng, env, service, named)
     out.print(f"rolled back {escape(service)}")
     _print_route(route, service)
 
