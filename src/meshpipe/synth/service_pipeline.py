@@ -265,6 +265,19 @@ def _build(mesh: str = APPMESH) -> Json:
     }
 
 
+def _pass_task_roles() -> Json:
+    """A deploy role hands the environment's two task roles to ECS tasks, and to nothing else."""
+    return iam_allow(["iam:PassRole"], [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
+                     condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                     sid="PassTaskRoles")
+
+
+def _execution_role_log_policy() -> Json:
+    """Each stack lets the shared execution role write its own log streams, through a policy of its own."""
+    return iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                     import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy")
+
+
 def _autoscaling_statements() -> list[Json]:
     """What a deploy role needs for the autoscaling a stack gives its ECS service (either flavour)."""
     account = "${AWS::Region}:${AWS::AccountId}"
@@ -320,13 +333,8 @@ def _deploy_role() -> Json:
                 # Neither action can be scoped to a resource.
                 iam_allow(["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"], "*",
                           sid="TaskDefinitionsUnscoped"),
-                iam_allow(["iam:PassRole"],
-                          [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
-                          condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-                          sid="PassTaskRoles"),
-                # Each version stack lets the execution role write its own log streams.
-                iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
-                          import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy"),
+                _pass_task_roles(),
+                _execution_role_log_policy(),
                 iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
                            "ecs:UpdateService"],
                           _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/{ecs_service}",
@@ -502,16 +510,12 @@ def _service_connect_deploy_role() -> Json:
                           _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
                 # Not scopable to a resource. No deregistration: revisions are retained (meshpipe retires them).
                 iam_allow(["ecs:DescribeTaskDefinition"], "*", sid="TaskDefinitionsUnscoped"),
-                iam_allow(["iam:PassRole"],
-                          [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
-                          condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-                          sid="PassTaskRoles"),
+                _pass_task_roles(),
                 # A service the ingress reaches names the role ECS shifts its load-balancer traffic with.
                 iam_allow(["iam:PassRole"], import_export("EcsInfrastructureRoleArn"),
                           condition={"StringEquals": {"iam:PassedToService": "ecs.amazonaws.com"}},
                           sid="PassInfrastructureRole"),
-                iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
-                          import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy"),
+                _execution_role_log_policy(),
                 iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
                            "ecs:UpdateService"],
                           _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/${{ServiceName}}",
