@@ -7,6 +7,7 @@ CloudFormation synthesizers and the local engine read the same facts and cannot 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from meshpipe.errors import Problem, ValidationError
@@ -137,8 +138,10 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
     base = f"{service}-{ver}"
     hc = policy.health_check
     app = manifest.app_container
+    # Quoted for the shell: a query string's `&` must not end the command (a plain path stays unquoted).
+    health_url = f"http://localhost:{app.port}{app.health_check_path}"
     app_health = HealthCheck(
-        command=("CMD-SHELL", f"curl -f http://localhost:{app.port}{app.health_check_path} || exit 1"),
+        command=("CMD-SHELL", f"curl -f {shlex.quote(health_url)} || exit 1"),
         interval=hc.interval, timeout=hc.timeout, retries=hc.retries, start_period=hc.start_period,
     )
     envoy_health = HealthCheck(

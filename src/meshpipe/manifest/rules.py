@@ -185,12 +185,14 @@ def port_problem(value: int) -> str | None:
 
 # --- AppContainer.HealthCheckPath -------------------------------------------------------------------
 
-# A health-check path is pasted into `CMD-SHELL curl -f http://localhost:PORT<path> || exit 1`, so only
-# characters with no meaning to a POSIX shell are allowed: no spaces, quotes, $, `, ;, &, |, <, >, (, ),
-# *, ?, [, ], {, }, !, #, ~ or backslash.
-HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._/:@,+=-]|%[0-9A-Fa-f]{2})*\Z", re.ASCII)
+# A health-check path goes into `CMD-SHELL curl -f 'http://localhost:PORT<path>' || exit 1`. The URL is
+# single-quoted (see meshpipe.model), so a query string's `?`, `&` and `=` are inert; what could end the
+# quoting or mean something to an HTTP request line (quotes, backslash, whitespace, control characters)
+# is refused, and so is everything else a URL path does not need: $, `, ;, |, <, >, (, ), *, [, ], {, },
+# !, #, ~.
+HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._/:@,+=?&-]|%[0-9A-Fa-f]{2})*\Z", re.ASCII)
 HEALTH_PATH_MAX = 512
-_HEALTH_PATH_CHARS = frozenset("._/:@,+=-%")
+_HEALTH_PATH_CHARS = frozenset("._/:@,+=?&-%")
 
 
 def health_path_problem(value: str) -> str | None:
@@ -201,8 +203,9 @@ def health_path_problem(value: str) -> str | None:
     if not HEALTH_PATH_RE.match(value):
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in _HEALTH_PATH_CHARS))})
         shown = " ".join(repr(c) for c in bad[:10]) if bad else "a '%' not followed by two hex digits"
-        return (f"{shorten(value)} is not a plain URL path (it runs in a shell health check); not allowed: {shown}. "
-                "Allowed: letters, digits, . _ / : @ , + = - and %XX escapes")
+        return (f"{shorten(value)} is not a plain URL path with an optional query (it runs in a shell health "
+                f"check); not allowed: {shown}. Allowed: letters, digits, . _ / : @ , + = - ? & and %XX escapes, "
+                "e.g. /healthz?full=1")
     return None
 
 
