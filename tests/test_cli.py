@@ -125,3 +125,41 @@ def test_route_set_rejects_app_mesh_limits_before_any_engine(capsys):
     assert "1-10 weighted targets" in capsys.readouterr().err
     assert main(["route", "set", "hello-backend", "e9d5f17a=0"]) == 2
     assert main(["route", "set", "hello-backend", "e9d5f17a=101"]) == 2
+
+
+# Commands that print nothing a script would parse: a confirmation line, a file, or a demo for people.
+NO_DATA_COMMANDS = {
+    "schema",  # prints JSON already
+    "synth",  # prints the stack name, and writes the template file
+    "demo",
+    "platform render", "platform bundle",  # print the paths they wrote
+    "env delete", "pipeline delete", "route delete", "route gateway-delete", "version delete",
+    "rollout run",  # a live narrative; its outcome is the exit status
+}
+
+
+def _leaf_commands() -> dict[str, object]:
+    import typer.main
+
+    from meshpipe.cli.app import app
+
+    found: dict[str, object] = {}
+
+    def walk(cmd: object, path: list[str]) -> None:
+        children = getattr(cmd, "commands", None)
+        if children is None:
+            found[" ".join(path)] = cmd
+            return
+        for name, child in children.items():
+            walk(child, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_that_prints_data_takes_format_json():
+    commands = _leaf_commands()
+    assert NO_DATA_COMMANDS <= set(commands), "a command named here no longer exists"
+    lacking = [name for name, cmd in commands.items() if name not in NO_DATA_COMMANDS
+               and "--format" not in {opt for p in cmd.params for opt in getattr(p, "opts", [])}]  # type: ignore[attr-defined]
+    assert lacking == []

@@ -105,12 +105,16 @@ def test_the_walkthrough_typed_at_the_command_line(shell: Shell, tmp_path: Path)
     web = shell.push_manifest(urls["hello-web"], EXAMPLES / "hello-web-cfg" / "manifest.yaml", "Baseline")
     old = shell.push_manifest(urls["hello-backend"], EXAMPLES / "hello-backend-cfg" / "manifest.yaml", "Baseline")
     shell.meshpipe("pipeline", "wait", "hello-web", "--env", "demo")
-    shell.meshpipe("pipeline", "wait", "hello-backend", "--env", "demo")
+    waited = json.loads(shell.meshpipe("pipeline", "wait", "hello-backend", "--env", "demo", "--format", "json").stdout)
+    assert (waited["service"], waited["commit"], waited["status"]) == ("hello-backend", old, "Succeeded")
+    assert [s["name"] for s in waited["stages"]] == ["Source", "Build", "Deploy"]
     versions = json.loads(shell.meshpipe("versions", "hello-backend", "--format", "json").stdout)
     assert [(v["version"], v["status"], v["weight"]) for v in versions] == [(old[:8], "CREATE_COMPLETE", 0)]
 
-    shell.meshpipe("route", "gateway", "r-ingress-hello-service", "--prefix", "/hello-service",
-                   "--service", "hello-web")
+    gateway = json.loads(shell.meshpipe("route", "gateway", "r-ingress-hello-service", "--prefix", "/hello-service",
+                                        "--service", "hello-web", "--format", "json").stdout)
+    assert (gateway["name"], gateway["prefix"], gateway["rewrite_prefix"]) == ("r-ingress-hello-service",
+                                                                               "/hello-service", True)
     shell.meshpipe("route", "set", "hello-web", f"{web}=100")  # a full commit id works too
     shell.meshpipe("route", "set", "hello-backend", f"vn-hello-backend-{old[:8]}=100")
     status, page = get(f"{ingress}/hello-service/hello/Bob")
@@ -119,8 +123,8 @@ def test_the_walkthrough_typed_at_the_command_line(shell: Shell, tmp_path: Path)
     new = shell.push_manifest(urls["hello-backend"], EXAMPLES / "hello-backend-cfg-v2" / "manifest.yaml",
                               "Changed greeting")
     shell.meshpipe("pipeline", "wait", "hello-backend", "--env", "demo")
-    shown = shell.meshpipe("rollout", "canary", "hello-backend", new[:8]).stdout
-    assert "90" in shown and "10" in shown
+    shown = json.loads(shell.meshpipe("rollout", "canary", "hello-backend", new[:8], "--format", "json").stdout)
+    assert {t["version"]: t["weight"] for t in shown["targets"]} == {old[:8]: 90, new[:8]: 10}
     refused = shell.meshpipe("version", "delete", "hello-backend", old[:8], ok=False)
     assert refused.returncode == 2 and "carries" in refused.stderr
 
@@ -151,6 +155,8 @@ def test_a_broken_push_fails_build_and_the_logs_say_why(shell: Shell) -> None:
     shell.push_manifest(url, EXAMPLES / "broken-manifest.yaml", "Broken")
     waited = shell.meshpipe("pipeline", "wait", "hello-web", ok=False)
     assert waited.returncode == 1
+    failed = shell.meshpipe("pipeline", "wait", "hello-web", "--format", "json", ok=False)
+    assert failed.returncode == 1 and json.loads(failed.stdout)["status"] == "Failed"
     logs = shell.meshpipe("pipeline", "logs", "hello-web").stdout
     assert "Build: Failed" in logs
     assert "manifest.yaml:4: Task.family: is not a known key" in logs

@@ -184,11 +184,12 @@ def pipeline_logs(service: Annotated[str, typer.Argument(help="Service name.")],
 def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
                   run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest).")] = None,
                   env: EnvOpt = "demo", engine: EngineOpt = "local",
-                  timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0) -> None:
+                  timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+                  fmt: FormatOpt = Format.text) -> None:
     """Wait for a pipeline run to finish; exit 1 if it failed."""
     with engine_for(engine) as eng:
         run = _local_only(eng, "pipeline_wait")(env, service, run_id, timeout=timeout)
-    _print_run_logs(run)
+    print_json(run) if fmt is Format.json else _print_run_logs(run)
     if run.status != "Succeeded":
         raise typer.Exit(1)
 
@@ -196,7 +197,7 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
 @pipeline_app.command("start")
 def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")],
                    commit: Annotated[str | None, typer.Argument(help="Commit in the config repo (default: the branch head).")] = None,
-                   env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+                   env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Start a run for a commit already pushed (e.g. one pushed while the daemon was down)."""
     from meshpipe.errors import NotFoundError
 
@@ -210,6 +211,9 @@ def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")]
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
         run_id = push(env, service, commit)
+    if fmt is Format.json:
+        print_json({"run_id": run_id, "service": service, "commit": commit})
+        return
     out.print(f"pipeline run {escape(run_id)} started for {escape(service)} at {commit[:8]}")
 
 
@@ -265,13 +269,16 @@ def route_gateway(name: Annotated[str, typer.Argument(help="Gateway route name, 
                   prefix: Annotated[str, typer.Option(help="Path prefix on the ingress, e.g. /hello-service.")],
                   service: Annotated[str, typer.Option(help="Target service, e.g. hello-web.")],
                   rewrite: Annotated[bool, typer.Option(help="Rewrite the matched prefix to '/'.")] = True,
-                  env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+                  env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Route a path prefix on the ingress gateway to a service."""
     from meshpipe.mesh.routing import make_gateway_route
 
     gr = make_gateway_route(name, prefix, service, f"{env}.local", rewrite)
     with engine_for(engine) as eng:
-        eng.gateway_route_set(env, gr)
+        gr = eng.gateway_route_set(env, gr)
+    if fmt is Format.json:
+        print_json(gr)
+        return
     out.print(f"gateway route {escape(gr.name)}: {escape(gr.prefix)} → {escape(gr.virtual_service)}"
               + (" (prefix rewritten to /)" if gr.rewrite_prefix else ""))
 
