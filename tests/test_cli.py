@@ -163,3 +163,55 @@ def test_every_command_that_prints_data_takes_format_json():
     lacking = [name for name, cmd in commands.items() if name not in NO_DATA_COMMANDS
                and "--format" not in {opt for p in cmd.params for opt in getattr(p, "opts", [])}]  # type: ignore[attr-defined]
     assert lacking == []
+
+
+def _failing_app():
+    import typer
+
+    app = typer.Typer()
+
+    @app.command()
+    def broken() -> None:
+        raise RuntimeError("the index went negative")
+
+    @app.command()
+    def fine() -> None:
+        print("fine")
+
+    return app
+
+
+def test_a_bug_is_one_line_with_the_saved_traceback_and_exit_70(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("MESHPIPE_DEBUG", raising=False)
+    import tempfile
+
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        assert main(["broken"], app=_failing_app()) == 70
+    finally:
+        tempfile.tempdir = None
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "meshpipe hit a bug (RuntimeError: the index went negative)" in err and "--debug" in err
+    saved = list(tmp_path.glob("meshpipe-bug-*.txt"))
+    assert len(saved) == 1 and str(saved[0]) in err.replace("\n", "")
+    text = saved[0].read_text()
+    assert "Traceback" in text and "RuntimeError: the index went negative" in text
+
+
+@pytest.mark.parametrize("args", [["--debug", "broken"], ["broken", "--debug"]])
+def test_debug_shows_the_traceback(args, monkeypatch):
+    monkeypatch.delenv("MESHPIPE_DEBUG", raising=False)
+    with pytest.raises(RuntimeError, match="the index went negative"):
+        main(args, app=_failing_app())
+
+
+def test_debug_flag_is_removed_before_the_command_parses_it(capsys):
+    assert main(["fine", "--debug"], app=_failing_app()) == 0
+    assert capsys.readouterr().out == "fine\n"
+
+
+def test_the_debug_flag_is_documented_on_the_root_command():
+    result = subprocess.run([sys.executable, "-m", "meshpipe", "--help"], capture_output=True, text=True, check=True)
+    assert "--debug" in result.stdout

@@ -1,19 +1,41 @@
 """The command line. :func:`main` is the one error boundary: every meshpipe error becomes a message and an
-exit status (2 for bad input, 1 for a failed operation); nothing reaches a user as a traceback."""
+exit status (2 for bad input, 1 for a failed operation); nothing reaches a user as a traceback.
+
+Anything else that escapes a command is a bug in meshpipe, not a mistake of the user's: it is reported in
+one line with the path of a file holding the traceback, and exit status 70 (``EX_SOFTWARE``). ``--debug``
+(anywhere on the command line) or ``MESHPIPE_DEBUG=1`` prints the traceback instead.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "MESHPIPE_DEBUG"
+BUG_EXIT = 70
 
 
-def main(argv: list[str] | None = None) -> int:
-    from meshpipe.cli.app import app
+def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug`` (before a ``--``), and whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head = [a for a in argv[:end] if a != DEBUG_FLAG]
+    return head + argv[end:], len(head) != end
+
+
+def main(argv: list[str] | None = None, app: Any = None) -> int:
+    """Run the command line (``app``, default meshpipe's own) and return its exit status."""
+    if app is None:
+        from meshpipe.cli.app import app
     from meshpipe.cli.output import err, print_error
     from meshpipe.errors import MeshpipeError
 
+    args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         # Typer's standalone mode handles usage errors itself (message + exit 2) and ends in SystemExit.
-        app(args=argv, prog_name="meshpipe")
+        app(args=args, prog_name="meshpipe")
     except MeshpipeError as exc:
         print_error(exc)
         return exc.exit_code
@@ -24,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code is None:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:
+        if debug:
+            raise
+        from meshpipe.cli.crash import report_bug
+
+        report_bug(exc, err)
+        return BUG_EXIT
     return 0
 
 

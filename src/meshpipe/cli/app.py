@@ -30,6 +30,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error (also "
+                                        "MESHPIPE_DEBUG=1); accepted anywhere on the command line.")] = False,
 ) -> None:
     """meshpipe: manifest → pipeline → meshed version → weighted traffic."""
 
