@@ -17,13 +17,15 @@ class Problem:
     line: int | None
     path: str
     message: str
+    # A stable code naming the kind of finding (see meshpipe.codes); empty where none applies.
+    code: str = ""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
     def as_dict(self) -> dict[str, object]:
-        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message}
+        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message, "code": self.code}
 
 
 class MeshpipeError(Exception):

@@ -116,14 +116,14 @@ def check_service_name(service: str, source: str = "service name", field: str = 
         shown = repr(service) if len(service) <= 70 else repr(service[:69]) + "…"
         raise ValidationError([Problem(source, None, field,
                                        f"{shown} is not a service name: 1-40 lowercase letters, digits or '-', "
-                                       "starting with a letter")])
+                                       "starting with a letter", "A001")])
 
 
 def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMIT_ID") -> None:
     if not COMMIT_RE.match(commit):
         shown = repr(commit) if len(commit) <= 70 else repr(commit[:69]) + "…"
         raise ValidationError([Problem(source, None, field,
-                                       f"{shown} is not a git commit id (8-64 hex characters)")])
+                                       f"{shown} is not a git commit id (8-64 hex characters)", "A002")])
 
 
 def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings, service: str, commit: str) -> ServiceVersion:

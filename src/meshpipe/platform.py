@@ -307,7 +307,8 @@ def _explainer(label: Callable[[str], str] | None = None) -> Any:
     expected = {"subnets": "a list of subnet ids", "subnets[]": "a string (a subnet id)",
                 "policy.allowed_registries": "a list of registry hosts",
                 "policy.egress_ignored_ips": "a list of IPv4 addresses"}
-    return Explainer(KeyMap.of(PlatformSettings, by_alias=False, aliases=habits), expected, label)
+    return Explainer(KeyMap.of(PlatformSettings, by_alias=False, aliases=habits), expected, label,
+                     code_prefix="P", rule_fallback="P010")
 
 
 def _env_label(path: str) -> str:
@@ -334,14 +335,14 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
         if value != "":
             data[field] = value
         elif var not in OPTIONAL_VARS:
-            problems.append(Problem(source, None, var, "is required but not set"))
+            problems.append(Problem(source, None, var, "is required but not set", "P002"))
     subnets = []
     for var in SUBNET_VARS:
         value = environ.get(var, "")
         if value == "":
-            problems.append(Problem(source, None, var, "is required but not set"))
+            problems.append(Problem(source, None, var, "is required but not set", "P002"))
         elif (wrong := _subnet_problem(value)) is not None:
-            problems.append(Problem(source, None, var, wrong))
+            problems.append(Problem(source, None, var, wrong, "P010"))
         subnets.append(value)
     if all(subnets):
         data["subnets"] = tuple(subnets)
@@ -357,7 +358,7 @@ def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None 
         found = _explainer(_env_label).problems(errors, Source(source))
         problems += found
         bad = [".".join(str(part) for part in e["loc"][:1]) for e in exc.errors()]
-    problems += [Problem(source, None, _env_label(path), msg) for path, msg in _cross_checks(data, bad)]
+    problems += [Problem(source, None, _env_label(path), msg, "P011") for path, msg in _cross_checks(data, bad)]
     if problems or settings is None:
         raise ValidationError(problems, hint="set the platform's environment variables (docs/platform.md) or pass --platform platform.yaml")
     return settings
@@ -382,7 +383,7 @@ def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | Non
 
     if not isinstance(data, dict):
         raise ValidationError([Problem(file, line_of(""), "",
-                                       f"a platform file must be a mapping of settings, not {describe(data)}")])
+                                       f"a platform file must be a mapping of settings, not {describe(data)}", "P006")])
     raw_map: Mapping[str, str] = raw or {}
     source = Source(file, line_of, raw_map.get)
     problems: list[Problem] = []
@@ -392,7 +393,7 @@ def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | Non
     except PydanticValidationError as exc:
         problems = _explainer().problems(exc.errors(), source)
     cross = _cross_checks(data, [p.path for p in problems])
-    problems += [Problem(file, line_of(path), path, msg) for path, msg in cross]
+    problems += [Problem(file, line_of(path), path, msg, "P011") for path, msg in cross]
     if problems or settings is None:
         raise ValidationError(problems, hint="see docs/platform.md for every setting")
     return settings

@@ -26,6 +26,7 @@ class Finding:
 
     path: str
     message: str
+    code: str  # see meshpipe.codes
 
 
 class TrustedValues:
@@ -95,26 +96,26 @@ def cross_checks(values: TrustedValues) -> list[Finding]:
     cpu = _int(values.get("Task.Cpu", rules.DEFAULT_CPU))
     memory = _int(values.get("Task.Memory", rules.DEFAULT_MEMORY))
     if cpu is not None and memory is not None and (problem := rules.memory_fit_problem(cpu, memory)):
-        found.append(Finding("Task.Memory", problem))
+        found.append(Finding("Task.Memory", problem, "M012"))
 
     command = values.items_of("AppContainer.Command")
     if command is None and "Command" in (values.items_of("AppContainer") or {}):
         # The model takes None as "the image's default", but a key written with no value is a slip.
         found.append(Finding("AppContainer.Command", "has no value (null): give a list of strings, or leave the "
-                                                     "key out to use the image's default command"))
+                                                     "key out to use the image's default command", "M004"))
     if isinstance(command, list) and (problem := rules.command_problem(command)):
-        found.append(Finding("AppContainer.Command", problem))
+        found.append(Finding("AppContainer.Command", problem, "M016"))
 
     environment = values.items_of("AppContainer.Environment")
     if isinstance(environment, dict) and len(environment) > rules.ENV_VARS_MAX:
         found.append(Finding("AppContainer.Environment",
-                             f"has {len(environment)} variables; at most {rules.ENV_VARS_MAX} are allowed"))
+                             f"has {len(environment)} variables; at most {rules.ENV_VARS_MAX} are allowed", "M017"))
 
     backends = values.items_of("VirtualNode.Backends")
     if isinstance(backends, list):
         if len(backends) > rules.MAX_BACKENDS:
             found.append(Finding("VirtualNode.Backends",
-                                 f"has {len(backends)} entries; App Mesh allows at most {rules.MAX_BACKENDS}"))
+                                 f"has {len(backends)} entries; App Mesh allows at most {rules.MAX_BACKENDS}", "M018"))
         first_at: dict[str, int] = {}
         for i, name in enumerate(backends):
             path = join_path("VirtualNode.Backends", i)
@@ -122,7 +123,7 @@ def cross_checks(values: TrustedValues) -> list[Finding]:
                 continue
             if name in first_at:
                 found.append(Finding(path, f"{rules.shorten(name)} is listed twice (first as item {first_at[name]}); "
-                                           "each backend once"))
+                                           "each backend once", "M018"))
             else:
                 first_at[name] = i
     return found
@@ -135,20 +136,20 @@ def policy_checks(values: TrustedValues, policy: PlatformPolicy) -> list[Finding
     memory = _int(values.get("Task.Memory", rules.DEFAULT_MEMORY))
     if cpu is not None and cpu > policy.max_cpu:
         found.append(Finding("Task.Cpu", f"{cpu} CPU units break the platform policy max_cpu: "
-                                         f"at most {policy.max_cpu}"))
+                                         f"at most {policy.max_cpu}", "M020"))
     if memory is not None and memory > policy.max_memory:
         found.append(Finding("Task.Memory", f"{memory} MiB breaks the platform policy max_memory: "
-                                            f"at most {policy.max_memory} MiB"))
+                                            f"at most {policy.max_memory} MiB", "M021"))
     port = _int(values.get("AppContainer.Port", rules.DEFAULT_PORT))
     if port is not None and port in policy.reserved_ports:
         owned = ", ".join(str(p) for p in sorted(policy.reserved_ports))
         found.append(Finding("AppContainer.Port",
                              f"{port} belongs to the Envoy sidecar (it owns {owned}: policy proxy_ingress_port, "
-                             "proxy_egress_port, envoy_admin_port); choose another port"))
+                             "proxy_egress_port, envoy_admin_port); choose another port", "M022"))
     image = _str(values.get("AppContainer.Image"))
     parsed = rules.parse_image(image) if image is not None else None
     if parsed and not rules.registry_allowed(parsed[0], policy.allowed_registries):
         found.append(Finding("AppContainer.Image",
                              f"registry {parsed[0]!r} breaks the platform policy allowed_registries; allowed: "
-                             f"{', '.join(policy.allowed_registries)}"))
+                             f"{', '.join(policy.allowed_registries)}", "M023"))
     return found

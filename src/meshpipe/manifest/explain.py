@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from meshpipe.codes import field_code
 from meshpipe.errors import Problem
 from meshpipe.manifest.rules import shorten
 from meshpipe.manifest.yamlsafe import join_path, parent_path
@@ -156,8 +157,14 @@ class Explainer:
     """Builds :class:`Problem` lists from pydantic errors for one kind of file."""
 
     def __init__(self, keys: KeyMap, expected: Mapping[str, str] | None = None,
-                 label: Callable[[str], str] | None = None) -> None:
+                 label: Callable[[str], str] | None = None, *, code_prefix: str = "M",
+                 rule_codes: Mapping[str, str] | None = None, rule_fallback: str | None = None) -> None:
         self.keys = keys
+        # Finding codes (meshpipe.codes): generic kinds are <prefix>001-005; a rule's own failure takes its
+        # field's code from rule_codes, else rule_fallback.
+        self.code_prefix = code_prefix
+        self.rule_codes = dict(rule_codes or {})
+        self.rule_fallback = rule_fallback or f"{code_prefix}005"
         # What a field takes, by path with list indices written as [] (e.g. "AppContainer.Command[]").
         self.expected = dict(expected or {})
         self.label = label or (lambda path: path)
@@ -185,8 +192,11 @@ class Explainer:
             msg = "is required"
             if keys:
                 msg += f" (keys of {section or 'the file'}: {', '.join(keys)})"
-            out.append(Problem(source.file, source.line_of(section), self.label(path), msg))
+            out.append(Problem(source.file, source.line_of(section), self.label(path), msg, self._code("002")))
         return out
+
+    def _code(self, number: str) -> str:
+        return f"{self.code_prefix}{number}"
 
     def _problem(self, err: Any, loc: list[Any], source: Source) -> tuple[Problem, str | None]:
         kind = err["type"]
@@ -198,8 +208,8 @@ class Explainer:
         raw = source.raw_of(path)
         suggestion = None
 
-        def at(message: str) -> Problem:
-            return Problem(source.file, source.line_of(path), self.label(path), message)
+        def at(message: str, code: str) -> Problem:
+            return Problem(source.file, source.line_of(path), self.label(path), message, code)
 
         if kind == "extra_forbidden":
             section = parent_path(path)
@@ -213,13 +223,15 @@ class Explainer:
                 msg += "."
             if allowed:
                 msg += f" Allowed in {section or 'the file'}: {', '.join(allowed)}"
-            return at(msg), suggestion
+            return at(msg, self._code("001")), suggestion
         if kind in _GENERIC_EXPECTED:
-            return at(self._type_message(kind, path, value, raw)), None
+            return at(self._type_message(kind, path, value, raw), self._code("004" if value is None else "003")), None
         msg = str(err["msg"])
         ctx = err.get("ctx") or {}
+        code = self._code("005")
         if kind == "value_error":
             msg = msg.removeprefix("Value error, ")
+            code = field_code(path, self.rule_codes, self.rule_fallback)
         elif kind in ("greater_than_equal", "greater_than"):
             msg = f"{shorten(value)} is too small: the minimum is {ctx.get('ge', ctx.get('gt'))}"
         elif kind in ("less_than_equal", "less_than"):
@@ -235,7 +247,7 @@ class Explainer:
             msg = f"{shorten(value)} does not have the expected form ({ctx.get('pattern')})"
         if is_key:
             msg = f"key {msg}" if not msg.startswith("'") else msg
-        return at(msg), None
+        return at(msg, code), None
 
     def _type_message(self, kind: str, path: str, value: Any, raw: str | None) -> str:
         expected = self.expected.get(_INDEX_RE.sub("[]", path), _GENERIC_EXPECTED[kind])

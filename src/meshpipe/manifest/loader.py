@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from meshpipe.codes import MANIFEST_FIELD_CODES
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks
 from meshpipe.manifest.explain import Explainer, KeyMap, Source, describe
@@ -37,7 +38,7 @@ _EXPECTED = {
     "VirtualNode.Backends[]": "a string (a DNS name)",
 }
 KEYS = KeyMap.of(ServiceManifest, by_alias=True)
-_EXPLAINER = Explainer(KEYS, _EXPECTED)
+_EXPLAINER = Explainer(KEYS, _EXPECTED, code_prefix="M", rule_codes=MANIFEST_FIELD_CODES)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _source(doc: YamlDocument) -> Source:
 
 
 def _findings_to_problems(findings: list[Finding], doc: YamlDocument) -> list[Problem]:
-    return [Problem(doc.file, doc.line_of(f.path), f.path, f.message) for f in findings]
+    return [Problem(doc.file, doc.line_of(f.path), f.path, f.message, f.code) for f in findings]
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
@@ -81,7 +82,7 @@ def check_document(doc: YamlDocument,
         if not any(p.path == "" for p in problems):
             what = describe(doc.data)
             problems.append(Problem(doc.file, doc.line_of(""), "",
-                                    f"a manifest must be a mapping with Task and AppContainer, not {what}"))
+                                    f"a manifest must be a mapping with Task and AppContainer, not {what}", "M006"))
         return None, problems
     manifest, model_problems = _model_problems(doc)
     problems += model_problems

@@ -134,8 +134,8 @@ class _Walker:
         self.problems: list[Problem] = []
         self.budget = MAX_NODES
 
-    def problem(self, node: yaml.Node, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, node.start_mark.line + 1, path, message))
+    def problem(self, node: yaml.Node, path: str, message: str, code: str = "Y009") -> None:
+        self.problems.append(Problem(self.file, node.start_mark.line + 1, path, message, code))
 
     def walk(self, node: yaml.Node, path: str, depth: int) -> Any:
         self.budget -= 1 + len(path) // PATH_CHARS_PER_NODE
@@ -151,17 +151,17 @@ class _Walker:
         if isinstance(node, yaml.ScalarNode) and node.tag in _SCALAR_BUILDERS:
             return self.scalar(node, path)
         self.problem(node, path, f"YAML tag {shorten_tag(node.tag)} is not allowed: only plain strings, numbers, "
-                                 "booleans, lists and mappings")
+                                 "booleans, lists and mappings", "Y007")
         return None
 
     def walk_mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                self.problem(key_node, path, "YAML merge keys ('<<') are not allowed: write the keys out")
+                self.problem(key_node, path, "YAML merge keys ('<<') are not allowed: write the keys out", "Y007")
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_BUILDERS:
-                self.problem(key_node, path, "mapping keys must be plain strings")
+                self.problem(key_node, path, "mapping keys must be plain strings", "Y007")
                 continue
             # A key is a name, whatever YAML would read it as: `80: x` has the key "80".
             key = str(key_node.value)
@@ -175,7 +175,7 @@ class _Walker:
             child = join_path(path, key)
             if key in out:
                 first = self.lines.get(child)
-                self.problem(key_node, child, f"duplicate key (first defined on line {first})")
+                self.problem(key_node, child, f"duplicate key (first defined on line {first})", "Y008")
                 continue
             self.lines[child] = key_node.start_mark.line + 1
             out[key] = self.walk(value_node, child, depth + 1)
@@ -232,22 +232,22 @@ def _decode(raw: str | bytes, file: str) -> str:
     if isinstance(raw, bytes):
         if len(raw) > MAX_BYTES:
             raise ValidationError([Problem(file, None, "", f"file is {len(raw)} bytes; the limit is {MAX_BYTES} "
-                                                           f"({MAX_BYTES // 1024} KiB)")])
+                                                           f"({MAX_BYTES // 1024} KiB)", "Y002")])
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             message = f"not valid UTF-8 (byte {exc.start} is {raw[exc.start]:#04x}): save the file as UTF-8"
-            raise ValidationError([Problem(file, line, "", message)]) from None
+            raise ValidationError([Problem(file, line, "", message, "Y003")]) from None
     else:
         try:
             size = len(raw.encode("utf-8"))
         except UnicodeEncodeError as exc:
             line = _line_at(raw, exc.start)
-            raise ValidationError([Problem(file, line, "", "text with characters that UTF-8 cannot encode")]) from None
+            raise ValidationError([Problem(file, line, "", "text with characters that UTF-8 cannot encode", "Y003")]) from None
         if size > MAX_BYTES:
             raise ValidationError([Problem(file, None, "", f"file is {size} bytes; the limit is {MAX_BYTES} "
-                                                           f"({MAX_BYTES // 1024} KiB)")])
+                                                           f"({MAX_BYTES // 1024} KiB)", "Y002")])
         text = raw
     return text.removeprefix("\ufeff")
 
@@ -269,15 +269,15 @@ def _compose(text: str, file: str) -> yaml.Node | None:
         elif "nesting depth" in what:
             what = f"{what} (nesting is limited to {MAX_DEPTH} levels)"
         column = f" (column {mark.column + 1})" if mark is not None and line is not None else ""
-        raise ValidationError([Problem(file, line, "", f"YAML syntax error: {_short(what, 200)}{column}")]) from None
+        raise ValidationError([Problem(file, line, "", f"YAML syntax error: {_short(what, 200)}{column}", "Y004")]) from None
     except yaml.reader.ReaderError as exc:
         raise ValidationError([Problem(file, _line_at(text, exc.position), "",
                                        f"YAML error: character {exc.character!r} is not allowed in YAML "
-                                       f"(position {exc.position})")]) from None
+                                       f"(position {exc.position})", "Y004")]) from None
     except yaml.YAMLError as exc:
-        raise ValidationError([Problem(file, None, "", f"YAML error: {_short(str(exc), 200)}")]) from None
+        raise ValidationError([Problem(file, None, "", f"YAML error: {_short(str(exc), 200)}", "Y004")]) from None
     except RecursionError:
-        raise ValidationError([Problem(file, None, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
+        raise ValidationError([Problem(file, None, "", f"nesting deeper than {MAX_DEPTH} levels", "Y005")]) from None
 
 
 def parse_yaml_text(text: str | bytes, file: str) -> YamlDocument:
@@ -290,16 +290,16 @@ def parse_yaml_text(text: str | bytes, file: str) -> YamlDocument:
     decoded = _decode(text, file)
     node = _compose(decoded, file)
     if node is None:
-        raise ValidationError([Problem(file, 1, "", "the file is empty: expected a mapping")])
+        raise ValidationError([Problem(file, 1, "", "the file is empty: expected a mapping", "Y006")])
     walker = _Walker(file)
     try:
         data = walker.walk(node, "", 0)
     except _TooDeep as exc:
         raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "",
-                                       f"nesting deeper than {MAX_DEPTH} levels")]) from None
+                                       f"nesting deeper than {MAX_DEPTH} levels", "Y005")]) from None
     except _TooBig as exc:
         message = f"more than {MAX_NODES} values (aliases are expanded): refusing to read"
-        raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "", message)]) from None
+        raise ValidationError([Problem(file, exc.node.start_mark.line + 1, "", message, "Y005")]) from None
     return YamlDocument(file, data, walker.lines, walker.raw, walker.problems)
 
 
@@ -334,14 +334,14 @@ def read_file_bytes(path: str | os.PathLike[str]) -> tuple[str, bytes]:
         finally:
             os.close(fd)
     except FileNotFoundError:
-        raise ValidationError([Problem(name, None, "", "no such file")]) from None
+        raise ValidationError([Problem(name, None, "", "no such file", "Y001")]) from None
     except IsADirectoryError:
-        raise ValidationError([Problem(name, None, "", "is a directory, not a file")]) from None
+        raise ValidationError([Problem(name, None, "", "is a directory, not a file", "Y001")]) from None
     except OSError as exc:
-        raise ValidationError([Problem(name, None, "", f"cannot read: {exc.strerror or exc}")]) from None
+        raise ValidationError([Problem(name, None, "", f"cannot read: {exc.strerror or exc}", "Y001")]) from None
     if len(raw) > MAX_BYTES:
         raise ValidationError([Problem(name, None, "", f"file is larger than the limit of {MAX_BYTES} bytes "
-                                                       f"({MAX_BYTES // 1024} KiB)")])
+                                                       f"({MAX_BYTES // 1024} KiB)", "Y002")])
     return name, raw
 
 
