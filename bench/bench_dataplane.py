@@ -38,7 +38,10 @@ from pathlib import Path
 import httptools
 
 from meshpipe.engines.local.dataplane import client
-from meshpipe.engines.local.dataplane.testing import LOOPBACK, Processes, free_port, mesh_document, wait_port
+
+# The process helpers are the tests' own (tests/support/dataplane.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.dataplane import LOOPBACK, Processes, free_port, mesh_document, wait_port
 
 V1, V2, WEB = "e9d5f17a", "0badc0de", "66f2a19a"
 BACKEND_VS = "hello-backend.demo.local"

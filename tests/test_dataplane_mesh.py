@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from meshpipe.engines.local.dataplane import client
-from meshpipe.engines.local.dataplane.testing import (
+from meshpipe.errors import OperationError
+from support.dataplane import (
     LOOPBACK,
     Processes,
     ProxyProcess,
@@ -29,7 +30,6 @@ from meshpipe.engines.local.dataplane.testing import (
     mesh_document,
     request,
 )
-from meshpipe.errors import OperationError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

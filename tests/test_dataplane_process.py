@@ -18,8 +18,17 @@ import pytest
 
 from meshpipe.engines.local.dataplane import client
 from meshpipe.engines.local.dataplane.client import EXIT_PORT_IN_USE, proxy_command
-from meshpipe.engines.local.dataplane.testing import LOOPBACK, Processes, free_port, mesh_document, request
 from meshpipe.errors import OperationError
+from support.dataplane import (
+    LOOPBACK,
+    Processes,
+    free_port,
+    mesh_document,
+    refuses_connections,
+    request,
+    served,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -151,11 +160,9 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(procs: Processes) -
     worker = threading.Thread(target=slow_request)
     worker.start()
     try:
-        time.sleep(0.3)
+        wait_until(lambda: served(app) == 1, "the slow request reached the app")
         os.kill(sidecar.popen.pid, signal.SIGTERM)
-        time.sleep(0.2)
-        with pytest.raises(OSError):  # no new connections once draining
-            socket.create_connection((LOOPBACK, ingress), timeout=1).close()
+        wait_until(lambda: refuses_connections(ingress), "the draining sidecar refuses new connections")
         assert idle.recv(10) == b""  # idle connections are closed at once
         assert sidecar.popen.wait(timeout=10) == 0
     finally:
@@ -178,7 +185,7 @@ def test_drain_gives_up_after_the_drain_timeout(procs: Processes) -> None:
     sidecar = procs.proxy("sidecar", app_port=app, service="svc", version="aaaaaaaa", drain_timeout=0.5)
     with socket.create_connection((LOOPBACK, sidecar.ports["ingress_port"]), timeout=5) as s:
         s.sendall(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.2)
+        wait_until(lambda: served(app) == 1, "the request reached the stuck app")
         started = time.monotonic()
         os.kill(sidecar.popen.pid, signal.SIGTERM)
         assert sidecar.popen.wait(timeout=10) == 0

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 import pytest
 
 from meshpipe.engines.local.dataplane import client
-from meshpipe.engines.local.dataplane.testing import (
+from support.dataplane import (
     LOOPBACK,
     Processes,
     ProxyProcess,
     free_port,
     mesh_document,
     request,
+    served,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -77,10 +79,6 @@ def mesh() -> Iterator[Mesh]:
         for task in (backend, web):
             client.push_config(task.admin, doc)
         yield Mesh(procs, backend, web)
-
-
-def _served(app_port: int) -> int:
-    return int(request(app_port, "/_count").json()["served"])
 
 
 def _upstream(admin: int, service: str, version: str) -> dict[str, int]:
@@ -238,17 +236,15 @@ def test_malformed_requests_get_400(mesh: Mesh) -> None:
 
 def test_client_leaving_mid_request_does_not_hurt_the_proxy(mesh: Mesh) -> None:
     before = client.stats(mesh.backend.admin)["listeners"]["ingress"]["downstream_resets"]
+    first = served(mesh.backend.app_port)
     with socket.create_connection((LOOPBACK, mesh.backend.ingress), timeout=5) as s:
         s.sendall(b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
-        time.sleep(0.2)  # the upstream try has started with part of the body
+        wait_until(lambda: served(mesh.backend.app_port) == first + 1, "the upstream try started with part of the body")
     with socket.create_connection((LOOPBACK, mesh.backend.ingress), timeout=5) as s:
         s.sendall(b"GET /anything?sleep=2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.2)  # the app is still working on it
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if client.stats(mesh.backend.admin)["listeners"]["ingress"]["downstream_resets"] >= before + 2:
-            break
-        time.sleep(0.05)
+        wait_until(lambda: served(mesh.backend.app_port) == first + 2, "the app is working on the request")
+    wait_until(lambda: client.stats(mesh.backend.admin)["listeners"]["ingress"]["downstream_resets"] >= before + 2,
+               "the proxy counted both resets", timeout=5)
     assert client.stats(mesh.backend.admin)["listeners"]["ingress"]["downstream_resets"] == before + 2
     assert request(mesh.backend.ingress, "/still-fine").status == 200
 
@@ -287,7 +283,7 @@ def test_app_not_listening_is_a_503(mesh: Mesh) -> None:
 # ---- egress ----
 
 def test_egress_absolute_form_reaches_the_backend_sidecar(mesh: Mesh) -> None:
-    served = _served(mesh.backend.app_port)
+    served_before = served(mesh.backend.app_port)
     ingress_before = client.stats(mesh.backend.admin)["listeners"]["ingress"]["requests"]
     egress_before = _upstream(mesh.web.admin, "hello-backend", VERSION)["requests"]
     resp = request(mesh.web.egress, f"http://{BACKEND_VS}/data?x=1")
@@ -295,7 +291,7 @@ def test_egress_absolute_form_reaches_the_backend_sidecar(mesh: Mesh) -> None:
     assert resp.json()["path"] == "/data?x=1"
     assert resp.json()["headers"]["host"] == BACKEND_VS
     assert resp.headers["x-meshpipe-version"] == VERSION
-    assert _served(mesh.backend.app_port) == served + 1
+    assert served(mesh.backend.app_port) == served_before + 1
     assert client.stats(mesh.backend.admin)["listeners"]["ingress"]["requests"] == ingress_before + 1
     assert _upstream(mesh.web.admin, "hello-backend", VERSION)["requests"] == egress_before + 1
 
@@ -316,14 +312,14 @@ def test_app_reaches_its_backend_through_its_sidecar(mesh: Mesh) -> None:
 @pytest.mark.parametrize("target", ["http://example.com/", "http://hello-web.demo.local/",
                                     "http://127.0.0.1:{app}/anything", "http://localhost:{app}/anything"])
 def test_egress_refuses_undeclared_backends_without_sending_anything(mesh: Mesh, target: str) -> None:
-    served = _served(mesh.backend.app_port)
+    served_before = served(mesh.backend.app_port)
     started = time.monotonic()
     resp = request(mesh.web.egress, target.format(app=mesh.backend.app_port))
     assert time.monotonic() - started < 1.0
     assert resp.status == 403
     assert resp.headers["x-meshpipe-error"] == "egress_denied"
     assert b"DROP_ALL" in resp.body and BACKEND_VS.encode() in resp.body
-    assert _served(mesh.backend.app_port) == served  # the app behind that address saw nothing
+    assert served(mesh.backend.app_port) == served_before  # the app behind that address saw nothing
 
 
 def test_egress_refuses_connect_tunnels(mesh: Mesh) -> None:

@@ -1,6 +1,6 @@
 """A small HTTP app to put behind the proxies in tests and benchmarks (aiohttp, like the samples).
 
-    python -m meshpipe.engines.local.dataplane.stubapp --name NAME [--port 0] [--backend URL]
+    python tests/support/stubapp.py --name NAME [--port 0] [--backend URL]
         [--status N] [--delay SECONDS]
 
 It prints ``stub NAME listening on 127.0.0.1:PORT`` once it listens (ask for port 0 and read it).

@@ -14,12 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from meshpipe.engines.local.dataplane.client import EXIT_PORT_IN_USE, proxy_command, wait_live
 from meshpipe.errors import OperationError
+
+STUB_APP = Path(__file__).with_name("stubapp.py")
 
 LOOPBACK = "127.0.0.1"
 
@@ -64,7 +67,7 @@ class Processes:
              status: int | None = None, delay: float = 0.0,
              timeout: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
         """Start a stub app on a port the OS picks; returns it and its port."""
-        argv = [sys.executable, "-m", "meshpipe.engines.local.dataplane.stubapp", "--name", name, "--port", "0"]
+        argv = [sys.executable, str(STUB_APP), "--name", name, "--port", "0"]
         if backend:
             argv += ["--backend", backend]
         if status is not None:
@@ -208,3 +211,25 @@ def mesh_document(generation: int, *, routes: Mapping[str, Any], endpoints: Mapp
         "gateway_routes": [{"name": name, "prefix": prefix, "virtual_service": f"{service}.{namespace}",
                             "rewrite_prefix": rewrite} for name, prefix, service, rewrite in gateway_routes],
     }
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0, every: float = 0.02) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(every)
+
+
+def served(app_port: int) -> int:
+    """How many requests a stub app has started on (its own count, asked directly, not through a proxy)."""
+    return int(request(app_port, "/_count").json()["served"])
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=1).close()
+    except OSError:
+        return True
+    return False
