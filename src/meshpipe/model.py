@@ -10,6 +10,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from meshpipe import naming
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
 from meshpipe.platform import PlatformSettings
@@ -83,7 +84,7 @@ class ServiceVersion:
 
     @property
     def virtual_node_name(self) -> str:
-        return f"vn-{self.service}-{self.version}"
+        return naming.virtual_node_name(self.service, self.version)
 
     @property
     def ecs_service_name(self) -> str:
@@ -104,11 +105,11 @@ class ServiceVersion:
 
     @property
     def virtual_router_name(self) -> str:
-        return f"vr-{self.service}"
+        return naming.virtual_router_name(self.service)
 
     @property
     def route_name(self) -> str:
-        return f"r-{self.service}"
+        return naming.route_name(self.service)
 
 
 def check_service_name(service: str, source: str = "service name", field: str = "SERVICE_NAME") -> None:

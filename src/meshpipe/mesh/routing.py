@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from meshpipe import naming
 from meshpipe.errors import UserError
 from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
@@ -38,15 +39,12 @@ def check_service(service: str) -> str:
     return service
 
 
-def node_name(service: str, version: str) -> str:
-    return f"vn-{service}-{version}"
+node_name = naming.virtual_node_name
 
 
 def version_of_node(service: str, virtual_node: str) -> str | None:
-    prefix = f"vn-{service}-"
-    if virtual_node.startswith(prefix) and VERSION_RE.match(virtual_node[len(prefix):]):
-        return virtual_node[len(prefix):]
-    return None
+    version = naming.version_in_node_name(service, virtual_node)
+    return version if version is not None and VERSION_RE.match(version) else None
 
 
 @dataclass(frozen=True)
@@ -74,11 +72,11 @@ class Route:
 
     @property
     def name(self) -> str:
-        return f"r-{self.service}"
+        return naming.route_name(self.service)
 
     @property
     def router(self) -> str:
-        return f"vr-{self.service}"
+        return naming.virtual_router_name(self.service)
 
     def weight_of(self, version: str) -> int:
         return sum(t.weight for t in self.targets if t.version == version)
@@ -138,7 +136,7 @@ def parse_version_ref(service: str, ref: str) -> str:
     from_node = version_of_node(service, ref.lower())
     if from_node:
         return from_node
-    if ref.startswith("vn-"):
+    if ref.startswith(naming.VIRTUAL_NODE_PREFIX):
         raise UserError(f"{_shown(ref)} is not a virtual node of {service!r}",
                         hint=f"virtual nodes of this service are named vn-{service}-<version>")
     if re.fullmatch(r"[0-9a-f]{8,40}", ref.lower()):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.errors import is_not_found
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, version_of_node
+from meshpipe.naming import route_name, virtual_router_name
 
 Outcome = Literal["created", "updated"]
 
@@ -23,7 +24,7 @@ class MeshApi:
 
     def describe_route(self, mesh: str, service: str) -> Route | None:
         found = self.calls.call_or_none("appmesh", "describe_route", when=is_not_found, meshName=mesh,
-                                        virtualRouterName=f"vr-{service}", routeName=f"r-{service}")
+                                        virtualRouterName=virtual_router_name(service), routeName=route_name(service))
         if found is None:
             return None
         return route_from_spec(service, found["route"]["spec"])
@@ -42,7 +43,7 @@ class MeshApi:
     def delete_route(self, mesh: str, service: str) -> bool:
         """Delete the service's route; False when there was none."""
         gone = self.calls.call_or_none("appmesh", "delete_route", when=is_not_found, meshName=mesh,
-                                       virtualRouterName=f"vr-{service}", routeName=f"r-{service}")
+                                       virtualRouterName=virtual_router_name(service), routeName=route_name(service))
         return gone is not None
 
     def virtual_routers(self, mesh: str) -> list[str]:

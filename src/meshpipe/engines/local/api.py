@@ -25,6 +25,7 @@ from meshpipe.engines.local.supervisor import Supervisor
 from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, make_gateway_route, make_route
 from meshpipe.model import COMMIT_RE, check_service_name
+from meshpipe.naming import virtual_node_name, virtual_router_name
 
 
 class ControlApi:
@@ -96,7 +97,7 @@ class ControlApi:
                 shutil.rmtree(repo)
             await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
             try:
-                row = self.store.add_service(service, f"{service}.{self.env.namespace}", f"vr-{service}", str(repo))
+                row = self.store.add_service(service, f"{service}.{self.env.namespace}", virtual_router_name(service), str(repo))
             except BaseException:
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
@@ -183,7 +184,7 @@ class ControlApi:
                         "stack_name": row.stack_name, "status": row.status, "reason": row.reason,
                         "weight": weights.get(row.version, 0), "created_at": row.created_at,
                         "healthy_tasks": health.healthy, "desired_tasks": desired_by_version.get(row.version, 0),
-                        "virtual_node": f"vn-{service}-{row.version}", "run_id": row.run_id})
+                        "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
     async def versions(self, service: str) -> list[dict[str, Any]]:
