@@ -18,9 +18,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from meshpipe.errors import Problem, ValidationError
+from meshpipe.errors import Problem, UserError, ValidationError
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
+
+
+def check_env_name(env: str) -> None:
+    """Refuse an environment name that would not fit every name derived from it (stacks, DNS, files)."""
+    if not isinstance(env, str) or not ENV_NAME_RE.match(env):
+        raise UserError(f"{env!r} is not an environment name",
+                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
 
 
 def _matching(pattern: str, what: str) -> AfterValidator:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from meshpipe import naming
 from meshpipe.errors import UserError
-from meshpipe.manifest.rules import SERVICE_NAME_RE
-from meshpipe.model import VERSION_LEN
+from meshpipe.model import VERSION_LEN, check_service_name
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100
@@ -33,9 +32,9 @@ def _shown(value: object) -> str:
 
 
 def check_service(service: str) -> str:
-    if not isinstance(service, str) or not SERVICE_NAME_RE.match(service):
-        raise UserError(f"{_shown(service)} is not a service name: 1-40 lowercase letters, digits or '-', "
-                        "starting with a letter")
+    if not isinstance(service, str):
+        raise UserError(f"{_shown(service)} is not a service name")
+    check_service_name(service)
     return service
 
 

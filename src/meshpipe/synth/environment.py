@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshpipe.errors import UserError
-from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy
+from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
 
@@ -74,12 +74,6 @@ def export_name(env: str, key: str) -> str:
 def import_export(key: str) -> Json:
     """``Fn::ImportValue`` of this environment's export ``key``, the environment named by ``EnvironmentName``."""
     return {"Fn::ImportValue": sub("${EnvironmentName}:" + key)}
-
-
-def check_env_name(env: str) -> None:
-    if not isinstance(env, str) or not ENV_NAME_RE.match(env):
-        raise UserError(f"{env!r} is not an environment name",
-                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
 
 
 def environment_name_parameter(env: str) -> Json:

@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshpipe.errors import UserError
-from meshpipe.platform import ENV_NAME_RE
+from meshpipe.platform import check_env_name
 
 
 def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -30,12 +29,6 @@ def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:
         return Path(configured).expanduser().absolute()
     base = environ.get("HOME") or str(Path.home())
     return Path(base).absolute() / ".meshpipe"
-
-
-def check_env_name(env: str) -> None:
-    if not ENV_NAME_RE.match(env):
-        raise UserError(f"{env!r} is not an environment name",
-                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter (e.g. demo)")
 
 
 @dataclass(frozen=True)
