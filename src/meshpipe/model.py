@@ -14,6 +14,7 @@ from meshpipe import naming
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
 from meshpipe.platform import PlatformSettings
+from meshpipe.text import shorten
 
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
 VERSION_LEN = 8
@@ -114,7 +115,7 @@ class ServiceVersion:
 
 def check_service_name(service: str, source: str = "service name", field: str = "SERVICE_NAME") -> None:
     if not rules.SERVICE_NAME_RE.match(service):
-        shown = repr(service) if len(service) <= 70 else repr(service[:69]) + "…"
+        shown = shorten(service)
         raise ValidationError([Problem(source, None, field,
                                        f"{shown} is not a service name: 1-40 lowercase letters, digits or '-', "
                                        "starting with a letter", "A001")])
@@ -122,7 +123,7 @@ def check_service_name(service: str, source: str = "service name", field: str = 
 
 def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMIT_ID") -> None:
     if not COMMIT_RE.match(commit):
-        shown = repr(commit) if len(commit) <= 70 else repr(commit[:69]) + "…"
+        shown = shorten(commit)
         raise ValidationError([Problem(source, None, field,
                                        f"{shown} is not a git commit id (8-64 hex characters)", "A002")])
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.text import shorten
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
 
@@ -36,7 +37,7 @@ def _matching(pattern: str, what: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            shown = repr(value) if len(value) <= 60 else repr(value[:59]) + "…"
+            shown = shorten(value)
             raise ValueError(f"{shown} is not {what}")
         return value
 

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import re
 
+from meshpipe.text import shorten
+
 # --- quoting values in messages --------------------------------------------------------------------
 
-SHOWN_CHARS = 60
-
-
-def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
-    """``repr`` of ``value``, cut to about ``limit`` characters with the full length noted."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
-    return text[: limit - 1] + "…" + size
+# Quoting values in messages is meshpipe.text's; `shorten` stays importable from here for the manifest.
 
 
 # --- Task ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from meshpipe.errors import Problem, ValidationError
+from meshpipe.text import clip
 
 MAX_BYTES = 256 * 1024
 MAX_NODES = 20_000
@@ -215,8 +216,7 @@ def _as_number(text: str) -> str:
 
 
 def _short(value: object, limit: int = 40) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(value if isinstance(value, str) else repr(value), limit)
 
 
 def shorten_tag(tag: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from meshpipe import naming
 from meshpipe.errors import UserError
 from meshpipe.model import VERSION_LEN, check_service_name
+from meshpipe.text import shorten
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100
@@ -26,9 +27,7 @@ NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?
                           re.ASCII)
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:59] + "…"
+_shown = shorten
 
 
 def check_service(service: str) -> str:
