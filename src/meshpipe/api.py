@@ -11,13 +11,13 @@ The pipeline's Build stage and both engines go through these same functions.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.atomic import write_atomically
+from meshpipe.errors import OperationError, Problem, UserError, ValidationError
 from meshpipe.manifest import LoadedManifest, load_manifest
 from meshpipe.model import ServiceVersion, check_commit, check_service_name, resolve
 from meshpipe.platform import (
@@ -120,13 +120,7 @@ def write_template(result: SynthResult, out_dir: str | os.PathLike[str]) -> Path
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
-    target = out / result.file_name
-    fd, tmp = tempfile.mkstemp(prefix=".meshpipe-", suffix=".tmp", dir=out)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(result.json_text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        return write_atomically(out / result.file_name, result.json_text, mode=0o644)
+    except OSError as exc:
+        raise OperationError(f"cannot write {out / result.file_name}: {exc.strerror or exc}") from None

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from meshpipe.atomic import write_atomically
 from meshpipe.errors import OperationError, UserError
 from meshpipe.synth.build_bucket import BUNDLE_KEY
 from meshpipe.synth.buildspec import BUILD_PYTHON, REQUIREMENTS_FILE, WHEELS_DIR
@@ -246,15 +246,8 @@ def build_bundle(out_dir: Path | str, *, include_wheels: bool = True, downloader
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename it: ``path`` is either whole or untouched."""
-    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".meshpipe-bundle-", suffix=".zip", dir=path.parent)
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        write_atomically(path, data, mode=0o644)
     except OSError as exc:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         raise OperationError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -14,14 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from meshpipe.atomic import write_atomically
+
 
 def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
     """Write daemon.json atomically, readable by its owner only (it holds the control token)."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data), mode=0o600)
 
 
 def read_daemon_file(path: Path) -> dict[str, Any] | None:

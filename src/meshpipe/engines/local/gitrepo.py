@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshpipe.atomic import write_atomically
 from meshpipe.errors import NotFoundError, OperationError, UserError
 
 GIT_TIMEOUT_SECONDS = 30.0
@@ -81,11 +81,7 @@ def install_post_receive_hook(repo: Path, hook_argv: Sequence[str]) -> Path:
     hooks = repo / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
     hook = hooks / "post-receive"
-    tmp = hooks / ".post-receive.tmp"
-    tmp.write_text(hook_script(hook_argv), encoding="utf-8")
-    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    tmp.replace(hook)  # atomic: a push never sees half a hook
-    return hook
+    return write_atomically(hook, hook_script(hook_argv), mode=0o755)  # a push never sees half a hook
 
 
 def create_bare_repo(path: Path, hook_argv: list[str], branch: str = DEFAULT_BRANCH) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from meshpipe.atomic import write_atomically
 from meshpipe.errors import UserError
 
 
@@ -63,9 +64,7 @@ class LocalOptions:
 
 
 def write_options(path: Path, options: LocalOptions) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(options.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(options.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 def read_options(path: Path) -> LocalOptions:
