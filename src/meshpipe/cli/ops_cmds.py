@@ -74,14 +74,14 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
+        if engine != "aws":
+            raise UserError(f"the {engine} engine's ingress is plain HTTP on this machine; "
+                            "--certificate-arn applies to --engine aws")
     with engine_for(engine) as eng:
         if eng.name == "aws":
             info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn)
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
-        elif certificate_arn is not None:
-            raise UserError(f"the {eng.name} engine's ingress is plain HTTP on this machine; "
-                            "--certificate-arn applies to --engine aws")
         else:
             info = eng.env_create(name)
     print_json(info) if fmt is Format.json else _print_env(info)

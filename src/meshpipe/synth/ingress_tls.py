@@ -47,7 +47,7 @@ PLAIN_HTTP_LISTENER_REASON = ("Rendered without a TLS certificate (--certificate
 
 
 def certificate_problem(value: str) -> str | None:
-    if CERTIFICATE_ARN_RE.match(value):
+    if CERTIFICATE_ARN_RE.fullmatch(value):
         return None
     return (f"{value!r} is not an ACM certificate ARN: expected arn:aws:acm:REGION:ACCOUNT:certificate/ID, "
             f"e.g. {CERTIFICATE_EXAMPLE}")
