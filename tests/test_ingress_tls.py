@@ -22,6 +22,7 @@ from meshpipe.cli import main
 from meshpipe.errors import UserError
 from meshpipe.platform_render import platform_template_files
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions, render_environment_for
 from meshpipe.synth.ingress_tls import (
     CERTIFICATE_EXAMPLE,
@@ -31,6 +32,7 @@ from meshpipe.synth.ingress_tls import (
     TLS_POLICY,
     check_certificate_arn,
 )
+from meshpipe.synth.lint import blocking_findings, lint_template
 from meshpipe.synth.service_connect import LISTENER_EXPORT
 from support import synth_cases as cases
 from support.resource_schemas import resource_schema
@@ -152,6 +154,14 @@ def test_the_load_balancer_drops_invalid_header_fields() -> None:
     res = env(SERVICE_CONNECT)["Resources"]
     attributes = {a["Key"]: a["Value"] for a in res["IngressLoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+
+
+@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+def test_the_tls_templates_lint_clean(mesh: str) -> None:
+    findings = lint_template(template_json(env(mesh, CERTIFICATE_EXAMPLE)))
+    assert [str(f) for f in blocking_findings(findings)] == []
+    if mesh == SERVICE_CONNECT:  # no finding at all, not even App Mesh's shutdown notice
+        assert [str(f) for f in findings if f.severity != "informational"] == []
 
 
 # ---- the network load balancer (App Mesh) ----
