@@ -63,16 +63,23 @@ def _print_env(info: Any) -> None:
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
                mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
+               certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.errors import UserError
     from meshpipe.synth import MESH_FLAVOURS
+    from meshpipe.synth.ingress_tls import check_certificate_arn
 
     if mesh is not None and mesh not in MESH_FLAVOURS:
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    if certificate_arn is not None:
+        check_certificate_arn(certificate_arn)
+        if engine != "aws":
+            raise UserError(f"the {engine} engine's ingress is plain HTTP on this machine; "
+                            "--certificate-arn applies to --engine aws")
     with engine_for(engine) as eng:
         if eng.name == "aws":
-            info = eng.env_create(name, mesh=mesh)
+            info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn)
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
         else:

@@ -20,13 +20,19 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
            platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies.")] = None,
            mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
+           certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it.")] = None,
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
     from meshpipe.platform import load_platform_file
     from meshpipe.platform_render import write_platform
+    from meshpipe.synth.environment import EnvironmentOptions
+    from meshpipe.synth.ingress_tls import check_certificate_arn
 
+    if certificate_arn is not None:
+        check_certificate_arn(certificate_arn)
+    options = EnvironmentOptions(certificate_arn=certificate_arn)
     policy = load_platform_file(str(platform)).policy if platform else None
-    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh):
+    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh, options=options):
         out.print(escape(str(path)))
 
 

@@ -31,8 +31,9 @@ from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec
 from meshpipe.synth import service_connect as sc
+from meshpipe.synth import suppressions as skip
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
-from meshpipe.synth.cfn import Json, get_att, output, ref, resource, sub, template
+from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, sub, template
 from meshpipe.synth.environment import (
     APPMESH,
     PLACEHOLDER_IPV4,
@@ -176,7 +177,8 @@ def _source() -> Json:
                 "Id": "expire-pipeline-artifacts",
                 "Status": "Enabled",
             }]},
-        }), DeletionPolicy="Retain", UpdateReplacePolicy="Retain"),
+        }), DeletionPolicy="Retain", UpdateReplacePolicy="Retain",
+            Metadata=checkov_skips(skip.BUCKET_ACCESS_LOGS, skip.ARTIFACT_BUCKET_VERSIONING)),
         "ArtifactBucketPolicy": tls_only_bucket_policy("ArtifactBucket"),
     }
 
@@ -235,7 +237,7 @@ def _build(mesh: str = APPMESH) -> Json:
         "BuildLogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
             "RetentionInDays": BUILD_LOG_DAYS,
-        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete", Metadata=checkov_skips(skip.LOG_GROUP_KMS)),
         # The build only reads its inputs and writes its artifact and logs; synth needs no AWS access.
         "BuildRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codebuild.amazonaws.com"),

@@ -51,16 +51,19 @@ from meshpipe.mesh.routing import (
 )
 from meshpipe.model import check_service_name
 
-# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh.
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, and with
+# ``certificate_arn=`` when the environment's ingress serves HTTPS.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH) -> dict[str, dict[str, Any]]:
+def _render_platform(env: str, mesh: str = names.APPMESH,
+                     certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
+    from meshpipe.synth.environment import EnvironmentOptions
 
-    return render_platform(env, mesh=mesh)
+    return render_platform(env, mesh=mesh, options=EnvironmentOptions(certificate_arn=certificate_arn))
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -73,6 +76,12 @@ def _check_env(env: str) -> None:
     from meshpipe.synth.environment import check_env_name
 
     check_env_name(env)
+
+
+def _check_certificate(arn: str) -> None:
+    from meshpipe.synth.ingress_tls import check_certificate_arn
+
+    check_certificate_arn(arn)
 
 
 class AwsEngine:
@@ -101,15 +110,21 @@ class AwsEngine:
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str) -> dict[str, dict[str, Any]]:
-        # A template source that knows only App Mesh takes the environment alone.
-        return self.templates(env) if mesh == names.APPMESH else self.templates(env, mesh=mesh)
+    def _rendered(self, env: str, mesh: str, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh over plain HTTP takes the environment alone.
+        options: dict[str, Any] = {} if mesh == names.APPMESH else {"mesh": mesh}
+        if certificate_arn:
+            options["certificate_arn"] = certificate_arn
+        return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None) -> EnvironmentInfo:
+    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None) -> EnvironmentInfo:
         """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
-        existing environment keeps."""
+        existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
+        environment keeps the certificate it has when none is given."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
+        if certificate_arn is not None:
+            _check_certificate(certificate_arn)
 
         def same_flavour(existing: StackState) -> None:
             found = EnvContext.of(env, existing).flavour
@@ -119,10 +134,14 @@ class AwsEngine:
                     "pipelines are built for its flavour)",
                     hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
-        rendered = self._rendered(env, flavour)
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
         self.reporter.step(f"checking AWS access for environment {env}")
-        self.stacks.describe(names.env_stack(env))
+        existing = self.stacks.describe(names.env_stack(env))
+        kept = existing.outputs.get(names.CERTIFICATE_OUTPUT) if existing is not None else None
+        if certificate_arn is None and kept:
+            self.reporter.step(f"keeping the ingress's TLS certificate {kept}")
+            certificate_arn = kept
+        rendered = self._rendered(env, flavour, certificate_arn)
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
@@ -150,6 +169,8 @@ class AwsEngine:
             details["mesh"] = ctx.mesh
         details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
                         "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+        if certificate_arn:
+            details["ingress certificate"] = certificate_arn
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
     def _build_bucket(self, stack: StackState) -> str:

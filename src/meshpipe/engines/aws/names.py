@@ -16,9 +16,10 @@ from meshpipe.synth.environment import (
     environment_stack_name,
     environment_template_file,
 )
+from meshpipe.synth.ingress_tls import CERTIFICATE_OUTPUT
 from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name, service_stack_name
 
-__all__ = ["APPMESH", "BUNDLE_KEY", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
+__all__ = ["APPMESH", "BUNDLE_KEY", "CERTIFICATE_OUTPUT", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
            "StackKinds", "build_bucket_stack", "build_bucket_template_key", "default_namespace", "env_stack",
            "env_template_key", "pipeline_stack", "service_connect_name_problem", "service_stack", "version_stack"]
 
