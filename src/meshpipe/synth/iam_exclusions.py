@@ -12,8 +12,9 @@ from __future__ import annotations
 
 # A schema may list an operation name that is no IAM action; the tests check the catalogue lacks it.
 NOT_AN_IAM_ACTION = "not an IAM action"
-_S3_DELETE_OPERATION = (f"{NOT_AN_IAM_ACTION}: S3 authorizes this bucket operation with the matching Put action, "
-                        "which is granted")
+_S3_OPERATION = f"{NOT_AN_IAM_ACTION}: an S3 API name; the bucket never uses what it configures"
+_S3_REMOVAL = (f"{NOT_AN_IAM_ACTION}: S3 authorizes removing this configuration with its Put action "
+               "(s3:PutEncryptionConfiguration, s3:PutLifecycleConfiguration), which is granted")
 _SCHEDULED = "no ScheduledActions: scaling is target tracking only"
 _LAMBDA_TARGET = "the scalable target is an ECS service, never a Lambda function's provisioned concurrency"
 _ROLES_ONLY = "the policy is attached to Roles only, never to a user or a group"
@@ -97,18 +98,22 @@ EXCLUDED_HANDLER_ACTIONS: dict[tuple[str, str], str] = {
     ("AWS::CodeCommit::Repository", "s3:GetObject"): _NO_REPO_CODE,
     ("AWS::CodeCommit::Repository", "s3:GetObjectVersion"): _NO_REPO_CODE,
     ("AWS::CodeCommit::Repository", "codecommit:UpdateRepositoryEncryptionKey"): _NO_REPO_KEY,
-    ("AWS::S3::Bucket", "s3:DeleteBucketEncryption"): _S3_DELETE_OPERATION,
-    ("AWS::S3::Bucket", "s3:DeleteBucketLifecycle"): _S3_DELETE_OPERATION,
+    # Bucket operations the schema lists by their API name; IAM authorizes them with another action
+    # (the matching Put action, or s3:PutReplicationConfiguration) that the bucket's handlers also list.
+    ("AWS::S3::Bucket", "s3:DeleteBucketEncryption"): _S3_REMOVAL,
+    ("AWS::S3::Bucket", "s3:DeleteBucketLifecycle"): _S3_REMOVAL,
+    **{("AWS::S3::Bucket", f"s3:{action}"): _S3_OPERATION for action in (
+        "DeleteBucketAnalyticsConfiguration", "DeleteBucketCors",
+        "DeleteBucketMetricsConfiguration", "DeleteBucketReplication", "PutBucketReplication",
+        "PutObjectLockConfiguration", "UpdateBucketMetadataAnnotationTableConfiguration")},
     **{("AWS::S3::Bucket", f"s3:{action}"): _NO_BUCKET_EXTRAS for action in (
-        "PutAccelerateConfiguration", "PutAnalyticsConfiguration", "DeleteBucketAnalyticsConfiguration",
-        "PutBucketAbac", "PutBucketAcl", "PutObjectAcl", "PutBucketCORS", "DeleteBucketCors", "PutBucketLogging",
-        "PutBucketNotification", "PutBucketObjectLockConfiguration", "PutObjectLockConfiguration",
-        "PutBucketReplication", "PutReplicationConfiguration", "DeleteBucketReplication", "PutBucketWebsite",
-        "DeleteBucketWebsite", "PutIntelligentTieringConfiguration", "PutInventoryConfiguration",
-        "PutMetricsConfiguration", "DeleteBucketMetricsConfiguration")},
+        "PutAccelerateConfiguration", "PutAnalyticsConfiguration", "PutBucketAbac", "PutBucketAcl", "PutObjectAcl",
+        "PutBucketCORS", "PutBucketLogging", "PutBucketNotification", "PutBucketObjectLockConfiguration",
+        "PutReplicationConfiguration", "PutBucketWebsite", "DeleteBucketWebsite", "PutIntelligentTieringConfiguration",
+        "PutInventoryConfiguration", "PutMetricsConfiguration")},
     **{("AWS::S3::Bucket", action): _NO_S3_TABLES for action in (
         "s3:CreateBucketMetadataTableConfiguration", "s3:DeleteBucketMetadataTableConfiguration",
-        "s3:UpdateBucketMetadataAnnotationTableConfiguration", "s3:UpdateBucketMetadataInventoryTableConfiguration",
+        "s3:UpdateBucketMetadataInventoryTableConfiguration",
         "s3:UpdateBucketMetadataJournalTableConfiguration", "s3tables:CreateNamespace", "s3tables:CreateTable",
         "s3tables:CreateTableBucket", "s3tables:GetTable", "s3tables:GetTableMetadataLocation",
         "s3tables:PutTableBucketPolicy", "s3tables:PutTableEncryption", "s3tables:PutTablePolicy",
