@@ -76,8 +76,11 @@ class DeploymentsEcs:
         return getattr(self.moto, name)
 
     def _checked(self, operation: str, response: dict[str, Any]) -> dict[str, Any]:
+        model = self.moto.meta.service_model.operation_model(operation)
+        # The call botocore would have made: its observers (the recorded IAM actions) hear of it too.
+        self.moto.meta.events.emit(f"provide-client-params.ecs.{operation}", params={}, model=model, context={})
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
-        validate_parameters(body, self.moto.meta.service_model.operation_model(operation).output_shape)
+        validate_parameters(body, model.output_shape)
         return response
 
     def describe_services(self, **params: Any) -> dict[str, Any]:

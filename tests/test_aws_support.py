@@ -21,6 +21,7 @@ from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.platform_render import platform_template_files, render_platform
+from support.aws_calls import LEDGER
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
            "env_template", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
@@ -111,7 +112,8 @@ class RecordingFactory:
     (the response, or the exception it raised)."""
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
-        self.base = SessionClientFactory(region=REGION)
+        # Every call the engine makes is recorded, for the operator policy's check.
+        self.base = SessionClientFactory(region=REGION, observer=LEDGER.record)
         self.overrides = overrides or {}
         self.log: list[Call] = []
 
@@ -142,7 +144,7 @@ class StubFactory:
 
 def stubbed(service: str) -> tuple[Any, Stubber]:
     """A real botocore client whose responses come from a Stubber (it never opens a connection)."""
-    client = SessionClientFactory(region=REGION).client(service)
+    client = SessionClientFactory(region=REGION, observer=LEDGER.record).client(service)
     stubber = Stubber(client)
     stubber.activate()
     return client, stubber

@@ -58,10 +58,10 @@ SETTING_EXPORTS: dict[str, str] = {
     "PrivateSubnet1": "VPC_SUBNET_ONE",
     "PrivateSubnet2": "VPC_SUBNET_TWO",
     "ContainerSecurityGroup": "SECURITY_GROUP_ID",
-    "TaskExecutionRoleArn": "TASK_EXEC_ROLE_ARN",
-    "TaskRoleArn": "TASK_ROLE_ARN",
     "EnvoyImage": "ENVOY_IMAGE_URI",
 }
+# The task role and task execution role are not environment settings: each service pipeline creates its
+# own two (see meshpipe.synth.service_pipeline), so no service can act as another.
 # Every export of the environment stack, in the order the template lists them.
 EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint")
 
@@ -294,30 +294,37 @@ def _log_retention_parameter(options: EnvironmentOptions) -> Json:
     }
 
 
-def _roles() -> Json:
-    mesh_resources = sub("${Mesh.Arn}/virtualNode/*")
+def task_execution_role(log_streams: list[Any], description: str) -> Json:
+    """A task execution role: pulls this account's private images, writes only the given log streams."""
+    return resource("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS),
+        "Description": description,
+        "Path": "/",
+        "Policies": [inline_policy("pull-images-write-logs", [
+            # GetAuthorizationToken has no resource to scope it to.
+            iam_allow(["ecr:GetAuthorizationToken"], "*", sid="RegistryLogin"),
+            iam_allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                      sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"),
+                      sid="PullImages"),
+            iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], log_streams, sid="WriteLogs"),
+        ])],
+    })
+
+
+def log_stream_arns(prefixes: list[str], variables: Json | None = None) -> list[Json]:
+    """ARNs of the awslogs streams ``<prefix>/<container>/<task id>`` in the log group ``${LogGroup}``
+    (this template's log group, or whatever ``variables`` makes ``LogGroup``), one per stream prefix."""
+    return [sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroup}"
+                f":log-stream:{prefix}/*", variables) for prefix in prefixes]
+
+
+def _roles(policy: PlatformPolicy) -> Json:
     gateway_resource = get_att("VirtualGateway", "Arn")
     return {
-        # Pulls images and writes container logs for every task of the environment.
-        "TaskExecutionRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS),
-            "Path": "/",
-            "Policies": [inline_policy("pull-images-write-logs", [
-                # GetAuthorizationToken has no resource to scope it to.
-                iam_allow(["ecr:GetAuthorizationToken"], "*"),
-                iam_allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                          sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*")),
-                iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("LogGroup", "Arn")),
-            ])],
-        }),
-        # What a service version's Envoy sidecar may do: fetch its virtual node's configuration, nothing else.
-        "TaskRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
-            "Path": "/",
-            "Policies": [inline_policy("envoy-virtual-nodes", [
-                iam_allow(["appmesh:StreamAggregatedResources"], mesh_resources),
-            ])],
-        }),
+        # Pulls the ingress image and writes the ingress gateway's logs, nothing else.
+        "TaskExecutionRole": task_execution_role(
+            log_stream_arns([f"{policy.envoy_log_prefix}-ingress"]),
+            "Task execution role of the ingress gateway"),
         # The ingress Envoy serves the virtual gateway only.
         "IngressTaskRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
@@ -447,8 +454,6 @@ def _outputs(options: EnvironmentOptions) -> Json:
         "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
         "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
         "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
-        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
-        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of service versions"),
         "EnvoyImage": (ref("EnvoyImage"), "Envoy image of sidecars and the ingress"),
         "VirtualGatewayName": (get_att("VirtualGateway", "VirtualGatewayName"), "Ingress virtual gateway"),
         "IngressEndpoint": (ingress_tls.ingress_endpoint(options.certificate_arn), "Public URL of the ingress"),
@@ -471,7 +476,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")},
                             Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
         **_security_groups(policy, options, APPMESH),
-        **_roles(),
+        **_roles(policy),
         "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
             "Name": sub("${EnvironmentName}.local"),
             "Vpc": ref("Vpc"),
@@ -525,13 +530,8 @@ def _service_connect_roles() -> Json:
     target_groups = sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
                         "targetgroup/*/*")
     return {
-        "TaskExecutionRole": _roles()["TaskExecutionRole"],
-        # The app's own identity. ECS's Service Connect proxy needs nothing from it; a platform adds what its
-        # apps call here.
-        "TaskRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
-            "Path": "/",
-        }),
+        # No task roles here: the environment runs no task of its own, and each service pipeline creates
+        # its service's two roles.
         # What ECS does with the load balancer during a canary, linear or blue/green deployment of a service
         # the ingress reaches: register tasks in the alternate target group, move the production rule's
         # weights. Scoped to this environment's load balancer.
@@ -585,8 +585,6 @@ def _service_connect_outputs(options: EnvironmentOptions) -> Json:
         "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
         "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
         "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
-        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
-        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of the services' apps"),
         "IngressListenerArn": (ref("IngressListener"), "Listener the gateway routes' rules are added to"),
         "IngressLoadBalancerFullName": (get_att("IngressLoadBalancer", "LoadBalancerFullName"),
                                         "app/<name>/<id> of the ingress load balancer (scopes IAM to its rules)"),

@@ -259,7 +259,7 @@ def ecs_service(version: ServiceVersion) -> Json:
         "ServiceName": version.service,
         **extra,
         "TaskDefinition": ref(parts.TASK_DEFINITION),
-    }, DependsOn=[parts.EXECUTION_ROLE_POLICY])  # tasks need the logs permission from their first second
+    })
 
 
 def outputs(version: ServiceVersion) -> Json:
@@ -277,9 +277,9 @@ def outputs(version: ServiceVersion) -> Json:
 
 def synth_service_connect(version: ServiceVersion) -> Json:
     """The service stack's template at this version (Service Connect flavour). Pure."""
-    name = stack_name(version)
+    # No policy on the execution role: the service's own execution role (its pipeline stack's) already
+    # writes this service's log streams, so the stack changes no role.
     resources = {
-        parts.EXECUTION_ROLE_POLICY: parts.execution_role_logs_policy(version, f"{name}-logs"),
         parts.TASK_DEFINITION: task_definition(version),
         parts.SERVICE: ecs_service(version),
         parts.SCALABLE_TARGET: parts.scalable_target(version),

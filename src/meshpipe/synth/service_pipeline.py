@@ -47,6 +47,9 @@ from meshpipe.synth.environment import (
     iam_statement,
     import_export,
     inline_policy,
+    log_stream_arns,
+    same_account_condition,
+    task_execution_role,
     trust_policy,
 )
 
@@ -76,6 +79,9 @@ INGRESS_ROUTE_NAME_PATTERN = r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 ARTIFACT_DAYS = 30
 BUILD_LOG_DAYS = 30
 BUILD_TIMEOUT_MINUTES = 15
+
+# The service's own task roles (this stack's), as the variables the platform settings read them from.
+TASK_ROLE_VARS: dict[str, str] = {"TaskExecutionRole": "TASK_EXEC_ROLE_ARN", "TaskRole": "TASK_ROLE_ARN"}
 
 # IAM wildcard for exactly one version id: `?` matches one character, so `<env>-<svc>-????????` is the
 # version stacks of this service and not those of a service whose name merely starts the same way.
@@ -224,6 +230,7 @@ def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
     }
     exports = SERVICE_CONNECT_SETTING_EXPORTS if mesh == SERVICE_CONNECT else SETTING_EXPORTS
     by_var.update({var: import_export(key) for key, var in exports.items()})
+    by_var.update({var: get_att(role, "Arn") for role, var in TASK_ROLE_VARS.items()})
     names = [n for n in (*ENV_VARS, *SUBNET_VARS) if mesh != SERVICE_CONNECT or n != "ENVOY_IMAGE_URI"]
     missing = [n for n in names if n not in by_var]
     assert not missing, f"environment exports do not cover {missing}"
@@ -267,17 +274,73 @@ def _build(mesh: str = APPMESH) -> Json:
     }
 
 
-def _pass_task_roles() -> Json:
-    """A deploy role hands the environment's two task roles to ECS tasks, and to nothing else."""
-    return iam_allow(["iam:PassRole"], [import_export("TaskExecutionRoleArn"), import_export("TaskRoleArn")],
-                     condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-                     sid="PassTaskRoles")
+def _task_roles(mesh: str, policy: PlatformPolicy) -> Json:
+    """The service's own task role and task execution role: no service acts as another.
+
+    The execution role writes only this service's log streams (``<prefix>-<svc>-<version>/...``, the
+    prefixes of the platform policy). The task role is the app's identity: in the App Mesh flavour its
+    Envoy may read its own virtual nodes' configuration and nothing else; in the Service Connect flavour
+    it has no permission (ECS's proxy needs none), a platform adds what its apps call.
+    """
+    streams = log_stream_arns([f"{prefix}-${{ServiceName}}-{VERSION_WILDCARD}"
+                               for prefix in (policy.app_log_prefix, policy.envoy_log_prefix)],
+                              {"LogGroup": import_export("LogGroupName")})
+    task_role: Json = {
+        "AssumeRolePolicyDocument": trust_policy("ecs-tasks.amazonaws.com", same_account_condition()),
+        "Description": sub("Task role of ${ServiceName} in ${EnvironmentName}"),
+        "Path": "/",
+    }
+    if mesh != SERVICE_CONNECT:
+        nodes = _with_imports("arn:${AWS::Partition}:appmesh:${AWS::Region}:${AWS::AccountId}:mesh/${Mesh}/"
+                              f"virtualNode/vn-${{ServiceName}}-{VERSION_WILDCARD}", Mesh="MeshName")
+        task_role["Policies"] = [inline_policy("envoy-virtual-nodes", [
+            iam_allow(["appmesh:StreamAggregatedResources"], nodes, sid="OwnVirtualNodes"),
+        ])]
+    return {
+        "TaskExecutionRole": task_execution_role(streams, "Task execution role of one service"),
+        "TaskRole": resource("AWS::IAM::Role", task_role),
+    }
 
 
-def _execution_role_log_policy() -> Json:
-    """Each stack lets the shared execution role write its own log streams, through a policy of its own."""
-    return iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
-                     import_export("TaskExecutionRoleArn"), sid="ExecutionRoleLogPolicy")
+def _task_role_arns() -> list[Json]:
+    return [get_att(role, "Arn") for role in TASK_ROLE_VARS]
+
+
+def _pass_task_roles() -> list[Json]:
+    """A deploy role hands this service's two task roles to ECS tasks, and to nothing else; a task
+    definition's handler reads them first."""
+    return [
+        iam_allow(["iam:PassRole"], _task_role_arns(),
+                  condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                  sid="PassTaskRoles"),
+        iam_allow(["iam:GetRole"], _task_role_arns(), sid="ReadTaskRoles"),
+    ]
+
+
+def _task_definition_statements(*, deregisters: bool) -> list[Json]:
+    account = "${AWS::Region}:${AWS::AccountId}"
+    unscoped = ["ecs:DescribeTaskDefinition", *(["ecs:DeregisterTaskDefinition"] if deregisters else [])]
+    return [
+        iam_allow(["ecs:ListTagsForResource", "ecs:RegisterTaskDefinition", "ecs:TagResource", "ecs:UntagResource"],
+                  _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
+        # Neither action can be scoped to a resource.
+        iam_allow(unscoped, "*", sid="TaskDefinitionsUnscoped"),
+    ]
+
+
+def _ecs_service_statements(service: str, sid: str) -> list[Json]:
+    """The ECS service (``service``, a name pattern after the cluster) and its deployments, which
+    CloudFormation follows on create and update and stops when an update is cancelled or rolled back."""
+    prefix = "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}"
+    service_arn = _with_imports(f"{prefix}:service/${{Cluster}}/{service}", Cluster="ClusterName")
+    deployments = _with_imports(f"{prefix}:service-deployment/${{Cluster}}/{service}/*", Cluster="ClusterName")
+    return [
+        iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
+                   "ecs:ListTagsForResource", "ecs:TagResource", "ecs:UntagResource", "ecs:UpdateService"],
+                  service_arn, sid=sid),
+        iam_allow(["ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"], [service_arn, deployments],
+                  sid=f"{sid}Deployments"),
+    ]
 
 
 def _autoscaling_statements() -> list[Json]:
@@ -286,12 +349,17 @@ def _autoscaling_statements() -> list[Json]:
     return [
         iam_allow(["application-autoscaling:DeleteScalingPolicy",
                    "application-autoscaling:DeregisterScalableTarget",
+                   "application-autoscaling:ListTagsForResource",
                    "application-autoscaling:PutScalingPolicy",
                    "application-autoscaling:RegisterScalableTarget",
-                   "application-autoscaling:TagResource"],
+                   "application-autoscaling:TagResource",
+                   "application-autoscaling:UntagResource"],
                   _arn(f"application-autoscaling:{account}:scalable-target/*"), sid="Autoscaling"),
+        # None of these can be scoped to a resource; the scaling policy's handler reads the metric it tracks.
         iam_allow(["application-autoscaling:DescribeScalableTargets",
-                   "application-autoscaling:DescribeScalingPolicies"], "*", sid="AutoscalingUnscoped"),
+                   "application-autoscaling:DescribeScalingPolicies",
+                   "application-autoscaling:DescribeScheduledActions",
+                   "cloudwatch:GetMetricData"], "*", sid="AutoscalingUnscoped"),
         # Target tracking keeps its alarms named after the scaled resource.
         iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
                   _with_imports("arn:${AWS::Partition}:cloudwatch:" + account
@@ -310,11 +378,11 @@ def _deploy_role() -> Json:
     """The role CloudFormation uses for version stacks: exactly the resources a version stack holds.
 
     A version stack has a virtual node, a task definition, an ECS service registered in Cloud Map, its
-    autoscaling, and an inline policy on the environment's execution role (see meshpipe.synth.appmesh).
+    autoscaling, and an inline policy on this service's execution role (see meshpipe.synth.appmesh).
     """
     node = f"vn-${{ServiceName}}-{VERSION_WILDCARD}"
-    ecs_service = f"${{ServiceName}}-{VERSION_WILDCARD}"
     account = "${AWS::Region}:${AWS::AccountId}"
+    discovery = f"arn:${{AWS::Partition}}:servicediscovery:{account}"
     return {
         "DeployRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("cloudformation.amazonaws.com"),
@@ -330,24 +398,25 @@ def _deploy_role() -> Json:
                           _with_imports(f"arn:${{AWS::Partition}}:appmesh:{account}:mesh/${{Mesh}}/virtualService/*",
                                         Mesh="MeshName"),
                           sid="VirtualNodeBackends"),
-                iam_allow(["ecs:RegisterTaskDefinition", "ecs:TagResource"],
-                          _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
-                # Neither action can be scoped to a resource.
-                iam_allow(["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"], "*",
-                          sid="TaskDefinitionsUnscoped"),
-                _pass_task_roles(),
-                _execution_role_log_policy(),
-                iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
-                           "ecs:UpdateService"],
-                          _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/{ecs_service}",
-                                        Cluster="ClusterName"),
-                          sid="EcsServices"),
-                iam_allow(["servicediscovery:CreateService"], import_export("NamespaceArn"), sid="DiscoveryNamespace"),
-                iam_allow(["servicediscovery:CreateService", "servicediscovery:DeleteService",
-                           "servicediscovery:GetService", "servicediscovery:UpdateService"],
-                          _arn(f"servicediscovery:{account}:service/*"), sid="DiscoveryServices"),
-                # Cloud Map tagging has no resource type to scope it to.
-                iam_allow(["servicediscovery:TagResource"], "*", sid="DiscoveryTagging"),
+                *_task_definition_statements(deregisters=True),
+                *_pass_task_roles(),
+                # The version stack's own log policy, on this service's execution role and no other role.
+                iam_allow(["iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                          get_att("TaskExecutionRole", "Arn"), sid="ExecutionRoleLogPolicy"),
+                *_ecs_service_statements(f"${{ServiceName}}-{VERSION_WILDCARD}", "EcsServices"),
+                # Creating a Cloud Map service is authorized on the namespace and on the new service; a
+                # service's ids are random, so services are this account's and region's.
+                iam_allow(["servicediscovery:CreateService", "servicediscovery:GetNamespace"],
+                          [import_export("NamespaceArn"), sub(f"{discovery}:service/*")], sid="DiscoveryNamespace"),
+                iam_allow(["servicediscovery:DeleteService", "servicediscovery:GetService",
+                           "servicediscovery:GetServiceAttributes", "servicediscovery:UpdateService"],
+                          sub(f"{discovery}:service/*"), sid="DiscoveryServices"),
+                # Cloud Map's tagging and listing have no resource type to scope them to; GetOperation gained
+                # one only recently (IAM's catalogues disagree), and "*" is right for either.
+                iam_allow(["servicediscovery:GetOperation", "servicediscovery:ListServices",
+                           "servicediscovery:ListTagsForResource", "servicediscovery:TagResource",
+                           "servicediscovery:UntagResource"], "*",
+                          sid="DiscoveryUnscoped"),
                 *_autoscaling_statements(),
             ])],
         }),
@@ -497,9 +566,9 @@ def _service_connect_deploy_role() -> Json:
     """The role CloudFormation uses for the service stack: exactly what that stack holds.
 
     The service stack has a task definition (kept registered when replaced), an ECS service with Service
-    Connect, its autoscaling, an inline policy on the environment's execution role and, with a gateway
-    route, two target groups and a listener rule on the environment's listener (see
-    meshpipe.synth.service_connect). ECS creates the Service Connect entry in Cloud Map itself.
+    Connect, its autoscaling and, with a gateway route, two target groups and a listener rule on the
+    environment's listener (see meshpipe.synth.service_connect). ECS creates the Service Connect entry in
+    Cloud Map itself. The role changes no role: the service's execution role already writes its logs.
     """
     account = "${AWS::Region}:${AWS::AccountId}"
     elb = f"arn:${{AWS::Partition}}:elasticloadbalancing:{account}"
@@ -508,36 +577,33 @@ def _service_connect_deploy_role() -> Json:
             "AssumeRolePolicyDocument": trust_policy("cloudformation.amazonaws.com"),
             "Path": "/",
             "Policies": [inline_policy("service-stack", [
-                iam_allow(["ecs:RegisterTaskDefinition", "ecs:TagResource"],
-                          _arn(f"ecs:{account}:task-definition/*"), sid="RegisterTaskDefinitions"),
-                # Not scopable to a resource. No deregistration: revisions are retained (meshpipe retires them).
-                iam_allow(["ecs:DescribeTaskDefinition"], "*", sid="TaskDefinitionsUnscoped"),
-                _pass_task_roles(),
+                # No deregistration: revisions are retained (meshpipe retires them).
+                *_task_definition_statements(deregisters=False),
+                *_pass_task_roles(),
                 # A service the ingress reaches names the role ECS shifts its load-balancer traffic with.
                 iam_allow(["iam:PassRole"], import_export("EcsInfrastructureRoleArn"),
                           condition={"StringEquals": {"iam:PassedToService": "ecs.amazonaws.com"}},
                           sid="PassInfrastructureRole"),
-                _execution_role_log_policy(),
-                iam_allow(["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeServices", "ecs:TagResource",
-                           "ecs:UpdateService"],
-                          _with_imports(f"arn:${{AWS::Partition}}:ecs:{account}:service/${{Cluster}}/${{ServiceName}}",
-                                        Cluster="ClusterName"),
-                          sid="EcsService"),
+                *_ecs_service_statements("${ServiceName}", "EcsService"),
                 # Target group names are generated by CloudFormation: scoped to this account and region.
                 iam_allow(["elasticloadbalancing:AddTags", "elasticloadbalancing:CreateTargetGroup",
                            "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:ModifyTargetGroup",
-                           "elasticloadbalancing:ModifyTargetGroupAttributes"],
+                           "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:RemoveTags"],
                           sub(f"{elb}:targetgroup/*/*"), sid="IngressTargetGroups"),
                 iam_allow(["elasticloadbalancing:CreateRule"], import_export("IngressListenerArn"),
                           sid="IngressListener"),
                 iam_allow(["elasticloadbalancing:AddTags", "elasticloadbalancing:DeleteRule",
-                           "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities"],
+                           "elasticloadbalancing:ModifyRule", "elasticloadbalancing:RemoveTags",
+                           "elasticloadbalancing:SetRulePriorities"],
                           _with_imports(f"{elb}:listener-rule/${{LoadBalancer}}/*",
                                         LoadBalancer="IngressLoadBalancerFullName"),
                           sid="IngressRules"),
-                iam_allow(["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-                           "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
-                           "elasticloadbalancing:DescribeTargetGroups"], "*", sid="IngressUnscoped"),
+                # Describe calls cannot be scoped to a resource; a target group's handler checks its VPC.
+                iam_allow(["ec2:DescribeVpcs", "elasticloadbalancing:DescribeListeners",
+                           "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
+                           "elasticloadbalancing:DescribeTargetGroupAttributes",
+                           "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"],
+                          "*", sid="IngressUnscoped"),
                 *_autoscaling_statements(),
             ])],
         }),
@@ -553,6 +619,7 @@ def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = No
         **_source(),
         **_trigger(),
         **_build(SERVICE_CONNECT),
+        **_task_roles(SERVICE_CONNECT, policy or PlatformPolicy()),
         **_service_connect_deploy_role(),
         **_pipeline_role(SERVICE_CONNECT),
         **_pipeline(SERVICE_CONNECT),
@@ -593,6 +660,7 @@ def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, b
         **_source(),
         **_trigger(),
         **_build(),
+        **_task_roles(APPMESH, policy),
         **_deploy_role(),
         **_pipeline_role(),
         **_pipeline(),
