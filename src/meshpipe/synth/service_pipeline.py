@@ -72,6 +72,12 @@ SERVICE_CONNECT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 # The gateway route's name is kept with its prefix, so `meshpipe route gateways` can list it.
 INGRESS_ROUTE_NAME = "IngressRouteName"
 INGRESS_ROUTE_NAME_PATTERN = r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+# The Deploy action's mode. CREATE_UPDATE fails for good once a first creation has rolled back (CloudFormation
+# only deletes a ROLLBACK_COMPLETE stack). REPLACE_ON_FAILURE creates a missing stack, updates a healthy one
+# (a failed update rolls back as usual and the stack keeps running), and deletes and recreates a stack in a
+# failed state (ROLLBACK_COMPLETE, ROLLBACK_FAILED, CREATE_FAILED, DELETE_FAILED, UPDATE_ROLLBACK_FAILED), so
+# the next push recovers by itself. The pipeline role then also needs cloudformation:DeleteStack.
+DEPLOY_ACTION_MODE = "REPLACE_ON_FAILURE"
 ARTIFACT_DAYS = 30
 BUILD_LOG_DAYS = 30
 BUILD_TIMEOUT_MINUTES = 15
@@ -363,8 +369,10 @@ def _pipeline_role(mesh: str = APPMESH) -> Json:
     own_stack = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*")
     build_bucket = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}", Bucket="BuildBucketName")
     bundle = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}/" + BUNDLE_KEY, Bucket="BuildBucketName")
-    stack_actions = ["cloudformation:CreateStack", "cloudformation:DescribeStackEvents",
-                     "cloudformation:DescribeStacks", "cloudformation:UpdateStack"]
+    # DeleteStack: the Deploy action's REPLACE_ON_FAILURE mode deletes a stack left in a failed state.
+    stack_actions = ["cloudformation:CreateStack", "cloudformation:DeleteStack",
+                     "cloudformation:DescribeStackEvents", "cloudformation:DescribeStacks",
+                     "cloudformation:UpdateStack"]
     return {
         "PipelineRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codepipeline.amazonaws.com"),
@@ -415,7 +423,7 @@ def _action(name: str, category: str, provider: str, configuration: Json, *, inp
 
 def _deploy_action(mesh: str, name: str) -> Json:
     configuration: Json = {
-        "ActionMode": "CREATE_UPDATE",
+        "ActionMode": DEPLOY_ACTION_MODE,
         # The stack holds an inline IAM policy (unnamed resources only).
         "Capabilities": "CAPABILITY_IAM",
         "RoleArn": get_att("DeployRole", "Arn"),
