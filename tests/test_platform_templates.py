@@ -253,7 +253,7 @@ def test_build_project_passes_every_platform_setting_and_the_service():
     tpl = template("demo", "pipeline")
     project = tpl["Resources"]["BuildProject"]["Properties"]
     names = [v["Name"] for v in project["Environment"]["EnvironmentVariables"]]
-    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME"}
+    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME", "MESHPIPE_POLICY"}
     assert len(names) == len(set(names))
     assert project["Environment"]["Image"].startswith("aws/codebuild/standard:")
     assert project["ServiceRole"] == {"Fn::GetAtt": ["BuildRole", "Arn"]}

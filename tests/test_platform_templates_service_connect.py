@@ -156,7 +156,7 @@ def test_build_passes_every_required_setting_and_runs_the_service_connect_synth(
     tpl = template("demo", "pipeline")
     project = tpl["Resources"]["BuildProject"]["Properties"]
     names = [v["Name"] for v in project["Environment"]["EnvironmentVariables"]]
-    assert set(names) == ({*ENV_VARS, *SUBNET_VARS} - OPTIONAL_VARS) | {"SERVICE_NAME"}
+    assert set(names) == ({*ENV_VARS, *SUBNET_VARS} - OPTIONAL_VARS) | {"SERVICE_NAME", "MESHPIPE_POLICY"}
     spec = yaml.safe_load(project["Source"]["BuildSpec"])
     assert project["Source"]["BuildSpec"] == buildspec.render_buildspec(mesh=MESH)
     assert any("meshpipe synth" in c and "--mesh service-connect" in c for c in spec["phases"]["build"]["commands"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -63,18 +64,25 @@ def _print_env(info: Any) -> None:
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
                mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
+               platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.errors import UserError
+    from meshpipe.platform_policy import load_policy_file
     from meshpipe.synth import MESH_FLAVOURS
 
     if mesh is not None and mesh not in MESH_FLAVOURS:
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    # The file is checked before any engine is asked for anything.
+    policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
         if eng.name == "aws":
-            info = eng.env_create(name, mesh=mesh)
+            info = eng.env_create(name, mesh=mesh, policy=policy)
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
+        elif policy is not None:
+            raise UserError(f"--platform applies to --engine aws; the {eng.name} engine applies the default policy",
+                            hint="check a manifest against a policy with `meshpipe validate MANIFEST --platform FILE`")
         else:
             info = eng.env_create(name)
     print_json(info) if fmt is Format.json else _print_env(info)

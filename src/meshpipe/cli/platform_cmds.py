@@ -18,14 +18,14 @@ platform_app = typer.Typer(help="What the platform team deploys on AWS: template
 def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g. demo.")],
            output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
-           platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies.")] = None,
+           platform: Annotated[Path | None, typer.Option("--platform", help="Platform file whose policy: section applies (settings beside it are not needed).")] = None,
            mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
-    from meshpipe.platform import load_platform_file
+    from meshpipe.platform_policy import load_policy_file
     from meshpipe.platform_render import write_platform
 
-    policy = load_platform_file(str(platform)).policy if platform else None
+    policy = load_policy_file(str(platform)) if platform else None
     for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh):
         out.print(escape(str(path)))
 

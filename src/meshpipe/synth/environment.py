@@ -17,6 +17,7 @@ from typing import Any
 from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
+from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
 
 # Address plan: a /16 with two public /24s (load balancer, NAT gateways) and two private /20s (tasks).
@@ -53,7 +54,7 @@ SETTING_EXPORTS: dict[str, str] = {
     "EnvoyImage": "ENVOY_IMAGE_URI",
 }
 # Every export of the environment stack, in the order the template lists them.
-EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint")
+EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint", pp.POLICY_EXPORT)
 
 _ECS_TASKS = "ecs-tasks.amazonaws.com"
 
@@ -421,6 +422,7 @@ def _outputs() -> Json:
         "EnvoyImage": (ref("EnvoyImage"), "Envoy image of sidecars and the ingress"),
         "VirtualGatewayName": (get_att("VirtualGateway", "VirtualGatewayName"), "Ingress virtual gateway"),
         "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == EXPORTS
     return {key: output(value, description, sub("${EnvironmentName}:" + key))
@@ -446,9 +448,11 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_log_group(),
         **_mesh(),
         **_ingress(policy, options),
+        **pp.policy_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         "EnvoyImage": {
             "Type": "String",
             "Default": options.envoy_image,
@@ -475,7 +479,7 @@ MESH_FLAVOUR_OUTPUT = "MeshFlavour"
 SERVICE_CONNECT_SETTING_EXPORTS: dict[str, str] = {k: v for k, v in SETTING_EXPORTS.items() if k != "EnvoyImage"}
 SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
     *SERVICE_CONNECT_SETTING_EXPORTS, "IngressListenerArn", "IngressLoadBalancerFullName",
-    "EcsInfrastructureRoleArn", "IngressEndpoint",
+    "EcsInfrastructureRoleArn", "IngressEndpoint", pp.POLICY_EXPORT,
 )
 INGRESS_NOT_ROUTED_STATUS = 404
 
@@ -567,6 +571,7 @@ def _service_connect_outputs() -> Json:
         "EcsInfrastructureRoleArn": (get_att("EcsInfrastructureRole", "Arn"),
                                      "Role ECS uses to shift the load balancer's traffic during deployments"),
         "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == SERVICE_CONNECT_EXPORTS
     outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
@@ -580,8 +585,8 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
     """The environment stack's template for ``env`` on ECS Service Connect: no App Mesh. Pure.
 
     The namespace is an HTTP namespace: Service Connect's proxies find services through Cloud Map's API,
-    so no private hosted zone is needed. ``policy`` is accepted for symmetry with the App Mesh flavour;
-    nothing in this stack depends on it (the traffic shift is each service stack's).
+    so no private hosted zone is needed. ``policy`` is what the environment's builds apply (see
+    meshpipe.synth.policy_parameter); nothing else in this stack depends on it.
     """
     check_env_name(env)
     options = options or EnvironmentOptions()
@@ -600,9 +605,11 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         }),
         **_log_group(),
         **_service_connect_ingress(),
+        **pp.policy_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
     return template(

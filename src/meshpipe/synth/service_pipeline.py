@@ -30,6 +30,7 @@ from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec
+from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, sub, template
@@ -233,6 +234,8 @@ def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
     assert not missing, f"environment exports do not cover {missing}"
     variables = [{"Name": n, "Type": "PLAINTEXT", "Value": by_var[n]} for n in names]
     variables.append({"Name": "SERVICE_NAME", "Type": "PLAINTEXT", "Value": ref("ServiceName")})
+    # The environment's platform policy: CodeBuild reads the SSM parameter and meshpipe synth applies it.
+    variables.append(pp.build_policy_variable())
     return variables
 
 
@@ -242,7 +245,8 @@ def _build(mesh: str = APPMESH) -> Json:
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
             "RetentionInDays": BUILD_LOG_DAYS,
         }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
-        # The build only reads its inputs and writes its artifact and logs; synth needs no AWS access.
+        # The build only reads its inputs and the environment's policy and writes its artifact and logs;
+        # synth itself needs no AWS access.
         "BuildRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codebuild.amazonaws.com"),
             "Path": "/",
@@ -250,6 +254,8 @@ def _build(mesh: str = APPMESH) -> Json:
                 iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("BuildLogGroup", "Arn")),
                 iam_allow(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], sub("${ArtifactBucket.Arn}/*")),
                 iam_allow(["s3:GetBucketAcl", "s3:GetBucketLocation"], get_att("ArtifactBucket", "Arn")),
+                # CodeBuild fetches PARAMETER_STORE variables with GetParameters, as the build role.
+                iam_allow(["ssm:GetParameters"], pp.policy_parameter_arn(), sid="PlatformPolicy"),
             ])],
         }),
         "BuildProject": resource("AWS::CodeBuild::Project", {

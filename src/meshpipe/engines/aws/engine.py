@@ -50,17 +50,22 @@ from meshpipe.mesh.routing import (
     parse_version_ref,
 )
 from meshpipe.model import check_service_name
+from meshpipe.platform import PlatformPolicy
+from meshpipe.platform_policy import policy_from_text, policy_text
+from meshpipe.synth import policy_parameter
 
-# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh.
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, and with
+# ``policy=`` when the environment has a platform policy.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH) -> dict[str, dict[str, Any]]:
+def _render_platform(env: str, mesh: str = names.APPMESH,
+                     policy: PlatformPolicy | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
 
-    return render_platform(env, mesh=mesh)
+    return render_platform(env, policy, mesh=mesh)
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -101,15 +106,24 @@ class AwsEngine:
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str) -> dict[str, dict[str, Any]]:
-        # A template source that knows only App Mesh takes the environment alone.
-        return self.templates(env) if mesh == names.APPMESH else self.templates(env, mesh=mesh)
+    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh and the default policy takes the environment alone.
+        options: dict[str, Any] = {}
+        if mesh != names.APPMESH:
+            options["mesh"] = mesh
+        if policy is not None and policy != PlatformPolicy():
+            options["policy"] = policy
+        return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None) -> EnvironmentInfo:
+    def env_create(self, env: str, mesh: str | None = None, policy: PlatformPolicy | None = None) -> EnvironmentInfo:
         """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
-        existing environment keeps."""
+        existing environment keeps. ``policy`` is the platform policy every build of the environment applies
+        (kept in an SSM parameter of the environment stack); without it an existing environment keeps its
+        policy and a new one gets the default policy."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
+        if policy is not None:
+            policy_text(policy)  # too big to store: refused before any call
 
         def same_flavour(existing: StackState) -> None:
             found = EnvContext.of(env, existing).flavour
@@ -119,10 +133,13 @@ class AwsEngine:
                     "pipelines are built for its flavour)",
                     hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
-        rendered = self._rendered(env, flavour)
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
         self.reporter.step(f"checking AWS access for environment {env}")
-        self.stacks.describe(names.env_stack(env))
+        existing = self.stacks.describe(names.env_stack(env))
+        if policy is None:
+            policy = _kept_policy(existing)
+        text = policy_text(policy)
+        rendered = self._rendered(env, flavour, policy)
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
@@ -134,7 +151,8 @@ class AwsEngine:
             else "cluster, mesh, ingress"
         self.reporter.step(f"deploying the environment {env} (network, {what})")
         env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
-                                       {"EnvironmentName": env}, delete_hint=delete_hint,
+                                       {"EnvironmentName": env, policy_parameter.POLICY_PARAMETER: text},
+                                       delete_hint=delete_hint,
                                        uploader=self._stager(env), check_existing=same_flavour)
         self.reporter.step(f"deploying the build bucket of {env}")
         bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
@@ -149,7 +167,8 @@ class AwsEngine:
         if not ctx.service_connect:
             details["mesh"] = ctx.mesh
         details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
-                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
+                        "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
     def _build_bucket(self, stack: StackState) -> str:
@@ -245,7 +264,7 @@ class AwsEngine:
                                 hint="choose another service name")
             # Deploying again keeps the service's gateway route.
             values.update(ingress_values(self.stacks.describe(names.pipeline_stack(env, service))))
-        template = self._pipeline_template(env, ctx.flavour)
+        template = self._pipeline_template(ctx)
         self.reporter.step(f"deploying the pipeline of {service} in {env}")
         stack = self.stacks.deploy(
             names.pipeline_stack(env, service), template, values,
@@ -255,8 +274,9 @@ class AwsEngine:
         self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
         return info
 
-    def _pipeline_template(self, env: str, flavour: str) -> dict[str, Any]:
-        return _template(self._rendered(env, flavour), names.PIPELINE_TEMPLATE_KEY)
+    def _pipeline_template(self, ctx: EnvContext) -> dict[str, Any]:
+        """The pipeline template of the environment's flavour and policy."""
+        return _template(self._rendered(ctx.env, ctx.flavour, _kept_policy(ctx.stack)), names.PIPELINE_TEMPLATE_KEY)
 
     def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
         clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
@@ -349,8 +369,7 @@ class AwsEngine:
         route = make_gateway_route(route.name, route.prefix, route.service, ctx.namespace, route.rewrite_prefix)
         if ctx.service_connect:
             pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
-            return self.sc.gateway_route_set(ctx, route, pipeline,
-                                             lambda: self._pipeline_template(env, ctx.flavour))
+            return self.sc.gateway_route_set(ctx, route, pipeline, lambda: self._pipeline_template(ctx))
         self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
         clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                  if r.prefix == route.prefix and r.name != route.name]
@@ -365,7 +384,7 @@ class AwsEngine:
         _check_env(env)
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
-            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(env, ctx.flavour))
+            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(ctx))
             return
         if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
             raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
@@ -558,6 +577,19 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
+    """The policy an environment stack holds (its ``PlatformPolicy`` parameter), or None for none."""
+    text = stack.parameters.get(policy_parameter.POLICY_PARAMETER) if stack is not None else None
+    if not text or stack is None or stack.status == "ROLLBACK_COMPLETE":
+        return None
+    return policy_from_text(text, f"{stack.name} parameter {policy_parameter.POLICY_PARAMETER}")
+
+
+def _policy_summary(policy: PlatformPolicy | None, parameter: str) -> str:
+    changed = sorted((policy or PlatformPolicy()).model_dump(exclude_defaults=True))
+    return f"{', '.join(changed) if changed else 'defaults'} (SSM parameter {parameter})"
 
 
 def _check_mesh(mesh: str) -> str:
