@@ -20,13 +20,17 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
            platform: Annotated[Path | None, typer.Option("--platform", help="Platform file whose policy: section applies (settings beside it are not needed).")] = None,
            mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
+           source: Annotated[str | None, typer.Option("--source", help="Config repo of the pipeline template: codecommit (default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO with --connection.")] = None,
+           connection: Annotated[str | None, typer.Option("--connection", help="ARN of the CodeConnections connection for --source.")] = None,
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
     from meshpipe.platform_policy import load_policy_file
     from meshpipe.platform_render import write_platform
+    from meshpipe.synth.pipeline_source import parse_source
 
+    pipeline_source = parse_source(source, connection)
     policy = load_policy_file(str(platform)) if platform else None
-    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh):
+    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh, source=pipeline_source):
         out.print(escape(str(path)))
 
 

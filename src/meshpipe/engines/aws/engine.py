@@ -53,19 +53,22 @@ from meshpipe.model import check_service_name
 from meshpipe.platform import PlatformPolicy
 from meshpipe.platform_policy import policy_from_text, policy_text
 from meshpipe.synth import policy_parameter
+from meshpipe.synth.pipeline_source import ConnectionSource, PipelineSource, parse_source
+from meshpipe.synth.service_pipeline import check_branch
 
-# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, and with
-# ``policy=`` when the environment has a platform policy.
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, with
+# ``policy=`` when the environment has a platform policy, and with ``source=`` and ``branch=`` when a
+# pipeline reads a connection's repository or a branch other than main.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH,
-                     policy: PlatformPolicy | None = None) -> dict[str, dict[str, Any]]:
+def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
+                     source: PipelineSource = None, branch: str = "main") -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
 
-    return render_platform(env, policy, mesh=mesh)
+    return render_platform(env, policy, mesh=mesh, source=source, branch=branch)
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -106,13 +109,19 @@ class AwsEngine:
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None) -> dict[str, dict[str, Any]]:
-        # A template source that knows only App Mesh and the default policy takes the environment alone.
+    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None, source: PipelineSource = None,
+                  branch: str | None = None) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh, the default policy, CodeCommit and main takes the
+        # environment alone.
         options: dict[str, Any] = {}
         if mesh != names.APPMESH:
             options["mesh"] = mesh
         if policy is not None and policy != PlatformPolicy():
             options["policy"] = policy
+        if source is not None:
+            options["source"] = source
+        if branch not in (None, "main"):
+            options["branch"] = branch
         return self.templates(env, **options)
 
     def env_create(self, env: str, mesh: str | None = None, policy: PlatformPolicy | None = None) -> EnvironmentInfo:
@@ -246,9 +255,17 @@ class AwsEngine:
 
     # -- pipelines --------------------------------------------------------------------------------------
 
-    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+    def pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
+                        branch: str | None = None) -> PipelineInfo:
+        """Create (or update) the service's pipeline. ``source`` is ``codecommit`` (a repo the stack creates)
+        or ``github:OWNER/REPO``, ``gitlab:GROUP/PROJECT``, ``bitbucket:WORKSPACE/REPO`` read through the
+        CodeConnections ``connection`` (an ARN); ``branch`` is the branch whose pushes start it. Left out, an
+        existing pipeline keeps its own, and a new one gets CodeCommit and main."""
         _check_env(env)
         check_service_name(service)
+        wanted = parse_source(source, connection) if source is not None or connection is not None else None
+        if branch is not None:
+            check_branch(branch)
         ctx = require_env(self.stacks, env)
         bucket = self.stacks.describe(names.build_bucket_stack(env))
         if bucket is None or not bucket.usable:  # pipelines import the bucket's name
@@ -262,31 +279,54 @@ class AwsEngine:
             if problem:
                 raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
                                 hint="choose another service name")
+        existing = self.stacks.describe(names.pipeline_stack(env, service))
+        if existing is not None and existing.status == "ROLLBACK_COMPLETE":
+            existing = None  # replaced by the deploy below; it holds nothing to keep
+        had, had_branch = _source_of(existing)
+        chosen = wanted if source is not None else had
+        if existing is not None and (had is None) != (chosen is None):
+            raise ConflictError(
+                f"the pipeline of {service} reads {_describe_source(had, service)}; it cannot switch to "
+                f"{_describe_source(chosen, service)} in place"
+                + (" (its stack holds the CodeCommit repo, which would be deleted with its history)"
+                   if had is None else ""),
+                hint=f"delete the pipeline first (`meshpipe pipeline delete {service} --env {env} --engine aws`), "
+                     "then create it with the new source")
+        if ctx.service_connect:
             # Deploying again keeps the service's gateway route.
-            values.update(ingress_values(self.stacks.describe(names.pipeline_stack(env, service))))
-        template = self._pipeline_template(ctx)
-        self.reporter.step(f"deploying the pipeline of {service} in {env}")
+            values.update(ingress_values(existing))
+        template = self._pipeline_template(ctx, chosen, branch or had_branch)
+        self.reporter.step(f"deploying the pipeline of {service} in {env} (source: {_describe_source(chosen, service)})")
         stack = self.stacks.deploy(
             names.pipeline_stack(env, service), template, values,
             delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
                         "the cause shown above and create the pipeline again")
         info = self._pipeline_info(ctx, service, stack)
-        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
+        where = f"{info.repository}, branch {info.branch}" if info.repository else info.clone_url
+        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {where}")
         return info
 
-    def _pipeline_template(self, ctx: EnvContext) -> dict[str, Any]:
-        """The pipeline template of the environment's flavour and policy."""
-        return _template(self._rendered(ctx.env, ctx.flavour, _kept_policy(ctx.stack)), names.PIPELINE_TEMPLATE_KEY)
+    def _pipeline_template(self, ctx: EnvContext, source: PipelineSource = None,
+                           branch: str | None = None) -> dict[str, Any]:
+        """The pipeline template of the environment's flavour and policy, for ``source`` and ``branch``."""
+        return _template(self._rendered(ctx.env, ctx.flavour, _kept_policy(ctx.stack), source, branch),
+                         names.PIPELINE_TEMPLATE_KEY)
+
+    def _current_pipeline_template(self, ctx: EnvContext, pipeline: StackState) -> dict[str, Any]:
+        """The template a pipeline stack already has, rendered again: same source, same branch."""
+        return self._pipeline_template(ctx, *_source_of(pipeline))
 
     def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
-        clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
+        source, branch = _source_of(stack)
+        clone_url = source.clone_url if source is not None else stack.outputs.get("SourceRepoCloneUrlHttp")
         if not clone_url:
             raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
                                  hint="this is a meshpipe defect; please report it")
         return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
                             virtual_service=stack.outputs.get("VirtualServiceName")
                             or f"{service}.{ctx.namespace}",
-                            status=stack.status)
+                            status=stack.status, repository=source.spec if source is not None else None,
+                            branch=branch)
 
     def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
         _check_env(env)
@@ -369,7 +409,8 @@ class AwsEngine:
         route = make_gateway_route(route.name, route.prefix, route.service, ctx.namespace, route.rewrite_prefix)
         if ctx.service_connect:
             pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
-            return self.sc.gateway_route_set(ctx, route, pipeline, lambda: self._pipeline_template(ctx))
+            return self.sc.gateway_route_set(ctx, route, pipeline,
+                                             lambda: self._current_pipeline_template(ctx, pipeline))
         self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
         clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                  if r.prefix == route.prefix and r.name != route.name]
@@ -384,7 +425,8 @@ class AwsEngine:
         _check_env(env)
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
-            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(ctx))
+            self.sc.gateway_route_delete(
+                ctx, name, lambda service: lambda: self._current_pipeline_template(ctx, self._pipeline_stack(env, service)))
             return
         if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
             raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
@@ -577,6 +619,22 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _source_of(stack: StackState | None) -> tuple[PipelineSource, str | None]:
+    """A pipeline stack's source (None: CodeCommit) and branch, from its outputs and parameters."""
+    if stack is None:
+        return None, None
+    branch = stack.parameters.get("BranchName") or None
+    repository = stack.outputs.get("SourceRepository", "")
+    provider, _, _ = repository.partition(":")
+    if provider and "FullRepositoryId" in stack.parameters and "ConnectionArn" in stack.parameters:
+        return ConnectionSource(provider, stack.parameters["FullRepositoryId"], stack.parameters["ConnectionArn"]), branch
+    return None, branch
+
+
+def _describe_source(source: PipelineSource, service: str) -> str:
+    return source.spec if source is not None else f"the CodeCommit repo {service}-cfg"
 
 
 def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
