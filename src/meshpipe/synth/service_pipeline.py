@@ -8,9 +8,12 @@ One stack per service and environment, ``<env>-<svc>-pipeline``, from a single t
 * a Cloud Map name ``<svc>`` with one placeholder instance, so that ``<svc>.<env>.local`` resolves: apps
   resolve the name before they connect, and only then does Envoy intercept the connection and route it;
 * the CodeCommit repo ``<svc>-cfg`` holding ``manifest.yaml``, and an EventBridge rule starting the
-  pipeline on each push to the configured branch;
-* the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``) ->
-  Deploy (CloudFormation creates ``<env>-<svc>-<version>``), with one narrowly scoped role per actor.
+  pipeline on each push to the configured branch; or, for a connection source (GitHub, GitLab,
+  Bitbucket; see :mod:`meshpipe.synth.pipeline_source`), no repo and no rule: the source action reads the
+  repository through the connection and the pipeline's own push trigger starts runs;
+* the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``, with the
+  environment's platform policy) -> Deploy (CloudFormation creates ``<env>-<svc>-<version>``, replacing
+  a stack whose creation failed), with one narrowly scoped role per actor.
 
 That is the App Mesh flavour. The Service Connect flavour (``mesh="service-connect"``, same file name,
 same stack name) has no virtual router, virtual service or placeholder name (ECS's proxies publish
