@@ -83,7 +83,8 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
     error = caught.value
     assert "demo-env" in error.message and "ROLLBACK_COMPLETE" in error.message
     assert ("first failure: Mesh (AWS::AppMesh::Mesh) CREATE_FAILED: Mesh demo already exists") in error.message
-    assert error.hint and "meshpipe env delete demo --engine aws" in error.hint
+    # Running the command again replaces the empty rolled-back stack (see the next test).
+    assert error.hint and "run the same command again" in error.hint
     # Every new event was reported once, oldest first, while waiting.
     assert [s for s in reporter.steps if s.startswith("demo-env: ")] == [
         "demo-env: demo-env CREATE_IN_PROGRESS (User Initiated)",
@@ -97,15 +98,30 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
     stub.assert_no_pending_responses()
 
 
-def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> None:
+def test_a_stack_left_in_rollback_complete_is_deleted_and_created_again() -> None:
     cfn, stub = stubbed("cloudformation")
     stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})  # access check
     stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})
-    with pytest.raises(OperationError) as caught:
-        make_engine(StubFactory(cloudformation=cfn), FakeClock()).env_create("demo")
-    assert "demo-env is ROLLBACK_COMPLETE and cannot be updated" in caught.value.message
-    assert caught.value.hint and "meshpipe env delete demo --engine aws" in caught.value.hint
-    stub.assert_no_pending_responses()  # and no create_stack / update_stack was stubbed: none was made
+    old = [event(1, "demo-env", STACK, "CREATE_IN_PROGRESS"), event(2, "demo-env", STACK, "ROLLBACK_COMPLETE")]
+    stub.add_response("describe_stack_events", newest_first(*old), {"StackName": ENV_ID})
+    stub.add_response("delete_stack", {}, {"StackName": ENV_ID})  # by id: exactly the stack that failed
+    stub.add_response("describe_stacks", described("DELETE_COMPLETE"), {"StackName": ENV_ID})
+    stub.add_response("describe_stack_events",
+                      newest_first(*old, event(3, "demo-env", STACK, "DELETE_COMPLETE")), {"StackName": ENV_ID})
+    new_id = ENV_ID.replace("/1", "/2")
+    stub.add_response("create_stack", {"StackId": new_id},
+                      {"StackName": "demo-env", "TemplateBody": ANY, "Parameters": ANY, "Capabilities": ANY})
+    stub.add_response("describe_stacks", {"Stacks": [{**described("CREATE_COMPLETE")["Stacks"][0], "StackId": new_id}]},
+                      {"StackName": new_id})
+    stub.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": new_id})
+    # The build bucket stack fails at once: this test is about the environment stack only.
+    stub.add_client_error("describe_stacks", "AccessDenied", "stop here", http_status_code=403)
+    reporter = RecordingReporter()
+    with pytest.raises(Exception, match="stop here"):
+        make_engine(StubFactory(cloudformation=cfn), FakeClock(), reporter).env_create("demo")
+    assert any("demo-env is ROLLBACK_COMPLETE: its first creation failed" in s for s in reporter.steps)
+    assert "demo-env DELETE_COMPLETE" in reporter.dones and "demo-env CREATE_COMPLETE" in reporter.dones
+    stub.assert_no_pending_responses()  # no update_stack was stubbed: none was made
 
 
 def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> None:

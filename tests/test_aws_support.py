@@ -254,16 +254,44 @@ def service_connect_pipeline_template() -> dict[str, Any]:
     return template
 
 
-def stand_in_templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+def with_platform_policy(stand_in: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """The stand-in environment with the real template's platform policy: its parameter, the SSM
+    parameter holding it, and that parameter's export (moto's CloudFormation creates SSM parameters)."""
+    from meshpipe.synth import policy_parameter as pp
+
+    stand_in["Parameters"][pp.POLICY_PARAMETER] = real["Parameters"][pp.POLICY_PARAMETER]
+    stand_in["Resources"][pp.POLICY_RESOURCE] = real["Resources"][pp.POLICY_RESOURCE]
+    stand_in["Outputs"][pp.POLICY_EXPORT] = real["Outputs"][pp.POLICY_EXPORT]
+    return stand_in
+
+
+def with_pipeline_source(stand_in: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """The stand-in pipeline with the real template's source: its branch, and for a connection source
+    its repository and connection parameters and outputs instead of a CodeCommit clone URL."""
+    for key in ("BranchName", "ConnectionArn", "FullRepositoryId"):
+        if key in real["Parameters"]:
+            stand_in["Parameters"][key] = real["Parameters"][key]
+    if "SourceRepoCloneUrlHttp" not in real["Outputs"]:
+        del stand_in["Outputs"]["SourceRepoCloneUrlHttp"]
+        for key in ("SourceRepository", "SourceConnectionArn"):
+            stand_in["Outputs"][key] = real["Outputs"][key]
+    return stand_in
+
+
+def stand_in_templates(env: str, mesh: str = "appmesh", policy: Any = None, source: Any = None,
+                       branch: str = "main") -> dict[str, dict[str, Any]]:
     """The real platform templates, with stand-ins for the two moto cannot deploy.
 
     The build-bucket template is deployed as it is; the environment and service-pipeline templates hold
     App Mesh (or load balancer), CodeCommit and CodePipeline resources moto's CloudFormation does not create.
+    The environment's stand-in keeps the real template's platform policy parameter, the pipeline's its source.
     """
-    rendered = render_platform(env, mesh=mesh)
+    rendered = render_platform(env, policy, mesh=mesh, source=source, branch=branch)
     env_key, bucket_key, pipeline_key = platform_template_files(env)
     assert set(rendered) == {env_key, bucket_key, pipeline_key}
     if mesh == "service-connect":
-        return {env_key: service_connect_env_template(), bucket_key: rendered[bucket_key],
-                pipeline_key: service_connect_pipeline_template()}
-    return {env_key: env_template(), bucket_key: rendered[bucket_key], pipeline_key: pipeline_template()}
+        return {env_key: with_platform_policy(service_connect_env_template(), rendered[env_key]),
+                bucket_key: rendered[bucket_key],
+                pipeline_key: with_pipeline_source(service_connect_pipeline_template(), rendered[pipeline_key])}
+    return {env_key: with_platform_policy(env_template(), rendered[env_key]), bucket_key: rendered[bucket_key],
+            pipeline_key: with_pipeline_source(pipeline_template(), rendered[pipeline_key])}

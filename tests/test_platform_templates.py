@@ -277,7 +277,7 @@ def test_build_project_passes_every_platform_setting_and_the_service():
     tpl = template("demo", "pipeline")
     project = tpl["Resources"]["BuildProject"]["Properties"]
     names = [v["Name"] for v in project["Environment"]["EnvironmentVariables"]]
-    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME"}
+    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME", "MESHPIPE_POLICY"}
     assert len(names) == len(set(names))
     assert project["Environment"]["Image"].startswith("aws/codebuild/standard:")
     assert project["ServiceRole"] == {"Fn::GetAtt": ["BuildRole", "Arn"]}
@@ -312,7 +312,8 @@ def test_pipeline_stages_and_actions_in_order():
 
     [deploy] = stages[2]["Actions"]
     conf = deploy["Configuration"]
-    assert conf["ActionMode"] == "CREATE_UPDATE"
+    # A failed first create must not block later runs (tests/test_aws_failed_first_deploy.py runs it).
+    assert conf["ActionMode"] == "REPLACE_ON_FAILURE"
     assert conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     assert "CAPABILITY_IAM" in conf["Capabilities"]
     artifact, path = conf["TemplatePath"].split("::")
@@ -462,6 +463,8 @@ def test_pipeline_may_change_this_services_version_stacks_and_never_its_own_stac
     [stacks] = resolve(resources_of(by_sid["VersionStacks"]), params)
     assert stacks.endswith(":stack/demo-hello-web-????????/*")
     assert "cloudformation:CreateStack" in actions_of(by_sid["VersionStacks"])
+    # REPLACE_ON_FAILURE deletes a version stack left in a failed state before creating it again.
+    assert "cloudformation:DeleteStack" in actions_of(by_sid["VersionStacks"])
     guard = by_sid["NeverThisStack"]
     assert guard["Effect"] == "Deny"
     assert set(actions_of(guard)) == set(actions_of(by_sid["VersionStacks"]))

@@ -160,7 +160,7 @@ def test_build_passes_every_required_setting_and_runs_the_service_connect_synth(
     tpl = template("demo", "pipeline")
     project = tpl["Resources"]["BuildProject"]["Properties"]
     names = [v["Name"] for v in project["Environment"]["EnvironmentVariables"]]
-    assert set(names) == ({*ENV_VARS, *SUBNET_VARS} - OPTIONAL_VARS) | {"SERVICE_NAME"}
+    assert set(names) == ({*ENV_VARS, *SUBNET_VARS} - OPTIONAL_VARS) | {"SERVICE_NAME", "MESHPIPE_POLICY"}
     spec = yaml.safe_load(project["Source"]["BuildSpec"])
     assert project["Source"]["BuildSpec"] == buildspec.render_buildspec(mesh=MESH)
     assert any("meshpipe synth" in c and "--mesh service-connect" in c for c in spec["phases"]["build"]["commands"])
@@ -180,7 +180,7 @@ def test_deploy_updates_the_one_service_stack_with_the_gateway_route(env: str) -
     conf = deploy["Configuration"]
     params = params_of(tpl, ServiceName=SERVICE, IngressPathPrefix="/hello-service", IngressRulePriority="3")
     assert resolve(conf["StackName"], params) == f"{env}-{SERVICE}"
-    assert conf["ActionMode"] == "CREATE_UPDATE" and conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
+    assert conf["ActionMode"] == "REPLACE_ON_FAILURE" and conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     overrides = json.loads(resolve(conf["ParameterOverrides"], params))
     assert overrides == {"IngressPathPrefix": "/hello-service", "IngressRulePriority": "3", "IngressRewritePrefix": "true"}
     # Every override is a parameter of the service stack, with the same default and the same check.
@@ -196,7 +196,9 @@ def test_pipeline_role_reaches_the_service_stack_and_nothing_else() -> None:
     assert "VersionStacks" not in sids
     [stack] = resolve(resources_of(sids["ServiceStack"]), params_of(tpl, ServiceName=SERVICE))
     assert stack == "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/demo-hello-web/*"
+    assert "cloudformation:DeleteStack" in actions_of(sids["ServiceStack"])  # REPLACE_ON_FAILURE
     assert sids["NeverThisStack"]["Effect"] == "Deny"
+    assert set(actions_of(sids["NeverThisStack"])) == set(actions_of(sids["ServiceStack"]))
 
 
 def test_deploy_role_can_create_everything_the_service_stack_holds_and_only_for_this_service() -> None:

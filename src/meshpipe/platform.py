@@ -280,6 +280,15 @@ def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
         if isinstance(arn, str) and isinstance(account, str) and arn.split(":")[4] != account:
             found.append((role, f"is in account {arn.split(':')[4]!r}, but aws_account_id is {account!r}: "
                                 "ECS task roles must be in the task's account"))
+    return found + cross_check_policy(data.get("policy") if isinstance(data, dict) else None, bad_paths)
+
+
+def cross_check_policy(policy: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
+    """Rules between policy values (paths ``policy.<key>``): the sidecar's ports must differ."""
+    from meshpipe.manifest.checks import TrustedValues
+
+    values = TrustedValues({"policy": policy} if isinstance(policy, dict) else {}, bad_paths)
+    found: list[tuple[str, str]] = []
     ports = {key: values.get(f"policy.{key}", default) for key, default in
              (("proxy_ingress_port", 15000), ("proxy_egress_port", 15001), ("envoy_admin_port", 9901))}
     written = values.items_of("policy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,9 +65,11 @@ def _print_env(info: Any) -> None:
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
                mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
+               platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.errors import UserError
+    from meshpipe.platform_policy import load_policy_file
     from meshpipe.synth import MESH_FLAVOURS
     from meshpipe.synth.ingress_tls import check_certificate_arn
 
@@ -77,11 +80,16 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
         if engine != "aws":
             raise UserError(f"the {engine} engine's ingress is plain HTTP on this machine; "
                             "--certificate-arn applies to --engine aws")
+    # The file is checked before any engine is asked for anything.
+    policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
         if eng.name == "aws":
-            info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn)
+            info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn, policy=policy)
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
+        elif policy is not None:
+            raise UserError(f"--platform applies to --engine aws; the {eng.name} engine applies the default policy",
+                            hint="check a manifest against a policy with `meshpipe validate MANIFEST --platform FILE`")
         else:
             info = eng.env_create(name)
     print_json(info) if fmt is Format.json else _print_env(info)
@@ -113,19 +121,43 @@ def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], e
 
 @pipeline_app.command("create")
 def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e.g. hello-web.")], env: EnvOpt = "demo",
-                    engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Create the service's config repo, virtual service, router and pipeline; print the clone URL."""
+                    engine: EngineOpt = "local",
+                    source: Annotated[str | None, typer.Option("--source", help="aws: codecommit (a repo <svc>-cfg, the default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO read through --connection.")] = None,
+                    connection: Annotated[str | None, typer.Option("--connection", help="aws: ARN of the CodeConnections connection to the --source provider.")] = None,
+                    branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
+                    fmt: FormatOpt = Format.text) -> None:
+    """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
+    from meshpipe.errors import UserError
     from meshpipe.model import check_service_name
+    from meshpipe.synth.pipeline_source import parse_source
+    from meshpipe.synth.service_pipeline import check_branch
 
     check_service_name(service, "command line", "SERVICE")
+    # Checked before any engine is asked for anything.
+    if source is not None or connection is not None:
+        parse_source(source, connection)
+    if branch is not None:
+        check_branch(branch)
     with engine_for(engine) as eng:
-        info = eng.pipeline_create(env, service)
-    if fmt is Format.json:
-        print_json(info)
-        return
-    out.print(f"pipeline for [bold]{escape(service)}[/bold] in {escape(env)}: {escape(info.status)}")
+        if eng.name == "aws":
+            info = eng.pipeline_create(env, service, source=source, connection=connection, branch=branch)
+        elif source is not None or connection is not None or branch is not None:
+            raise UserError(f"--source, --connection and --branch apply to --engine aws; the {eng.name} engine "
+                            "keeps the config repo itself (branch main)")
+        else:
+            info = eng.pipeline_create(env, service)
+    print_json(info) if fmt is Format.json else print_pipeline(info)
+
+
+def print_pipeline(info: Any) -> None:
+    """Where to push: the repository (and branch) read through a connection, or the repo's clone URL."""
+    out.print(f"pipeline for [bold]{escape(info.service)}[/bold] in {escape(info.environment)}: {escape(info.status)}")
     out.print(f"virtual service: {escape(info.virtual_service)}")
-    out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
+    if info.repository:
+        out.print(f"repository: [cyan]{escape(info.repository)}[/cyan] (push manifest.yaml to branch "
+                  f"{escape(info.branch or 'main')}; clone {escape(info.clone_url)})")
+    else:
+        out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
 
 
 @pipeline_app.command("delete")

@@ -17,6 +17,7 @@ from typing import Any
 from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
+from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
 from meshpipe.synth.network_security import (
@@ -63,7 +64,7 @@ SETTING_EXPORTS: dict[str, str] = {
 # The task role and task execution role are not environment settings: each service pipeline creates its
 # own two (see meshpipe.synth.service_pipeline), so no service can act as another.
 # Every export of the environment stack, in the order the template lists them.
-EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint")
+EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint", pp.POLICY_EXPORT)
 
 _ECS_TASKS = "ecs-tasks.amazonaws.com"
 
@@ -457,6 +458,7 @@ def _outputs(options: EnvironmentOptions) -> Json:
         "EnvoyImage": (ref("EnvoyImage"), "Envoy image of sidecars and the ingress"),
         "VirtualGatewayName": (get_att("VirtualGateway", "VirtualGatewayName"), "Ingress virtual gateway"),
         "IngressEndpoint": (ingress_tls.ingress_endpoint(options.certificate_arn), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == EXPORTS
     return {**{key: output(value, description, sub("${EnvironmentName}:" + key))
@@ -484,9 +486,11 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_log_group(),
         **_mesh(),
         **_ingress(policy, options),
+        **pp.policy_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         "EnvoyImage": {
             "Type": "String",
             "Default": options.envoy_image,
@@ -513,7 +517,7 @@ MESH_FLAVOUR_OUTPUT = "MeshFlavour"
 SERVICE_CONNECT_SETTING_EXPORTS: dict[str, str] = {k: v for k, v in SETTING_EXPORTS.items() if k != "EnvoyImage"}
 SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
     *SERVICE_CONNECT_SETTING_EXPORTS, "IngressListenerArn", "IngressLoadBalancerFullName",
-    "EcsInfrastructureRoleArn", "IngressEndpoint",
+    "EcsInfrastructureRoleArn", "IngressEndpoint", pp.POLICY_EXPORT,
 )
 INGRESS_NOT_ROUTED_STATUS = 404
 
@@ -591,6 +595,7 @@ def _service_connect_outputs(options: EnvironmentOptions) -> Json:
         "EcsInfrastructureRoleArn": (get_att("EcsInfrastructureRole", "Arn"),
                                      "Role ECS uses to shift the load balancer's traffic during deployments"),
         "IngressEndpoint": (ingress_tls.ingress_endpoint(options.certificate_arn), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == SERVICE_CONNECT_EXPORTS
     outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
@@ -605,8 +610,9 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
     """The environment stack's template for ``env`` on ECS Service Connect: no App Mesh. Pure.
 
     The namespace is an HTTP namespace: Service Connect's proxies find services through Cloud Map's API,
-    so no private hosted zone is needed. Of ``policy`` only the sidecar's reserved ports matter here: the
-    security groups open every other port (the ports an app may use); the traffic shift is each service
+    so no private hosted zone is needed. ``policy`` is what the environment's builds apply (see
+    meshpipe.synth.policy_parameter); of it only the sidecar's reserved ports matter to this stack: the
+    security groups open every other port (the ports an app may use). The traffic shift is each service
     stack's.
     """
     check_env_name(env)
@@ -627,9 +633,11 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         }),
         **_log_group(),
         **_service_connect_ingress(options),
+        **pp.policy_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
     return template(

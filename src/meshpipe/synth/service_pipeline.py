@@ -8,9 +8,12 @@ One stack per service and environment, ``<env>-<svc>-pipeline``, from a single t
 * a Cloud Map name ``<svc>`` with one placeholder instance, so that ``<svc>.<env>.local`` resolves: apps
   resolve the name before they connect, and only then does Envoy intercept the connection and route it;
 * the CodeCommit repo ``<svc>-cfg`` holding ``manifest.yaml``, and an EventBridge rule starting the
-  pipeline on each push to the configured branch;
-* the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``) ->
-  Deploy (CloudFormation creates ``<env>-<svc>-<version>``), with one narrowly scoped role per actor.
+  pipeline on each push to the configured branch; or, for a connection source (GitHub, GitLab,
+  Bitbucket; see :mod:`meshpipe.synth.pipeline_source`), no repo and no rule: the source action reads the
+  repository through the connection and the pipeline's own push trigger starts runs;
+* the pipeline: Source (config repo + the build bucket's bundle) -> Build (``meshpipe synth``, with the
+  environment's platform policy) -> Deploy (CloudFormation creates ``<env>-<svc>-<version>``, replacing
+  a stack whose creation failed), with one narrowly scoped role per actor.
 
 That is the App Mesh flavour. The Service Connect flavour (``mesh="service-connect"``, same file name,
 same stack name) has no virtual router, virtual service or placeholder name (ECS's proxies publish
@@ -30,6 +33,7 @@ from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec
+from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
@@ -51,6 +55,13 @@ from meshpipe.synth.environment import (
     same_account_condition,
     task_execution_role,
     trust_policy,
+)
+from meshpipe.synth.pipeline_source import (
+    REPOSITORY_MAX,
+    REPOSITORY_PATTERN,
+    ConnectionSource,
+    PipelineSource,
+    connection_arn_pattern,
 )
 
 SERVICE_PIPELINE_TEMPLATE_FILE = "service-pipeline.template.json"
@@ -76,6 +87,12 @@ SERVICE_CONNECT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 # The gateway route's name is kept with its prefix, so `meshpipe route gateways` can list it.
 INGRESS_ROUTE_NAME = "IngressRouteName"
 INGRESS_ROUTE_NAME_PATTERN = r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+# The Deploy action's mode. CREATE_UPDATE fails for good once a first creation has rolled back (CloudFormation
+# only deletes a ROLLBACK_COMPLETE stack). REPLACE_ON_FAILURE creates a missing stack, updates a healthy one
+# (a failed update rolls back as usual and the stack keeps running), and deletes and recreates a stack in a
+# failed state (ROLLBACK_COMPLETE, ROLLBACK_FAILED, CREATE_FAILED, DELETE_FAILED, UPDATE_ROLLBACK_FAILED), so
+# the next push recovers by itself. The pipeline role then also needs cloudformation:DeleteStack.
+DEPLOY_ACTION_MODE = "REPLACE_ON_FAILURE"
 ARTIFACT_DAYS = 30
 BUILD_LOG_DAYS = 30
 BUILD_TIMEOUT_MINUTES = 15
@@ -145,6 +162,29 @@ def _parameters(env: str, branch: str, service_port: int) -> Json:
     }
 
 
+def _source_parameters(source: PipelineSource) -> Json:
+    """A connection source's repository and connection; CodeCommit needs none (the stack makes the repo)."""
+    if source is None:
+        return {}
+    return {
+        "ConnectionArn": {
+            "Type": "String",
+            "Default": source.connection_arn,
+            # The pipeline role is granted UseConnection under this ARN's service prefix, so another
+            # connection must have the same prefix.
+            "AllowedPattern": connection_arn_pattern(source.iam_prefix),
+            "Description": f"CodeConnections connection to {source.provider} ({source.iam_prefix} ARN).",
+        },
+        "FullRepositoryId": {
+            "Type": "String",
+            "Default": source.repository,
+            "AllowedPattern": REPOSITORY_PATTERN,
+            "MaxLength": REPOSITORY_MAX,
+            "Description": f"The {source.provider} repository holding manifest.yaml (owner/name).",
+        },
+    }
+
+
 def _mesh_entry(policy: PlatformPolicy) -> Json:
     return {
         "VirtualRouter": resource("AWS::AppMesh::VirtualRouter", {
@@ -171,12 +211,15 @@ def _mesh_entry(policy: PlatformPolicy) -> Json:
     }
 
 
-def _source() -> Json:
-    return {
+def _source(source: PipelineSource = None) -> Json:
+    repository: Json = {} if source is not None else {
         "ConfigRepository": resource("AWS::CodeCommit::Repository", {
             "RepositoryDescription": sub("manifest.yaml of ${ServiceName} in ${EnvironmentName}"),
             "RepositoryName": sub("${ServiceName}-cfg"),
         }),
+    }
+    return {
+        **repository,
         "ArtifactBucket": resource("AWS::S3::Bucket", private_bucket_properties({
             "LifecycleConfiguration": {"Rules": [{
                 "ExpirationInDays": ARTIFACT_DAYS,
@@ -189,7 +232,11 @@ def _source() -> Json:
     }
 
 
-def _trigger() -> Json:
+def _trigger(source: PipelineSource = None) -> Json:
+    """CodeCommit's push trigger: an EventBridge rule. A connection source's trigger is the pipeline's own
+    (see :func:`_connection_trigger`)."""
+    if source is not None:
+        return {}
     pipeline_arn = _arn("codepipeline:${AWS::Region}:${AWS::AccountId}:${Pipeline}")
     return {
         "PipelineTriggerRole": resource("AWS::IAM::Role", {
@@ -236,6 +283,8 @@ def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
     assert not missing, f"environment exports do not cover {missing}"
     variables = [{"Name": n, "Type": "PLAINTEXT", "Value": by_var[n]} for n in names]
     variables.append({"Name": "SERVICE_NAME", "Type": "PLAINTEXT", "Value": ref("ServiceName")})
+    # The environment's platform policy: CodeBuild reads the SSM parameter and meshpipe synth applies it.
+    variables.append(pp.build_policy_variable())
     return variables
 
 
@@ -245,7 +294,8 @@ def _build(mesh: str = APPMESH) -> Json:
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
             "RetentionInDays": BUILD_LOG_DAYS,
         }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete", Metadata=checkov_skips(skip.LOG_GROUP_KMS)),
-        # The build only reads its inputs and writes its artifact and logs; synth needs no AWS access.
+        # The build only reads its inputs and the environment's policy and writes its artifact and logs;
+        # synth itself needs no AWS access.
         "BuildRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codebuild.amazonaws.com"),
             "Path": "/",
@@ -253,6 +303,8 @@ def _build(mesh: str = APPMESH) -> Json:
                 iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("BuildLogGroup", "Arn")),
                 iam_allow(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], sub("${ArtifactBucket.Arn}/*")),
                 iam_allow(["s3:GetBucketAcl", "s3:GetBucketLocation"], get_att("ArtifactBucket", "Arn")),
+                # CodeBuild fetches PARAMETER_STORE variables with GetParameters, as the build role.
+                iam_allow(["ssm:GetParameters"], pp.policy_parameter_arn(), sid="PlatformPolicy"),
             ])],
         }),
         "BuildProject": resource("AWS::CodeBuild::Project", {
@@ -423,7 +475,18 @@ def _deploy_role() -> Json:
     }
 
 
-def _pipeline_role(mesh: str = APPMESH) -> Json:
+def _source_statement(source: PipelineSource) -> Json:
+    if source is None:
+        return iam_allow(["codecommit:CancelUploadArchive", "codecommit:GetBranch", "codecommit:GetCommit",
+                          "codecommit:GetRepository", "codecommit:GetUploadArchiveStatus",
+                          "codecommit:UploadArchive"],
+                         get_att("ConfigRepository", "Arn"), sid="ConfigSource")
+    # The source action fetches the repository through the connection; IAM matches the action's prefix
+    # with the resource's, so the one matching the ARN is granted, on that connection only.
+    return iam_allow([f"{source.iam_prefix}:UseConnection"], ref("ConnectionArn"), sid="ConfigSource")
+
+
+def _pipeline_role(mesh: str = APPMESH, source: PipelineSource = None) -> Json:
     if mesh == SERVICE_CONNECT:  # exactly the one service stack
         deployed = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${EnvironmentName}-${ServiceName}/*")
         deployed_sid = "ServiceStack"
@@ -434,17 +497,16 @@ def _pipeline_role(mesh: str = APPMESH) -> Json:
     own_stack = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*")
     build_bucket = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}", Bucket="BuildBucketName")
     bundle = _with_imports("arn:${AWS::Partition}:s3:::${Bucket}/" + BUNDLE_KEY, Bucket="BuildBucketName")
-    stack_actions = ["cloudformation:CreateStack", "cloudformation:DescribeStackEvents",
-                     "cloudformation:DescribeStacks", "cloudformation:UpdateStack"]
+    # DeleteStack: the Deploy action's REPLACE_ON_FAILURE mode deletes a stack left in a failed state.
+    stack_actions = ["cloudformation:CreateStack", "cloudformation:DeleteStack",
+                     "cloudformation:DescribeStackEvents", "cloudformation:DescribeStacks",
+                     "cloudformation:UpdateStack"]
     return {
         "PipelineRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy("codepipeline.amazonaws.com"),
             "Path": "/",
             "Policies": [inline_policy("pipeline", [
-                iam_allow(["codecommit:CancelUploadArchive", "codecommit:GetBranch", "codecommit:GetCommit",
-                           "codecommit:GetRepository", "codecommit:GetUploadArchiveStatus",
-                           "codecommit:UploadArchive"],
-                          get_att("ConfigRepository", "Arn"), sid="ConfigSource"),
+                _source_statement(source),
                 iam_allow(["s3:GetObject", "s3:GetObjectVersion"], bundle, sid="BundleSource"),
                 iam_allow(["s3:GetBucketLocation", "s3:GetBucketVersioning"], build_bucket, sid="BundleBucket"),
                 iam_allow(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:PutObjectAcl"],
@@ -486,7 +548,7 @@ def _action(name: str, category: str, provider: str, configuration: Json, *, inp
 
 def _deploy_action(mesh: str, name: str) -> Json:
     configuration: Json = {
-        "ActionMode": "CREATE_UPDATE",
+        "ActionMode": DEPLOY_ACTION_MODE,
         # The stack holds an inline IAM policy (unnamed resources only).
         "Capabilities": "CAPABILITY_IAM",
         "RoleArn": get_att("DeployRole", "Arn"),
@@ -503,19 +565,46 @@ def _deploy_action(mesh: str, name: str) -> Json:
     return _action(name, "Deploy", "CloudFormation", configuration, inputs=(buildspec.BUILD_ARTIFACT,))
 
 
-def _pipeline(mesh: str = APPMESH) -> Json:
+def _config_action(name: str, source: PipelineSource) -> Json:
+    """The Source stage's config-repo action; both providers output CommitId in its namespace."""
+    if source is None:
+        return _action(name, "Source", "CodeCommit", {
+            "BranchName": ref("BranchName"),
+            "OutputArtifactFormat": "CODE_ZIP",
+            # The EventBridge rule starts runs; polling would start them twice.
+            "PollForSourceChanges": False,
+            "RepositoryName": get_att("ConfigRepository", "Name"),
+        }, outputs=(buildspec.CONFIG_ARTIFACT,), namespace=SOURCE_NAMESPACE)
+    return _action(name, "Source", "CodeStarSourceConnection", {
+        "BranchName": ref("BranchName"),
+        "ConnectionArn": ref("ConnectionArn"),
+        # The pipeline's push trigger starts runs; the action's own change detection would start them twice.
+        "DetectChanges": False,
+        "FullRepositoryId": ref("FullRepositoryId"),
+        # A zip of the commit, as from CodeCommit: the build reads manifest.yaml and needs no git clone (and
+        # so the build role needs no use of the connection, as CODEBUILD_CLONE_REF would require).
+        "OutputArtifactFormat": "CODE_ZIP",
+    }, outputs=(buildspec.CONFIG_ARTIFACT,), namespace=SOURCE_NAMESPACE)
+
+
+def _connection_trigger(action_name: str) -> list[Json]:
+    """A V2 pipeline's trigger: a push to the branch starts a run of exactly the pushed commit."""
+    return [{
+        "GitConfiguration": {
+            "Push": [{"Branches": {"Includes": [ref("BranchName")]}}],
+            "SourceActionName": action_name,
+        },
+        "ProviderType": "CodeStarSourceConnection",
+    }]
+
+
+def _pipeline(mesh: str = APPMESH, source: PipelineSource = None) -> Json:
     commit_variable = [{"name": "CONFIG_COMMIT_ID", "type": "PLAINTEXT", "value": f"#{{{SOURCE_NAMESPACE}.CommitId}}"}]
     layout = SERVICE_CONNECT_STAGES if mesh == SERVICE_CONNECT else STAGES
-    (source, (config, bundle)), (build, (synth,)), (deploy, (create,)) = layout
+    (source_stage, (config, bundle)), (build, (synth,)), (deploy, (create,)) = layout
     stages = [
-        {"Name": source, "Actions": [
-            _action(config, "Source", "CodeCommit", {
-                "BranchName": ref("BranchName"),
-                "OutputArtifactFormat": "CODE_ZIP",
-                # The EventBridge rule starts runs; polling would start them twice.
-                "PollForSourceChanges": False,
-                "RepositoryName": get_att("ConfigRepository", "Name"),
-            }, outputs=(buildspec.CONFIG_ARTIFACT,), namespace=SOURCE_NAMESPACE),
+        {"Name": source_stage, "Actions": [
+            _config_action(config, source),
             _action(bundle, "Source", "S3", {
                 "PollForSourceChanges": False,
                 "S3Bucket": import_export("BuildBucketName"),
@@ -532,17 +621,30 @@ def _pipeline(mesh: str = APPMESH) -> Json:
         ]},
         {"Name": deploy, "Actions": [_deploy_action(mesh, create)]},
     ]
+    properties: Json = {
+        "ArtifactStore": {"Location": ref("ArtifactBucket"), "Type": "S3"},
+        # Every commit is a version: queue runs rather than let a newer one supersede an older one.
+        "ExecutionMode": "QUEUED",
+        "Name": sub("${EnvironmentName}-${ServiceName}"),
+        "PipelineType": "V2",
+        "RestartExecutionOnUpdate": False,
+        "RoleArn": get_att("PipelineRole", "Arn"),
+        "Stages": stages,
+    }
+    if source is not None:
+        properties["Triggers"] = _connection_trigger(config)
+    return {"Pipeline": resource("AWS::CodePipeline::Pipeline", properties)}
+
+
+def _source_outputs(source: PipelineSource) -> Json:
+    """Where people push manifest.yaml: the CodeCommit clone URL, or the repository and its connection."""
+    if source is None:
+        return {"SourceRepoCloneUrlHttp": output(get_att("ConfigRepository", "CloneUrlHttp"),
+                                                 "Clone URL of the config repo")}
     return {
-        "Pipeline": resource("AWS::CodePipeline::Pipeline", {
-            "ArtifactStore": {"Location": ref("ArtifactBucket"), "Type": "S3"},
-            # Every commit is a version: queue runs rather than let a newer one supersede an older one.
-            "ExecutionMode": "QUEUED",
-            "Name": sub("${EnvironmentName}-${ServiceName}"),
-            "PipelineType": "V2",
-            "RestartExecutionOnUpdate": False,
-            "RoleArn": get_att("PipelineRole", "Arn"),
-            "Stages": stages,
-        }),
+        "SourceRepository": output(sub(f"{source.provider}:${{FullRepositoryId}}"),
+                                   "Repository holding manifest.yaml (provider:owner/name)"),
+        "SourceConnectionArn": output(ref("ConnectionArn"), "CodeConnections connection the pipeline reads it through"),
     }
 
 
@@ -611,27 +713,27 @@ def _service_connect_deploy_role() -> Json:
 
 
 def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = None, *,
-                                    branch: str = "main") -> Json:
+                                    branch: str = "main", source: PipelineSource = None) -> Json:
     """The Service Connect flavour's service-pipeline template. Pure."""
     check_env_name(env)
     check_branch(branch)
     resources: Json = {
-        **_source(),
-        **_trigger(),
+        **_source(source),
+        **_trigger(source),
         **_build(SERVICE_CONNECT),
         **_task_roles(SERVICE_CONNECT, policy or PlatformPolicy()),
         **_service_connect_deploy_role(),
-        **_pipeline_role(SERVICE_CONNECT),
-        **_pipeline(SERVICE_CONNECT),
+        **_pipeline_role(SERVICE_CONNECT, source),
+        **_pipeline(SERVICE_CONNECT, source),
     }
     return template(
         resources,
         description="meshpipe service pipeline (ECS Service Connect): one service's config repo, and the pipeline "
                     "that deploys each pushed commit as a new task-definition revision of its service stack.",
-        parameters=_service_connect_parameters(env, branch),
+        parameters={**_service_connect_parameters(env, branch), **_source_parameters(source)},
         conditions={sc.HAS_INGRESS: sc.ingress_conditions()[sc.HAS_INGRESS]},
         outputs={
-            "SourceRepoCloneUrlHttp": output(get_att("ConfigRepository", "CloneUrlHttp"), "Clone URL of the config repo"),
+            **_source_outputs(source),
             "PipelineName": output(ref("Pipeline"), "Pipeline deploying the service's versions"),
             "ServiceStackName": output(sub("${EnvironmentName}-${ServiceName}"), "Stack the pipeline updates"),
             "VirtualServiceName": output(sub("${ServiceName}.${EnvironmentName}.local"),
@@ -646,10 +748,17 @@ def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = No
 
 
 def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
-                            service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> Json:
-    """The service-pipeline template, its ``EnvironmentName`` defaulting to ``env``. Pure."""
+                            service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                            source: PipelineSource = None) -> Json:
+    """The service-pipeline template, its ``EnvironmentName`` defaulting to ``env``. Pure.
+
+    ``source`` is the config repo: None for a CodeCommit repo the stack creates, or a
+    :class:`~meshpipe.synth.pipeline_source.ConnectionSource` (see :func:`~meshpipe.synth.pipeline_source.parse_source`).
+    """
+    if source is not None and not isinstance(source, ConnectionSource):
+        raise TypeError(f"source must be a ConnectionSource or None, not {type(source).__name__}")
     if check_mesh(mesh) == SERVICE_CONNECT:
-        return render_service_connect_pipeline(env, policy, branch=branch)
+        return render_service_connect_pipeline(env, policy, branch=branch, source=source)
     check_env_name(env)
     check_branch(branch)
     if not isinstance(service_port, int) or not 1 <= service_port <= 65535:
@@ -657,21 +766,21 @@ def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, b
     policy = policy or PlatformPolicy()
     resources: Json = {
         **_mesh_entry(policy),
-        **_source(),
-        **_trigger(),
+        **_source(source),
+        **_trigger(source),
         **_build(),
         **_task_roles(APPMESH, policy),
         **_deploy_role(),
-        **_pipeline_role(),
-        **_pipeline(),
+        **_pipeline_role(APPMESH, source),
+        **_pipeline(APPMESH, source),
     }
     return template(
         resources,
         description="meshpipe service pipeline: virtual router and virtual service of one service, its config "
                     "repo, and the pipeline that deploys each pushed commit as a version stack.",
-        parameters=_parameters(env, branch, service_port),
+        parameters={**_parameters(env, branch, service_port), **_source_parameters(source)},
         outputs={
-            "SourceRepoCloneUrlHttp": output(get_att("ConfigRepository", "CloneUrlHttp"), "Clone URL of the config repo"),
+            **_source_outputs(source),
             "PipelineName": output(ref("Pipeline"), "Pipeline deploying the service's versions"),
             "VirtualServiceName": output(get_att("VirtualService", "VirtualServiceName"), "Name clients call"),
             "VirtualRouterName": output(get_att("VirtualRouter", "VirtualRouterName"), "Router holding the route"),

@@ -50,20 +50,29 @@ from meshpipe.mesh.routing import (
     parse_version_ref,
 )
 from meshpipe.model import check_service_name
+from meshpipe.platform import PlatformPolicy
+from meshpipe.platform_policy import policy_from_text, policy_text
+from meshpipe.synth import policy_parameter
+from meshpipe.synth.pipeline_source import ConnectionSource, PipelineSource, parse_source
+from meshpipe.synth.service_pipeline import check_branch
 
-# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, and with
-# ``certificate_arn=`` when the environment's ingress serves HTTPS.
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, with
+# ``certificate_arn=`` when the environment's ingress serves HTTPS, with ``policy=`` when the environment
+# has a platform policy, and with ``source=`` and ``branch=`` when a pipeline reads a connection's
+# repository or a branch other than main.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH,
+def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
+                     source: PipelineSource = None, branch: str = "main",
                      certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
     from meshpipe.synth.environment import EnvironmentOptions
 
-    return render_platform(env, mesh=mesh, options=EnvironmentOptions(certificate_arn=certificate_arn))
+    return render_platform(env, policy, mesh=mesh, source=source, branch=branch,
+                           options=EnvironmentOptions(certificate_arn=certificate_arn))
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -110,21 +119,36 @@ class AwsEngine:
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
-        # A template source that knows only App Mesh over plain HTTP takes the environment alone.
-        options: dict[str, Any] = {} if mesh == names.APPMESH else {"mesh": mesh}
+    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None, source: PipelineSource = None,
+                  branch: str | None = None, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh over plain HTTP, the default policy, CodeCommit and main
+        # takes the environment alone.
+        options: dict[str, Any] = {}
+        if mesh != names.APPMESH:
+            options["mesh"] = mesh
+        if policy is not None and policy != PlatformPolicy():
+            options["policy"] = policy
+        if source is not None:
+            options["source"] = source
+        if branch not in (None, "main"):
+            options["branch"] = branch
         if certificate_arn:
             options["certificate_arn"] = certificate_arn
         return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None) -> EnvironmentInfo:
+    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+                   policy: PlatformPolicy | None = None) -> EnvironmentInfo:
         """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
         existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
-        environment keeps the certificate it has when none is given."""
+        environment keeps the certificate it has when none is given. ``policy`` is the platform policy every
+        build of the environment applies (kept in an SSM parameter of the environment stack); without it an
+        existing environment keeps its policy and a new one gets the default policy."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
         if certificate_arn is not None:
             _check_certificate(certificate_arn)
+        if policy is not None:
+            policy_text(policy)  # too big to store: refused before any call
 
         def same_flavour(existing: StackState) -> None:
             found = EnvContext.of(env, existing).flavour
@@ -141,7 +165,10 @@ class AwsEngine:
         if certificate_arn is None and kept:
             self.reporter.step(f"keeping the ingress's TLS certificate {kept}")
             certificate_arn = kept
-        rendered = self._rendered(env, flavour, certificate_arn)
+        if policy is None:
+            policy = _kept_policy(existing)
+        text = policy_text(policy)
+        rendered = self._rendered(env, flavour, policy, certificate_arn=certificate_arn)
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
@@ -153,7 +180,8 @@ class AwsEngine:
             else "cluster, mesh, ingress"
         self.reporter.step(f"deploying the environment {env} (network, {what})")
         env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
-                                       {"EnvironmentName": env}, delete_hint=delete_hint,
+                                       {"EnvironmentName": env, policy_parameter.POLICY_PARAMETER: text},
+                                       delete_hint=delete_hint,
                                        uploader=self._stager(env), check_existing=same_flavour)
         self.reporter.step(f"deploying the build bucket of {env}")
         bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
@@ -168,7 +196,8 @@ class AwsEngine:
         if not ctx.service_connect:
             details["mesh"] = ctx.mesh
         details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
-                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
+                        "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
         if certificate_arn:
             details["ingress certificate"] = certificate_arn
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
@@ -248,9 +277,17 @@ class AwsEngine:
 
     # -- pipelines --------------------------------------------------------------------------------------
 
-    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+    def pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
+                        branch: str | None = None) -> PipelineInfo:
+        """Create (or update) the service's pipeline. ``source`` is ``codecommit`` (a repo the stack creates)
+        or ``github:OWNER/REPO``, ``gitlab:GROUP/PROJECT``, ``bitbucket:WORKSPACE/REPO`` read through the
+        CodeConnections ``connection`` (an ARN); ``branch`` is the branch whose pushes start it. Left out, an
+        existing pipeline keeps its own, and a new one gets CodeCommit and main."""
         _check_env(env)
         check_service_name(service)
+        wanted = parse_source(source, connection) if source is not None or connection is not None else None
+        if branch is not None:
+            check_branch(branch)
         ctx = require_env(self.stacks, env)
         bucket = self.stacks.describe(names.build_bucket_stack(env))
         if bucket is None or not bucket.usable:  # pipelines import the bucket's name
@@ -264,30 +301,54 @@ class AwsEngine:
             if problem:
                 raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
                                 hint="choose another service name")
+        existing = self.stacks.describe(names.pipeline_stack(env, service))
+        if existing is not None and existing.status == "ROLLBACK_COMPLETE":
+            existing = None  # replaced by the deploy below; it holds nothing to keep
+        had, had_branch = _source_of(existing)
+        chosen = wanted if source is not None else had
+        if existing is not None and (had is None) != (chosen is None):
+            raise ConflictError(
+                f"the pipeline of {service} reads {_describe_source(had, service)}; it cannot switch to "
+                f"{_describe_source(chosen, service)} in place"
+                + (" (its stack holds the CodeCommit repo, which would be deleted with its history)"
+                   if had is None else ""),
+                hint=f"delete the pipeline first (`meshpipe pipeline delete {service} --env {env} --engine aws`), "
+                     "then create it with the new source")
+        if ctx.service_connect:
             # Deploying again keeps the service's gateway route.
-            values.update(ingress_values(self.stacks.describe(names.pipeline_stack(env, service))))
-        template = self._pipeline_template(env, ctx.flavour)
-        self.reporter.step(f"deploying the pipeline of {service} in {env}")
+            values.update(ingress_values(existing))
+        template = self._pipeline_template(ctx, chosen, branch or had_branch)
+        self.reporter.step(f"deploying the pipeline of {service} in {env} (source: {_describe_source(chosen, service)})")
         stack = self.stacks.deploy(
             names.pipeline_stack(env, service), template, values,
             delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
                         "the cause shown above and create the pipeline again")
         info = self._pipeline_info(ctx, service, stack)
-        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
+        where = f"{info.repository}, branch {info.branch}" if info.repository else info.clone_url
+        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {where}")
         return info
 
-    def _pipeline_template(self, env: str, flavour: str) -> dict[str, Any]:
-        return _template(self._rendered(env, flavour), names.PIPELINE_TEMPLATE_KEY)
+    def _pipeline_template(self, ctx: EnvContext, source: PipelineSource = None,
+                           branch: str | None = None) -> dict[str, Any]:
+        """The pipeline template of the environment's flavour and policy, for ``source`` and ``branch``."""
+        return _template(self._rendered(ctx.env, ctx.flavour, _kept_policy(ctx.stack), source, branch),
+                         names.PIPELINE_TEMPLATE_KEY)
+
+    def _current_pipeline_template(self, ctx: EnvContext, pipeline: StackState) -> dict[str, Any]:
+        """The template a pipeline stack already has, rendered again: same source, same branch."""
+        return self._pipeline_template(ctx, *_source_of(pipeline))
 
     def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
-        clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
+        source, branch = _source_of(stack)
+        clone_url = source.clone_url if source is not None else stack.outputs.get("SourceRepoCloneUrlHttp")
         if not clone_url:
             raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
                                  hint="this is a meshpipe defect; please report it")
         return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
                             virtual_service=stack.outputs.get("VirtualServiceName")
                             or f"{service}.{ctx.namespace}",
-                            status=stack.status)
+                            status=stack.status, repository=source.spec if source is not None else None,
+                            branch=branch)
 
     def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
         _check_env(env)
@@ -371,7 +432,7 @@ class AwsEngine:
         if ctx.service_connect:
             pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
             return self.sc.gateway_route_set(ctx, route, pipeline,
-                                             lambda: self._pipeline_template(env, ctx.flavour))
+                                             lambda: self._current_pipeline_template(ctx, pipeline))
         self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
         clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                  if r.prefix == route.prefix and r.name != route.name]
@@ -386,7 +447,8 @@ class AwsEngine:
         _check_env(env)
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
-            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(env, ctx.flavour))
+            self.sc.gateway_route_delete(
+                ctx, name, lambda service: lambda: self._current_pipeline_template(ctx, self._pipeline_stack(env, service)))
             return
         if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
             raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
@@ -579,6 +641,35 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _source_of(stack: StackState | None) -> tuple[PipelineSource, str | None]:
+    """A pipeline stack's source (None: CodeCommit) and branch, from its outputs and parameters."""
+    if stack is None:
+        return None, None
+    branch = stack.parameters.get("BranchName") or None
+    repository = stack.outputs.get("SourceRepository", "")
+    provider, _, _ = repository.partition(":")
+    if provider and "FullRepositoryId" in stack.parameters and "ConnectionArn" in stack.parameters:
+        return ConnectionSource(provider, stack.parameters["FullRepositoryId"], stack.parameters["ConnectionArn"]), branch
+    return None, branch
+
+
+def _describe_source(source: PipelineSource, service: str) -> str:
+    return source.spec if source is not None else f"the CodeCommit repo {service}-cfg"
+
+
+def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
+    """The policy an environment stack holds (its ``PlatformPolicy`` parameter), or None for none."""
+    text = stack.parameters.get(policy_parameter.POLICY_PARAMETER) if stack is not None else None
+    if not text or stack is None or stack.status == "ROLLBACK_COMPLETE":
+        return None
+    return policy_from_text(text, f"{stack.name} parameter {policy_parameter.POLICY_PARAMETER}")
+
+
+def _policy_summary(policy: PlatformPolicy | None, parameter: str) -> str:
+    changed = sorted((policy or PlatformPolicy()).model_dump(exclude_defaults=True))
+    return f"{', '.join(changed) if changed else 'defaults'} (SSM parameter {parameter})"
 
 
 def _check_mesh(mesh: str) -> str:
