@@ -28,6 +28,7 @@ from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.ingress_tls import CERTIFICATE_EXAMPLE, HTTPS_CHECKS
 from meshpipe.synth.network_security import PORT_80_OPEN
+from meshpipe.synth.pipeline_source import parse_source
 from support import synth_cases as cases
 
 CHECKOV = Path(os.environ.get("MESHPIPE_CHECKOV") or cases.REPO / ".venv-checkov" / "bin" / "checkov")
@@ -38,6 +39,7 @@ CONTROL = "control--service-connect--env-unsuppressed.template.json"
 OFFLINE_ENV = {"CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
 
 Template = dict[str, Any]
+CONNECTION_EXAMPLE = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 
 
 def emitted_templates() -> dict[str, Template]:
@@ -52,6 +54,8 @@ def emitted_templates() -> dict[str, Template]:
             if cert is None:
                 out[f"{mesh}--build-bucket.template.json"] = rendered[bucket_file]
                 out[f"{mesh}--service-pipeline.template.json"] = rendered[pipeline_file]
+        github = render_platform("demo", mesh=mesh, source=parse_source("github:acme/hello-web-cfg", CONNECTION_EXAMPLE))
+        out[f"{mesh}--service-pipeline-github.template.json"] = github[platform_template_files("demo")[2]]
         for service in cases.SAMPLES:
             out[f"{mesh}--{service}.template.json"] = synthesize(cases.sample_version(service), mesh).template
         out[f"{mesh}--every-extension.template.json"] = synthesize(every, mesh).template

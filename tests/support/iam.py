@@ -24,7 +24,9 @@ import cfnlint
 
 from meshpipe.platform_render import platform_template_files, render_platform
 from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.iam_needs import UNREGISTERED_TYPE_ACTIONS
+from meshpipe.synth.pipeline_source import parse_source
 from support import synth_cases as cases
 
 SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
@@ -32,6 +34,8 @@ SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
 # `list` serves resource discovery and import, which meshpipe's stacks never do.
 STACK_HANDLERS = ("create", "read", "update", "delete")
 ENV = "demo"
+CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 
 
 @functools.cache
@@ -159,12 +163,23 @@ def platform(mesh: str) -> dict[str, dict[str, Any]]:
     return dict(zip(("env", "bucket", "pipeline"), (rendered[f] for f in platform_template_files(ENV)), strict=True))
 
 
+@functools.cache
+def platform_variants(mesh: str) -> dict[str, dict[str, Any]]:
+    """The platform templates' other shapes: an HTTPS ingress, and a pipeline reading GitHub."""
+    tls = render_platform(ENV, mesh=mesh, options=EnvironmentOptions(certificate_arn=CERTIFICATE_ARN))
+    github = render_platform(ENV, mesh=mesh, source=parse_source("github:acme/hello-web-cfg", CONNECTION_ARN))
+    env_file, _, pipeline_file = platform_template_files(ENV)
+    return {"env with certificate": tls[env_file], "pipeline from github": github[pipeline_file]}
+
+
 def emitted_templates() -> list[EmittedTemplate]:
     """Every template meshpipe emits in either flavour: the three platform templates, and each sample
     manifest's version stack (App Mesh) or service stack (Service Connect)."""
     found = []
     for mesh in MESH_FLAVOURS:
         for kind, tpl in platform(mesh).items():
+            found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
+        for kind, tpl in platform_variants(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for service in cases.SAMPLES:
             result = synthesize(cases.sample_version(service), mesh)
