@@ -42,3 +42,14 @@ def test_routing_limits_are_checked_before_any_aws_call(capsys, monkeypatch):
     assert "at least one target needs a weight above 0" in capsys.readouterr().err
     assert main(["route", "set", "hello-backend", *[f"{i:08x}=10" for i in range(11)], "--engine", "aws"]) == 2
     assert "1-10 weighted targets" in capsys.readouterr().err
+
+
+def test_env_create_on_app_mesh_is_refused_before_any_aws_call(capsys, monkeypatch):
+    # No moto: any AWS call would fail with a connection error, not this message.
+    use_fake_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert main(["env", "create", "demo", "--engine", "aws", "--mesh", "appmesh"]) == 2
+    err = capsys.readouterr().err
+    assert "AWS shut App Mesh down on 2026-09-30" in err
+    assert "meshpipe env create demo --engine aws" in err and "--mesh appmesh" in err
+    assert "Traceback" not in err

@@ -62,7 +62,7 @@ def _print_env(info: Any) -> None:
 
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
-               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
+               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.errors import UserError

@@ -4,9 +4,10 @@ Every operation reports progress through the Reporter and ends in a clear state:
 asked for, or raises a meshpipe error saying what happened and what to do.
 
 An environment has one mesh flavour, chosen when it is created (``env_create(env, mesh=...)``, default the
-engine's ``mesh``) and recorded by its stack (the ``MeshFlavour`` output; none means App Mesh). Every other
-operation reads it from there: on ``service-connect`` they go to :mod:`.service_connect` and never call
-App Mesh.
+engine's ``mesh``, itself ``service-connect`` by default) and recorded by its stack (the ``MeshFlavour``
+output; none means App Mesh). Every other operation reads it from there: on ``service-connect`` they go to
+:mod:`.service_connect` and never call App Mesh. App Mesh was shut down on 2026-09-30, so ``env_create``
+refuses it before any call; environments made before keep working with every other operation.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class AwsEngine:
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
-                 mesh: str = names.APPMESH) -> None:
+                 mesh: str = names.SERVICE_CONNECT) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
         self.mesh_flavour = _check_mesh(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
@@ -110,14 +111,22 @@ class AwsEngine:
         existing environment keeps."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
+        if flavour == names.APPMESH:
+            raise _app_mesh_gone(env)
 
         def same_flavour(existing: StackState) -> None:
+            if not existing.outputs:  # a first creation that rolled back has none: its flavour is unknown
+                return
             found = EnvContext.of(env, existing).flavour
             if found != flavour:
                 raise ConflictError(
                     f"environment {env} exists on {found}; it cannot become {flavour} in place (its services and "
                     "pipelines are built for its flavour)",
-                    hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
+                    hint=f"App Mesh environments can no longer be created or updated: create a {flavour} "
+                         f"environment under another name (`meshpipe env create NAME --engine aws`), create the "
+                         f"services' pipelines there, then delete this one (`meshpipe env delete {env} --engine aws`)"
+                    if found == names.APPMESH else
+                    f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
         rendered = self._rendered(env, flavour)
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
@@ -558,6 +567,16 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _app_mesh_gone(env: str) -> UserError:
+    return UserError(
+        f"environment {env} cannot be created on App Mesh: AWS shut App Mesh down on {names.APPMESH_SHUTDOWN}, and "
+        "its meshes, virtual nodes and gateways can no longer be created",
+        hint=f"create it on ECS Service Connect, the default: `meshpipe env create {env} --engine aws`; "
+             "`meshpipe platform render --mesh appmesh` and `meshpipe synth --mesh appmesh` still write the App Mesh "
+             "templates for reading and migration, and an App Mesh environment made before keeps working with every "
+             "other command")
 
 
 def _check_mesh(mesh: str) -> str:
