@@ -23,6 +23,7 @@ from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
+from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
 from meshpipe.engines.aws.errors import error_code
@@ -96,6 +97,8 @@ class AwsEngine:
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
         self.ecs = EcsApi(self.calls)
+        self.cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
+                                    timeout=timeout)
         self.sc = ServiceConnectOps(self.stacks, self.ecs, self.reporter)
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
@@ -232,7 +235,7 @@ class AwsEngine:
         return lambda service: self.sc.retire_all(ctx, service, families.get(service))
 
     def _teardown(self) -> Teardown:
-        return Teardown(self.stacks, self.mesh, self.buckets, self.reporter)
+        return Teardown(self.stacks, self.mesh, self.buckets, self.cloudmap, self.reporter)
 
     # -- pipelines --------------------------------------------------------------------------------------
 
@@ -321,6 +324,7 @@ class AwsEngine:
                      f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
         teardown = self._teardown()
         teardown.service_stacks(found, [service], retire=self._retirer(ctx, [service] if service_stack else []))
+        teardown.namespace_leftovers(ctx, service)
         teardown.pipelines([stack.name])
         self.reporter.done(f"pipeline of {service} deleted")
 
