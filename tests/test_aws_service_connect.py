@@ -237,7 +237,8 @@ def test_walkthrough_on_service_connect_without_app_mesh(world: World) -> None:
     assert world.stack_parameters("demo-hello-web-pipeline")["IngressPathPrefix"] == "/hello-service"
     assert world.stack_parameters("demo-hello-web-pipeline")["IngressRouteName"] == "r-ingress-hello-service"
     assert world.stack_parameters("demo-hello-web") == {
-        "IngressPathPrefix": "/hello-service", "IngressRulePriority": "1", "IngressRewritePrefix": "true"}
+        "IngressPathPrefix": "/hello-service", "IngressRulePriority": "1", "IngressRewritePrefix": "true",
+        "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}  # a new rule: 100/0 to start with
     assert "IngressRule" in world.stack_resources("demo-hello-web")
     [listed] = engine.gateway_routes("demo")
     assert (listed.name, listed.prefix, listed.service, listed.rewrite_prefix) == (

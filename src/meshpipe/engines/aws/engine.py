@@ -27,6 +27,7 @@ from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
 from meshpipe.engines.aws.errors import error_code
+from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
 from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
@@ -99,7 +100,7 @@ class AwsEngine:
         self.ecs = EcsApi(self.calls)
         self.cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
                                     timeout=timeout)
-        self.sc = ServiceConnectOps(self.stacks, self.ecs, self.reporter)
+        self.sc = ServiceConnectOps(self.stacks, self.ecs, IngressApi(self.calls), self.reporter)
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
 
