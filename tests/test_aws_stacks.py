@@ -19,6 +19,7 @@ from test_aws_support import (
     StubFactory,
     env_template,
     make_engine,
+    service_connect_env_template,
     stand_in_templates,
     stubbed,
     use_fake_credentials,
@@ -182,11 +183,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
 def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: RecordingFactory) -> None:
-    big = env_template(padding=MAX_TEMPLATE_BODY)
+    big = {**service_connect_env_template(), "Metadata": {"Padding": "x" * MAX_TEMPLATE_BODY}}
     assert len(template_bytes(big)) > MAX_TEMPLATE_BODY
 
-    def templates(env: str) -> dict[str, dict[str, Any]]:
-        return {**stand_in_templates(env), f"{env}-env.template.json": big}
+    def templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env, mesh), f"{env}-env.template.json": big}
 
     bucket = make_engine(aws, FakeClock()).env_create("demo").details["build bucket"]
     info = make_engine(aws, FakeClock(), templates=templates).env_create("demo")
@@ -199,8 +200,8 @@ def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: Re
 
 
 def test_a_template_too_big_with_no_build_bucket_yet_is_an_operation_error(aws: RecordingFactory) -> None:
-    def templates(env: str) -> dict[str, dict[str, Any]]:
-        return {**stand_in_templates(env), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
+    def templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env, mesh), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
 
     with pytest.raises(OperationError, match="too big to send to CloudFormation inline"):
         make_engine(aws, FakeClock(), templates=templates).env_create("demo")

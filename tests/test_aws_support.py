@@ -9,6 +9,7 @@ templates are linted elsewhere.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from meshpipe.platform_render import platform_template_files, render_platform
 from support.aws_calls import LEDGER
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
-           "env_template", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
+           "env_template", "existing_appmesh_environment", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
            "service_connect_pipeline_template", "stand_in_templates", "stubbed", "use_fake_credentials",
            "version_template"]
 
@@ -295,3 +296,23 @@ def stand_in_templates(env: str, mesh: str = "appmesh", policy: Any = None, sour
                 pipeline_key: with_pipeline_source(service_connect_pipeline_template(), rendered[pipeline_key])}
     return {env_key: with_platform_policy(env_template(), rendered[env_key]), bucket_key: rendered[bucket_key],
             pipeline_key: with_pipeline_source(pipeline_template(), rendered[pipeline_key])}
+
+
+def existing_appmesh_environment(factory: RecordingFactory, env: str = "demo") -> str:
+    """An App Mesh environment as ``env create`` made it before App Mesh's shutdown (it refuses App Mesh now):
+    the environment and build-bucket stacks (stand-ins as above), the bundle in the bucket, and the mesh and
+    ingress gateway the environment stack held. Returns the build bucket's name."""
+    cfn = factory.raw("cloudformation")
+    rendered = stand_in_templates(env)
+    env_key, bucket_key, _ = platform_template_files(env)
+    parameters = [{"ParameterKey": "EnvironmentName", "ParameterValue": env}]
+    for stack, key in ((f"{env}-env", env_key), (f"{env}-build-bucket", bucket_key)):
+        cfn.create_stack(StackName=stack, TemplateBody=json.dumps(rendered[key]), Parameters=parameters)
+    [bucket] = [r["PhysicalResourceId"] for r in cfn.list_stack_resources(
+        StackName=f"{env}-build-bucket")["StackResourceSummaries"] if r["ResourceType"] == "AWS::S3::Bucket"]
+    factory.raw("s3").put_object(Bucket=bucket, Key="meshpipe-bundle.zip", Body=b"PK\x03\x04")
+    appmesh = factory.raw("appmesh")
+    appmesh.create_mesh(meshName=env)
+    appmesh.create_virtual_gateway(meshName=env, virtualGatewayName="vg-ingress",
+                                   spec={"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]})
+    return bucket

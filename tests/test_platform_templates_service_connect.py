@@ -182,7 +182,8 @@ def test_deploy_updates_the_one_service_stack_with_the_gateway_route(env: str) -
     assert resolve(conf["StackName"], params) == f"{env}-{SERVICE}"
     assert conf["ActionMode"] == "REPLACE_ON_FAILURE" and conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     overrides = json.loads(resolve(conf["ParameterOverrides"], params))
-    assert overrides == {"IngressPathPrefix": "/hello-service", "IngressRulePriority": "3", "IngressRewritePrefix": "true"}
+    assert overrides == {"IngressPathPrefix": "/hello-service", "IngressRulePriority": "3", "IngressRewritePrefix": "true",
+                         "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}
     # Every override is a parameter of the service stack, with the same default and the same check.
     service_params = synthesize(cases.sample_version(SERVICE), MESH).template["Parameters"]
     assert set(overrides) == set(service_params) == set(sc.INGRESS_PARAMETERS)

@@ -63,7 +63,7 @@ def _print_env(info: Any) -> None:
 
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
-               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
+               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text) -> None:

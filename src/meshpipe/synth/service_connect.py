@@ -34,7 +34,17 @@ TAG_PREFIX = "meshpipe:"
 INGRESS_PATH_PREFIX = "IngressPathPrefix"
 INGRESS_RULE_PRIORITY = "IngressRulePriority"
 INGRESS_REWRITE_PREFIX = "IngressRewritePrefix"
-INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX)
+# The listener rule's forward weights on (primary, alternate) target group. ECS rewrites them on the live
+# rule during every canary, linear or blue/green deployment, so they are parameters: ``route gateway``
+# sets them to what ECS last left on the rule before it changes anything else of the rule, and every later
+# update passes the same values on. CloudFormation then never sees a change to them it would write back
+# over ECS's (see ingress_rule).
+INGRESS_PRIMARY_WEIGHT = "IngressPrimaryWeight"
+INGRESS_ALTERNATE_WEIGHT = "IngressAlternateWeight"
+INGRESS_WEIGHTS = (INGRESS_PRIMARY_WEIGHT, INGRESS_ALTERNATE_WEIGHT)
+DEFAULT_WEIGHTS = {INGRESS_PRIMARY_WEIGHT: 100, INGRESS_ALTERNATE_WEIGHT: 0}
+MAX_WEIGHT = 999  # a target group's weight in a forward action is 0-999
+INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX, *INGRESS_WEIGHTS)
 # A path prefix the load balancer can match literally and the rewrite can strip: '/'-separated segments
 # of unreserved URL characters, no trailing '/', no wildcards.
 INGRESS_PREFIX_PATTERN = r"^$|^(/[A-Za-z0-9._~-]+)+$"
@@ -149,6 +159,20 @@ def ingress_parameters() -> Json:
             "AllowedValues": ["true", "false"],
             "Description": "Whether the matched prefix is rewritten to / before the request reaches the app.",
         },
+        INGRESS_PRIMARY_WEIGHT: _weight_parameter(INGRESS_PRIMARY_WEIGHT, "primary"),
+        INGRESS_ALTERNATE_WEIGHT: _weight_parameter(INGRESS_ALTERNATE_WEIGHT, "alternate"),
+    }
+
+
+def _weight_parameter(name: str, side: str) -> Json:
+    return {
+        "Type": "Number",
+        "Default": DEFAULT_WEIGHTS[name],
+        "MinValue": 0,
+        "MaxValue": MAX_WEIGHT,
+        "Description": f"Forward weight of the {side} target group on the service's listener rule: what ECS last set "
+                       "there (meshpipe route gateway reads it from the live rule), so an update never resets ECS's "
+                       "traffic shift.",
     }
 
 
@@ -186,7 +210,15 @@ def ingress_rule(version: ServiceVersion) -> Json:
     """The gateway route as a listener rule: the prefix (and everything under it) goes to the service, the
     prefix rewritten to ``/`` (``/hello-service/hello/Bob`` arrives as ``/hello/Bob``).
 
-    The rule forwards to both target groups; ECS moves the weights between them during a deployment.
+    The rule forwards to both target groups, and it is the production listener rule of the service's ECS
+    deployments: ECS moves the weights between the two groups during each one, and leaves them where the
+    deployment ended (after a completed one often 0 on the primary group, whose tasks are gone). A stack
+    update that changes the rule sends CloudFormation's declared actions, weights included, so a fixed
+    100/0 would send all traffic to a group without tasks. The weights are therefore the parameters
+    ``IngressPrimaryWeight``/``IngressAlternateWeight``, which hold what ECS last set (see
+    INGRESS_WEIGHTS). The rule has exactly one action, ``forward``: ECS's load-balancer deployments do not
+    support production rules that mix forward with other actions; the listener's fixed-response default
+    is a different rule, which ECS never touches since the production rule is named.
     """
     rewrite = [{"Type": "url-rewrite", "UrlRewriteConfig": {"Rewrites": [{
         "Regex": sub("^${" + INGRESS_PATH_PREFIX + "}/?(.*)$"),
@@ -194,8 +226,8 @@ def ingress_rule(version: ServiceVersion) -> Json:
     }]}}]
     return resource("AWS::ElasticLoadBalancingV2::ListenerRule", {
         "Actions": [{"ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": 100},
-            {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": 0},
+            {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": ref(INGRESS_PRIMARY_WEIGHT)},
+            {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": ref(INGRESS_ALTERNATE_WEIGHT)},
         ]}, "Type": "forward"}],
         "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
             "Values": [ref(INGRESS_PATH_PREFIX), sub("${" + INGRESS_PATH_PREFIX + "}/*")]}}],

@@ -4,9 +4,10 @@ Every operation reports progress through the Reporter and ends in a clear state:
 asked for, or raises a meshpipe error saying what happened and what to do.
 
 An environment has one mesh flavour, chosen when it is created (``env_create(env, mesh=...)``, default the
-engine's ``mesh``) and recorded by its stack (the ``MeshFlavour`` output; none means App Mesh). Every other
-operation reads it from there: on ``service-connect`` they go to :mod:`.service_connect` and never call
-App Mesh.
+engine's ``mesh``, itself ``service-connect`` by default) and recorded by its stack (the ``MeshFlavour``
+output; none means App Mesh). Every other operation reads it from there: on ``service-connect`` they go to
+:mod:`.service_connect` and never call App Mesh. App Mesh was shut down on 2026-09-30, so ``env_create``
+refuses it before any call; environments made before keep working with every other operation.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
+from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
 from meshpipe.engines.aws.errors import error_code
+from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
 from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
@@ -102,7 +105,7 @@ class AwsEngine:
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
-                 mesh: str = names.APPMESH) -> None:
+                 mesh: str = names.SERVICE_CONNECT) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
         self.mesh_flavour = _check_mesh(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
@@ -113,7 +116,9 @@ class AwsEngine:
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
         self.ecs = EcsApi(self.calls)
-        self.sc = ServiceConnectOps(self.stacks, self.ecs, self.reporter)
+        self.cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
+                                    timeout=timeout)
+        self.sc = ServiceConnectOps(self.stacks, self.ecs, IngressApi(self.calls), self.reporter)
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
 
@@ -145,18 +150,26 @@ class AwsEngine:
         existing environment keeps its policy and a new one gets the default policy."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
+        if flavour == names.APPMESH:
+            raise _app_mesh_gone(env)
         if certificate_arn is not None:
             _check_certificate(certificate_arn)
         if policy is not None:
             policy_text(policy)  # too big to store: refused before any call
 
         def same_flavour(existing: StackState) -> None:
+            if not existing.outputs:  # a first creation that rolled back has none: its flavour is unknown
+                return
             found = EnvContext.of(env, existing).flavour
             if found != flavour:
                 raise ConflictError(
                     f"environment {env} exists on {found}; it cannot become {flavour} in place (its services and "
                     "pipelines are built for its flavour)",
-                    hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
+                    hint=f"App Mesh environments can no longer be created or updated: create a {flavour} "
+                         f"environment under another name (`meshpipe env create NAME --engine aws`), create the "
+                         f"services' pipelines there, then delete this one (`meshpipe env delete {env} --engine aws`)"
+                    if found == names.APPMESH else
+                    f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
         self.reporter.step(f"checking AWS access for environment {env}")
@@ -273,7 +286,7 @@ class AwsEngine:
         return lambda service: self.sc.retire_all(ctx, service, families.get(service))
 
     def _teardown(self) -> Teardown:
-        return Teardown(self.stacks, self.mesh, self.buckets, self.reporter)
+        return Teardown(self.stacks, self.mesh, self.buckets, self.cloudmap, self.reporter)
 
     # -- pipelines --------------------------------------------------------------------------------------
 
@@ -394,6 +407,7 @@ class AwsEngine:
                      f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
         teardown = self._teardown()
         teardown.service_stacks(found, [service], retire=self._retirer(ctx, [service] if service_stack else []))
+        teardown.namespace_leftovers(ctx, service)
         teardown.pipelines([stack.name])
         self.reporter.done(f"pipeline of {service} deleted")
 
@@ -670,6 +684,16 @@ def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
 def _policy_summary(policy: PlatformPolicy | None, parameter: str) -> str:
     changed = sorted((policy or PlatformPolicy()).model_dump(exclude_defaults=True))
     return f"{', '.join(changed) if changed else 'defaults'} (SSM parameter {parameter})"
+
+
+def _app_mesh_gone(env: str) -> UserError:
+    return UserError(
+        f"environment {env} cannot be created on App Mesh: AWS shut App Mesh down on {names.APPMESH_SHUTDOWN}, and "
+        "its meshes, virtual nodes and gateways can no longer be created",
+        hint=f"create it on ECS Service Connect, the default: `meshpipe env create {env} --engine aws`; "
+             "`meshpipe platform render --mesh appmesh` and `meshpipe synth --mesh appmesh` still write the App Mesh "
+             "templates for reading and migration, and an App Mesh environment made before keeps working with every "
+             "other command")
 
 
 def _check_mesh(mesh: str) -> str:

@@ -138,6 +138,13 @@ class Stacks:
                 if r.get("ResourceType") == resource_type and r.get("PhysicalResourceId")
                 and not r.get("ResourceStatus", "").startswith("DELETE_COMPLETE")]
 
+    def physical_ids(self, name: str) -> dict[str, str]:
+        """Logical id -> physical id of every resource the stack has now."""
+        return {str(r["LogicalResourceId"]): str(r["PhysicalResourceId"])
+                for r in self.calls.pages("cloudformation", "list_stack_resources", "StackResourceSummaries",
+                                          StackName=name)
+                if r.get("PhysicalResourceId") and not r.get("ResourceStatus", "").startswith("DELETE_COMPLETE")}
+
     def _event_ids(self, stack_id: str) -> set[str]:
         page = self.calls.call_or_none("cloudformation", "describe_stack_events", when=is_not_found,
                                        StackName=stack_id)
