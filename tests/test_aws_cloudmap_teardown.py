@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
@@ -23,8 +24,10 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from meshpipe.errors import OperationError
+from support.aws_calls import LEDGER
 from test_aws_service_connect import OLD, WEB, DeploymentsEcs, World
 from test_aws_support import (
+    REGION,
     FakeClock,
     RecordingFactory,
     RecordingReporter,
@@ -49,9 +52,21 @@ class CloudMap:
         return self.moto.meta
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.moto, name)
+        # The engine's other calls go to moto as they are, counted as the engine's own.
+        call = getattr(self.moto, name)
+        operation = self.moto.meta.method_to_api_mapping.get(name)
+
+        def counted(**params: Any) -> Any:
+            if operation:
+                LEDGER.record(f"servicediscovery:{operation}")
+            return call(**params)
+
+        return counted if operation else call
 
     def _checked(self, operation: str, params: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        # `moto` is a plain client: what this stand-in does inside (Cloud Map's own work, ECS's
+        # registrations) is not the engine's, so only the operation the engine called is counted.
+        LEDGER.record(f"servicediscovery:{operation}")
         model = MODEL.operation_model(operation)
         validate_parameters(params, model.input_shape)
         validate_parameters({k: v for k, v in response.items() if k != "ResponseMetadata"}, model.output_shape)
@@ -120,7 +135,7 @@ def setting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting]:
     use_fake_credentials(monkeypatch)
     with mock_aws():
         base = RecordingFactory()
-        cloudmap = CloudMap(base.base.client("servicediscovery"))
+        cloudmap = CloudMap(boto3.client("servicediscovery", region_name=REGION))
         namespace = _http_namespace(cloudmap, "demo.local")
         other = _http_namespace(cloudmap, "prod.local")  # another environment's, in the same account
 
