@@ -354,30 +354,45 @@ def test_weight_changes_under_load_lose_no_request(make_env) -> None:  # type: i
     assert bodies[True] > 0 and bodies[False] > 0
 
 
-def test_daemon_killed_and_restarted_restores_the_running_set(make_env) -> None:  # type: ignore[no-untyped-def]
-    env = make_env()
+def test_daemon_killed_under_load_is_restored_without_losing_a_request(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
     good = env.serve_backend()
     port = env.ingress_port
     old_daemon = read_daemon_file(env.paths.daemon_json)
     assert old_daemon is not None
-    orphans = [pid for pid, _ in env.processes("gateway") + env.processes("sidecar") + env.processes("app")]
-    assert len(orphans) == 3
-    os.kill(old_daemon["pid"], signal.SIGKILL)
-    wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
-    assert all(procs.is_running(pid) for pid in orphans)  # left running, nobody watching them
-    assert env.engine.env_status(ENV).status == "STOPPED"
-    # Any command brings the daemon back; it stops the orphans and starts what state.db says should run.
-    [version] = env.engine.versions(ENV, "hello-backend")
-    assert version.version == good
+    serving = sorted(env.processes("gateway") + env.processes("sidecar") + env.processes("app"))
+    assert len(serving) == 5
+    with Load(port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 100, 10, "load running")
+        os.kill(old_daemon["pid"], signal.SIGKILL)
+        wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
+        at_kill = load.count()
+        # Any command brings the daemon back (if nothing did already); it takes over what runs.
+        [version] = env.engine.versions(ENV, "hello-backend")
+        assert (version.version, version.healthy_tasks) == (good, 2)
+        assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
+        wait_until(lambda: load.count() > at_kill + 200, 15, "serving after the restore")
     new_daemon = read_daemon_file(env.paths.daemon_json)
     assert new_daemon is not None and new_daemon["pid"] != old_daemon["pid"]
     env.note_pids()
-    assert not [pid for pid in orphans if procs.is_running(pid)]
-    wait_until(lambda: env.engine.versions(ENV, "hello-backend")[0].healthy_tasks == 1, 20, "task restored")
+    assert load.failures() == []
+    # The very processes that served before serve afterwards, on the same ingress port.
+    assert sorted(env.processes("gateway") + env.processes("sidecar") + env.processes("app")) == serving
+    assert all(procs.is_running(pid) for pid, _ in serving)
     assert env.ingress_port == port
+    # The new daemon watches them: a config push reaches all three proxies, a killed app is replaced.
+    pushed = env.engine.status(ENV)
+    assert pushed["proxies"] == 3 and pushed["gateway"]["live"]
+    victim, victim_task = env.processes("app")[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: any(p != victim and t == victim_task for p, t in env.processes("app"))
+               and env.engine.versions(ENV, "hello-backend")[0].healthy_tasks == 2, 20, "task replaced")
+    env.note_pids()
+    task = next(t for t in env.engine.status(ENV)["tasks"] if t["task_id"] == victim_task)
+    assert task["restarts"] == 1 and "app exited" in task["last_error"]
+    assert any("took over the gateway and 2 task(s)" in e["message"] for e in env.engine.events(ENV))
     status, body = get(port, "/backend/data")
     assert status == 200 and '"greeting": "Hello"' in body
-    assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
 
 
 def test_undeclared_backend_is_unreachable(make_env) -> None:  # type: ignore[no-untyped-def]

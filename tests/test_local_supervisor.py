@@ -16,8 +16,11 @@ from meshpipe.engines.local.health import HealthTimings, Probe
 from meshpipe.engines.local.meshconfig import Endpoint
 from meshpipe.engines.local.processes import rotate_log
 from meshpipe.engines.local.supervisor import (
+    AdoptedProxy,
+    AdoptedTask,
     Supervisor,
     SupervisorOptions,
+    TaskPorts,
     TaskStatus,
     VersionSpec,
     backoff_delay,
@@ -408,6 +411,72 @@ def test_gateway_restarts_and_moves_port_when_its_port_stays_taken(tmp_path: Pat
         w.spawner.of_role("gateway")[1].exit(1)
         await w.clock.until(lambda: gw.live.is_set() and gw.port != 18080, limit=60)
         assert w.hooks.gateway_ports == [gw.port]
+
+    run(scenario, tmp_path)
+
+
+def left_running(w: World, ports: TaskPorts, app_healthy: bool = True) -> tuple[FakeProc, FakeProc]:
+    """A sidecar and an app a previous daemon started (the spawner did not start them here)."""
+    sidecar = FakeProc(900, ["py", "-m", "meshpipe.engines.local.dataplane", "--mode", "sidecar",
+                             "--admin-port", str(ports.admin), "--ingress-port", str(ports.ingress)],
+                       {}, Path("x"), -100.0)
+    app = FakeProc(901, ["py", "-m", "app"], {"PORT": str(ports.app)}, Path("y"), -100.0)
+    app.healthy = app_healthy
+    w.spawner.procs += [sidecar, app]
+    return sidecar, app
+
+
+def test_adopted_task_serves_at_once_and_is_replaced_only_when_it_dies(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        ports = TaskPorts(app=30001, ingress=30002, egress=30003, admin=30004)
+        sidecar, app = left_running(w, ports)
+        w.sup.start_version(spec(), 2, w.log_dir, {1: AdoptedTask(ports, sidecar, app, healthy=True, restarts=4)})
+        # An endpoint before the supervisor ran at all: the first config built keeps its traffic.
+        assert w.sup.endpoints()["hello-backend"]["e9d5f17a"] == (Endpoint("127.0.0.1", 30002),)
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
+        # Only slot 2 was started; the adopted sidecar got the config like any new proxy.
+        assert [p.pid for p in w.spawner.of_role("sidecar")] == [900, w.spawner.of_role("sidecar")[1].pid]
+        assert len(w.spawner.of_role("app")) == 2 and 30004 in w.hooks.pushes
+        assert [pid for pid, role, _ in w.hooks.started if role == "sidecar"] == [w.spawner.of_role("sidecar")[1].pid]
+        await w.clock.advance(60.0)
+        assert sidecar.returncode is None and app.returncode is None  # healthy: left alone
+        app.exit(-9)
+        await w.clock.until(lambda: len(w.spawner.of_role("app")) == 3
+                            and w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
+        assert sidecar.stopped_by_supervisor and {900, 901} <= set(w.hooks.exited)
+        task = w.hooks.tasks["hello-backend-e9d5f17a-1"]
+        assert task.restarts == 5 and task.last_error.startswith("app exited")
+
+    run(scenario, tmp_path)
+
+
+def test_adopted_unhealthy_task_is_replaced_after_its_retries(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        ports = TaskPorts(app=30001, ingress=30002, egress=30003, admin=30004)
+        sidecar, app = left_running(w, ports, app_healthy=False)
+        w.sup.start_version(spec(), 1, w.log_dir, {1: AdoptedTask(ports, sidecar, app, healthy=False)})
+        assert w.sup.endpoints() == {}
+        # No start period for a task that has run for a while: retries (3) failed checks, one per interval.
+        took = await w.clock.until(lambda: app.stopped_by_supervisor)
+        assert 3 * TIMINGS.interval - 0.1 <= took <= 3 * TIMINGS.interval + 0.1
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
+        assert "health check failed 3 times" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+
+    run(scenario, tmp_path)
+
+
+def test_adopted_gateway_keeps_its_port_and_is_restarted_on_it(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        old = FakeProc(800, ["py", "-m", "meshpipe.engines.local.dataplane", "--mode", "gateway",
+                             "--admin-port", "30010", "--listen-port", "18080"], {}, Path("g"), -100.0)
+        w.spawner.procs.append(old)
+        gw = w.sup.start_gateway(18080, tmp_path / "gateway.log", AdoptedProxy(old, 30010))
+        await w.clock.until(gw.live.is_set)
+        assert w.spawner.of_role("gateway") == [old] and w.hooks.live_proxies == {30010}
+        old.exit(1)
+        await w.clock.until(lambda: len(w.spawner.of_role("gateway")) == 2 and gw.live.is_set())
+        assert w.spawner.of_role("gateway")[1].arg("--listen-port") == 18080
+        assert 30010 not in w.hooks.live_proxies
 
     run(scenario, tmp_path)
 

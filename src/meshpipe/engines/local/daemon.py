@@ -40,7 +40,17 @@ from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
 from meshpipe.engines.local.publisher import Publisher
-from meshpipe.engines.local.restore import catch_up_pushes, clean_up_leftovers, ingress_port, rerun_interrupted
+from meshpipe.engines.local.restore import (
+    catch_up_pushes,
+    check_gateway,
+    check_tasks,
+    clean_up_leftovers,
+    find_adoptable,
+    flag_value,
+    ingress_port,
+    rerun_interrupted,
+    stop_processes,
+)
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
@@ -156,26 +166,47 @@ class Daemon(ControlApi):
 
     async def start(self) -> None:
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
-        await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
+        # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
+        plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        gateway_row, plan.gateway = plan.gateway, None
+        adopted_gateway, (adopted, failed) = await asyncio.gather(
+            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+        if gateway_row is not None and adopted_gateway is None:
+            failed.append((gateway_row.pid, gateway_row.started or None))
+        await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
         await self._start_control()
-        port = ingress_port(self.env.gateway_port)
-        self.store.set_gateway_port(port)
-        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
+        # Tasks first: the adopted healthy ones are endpoints before the first config is built.
+        restored = self.deployer.restore(adopted)
+        orphaned = [p for key, tasks in adopted.items() if key not in restored for t in tasks.values()
+                    for p in ((t.sidecar.pid, None), (t.app.pid, None))]
+        if orphaned:
+            await asyncio.to_thread(stop_processes, self.store, orphaned, "of versions that no longer run")
+        listening = flag_value(gateway_row.argv, "--listen-port") if gateway_row is not None else None
+        if adopted_gateway is not None and listening is not None:
+            port = listening
+        else:
+            adopted_gateway = None
+            port = ingress_port(self.env.gateway_port)
+            self.store.set_gateway_port(port)
+        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log(), adopted_gateway)
         try:
             await asyncio.wait_for(gateway.live.wait(), GATEWAY_LIVE_TIMEOUT)
         except TimeoutError:
             raise OperationError(f"the ingress gateway did not come up within {GATEWAY_LIVE_TIMEOUT:g} s: "
                                  f"{gateway.last_error}") from None
-        restored = self.deployer.restore()
+        taken = sum(len(t) for key, t in adopted.items() if key in restored)
         if restored:
-            log.info("restoring %d version(s): %s", len(restored), ", ".join(f"{s}-{v}" for s, v in restored))
+            log.info("running %d version(s): %s; %d task(s) taken over", len(restored),
+                     ", ".join(f"{s}-{v}" for s, v in restored), taken)
         rerun_interrupted(self.store, self.runs)
         await catch_up_pushes(self.store, self.push)
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
             "ingress_port": gateway.port, "started_at": self.started_at})
-        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
+        kept = (f"; took over the gateway and {taken} task(s) left running" if adopted_gateway is not None
+                else f"; took over {taken} task(s) left running" if taken else "")
+        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}{kept}")
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
 
     async def _start_control(self) -> None:

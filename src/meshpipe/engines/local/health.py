@@ -88,6 +88,16 @@ async def check_http(port: int, path: str, timeout: float) -> Probe:
     return Probe(True, f"{url} answered HTTP {status}")
 
 
+async def server_info(admin_port: int, timeout: float) -> dict[str, object] | None:
+    """A proxy's ``/server_info`` document, or None when it does not answer with one in time."""
+    try:
+        status, body = await _get(admin_port, "/server_info", timeout, read_body=True)
+        info = json.loads(body.decode("utf-8", "replace")) if status == 200 else None
+    except (TimeoutError, OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 async def check_sidecar(admin_port: int, timeout: float) -> Probe:
     """The sidecar's check: its admin API's /server_info says the state is LIVE."""
     try:

@@ -207,6 +207,72 @@ class OsSpawner:
         return proc.returncode
 
 
+class AdoptedProcess:
+    """A running process a previous daemon started, taken over by this one (so not its child).
+
+    Its exit is seen through a pidfd (readable once the process ends), so watching it costs nothing while
+    it runs; its exit status is not ours to collect, so :meth:`wait` returns None. Without pidfds (an old
+    kernel) the process is polled once a second instead.
+    """
+
+    POLL_SECONDS = 1.0
+
+    def __init__(self, pid: int, started: str | None, argv: Sequence[str]) -> None:
+        self.pid = pid
+        self.started = started
+        self.argv = list(argv)
+        self._gone = False
+        self._exited: asyncio.Future[None] | None = None
+        self._fd: int | None = None
+        self._poller: asyncio.Task[None] | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._fd = os.pidfd_open(pid)
+        # The pid may have been reused between the caller's check and the pidfd: check it again, now that
+        # the pidfd pins whatever process has it.
+        if not is_running(pid, started):
+            self._gone = True
+            self._close()
+
+    @property
+    def returncode(self) -> int | None:
+        # Unknown once gone; -1 says "exited" to callers that only test for None.
+        return -1 if self._gone else None
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def _on_exit(self) -> None:
+        self._gone = True
+        if self._fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._fd)
+        self._close()
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+
+    async def wait(self) -> int | None:
+        """Returns once the process has ended; None: its exit status is not known."""
+        if self._gone:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._exited is None:
+            self._exited = loop.create_future()
+            if self._fd is not None:
+                loop.add_reader(self._fd, self._on_exit)
+            else:
+                self._poller = loop.create_task(self._poll())
+        await asyncio.shield(self._exited)
+        return None
+
+    async def _poll(self) -> None:
+        while is_running(self.pid, self.started):
+            await asyncio.sleep(self.POLL_SECONDS)
+        self._on_exit()
+
+
 def kill_all(processes: Iterable[tuple[int, str | None]], timeout: float) -> list[int]:
     """Stop many processes that are not our children at once: SIGTERM to all, SIGKILL to the ones still
     running after ``timeout``. Returns the pids that could not be stopped."""

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
@@ -271,6 +272,7 @@ class DataPlane:
         opts = self.options
         return {
             "state": self.state,
+            "protocol": ADMIN_PROTOCOL,
             "mode": opts.mode,
             "service": opts.service,
             "version": opts.version,
