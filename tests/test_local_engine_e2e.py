@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import gitrepo
+from meshpipe.engines.local import daemonfiles, gitrepo
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
@@ -263,7 +263,8 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
         env.engine.pipeline_delete(ENV, "hello-backend")
     # Clean up: env delete stops every process, by pid, and removes the folder.
     pids = env.note_pids()
-    assert len(pids) == 1 + 1 + 2 * 2 * 2  # daemon, gateway, (web + backend) x 2 tasks x (app + sidecar)
+    # daemon, its watchdog, gateway, (web + backend) x 2 tasks x (app + sidecar)
+    assert len(pids) == 1 + 1 + 1 + 2 * 2 * 2
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]
     assert not env.paths.root.exists()
@@ -395,6 +396,50 @@ def test_daemon_killed_under_load_is_restored_without_losing_a_request(make_env)
     assert status == 200 and '"greeting": "Hello"' in body
 
 
+def daemon_answering(env: LocalEnv, not_pid: int) -> dict | None:  # type: ignore[type-arg]
+    """daemon.json of a daemon other than ``not_pid`` that runs and answers, else None."""
+    data = read_daemon_file(env.paths.daemon_json)
+    if data is None or data["pid"] == not_pid or not procs.is_running(data["pid"]):
+        return None
+    return data if env.engine.env_status(ENV).status == "RUNNING" else None
+
+
+def test_killed_daemon_comes_back_by_itself_and_so_does_its_watchdog(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.serve_backend()
+    first = read_daemon_file(env.paths.daemon_json)
+    assert first is not None
+    watchdog = wait_until(lambda: daemonfiles.read_lock_holder(env.paths.watchdog_lock)
+                          if daemonfiles.lock_is_held(env.paths.watchdog_lock) else None, 10, "watchdog running")
+    env.seen_pids.add(watchdog)
+    with Load(env.ingress_port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 50, 10, "load running")
+        os.kill(first["pid"], signal.SIGKILL)
+        # No command is run: the watchdog brings the daemon back, which takes over what runs.
+        second = wait_until(lambda: daemon_answering(env, first["pid"]), 30, "daemon restarted by the watchdog")
+        env.note_pids()
+        served = load.count()
+        wait_until(lambda: load.count() > served + 50, 10, "serving after the restart")
+    assert load.failures() == []
+    assert procs.is_running(watchdog)
+    messages = [e["message"] for e in env.engine.events(ENV)]
+    assert any(f"the daemon (pid {first['pid']}) died without stopping; the watchdog starts it again" in m
+               for m in messages), messages
+    assert any(f"daemon started (pid {second['pid']})" in m and "took over the gateway and 1 task(s)" in m
+               for m in messages), messages
+    # The watchdog killed: the daemon starts another one, which in turn restores a killed daemon.
+    os.kill(watchdog, signal.SIGKILL)
+    new_watchdog = wait_until(lambda: (pid := daemonfiles.read_lock_holder(env.paths.watchdog_lock)) != watchdog
+                              and daemonfiles.lock_is_held(env.paths.watchdog_lock) and pid, 20, "new watchdog")
+    env.seen_pids.add(new_watchdog)
+    assert any(f"the watchdog (pid {watchdog}) ended" in e["message"] for e in env.engine.events(ENV))
+    os.kill(second["pid"], signal.SIGKILL)
+    wait_until(lambda: daemon_answering(env, second["pid"]), 30, "daemon restarted by the new watchdog")
+    env.note_pids()
+    status, body = get(env.ingress_port, "/backend/data")
+    assert status == 200 and '"greeting": "Hello"' in body
+
+
 def test_undeclared_backend_is_unreachable(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     env.pipeline("hello-backend")
@@ -447,7 +492,7 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
 def test_env_delete_finds_a_daemon_that_lost_its_file(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     pids = env.note_pids()
-    assert len(pids) == 2  # the daemon and the gateway
+    assert len(pids) == 3  # the daemon, its watchdog and the gateway
     env.paths.daemon_json.unlink()
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
+from meshpipe.manifest.rules import VERSION_LEN as VERSION_LEN
 from meshpipe.platform import PlatformSettings
 
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
-VERSION_LEN = 8
 
 
 def version_id(commit: str) -> str:

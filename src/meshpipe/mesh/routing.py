@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from meshpipe.errors import UserError
-from meshpipe.manifest.rules import SERVICE_NAME_RE
-from meshpipe.model import VERSION_LEN
+from meshpipe.manifest.rules import SERVICE_NAME_RE, VERSION_LEN  # not meshpipe.model: no pydantic for routes
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100

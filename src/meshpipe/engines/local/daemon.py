@@ -26,6 +26,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,13 @@ from typing import Any
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
-from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, write_daemon_file
+from meshpipe.engines.local.daemonfiles import (
+    acquire_lock,
+    lock_is_held,
+    read_daemon_file,
+    read_lock_holder,
+    write_daemon_file,
+)
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
@@ -61,6 +68,7 @@ log = logging.getLogger("meshpipe.daemon")
 EXIT_ALREADY_RUNNING = 3
 MAINTENANCE_EVERY_SECONDS = 2.0
 GATEWAY_LIVE_TIMEOUT = 30.0
+WATCHDOG_RESTART_BASE = 1.0
 
 
 # --- the edges the supervisor is given -------------------------------------------------------------------
@@ -139,6 +147,7 @@ class Daemon(ControlApi):
         self.control_port: int | None = None
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- the mesh --
 
@@ -207,6 +216,8 @@ class Daemon(ControlApi):
         kept = (f"; took over the gateway and {taken} task(s) left running" if adopted_gateway is not None
                 else f"; took over {taken} task(s) left running" if taken else "")
         self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}{kept}")
+        # Only now: the watchdog follows the daemon daemon.json names.
+        self._watchdog = asyncio.create_task(self._guard_watchdog())
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
 
     async def _start_control(self) -> None:
@@ -226,11 +237,36 @@ class Daemon(ControlApi):
                 for path in [self.paths.daemon_log, *self.paths.logs.rglob("*.log")]:
                     procs.rotate_log(path)
 
+    async def _guard_watchdog(self) -> None:
+        """Keep the environment's watchdog running: it brings this daemon back if it dies, and this daemon
+        starts a new watchdog when that one dies (either can be killed; the other restores it)."""
+        delay = WATCHDOG_RESTART_BASE
+        argv = [sys.executable, "-m", "meshpipe.engines.local.watchdog", "--env-dir", str(self.paths.root)]
+        spawner = procs.OsSpawner()
+        while not self.stopping:
+            holder = read_lock_holder(self.paths.watchdog_lock) if lock_is_held(self.paths.watchdog_lock) else None
+            watchdog: Proc
+            if holder is not None and procs.is_running(holder):
+                watchdog = procs.AdoptedProcess(holder, procs.start_time(holder), [])
+            else:
+                # The daemon's own environment: a daemon the watchdog starts must see what this one saw.
+                env = {**os.environ, procs.OWNER_ENV: str(self.paths.root)}
+                watchdog = await spawner.spawn(argv, env, self.paths.daemon_log)
+            started = time.monotonic()
+            await watchdog.wait()
+            if self.stopping:
+                return
+            delay = WATCHDOG_RESTART_BASE if time.monotonic() - started > 60 else min(60.0, delay * 2)
+            self.store.add_event("daemon", f"the watchdog (pid {watchdog.pid}) ended; the daemon starts another")
+            await asyncio.sleep(delay)
+
     async def stop(self) -> None:
         if self.stopping:
             return
         self.stopping = True
         log.info("stopping: tasks, gateway, control API")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.deployer.cancel_waits()
         if self._maintenance is not None:
             self._maintenance.cancel()

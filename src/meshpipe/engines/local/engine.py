@@ -138,6 +138,10 @@ class LocalEngine:
                                          "answer its control API", hint=f"see {paths.daemon_log}; stop it by pid "
                                          "and run the command again")
             if code is not None and code != EXIT_ALREADY_RUNNING:
+                # Ours ended, but another one (the watchdog's, started at the same moment) may be up.
+                client = self._running_client(paths)
+                if client is not None:
+                    return client
                 raise OperationError(f"the daemon of environment {paths.name} exited with status {code}:\n"
                                      f"{_log_tail(paths.daemon_log)}", hint=f"see {paths.daemon_log}")
             data = read_daemon_file(paths.daemon_json)

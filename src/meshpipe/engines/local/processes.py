@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -128,6 +129,16 @@ def owned_processes(env_dir: Path, exclude: Iterable[int] = ()) -> list[int]:
         if marker in environ.split(b"\0") and is_running(int(entry)):
             found.append(int(entry))
     return sorted(found)
+
+
+def runs_module(pid: int, modules: Iterable[str]) -> bool:
+    """True when process ``pid`` is ``python -m <one of modules>`` (read from /proc/<pid>/cmdline)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    wanted = {m.encode() for m in modules}
+    return any(a == b"-m" and b in wanted for a, b in itertools.pairwise(argv))
 
 
 def child_env(owner: Path, extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local import state as st
+from meshpipe.engines.local.daemonfiles import lock_is_held, read_lock_holder
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.deploy import version_spec
 from meshpipe.engines.local.health import check_http, server_info
@@ -59,6 +60,9 @@ class AdoptionPlan:
     def pids(self) -> set[int]:
         pids = {c.sidecar.pid for c in self.tasks.values()} | {c.app.pid for c in self.tasks.values()}
         return pids | ({self.gateway.pid} if self.gateway else set())
+
+
+DAEMON_MODULES = ("meshpipe.engines.local.daemon", "meshpipe.engines.local.watchdog")
 
 
 def flag_value(argv: Sequence[str], flag: str) -> int | None:
@@ -105,8 +109,14 @@ def find_adoptable(store: StateStore, owner: Path) -> AdoptionPlan:
             continue  # an older incarnation's sidecar: the recorded ports are the newer one's
         plan.tasks[task.task_id] = TaskCandidate(task, TaskPorts(*ports), sidecar, apps[0])  # type: ignore[arg-type]
     keep = plan.pids()
+    # The watchdog that started this daemon (it is marked as the environment's too) stays.
+    watchdog = read_lock_holder(owner / "watchdog.lock") if lock_is_held(owner / "watchdog.lock") else None
+    if watchdog is not None:
+        keep.add(watchdog)
     stale = {(p.pid, p.started or None) for p in rows if p.pid not in keep}
-    stale |= {(pid, procs.start_time(pid)) for pid in procs.owned_processes(owner, exclude=keep)}
+    # Daemons (one may be starting and about to find the lock taken) and watchdogs are not ours to stop.
+    stale |= {(pid, procs.start_time(pid)) for pid in procs.owned_processes(owner, exclude=keep)
+              if not procs.runs_module(pid, DAEMON_MODULES)}
     plan.stale = sorted(stale)
     return plan
 
@@ -186,13 +196,12 @@ def stop_processes(store: StateStore, processes: Sequence[tuple[int, str | None]
 
 
 def clean_up_leftovers(store: StateStore, owner: Path) -> None:
-    """Stop every process a previous daemon of this environment left running (it crashed or was killed).
-
-    A stopping daemon runs it too, after the supervisor stopped the tasks: a last sweep by pid and owner mark.
-    """
+    """A stopping daemon's last sweep, after the supervisor stopped the tasks: every process still recorded
+    or marked with the environment (the watchdog too: a daemon stopping on request stops for good)."""
     rows = store.processes()
     tracked = {(p.pid, p.started or None) for p in rows}
-    found = {(pid, procs.start_time(pid)) for pid in procs.owned_processes(owner)}
+    found = {(pid, procs.start_time(pid)) for pid in procs.owned_processes(owner)
+             if not procs.runs_module(pid, DAEMON_MODULES[:1])}
     leftovers = sorted(tracked | found, key=lambda p: p[0])
     alive = [(pid, started) for pid, started in leftovers if procs.is_running(pid, started)]
     if alive:
