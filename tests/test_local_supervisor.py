@@ -513,3 +513,15 @@ def test_version_spec_comes_from_the_resolved_task_definition() -> None:
     assert spec_.app_env == (("LOG_LEVEL", "debug"),)
     assert spec_.backends == ("hello-backend.demo.local",)
     assert spec_.stop_timeout == 10.0 and spec_.app_argv == ("py", "-m", "web")
+
+
+def test_log_files_are_found_where_the_daemon_keeps_them(tmp_path: Path) -> None:
+    from meshpipe.engines.local.processes import log_files
+
+    (tmp_path / "svc-1").mkdir()
+    (tmp_path / "svc-1" / "svc-1-a-1-app.log").write_text("x")
+    (tmp_path / "svc-1" / "notes.txt").write_text("x")
+    (tmp_path / "gateway-envoy.log").write_text("x")
+    (tmp_path / "gateway-envoy.log.1").write_text("x")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in log_files(tmp_path)) == [
+        "gateway-envoy.log", "svc-1/svc-1-a-1-app.log"]

@@ -66,7 +66,7 @@ from meshpipe.errors import OperationError, UserError
 log = logging.getLogger("meshpipe.daemon")
 
 EXIT_ALREADY_RUNNING = 3
-MAINTENANCE_EVERY_SECONDS = 2.0
+MAINTENANCE_EVERY_SECONDS = 10.0  # how often logs are checked against their bound
 GATEWAY_LIVE_TIMEOUT = 30.0
 WATCHDOG_RESTART_BASE = 1.0
 
@@ -234,7 +234,7 @@ class Daemon(ControlApi):
         while not self.stopping:
             await asyncio.sleep(MAINTENANCE_EVERY_SECONDS)
             with contextlib.suppress(OSError):
-                for path in [self.paths.daemon_log, *self.paths.logs.rglob("*.log")]:
+                for path in [self.paths.daemon_log, *procs.log_files(self.paths.logs)]:
                     procs.rotate_log(path)
 
     async def _guard_watchdog(self) -> None:

@@ -150,6 +150,19 @@ def child_env(owner: Path, extra: Mapping[str, str], base: Mapping[str, str] | N
     return env
 
 
+def log_files(logs: Path) -> list[Path]:
+    """The ``*.log`` files in ``logs`` and its folders one level down (where the daemon keeps them)."""
+    found = []
+    with os.scandir(logs) as top:
+        for entry in top:
+            if entry.is_dir(follow_symlinks=False):
+                with os.scandir(entry.path) as sub:
+                    found += [Path(e.path) for e in sub if e.name.endswith(".log")]
+            elif entry.name.endswith(".log"):
+                found.append(Path(entry.path))
+    return found
+
+
 def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
     """Keep a log bounded: past ``max_bytes`` it is copied to ``<name>.1`` and emptied in place.
 

@@ -359,9 +359,10 @@ class TaskRunner:
                     return exit_text("app", app_exit.result(), f"{self.task_id}-app.log")
                 if sidecar_exit in done:
                     return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
-                app_probe, sidecar_probe = await asyncio.gather(
-                    sup.probes.app(ports.app, self.spec.health_path, timings.timeout),
-                    sup.probes.sidecar(ports.admin, timings.timeout))
+                # One after the other in this task (no task per probe): the sidecar only matters once the app
+                # passes, since a failing app is what the check reports.
+                app_probe = await sup.probes.app(ports.app, self.spec.health_path, timings.timeout)
+                sidecar_probe = await sup.probes.sidecar(ports.admin, timings.timeout) if app_probe.ok else app_probe
                 if app_probe.ok and sidecar_probe.ok:
                     failing = 0
                     if not healthy:
