@@ -7,6 +7,17 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from meshpipe.cli.fast import run as run_fast
+
+    # Read commands answer before Typer, Rich and pydantic are even loaded (cli/fast.py).
+    try:
+        fast = run_fast(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    if fast is not None:
+        return fast
+
     from meshpipe.cli.app import app
     from meshpipe.cli.output import err, print_error
     from meshpipe.errors import MeshpipeError

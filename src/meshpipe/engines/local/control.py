@@ -28,9 +28,8 @@ Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad inp
 from __future__ import annotations
 
 import hmac
-import http.client
 import json
-import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -38,8 +37,6 @@ from urllib.parse import quote
 from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
-
-log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -173,7 +170,9 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
                                      status=status)
         except Exception as exc:
-            log.exception("control API: %s %s failed", request.method, request.path)
+            import logging
+
+            logging.getLogger("meshpipe.daemon").exception("control API: %s %s failed", request.method, request.path)
             return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
@@ -293,42 +292,101 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
 
 # --- client --------------------------------------------------------------------------------------------
 
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of the HTTP/1.1 response on ``sock`` (asked with ``Connection: close``).
+
+    A few lines instead of http.client, which would cost a read command more than its whole request."""
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = dechunk(body)
+    elif b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        if len(body) < length:
+            raise ValueError(f"the response ended after {len(body)} of {length} bytes")
+        body = body[:length]
+    return int(parts[1]), body
+
+
+def dechunk(data: bytes) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2:end + 2 + size])
+        pos = end + 2 + size + 2
+
+
 class DaemonUnreachable(OperationError):
-    """Nothing answers on the daemon's control port."""
+    """Nothing answers on the daemon's control port. ``sent``: the request may have reached a daemon (so
+    repeating it could do it twice); False when no connection was made at all."""
+
+    def __init__(self, message: str, hint: str | None = None, sent: bool = True) -> None:
+        super().__init__(message, hint)
+        self.sent = sent
 
 
 class ControlClient:
-    """Blocking client of one daemon's control API (what the CLI process uses)."""
+    """Blocking client of one daemon's control API (what the CLI process uses): one request per call.
 
-    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
+    ``reconnect``, when given, is called once if no connection can be made (the daemon died, or is
+    being restarted): it brings a daemon up and returns its port and token, and the call is sent again.
+    """
+
+    def __init__(self, port: int, token: str, timeout: float = 30.0,
+                 reconnect: Callable[[], tuple[int, str]] | None = None) -> None:
         self.port = port
         self.token = token
         self.timeout = timeout
+        self.reconnect = reconnect
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout or self.timeout)
         try:
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError) as exc:
+            return self._call(method, path, body, timeout)
+        except DaemonUnreachable as exc:
+            if exc.sent or self.reconnect is None:
+                raise
+            self.port, self.token = self.reconnect()
+            return self._call(method, path, body, timeout)
+
+    def _call(self, method: str, path: str, body: Any, timeout: float | None) -> Any:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                f"Authorization: Bearer {self.token}\r\nAccept: application/json\r\nConnection: close\r\n"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
+                   else "") + "\r\n")
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout or self.timeout)
+        except OSError as exc:
+            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
+                                    f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
+        try:
+            sock.sendall(head.encode("latin-1") + payload)
+            status, raw = read_response(sock)
+        except (ConnectionResetError, TimeoutError) as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
                                     f"{exc or type(exc).__name__}") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ValueError) as exc:
             raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
         finally:
-            conn.close()
+            sock.close()
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
-            raise OperationError(f"the environment's daemon answered HTTP {resp.status} with something that is "
+            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
                                  "not JSON") from None
-        if resp.status >= 400:
-            raise error_from_json(resp.status, data)
+        if status >= 400:
+            raise error_from_json(status, data)
         return data
 
     # Named calls, so callers read like the API.

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import spawn
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
 from meshpipe.engines.local.daemonfiles import (
+    EXIT_ALREADY_RUNNING,
     acquire_lock,
     lock_is_held,
     read_daemon_file,
@@ -65,7 +67,6 @@ from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
 
-EXIT_ALREADY_RUNNING = 3
 MAINTENANCE_EVERY_SECONDS = 10.0  # how often logs are checked against their bound
 GATEWAY_LIVE_TIMEOUT = 30.0
 WATCHDOG_RESTART_BASE = 1.0
@@ -137,7 +138,7 @@ class Daemon(ControlApi):
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
         self.supervisor = Supervisor(
-            spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
@@ -242,12 +243,12 @@ class Daemon(ControlApi):
         starts a new watchdog when that one dies (either can be killed; the other restores it)."""
         delay = WATCHDOG_RESTART_BASE
         argv = [sys.executable, "-m", "meshpipe.engines.local.watchdog", "--env-dir", str(self.paths.root)]
-        spawner = procs.OsSpawner()
+        spawner = spawn.OsSpawner()
         while not self.stopping:
             holder = read_lock_holder(self.paths.watchdog_lock) if lock_is_held(self.paths.watchdog_lock) else None
             watchdog: Proc
             if holder is not None and procs.is_running(holder):
-                watchdog = procs.AdoptedProcess(holder, procs.start_time(holder), [])
+                watchdog = spawn.AdoptedProcess(holder, procs.start_time(holder), [])
             else:
                 # The daemon's own environment: a daemon the watchdog starts must see what this one saw.
                 env = {**os.environ, procs.OWNER_ENV: str(self.paths.root)}

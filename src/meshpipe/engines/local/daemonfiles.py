@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+EXIT_ALREADY_RUNNING = 3  # the daemon's exit status when another daemon of the environment holds the lock
+
 
 def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
     """Write daemon.json atomically, readable by its owner only (it holds the control token)."""

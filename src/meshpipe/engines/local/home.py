@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshpipe.errors import UserError
-from meshpipe.platform import ENV_NAME_RE
+from meshpipe.manifest.rules import ENVIRONMENT_NAME_RE as ENV_NAME_RE
 
 
 def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:

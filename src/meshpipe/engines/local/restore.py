@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import spawn
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.daemonfiles import lock_is_held, read_lock_holder
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
@@ -146,7 +147,7 @@ async def check_gateway(row: ProcessRow | None, timeout: float = 2.0) -> Adopted
     if why is not None:
         log.warning("the gateway left running is replaced: %s", why)
         return None
-    return AdoptedProxy(procs.AdoptedProcess(row.pid, row.started or None, row.argv), admin)
+    return AdoptedProxy(spawn.AdoptedProcess(row.pid, row.started or None, row.argv), admin)
 
 
 async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapping[str, TaskCandidate]
@@ -178,8 +179,8 @@ async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapp
             log.warning("task %s fails its health check; taken over as unhealthy", c.task.task_id)
         adopted.setdefault((c.task.service, c.task.version), {})[c.task.slot] = AdoptedTask(
             ports=c.ports, healthy=healthy, restarts=c.task.restarts,
-            sidecar=procs.AdoptedProcess(c.sidecar.pid, c.sidecar.started or None, c.sidecar.argv),
-            app=procs.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv))
+            sidecar=spawn.AdoptedProcess(c.sidecar.pid, c.sidecar.started or None, c.sidecar.argv),
+            app=spawn.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv))
     return adopted, stale
 
 

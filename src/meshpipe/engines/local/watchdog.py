@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, read_lock_holder
+from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, read_daemon_file, read_lock_holder
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 
 STABLE_SECONDS = 60.0
@@ -42,7 +42,6 @@ BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
 READY_TIMEOUT = 60.0
 POLL_SECONDS = 0.1
-EXIT_ALREADY_RUNNING = 3  # the daemon's status when another daemon holds its lock
 
 
 def log(paths: EnvPaths, message: str) -> None:
