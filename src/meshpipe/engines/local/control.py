@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -36,9 +37,10 @@ from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
 
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
@@ -147,6 +149,27 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
     return value
 
 
+def path_segment(request: Any, key: str) -> str:
+    """A name taken from the request path, refused (400) unless it has the form such a name has: no
+    ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    value = str(request.match_info[key])
+    if key == "svc":
+        check_service(value)
+    elif key == "ver" and not VERSION_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a version id: {VERSION_RE.pattern[1:-2]}")
+    elif key == "name" and not NAME_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a gateway route name: letters, digits, '_', '.', '-', up to 255")
+    elif key == "run_id" and value != "latest" and not RUN_ID_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a pipeline run id (like 20260101-120000-a1b2c3) or 'latest'")
+    return value
+
+
+def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
+
+
 def make_control_app(target: ControlTarget, token: str) -> Any:
     """The aiohttp application of the control API."""
     from aiohttp import web
@@ -156,11 +179,14 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
-            return web.json_response({"error": {"kind": "user", "message": "missing or wrong bearer token",
-                                                "hint": "use the token in the environment's daemon.json"}},
-                                     status=401)
+            return _problem("user", "missing or wrong bearer token",
+                            "use the token in the environment's daemon.json", 401)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _problem("user", f"request body of {request.content_length} bytes is over the limit of "
+                                    f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -177,14 +203,12 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
     async def body(request: web.Request) -> dict[str, Any]:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise UserError("request body too large")
-        raw = await request.read()
+        raw = await request.read()  # bodies sent without a length stop at client_max_size, with 413
         if not raw:
             return {}
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UserError("request body is not JSON") from None
         if not isinstance(data, dict):
             raise UserError("request body must be a JSON object")
@@ -207,15 +231,15 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(request.match_info["svc"])
+        await target.pipeline_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def runs(request: web.Request) -> web.Response:
-        return ok(await target.pipeline_runs(request.match_info["svc"]))
+        return ok(await target.pipeline_runs(path_segment(request, "svc")))
 
     async def run(request: web.Request) -> web.Response:
-        run_id = request.match_info["run_id"]
-        return ok(await target.pipeline_run(request.match_info["svc"], None if run_id == "latest" else run_id))
+        run_id = path_segment(request, "run_id")
+        return ok(await target.pipeline_run(path_segment(request, "svc"), None if run_id == "latest" else run_id))
 
     async def push(request: web.Request) -> web.Response:
         data = await body(request)
@@ -225,7 +249,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         return ok({"run_id": run_id}, 201)
 
     async def route_show(request: web.Request) -> web.Response:
-        return ok(route_to_json(await target.route_show(request.match_info["svc"])))
+        return ok(route_to_json(await target.route_show(path_segment(request, "svc"))))
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
@@ -235,11 +259,11 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             if not isinstance(t, dict):
                 raise UserError("each target must be an object with version and weight")
             targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
-        route, pushed = await target.route_set(request.match_info["svc"], tuple(targets))
+        route, pushed = await target.route_set(path_segment(request, "svc"), tuple(targets))
         return ok({"route": route_to_json(route), "push": pushed})
 
     async def route_delete(request: web.Request) -> web.Response:
-        await target.route_delete(request.match_info["svc"])
+        await target.route_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def gateway_routes(request: web.Request) -> web.Response:
@@ -250,24 +274,24 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         rewrite = data.get("rewrite_prefix", True)
         if not isinstance(rewrite, bool):
             raise UserError("request field 'rewrite_prefix' must be true or false")
-        gr = await target.gateway_route_set(request.match_info["name"], _require(data, "prefix"),
+        gr = await target.gateway_route_set(path_segment(request, "name"), _require(data, "prefix"),
                                             _require(data, "service"), rewrite)
         return ok(gateway_route_to_json(gr))
 
     async def gateway_route_delete(request: web.Request) -> web.Response:
-        await target.gateway_route_delete(request.match_info["name"])
+        await target.gateway_route_delete(path_segment(request, "name"))
         return ok({"deleted": True})
 
     async def versions(request: web.Request) -> web.Response:
-        return ok(await target.versions(request.match_info["svc"]))
+        return ok(await target.versions(path_segment(request, "svc")))
 
     async def version_delete(request: web.Request) -> web.Response:
         force = request.query.get("force", "false").lower() in ("1", "true", "yes")
-        await target.version_delete(request.match_info["svc"], request.match_info["ver"], force)
+        await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
     async def stats(request: web.Request) -> web.Response:
-        return ok(await target.stats(request.match_info["svc"]))
+        return ok(await target.stats(path_segment(request, "svc")))
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
