@@ -30,16 +30,17 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
-from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, read_daemon_file
+from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, read_daemon_file
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
-from meshpipe.errors import NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
 
 DAEMON_START_TIMEOUT = 60.0
 RUN_IN_PROGRESS = "InProgress"  # state.RUN_IN_PROGRESS; state.db is opened only by the commands that need it
 DAEMON_STOP_TIMEOUT = 60.0
 POLL_SECONDS = 0.05
+CREATE_LOCK = "create.lock"  # held by the command creating the environment
 
 # Daemons this process started, so they are reaped (not left as zombies) once they exit.
 _spawned: list[Any] = []  # subprocess.Popen, imported when a daemon is started: read commands never do
@@ -174,21 +175,32 @@ class LocalEngine:
                              hint=f"see {paths.daemon_log}")
 
     def env_create(self, env: str) -> EnvironmentInfo:
-        paths = self.paths(env)
-        if not paths.exists():
-            self.reporter.step(f"creating environment {env} in {paths.root}")
-            paths.make_dirs()
-            write_options(paths.engine_json, self.options)
-            from meshpipe.engines.local.state import StateStore
+        """Create the environment (or, when it exists, make sure its daemon runs) and return it.
 
-            # state.db is written last: its existence is what makes the environment exist.
-            store = StateStore(paths.state_db)
-            try:
-                store.init_environment(env, f"{env}.local")
-            finally:
-                store.close()
-        client = self._client(env)
-        status = client.status()
+        One command at a time creates a given environment: a second one meanwhile is refused."""
+        paths = self.paths(env)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        lock = acquire_lock(paths.root / CREATE_LOCK)
+        if lock is None:
+            raise ConflictError(f"environment {env} is being created by another command right now",
+                                hint=f"wait for it, then see it with: meshpipe env status {env}")
+        try:
+            if not paths.exists():
+                self.reporter.step(f"creating environment {env} in {paths.root}")
+                paths.make_dirs()
+                write_options(paths.engine_json, self.options)
+                from meshpipe.engines.local.state import StateStore
+
+                # state.db is written last: its existence is what makes the environment exist.
+                store = StateStore(paths.state_db)
+                try:
+                    store.init_environment(env, f"{env}.local")
+                finally:
+                    store.close()
+            client = self._client(env)
+            status = client.status()
+        finally:
+            os.close(lock)
         self.reporter.done(f"environment {env} ready: ingress {status['ingress_url']}")
         return self._info(env, paths, status)
 

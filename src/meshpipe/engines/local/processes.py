@@ -85,6 +85,13 @@ def signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def terminate_group(pid: int) -> None:
+    """Ask a process group to stop: SIGTERM, then SIGCONT, so that a stopped process (``kill -STOP``) wakes up
+    to handle the SIGTERM rather than waiting for the SIGKILL at the end of the stop timeout."""
+    signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGCONT)
+
+
 def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
     """Stop a process that is not our child (SIGTERM, then SIGKILL after ``timeout``); True once gone.
 
@@ -92,7 +99,7 @@ def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
     """
     if not is_running(pid, started):
         return True
-    signal_group(pid, signal.SIGTERM)
+    terminate_group(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_running(pid, started):
@@ -184,7 +191,7 @@ def kill_all(processes: Iterable[tuple[int, str | None]], timeout: float) -> lis
     running after ``timeout``. Returns the pids that could not be stopped."""
     targets = [(pid, started) for pid, started in processes if is_running(pid, started)]
     for pid, _ in targets:
-        signal_group(pid, signal.SIGTERM)
+        terminate_group(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(is_running(p, s) for p, s in targets):
         time.sleep(0.02)

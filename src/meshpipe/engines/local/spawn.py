@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshpipe.engines.local.processes import is_running, signal_group
+from meshpipe.engines.local.processes import is_running, signal_group, terminate_group
 
 
 @dataclass
@@ -50,11 +50,11 @@ class OsSpawner:
         return OsProcess(proc.pid, list(argv), proc)
 
     async def stop(self, proc: Any, timeout: float) -> int | None:
-        """SIGTERM to the process group, SIGKILL after ``timeout``; returns the exit status.
+        """SIGTERM (and SIGCONT) to the process group, SIGKILL after ``timeout``; returns the exit status.
 
         ``proc`` is an :class:`OsProcess` this spawner started."""
         if proc.returncode is None:
-            signal_group(proc.pid, signal.SIGTERM)
+            terminate_group(proc.pid)
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
             except TimeoutError:
