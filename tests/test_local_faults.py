@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
+from meshpipe.engines.local import gitrepo
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.errors import ConflictError
@@ -105,3 +107,31 @@ def test_env_delete_while_a_pipeline_run_is_in_flight_leaves_nothing(make_env) -
     assert not env.paths.root.exists()
     assert not [pid for pid in env.seen_pids if procs.is_running(pid)]
     assert not procs.owned_processes(env.paths.root)
+
+
+def test_twenty_pushes_in_a_second_run_one_at_a_time_and_the_last_one_wins(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    workdir = env.pipeline("hello-backend")
+    commits = []
+    for i in range(20):
+        (workdir / "manifest.yaml").write_text(backend_manifest(f"-g Push{i}"))
+        commits.append(gitrepo.commit_all(workdir, f"push {i}"))
+    # Into the repo without a run (another branch), then reported as the hook reports pushes: 20 at once.
+    gitrepo.run_git(["push", "-q", "origin", "HEAD:refs/heads/staging"], cwd=workdir)
+    started = time.monotonic()
+    run_ids = [env.engine.push(ENV, "hello-backend", c) for c in commits]
+    assert time.monotonic() - started < 1.0
+    for run_id in run_ids:
+        env.engine.pipeline_wait(ENV, "hello-backend", run_id, timeout=90)
+    env.note_pids()
+    runs = {r.run_id: r for r in env.engine.pipeline_runs(ENV, "hello-backend")}
+    assert set(runs) == set(run_ids)  # every push recorded
+    statuses = [runs[r].status for r in run_ids]
+    # The first started at once; every one queued behind a newer one was skipped; the newest ran.
+    assert statuses[0] == "Succeeded" and statuses[-1] == "Succeeded", statuses
+    assert set(statuses[1:-1]) <= {"Superseded", "Succeeded"} and statuses.count("Superseded") >= 15, statuses
+    superseded = next(runs[r] for r in run_ids if runs[r].status == "Superseded")
+    assert [s.status for s in superseded.stages] == ["Skipped"] * 3 and "superseded" in superseded.stages[0].log
+    versions = {v.version: v.status for v in env.engine.versions(ENV, "hello-backend")}
+    assert versions[commits[-1][:8]] == "CREATE_COMPLETE"
+    assert len(versions) == statuses.count("Succeeded")
