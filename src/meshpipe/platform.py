@@ -19,9 +19,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.manifest import rules
 from meshpipe.text import shorten
 
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
+# Defined with the other name rules, which load without pydantic (the CLI's read path checks it).
+ENV_NAME_RE = rules.ENVIRONMENT_NAME_RE
 
 
 def check_env_name(env: str) -> None:

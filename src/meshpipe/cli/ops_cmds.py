@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
 
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
@@ -54,11 +55,9 @@ def _local_only(engine: Any, method: str) -> Any:
 # --- env -------------------------------------------------------------------------------------------------
 
 def _print_env(info: Any) -> None:
-    out.print(f"environment [bold]{escape(info.name)}[/bold]: {escape(info.status)}")
-    if info.ingress_url:
-        out.print(f"ingress: [cyan]{escape(info.ingress_url)}[/cyan]")
-    for key, value in info.details.items():
-        out.print(f"  {escape(key)}: {escape(str(value))}")
+    text = readouts.Text()
+    readouts.env_text(info, text)
+    text.write()
 
 
 @env_app.command("create")
@@ -259,16 +258,9 @@ def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")]
 # --- routes ----------------------------------------------------------------------------------------------
 
 def _print_route(route: Any, service: str) -> None:
-    if route is None:
-        out.print(f"{escape(service)}: no route yet (set one with: meshpipe route set {escape(service)} VERSION=100)")
-        return
-    out.print(f"route [bold]{escape(route.name)}[/bold] on {escape(route.router)} "
-              f"(match {escape(route.method or '*')} {escape(route.prefix)}, priority {route.priority})")
-    table = Table("version", "virtual node", "weight")
-    total = sum(t.weight for t in route.targets) or 1
-    for t in route.targets:
-        table.add_row(t.version, t.virtual_node(service), f"{t.weight} ({100 * t.weight / total:.0f} %)")
-    out.print(table)
+    text = readouts.Text()
+    readouts.route_text(route, service, text)
+    text.write()
 
 
 @route_app.command("set")
@@ -355,17 +347,9 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
     if fmt is Format.json:
         print_json(found)
         return
-    if not found:
-        out.print(f"no versions of {escape(service)} yet: push a manifest.yaml to its config repo")
-        return
-    table = Table("version", "stack", "status", "weight", "tasks", "created")
-    for v in found:
-        tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
-        table.add_row(v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or "")
-    out.print(table)
-    for v in found:
-        if v.reason:
-            out.print(f"[red]{v.version}: {escape(v.reason)}[/red]")
+    text = readouts.Text()
+    readouts.versions_text(found, service, text)
+    text.write()
 
 
 def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
@@ -376,11 +360,9 @@ def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: En
     if fmt is Format.json:
         print_json(found)
         return
-    table = Table("version", "requests", "errors", "retries", "timeouts", "p50 ms", "p99 ms")
-    for ver, c in sorted(found.get("versions", {}).items()):
-        table.add_row(ver, *(str(c.get(k, "")) if c.get(k) is not None else "" for k in
-                             ("requests", "errors", "retries", "timeouts", "p50_ms", "p99_ms")))
-    out.print(table)
+    text = readouts.Text()
+    readouts.stats_text(found, text)
+    text.write()
 
 
 def events(service: Annotated[str | None, typer.Argument(help="Only this service's events.")] = None,

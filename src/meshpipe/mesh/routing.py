@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from meshpipe import naming
 from meshpipe.errors import UserError
-from meshpipe.model import VERSION_LEN, check_service_name
+from meshpipe.manifest.rules import VERSION_LEN  # not meshpipe.model: no pydantic for routes
+from meshpipe.naming import check_service_name
 from meshpipe.text import shorten
 
 MAX_TARGETS = 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -23,9 +24,12 @@ from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import EnvironmentRow, StateStore
 from meshpipe.engines.local.supervisor import Supervisor
 from meshpipe.errors import ConflictError, NotFoundError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, make_gateway_route, make_route
+from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, check_service, make_gateway_route, make_route
 from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import virtual_node_name, virtual_router_name
+
+# A git ref as a push reports it: printable, no spaces, not endless.
+REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
 
 class ControlApi:
@@ -136,9 +140,14 @@ class ControlApi:
         return _run_json(run)
 
     async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
+        check_service(service)
+        if not REF_RE.match(ref):
+            raise UserError(f"{ref[:80]!r} is not a branch ref like refs/heads/main")
+        if old is not None and not COMMIT_RE.match(old):
+            old = None  # only said for the record; a hook may send anything there
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
-            raise UserError(f"{new!r} is not a commit id")
+            raise UserError(f"{new[:80]!r} is not a commit id")
         return self.runs.submit(service, ref, old, new)
 
     # -- routes --

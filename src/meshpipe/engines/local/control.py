@@ -28,20 +28,19 @@ Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad inp
 from __future__ import annotations
 
 import hmac
-import http.client
 import json
-import logging
+import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
 
-log = logging.getLogger("meshpipe.daemon")
-
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
 
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
@@ -150,6 +149,27 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
     return value
 
 
+def path_segment(request: Any, key: str) -> str:
+    """A name taken from the request path, refused (400) unless it has the form such a name has: no
+    ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    value = str(request.match_info[key])
+    if key == "svc":
+        check_service(value)
+    elif key == "ver" and not VERSION_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a version id: {VERSION_RE.pattern[1:-2]}")
+    elif key == "name" and not NAME_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a gateway route name: letters, digits, '_', '.', '-', up to 255")
+    elif key == "run_id" and value != "latest" and not RUN_ID_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a pipeline run id (like 20260101-120000-a1b2c3) or 'latest'")
+    return value
+
+
+def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
+
+
 def make_control_app(target: ControlTarget, token: str) -> Any:
     """The aiohttp application of the control API."""
     from aiohttp import web
@@ -159,11 +179,14 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
-            return web.json_response({"error": {"kind": "user", "message": "missing or wrong bearer token",
-                                                "hint": "use the token in the environment's daemon.json"}},
-                                     status=401)
+            return _problem("user", "missing or wrong bearer token",
+                            "use the token in the environment's daemon.json", 401)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _problem("user", f"request body of {request.content_length} bytes is over the limit of "
+                                    f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -173,19 +196,19 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
                                      status=status)
         except Exception as exc:
-            log.exception("control API: %s %s failed", request.method, request.path)
+            import logging
+
+            logging.getLogger("meshpipe.daemon").exception("control API: %s %s failed", request.method, request.path)
             return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
     async def body(request: web.Request) -> dict[str, Any]:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise UserError("request body too large")
-        raw = await request.read()
+        raw = await request.read()  # bodies sent without a length stop at client_max_size, with 413
         if not raw:
             return {}
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UserError("request body is not JSON") from None
         if not isinstance(data, dict):
             raise UserError("request body must be a JSON object")
@@ -208,15 +231,15 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(request.match_info["svc"])
+        await target.pipeline_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def runs(request: web.Request) -> web.Response:
-        return ok(await target.pipeline_runs(request.match_info["svc"]))
+        return ok(await target.pipeline_runs(path_segment(request, "svc")))
 
     async def run(request: web.Request) -> web.Response:
-        run_id = request.match_info["run_id"]
-        return ok(await target.pipeline_run(request.match_info["svc"], None if run_id == "latest" else run_id))
+        run_id = path_segment(request, "run_id")
+        return ok(await target.pipeline_run(path_segment(request, "svc"), None if run_id == "latest" else run_id))
 
     async def push(request: web.Request) -> web.Response:
         data = await body(request)
@@ -226,7 +249,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         return ok({"run_id": run_id}, 201)
 
     async def route_show(request: web.Request) -> web.Response:
-        return ok(route_to_json(await target.route_show(request.match_info["svc"])))
+        return ok(route_to_json(await target.route_show(path_segment(request, "svc"))))
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
@@ -236,11 +259,11 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             if not isinstance(t, dict):
                 raise UserError("each target must be an object with version and weight")
             targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
-        route, pushed = await target.route_set(request.match_info["svc"], tuple(targets))
+        route, pushed = await target.route_set(path_segment(request, "svc"), tuple(targets))
         return ok({"route": route_to_json(route), "push": pushed})
 
     async def route_delete(request: web.Request) -> web.Response:
-        await target.route_delete(request.match_info["svc"])
+        await target.route_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def gateway_routes(request: web.Request) -> web.Response:
@@ -251,24 +274,24 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         rewrite = data.get("rewrite_prefix", True)
         if not isinstance(rewrite, bool):
             raise UserError("request field 'rewrite_prefix' must be true or false")
-        gr = await target.gateway_route_set(request.match_info["name"], _require(data, "prefix"),
+        gr = await target.gateway_route_set(path_segment(request, "name"), _require(data, "prefix"),
                                             _require(data, "service"), rewrite)
         return ok(gateway_route_to_json(gr))
 
     async def gateway_route_delete(request: web.Request) -> web.Response:
-        await target.gateway_route_delete(request.match_info["name"])
+        await target.gateway_route_delete(path_segment(request, "name"))
         return ok({"deleted": True})
 
     async def versions(request: web.Request) -> web.Response:
-        return ok(await target.versions(request.match_info["svc"]))
+        return ok(await target.versions(path_segment(request, "svc")))
 
     async def version_delete(request: web.Request) -> web.Response:
         force = request.query.get("force", "false").lower() in ("1", "true", "yes")
-        await target.version_delete(request.match_info["svc"], request.match_info["ver"], force)
+        await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
     async def stats(request: web.Request) -> web.Response:
-        return ok(await target.stats(request.match_info["svc"]))
+        return ok(await target.stats(path_segment(request, "svc")))
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
@@ -293,42 +316,101 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
 
 # --- client --------------------------------------------------------------------------------------------
 
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of the HTTP/1.1 response on ``sock`` (asked with ``Connection: close``).
+
+    A few lines instead of http.client, which would cost a read command more than its whole request."""
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = dechunk(body)
+    elif b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        if len(body) < length:
+            raise ValueError(f"the response ended after {len(body)} of {length} bytes")
+        body = body[:length]
+    return int(parts[1]), body
+
+
+def dechunk(data: bytes) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2:end + 2 + size])
+        pos = end + 2 + size + 2
+
+
 class DaemonUnreachable(OperationError):
-    """Nothing answers on the daemon's control port."""
+    """Nothing answers on the daemon's control port. ``sent``: the request may have reached a daemon (so
+    repeating it could do it twice); False when no connection was made at all."""
+
+    def __init__(self, message: str, hint: str | None = None, sent: bool = True) -> None:
+        super().__init__(message, hint)
+        self.sent = sent
 
 
 class ControlClient:
-    """Blocking client of one daemon's control API (what the CLI process uses)."""
+    """Blocking client of one daemon's control API (what the CLI process uses): one request per call.
 
-    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
+    ``reconnect``, when given, is called once if no connection can be made (the daemon died, or is
+    being restarted): it brings a daemon up and returns its port and token, and the call is sent again.
+    """
+
+    def __init__(self, port: int, token: str, timeout: float = 30.0,
+                 reconnect: Callable[[], tuple[int, str]] | None = None) -> None:
         self.port = port
         self.token = token
         self.timeout = timeout
+        self.reconnect = reconnect
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout or self.timeout)
         try:
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError) as exc:
+            return self._call(method, path, body, timeout)
+        except DaemonUnreachable as exc:
+            if exc.sent or self.reconnect is None:
+                raise
+            self.port, self.token = self.reconnect()
+            return self._call(method, path, body, timeout)
+
+    def _call(self, method: str, path: str, body: Any, timeout: float | None) -> Any:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                f"Authorization: Bearer {self.token}\r\nAccept: application/json\r\nConnection: close\r\n"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
+                   else "") + "\r\n")
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout or self.timeout)
+        except OSError as exc:
+            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
+                                    f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
+        try:
+            sock.sendall(head.encode("latin-1") + payload)
+            status, raw = read_response(sock)
+        except (ConnectionResetError, TimeoutError) as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
                                     f"{exc or type(exc).__name__}") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ValueError) as exc:
             raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
         finally:
-            conn.close()
+            sock.close()
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
-            raise OperationError(f"the environment's daemon answered HTTP {resp.status} with something that is "
+            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
                                  "not JSON") from None
-        if resp.status >= 400:
-            raise error_from_json(resp.status, data)
+        if status >= 400:
+            raise error_from_json(status, data)
         return data
 
     # Named calls, so callers read like the API.

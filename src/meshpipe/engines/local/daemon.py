@@ -26,21 +26,40 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import spawn
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
-from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, write_daemon_file
+from meshpipe.engines.local.daemonfiles import (
+    EXIT_ALREADY_RUNNING,
+    acquire_lock,
+    lock_is_held,
+    read_daemon_file,
+    read_lock_holder,
+    write_daemon_file,
+)
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
 from meshpipe.engines.local.publisher import Publisher
-from meshpipe.engines.local.restore import catch_up_pushes, clean_up_leftovers, ingress_port, rerun_interrupted
+from meshpipe.engines.local.restore import (
+    catch_up_pushes,
+    check_gateway,
+    check_tasks,
+    clean_up_leftovers,
+    find_adoptable,
+    flag_value,
+    ingress_port,
+    rerun_interrupted,
+    stop_processes,
+)
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
@@ -48,9 +67,9 @@ from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
 
-EXIT_ALREADY_RUNNING = 3
-MAINTENANCE_EVERY_SECONDS = 2.0
+MAINTENANCE_EVERY_SECONDS = 10.0  # how often logs are checked against their bound
 GATEWAY_LIVE_TIMEOUT = 30.0
+WATCHDOG_RESTART_BASE = 1.0
 
 
 # --- the edges the supervisor is given -------------------------------------------------------------------
@@ -119,7 +138,7 @@ class Daemon(ControlApi):
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
         self.supervisor = Supervisor(
-            spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
@@ -129,6 +148,7 @@ class Daemon(ControlApi):
         self.control_port: int | None = None
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- the mesh --
 
@@ -156,26 +176,49 @@ class Daemon(ControlApi):
 
     async def start(self) -> None:
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
-        await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
+        # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
+        plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        gateway_row, plan.gateway = plan.gateway, None
+        adopted_gateway, (adopted, failed) = await asyncio.gather(
+            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+        if gateway_row is not None and adopted_gateway is None:
+            failed.append((gateway_row.pid, gateway_row.started or None))
+        await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
         await self._start_control()
-        port = ingress_port(self.env.gateway_port)
-        self.store.set_gateway_port(port)
-        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
+        # Tasks first: the adopted healthy ones are endpoints before the first config is built.
+        restored = self.deployer.restore(adopted)
+        orphaned = [p for key, tasks in adopted.items() if key not in restored for t in tasks.values()
+                    for p in ((t.sidecar.pid, None), (t.app.pid, None))]
+        if orphaned:
+            await asyncio.to_thread(stop_processes, self.store, orphaned, "of versions that no longer run")
+        listening = flag_value(gateway_row.argv, "--listen-port") if gateway_row is not None else None
+        if adopted_gateway is not None and listening is not None:
+            port = listening
+        else:
+            adopted_gateway = None
+            port = ingress_port(self.env.gateway_port)
+            self.store.set_gateway_port(port)
+        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log(), adopted_gateway)
         try:
             await asyncio.wait_for(gateway.live.wait(), GATEWAY_LIVE_TIMEOUT)
         except TimeoutError:
             raise OperationError(f"the ingress gateway did not come up within {GATEWAY_LIVE_TIMEOUT:g} s: "
                                  f"{gateway.last_error}") from None
-        restored = self.deployer.restore()
+        taken = sum(len(t) for key, t in adopted.items() if key in restored)
         if restored:
-            log.info("restoring %d version(s): %s", len(restored), ", ".join(f"{s}-{v}" for s, v in restored))
+            log.info("running %d version(s): %s; %d task(s) taken over", len(restored),
+                     ", ".join(f"{s}-{v}" for s, v in restored), taken)
         rerun_interrupted(self.store, self.runs)
         await catch_up_pushes(self.store, self.push)
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
             "ingress_port": gateway.port, "started_at": self.started_at})
-        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
+        kept = (f"; took over the gateway and {taken} task(s) left running" if adopted_gateway is not None
+                else f"; took over {taken} task(s) left running" if taken else "")
+        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}{kept}")
+        # Only now: the watchdog follows the daemon daemon.json names.
+        self._watchdog = asyncio.create_task(self._guard_watchdog())
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
 
     async def _start_control(self) -> None:
@@ -192,14 +235,39 @@ class Daemon(ControlApi):
         while not self.stopping:
             await asyncio.sleep(MAINTENANCE_EVERY_SECONDS)
             with contextlib.suppress(OSError):
-                for path in [self.paths.daemon_log, *self.paths.logs.rglob("*.log")]:
+                for path in [self.paths.daemon_log, *procs.log_files(self.paths.logs)]:
                     procs.rotate_log(path)
+
+    async def _guard_watchdog(self) -> None:
+        """Keep the environment's watchdog running: it brings this daemon back if it dies, and this daemon
+        starts a new watchdog when that one dies (either can be killed; the other restores it)."""
+        delay = WATCHDOG_RESTART_BASE
+        argv = [sys.executable, "-m", "meshpipe.engines.local.watchdog", "--env-dir", str(self.paths.root)]
+        spawner = spawn.OsSpawner()
+        while not self.stopping:
+            holder = read_lock_holder(self.paths.watchdog_lock) if lock_is_held(self.paths.watchdog_lock) else None
+            watchdog: Proc
+            if holder is not None and procs.is_running(holder):
+                watchdog = spawn.AdoptedProcess(holder, procs.start_time(holder), [])
+            else:
+                # The daemon's own environment: a daemon the watchdog starts must see what this one saw.
+                env = {**os.environ, procs.OWNER_ENV: str(self.paths.root)}
+                watchdog = await spawner.spawn(argv, env, self.paths.daemon_log)
+            started = time.monotonic()
+            await watchdog.wait()
+            if self.stopping:
+                return
+            delay = WATCHDOG_RESTART_BASE if time.monotonic() - started > 60 else min(60.0, delay * 2)
+            self.store.add_event("daemon", f"the watchdog (pid {watchdog.pid}) ended; the daemon starts another")
+            await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         if self.stopping:
             return
         self.stopping = True
         log.info("stopping: tasks, gateway, control API")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.deployer.cancel_waits()
         if self._maintenance is not None:
             self._maintenance.cancel()

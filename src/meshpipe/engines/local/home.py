@@ -8,6 +8,7 @@ Each environment lives in its own folder, so deleting an environment is deleting
                       daemon.json    pid, control port and bearer token of the running daemon (mode 0600)
                       daemon.log     what the daemon did
                       daemon.lock    held by the running daemon: one daemon per environment
+                      watchdog.lock  held by the daemon's watchdog, which restarts it if it dies
                       engine.json    local engine options fixed when the environment was created
 """
 
@@ -61,6 +62,10 @@ class EnvPaths:
     @property
     def daemon_lock(self) -> Path:
         return self.root / "daemon.lock"
+
+    @property
+    def watchdog_lock(self) -> Path:
+        return self.root / "watchdog.lock"
 
     @property
     def engine_json(self) -> Path:

@@ -75,9 +75,15 @@ class RunQueue:
             worker.cancel()
 
     async def _worker(self, service: str, queue: asyncio.Queue[str]) -> None:
-        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions)."""
+        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions).
+
+        As in CodePipeline's superseded mode, a run still waiting when a newer one is queued behind it is
+        not run: it is recorded as Superseded, and the newest push is the one that gets deployed."""
         while True:
             run_id = await queue.get()
+            if queue.qsize():
+                self._supersede(run_id)
+                continue
             try:
                 await self._execute_run(run_id)
             except asyncio.CancelledError:
@@ -87,6 +93,15 @@ class RunQueue:
                 if not self.stopping:
                     self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
                     self.store.finish_run(run_id, st.RUN_FAILED, None)
+
+    def _supersede(self, run_id: str) -> None:
+        run = self.store.run(run_id)
+        if run is None or run.status != st.RUN_IN_PROGRESS:
+            return
+        note = "superseded: a newer push of this service was waiting, and runs instead\n"
+        self.store.finish_run(run_id, st.RUN_SUPERSEDED, None,
+                              [("Source", "Skipped", note), ("Build", "Skipped", None), ("Deploy", "Skipped", None)])
+        log.info("pipeline run %s of %s superseded by a newer push", run_id, run.service)
 
     async def _execute_run(self, run_id: str) -> None:
         from meshpipe.pipeline import git_source, run_pipeline

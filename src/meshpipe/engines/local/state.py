@@ -55,6 +55,7 @@ STOPPED = "STOPPED"
 RUN_IN_PROGRESS = "InProgress"
 RUN_SUCCEEDED = "Succeeded"
 RUN_FAILED = "Failed"
+RUN_SUPERSEDED = "Superseded"  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
 def utc_now() -> datetime:

@@ -4,7 +4,8 @@
 
 Fields: start time, request line as received, status (0: the client left first), failure flag or ``-``,
 request body bytes, response bytes, duration in ms, upstream service, version and endpoint, listener.
-Lines are buffered and flushed by the proxy's timer a few times a second, not per request.
+Lines are buffered and flushed by the proxy's timer a few times a second while requests are in flight, and
+within 20 ms of the last one ending; not per request.
 """
 
 from __future__ import annotations
