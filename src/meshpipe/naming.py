@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest.rules import SERVICE_NAME_RE
+from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.manifest.rules import ENVIRONMENT_NAME_RE, SERVICE_NAME_RE
 from meshpipe.text import shorten
 
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
@@ -49,3 +49,10 @@ def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMI
     if not COMMIT_RE.match(commit):
         raise ValidationError([Problem(source, None, field,
                                        f"{shorten(commit)} is not a git commit id (8-64 hex characters)", "A002")])
+
+
+def check_env_name(env: str) -> None:
+    """Refuse an environment name that would not fit every name derived from it (stacks, DNS, files)."""
+    if not isinstance(env, str) or not ENVIRONMENT_NAME_RE.match(env):
+        raise UserError(f"{env!r} is not an environment name",
+                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")

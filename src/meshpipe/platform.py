@@ -18,19 +18,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import rules
+from meshpipe.naming import check_env_name as check_env_name
 from meshpipe.text import shorten
 
 # Defined with the other name rules, which load without pydantic (the CLI's read path checks it).
 ENV_NAME_RE = rules.ENVIRONMENT_NAME_RE
-
-
-def check_env_name(env: str) -> None:
-    """Refuse an environment name that would not fit every name derived from it (stacks, DNS, files)."""
-    if not isinstance(env, str) or not ENV_NAME_RE.match(env):
-        raise UserError(f"{env!r} is not an environment name",
-                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
 
 
 def _matching(pattern: str, what: str) -> AfterValidator:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshpipe.platform import check_env_name
+from meshpipe.naming import check_env_name
 
 
 def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:
