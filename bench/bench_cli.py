@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.demo import bundled_manifest
+from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.options import LocalOptions

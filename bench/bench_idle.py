@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.demo import bundled_manifest
+from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.daemonfiles import read_daemon_file, read_lock_holder
 from meshpipe.engines.local.engine import LocalEngine

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.demo import (
+from meshpipe.cli.demo import (
     BACKEND,
     ENV,
     GATEWAY_PREFIX,

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from meshpipe.demo import bundled_manifest
+from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.daemonfiles import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine

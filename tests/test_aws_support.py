@@ -21,7 +21,7 @@ from botocore.stub import ANY, Stubber
 from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
-from meshpipe.platform_render import platform_template_files, render_platform
+from meshpipe.synth.platform_render import platform_template_files, render_platform
 from support.aws_calls import LEDGER
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",

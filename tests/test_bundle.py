@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import meshpipe
-from meshpipe.bundle import BUNDLE_KEY, WheelTarget, build_bundle, build_meshpipe_wheel, project_info
 from meshpipe.errors import OperationError, UserError
+from meshpipe.pipeline.bundle import BUNDLE_KEY, WheelTarget, build_bundle, build_meshpipe_wheel, project_info
 from meshpipe.synth.buildspec import BUILD_PYTHON
 
 ROOT = Path(__file__).resolve().parents[1]

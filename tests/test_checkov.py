@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from meshpipe.platform_render import platform_template_files, render_platform
 from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.ingress_tls import CERTIFICATE_EXAMPLE, HTTPS_CHECKS
 from meshpipe.synth.network_security import PORT_80_OPEN
 from meshpipe.synth.pipeline_source import parse_source
+from meshpipe.synth.platform_render import platform_template_files, render_platform
 from support import synth_cases as cases
 
 CHECKOV = Path(os.environ.get("MESHPIPE_CHECKOV") or cases.REPO / ".venv-checkov" / "bin" / "checkov")

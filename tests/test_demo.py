@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from meshpipe.demo import (
+from meshpipe.cli.demo import (
     NEW_PAGE_START,
     OLD_PAGE_START,
     DemoError,

@@ -20,7 +20,6 @@ from moto import mock_aws
 
 from meshpipe.cli import main
 from meshpipe.errors import UserError
-from meshpipe.platform_render import platform_template_files
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, synthesize
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions, render_environment_for
@@ -33,6 +32,7 @@ from meshpipe.synth.ingress_tls import (
     check_certificate_arn,
 )
 from meshpipe.synth.lint import blocking_findings, lint_template
+from meshpipe.synth.platform_render import platform_template_files
 from meshpipe.synth.service_connect import LISTENER_EXPORT
 from support import synth_cases as cases
 from support.resource_schemas import resource_schema

@@ -15,7 +15,7 @@ from meshpipe.engines.local import gitrepo
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.errors import ConflictError
-from meshpipe.manifest.yamlsafe import MAX_BYTES
+from meshpipe.validation.yamlsafe import MAX_BYTES
 from test_local_engine_e2e import (  # the same environment fixture and helpers as the end-to-end tests
     BACKEND_MANIFEST,
     ENV,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from meshpipe.errors import ValidationError
 from meshpipe.manifest import ServiceManifest, load_manifest, load_manifest_text, manifest_schema
-from meshpipe.manifest.rules import health_path_problem
+from meshpipe.validation.rules import health_path_problem
 from support.seed_manifests import SEED_BACKEND_STEP_6, SEED_WEB
 from support.synth_cases import version_from_text
 

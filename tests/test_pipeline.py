@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, create_bare_repo, push
+from meshpipe.engines.local.runs import git_source
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.model import ServiceVersion
-from meshpipe.pipeline import (
+from meshpipe.pipeline.stages import (
     FAILED,
     SKIPPED,
     SUCCEEDED,
     SourceInput,
-    git_source,
     run_pipeline,
 )
 from meshpipe.platform import PlatformPolicy, local_settings

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshpipe.errors import ValidationError
-from meshpipe.manifest.yamlsafe import read_yaml_text
 from meshpipe.platform import (
     ENV_VARS,
     SUBNET_VARS,
@@ -22,6 +21,7 @@ from meshpipe.platform import (
     settings_from_env,
     settings_from_mapping,
 )
+from meshpipe.validation.yamlsafe import read_yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLATFORM = REPO / "examples" / "platform.yaml"

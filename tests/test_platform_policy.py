@@ -29,11 +29,11 @@ from meshpipe.platform_policy import (
     policy_from_text,
     policy_text,
 )
-from meshpipe.platform_render import platform_template_files, render_platform
 from meshpipe.synth import buildspec
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.lint import lint_template
+from meshpipe.synth.platform_render import platform_template_files, render_platform
 from test_aws_support import FakeClock, RecordingFactory, RecordingReporter, make_engine, use_fake_credentials
 from test_platform_templates import actions_of, params_of, resolve, resources_of, statements
 

@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-import meshpipe.platform_render as platform_render
+import meshpipe.synth.platform_render as platform_render
 from meshpipe.errors import OperationError, UserError
 from meshpipe.model import version_id
 from meshpipe.platform import ENV_VARS, SUBNET_VARS
-from meshpipe.platform_render import platform_template_files, render_platform, write_platform
 from meshpipe.synth import APPMESH, buildspec
 from meshpipe.synth.build_bucket import BUNDLE_KEY
 from meshpipe.synth.cfn import template_json
@@ -38,6 +37,7 @@ from meshpipe.synth.environment import (
     render_environment,
 )
 from meshpipe.synth.lint import lint_template
+from meshpipe.synth.platform_render import platform_template_files, render_platform, write_platform
 from meshpipe.synth.service_pipeline import render_service_pipeline
 
 ENVS = ("demo", "prod-eu-2")

@@ -20,10 +20,10 @@ import yaml
 import test_platform_templates as platform_templates
 from meshpipe.errors import UserError
 from meshpipe.platform import ENV_VARS, OPTIONAL_VARS, SUBNET_VARS
-from meshpipe.platform_render import platform_template_files, render_platform, write_platform
 from meshpipe.synth import SERVICE_CONNECT, buildspec, synthesize
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.environment import SERVICE_CONNECT_EXPORTS
+from meshpipe.synth.platform_render import platform_template_files, render_platform, write_platform
 from support import synth_cases as cases
 from test_platform_templates import (
     CATALOGUES_DISAGREE,

@@ -260,7 +260,7 @@ def cost_rows(text: str) -> dict[str, float]:
 
 def test_the_cost_table_adds_up_and_counts_what_the_templates_create() -> None:
     from meshpipe.platform import PlatformPolicy
-    from meshpipe.platform_render import render_platform
+    from meshpipe.synth.platform_render import render_platform
 
     text = RUNBOOK.read_text(encoding="utf-8")
     rows = cost_rows(text)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from meshpipe.errors import ValidationError
-from meshpipe.manifest import yamlsafe
-from meshpipe.manifest.yamlsafe import parse_yaml_text, read_yaml_file, read_yaml_text
+from meshpipe.validation import yamlsafe
+from meshpipe.validation.yamlsafe import parse_yaml_text, read_yaml_file, read_yaml_text
 
 
 def problems_of(text: str | bytes) -> list[str]:

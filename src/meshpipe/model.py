@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from meshpipe import naming
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy
-from meshpipe.manifest.rules import VERSION_LEN as VERSION_LEN
 from meshpipe.naming import COMMIT_RE as COMMIT_RE
 from meshpipe.naming import check_commit as check_commit
 from meshpipe.naming import check_service_name as check_service_name
 from meshpipe.platform import PlatformSettings
+from meshpipe.validation.rules import VERSION_LEN as VERSION_LEN
 
 
 def version_id(commit: str) -> str:

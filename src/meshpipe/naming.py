@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from meshpipe.errors import Problem, UserError, ValidationError
-from meshpipe.manifest.rules import ENVIRONMENT_NAME_RE, SERVICE_NAME_RE
 from meshpipe.text import shorten
+from meshpipe.validation.rules import ENVIRONMENT_NAME_RE, SERVICE_NAME_RE
 
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
 

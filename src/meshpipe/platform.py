@@ -16,12 +16,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest import rules
 from meshpipe.naming import check_env_name as check_env_name
 from meshpipe.text import shorten
+from meshpipe.validation import rules
+from meshpipe.validation.explain import Explainer, KeyMap, Source, describe
+from meshpipe.validation.trusted import TrustedValues
+from meshpipe.validation.yamlsafe import nearest_line, parse_yaml_file, within_any
 
 # Defined with the other name rules, which load without pydantic (the CLI's read path checks it).
 ENV_NAME_RE = rules.ENVIRONMENT_NAME_RE
@@ -51,15 +55,11 @@ def _checked(check: Callable[[str], str | None]) -> AfterValidator:
 
 
 def _image_problem(value: str) -> str | None:
-    from meshpipe.manifest.rules import image_problem
-
-    return image_problem(value)
+    return rules.image_problem(value)
 
 
 def _registry_problem(value: str) -> str | None:
-    from meshpipe.manifest.rules import REGISTRY_PATTERN_RE
-
-    if not REGISTRY_PATTERN_RE.match(value):
+    if not rules.REGISTRY_PATTERN_RE.match(value):
         return (f"{value[:60]!r} is not a registry host: e.g. docker.io, public.ecr.aws, localhost:5000, "
                 "or *.dkr.ecr.us-east-1.amazonaws.com for every host under it (lowercase)")
     return None
@@ -257,8 +257,6 @@ OPTIONAL_VARS = frozenset({"ENVOY_IMAGE_URI"})
 def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
     """Rules between settings, on whatever values are themselves valid: ARNs must name the account, region
     and namespace given; the sidecar's ports must differ."""
-    from meshpipe.manifest.checks import TrustedValues
-
     values = TrustedValues(data, bad_paths)
     found: list[tuple[str, str]] = []
     account, region = values.get("aws_account_id", None), values.get("aws_region", None)
@@ -281,8 +279,6 @@ def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
 
 def cross_check_policy(policy: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
     """Rules between policy values (paths ``policy.<key>``): the sidecar's ports must differ."""
-    from meshpipe.manifest.checks import TrustedValues
-
     values = TrustedValues({"policy": policy} if isinstance(policy, dict) else {}, bad_paths)
     found: list[tuple[str, str]] = []
     ports = {key: values.get(f"policy.{key}", default) for key, default in
@@ -302,9 +298,6 @@ def cross_check_policy(policy: Any, bad_paths: list[str]) -> list[tuple[str, str
 
 def _subnet_problem(value: str) -> str | None:
     """A subnet variable's own problem, so that it is reported even when the other one is unset."""
-    from pydantic import TypeAdapter
-    from pydantic import ValidationError as PydanticValidationError
-
     try:
         TypeAdapter(SubnetId).validate_python(value)
     except PydanticValidationError as exc:
@@ -313,8 +306,6 @@ def _subnet_problem(value: str) -> str | None:
 
 
 def _explainer(label: Callable[[str], str] | None = None) -> Any:
-    from meshpipe.manifest.explain import Explainer, KeyMap
-
     habits = {var: field for var, field in ENV_VARS.items()}
     habits.update({var: "subnets" for var in SUBNET_VARS})
     expected = {"subnets": "a list of subnet ids", "subnets[]": "a string (a subnet id)",
@@ -336,10 +327,6 @@ def _env_label(path: str) -> str:
 
 def settings_from_env(environ: Mapping[str, str], policy: PlatformPolicy | None = None) -> PlatformSettings:
     """Read the original sample's environment variables; report every missing or malformed one at once."""
-    from pydantic import ValidationError as PydanticValidationError
-
-    from meshpipe.manifest.explain import Source
-
     source = "environment"
     problems: list[Problem] = []
     data: dict[str, object] = {}
@@ -384,11 +371,6 @@ def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | Non
     ``lines`` maps each value's path (``policy.max_cpu``, ``subnets[1]``) to its line, as the YAML reader
     records them; ``raw`` holds the source text of non-string scalars, for messages such as "quote it".
     """
-    from pydantic import ValidationError as PydanticValidationError
-
-    from meshpipe.manifest.explain import Source, describe
-    from meshpipe.manifest.yamlsafe import nearest_line
-
     line_map: Mapping[str, int | None] = lines or {}
 
     def line_of(path: str) -> int | None:
@@ -414,8 +396,6 @@ def settings_from_mapping(data: object, file: str, lines: Mapping[str, int | Non
 
 def load_platform_file(path: str) -> PlatformSettings:
     """Load ``platform.yaml`` with the same safe YAML reader as manifests; report all problems at once."""
-    from meshpipe.manifest.yamlsafe import parse_yaml_file, within_any
-
     doc = parse_yaml_file(path)
     try:
         settings = settings_from_mapping(doc.data, doc.file, doc.lines, doc.raw)

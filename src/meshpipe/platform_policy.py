@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, create_model
 from pydantic import ValidationError as PydanticValidationError
 
 from meshpipe.errors import Problem, UserError, ValidationError
-from meshpipe.manifest.explain import Explainer, KeyMap, Source
-from meshpipe.manifest.yamlsafe import parse_yaml_file, within_any
 from meshpipe.platform import PlatformPolicy, PlatformSettings, cross_check_policy
+from meshpipe.validation.explain import Explainer, KeyMap, Source
+from meshpipe.validation.yamlsafe import parse_yaml_file, within_any
 
 POLICY_ENV_VAR = "MESHPIPE_POLICY"
 # A standard-tier SSM parameter holds 4 KB, and a CloudFormation parameter value 4,096 bytes.

@@ -22,11 +22,11 @@ from typing import Any
 
 import cfnlint
 
-from meshpipe.platform_render import platform_template_files, render_platform
 from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.iam_needs import UNREGISTERED_TYPE_ACTIONS
 from meshpipe.synth.pipeline_source import parse_source
+from meshpipe.synth.platform_render import platform_template_files, render_platform
 from support import synth_cases as cases
 
 SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"

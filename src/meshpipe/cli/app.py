@@ -57,7 +57,7 @@ def demo(
     requests: Annotated[int, typer.Option(help="Requests sent to observe the canary split.")] = 300,
 ) -> None:
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
+    from meshpipe.cli.demo import run_demo
     from meshpipe.cli.output import out
-    from meshpipe.demo import run_demo
 
     run_demo(home=home, keep=keep, console=out, requests=requests)

@@ -237,22 +237,12 @@ def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")]
                    commit: Annotated[str | None, typer.Argument(help="Commit in the config repo (default: the branch head).")] = None,
                    env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Start a run for a commit already pushed (e.g. one pushed while the daemon was down)."""
-    from meshpipe.errors import NotFoundError
-
     with engine_for(engine) as eng:
-        push = _local_only(eng, "push")
-        if commit is None:
-            from meshpipe.engines.local.gitrepo import resolve_ref
-
-            commit = resolve_ref(eng.paths(env).repo(service), "refs/heads/main")
-            if commit is None:
-                raise NotFoundError(f"the config repo of {service} has no commits on main yet",
-                                    hint="push a manifest.yaml to it first")
-        run_id = push(env, service, commit)
+        started = _local_only(eng, "pipeline_start")(env, service, commit)
     if fmt is Format.json:
-        print_json({"run_id": run_id, "service": service, "commit": commit})
+        print_json(started)
         return
-    out.print(f"pipeline run {escape(run_id)} started for {escape(service)} at {commit[:8]}")
+    out.print(f"pipeline run {escape(started.run_id)} started for {escape(service)} at {started.commit[:8]}")
 
 
 # --- routes ----------------------------------------------------------------------------------------------

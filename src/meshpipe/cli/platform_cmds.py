@@ -26,10 +26,10 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
     from meshpipe.platform_policy import load_policy_file
-    from meshpipe.platform_render import write_platform
     from meshpipe.synth.environment import EnvironmentOptions
     from meshpipe.synth.ingress_tls import check_certificate_arn
     from meshpipe.synth.pipeline_source import parse_source
+    from meshpipe.synth.platform_render import write_platform
 
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
@@ -47,6 +47,6 @@ def bundle(output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="
                                                      "--no-wheels carries only the pins.")] = True,
            ) -> None:
     """Build the zip the pipeline's Build stage installs meshpipe from."""
-    from meshpipe.bundle import build_bundle
+    from meshpipe.pipeline.bundle import build_bundle
 
     out.print(escape(str(build_bundle(output_dir, include_wheels=wheels))))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.pipeline.runs import PipelineRun
 
 
 class Reporter(Protocol):
@@ -46,25 +47,6 @@ class PipelineInfo:
     # A repository read through a connection, e.g. github:acme/hello-web-cfg (None: the engine's own repo).
     repository: str | None = None
     branch: str | None = None  # the branch whose pushes start a run, when the engine knows it
-
-
-@dataclass(frozen=True)
-class StageResult:
-    name: str  # Source | Build | Deploy
-    status: str  # Succeeded | Failed | InProgress | Skipped
-    log: str = ""
-
-
-@dataclass(frozen=True)
-class PipelineRun:
-    run_id: str
-    service: str
-    commit: str | None
-    status: str  # InProgress | Succeeded | Failed
-    started_at: str
-    finished_at: str | None
-    stages: tuple[StageResult, ...] = ()
-    version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pydantic import ValidationError as PydanticValidationError
 from meshpipe.codes import MANIFEST_FIELD_CODES
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks
-from meshpipe.manifest.explain import Explainer, KeyMap, Source, describe
 from meshpipe.manifest.model import ServiceManifest
-from meshpipe.manifest.yamlsafe import YamlDocument, parse_yaml_file, parse_yaml_text, within_any
 from meshpipe.platform import PlatformPolicy
+from meshpipe.validation.explain import Explainer, KeyMap, Source, describe
+from meshpipe.validation.yamlsafe import YamlDocument, parse_yaml_file, parse_yaml_text, within_any
 
 HINT = "see docs/manifest.md for every key and rule"
 

@@ -18,7 +18,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from meshpipe.manifest import rules
+from meshpipe.validation import rules
 
 _Value = TypeVar("_Value", str, int)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from meshpipe import naming
 from meshpipe.errors import UserError
-from meshpipe.manifest.rules import VERSION_LEN  # not meshpipe.model: no pydantic for routes
 from meshpipe.naming import check_service_name
 from meshpipe.text import shorten
+from meshpipe.validation.rules import VERSION_LEN  # not meshpipe.model: no pydantic for routes
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100

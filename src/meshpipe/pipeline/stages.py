@@ -14,16 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meshpipe.engines.base import PipelineRun, StageResult
 from meshpipe.errors import MeshpipeError, ValidationError
 from meshpipe.manifest import load_manifest_text
 from meshpipe.model import ServiceVersion, resolve
+from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
 from meshpipe.platform import PlatformSettings
 from meshpipe.synth import APPMESH, SynthResult, synthesize
 
 SOURCE, BUILD, DEPLOY = "Source", "Build", "Deploy"
 STAGES = (SOURCE, BUILD, DEPLOY)
-SUCCEEDED, FAILED, SKIPPED = "Succeeded", "Failed", "Skipped"
+SUCCEEDED, FAILED, SKIPPED = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED
 
 LogFn = Callable[[str, str], None]  # (stage, line)
 DeployFn = Callable[[ServiceVersion, SynthResult], str]  # returns what was done, for the Deploy log
@@ -52,7 +52,7 @@ class PipelineOutcome:
 
     service: str
     commit: str
-    status: str  # Succeeded | Failed
+    status: RunStatus  # Succeeded | Failed
     stages: tuple[StageResult, ...]
     seconds: dict[str, float] = field(default_factory=dict)  # stage name -> duration
     version: str | None = None  # version id, once Build resolved it

@@ -38,7 +38,7 @@ SYNTH_DIR = "out"
 TEMPLATE_FILE = "service.template.json"
 EXPORTED_VARIABLES = ("STACK_NAME", "VERSION_ID")
 
-# Bundle layout (see meshpipe.bundle): pip options and pins, and the wheels they point to.
+# Bundle layout (see meshpipe.pipeline.bundle): pip options and pins, and the wheels they point to.
 REQUIREMENTS_FILE = "requirements.txt"
 WHEELS_DIR = "wheels"
 

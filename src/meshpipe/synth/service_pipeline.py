@@ -29,7 +29,6 @@ import re
 from typing import Any
 
 from meshpipe.errors import UserError
-from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec
@@ -63,6 +62,7 @@ from meshpipe.synth.pipeline_source import (
     PipelineSource,
     connection_arn_pattern,
 )
+from meshpipe.validation.rules import SERVICE_NAME_RE
 
 SERVICE_PIPELINE_TEMPLATE_FILE = "service-pipeline.template.json"
 DEFAULT_SERVICE_PORT = 80

@@ -37,7 +37,6 @@ from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environme
 from meshpipe.engines.base import (
     EnvironmentInfo,
     PipelineInfo,
-    PipelineRun,
     Reporter,
     SilentReporter,
     VersionInfo,
@@ -53,6 +52,7 @@ from meshpipe.mesh.routing import (
     parse_version_ref,
 )
 from meshpipe.model import check_service_name
+from meshpipe.pipeline.runs import PipelineRun
 from meshpipe.platform import PlatformPolicy
 from meshpipe.platform_policy import policy_from_text, policy_text
 from meshpipe.synth import policy_parameter
@@ -71,15 +71,15 @@ ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
                      source: PipelineSource = None, branch: str = "main",
                      certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
-    from meshpipe.platform_render import render_platform
     from meshpipe.synth.environment import EnvironmentOptions
+    from meshpipe.synth.platform_render import render_platform
 
     return render_platform(env, policy, mesh=mesh, source=source, branch=branch,
                            options=EnvironmentOptions(certificate_arn=certificate_arn))
 
 
 def _build_bundle(out_dir: Path) -> Path:
-    from meshpipe.bundle import build_bundle
+    from meshpipe.pipeline.bundle import build_bundle
 
     return build_bundle(out_dir)
 

@@ -7,12 +7,11 @@ from typing import Any
 
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.errors import is_not_found
-from meshpipe.engines.base import PipelineRun, StageResult
 from meshpipe.errors import NotFoundError
 from meshpipe.model import version_id
+from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-FINISHED = frozenset({"Succeeded", "Failed", "Stopped", "Superseded", "Cancelled"})
 MAX_LOG_LINES = 2000
 MAX_LOG_PAGES = 20
 
@@ -65,12 +64,12 @@ class PipelineHistory:
                                         filter={"pipelineExecutionId": run_id}))
         commit = next((r["revisionId"] for r in summary.get("sourceRevisions", [])
                        if COMMIT_RE.match(str(r.get("revisionId", "")))), None)
-        status = summary.get("status", "InProgress")
-        finished = status in FINISHED
+        status = RunStatus(summary.get("status", RunStatus.IN_PROGRESS))
+        finished = status.finished
         names = stage_names + sorted({a["stageName"] for a in actions} - set(stage_names))
         stages = tuple(self._stage(name, [a for a in actions if a["stageName"] == name], with_logs)
                        for name in names)
-        deployed = any(s.name == "Deploy" and s.status == "Succeeded" for s in stages)
+        deployed = any(s.name == "Deploy" and s.status is RunStatus.SUCCEEDED for s in stages)
         # get_pipeline_execution carries no times; the run's actions do.
         started = summary.get("startTime") or min((a["startTime"] for a in actions if a.get("startTime")),
                                                    default=None)
@@ -89,14 +88,14 @@ class PipelineHistory:
 
     def _stage(self, name: str, actions: list[dict[str, Any]], with_logs: bool) -> StageResult:
         statuses = {a.get("status") for a in actions}
-        if not actions or statuses == {"Abandoned"}:
-            status = "Skipped"
-        elif "Failed" in statuses:
-            status = "Failed"
-        elif "InProgress" in statuses:
-            status = "InProgress"
+        if not actions or statuses == {RunStatus.ABANDONED}:
+            status = RunStatus.SKIPPED
+        elif RunStatus.FAILED in statuses:
+            status = RunStatus.FAILED
+        elif RunStatus.IN_PROGRESS in statuses:
+            status = RunStatus.IN_PROGRESS
         else:
-            status = "Succeeded"
+            status = RunStatus.SUCCEEDED
         lines: list[str] = []
         for a in sorted(actions, key=lambda a: str(a.get("startTime", ""))):
             result = a.get("output", {}).get("executionResult", {})

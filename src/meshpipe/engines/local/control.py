@@ -35,9 +35,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
+from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
+from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
@@ -76,8 +77,10 @@ def gateway_route_from_json(data: dict[str, Any]) -> GatewayRoute:
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
-                       status=data["status"], started_at=data["started_at"], finished_at=data.get("finished_at"),
-                       stages=tuple(StageResult(s["name"], s["status"], s.get("log", "")) for s in data["stages"]),
+                       status=RunStatus(data["status"]), started_at=data["started_at"],
+                       finished_at=data.get("finished_at"),
+                       stages=tuple(StageResult(s["name"], RunStatus(s["status"]), s.get("log", ""))
+                                    for s in data["stages"]),
                        version=data.get("version"))
 
 

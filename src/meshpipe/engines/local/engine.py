@@ -7,7 +7,7 @@ environment whose daemon is not running (after a reboot, or a crash) starts it a
 brings back what should run. Only ``env status`` and ``env delete`` never start one.
 
 Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingress_url`,
-:meth:`LocalEngine.stats`, :meth:`LocalEngine.mesh_config` and :meth:`LocalEngine.push`.
+:meth:`LocalEngine.stats`, :meth:`LocalEngine.mesh_config` and :meth:`LocalEngine.pipeline_start`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 from meshpipe.engines.base import (
     EnvironmentInfo,
     PipelineInfo,
-    PipelineRun,
     Reporter,
     SilentReporter,
     VersionInfo,
@@ -35,9 +34,9 @@ from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 DAEMON_START_TIMEOUT = 60.0
-RUN_IN_PROGRESS = "InProgress"  # state.RUN_IN_PROGRESS; state.db is opened only by the commands that need it
 DAEMON_STOP_TIMEOUT = 60.0
 POLL_SECONDS = 0.05
 CREATE_LOCK = "create.lock"  # held by the command creating the environment
@@ -330,16 +329,25 @@ class LocalEngine:
                 run = matches[0]
             else:
                 run = client.pipeline_run(service, run_id)
-            if run.status != RUN_IN_PROGRESS:
+            if run.status is not RunStatus.IN_PROGRESS:
                 return run
             if time.monotonic() >= deadline:
                 raise OperationError(f"pipeline run {run.run_id} of {service} still {run.status} after {timeout:g} s",
                                      hint=f"follow it with: meshpipe pipeline logs {service} {run.run_id}")
             time.sleep(0.1)
 
-    def push(self, env: str, service: str, commit: str, ref: str = "refs/heads/main") -> str:
-        """Start a pipeline run for a commit already in the config repo (as its hook does on a push)."""
-        return self._client(env).push(service, ref, None, commit)
+    def pipeline_start(self, env: str, service: str, commit: str | None = None) -> StartedRun:
+        """Start a pipeline run for a commit already in the config repo (as its hook does on a push); without
+        ``commit``, for the head of main."""
+        ref = "refs/heads/main"
+        if commit is None:
+            from meshpipe.engines.local.gitrepo import resolve_ref
+
+            commit = resolve_ref(self._existing(env).repo(service), ref)
+            if commit is None:
+                raise NotFoundError(f"the config repo of {service} has no commits on main yet",
+                                    hint="push a manifest.yaml to it first")
+        return StartedRun(self._client(env).push(service, ref, None, commit), service, commit)
 
     # --- routing -----------------------------------------------------------------------------------------
 

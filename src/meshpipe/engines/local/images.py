@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshpipe.errors import Problem, UserError, ValidationError
-from meshpipe.manifest.rules import DOCKER_HUB, parse_image
+from meshpipe.validation.rules import DOCKER_HUB, parse_image
 
 IMAGES_FILE = "images.yaml"
 PYTHON = "{python}"
@@ -170,7 +170,7 @@ def default_home() -> Path:
 
 def load_user_mappings(home: Path | None = None) -> tuple[ImageMapping, ...]:
     """Read ``<home>/images.yaml`` when it exists (none is fine)."""
-    from meshpipe.manifest.yamlsafe import read_yaml_text
+    from meshpipe.validation.yamlsafe import read_yaml_text
 
     path = (home or default_home()) / IMAGES_FILE
     try:

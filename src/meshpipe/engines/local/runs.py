@@ -2,7 +2,7 @@
 
 A push (reported by the config repo's hook) records a run and queues it behind the runs of its service
 already queued, as CodePipeline serializes a pipeline's executions; runs of different services go on
-side by side. A run is ``meshpipe.pipeline.run_pipeline`` in a thread of its own, every line it logs
+side by side. A run is ``meshpipe.pipeline.stages.run_pipeline`` in a thread of its own, every line it logs
 written to state.db as it comes; its Deploy stage comes back to the event loop for the deployer. A run
 the daemon's stop cuts short stays ``InProgress``: the next daemon runs it again from Source.
 """
@@ -17,12 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.state import StateStore
 from meshpipe.errors import OperationError
+
+if TYPE_CHECKING:  # the pipeline (model, synthesizer) is loaded by the first run, not by the daemon's start
+    from meshpipe.pipeline.stages import SourceInput
+
+MANIFEST_FILE = "manifest.yaml"  # where a config repo holds the service's manifest
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -104,7 +109,7 @@ class RunQueue:
         log.info("pipeline run %s of %s superseded by a newer push", run_id, run.service)
 
     async def _execute_run(self, run_id: str) -> None:
-        from meshpipe.pipeline import git_source, run_pipeline
+        from meshpipe.pipeline.stages import run_pipeline
         from meshpipe.platform import local_settings
 
         run = self.store.run(run_id)
@@ -168,3 +173,13 @@ async def in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return await future
+
+
+def git_source(repo: Path, service: str, commit: str, path: str = MANIFEST_FILE) -> SourceInput:
+    """The Source stage of a local run: ``path`` in the service's bare config repo as of ``commit``, read when
+    the stage runs."""
+    from meshpipe.engines.local.gitrepo import read_file_at
+    from meshpipe.pipeline.stages import SourceInput
+
+    return SourceInput(service=service, commit=commit, read_manifest=lambda: read_file_at(repo, commit, path),
+                       file_label=path)

@@ -31,6 +31,7 @@ from meshpipe.engines.local.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from meshpipe.engines.local.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.pipeline.runs import RunStatus
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
@@ -52,10 +53,10 @@ UNHEALTHY = "UNHEALTHY"
 STOPPED = "STOPPED"
 
 # Pipeline run and stage statuses, spelled as CodePipeline spells them.
-RUN_IN_PROGRESS = "InProgress"
-RUN_SUCCEEDED = "Succeeded"
-RUN_FAILED = "Failed"
-RUN_SUPERSEDED = "Superseded"  # a newer push of the service was waiting: this run was skipped for it
+RUN_IN_PROGRESS = RunStatus.IN_PROGRESS
+RUN_SUCCEEDED = RunStatus.SUCCEEDED
+RUN_FAILED = RunStatus.FAILED
+RUN_SUPERSEDED = RunStatus.SUPERSEDED  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
 def utc_now() -> datetime:

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from meshpipe.codes import field_code
 from meshpipe.errors import Problem
-from meshpipe.manifest.rules import shorten
-from meshpipe.manifest.yamlsafe import join_path, parent_path
+from meshpipe.validation.rules import shorten
+from meshpipe.validation.yamlsafe import join_path, parent_path
 
 
 def _no_line(path: str) -> int | None:

@@ -76,12 +76,12 @@ class ProjectInfo:
     requires_python: str
     dependencies: tuple[str, ...]
     scripts: dict[str, str] = field(default_factory=dict)
-    package_dir: Path = Path(__file__).resolve().parent
+    package_dir: Path = Path(__file__).resolve().parents[1]  # the meshpipe package
 
 
 def _source_pyproject() -> Path | None:
     """pyproject.toml of the source tree this package runs from (src layout), if there is one."""
-    candidate = Path(__file__).resolve().parent.parent.parent / "pyproject.toml"
+    candidate = Path(__file__).resolve().parents[3] / "pyproject.toml"
     return candidate if candidate.is_file() else None
 
 
@@ -159,7 +159,7 @@ def build_meshpipe_wheel(info: ProjectInfo | None = None) -> tuple[str, bytes]:
     files = _package_files(info.package_dir)
     files[f"{dist_info}/METADATA"] = ("\n".join(meta_lines) + "\n").encode()
     files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: meshpipe.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        b"Wheel-Version: 1.0\nGenerator: meshpipe.pipeline.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     if info.scripts:
         scripts = "".join(f"{name} = {target}\n" for name, target in sorted(info.scripts.items()))
         files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\n{scripts}".encode()

@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from meshpipe.engines.base import PipelineRun, VersionInfo
+from meshpipe.engines.base import VersionInfo
 from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from meshpipe.pipeline.runs import PipelineRun
 
 if TYPE_CHECKING:
     from meshpipe.engines.local.engine import LocalEngine
