@@ -13,6 +13,7 @@ from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.names import StackKinds
 from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from meshpipe.rollout import Move
 from test_aws_support import (
     FakeClock,
     RecordingFactory,
@@ -245,10 +246,10 @@ def test_rollout_promote_and_rollback_move_the_app_mesh_route(world: World) -> N
     world.deploy_version("hello-backend", NEW)
     canary = (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10))
     world.engine.route_set("demo", "hello-backend", canary)
-    back = world.engine.rollout_rollback("demo", "hello-backend")
+    back = world.engine.rollout_shift("demo", "hello-backend", Move.ROLLBACK)
     assert {t.version: t.weight for t in back.targets if t.weight} == {"e9d5f17a": 100}
     world.engine.route_set("demo", "hello-backend", canary)
-    promoted = world.engine.rollout_promote("demo", "hello-backend")
+    promoted = world.engine.rollout_shift("demo", "hello-backend", Move.PROMOTE)
     assert {t.version: t.weight for t in promoted.targets if t.weight} == {"0badc0de": 100}
     route = world.engine.route_show("demo", "hello-backend")
     assert route is not None and route.weight_of("0badc0de") == 100

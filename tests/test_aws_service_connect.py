@@ -21,6 +21,7 @@ from moto import mock_aws
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from meshpipe.rollout import Move
 from meshpipe.synth import service_connect as sc
 from test_aws_support import (
     INGRESS,
@@ -280,15 +281,15 @@ def test_walkthrough_on_service_connect_without_app_mesh(world: World) -> None:
     assert aws.calls("ecs", "deregister_task_definition") == []
 
     # Rollback: ECS stops the running deployment and goes back to the revision it replaces.
-    engine.rollout_rollback("demo", "hello-backend")
+    engine.rollout_shift("demo", "hello-backend", Move.ROLLBACK)
     assert world.ecs.stopped == [(world.ecs.rollouts["hello-backend"].arn, "ROLLBACK")]
-    engine.rollout_rollback("demo", "hello-backend")  # already rolling back: nothing more asked of ECS
+    engine.rollout_shift("demo", "hello-backend", Move.ROLLBACK)  # already rolling back: nothing more asked of ECS
     assert len(world.ecs.stopped) == 1
     world.finish_rollback("hello-backend")
     with pytest.raises(ConflictError, match="no deployment of hello-backend is running"):
-        engine.rollout_rollback("demo", "hello-backend")
+        engine.rollout_shift("demo", "hello-backend", Move.ROLLBACK)
     with pytest.raises(ConflictError, match="no deployment of hello-backend is running"):
-        engine.rollout_promote("demo", "hello-backend")
+        engine.rollout_shift("demo", "hello-backend", Move.PROMOTE)
 
     # Step 9: the rolled-back version serves nothing now: it can go; the serving one is listed alone.
     engine.version_delete("demo", "hello-backend", "0badc0de")
@@ -437,7 +438,7 @@ def test_rollback_stops_the_running_deployment_with_ecs_rollback() -> None:
     ecs_stub.add_response("describe_service_revisions", revisions, {"serviceRevisionArns": [old_rev, new_rev]})
 
     engine = make_engine(StubFactory(cloudformation=cfn, ecs=ecs), FakeClock())
-    route = engine.rollout_rollback("demo", "hello-backend", to="e9d5f17a")
+    route = engine.rollout_shift("demo", "hello-backend", Move.ROLLBACK, "e9d5f17a")
     assert (route.weight_of("e9d5f17a"), route.weight_of("0badc0de")) == (100, 0)
     cfn_stub.assert_no_pending_responses()
     ecs_stub.assert_no_pending_responses()

@@ -243,8 +243,8 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
     assert set(greetings) == {"Hello Bob", "Yo Bob"}
     # 10 % of 400 is 40; the bounds are about four standard deviations.
     assert 16 <= greetings["Yo Bob"] <= 64, greetings
-    stats = env.engine.stats(ENV, "hello-backend")["versions"]
-    assert stats[new]["requests"] > 0 and stats[old]["requests"] > stats[new]["requests"]
+    stats = env.engine.stats(ENV, "hello-backend").versions
+    assert stats[new].requests > 0 and stats[old].requests > stats[new].requests
     # Step 8: promote; the route is in effect when route_set returns.
     env.route("hello-backend", **{new: 100})
     for _ in range(20):
@@ -391,7 +391,7 @@ def test_daemon_killed_under_load_is_restored_without_losing_a_request(make_env)
     env.note_pids()
     task = next(t for t in env.engine.status(ENV)["tasks"] if t["task_id"] == victim_task)
     assert task["restarts"] == 1 and "app exited" in task["last_error"]
-    assert any("took over the gateway and 2 task(s)" in e["message"] for e in env.engine.events(ENV))
+    assert any("took over the gateway and 2 task(s)" in e.message for e in env.engine.events(ENV))
     status, body = get(port, "/backend/data")
     assert status == 200 and '"greeting": "Hello"' in body
 
@@ -422,7 +422,7 @@ def test_killed_daemon_comes_back_by_itself_and_so_does_its_watchdog(make_env) -
         wait_until(lambda: load.count() > served + 50, 10, "serving after the restart")
     assert load.failures() == []
     assert procs.is_running(watchdog)
-    messages = [e["message"] for e in env.engine.events(ENV)]
+    messages = [e.message for e in env.engine.events(ENV)]
     assert any(f"the daemon (pid {first['pid']}) died without stopping; the watchdog starts it again" in m
                for m in messages), messages
     assert any(f"daemon started (pid {second['pid']})" in m and "took over the gateway and 1 task(s)" in m
@@ -432,7 +432,7 @@ def test_killed_daemon_comes_back_by_itself_and_so_does_its_watchdog(make_env) -
     new_watchdog = wait_until(lambda: (pid := daemonfiles.read_lock_holder(env.paths.watchdog_lock)) != watchdog
                               and daemonfiles.lock_is_held(env.paths.watchdog_lock) and pid, 20, "new watchdog")
     env.seen_pids.add(new_watchdog)
-    assert any(f"the watchdog (pid {watchdog}) ended" in e["message"] for e in env.engine.events(ENV))
+    assert any(f"the watchdog (pid {watchdog}) ended" in e.message for e in env.engine.events(ENV))
     os.kill(second["pid"], signal.SIGKILL)
     wait_until(lambda: daemon_answering(env, second["pid"]), 30, "daemon restarted by the new watchdog")
     env.note_pids()
@@ -486,7 +486,7 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
         conn.request("GET", "/v1/status", headers=headers)
         assert conn.getresponse().status == 401
         conn.close()
-    assert any("pipeline" in e["kind"] for e in env.engine.events(ENV))
+    assert any("pipeline" in e.kind for e in env.engine.events(ENV))
 
 
 def test_env_delete_finds_a_daemon_that_lost_its_file(make_env) -> None:  # type: ignore[no-untyped-def]

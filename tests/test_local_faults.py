@@ -46,7 +46,7 @@ def test_a_stopped_app_times_out_its_checks_and_its_task_is_replaced(make_env) -
     wait_until(lambda: not procs.is_running(victim), 5, "stopped app gone")
     task = next(t for t in env.engine.status(ENV)["tasks"] if t["task_id"] == victim_task)
     assert task["restarts"] == 1 and "did not answer within" in task["last_error"], task
-    assert any(f"task {victim_task} stopped: health check failed" in e["message"] for e in env.engine.events(ENV))
+    assert any(f"task {victim_task} stopped: health check failed" in e.message for e in env.engine.events(ENV))
     # Requests that met the stopped app timed out per try and were retried on the other task.
     assert len(load.failures()) <= 2, load.failures()[:5]
 

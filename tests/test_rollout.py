@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from meshpipe.mesh.routing import Route, WeightedTarget, make_route
+from meshpipe.mesh.stats import ServiceStats, VersionStats
 from meshpipe.rollout import RolloutPolicy, run_rollout
 
 OLD, NEW = "e9d5f17a", "0badc0de"
@@ -36,8 +37,8 @@ class Traffic:
         self.requests += requests
         self.errors += errors
 
-    def stats(self) -> dict:
-        return {"versions": {NEW: {"requests": self.requests, "errors": self.errors}}}
+    def stats(self) -> ServiceStats:
+        return ServiceStats("hello-backend", {NEW: VersionStats(requests=self.requests, errors=self.errors)})
 
 
 def start() -> MemoryEngine:
@@ -104,12 +105,8 @@ def test_promote_and_rollback_defer_to_an_engine_that_shifts_traffic_itself():
             super().__init__(route)
             self.asked: list[tuple[str, str | None]] = []
 
-        def rollout_promote(self, env, service, version=None):
-            self.asked.append(("promote", version))
-            return self.route
-
-        def rollout_rollback(self, env, service, to=None):
-            self.asked.append(("rollback", to))
+        def rollout_shift(self, env, service, move, version=None):
+            self.asked.append((str(move), version))
             return self.route
 
     engine = EcsLike(make_route("hello-backend", [WeightedTarget(OLD, 100)]))

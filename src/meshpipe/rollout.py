@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 from meshpipe.mesh import plans
 from meshpipe.mesh.routing import Route, WeightedTarget
+from meshpipe.mesh.stats import ServiceStats
 
 
 class RolloutEngine(Protocol):
@@ -21,21 +23,39 @@ class RolloutEngine(Protocol):
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route: ...
 
 
+class Move(StrEnum):
+    PROMOTE = "promote"  # all traffic to the new version (default: the canary)
+    ROLLBACK = "rollback"  # all traffic back (default: to the stable version)
+
+
+@runtime_checkable
+class Rollouts(Protocol):
+    """An engine whose platform shifts traffic itself (ECS deployments): it promotes and rolls back its own
+    way. For the others a promotion or a rollback is a route."""
+
+    def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route: ...
+
+
+def planned(route: Route | None, move: Move, version: str | None = None) -> tuple[WeightedTarget, ...]:
+    """The targets ``move`` leaves a route with."""
+    return plans.promote(route, version) if move is Move.PROMOTE else plans.rollback(route, version)
+
+
+def shift(engine: RolloutEngine, env: str, service: str, move: Move, version: str | None = None) -> Route:
+    """Promote or roll back, the engine's own way when it has one (:class:`Rollouts`), else by a route."""
+    if isinstance(engine, Rollouts):
+        return engine.rollout_shift(env, service, move, version)
+    return engine.route_set(env, service, planned(engine.route_show(env, service), move, version))
+
+
 def promote(engine: RolloutEngine, env: str, service: str, version: str | None = None) -> Route:
-    """All traffic to ``version`` (default: the canary). Engines whose platform shifts traffic itself (ECS
-    deployments) offer ``rollout_promote``; for the others the plan is a route."""
-    own = getattr(engine, "rollout_promote", None)
-    if own is not None:
-        return own(env, service, version)
-    return engine.route_set(env, service, plans.promote(engine.route_show(env, service), version))
+    """All traffic to ``version`` (default: the canary)."""
+    return shift(engine, env, service, Move.PROMOTE, version)
 
 
 def rollback(engine: RolloutEngine, env: str, service: str, to: str | None = None) -> Route:
-    """All traffic back to ``to`` (default: the stable version), the engine's own way when it has one."""
-    own = getattr(engine, "rollout_rollback", None)
-    if own is not None:
-        return own(env, service, to)
-    return engine.route_set(env, service, plans.rollback(engine.route_show(env, service), to))
+    """All traffic back to ``to`` (default: the stable version)."""
+    return shift(engine, env, service, Move.ROLLBACK, to)
 
 
 @dataclass(frozen=True)
@@ -55,18 +75,17 @@ class RolloutReport:
     log: list[str] = field(default_factory=list)
 
 
-def _counters(stats: dict[str, Any], version: str) -> plans.Health:
-    found = stats.get("versions", {}).get(version, {})
-    return plans.Health(int(found.get("requests") or 0), int(found.get("errors") or 0))
+def _counters(stats: ServiceStats, version: str) -> plans.Health:
+    found = stats.of(version)
+    return plans.Health(found.requests, found.errors)
 
 
 def run_rollout(engine: RolloutEngine, env: str, service: str, new_version: str, policy: RolloutPolicy, *,
-                stats: Callable[[], dict[str, Any]] | None, say: Callable[[str], None],
+                stats: Callable[[], ServiceStats] | None, say: Callable[[str], None],
                 sleep: Callable[[float], None] = time.sleep) -> RolloutReport:
     """Shift traffic to ``new_version`` step by step; roll back to the stable version on a failed gate.
 
-    ``stats`` returns cumulative per-version counters (``{"versions": {ver: {"requests", "errors"}}}``); with
-    None the rollout is time-based only.
+    ``stats`` returns cumulative per-version counters; with None the rollout is time-based only.
     """
     stable = plans.stable_version(engine.route_show(env, service))
     steps = plans.stepped(stable, new_version, list(policy.steps))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
+
+if TYPE_CHECKING:
+    from meshpipe.engines.base import Engine
 
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
 EnvOpt = Annotated[str, typer.Option("--env", envvar="MESHPIPE_ENV", help="Environment name.")]
@@ -26,7 +29,7 @@ version_app = typer.Typer(help="Manage one version of a service.", no_args_is_he
 
 
 @contextmanager
-def engine_for(name: str) -> Iterator[Any]:
+def engine_for(name: str) -> Iterator[Engine]:
     from meshpipe.engines import get_engine
 
     reporter = ConsoleReporter()
@@ -36,20 +39,12 @@ def engine_for(name: str) -> Iterator[Any]:
         reporter.close()
 
 
-def _refuse_force(engine: str) -> None:
+def lacking(engine: Engine) -> Exception:
+    """The refusal (exit 2) of a command whose capability (a runtime-checkable protocol of
+    meshpipe.engines.base) the engine has not."""
     from meshpipe.errors import UserError
 
-    raise UserError(f"--force is not available on the {engine} engine",
-                    hint="delete the service's versions first: meshpipe version delete SVC VERSION")
-
-
-def _local_only(engine: Any, method: str) -> Any:
-    fn = getattr(engine, method, None)
-    if fn is None:
-        from meshpipe.errors import UserError
-
-        raise UserError(f"this command is not available on the {engine.name} engine")
-    return fn
+    return UserError(f"this command is not available on the {engine.name} engine")
 
 
 # --- env -------------------------------------------------------------------------------------------------
@@ -67,6 +62,7 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
+    from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.platform_policy import load_policy_file
     from meshpipe.synth import MESH_FLAVOURS
@@ -76,14 +72,14 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
-        if engine != "aws":
-            raise UserError(f"the {engine} engine's ingress is plain HTTP on this machine; "
-                            "--certificate-arn applies to --engine aws")
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
-        if eng.name == "aws":
-            info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn, policy=policy)
+        if isinstance(eng, ConfigurableEnvironments):
+            info = eng.env_create_with(name, EnvCreateOptions(mesh, certificate_arn, policy))
+        elif certificate_arn is not None:
+            raise UserError(f"the {eng.name} engine's ingress is plain HTTP on this machine; "
+                            "--certificate-arn applies to --engine aws")
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
         elif policy is not None:
@@ -100,7 +96,7 @@ def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], e
     """Show an environment: status, ingress endpoint, services."""
     with engine_for(engine) as eng:
         info = eng.env_status(name)
-    if info.status == "NOT_FOUND":  # every engine answers a missing environment the same way: exit 2
+    if info.missing:  # every engine answers a missing environment the same way: exit 2
         from meshpipe.errors import NotFoundError
 
         raise NotFoundError(f"environment {name!r} does not exist on the {engine} engine",
@@ -126,6 +122,7 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
                     branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
                     fmt: FormatOpt = Format.text) -> None:
     """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
+    from meshpipe.engines.base import ConfigurablePipelines, PipelineCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.model import check_service_name
     from meshpipe.synth.pipeline_source import parse_source
@@ -138,8 +135,8 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
     if branch is not None:
         check_branch(branch)
     with engine_for(engine) as eng:
-        if eng.name == "aws":
-            info = eng.pipeline_create(env, service, source=source, connection=connection, branch=branch)
+        if isinstance(eng, ConfigurablePipelines):
+            info = eng.pipeline_create_with(env, service, PipelineCreateOptions(source, connection, branch))
         elif source is not None or connection is not None or branch is not None:
             raise UserError(f"--source, --connection and --branch apply to --engine aws; the {eng.name} engine "
                             "keeps the config repo itself (branch main)")
@@ -165,13 +162,17 @@ def pipeline_delete(service: Annotated[str, typer.Argument(help="Service name.")
                     force: Annotated[bool, typer.Option(help="Delete the service's routes and versions first (aws).")] = False,
                     ) -> None:
     """Delete a service's pipeline (refused while versions of the service exist)."""
+    from meshpipe.engines.base import ConfigurablePipelines
+    from meshpipe.errors import UserError
+
     with engine_for(engine) as eng:
         if not force:
             eng.pipeline_delete(env, service)
-        elif eng.name == "aws":
-            eng.pipeline_delete(env, service, force=True)
+        elif isinstance(eng, ConfigurablePipelines):
+            eng.pipeline_delete_forced(env, service)
         else:
-            _refuse_force(eng.name)
+            raise UserError(f"--force is not available on the {eng.name} engine",
+                            hint="delete the service's versions first: meshpipe version delete SVC VERSION")
     out.print(f"pipeline for {escape(service)} deleted")
 
 
@@ -225,10 +226,15 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
                   timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
                   fmt: FormatOpt = Format.text) -> None:
     """Wait for a pipeline run to finish; exit 1 if it failed."""
+    from meshpipe.engines.base import PipelineWaiter
+    from meshpipe.pipeline.runs import RunStatus
+
     with engine_for(engine) as eng:
-        run = _local_only(eng, "pipeline_wait")(env, service, run_id, timeout=timeout)
+        if not isinstance(eng, PipelineWaiter):
+            raise lacking(eng)
+        run = eng.pipeline_wait(env, service, run_id, timeout=timeout)
     print_json(run) if fmt is Format.json else _print_run_logs(run)
-    if run.status != "Succeeded":
+    if run.status is not RunStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 
@@ -237,8 +243,12 @@ def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")]
                    commit: Annotated[str | None, typer.Argument(help="Commit in the config repo (default: the branch head).")] = None,
                    env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Start a run for a commit already pushed (e.g. one pushed while the daemon was down)."""
+    from meshpipe.engines.base import PipelineStarter
+
     with engine_for(engine) as eng:
-        started = _local_only(eng, "pipeline_start")(env, service, commit)
+        if not isinstance(eng, PipelineStarter):
+            raise lacking(eng)
+        started = eng.pipeline_start(env, service, commit)
     if fmt is Format.json:
         print_json(started)
         return
@@ -345,8 +355,12 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
 def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
           engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Traffic to each version of a service as its callers' proxies saw it: requests, errors, latency."""
+    from meshpipe.engines.base import StatsSource
+
     with engine_for(engine) as eng:
-        found = _local_only(eng, "stats")(env, service)
+        if not isinstance(eng, StatsSource):
+            raise lacking(eng)
+        found = eng.stats(env, service)
     if fmt is Format.json:
         print_json(found)
         return
@@ -359,14 +373,18 @@ def events(service: Annotated[str | None, typer.Argument(help="Only this service
            limit: Annotated[int, typer.Option(help="How many of the latest events.")] = 50,
            env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """What happened in the environment: deploys, route changes, restarts, pipeline runs."""
+    from meshpipe.engines.base import EventSource
+
     with engine_for(engine) as eng:
-        found = _local_only(eng, "events")(env, service, limit)
+        if not isinstance(eng, EventSource):
+            raise lacking(eng)
+        found = eng.events(env, service, limit)
     if fmt is Format.json:
         print_json(found)
         return
     table = Table("at", "kind", "service", "version", "message")
     for e in found:
-        table.add_row(str(e["at"]), e["kind"], e.get("service") or "", e.get("version") or "", escape(e["message"]))
+        table.add_row(str(e.at), e.kind, e.service or "", e.version or "", escape(e.message))
     out.print(table)
 
 

@@ -107,10 +107,11 @@ def versions_text(found: Sequence[Any], service: str, out: Text) -> None:
             out.line(out.style(f"{v.version}: {v.reason}", "red"))
 
 
-def stats_text(found: dict[str, Any], out: Text) -> None:
+def stats_text(found: Any, out: Text) -> None:
+    """``found``: a meshpipe.mesh.stats.ServiceStats."""
     keys = ("requests", "errors", "retries", "timeouts", "p50_ms", "p99_ms")
-    rows = [(ver, *(str(c.get(k)) if c.get(k) is not None else "" for k in keys))
-            for ver, c in sorted(found.get("versions", {}).items())]
+    rows = [(ver, *(str(getattr(c, k)) if getattr(c, k) is not None else "" for k in keys))
+            for ver, c in sorted(found.versions.items())]
     out.table(("version", "requests", "errors", "retries", "timeouts", "p50 ms", "p99 ms"), rows)
 
 

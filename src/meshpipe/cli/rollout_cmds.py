@@ -71,6 +71,7 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
         min_requests: Annotated[int, typer.Option(help="Requests to the new version a step needs; fewer fails the step.")] = 0,
         env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
     """Shift traffic to a new version step by step; roll back when its error rate exceeds the limit."""
+    from meshpipe.engines.base import StatsSource
     from meshpipe.errors import UserError
     from meshpipe.mesh.routing import parse_version_ref
     from meshpipe.rollout import RolloutPolicy, run_rollout
@@ -86,11 +87,11 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
     new = parse_version_ref(service, version)
     policy = RolloutPolicy(steps=weights, interval_s=interval, max_error_rate=max_error_rate, min_requests=min_requests)
     with engine_for(engine) as eng:
-        stats_of = getattr(eng, "stats", None)
-        if stats_of is None:
+        counted = eng if isinstance(eng, StatsSource) else None
+        if counted is None:
             out.print(f"[yellow]the {eng.name} engine reports no per-version metrics: steps advance on time only[/yellow]")
         report = run_rollout(eng, env, service, new, policy,
-                             stats=(lambda: stats_of(env, service)) if stats_of else None,
+                             stats=(lambda: counted.stats(env, service)) if counted else None,
                              say=lambda line: out.print(escape(line)))
     if report.outcome != "promoted":
         raise typer.Exit(1)

@@ -1,16 +1,30 @@
-"""What every engine offers: the walkthrough's operations, with typed results.
+"""What every engine offers: the walkthrough's operations, with typed results; and what only some do.
 
-The CLI talks to engines only through this protocol, so ``--engine local`` and ``--engine aws`` run the
-same commands with the same output.
+The CLI talks to engines only through these protocols, so ``--engine local`` and ``--engine aws`` run the
+same commands with the same output. :class:`Engine` is what every engine does. The optional capabilities
+(waiting for a run, starting one, traffic statistics, events, platform choices for environments and
+pipelines, rollouts the platform drives itself) are runtime-checkable protocols an engine has or has not:
+the CLI asks ``isinstance(engine, Capability)`` and says so when an engine lacks one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
-from meshpipe.pipeline.runs import PipelineRun
+from meshpipe.mesh.stats import ServiceStats
+from meshpipe.pipeline.runs import PipelineRun, StartedRun
+from meshpipe.rollout import Move, Rollouts
+
+if TYPE_CHECKING:
+    from meshpipe.platform import PlatformPolicy
+
+__all__ = ["ConfigurableEnvironments", "ConfigurablePipelines", "Engine", "EnvCreateOptions", "EnvState",
+           "EnvironmentInfo", "Event", "EventSource", "Move", "PipelineCreateOptions", "PipelineInfo",
+           "PipelineStarter", "PipelineWaiter", "Reporter", "Rollouts", "SilentReporter", "StatsSource",
+           "VersionInfo"]
 
 
 class Reporter(Protocol):
@@ -29,12 +43,24 @@ class SilentReporter:
         pass
 
 
+class EnvState(StrEnum):
+    """An environment's status where no stack status says it (AWS reports its stack's, e.g. CREATE_COMPLETE)."""
+
+    RUNNING = "RUNNING"  # local: the daemon runs
+    STOPPED = "STOPPED"  # local: the daemon does not run (any command but env status starts it)
+    NOT_FOUND = "NOT_FOUND"
+
+
 @dataclass(frozen=True)
 class EnvironmentInfo:
     name: str
-    status: str  # e.g. CREATE_COMPLETE / RUNNING / NOT_FOUND
+    status: str  # an EnvState, or on AWS the environment stack's status (e.g. CREATE_COMPLETE)
     ingress_url: str | None
     details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> bool:
+        return self.status == EnvState.NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -85,3 +111,77 @@ class Engine(Protocol):
 
     def versions(self, env: str, service: str) -> list[VersionInfo]: ...
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened in an environment: a deploy, a route change, a restart, a pipeline run."""
+
+    at: str
+    kind: str
+    service: str | None
+    version: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class EnvCreateOptions:
+    """Platform choices for a new environment (AWS): its mesh flavour, its ingress certificate, its policy."""
+
+    mesh: str | None = None
+    certificate_arn: str | None = None
+    policy: PlatformPolicy | None = None
+
+
+@dataclass(frozen=True)
+class PipelineCreateOptions:
+    """Where a pipeline reads its config from (AWS): a provider's repository through a connection, a branch."""
+
+    source: str | None = None
+    connection: str | None = None
+    branch: str | None = None
+
+
+@runtime_checkable
+class ConfigurableEnvironments(Protocol):
+    """An engine whose environments take platform choices (:class:`EnvCreateOptions`)."""
+
+    def env_create_with(self, env: str, options: EnvCreateOptions) -> EnvironmentInfo: ...
+
+
+@runtime_checkable
+class ConfigurablePipelines(Protocol):
+    """An engine whose pipelines can read another repository or branch, and can be deleted with their service
+    (its versions and routes) in one go."""
+
+    def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo: ...
+    def pipeline_delete_forced(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class PipelineWaiter(Protocol):
+    """An engine that can wait for a pipeline run to finish (by id, by commit, or the latest)."""
+
+    def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
+                      commit: str | None = None) -> PipelineRun: ...
+
+
+@runtime_checkable
+class PipelineStarter(Protocol):
+    """An engine that can start a run for a commit already pushed (default: the branch head)."""
+
+    def pipeline_start(self, env: str, service: str, commit: str | None = None) -> StartedRun: ...
+
+
+@runtime_checkable
+class StatsSource(Protocol):
+    """An engine that counts each version's traffic (requests, errors, latency) as the proxies saw it."""
+
+    def stats(self, env: str, service: str) -> ServiceStats: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """An engine that keeps what happened in an environment."""
+
+    def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]: ...

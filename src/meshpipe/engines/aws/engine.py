@@ -35,14 +35,16 @@ from meshpipe.engines.aws.service_connect import ServiceConnectOps, ingress_valu
 from meshpipe.engines.aws.stacks import Stacks, StackState, TemplateUploader
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
 from meshpipe.engines.base import (
+    EnvCreateOptions,
     EnvironmentInfo,
+    EnvState,
+    PipelineCreateOptions,
     PipelineInfo,
     Reporter,
     SilentReporter,
     VersionInfo,
 )
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh import plans
 from meshpipe.mesh.routing import (
     GatewayRoute,
     Route,
@@ -55,6 +57,7 @@ from meshpipe.model import check_service_name
 from meshpipe.pipeline.runs import PipelineRun
 from meshpipe.platform import PlatformPolicy
 from meshpipe.platform_policy import policy_from_text, policy_text
+from meshpipe.rollout import Move, planned
 from meshpipe.synth import policy_parameter
 from meshpipe.synth.pipeline_source import ConnectionSource, PipelineSource, parse_source
 from meshpipe.synth.service_pipeline import check_branch
@@ -215,6 +218,9 @@ class AwsEngine:
             details["ingress certificate"] = certificate_arn
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
+    def env_create_with(self, env: str, options: EnvCreateOptions) -> EnvironmentInfo:
+        return self.env_create(env, mesh=options.mesh, certificate_arn=options.certificate_arn, policy=options.policy)
+
     def _build_bucket(self, stack: StackState) -> str:
         return self._output_or_resource(stack, "BuildBucketName", "AWS::S3::Bucket",
                                         f"stack {stack.name} has no BuildBucketName output and no bucket")
@@ -252,8 +258,8 @@ class AwsEngine:
         found = environment_stacks(self.stacks, env)
         bucket = self.stacks.describe(names.build_bucket_stack(env))
         details = {
-            "environment stack": ctx.stack.status if ctx.stack else "NOT_FOUND",
-            "build bucket stack": bucket.status if bucket else "NOT_FOUND",
+            "environment stack": ctx.stack.status if ctx.stack else EnvState.NOT_FOUND,
+            "build bucket stack": bucket.status if bucket else EnvState.NOT_FOUND,
             "pipelines": str(len(found.pipelines)),
             "versions": str(sum(len(v) for v in found.versions.values())),
         }
@@ -265,7 +271,7 @@ class AwsEngine:
                 details["service stacks"] = str(len(found.service_stacks))
             else:
                 details["mesh"] = ctx.mesh
-        return EnvironmentInfo(name=env, status=ctx.stack.status if ctx.stack else "NOT_FOUND",
+        return EnvironmentInfo(name=env, status=ctx.stack.status if ctx.stack else EnvState.NOT_FOUND,
                                ingress_url=ctx.ingress_url, details=details)
 
     def env_delete(self, env: str) -> None:
@@ -362,6 +368,13 @@ class AwsEngine:
                             or f"{service}.{ctx.namespace}",
                             status=stack.status, repository=source.spec if source is not None else None,
                             branch=branch)
+
+    def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo:
+        return self.pipeline_create(env, service, source=options.source, connection=options.connection,
+                                    branch=options.branch)
+
+    def pipeline_delete_forced(self, env: str, service: str) -> None:
+        self.pipeline_delete(env, service, force=True)
 
     def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
         _check_env(env)
@@ -615,29 +628,20 @@ class AwsEngine:
 
     # -- rollouts ---------------------------------------------------------------------------------------
 
-    def rollout_promote(self, env: str, service: str, version: str | None = None) -> Route:
-        """All traffic to the new version. App Mesh: the canary's route at 100 % (or ``version``'s).
-        Service Connect: the running ECS deployment goes on (continued if paused at a lifecycle hook)."""
+    def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
+        """Promote: all traffic to the new version. App Mesh: the canary's route at 100 % (or ``version``'s);
+        Service Connect: the running ECS deployment goes on (continued if paused at a lifecycle hook).
+        Roll back: all traffic back. App Mesh: the stable version (or ``version``) at 100 %; Service Connect:
+        ECS stops the running deployment and rolls back to the revision it replaces."""
         _check_env(env)
         check_service_name(service)
         named = parse_version_ref(service, version) if version else None
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
             self._require_pipeline(env, service, "no service stack")
-            return self.sc.rollout_promote(ctx, service, named)
-        return self.route_set(env, service, plans.promote(self.route_show(env, service), named))
-
-    def rollout_rollback(self, env: str, service: str, to: str | None = None) -> Route:
-        """All traffic back. App Mesh: the stable version (or ``to``) at 100 %. Service Connect: ECS stops
-        the running deployment and rolls back to the revision it replaces."""
-        _check_env(env)
-        check_service_name(service)
-        named = parse_version_ref(service, to) if to else None
-        ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            self._require_pipeline(env, service, "no service stack")
-            return self.sc.rollout_rollback(ctx, service, named)
-        return self.route_set(env, service, plans.rollback(self.route_show(env, service), named))
+            own = self.sc.rollout_promote if move is Move.PROMOTE else self.sc.rollout_rollback
+            return own(ctx, service, named)
+        return self.route_set(env, service, planned(self.route_show(env, service), move, named))
 
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""

@@ -22,6 +22,8 @@ from typing import Any
 
 from meshpipe.engines.base import (
     EnvironmentInfo,
+    EnvState,
+    Event,
     PipelineInfo,
     Reporter,
     SilentReporter,
@@ -34,6 +36,7 @@ from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+from meshpipe.mesh.stats import ServiceStats
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 DAEMON_START_TIMEOUT = 60.0
@@ -213,7 +216,7 @@ class LocalEngine:
             details[f"service {svc['name']}"] = f"{svc['virtual_service']}: {versions}"
         for gr in status["gateway_routes"]:
             details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
-        return EnvironmentInfo(env, "RUNNING", status["ingress_url"], details)
+        return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
 
     def env_status(self, env: str) -> EnvironmentInfo:
         paths = self._existing(env)
@@ -237,7 +240,7 @@ class LocalEngine:
             url = f"http://127.0.0.1:{row.gateway_port}" if row and row.gateway_port else None
         finally:
             store.close()
-        return EnvironmentInfo(env, "STOPPED", url, details)
+        return EnvironmentInfo(env, EnvState.STOPPED, url, details)
 
     def env_delete(self, env: str) -> None:
         paths = self._existing(env)
@@ -395,22 +398,22 @@ class LocalEngine:
             raise OperationError(f"environment {env} has no ingress yet")
         return str(url)
 
-    def stats(self, env: str, service: str) -> dict[str, Any]:
+    def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
-        return self._client(env).stats(service)
+        return ServiceStats.from_json(self._client(env).stats(service))
 
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""
         return self._client(env).mesh_config()
 
-    def events(self, env: str, service: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
         from meshpipe.engines.local.state import StateStore
 
         paths = self._existing(env)
         store = StateStore(paths.state_db)
         try:
-            return [{"at": e.at, "kind": e.kind, "service": e.service, "version": e.version, "message": e.message}
+            return [Event(e.at, e.kind, e.service, e.version, e.message)
                     for e in store.events(limit=limit, service=service)]
         finally:
             store.close()
