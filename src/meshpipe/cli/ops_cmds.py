@@ -15,11 +15,14 @@ from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
 
 if TYPE_CHECKING:
-    from meshpipe.engines.base import Engine
+    from meshpipe.engines.base import Engine, Planner
+    from meshpipe.engines.plan import Plan
 
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
 EnvOpt = Annotated[str, typer.Option("--env", envvar="MESHPIPE_ENV", help="Environment name.")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan (the calls it would make, each with "
+                                                             "its reason) and change nothing (aws).")]
 
 env_app = typer.Typer(help="Create, inspect and delete environments (mesh, cluster, ingress).", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Service pipelines: config repo → Build → Deploy of a new version.", no_args_is_help=True)
@@ -37,6 +40,25 @@ def engine_for(name: str) -> Iterator[Engine]:
         yield get_engine(name, reporter)
     finally:
         reporter.close()
+
+
+def planner(engine: Engine) -> Planner:
+    """The engine as one that plans before it acts, for ``--dry-run``; refused (exit 2) when it does not."""
+    from meshpipe.engines.base import Planner
+
+    if not isinstance(engine, Planner):
+        from meshpipe.errors import UserError
+
+        raise UserError(f"--dry-run is not available on the {engine.name} engine")
+    return engine
+
+
+def show_plan(plan: Plan, fmt: Format) -> None:
+    if fmt is Format.json:
+        print_json(plan.as_dict())
+        return
+    for line in plan.lines():
+        out.print(escape(line), highlight=False)
 
 
 def lacking(engine: Engine) -> Exception:
@@ -60,7 +82,7 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
                mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
-               fmt: FormatOpt = Format.text) -> None:
+               fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
     from meshpipe.errors import UserError
@@ -75,6 +97,8 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_env_create(name, mesh, certificate_arn, policy), fmt)
         if isinstance(eng, ConfigurableEnvironments):
             info = eng.env_create_with(name, EnvCreateOptions(mesh, certificate_arn, policy))
         elif certificate_arn is not None:
@@ -105,9 +129,12 @@ def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], e
 
 
 @env_app.command("delete")
-def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local") -> None:
+def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local",
+               dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
     """Tear an environment down in the order that works: routes, versions, pipelines, buckets, environment."""
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_env_delete(name), fmt)
         eng.env_delete(name)
     out.print(f"environment {escape(name)} deleted")
 
@@ -120,7 +147,7 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
                     source: Annotated[str | None, typer.Option("--source", help="aws: codecommit (a repo <svc>-cfg, the default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO read through --connection.")] = None,
                     connection: Annotated[str | None, typer.Option("--connection", help="aws: ARN of the CodeConnections connection to the --source provider.")] = None,
                     branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
-                    fmt: FormatOpt = Format.text) -> None:
+                    fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
     """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
     from meshpipe.engines.base import ConfigurablePipelines, PipelineCreateOptions
     from meshpipe.errors import UserError
@@ -135,6 +162,8 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
     if branch is not None:
         check_branch(branch)
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_pipeline_create(env, service, source, connection, branch), fmt)
         if isinstance(eng, ConfigurablePipelines):
             info = eng.pipeline_create_with(env, service, PipelineCreateOptions(source, connection, branch))
         elif source is not None or connection is not None or branch is not None:
@@ -160,12 +189,14 @@ def print_pipeline(info: Any) -> None:
 def pipeline_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                     engine: EngineOpt = "local",
                     force: Annotated[bool, typer.Option(help="Delete the service's routes and versions first (aws).")] = False,
-                    ) -> None:
+                    dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
     """Delete a service's pipeline (refused while versions of the service exist)."""
     from meshpipe.engines.base import ConfigurablePipelines
     from meshpipe.errors import UserError
 
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_pipeline_delete(env, service, force), fmt)
         if not force:
             eng.pipeline_delete(env, service)
         elif isinstance(eng, ConfigurablePipelines):
@@ -267,12 +298,15 @@ def _print_route(route: Any, service: str) -> None:
 def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
               targets: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT pairs; a version by id, commit or "
                                                                    "virtual node name.", show_default=False)],
-              env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+              env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text,
+              dry_run: DryRunOpt = False) -> None:
     """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10."""
     from meshpipe.mesh.routing import parse_weight_args
 
     parsed = parse_weight_args(service, targets)
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_route_set(env, service, parsed), fmt)
         route = eng.route_set(env, service, parsed)
     print_json(route) if fmt is Format.json else _print_route(route, service)
 
@@ -392,11 +426,14 @@ def events(service: Annotated[str | None, typer.Argument(help="Only this service
 def version_delete(service: Annotated[str, typer.Argument(help="Service name.")],
                    version: Annotated[str, typer.Argument(help="Version id, commit or virtual node name.")],
                    force: Annotated[bool, typer.Option(help="Delete even while the version carries weight.")] = False,
-                   env: EnvOpt = "demo", engine: EngineOpt = "local") -> None:
+                   env: EnvOpt = "demo", engine: EngineOpt = "local", dry_run: DryRunOpt = False,
+                   fmt: FormatOpt = Format.text) -> None:
     """Delete a version's stack (refused while the version carries weight)."""
     from meshpipe.mesh.routing import parse_version_ref
 
     ver = parse_version_ref(service, version)
     with engine_for(engine) as eng:
+        if dry_run:
+            return show_plan(planner(eng).plan_version_delete(env, service, ver, force), fmt)
         eng.version_delete(env, service, ver, force=force)
     out.print(f"version {ver} of {escape(service)} deleted")

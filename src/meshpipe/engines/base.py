@@ -19,11 +19,12 @@ from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.rollout import Move, Rollouts
 
 if TYPE_CHECKING:
+    from meshpipe.engines.plan import Plan
     from meshpipe.platform import PlatformPolicy
 
 __all__ = ["ConfigurableEnvironments", "ConfigurablePipelines", "Engine", "EnvCreateOptions", "EnvState",
            "EnvironmentInfo", "Event", "EventSource", "Move", "PipelineCreateOptions", "PipelineInfo",
-           "PipelineStarter", "PipelineWaiter", "Reporter", "Rollouts", "SilentReporter", "StatsSource",
+           "PipelineStarter", "PipelineWaiter", "Planner", "Reporter", "Rollouts", "SilentReporter", "StatsSource",
            "VersionInfo"]
 
 
@@ -185,3 +186,18 @@ class EventSource(Protocol):
     """An engine that keeps what happened in an environment."""
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]: ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """An engine that plans its changing operations before it acts (``--dry-run``): each ``plan_*`` makes
+    read calls only and returns the ordered steps, which ``meshpipe.engines.plan.execute`` would run."""
+
+    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+                        policy: PlatformPolicy | None = None) -> Plan: ...
+    def plan_env_delete(self, env: str) -> Plan: ...
+    def plan_pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
+                             branch: str | None = None) -> Plan: ...
+    def plan_pipeline_delete(self, env: str, service: str, force: bool = False) -> Plan: ...
+    def plan_route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Plan: ...
+    def plan_version_delete(self, env: str, service: str, version: str, force: bool = False) -> Plan: ...

@@ -16,6 +16,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from meshpipe.engines.base import (
     SilentReporter,
     VersionInfo,
 )
+from meshpipe.engines.plan import Plan, execute
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import (
     GatewayRoute,
@@ -146,7 +148,13 @@ class AwsEngine:
 
     def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
                    policy: PlatformPolicy | None = None) -> EnvironmentInfo:
-        """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
+        """Create (or update) the environment, as :meth:`plan_env_create` plans it."""
+        info: EnvironmentInfo = execute(self.plan_env_create(env, mesh, certificate_arn, policy))
+        return info
+
+    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+                        policy: PlatformPolicy | None = None) -> Plan:
+        """Plan to create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
         existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
         environment keeps the certificate it has when none is given. ``policy`` is the platform policy every
         build of the environment applies (kept in an SSM parameter of the environment stack); without it an
@@ -185,38 +193,64 @@ class AwsEngine:
             policy = _kept_policy(existing)
         text = policy_text(policy)
         rendered = self._rendered(env, flavour, policy, certificate_arn=certificate_arn)
-        # The bundle is built before anything is deployed: if building fails, nothing is half-made.
-        self.reporter.step("building the build bundle")
-        with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
-            bundle = self.bundle(Path(folder)).read_bytes()
+        if existing is not None:
+            same_flavour(existing)  # refused now, not after the bundle was built
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
-        # The environment goes first: the platform templates may import its exports.
         what = "cluster, Service Connect namespace, load balancer" if flavour == names.SERVICE_CONNECT \
             else "cluster, mesh, ingress"
-        self.reporter.step(f"deploying the environment {env} (network, {what})")
-        env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
-                                       {"EnvironmentName": env, policy_parameter.POLICY_PARAMETER: text},
-                                       delete_hint=delete_hint,
-                                       uploader=self._stager(env), check_existing=same_flavour)
-        self.reporter.step(f"deploying the build bucket of {env}")
-        bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
-                                          _template(rendered, names.build_bucket_template_key(env)),
-                                          {"EnvironmentName": env}, delete_hint=delete_hint)
-        bucket = self._build_bucket(bucket_stack)
-        self.reporter.step(f"uploading the build bundle to s3://{bucket}/{names.BUNDLE_KEY}")
-        self.buckets.put(bucket, names.BUNDLE_KEY, bundle, "application/zip")
-        ctx = EnvContext.of(env, env_stack)
-        self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
-        details = {"mesh flavour": ctx.flavour}
-        if not ctx.service_connect:
-            details["mesh"] = ctx.mesh
-        details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
-                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
-                        "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
-        if certificate_arn:
-            details["ingress certificate"] = certificate_arn
-        return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
+        bucket_name = names.build_bucket_stack(env)
+        made: dict[str, Any] = {}
+
+        def build() -> None:
+            self.reporter.step("building the build bundle")
+            with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
+                made["bundle"] = self.bundle(Path(folder)).read_bytes()
+
+        def deploy_env() -> None:
+            self.reporter.step(f"deploying the environment {env} (network, {what})")
+            made["env"] = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
+                                             {"EnvironmentName": env, policy_parameter.POLICY_PARAMETER: text},
+                                             delete_hint=delete_hint,
+                                             uploader=self._stager(env), check_existing=same_flavour)
+
+        def deploy_bucket() -> None:
+            self.reporter.step(f"deploying the build bucket of {env}")
+            made["bucket"] = self._build_bucket(self.stacks.deploy(
+                bucket_name, _template(rendered, names.build_bucket_template_key(env)), {"EnvironmentName": env},
+                delete_hint=delete_hint))
+
+        def upload() -> None:
+            self.reporter.step(f"uploading the build bundle to s3://{made['bucket']}/{names.BUNDLE_KEY}")
+            self.buckets.put(made["bucket"], names.BUNDLE_KEY, made["bundle"], "application/zip")
+
+        def info() -> EnvironmentInfo:
+            ctx = EnvContext.of(env, made["env"])
+            bucket = made["bucket"]
+            self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
+            details = {"mesh flavour": ctx.flavour}
+            if not ctx.service_connect:
+                details["mesh"] = ctx.mesh
+            details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
+                            "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
+                            "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
+            if certificate_arn:
+                details["ingress certificate"] = certificate_arn
+            return EnvironmentInfo(name=env, status=made["env"].status, ingress_url=ctx.ingress_url, details=details)
+
+        plan = Plan(f"env create {env}", outcome=info)
+        # The bundle is built before anything is deployed: if building fails, nothing is half-made.
+        plan.add("local:build-bundle", "the build bundle (zip)", "the Build stage installs meshpipe from it; "
+                 "built first, so that a failure leaves nothing half-made", build)
+        # The environment goes first: the platform templates may import its exports.
+        plan.add(_stack_call(existing), names.env_stack(env),
+                 f"the environment ({flavour}: network, {what}), with the platform policy in its parameters; "
+                 "first, since the other stacks import its exports", deploy_env)
+        plan.add("cloudformation:CreateStack|UpdateStack", bucket_name,
+                 "the bucket the builds read the bundle from and stage large templates in", deploy_bucket)
+        plan.add("s3:PutObject", f"{names.BUNDLE_KEY} in the build bucket", "the bundle every build installs",
+                 upload)
+        return plan
 
     def env_create_with(self, env: str, options: EnvCreateOptions) -> EnvironmentInfo:
         return self.env_create(env, mesh=options.mesh, certificate_arn=options.certificate_arn, policy=options.policy)
@@ -275,13 +309,17 @@ class AwsEngine:
                                ingress_url=ctx.ingress_url, details=details)
 
     def env_delete(self, env: str) -> None:
+        execute(self.plan_env_delete(env))
+
+    def plan_env_delete(self, env: str) -> Plan:
+        """Tear the environment down in the order that works (see :mod:`.teardown`)."""
         _check_env(env)
         found = environment_stacks(self.stacks, env)
         if found.empty:
             raise NotFoundError(f"environment {env} does not exist on AWS (no stacks named {env}-...)",
                                 hint="list environments with `aws cloudformation list-stacks` or check the region")
         ctx = optional_env(self.stacks, env)
-        self._teardown().environment(ctx, found, retire=self._retirer(ctx, list(found.service_stacks)))
+        return self._teardown().environment(ctx, found, retire=self._retirer(ctx, list(found.service_stacks)))
 
     def _retirer(self, ctx: EnvContext, services: list[str]) -> Any:
         """For a Service Connect environment: what deregisters a service's kept revisions once its stack is
@@ -298,7 +336,13 @@ class AwsEngine:
 
     def pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
                         branch: str | None = None) -> PipelineInfo:
-        """Create (or update) the service's pipeline. ``source`` is ``codecommit`` (a repo the stack creates)
+        """Create (or update) the service's pipeline, as :meth:`plan_pipeline_create` plans it."""
+        info: PipelineInfo = execute(self.plan_pipeline_create(env, service, source, connection, branch))
+        return info
+
+    def plan_pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
+                             branch: str | None = None) -> Plan:
+        """Plan to create (or update) the service's pipeline. ``source`` is ``codecommit`` (a repo the stack creates)
         or ``github:OWNER/REPO``, ``gitlab:GROUP/PROJECT``, ``bitbucket:WORKSPACE/REPO`` read through the
         CodeConnections ``connection`` (an ARN); ``branch`` is the branch whose pushes start it. Left out, an
         existing pipeline keeps its own, and a new one gets CodeCommit and main."""
@@ -320,7 +364,7 @@ class AwsEngine:
             if problem:
                 raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
                                 hint="choose another service name")
-        existing = self.stacks.describe(names.pipeline_stack(env, service))
+        existing = found = self.stacks.describe(names.pipeline_stack(env, service))
         if existing is not None and existing.status == "ROLLBACK_COMPLETE":
             existing = None  # replaced by the deploy below; it holds nothing to keep
         had, had_branch = _source_of(existing)
@@ -337,15 +381,28 @@ class AwsEngine:
             # Deploying again keeps the service's gateway route.
             values.update(ingress_values(existing))
         template = self._pipeline_template(ctx, chosen, branch or had_branch)
-        self.reporter.step(f"deploying the pipeline of {service} in {env} (source: {_describe_source(chosen, service)})")
-        stack = self.stacks.deploy(
-            names.pipeline_stack(env, service), template, values,
-            delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
-                        "the cause shown above and create the pipeline again")
-        info = self._pipeline_info(ctx, service, stack)
-        where = f"{info.repository}, branch {info.branch}" if info.repository else info.clone_url
-        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {where}")
-        return info
+        made: dict[str, StackState] = {}
+
+        def deploy() -> None:
+            self.reporter.step(f"deploying the pipeline of {service} in {env} (source: "
+                               f"{_describe_source(chosen, service)})")
+            made["stack"] = self.stacks.deploy(
+                names.pipeline_stack(env, service), template, values,
+                delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
+                            "the cause shown above and create the pipeline again")
+
+        def info() -> PipelineInfo:
+            found = self._pipeline_info(ctx, service, made["stack"])
+            where = f"{found.repository}, branch {found.branch}" if found.repository else found.clone_url
+            self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {where}")
+            return found
+
+        plan = Plan(f"pipeline create {service} --env {env}", outcome=info)
+        plan.add(_stack_call(found), names.pipeline_stack(env, service),
+                 f"the pipeline of {service} (source: {_describe_source(chosen, service)}, branch "
+                 f"{branch or had_branch or 'main'})" + ("" if ctx.service_connect else
+                                                         ", with its virtual service and router"), deploy)
+        return plan
 
     def _pipeline_template(self, ctx: EnvContext, source: PipelineSource = None,
                            branch: str | None = None) -> dict[str, Any]:
@@ -377,14 +434,16 @@ class AwsEngine:
         self.pipeline_delete(env, service, force=True)
 
     def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
+        execute(self.plan_pipeline_delete(env, service, force))
+
+    def plan_pipeline_delete(self, env: str, service: str, force: bool = False) -> Plan:
         _check_env(env)
         check_service_name(service)
         stack = self._pipeline_stack(env, service)
         ctx = optional_env(self.stacks, env)
         found = environment_stacks(self.stacks, env)
         if ctx.service_connect:
-            self._service_connect_pipeline_delete(ctx, found, service, stack, force)
-            return
+            return self._service_connect_pipeline_delete(ctx, found, service, stack, force)
         versions = found.version_stacks(service)
         gateway_routes = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                           if r.service == service] if self.mesh.mesh_exists(ctx.mesh) else []
@@ -399,18 +458,29 @@ class AwsEngine:
             raise ConflictError(
                 f"gateway route(s) {', '.join(gateway_routes)} still send traffic to {service}",
                 hint=f"delete them first with `meshpipe route gateway-delete NAME --env {env} --engine aws`")
+        plan = Plan(f"pipeline delete {service} --env {env}",
+                    outcome=lambda: self.reporter.done(f"pipeline of {service} deleted"))
         for name in gateway_routes:
-            self.reporter.step(f"deleting gateway route {name}")
-            self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)
-        if self.mesh.mesh_exists(ctx.mesh) and self.mesh.delete_route(ctx.mesh, service):
-            self.reporter.step(f"deleted route r-{service}")
+            plan.add("appmesh:DeleteGatewayRoute", name, f"it sends traffic to {service} (--force)",
+                     partial(self._delete_gateway_route, ctx, name))
+        if self.mesh.mesh_exists(ctx.mesh):
+            plan.add("appmesh:DeleteRoute", f"r-{service} (when there is one)",
+                     "its virtual router goes with the pipeline stack", lambda: self._delete_route(ctx, service))
         teardown = self._teardown()
-        teardown.service_stacks(found, [service])
-        teardown.pipelines([stack.name])
-        self.reporter.done(f"pipeline of {service} deleted")
+        teardown.plan_service_stacks(plan, found, [service])
+        teardown.plan_pipelines(plan, [stack.name])
+        return plan
+
+    def _delete_gateway_route(self, ctx: EnvContext, name: str) -> None:
+        self.reporter.step(f"deleting gateway route {name}")
+        self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)
+
+    def _delete_route(self, ctx: EnvContext, service: str) -> None:
+        if self.mesh.delete_route(ctx.mesh, service):
+            self.reporter.step(f"deleted route r-{service}")
 
     def _service_connect_pipeline_delete(self, ctx: EnvContext, found: EnvironmentStacks, service: str,
-                                         stack: StackState, force: bool) -> None:
+                                         stack: StackState, force: bool) -> Plan:
         service_stack = found.service_stacks.get(service)
         if service_stack and not force:
             raise ConflictError(
@@ -418,11 +488,15 @@ class AwsEngine:
                 "undeletable (CloudFormation deletes it with the pipeline's service role)",
                 hint=f"pass --force to delete the service (its ECS service, gateway route and versions) and then "
                      f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
+        plan = Plan(f"pipeline delete {service} --env {ctx.env}",
+                    outcome=lambda: self.reporter.done(f"pipeline of {service} deleted"))
         teardown = self._teardown()
-        teardown.service_stacks(found, [service], retire=self._retirer(ctx, [service] if service_stack else []))
-        teardown.namespace_leftovers(ctx, service)
-        teardown.pipelines([stack.name])
-        self.reporter.done(f"pipeline of {service} deleted")
+        teardown.plan_service_stacks(plan, found, [service],
+                                     self._retirer(ctx, [service] if service_stack else []))
+        plan.add("servicediscovery:DeleteService", f"what ECS registered for {service} in the namespace",
+                 "no stack owns it", lambda: teardown.namespace_leftovers(ctx, service))
+        teardown.plan_pipelines(plan, [stack.name])
+        return plan
 
     def _pipeline_stack(self, env: str, service: str) -> StackState:
         stack = self.stacks.describe(names.pipeline_stack(env, service))
@@ -492,20 +566,32 @@ class AwsEngine:
     # -- service routes ---------------------------------------------------------------------------------
 
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
+        route: Route = execute(self.plan_route_set(env, service, targets))
+        return route
+
+    def plan_route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Plan:
         _check_env(env)
         check_service_name(service)
         route = make_route(service, targets)  # App Mesh's limits, checked before any call
         ctx = require_env(self.stacks, env)
+        weights = ", ".join(f"{t.virtual_node(service)}={t.weight}" for t in route.targets)
+        plan = Plan(f"route set {service} --env {env}", outcome=lambda: route)
         if ctx.service_connect:
             self._require_pipeline(env, service, "no service stack")
-            return self.sc.route_set(ctx, service, route.targets)
+            # Service Connect: ECS moves traffic itself; the same split is nothing to do, another is refused.
+            current = self.sc.route_set(ctx, service, route.targets)
+            plan.outcome = lambda: current
+            return plan
         self._require_pipeline(env, service, f"no virtual router {route.router}")
         for target in route.targets:
             self._require_version(env, service, target.version)
-        outcome = self.mesh.put_route(ctx.mesh, route)
-        weights = ", ".join(f"{t.virtual_node(service)}={t.weight}" for t in route.targets)
-        self.reporter.done(f"route {route.name} {outcome}: {weights}")
-        return route
+
+        def put() -> None:
+            outcome = self.mesh.put_route(ctx.mesh, route)
+            self.reporter.done(f"route {route.name} {outcome}: {weights}")
+
+        plan.add("appmesh:CreateRoute|UpdateRoute", f"{route.name} on {route.router}", f"weights {weights}", put)
+        return plan
 
     def _require_pipeline(self, env: str, service: str, consequence: str) -> StackState:
         stack = self._pipeline_stack(env, service)
@@ -594,13 +680,15 @@ class AwsEngine:
         return counts
 
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
+        execute(self.plan_version_delete(env, service, version, force))
+
+    def plan_version_delete(self, env: str, service: str, version: str, force: bool = False) -> Plan:
         _check_env(env)
         check_service_name(service)
         version = parse_version_ref(service, version)
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
-            self.sc.version_delete(ctx, service, version, force)
-            return
+            return self.sc.version_delete(ctx, service, version, force)
         stack_name = names.version_stack(env, service, version)
         if self.stacks.describe(stack_name) is None:
             raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name})",
@@ -611,10 +699,16 @@ class AwsEngine:
             raise ConflictError(f"version {version} of {service} still receives {weight}% of its traffic",
                                 hint=f"move the traffic first, e.g. `meshpipe route set {service} OTHER=100 "
                                      f"--env {env} --engine aws`, or pass --force")
+        plan = Plan(f"version delete {service} {version} --env {env}",
+                    outcome=lambda: self.reporter.done(f"version {version} of {service} deleted"))
         if route is not None and any(t.version == version for t in route.targets):
-            self._drop_target(ctx, route, version)
-        self.stacks.delete(stack_name)
-        self.reporter.done(f"version {version} of {service} deleted")
+            rest = [t for t in route.targets if t.version != version]
+            plan.add("appmesh:UpdateRoute" if any(t.weight > 0 for t in rest) else "appmesh:DeleteRoute", route.name,
+                     f"take {version} out of the route before its virtual node goes away",
+                     lambda: self._drop_target(ctx, route, version))
+        plan.add("cloudformation:DeleteStack", stack_name, f"version {version}: its ECS service, task definition "
+                 "and virtual node", lambda: self.stacks.delete(stack_name))
+        return plan
 
     def _drop_target(self, ctx: EnvContext, route: Route, version: str) -> None:
         """Take a version out of the route before its virtual node goes away."""
@@ -652,6 +746,15 @@ class AwsEngine:
 
     def environment_stacks(self, env: str) -> EnvironmentStacks:
         return environment_stacks(self.stacks, env)
+
+
+def _stack_call(existing: StackState | None) -> str:
+    """The stack operation Stacks.deploy makes of a stack in this state."""
+    if existing is None:
+        return "cloudformation:CreateStack"
+    if existing.status == "ROLLBACK_COMPLETE":  # a first creation that failed: deleted, then created again
+        return "cloudformation:DeleteStack+CreateStack"
+    return "cloudformation:UpdateStack"
 
 
 def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from meshpipe.engines.aws import names
@@ -32,6 +33,7 @@ from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.stacks import Stacks, StackState
 from meshpipe.engines.aws.teardown import EnvironmentStacks, environment_stacks
 from meshpipe.engines.base import Reporter, VersionInfo
+from meshpipe.engines.plan import Plan
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 from meshpipe.synth import service_connect as sc
@@ -313,7 +315,8 @@ class ServiceConnectOps:
                 healthy_tasks=running, desired_tasks=desired))
         return infos
 
-    def version_delete(self, ctx: EnvContext, service: str, version: str, force: bool = False) -> None:
+    def version_delete(self, ctx: EnvContext, service: str, version: str, force: bool = False) -> Plan:
+        """The plan to delete a version: deregister its task-definition revisions (refused while one serves)."""
         state = self.ecs.service(ctx.cluster, service)
         revisions = [r for r in self._revisions(ctx, service, state) if r.version == version]
         if not revisions:
@@ -328,10 +331,16 @@ class ServiceConnectOps:
                 + (", which --force does not change: its tasks would go on running it" if force else "") + ")",
                 hint=f"deploy another version first (push a commit to {service}-cfg) and wait until the "
                      "deployment has finished")
+        plan = Plan(f"version delete {service} {version}",
+                    outcome=lambda: self.reporter.done(f"version {version} of {service} deleted"))
         for revision in revisions:
-            self.ecs.deregister(revision.arn)
-            self.reporter.step(f"deregistered {revision.name}")
-        self.reporter.done(f"version {version} of {service} deleted")
+            plan.add("ecs:DeregisterTaskDefinition", revision.name, f"a revision of version {version}, serving no "
+                     "task", partial(self._deregister, revision.arn, revision.name))
+        return plan
+
+    def _deregister(self, arn: str, name: str) -> None:
+        self.ecs.deregister(arn)
+        self.reporter.step(f"deregistered {name}")
 
     def retire_all(self, ctx: EnvContext, service: str, family: str | None) -> None:
         """Deregister every revision of the service kept by its stack (after the stack is gone)."""

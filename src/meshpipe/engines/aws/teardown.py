@@ -24,6 +24,7 @@ from meshpipe.engines.aws.env_context import EnvContext
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.stacks import Stacks, StackSummary
 from meshpipe.engines.base import Reporter
+from meshpipe.engines.plan import Plan
 
 BUCKET_TYPE = "AWS::S3::Bucket"
 HTTP_NAMESPACE_TYPE = "AWS::ServiceDiscovery::HttpNamespace"
@@ -89,19 +90,48 @@ class Teardown:
         self.reporter = reporter
 
     def environment(self, ctx: EnvContext, found: EnvironmentStacks,
-                    retire: Callable[[str], None] | None = None) -> None:
-        """``retire(service)`` runs once a service stack is gone (Service Connect: its kept revisions)."""
+                    retire: Callable[[str], None] | None = None) -> Plan:
+        """The plan that tears the environment down; ``retire(service)`` runs once a service stack is gone
+        (Service Connect: its kept revisions). Planning reads nothing more than ``found`` already holds."""
+        plan = Plan(f"env delete {ctx.env}", outcome=lambda: self.reporter.done(f"environment {ctx.env} deleted"))
         if not ctx.service_connect:
-            self.routes(ctx)
-        self.service_stacks(found, list(found.pipelines) + list(found.versions), retire=retire)
-        self.namespace_leftovers(ctx)
-        self.pipelines([found.pipelines[s] for s in sorted(found.pipelines)])
+            plan.add("appmesh:DeleteGatewayRoute,DeleteRoute", f"every gateway route and route in mesh {ctx.mesh}",
+                     "they are in no stack, and virtual nodes, routers and services cannot go while routes "
+                     "point at them", lambda: self.routes(ctx))
+        services = list(found.pipelines) + list(found.versions)
+        self.plan_service_stacks(plan, found, services, retire)
+        if ctx.service_connect:
+            plan.add("servicediscovery:DeleteService", f"what ECS registered in the namespace of {ctx.env}",
+                     "no stack owns it, and it keeps the namespace from being deleted",
+                     lambda: self.namespace_leftovers(ctx))
+        self.plan_pipelines(plan, [found.pipelines[s] for s in sorted(found.pipelines)])
         if found.build_bucket_stack:
-            self.empty_stack_buckets(found.build_bucket_stack)
-            self.stacks.delete(found.build_bucket_stack)
+            bucket_stack = found.build_bucket_stack
+            plan.add("s3:DeleteObjects", f"the build bucket of {bucket_stack}",
+                     "CloudFormation cannot delete a bucket that holds objects",
+                     lambda: self.empty_stack_buckets(bucket_stack))
+            plan.add("cloudformation:DeleteStack", bucket_stack, "the build bucket",
+                     lambda: self.stacks.delete(bucket_stack))
         if found.env_stack:
-            self.stacks.delete(found.env_stack)
-        self.reporter.done(f"environment {ctx.env} deleted")
+            env_stack = found.env_stack
+            plan.add("cloudformation:DeleteStack", env_stack,
+                     "the network, cluster, mesh or namespace and ingress, last: everything above runs inside it",
+                     lambda: self.stacks.delete(env_stack))
+        return plan
+
+    def plan_service_stacks(self, plan: Plan, found: EnvironmentStacks, services: list[str],
+                            retire: Callable[[str], None] | None = None) -> None:
+        doomed = self._service_stacks_of(found, services)
+        if doomed or retire is not None:
+            plan.add("cloudformation:DeleteStack", ", ".join(doomed) or "(none)",
+                     "the versions' and services' stacks first: CloudFormation deletes them with the service role "
+                     "their pipeline stack holds", lambda: self.service_stacks(found, services, retire=retire))
+
+    def plan_pipelines(self, plan: Plan, pipeline_stacks: list[str]) -> None:
+        if pipeline_stacks:
+            plan.add("cloudformation:DeleteStack", ", ".join(pipeline_stacks),
+                     "the pipelines, their artifact buckets emptied first and deleted after (the template retains "
+                     "them)", lambda: self.pipelines(pipeline_stacks))
 
     def routes(self, ctx: EnvContext) -> None:
         """Every gateway route on the ingress gateway and every route of every virtual router."""
@@ -118,17 +148,22 @@ class Teardown:
     def service_stacks(self, found: EnvironmentStacks, services: list[str],
                        retire: Callable[[str], None] | None = None) -> None:
         """Version stacks (and per-service stacks) of ``services``, all deleted before this returns."""
-        doomed: list[str] = []
-        for service in sorted(set(services)):
-            doomed += found.version_stacks(service)
-            if service in found.service_stacks:
-                doomed.append(found.service_stacks[service])
+        doomed = self._service_stacks_of(found, services)
         if doomed:
             self.reporter.step(f"deleting {len(doomed)} service stack(s): {', '.join(doomed)}")
             self.stacks.delete_all(doomed)
         if retire is not None:
             for service in sorted(set(services) & set(found.service_stacks)):
                 retire(service)
+
+    @staticmethod
+    def _service_stacks_of(found: EnvironmentStacks, services: list[str]) -> list[str]:
+        doomed: list[str] = []
+        for service in sorted(set(services)):
+            doomed += found.version_stacks(service)
+            if service in found.service_stacks:
+                doomed.append(found.service_stacks[service])
+        return doomed
 
     def namespace_leftovers(self, ctx: EnvContext, service: str | None = None) -> None:
         """Service Connect: the Cloud Map services (and their instances) ECS registered in the environment's
