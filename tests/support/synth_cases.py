@@ -73,5 +73,35 @@ def golden_path(result: SynthResult) -> Path:
     return GOLDEN_DIR / result.mesh / result.file_name
 
 
+# synth --diff goldens: the second hello-backend (other greeting, examples/hello-backend-cfg-v2) at another
+# commit, against the golden template of the first, in each flavour.
+DIFF_COMMIT = "0badc0de" + "2" * 32
+DIFF_MANIFEST = EXAMPLES / "hello-backend-cfg-v2" / "manifest.yaml"
+
+
+def diff_argv(mesh: str) -> list[str]:
+    """The ``meshpipe synth --diff`` command line of a diff golden, its paths relative to the repository."""
+    previous = golden_path(synthesize(sample_version("hello-backend"), mesh)).relative_to(REPO)
+    return ["synth", str(DIFF_MANIFEST.relative_to(REPO)), "--commit", DIFF_COMMIT, "--service", "hello-backend",
+            "--platform", str(PLATFORM_FILE.relative_to(REPO)), "--mesh", mesh, "--diff", str(previous)]
+
+
+def diff_golden_path(mesh: str) -> Path:
+    return GOLDEN_DIR / "diff" / f"{mesh}-hello-backend-v2.txt"
+
+
+def diff_golden_text(mesh: str) -> str:
+    import json
+
+    from meshpipe.synth.diff import diff_lines, diff_templates
+
+    argv = diff_argv(mesh)
+    previous = argv[argv.index("--diff") + 1]
+    old = json.loads((REPO / previous).read_text(encoding="utf-8"))
+    new = synthesize(resolve(load_manifest(DIFF_MANIFEST, platform().policy), platform(), "hello-backend",
+                             DIFF_COMMIT), mesh)
+    return "\n".join(diff_lines(diff_templates(old, new.template), previous, f"{new.stack_name} (new)")) + "\n"
+
+
 def golden_results() -> list[SynthResult]:
     return [synthesize(sample_version(service), mesh) for service in SAMPLES for mesh in MESH_FLAVOURS]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,12 +60,51 @@ def synth(
     mesh: Annotated[str, typer.Option("--mesh", help="appmesh or service-connect.")] = "appmesh",
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
     policy: Annotated[Path | None, typer.Option("--policy", help="Platform file whose policy: section applies, with the settings from the environment variables (default: $MESHPIPE_POLICY, else the default policy).")] = None,
+    diff: Annotated[str | None, typer.Option("--diff", metavar="STACK_OR_FILE", help="Print what the new template changes, resource by resource, against a template file (or, with --engine aws, a deployed stack's template), and write nothing.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="With --diff STACK: the engine holding the stack (aws).")] = None,
 ) -> None:
     """Synthesize a version stack; print its stack name. Writes nothing when anything is wrong."""
     from meshpipe.api import load_platform, synth_manifest, write_template
 
     settings = load_platform(platform, policy_file=policy)
     result = synth_manifest(manifest, commit=commit, platform=settings, service=service, mesh=mesh)
+    if diff is not None:
+        _print_diff(result.template, result.stack_name, diff, engine)
+        return
     path = write_template(result, output_dir)
     out.print(result.stack_name)
     err.print(f"[dim]wrote {path}[/dim]")
+
+
+def _previous_template(where: str, engine: str | None) -> dict[str, Any]:
+    """The template to compare with: a file, else (with --engine) a deployed stack's."""
+    from meshpipe.errors import UserError
+
+    path = Path(where)
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{where}: not a JSON template ({exc})") from None
+        if not isinstance(found, dict):
+            raise UserError(f"{where}: not a JSON template (a JSON object)")
+        return found
+    if engine is None:
+        raise UserError(f"there is no file {where}",
+                        hint="pass a template file, or a deployed stack's name with --engine aws")
+    from meshpipe.cli.ops_cmds import engine_for
+    from meshpipe.engines.base import DeployedTemplates
+
+    with engine_for(engine) as eng:
+        if not isinstance(eng, DeployedTemplates):
+            raise UserError(f"the {eng.name} engine keeps no deployed templates; --diff STACK applies to "
+                            "--engine aws", hint="pass a template file instead")
+        return eng.deployed_template(where)
+
+
+def _print_diff(template: dict[str, Any], stack_name: str, where: str, engine: str | None) -> None:
+    from meshpipe.synth.diff import diff_lines, diff_templates
+
+    old = _previous_template(where, engine)
+    for line in diff_lines(diff_templates(old, template), where, f"{stack_name} (new)"):
+        sys.stdout.write(line + "\n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 from meshpipe.mesh.stats import ServiceStats
@@ -22,10 +22,28 @@ if TYPE_CHECKING:
     from meshpipe.engines.plan import Plan
     from meshpipe.platform import PlatformPolicy
 
-__all__ = ["ConfigurableEnvironments", "ConfigurablePipelines", "Engine", "EnvCreateOptions", "EnvState",
-           "EnvironmentInfo", "Event", "EventSource", "Move", "PipelineCreateOptions", "PipelineInfo",
-           "PipelineStarter", "PipelineWaiter", "Planner", "Reporter", "Rollouts", "SilentReporter", "StatsSource",
-           "VersionInfo"]
+__all__ = [
+    "ConfigurableEnvironments",
+    "ConfigurablePipelines",
+    "DeployedTemplates",
+    "Engine",
+    "EnvCreateOptions",
+    "EnvState",
+    "EnvironmentInfo",
+    "Event",
+    "EventSource",
+    "Move",
+    "PipelineCreateOptions",
+    "PipelineInfo",
+    "PipelineStarter",
+    "PipelineWaiter",
+    "Planner",
+    "Reporter",
+    "Rollouts",
+    "SilentReporter",
+    "StatsSource",
+    "VersionInfo",
+]
 
 
 class Reporter(Protocol):
@@ -201,3 +219,10 @@ class Planner(Protocol):
     def plan_pipeline_delete(self, env: str, service: str, force: bool = False) -> Plan: ...
     def plan_route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Plan: ...
     def plan_version_delete(self, env: str, service: str, version: str, force: bool = False) -> Plan: ...
+
+
+@runtime_checkable
+class DeployedTemplates(Protocol):
+    """An engine that can read the template a stack was deployed with (``synth --diff STACK``)."""
+
+    def deployed_template(self, stack: str) -> dict[str, Any]: ...

@@ -12,6 +12,7 @@ refuses it before any call; environments made before keep working with every oth
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
 from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
-from meshpipe.engines.aws.errors import error_code
+from meshpipe.engines.aws.errors import error_code, is_not_found
 from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
@@ -736,6 +737,20 @@ class AwsEngine:
             own = self.sc.rollout_promote if move is Move.PROMOTE else self.sc.rollout_rollback
             return own(ctx, service, named)
         return self.route_set(env, service, planned(self.route_show(env, service), move, named))
+
+    def deployed_template(self, stack: str) -> dict[str, Any]:
+        """The template ``stack`` was last deployed with, as CloudFormation keeps it (GetTemplate)."""
+        found = self.calls.call_or_none("cloudformation", "get_template", when=is_not_found, StackName=stack,
+                                        TemplateStage="Original")
+        if found is None:
+            raise NotFoundError(f"there is no stack {stack} in this account and region",
+                                hint="name a deployed stack, or pass the path of a template file")
+        body = found.get("TemplateBody")
+        # botocore hands a JSON template over already parsed; a YAML one stays text.
+        template = json.loads(body) if isinstance(body, str) else body
+        if not isinstance(template, dict):
+            raise OperationError(f"the template of stack {stack} is not a JSON object")
+        return dict(template)
 
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""
