@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from moto import mock_aws
-
 from meshpipe.cli import main
-from test_aws_support import use_fake_credentials
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch):
-    use_fake_credentials(monkeypatch)
-    with mock_aws():
-        yield
+from support.aws import use_fake_credentials
 
 
 def test_status_of_a_missing_environment_exits_2(aws, capsys):

@@ -24,9 +24,7 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from meshpipe.errors import OperationError
-from support.aws_calls import LEDGER
-from test_aws_service_connect import OLD, WEB, DeploymentsEcs, World
-from test_aws_support import (
+from support.aws import (
     REGION,
     FakeClock,
     RecordingFactory,
@@ -35,6 +33,8 @@ from test_aws_support import (
     stand_in_templates,
     use_fake_credentials,
 )
+from support.aws_calls import LEDGER
+from test_aws_service_connect import OLD, WEB, DeploymentsEcs, World
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
 MODEL = botocore.session.get_session().get_service_model("servicediscovery")

@@ -14,7 +14,7 @@ from meshpipe.engines.aws.errors import translate
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import WeightedTarget
-from test_aws_support import ANY, FakeClock, StubFactory, make_engine, stubbed, use_fake_credentials
+from support.aws import ANY, FakeClock, StubFactory, make_engine, stubbed, use_fake_credentials
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 ENV_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-env/1"

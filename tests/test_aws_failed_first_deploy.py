@@ -16,18 +16,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from moto.cloudformation.models import cloudformation_backends
 
 from meshpipe.engines.aws.clients import ClientError
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.service_pipeline import render_service_pipeline
-from test_aws_support import REGION, FakeClock, RecordingFactory, make_engine, use_fake_credentials, version_template
+from support.aws import REGION, FakeClock, RecordingFactory, make_engine, version_template
 
 ACCOUNT = "123456789012"  # moto's default account
 SERVICE = "hello-web"
@@ -139,12 +137,6 @@ class CloudFormationDeployAction:
         except ClientError:
             return None
 
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
-    use_fake_credentials(monkeypatch)
-    with mock_aws():
-        yield RecordingFactory()
 
 
 def deploy_role(factory: RecordingFactory) -> str:

@@ -20,8 +20,7 @@ from meshpipe.errors import ConflictError
 from meshpipe.mesh.routing import make_gateway_route
 from meshpipe.synth import service_connect as sc
 from support import synth_cases as cases
-from test_aws_service_connect import ACCOUNT, DeploymentsEcs, Rollout
-from test_aws_support import (
+from support.aws import (
     FakeClock,
     RecordingFactory,
     RecordingReporter,
@@ -29,6 +28,7 @@ from test_aws_support import (
     stand_in_templates,
     use_fake_credentials,
 )
+from test_aws_service_connect import ACCOUNT, DeploymentsEcs, Rollout
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
 WEIGHTS = ("IngressPrimaryWeight", "IngressAlternateWeight")

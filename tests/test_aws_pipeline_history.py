@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.errors import NotFoundError
-from test_aws_support import FakeClock, RecordingFactory, make_engine, stubbed, use_fake_credentials
+from support.aws import FakeClock, RecordingFactory, make_engine, stubbed, use_fake_credentials
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 PIPELINE = "demo-hello-backend"  # the stand-in pipeline stack's PipelineName output

@@ -18,7 +18,7 @@ from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.plan import Plan
 from meshpipe.mesh.routing import WeightedTarget
-from test_aws_support import (
+from support.aws import (
     REGION,
     FakeClock,
     RecordingFactory,

@@ -14,7 +14,7 @@ from meshpipe.engines.aws.names import StackKinds
 from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.rollout import Move
-from test_aws_support import (
+from support.aws import (
     FakeClock,
     RecordingFactory,
     existing_appmesh_environment,

@@ -23,7 +23,7 @@ from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.rollout import Move
 from meshpipe.synth import service_connect as sc
-from test_aws_support import (
+from support.aws import (
     INGRESS,
     FakeClock,
     RecordingFactory,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY, template_bytes
 from meshpipe.errors import OperationError
-from test_aws_support import (
+from support.aws import (
     ANY,
     FakeClock,
     RecordingFactory,
@@ -174,11 +172,6 @@ def test_a_failed_update_that_rolled_back_says_the_stack_still_works() -> None:
     assert "LogGroup (AWS::Logs::LogGroup) UPDATE_FAILED: Invalid retention" in caught.value.message
     assert caught.value.hint and "previous state and still works" in caught.value.hint
 
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
-    with mock_aws():
-        yield RecordingFactory()
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
 
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.errors import ConflictError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
-from test_aws_support import (
+from support.aws import (
     INGRESS,
     FakeClock,
     RecordingFactory,
     RecordingReporter,
     existing_appmesh_environment,
     make_engine,
-    use_fake_credentials,
     version_template,
 )
 
@@ -26,12 +23,6 @@ WEB_COMMIT = "66f2a19c" + "0" * 32
 OLD_BACKEND = "e9d5f17a" + "1" * 32
 NEW_BACKEND = "0badc0de" + "2" * 32
 
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
-    use_fake_credentials(monkeypatch)
-    with mock_aws():
-        yield RecordingFactory()
 
 
 def create_router(factory: RecordingFactory, env: str, service: str) -> None:

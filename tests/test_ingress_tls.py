@@ -35,14 +35,14 @@ from meshpipe.synth.lint import blocking_findings, lint_template
 from meshpipe.synth.platform_render import platform_template_files
 from meshpipe.synth.service_connect import LISTENER_EXPORT
 from support import synth_cases as cases
-from support.resource_schemas import resource_schema
-from test_aws_support import (
+from support.aws import (
     FakeClock,
     RecordingFactory,
     make_engine,
     stand_in_templates,
     use_fake_credentials,
 )
+from support.resource_schemas import resource_schema
 
 LISTENER_TYPE = "AWS::ElasticLoadBalancingV2::Listener"
 GOOD = [

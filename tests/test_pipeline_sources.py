@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from meshpipe.cli import main
 from meshpipe.errors import ConflictError, UserError
@@ -24,7 +22,7 @@ from meshpipe.synth.cfn import template_json
 from meshpipe.synth.lint import lint_template
 from meshpipe.synth.pipeline_source import ConnectionSource, parse_source
 from meshpipe.synth.service_pipeline import render_service_pipeline
-from test_aws_support import (
+from support.aws import (
     ANY,
     FakeClock,
     RecordingFactory,
@@ -214,12 +212,6 @@ def test_codecommit_pipelines_are_unchanged_by_the_source_option() -> None:
 
 
 # ---- pipeline create on AWS ----
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
-    use_fake_credentials(monkeypatch)
-    with mock_aws():
-        yield RecordingFactory()
 
 
 def stack_parameters(factory: RecordingFactory, name: str) -> dict[str, str]:

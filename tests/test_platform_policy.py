@@ -11,13 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from moto import mock_aws
 
 from meshpipe.cli import main
 from meshpipe.errors import UserError, ValidationError
@@ -34,7 +32,7 @@ from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.lint import lint_template
 from meshpipe.synth.platform_render import platform_template_files, render_platform
-from test_aws_support import FakeClock, RecordingFactory, RecordingReporter, make_engine, use_fake_credentials
+from support.aws import FakeClock, RecordingFactory, RecordingReporter, make_engine, use_fake_credentials
 from test_platform_templates import actions_of, params_of, resolve, resources_of, statements
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,12 +286,6 @@ def test_env_create_checks_the_platform_file_before_anything_else(
 
 
 # ---- on AWS (moto) ----
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
-    use_fake_credentials(monkeypatch)
-    with mock_aws():
-        yield RecordingFactory()
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")

@@ -12,8 +12,8 @@ from meshpipe.cli import main
 from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.synth import MESH_FLAVOURS
 from meshpipe.synth.diff import diff_lines, diff_templates
+from support.aws import REGION, use_fake_credentials
 from support.synth_cases import REPO, diff_argv, diff_golden_path
-from test_aws_support import REGION, use_fake_credentials
 
 
 @pytest.mark.parametrize("mesh", MESH_FLAVOURS)
