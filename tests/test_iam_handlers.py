@@ -91,6 +91,7 @@ def test_resource_types_without_handlers_are_the_ones_meshpipe_tables() -> None:
     types = {res["Type"] for t in TEMPLATES.values() for res in t.template["Resources"].values()}
     without = {t for t in types if not iam.has_handlers(t)}
     assert without == set(UNREGISTERED_TYPE_ACTIONS)
+    assert UNREGISTERED_TYPE_ACTIONS
     for actions in UNREGISTERED_TYPE_ACTIONS.values():
         assert [a for a in actions if not in_newer_catalogue(a)] == []
 

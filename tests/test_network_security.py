@@ -197,7 +197,9 @@ def test_every_rule_and_group_has_a_description_ec2_accepts() -> None:
         tpl = env(mesh, cert)
         for group in (TASKS, LOAD_BALANCER):
             assert group_text.fullmatch(tpl["Resources"][group]["Properties"]["GroupDescription"])
-            for rule in ingress_rules(tpl, group) + egress_rules(tpl, group):
+            rules = ingress_rules(tpl, group) + egress_rules(tpl, group)
+            assert rules, (mesh, group)
+            for rule in rules:
                 assert rule_text.fullmatch(rule.get("Description", "")), (mesh, group, rule)
 
 

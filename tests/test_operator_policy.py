@@ -90,6 +90,7 @@ def test_a_botocore_operation_maps_to_its_iam_action(service: str, operation: st
 
 
 def test_each_renamed_operation_has_no_action_of_its_own_and_maps_to_a_real_one() -> None:
+    assert _IAM_ACTION_EXCEPTIONS
     for (prefix, operation), action in _IAM_ACTION_EXCEPTIONS.items():
         assert not in_newer_catalogue(f"{prefix}:{operation}"), operation
         assert in_newer_catalogue(action), action
