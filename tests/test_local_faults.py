@@ -119,7 +119,7 @@ def test_twenty_pushes_in_a_second_run_one_at_a_time_and_the_last_one_wins(make_
     # Into the repo without a run (another branch), then reported as the hook reports pushes: 20 at once.
     gitrepo.run_git(["push", "-q", "origin", "HEAD:refs/heads/staging"], cwd=workdir)
     started = time.monotonic()
-    run_ids = [env.engine.push(ENV, "hello-backend", c) for c in commits]
+    run_ids = [env.engine.pipeline_start(ENV, "hello-backend", c).run_id for c in commits]
     assert time.monotonic() - started < 1.0
     for run_id in run_ids:
         env.engine.pipeline_wait(ENV, "hello-backend", run_id, timeout=90)

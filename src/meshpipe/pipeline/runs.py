@@ -13,6 +13,7 @@ from enum import StrEnum
 class RunStatus(StrEnum):
     """The status of a run or of one of its stages."""
 
+    PENDING = "Pending"  # a stage not started yet
     IN_PROGRESS = "InProgress"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -25,7 +26,7 @@ class RunStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (RunStatus.IN_PROGRESS, RunStatus.STOPPING)
+        return self not in (RunStatus.PENDING, RunStatus.IN_PROGRESS, RunStatus.STOPPING)
 
 
 @dataclass(frozen=True)
