@@ -20,6 +20,8 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     GET    /v1/services/{svc}/versions
     DELETE /v1/services/{svc}/versions/{ver}?force=true
     GET    /v1/services/{svc}/stats                per-version requests, errors, latency from every proxy
+    GET    /metrics                                the environment's Prometheus page (text); also takes the
+                                                   metrics token (metrics.token), which opens nothing else
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
@@ -42,6 +44,8 @@ from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024
+METRICS_PATH = "/metrics"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
@@ -141,6 +145,7 @@ class ControlTarget(Protocol):
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
+    async def metrics(self) -> bytes: ...
 
 
 def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
@@ -150,17 +155,25 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
     return value
 
 
-def make_control_app(target: ControlTarget, token: str) -> Any:
-    """The aiohttp application of the control API."""
+def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
+    """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
+    ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
     from aiohttp import web
 
     expected = f"Bearer {token}".encode()
+    scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
+
+    def allowed(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return True
+        return (scraper is not None and request.path == METRICS_PATH and request.method in ("GET", "HEAD")
+                and hmac.compare_digest(given, scraper))
 
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if not allowed(request):
             return web.json_response({"error": {"kind": "user", "message": "missing or wrong bearer token",
                                                 "hint": "use the token in the environment's daemon.json"}},
                                      status=401)
@@ -270,6 +283,9 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(request.match_info["svc"]))
 
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/shutdown", shutdown)
@@ -288,6 +304,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
     app.router.add_get("/v1/services/{svc}/stats", stats)
+    app.router.add_get(METRICS_PATH, metrics)
     return app
 
 
@@ -304,6 +321,26 @@ class ControlClient:
         self.port = port
         self.token = token
         self.timeout = timeout
+
+    def metrics(self, timeout: float | None = None) -> str:
+        """The environment's Prometheus page."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout or self.timeout)
+        try:
+            conn.request("GET", METRICS_PATH, headers={"Authorization": f"Bearer {self.token}"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
+                                    f"{exc or type(exc).__name__}") from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            raise error_from_json(resp.status, data)
+        return raw.decode("utf-8")
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         payload = json.dumps(body).encode() if body is not None else None

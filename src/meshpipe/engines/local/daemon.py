@@ -26,6 +26,7 @@ import os
 import secrets
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
-from meshpipe.engines.local.daemonfiles import acquire_lock, read_daemon_file, write_daemon_file
+from meshpipe.engines.local.daemonfiles import acquire_lock, metrics_token, read_daemon_file, write_daemon_file
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
@@ -127,6 +128,7 @@ class Daemon(ControlApi):
         self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
+        self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
 
@@ -136,7 +138,8 @@ class Daemon(ControlApi):
         return MeshSnapshot(
             generation=generation, environment=self.env.name, namespace=self.env.namespace,
             services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
-            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()))
+            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()),
+            listener_ports=self.store.listener_ports())
 
     # -- life cycle --
 
@@ -181,7 +184,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token), access_log=None)
+        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                     access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

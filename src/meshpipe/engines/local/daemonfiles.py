@@ -43,3 +43,18 @@ def acquire_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def metrics_token(path: Path) -> str:
+    """The bearer token Prometheus scrapes ``/metrics`` with: made once, kept across daemon restarts (unlike
+    the control token), readable by its owner only. It opens ``/metrics`` and nothing else."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        write_atomically(path, token + "\n", mode=0o600)
+    return token

@@ -219,11 +219,15 @@ class Exchange:
             self.conn = None
             conn.close()
 
-    def attempt_failed(self, flag: str, message: str, any_method: bool, status: int = 503) -> None:
-        """The current try failed before any response byte reached the client."""
+    def attempt_failed(self, flag: str, message: str, any_method: bool, status: int = 503,
+                       charged: bool = False) -> None:
+        """The current try failed before any response byte reached the client. ``charged``: its
+        response class was already counted (a 5xx answer); otherwise it counts as a 5xx, as Envoy does."""
         self._drop_conn()
         stats = self.upstream_stats
         stats.errors += 1  # type: ignore[union-attr]
+        if not charged:
+            stats.by_class[5] += 1  # type: ignore[union-attr]
         if self._can_retry(any_method):
             stats.retries += 1  # type: ignore[union-attr]
             self.start_attempt()
@@ -248,6 +252,7 @@ class Exchange:
         if overall:
             self._drop_conn()
             self.upstream_stats.errors += 1  # type: ignore[union-attr]
+            self.upstream_stats.by_class[5] += 1  # type: ignore[union-attr]
             self.fail(504, UPSTREAM_TIMEOUT, message)
         else:
             self.attempt_failed(UPSTREAM_TIMEOUT, message, any_method=False, status=504)
@@ -260,9 +265,10 @@ class Exchange:
         if status < 200:  # 1xx: never asked for (Expect is answered here), so the upstream is confused
             self.upstream_lost(conn, bad_response=True)
             return False
+        self.upstream_stats.by_class[status // 100 if status < 600 else 0] += 1  # type: ignore[union-attr]
         if status >= 500:
             if self._can_retry(any_method=False):
-                self.attempt_failed(UPSTREAM_RESET, "", any_method=False)
+                self.attempt_failed(UPSTREAM_RESET, "", any_method=False, charged=True)
                 return False
             self.upstream_stats.errors += 1  # type: ignore[union-attr]
         self.status = status
