@@ -7,7 +7,8 @@ environment whose daemon is not running (after a reboot, or a crash) starts it a
 brings back what should run. Only ``env status`` and ``env delete`` never start one.
 
 Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingress_url`,
-:meth:`LocalEngine.stats`, :meth:`LocalEngine.mesh_config` and :meth:`LocalEngine.push`.
+:meth:`LocalEngine.stats`, :meth:`LocalEngine.metrics`, :meth:`LocalEngine.mesh_config` and
+:meth:`LocalEngine.push`.
 """
 
 from __future__ import annotations
@@ -343,6 +344,18 @@ class LocalEngine:
     def stats(self, env: str, service: str) -> dict[str, Any]:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
         return self._client(env).stats(service)
+
+    def metrics(self, env: str) -> str:
+        """The environment's Prometheus page (the daemon's ``GET /metrics``)."""
+        return self._client(env).metrics()
+
+    def metrics_target(self, env: str) -> dict[str, Any]:
+        """Where Prometheus scrapes this environment: the daemon's address and the file holding the
+        scrape token (made on the daemon's first start, kept across restarts)."""
+        status = self._client(env).status()
+        paths = self._existing(env)
+        return {"environment": env, "target": f"127.0.0.1:{status['daemon']['control_port']}",
+                "metrics_path": "/metrics", "credentials_file": str(paths.metrics_token)}
 
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""
