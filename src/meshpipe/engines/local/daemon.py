@@ -122,7 +122,7 @@ class Daemon(ControlApi):
         self.supervisor = Supervisor(
             spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
-                                      owner=paths.root, python=sys.executable),
+                                      owner=paths.root, python=sys.executable, access_log=options.access_log),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)

@@ -46,7 +46,7 @@ DOWNSTREAM_RESET = "downstream_reset"
 class Exchange:
     __slots__ = ("attempt", "attempt_start", "body", "body_size", "bytes_in", "bytes_out", "chunked",
                  "client_keep_alive", "conn", "deadline", "decision", "down", "dp", "endpoint", "expect_continue",
-                 "finished", "flag", "free_retry", "http10", "listener", "method", "parts", "request_done",
+                 "finished", "flag", "free_retry", "head_at", "http10", "listener", "method", "parts", "request_done",
                  "request_head", "response_head_bytes", "response_started", "start", "status", "tried",
                  "upstream_stats", "url")
 
@@ -85,6 +85,7 @@ class Exchange:
         self.request_head = b""
         self.response_head_bytes = b""
         self.upstream_stats: UpstreamStats | None = None
+        self.head_at = 0.0  # when the answering try's response head arrived (monotonic), for the access log
 
     # ---- request side (called by the downstream connection) ----
 
@@ -274,6 +275,8 @@ class Exchange:
         self.status = status
         self.response_started = True
         self.response_head_bytes = head
+        if self.listener.access_log is not None:
+            self.head_at = monotonic()
         if self.deadline:
             self.deadline = self._deadline(monotonic())
         extra = self.listener.response_header
