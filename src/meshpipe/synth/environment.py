@@ -18,6 +18,7 @@ from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
 from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
+from meshpipe.synth.cloudwatch_dashboard import CLUSTER_SETTINGS, dashboard_resources
 
 # Address plan: a /16 with two public /24s (load balancer, NAT gateways) and two private /20s (tasks).
 VPC_CIDR = "10.0.0.0/16"
@@ -585,6 +586,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         "Cluster": resource("AWS::ECS::Cluster", {
             "ClusterName": ref("EnvironmentName"),
             "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
+            "ClusterSettings": CLUSTER_SETTINGS,
         }),
         **_container_security_group(),
         **_service_connect_roles(),
@@ -594,6 +596,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         }),
         **_log_group(),
         **_service_connect_ingress(),
+        **dashboard_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
