@@ -4,6 +4,7 @@ checked as XML with no two boxes overlapping, and the text weight bars."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,7 +14,7 @@ import pytest
 
 from meshpipe.errors import UserError
 from meshpipe.mesh.graph import FORMATS, layout, render, to_mermaid, to_svg, weight_bars
-from support.graph_cases import CASES, big, demo
+from support.graph_cases import CASES, big, demo, readme
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "graph"
 SUFFIX = {"mermaid": "mmd", "dot": "dot", "svg": "svg"}
@@ -50,6 +51,12 @@ def test_mermaid_output_parses_with_mermaids_grammar() -> None:
     broken = demo_chart.replace("-->|", "-/->|", 1)
     unclosed = demo_chart.replace('[["hello-web"]]', '[["hello-web"]', 1)
     assert _mermaid_valid([demo_chart, big_chart, broken, unclosed]) == [True, True, False, False]
+
+
+def test_the_readmes_picture_is_what_graph_draws() -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```mermaid\n(.*?)```", text, flags=re.S)
+    assert block == to_mermaid(readme())
 
 
 def test_labels_cannot_break_the_mermaid_syntax() -> None:

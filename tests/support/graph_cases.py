@@ -37,3 +37,17 @@ def big(services: int = 20, versions: int = 3) -> Topology:
 
 
 CASES = {"demo": demo, "big": big}
+
+
+def readme() -> Topology:
+    """The README's picture: the walkthrough at step 7, without rates."""
+    return Topology(
+        environment="demo",
+        ingress="http://127.0.0.1:8080",
+        gateway_routes=(GatewayRouteNode("r-ingress-hello-service", "/hello-service", "hello-web"),),
+        services=(
+            ServiceNode("hello-web", (VersionNode("66f2a19a", 100, "CREATE_COMPLETE", 2, 2),), ("hello-backend",)),
+            ServiceNode("hello-backend", (VersionNode("e9d5f17a", 90, "CREATE_COMPLETE", 2, 2),
+                                          VersionNode("0badc0de", 10, "CREATE_COMPLETE", 2, 2))),
+        ),
+    )
