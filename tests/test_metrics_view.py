@@ -120,3 +120,19 @@ def test_series_recorder_turns_scrapes_into_rates_and_interval_quantiles() -> No
     assert rec.series("s")["v"][-1].requests == 4
     rec.add([_proxy("a", "s", "v", [3.0] * 4)], at=100.0)
     assert [p.at for p in rec.series("s")["v"]] == [100.0]  # older points left the window
+
+
+def test_prometheus_client_is_loaded_only_by_an_exposition() -> None:
+    """A proxy nobody scrapes, the daemon until someone asks for /metrics, and the command line never load it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import meshpipe.engines.local.dataplane.process, meshpipe.engines.local.dataplane.admin\n"
+            "import meshpipe.engines.local.daemon, meshpipe.cli.app\n"
+            "assert 'prometheus_client' not in sys.modules, 'loaded at import'\n"
+            "from meshpipe.engines.local.dataplane.proxy import DataPlane\n"
+            "from meshpipe.engines.local.metrics_view import ControlFigures, exposition\n"
+            "exposition([], ControlFigures())\n"
+            "assert 'prometheus_client' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
