@@ -185,11 +185,11 @@ def to_dot(t: Topology) -> str:
 
 # --- SVG -------------------------------------------------------------------------------------------------
 
-CHAR_W = 7.0  # monospace at 12 px
+CHAR_W = 7.5  # monospace at 12 px, with a little room
 LINE_H = 15.0
 PAD = 8.0
 ROW_GAP = 14.0
-COL_GAP = 70.0
+COL_GAP = 170.0  # room for an edge's label between two columns
 
 
 @dataclass
@@ -302,8 +302,9 @@ def to_svg(t: Topology) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" height="{lay.height + 40:.0f}" '
            f'viewBox="0 0 {lay.width:.0f} {lay.height + 40:.0f}" font-family="monospace" font-size="12">',
            f"<title>{html_escape('mesh ' + t.environment)}</title>",
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
-           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#6b7280"/></marker></defs>']
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+           'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#6b7280"/>'
+           "</marker></defs>"]
 
     def edge(a: str, z: str, label: str, width: float = 1.2, colour: str = "#6b7280", dash: str = "",
              data: str = "") -> None:
@@ -314,8 +315,9 @@ def to_svg(t: Topology) -> str:
         out.append(f'<g class="edge" data-from="{a}" data-to="{z}"{data}><path d="{path}" fill="none" '
                    f'stroke="{colour}" stroke-width="{width:.1f}"{dashes} marker-end="url(#arrow)"/>')
         if label:
-            out.append(f'<text x="{lx:.1f}" y="{ly - 4:.1f}" text-anchor="middle" fill="#374151">'
-                       f"{html_escape(label)}</text>")
+            # A white halo keeps the label readable where it crosses another edge.
+            out.append(f'<text x="{lx:.1f}" y="{ly - 5:.1f}" text-anchor="middle" fill="#374151" stroke="#ffffff" '
+                       f'stroke-width="3" paint-order="stroke">{html_escape(label)}</text>')
         out.append("</g>")
 
     for gr in t.gateway_routes:
