@@ -130,6 +130,7 @@ def test_route_set_rejects_app_mesh_limits_before_any_engine(capsys):
 # Commands that print nothing a script would parse: a confirmation line, a file, or a demo for people.
 NO_DATA_COMMANDS = {
     "schema",  # prints JSON already
+    "metrics",  # prints Prometheus' text format already
     "synth",  # prints the stack name, and writes the template file
     "demo",
     "platform render", "platform bundle",  # print the paths they wrote

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from meshpipe import __version__
-from meshpipe.cli import core_cmds, ops_cmds
+from meshpipe.cli import core_cmds, observe_cmds, ops_cmds
 from meshpipe.cli.platform_cmds import platform_app
 from meshpipe.cli.rollout_cmds import rollout_app
 
@@ -47,6 +47,10 @@ app.command()(ops_cmds.versions)
 app.command()(ops_cmds.stats)
 app.command()(ops_cmds.events)
 app.add_typer(ops_cmds.version_app, name="version")
+app.command()(observe_cmds.graph)
+app.command()(observe_cmds.logs)
+app.command()(observe_cmds.metrics)
+app.command()(observe_cmds.dashboard)
 app.add_typer(rollout_app, name="rollout")
 
 

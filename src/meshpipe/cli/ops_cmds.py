@@ -17,6 +17,14 @@ from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
 EnvOpt = Annotated[str, typer.Option("--env", envvar="MESHPIPE_ENV", help="Environment name.")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")]
+GraphOpt = Annotated[bool, typer.Option("--graph", help="A compact weight bar per version instead of a table.")]
+
+
+def _print_bars(weights: list[tuple[str, int]]) -> None:
+    from meshpipe.mesh.graph import weight_bars
+
+    for line in weight_bars("", weights):
+        out.print(escape(line))
 
 env_app = typer.Typer(help="Create, inspect and delete environments (mesh, cluster, ingress).", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Service pipelines: config repo → Build → Deploy of a new version.", no_args_is_help=True)
@@ -279,11 +287,17 @@ def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
 
 @route_app.command("show")
 def route_show(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-               engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+               engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
     """Show a service's route and weights."""
     with engine_for(engine) as eng:
         route = eng.route_show(env, service)
-    print_json(route) if fmt is Format.json else _print_route(route, service)
+    if fmt is Format.json:
+        print_json(route)
+    elif graph and route is not None:
+        out.print(f"route [bold]{escape(route.name)}[/bold] of {escape(service)}")
+        _print_bars([(t.version, t.weight) for t in route.targets])
+    else:
+        _print_route(route, service)
 
 
 @route_app.command("delete")
@@ -340,12 +354,15 @@ def route_gateway_delete(name: Annotated[str, typer.Argument(help="Gateway route
 # --- versions --------------------------------------------------------------------------------------------
 
 def versions(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-             engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+             engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
     """List every version of a service with its stack status and current weight."""
     with engine_for(engine) as eng:
         found = eng.versions(env, service)
     if fmt is Format.json:
         print_json(found)
+        return
+    if graph and found:
+        _print_bars([(v.version, v.weight) for v in found])
         return
     text = readouts.Text()
     readouts.versions_text(found, service, text)

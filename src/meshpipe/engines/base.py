@@ -6,9 +6,11 @@ same commands with the same output.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 
 
@@ -103,3 +105,36 @@ class Engine(Protocol):
 
     def versions(self, env: str, service: str) -> list[VersionInfo]: ...
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None: ...
+
+
+@runtime_checkable
+class TopologySource(Protocol):
+    """An engine that can describe an environment's mesh for ``meshpipe graph``; ``sample_seconds`` > 0
+    asks for request and error rates measured over that long (an engine that cannot says so)."""
+
+    def topology(self, env: str, sample_seconds: float = 0.0) -> Topology: ...
+
+
+@runtime_checkable
+class DashboardSource(Protocol):
+    """An engine with a dashboard of an environment to point people at (``meshpipe dashboard``)."""
+
+    def dashboard_url(self, env: str) -> str: ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """An engine that can show a service's app and proxy logs (``meshpipe logs``)."""
+
+    def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[Any]: ...
+
+    def follow_logs(self, env: str, service: str, version: str | None = None) -> Iterator[Any]: ...
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    """An engine that serves an environment's Prometheus page (``meshpipe metrics``)."""
+
+    def metrics(self, env: str) -> str: ...
+
+    def metrics_target(self, env: str) -> dict[str, Any]: ...

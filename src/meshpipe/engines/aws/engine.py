@@ -44,6 +44,7 @@ from meshpipe.engines.base import (
 )
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh import plans
+from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.routing import (
     GatewayRoute,
     Route,
@@ -643,6 +644,31 @@ class AwsEngine:
         """The flavour of an existing environment."""
         _check_env(env)
         return require_env(self.stacks, env).flavour
+
+    # -- observability ----------------------------------------------------------------------------------
+
+    def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
+        """The environment's mesh as its stacks, routes and ECS services have it (``meshpipe graph``)."""
+        from meshpipe.engines.aws.topology import aws_topology
+
+        _check_env(env)
+        if sample_seconds:
+            raise UserError("--rates is measured by the local engine's proxies",
+                            hint=f"on AWS, traffic is on the environment's dashboard: meshpipe dashboard --env {env} "
+                                 "--engine aws")
+        return aws_topology(self, env)
+
+    def dashboard_url(self, env: str) -> str:
+        """The console URL of the environment's CloudWatch dashboard (Service Connect environments), in the
+        region the engine's clients use."""
+        from meshpipe.synth.cloudwatch_dashboard import console_url
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"environment {env} runs App Mesh: its template has no CloudWatch dashboard",
+                            hint="environments created with --mesh service-connect have one")
+        return console_url(self.calls.client("cloudwatch").meta.region_name, env)
 
     # -- shared -----------------------------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from meshpipe.engines.local import metrics_view
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.control import gateway_route_to_json, route_to_json
 from meshpipe.engines.local.deploy import Deployer
@@ -45,6 +47,7 @@ class ControlApi:
     pipelines_lock: asyncio.Lock  # pipeline create and delete, one at a time
     started_at: str
     control_port: int | None
+    route_changes: Counter[str]
     _stop_requested: asyncio.Event
 
     # -- environment --
@@ -159,11 +162,13 @@ class ControlApi:
     async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
         route = make_route(service, targets)
         self.store.set_route(route)
+        self.route_changes[service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
 
     async def route_delete(self, service: str) -> None:
         self.store.delete_route(service)
+        self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
 
     async def gateway_routes(self) -> list[GatewayRoute]:
@@ -172,11 +177,13 @@ class ControlApi:
     async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
         gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
         self.store.put_gateway_route(gr)
+        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} set")
         return gr
 
     async def gateway_route_delete(self, name: str) -> None:
         self.store.delete_gateway_route(name)
+        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} deleted")
 
     # -- versions --
@@ -204,37 +211,46 @@ class ControlApi:
         self.store.require_service(service)
         await self.deployer.delete(service, version, force)
 
-    # -- stats --
+    # -- stats and metrics --
+
+    def _proxy_names(self) -> dict[int, str]:
+        """Live proxies by admin port: ``gateway``, or the task id of a sidecar."""
+        names: dict[int, str] = {}
+        gateway = self.supervisor.gateway
+        if gateway is not None and gateway.admin_port is not None:
+            names[gateway.admin_port] = "gateway"
+        for task in self.supervisor.task_statuses():
+            if task.ports is not None:
+                names[task.ports.admin] = task.task_id
+        return {port: names.get(port, f"admin-{port}") for port in self.publisher.proxies}
+
+    async def scrape(self) -> list[metrics_view.ProxyScrape]:
+        """Every live proxy's raw stats, now (the dashboard's data too)."""
+        return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
     async def stats(self, service: str) -> dict[str, Any]:
-        """Per-version counters for ``service`` summed over every proxy that sent it traffic."""
+        """Per-version counters for ``service`` summed over every proxy that sent it traffic, and latency
+        quantiles of the merged histograms."""
         self.store.require_service(service)
-        session = await self.publisher.session()
-        ports = sorted(self.publisher.proxies)
+        proxies = len(self.publisher.proxies)
+        return metrics_view.service_stats(await self.scrape(), service, proxies)
 
-        async def one(port: int) -> dict[str, Any] | None:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
-                    return dict(await resp.json()) if resp.status == 200 else None
-            except Exception:
-                return None
+    def control_figures(self) -> metrics_view.ControlFigures:
+        weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}
+        healthy: dict[tuple[str, str], int] = {}
+        for svc, by_version in self.supervisor.endpoints().items():
+            for ver, endpoints in by_version.items():
+                healthy[(svc, ver)] = len(endpoints)
+        return metrics_view.ControlFigures(
+            pipeline_runs=self.store.run_counts(), route_changes=dict(self.route_changes),
+            task_restarts={(t.service, t.version, t.task_id): t.restarts for t in self.store.tasks()},
+            weights=weights, healthy_tasks=healthy,
+            config_generation=self.publisher.current["generation"] if self.publisher.current else None)
 
-        answers = await asyncio.gather(*(one(p) for p in ports))
-        versions: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            upstream = (answer or {}).get("upstreams", {}).get(service, {})
-            for version, counters in upstream.items():
-                total = versions.setdefault(version, {"requests": 0, "errors": 0, "retries": 0, "timeouts": 0,
-                                                      "p50_ms": None, "p99_ms": None})
-                for key in ("requests", "errors", "retries", "timeouts"):
-                    total[key] += int(counters.get(key) or 0)
-                for key in ("p50_ms", "p99_ms"):
-                    # Quantiles do not add up across proxies: report the worst one seen.
-                    value = counters.get(key)
-                    if value is not None and (total[key] is None or value > total[key]):
-                        total[key] = value
-        return {"service": service, "versions": versions, "proxies": len(ports),
-                "answered": sum(1 for a in answers if a is not None)}
+    async def metrics(self) -> bytes:
+        """The environment's Prometheus page (``GET /metrics``)."""
+        scrapes = await self.scrape()
+        return await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures())
 
 
 def _run_json(run: st.RunRow) -> dict[str, Any]:

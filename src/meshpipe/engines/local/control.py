@@ -20,6 +20,8 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     GET    /v1/services/{svc}/versions
     DELETE /v1/services/{svc}/versions/{ver}?force=true
     GET    /v1/services/{svc}/stats                per-version requests, errors, latency from every proxy
+    GET    /metrics                                the environment's Prometheus page (text); also takes the
+                                                   metrics token (metrics.token), which opens nothing else
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -39,8 +42,12 @@ from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, Versio
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
 
+log = logging.getLogger("meshpipe.daemon")
+
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
+METRICS_PATH = "/metrics"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class ControlTarget(Protocol):
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
+    async def metrics(self) -> bytes: ...
 
 
 def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
@@ -170,18 +178,26 @@ def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
     return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
-def make_control_app(target: ControlTarget, token: str) -> Any:
-    """The aiohttp application of the control API."""
+def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
+    """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
+    ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
     from aiohttp import web
 
     expected = f"Bearer {token}".encode()
+    scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
+
+    def allowed(request: web.Request) -> bool:
+        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(given, expected):
+            return True
+        return (scraper is not None and request.path == METRICS_PATH and request.method in ("GET", "HEAD")
+                and hmac.compare_digest(given, scraper))
 
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
-        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, expected):
+        if not allowed(request):
             return _problem("user", "missing or wrong bearer token",
                             "use the token in the environment's daemon.json", 401)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -196,9 +212,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
                                      status=status)
         except Exception as exc:
-            import logging
-
-            logging.getLogger("meshpipe.daemon").exception("control API: %s %s failed", request.method, request.path)
+            log.exception("control API: %s %s failed", request.method, request.path)
             return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
@@ -293,6 +307,9 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(path_segment(request, "svc")))
 
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/shutdown", shutdown)
@@ -311,6 +328,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
     app.router.add_get("/v1/services/{svc}/stats", stats)
+    app.router.add_get(METRICS_PATH, metrics)
     return app
 
 
@@ -374,6 +392,17 @@ class ControlClient:
         self.timeout = timeout
         self.reconnect = reconnect
 
+    def metrics(self, timeout: float | None = None) -> str:
+        """The environment's Prometheus page."""
+        status, raw = self._exchange("GET", METRICS_PATH, None, timeout, accept="text/plain")
+        if status != 200:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            raise error_from_json(status, data)
+        return raw.decode("utf-8")
+
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         try:
             return self._call(method, path, body, timeout)
@@ -384,9 +413,22 @@ class ControlClient:
             return self._call(method, path, body, timeout)
 
     def _call(self, method: str, path: str, body: Any, timeout: float | None) -> Any:
+        status, raw = self._exchange(method, path, body, timeout)
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
+                                 "not JSON") from None
+        if status >= 400:
+            raise error_from_json(status, data)
+        return data
+
+    def _exchange(self, method: str, path: str, body: Any, timeout: float | None,
+                  accept: str = "application/json") -> tuple[int, bytes]:
+        """One request on a connection of its own: the answer's status and body."""
         payload = json.dumps(body).encode() if body is not None else b""
         head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                f"Authorization: Bearer {self.token}\r\nAccept: application/json\r\nConnection: close\r\n"
+                f"Authorization: Bearer {self.token}\r\nAccept: {accept}\r\nConnection: close\r\n"
                 + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
                    else "") + "\r\n")
         try:
@@ -396,7 +438,7 @@ class ControlClient:
                                     f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
         try:
             sock.sendall(head.encode("latin-1") + payload)
-            status, raw = read_response(sock)
+            return read_response(sock)
         except (ConnectionResetError, TimeoutError) as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
                                     f"{exc or type(exc).__name__}") from None
@@ -404,14 +446,6 @@ class ControlClient:
             raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
         finally:
             sock.close()
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
-                                 "not JSON") from None
-        if status >= 400:
-            raise error_from_json(status, data)
-        return data
 
     # Named calls, so callers read like the API.
 

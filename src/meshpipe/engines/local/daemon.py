@@ -27,6 +27,7 @@ import secrets
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from meshpipe.engines.local.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
     lock_is_held,
+    metrics_token,
     read_daemon_file,
     read_lock_holder,
     write_daemon_file,
@@ -140,12 +142,13 @@ class Daemon(ControlApi):
         self.supervisor = Supervisor(
             spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
-                                      owner=paths.root, python=sys.executable),
+                                      owner=paths.root, python=sys.executable, access_log=options.access_log),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
+        self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -156,7 +159,8 @@ class Daemon(ControlApi):
         return MeshSnapshot(
             generation=generation, environment=self.env.name, namespace=self.env.namespace,
             services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
-            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()))
+            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()),
+            listener_ports=self.store.listener_ports())
 
     # -- life cycle --
 
@@ -224,7 +228,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token), access_log=None)
+        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                     access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

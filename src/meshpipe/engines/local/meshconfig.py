@@ -35,6 +35,9 @@ class MeshSnapshot:
     # service -> version -> healthy endpoints
     endpoints: Mapping[str, Mapping[str, tuple[Endpoint, ...]]] = field(default_factory=dict)
     gateway_routes: tuple[GatewayRoute, ...] = ()
+    # service -> version -> the version's declared app port (the virtual node's listener): proxies
+    # name their Envoy clusters with it (cds_egress_<mesh>_<node>_http_<port>)
+    listener_ports: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 def virtual_service_name(service: str, namespace: str) -> str:
@@ -72,7 +75,7 @@ def build_mesh_config(snapshot: MeshSnapshot) -> dict[str, Any]:
         }
     # Longest prefix first: the gateway takes the first match, as App Mesh picks the most specific route.
     gateway_routes = sorted(snapshot.gateway_routes, key=lambda g: (-len(g.prefix), g.name))
-    return {
+    document: dict[str, Any] = {
         "generation": snapshot.generation,
         "environment": snapshot.environment,
         "namespace": snapshot.namespace,
@@ -83,3 +86,9 @@ def build_mesh_config(snapshot: MeshSnapshot) -> dict[str, Any]:
                             "rewrite_prefix": g.rewrite_prefix}
                            for g in gateway_routes if g.service in snapshot.services],
     }
+    ports = {service: {version: int(port) for version, port in sorted(by_version.items())}
+             for service, by_version in sorted(snapshot.listener_ports.items())
+             if service in snapshot.services and by_version}
+    if ports:
+        document["listener_ports"] = ports
+    return document

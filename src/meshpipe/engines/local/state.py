@@ -367,6 +367,15 @@ class StateStore:
                           r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
                           r["run_id"], r["created_at"], r["updated_at"])
 
+    def listener_ports(self) -> dict[str, dict[str, int]]:
+        """service -> version -> the app port its manifest declares (the virtual node's listener)."""
+        rows = self._read("SELECT service, version, json_extract(resolved_json, '$.app.port') AS port FROM versions")
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            if isinstance(r["port"], int):
+                out.setdefault(r["service"], {})[r["version"]] = r["port"]
+        return out
+
     def set_version_status(self, service: str, version: str, status: str, reason: str = "") -> None:
         with self.transaction() as tx:
             cur = tx.execute("UPDATE versions SET status = ?, reason = ?, updated_at = ? WHERE service = ? AND "
@@ -651,6 +660,13 @@ class StateStore:
         where, args = ("WHERE service = ?", (service, limit)) if service else ("", (limit,))
         rows = self._read(f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", args)
         return [EventRow(r["id"], r["at"], r["kind"], r["service"], r["version"], r["message"]) for r in reversed(rows)]
+
+    # --- counts for the metrics --------------------------------------------------------------------------
+
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        """(service, status) -> how many pipeline runs ended (or are) in that status."""
+        rows = self._read("SELECT service, status, COUNT(*) AS n FROM pipeline_runs GROUP BY service, status")
+        return {(r["service"], r["status"]): int(r["n"]) for r in rows}
 
     # --- helpers -------------------------------------------------------------------------------------
 

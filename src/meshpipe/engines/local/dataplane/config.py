@@ -110,6 +110,8 @@ class DataplaneConfig:
     gateway_routes: tuple[GatewayRoute, ...]  # longest prefix first
     # The document as received, answered by GET /config.
     document: Mapping[str, Any] = field(repr=False, compare=False)
+    # service -> version -> the virtual node's declared listener port (names the Envoy clusters in stats)
+    listener_ports: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     services_by_host: Mapping[bytes, VirtualService] = field(init=False, repr=False, compare=False)
     endpoint_set: frozenset[Endpoint] = field(init=False, repr=False, compare=False)
 
@@ -121,6 +123,9 @@ class DataplaneConfig:
 
     def endpoints_of(self, service: str, version: str) -> tuple[Endpoint, ...]:
         return self.endpoints.get(service, {}).get(version, ())
+
+    def listener_port(self, service: str, version: str) -> int | None:
+        return self.listener_ports.get(service, {}).get(version)
 
 
 def _is_int(value: object) -> bool:
@@ -281,6 +286,24 @@ def _parse_gateway_routes(c: _Checker, raw: object) -> tuple[GatewayRoute, ...]:
     return tuple(routes)
 
 
+def _parse_listener_ports(c: _Checker, raw: object) -> dict[str, Mapping[str, int]]:
+    result: dict[str, Mapping[str, int]] = {}
+    services = c.mapping(raw, "listener_ports")
+    if services is None:
+        return result
+    for service, versions_raw in services.items():
+        versions = c.mapping(versions_raw, f"listener_ports[{service!r}]")
+        if versions is None:
+            continue
+        ports: dict[str, int] = {}
+        for version, port in versions.items():
+            checked = c.integer(port, f"listener_ports[{service!r}][{version!r}]", 1, 65535)
+            if checked is not None:
+                ports[version] = checked
+        result[service] = MappingProxyType(ports)
+    return result
+
+
 def parse_config(document: object) -> DataplaneConfig:
     """The snapshot as a :class:`DataplaneConfig`; :class:`ConfigError` lists every problem found."""
     c = _Checker()
@@ -293,8 +316,10 @@ def parse_config(document: object) -> DataplaneConfig:
     services = _parse_services(c, doc.get("services", {}))
     endpoints = _parse_endpoints(c, doc.get("endpoints", {}))
     gateway_routes = _parse_gateway_routes(c, doc.get("gateway_routes", []))
+    listener_ports = _parse_listener_ports(c, doc.get("listener_ports", {}))
     if c.problems or generation is None or environment is None or namespace is None:
         raise ConfigError(c.problems)
     return DataplaneConfig(generation=generation, environment=environment, namespace=namespace,
                            services=MappingProxyType(services), endpoints=MappingProxyType(endpoints),
-                           gateway_routes=gateway_routes, document=document)  # type: ignore[arg-type]
+                           gateway_routes=gateway_routes, document=document,  # type: ignore[arg-type]
+                           listener_ports=MappingProxyType(listener_ports))
