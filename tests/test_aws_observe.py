@@ -15,8 +15,15 @@ from meshpipe.mesh.graph import to_mermaid
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.synth.cloudwatch_dashboard import dashboard_resources
 from meshpipe.synth.environment import render_service_connect_environment
-from test_aws_support import FakeClock, RecordingFactory, make_engine, use_fake_credentials, version_template
-from test_aws_walkthrough import create_mesh_objects, create_router
+from test_aws_support import (
+    FakeClock,
+    RecordingFactory,
+    existing_appmesh_environment,
+    make_engine,
+    use_fake_credentials,
+    version_template,
+)
+from test_aws_walkthrough import create_router
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning"),
               # moto's CloudFormation keeps a virtual node in the template without creating it, as wanted here
@@ -75,15 +82,14 @@ def test_dashboard_url_is_the_console_in_the_clients_region(aws: RecordingFactor
     engine.env_create("demo", mesh="service-connect")
     assert engine.dashboard_url("demo") == ("https://us-east-1.console.aws.amazon.com/cloudwatch/home?"
                                             "region=us-east-1#dashboards/dashboard/meshpipe-demo")
-    engine.env_create("other")  # App Mesh: no dashboard in its template
+    existing_appmesh_environment(aws, "other")  # App Mesh: no dashboard in its template
     with pytest.raises(UserError, match="runs App Mesh"):
         engine.dashboard_url("other")
 
 
 def test_graph_from_the_deployed_stacks(aws: RecordingFactory) -> None:
     engine = make_engine(aws, FakeClock())
-    engine.env_create("demo")
-    create_mesh_objects(aws, "demo")
+    existing_appmesh_environment(aws, "demo")
     for service in ("hello-web", "hello-backend"):
         engine.pipeline_create("demo", service)
         create_router(aws, "demo", service)
