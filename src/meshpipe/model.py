@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from meshpipe import naming
+from meshpipe.delivery.policy import RolloutPlan, resolve_plan
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
 from meshpipe.platform import PlatformSettings
@@ -78,6 +79,9 @@ class ServiceVersion:
     sidecar: SidecarSpec
     backends: tuple[str, ...]
     platform: PlatformSettings
+    # How a new version takes traffic once deployed (the manifest's Rollout over the platform's default);
+    # None: it takes none until a route names it.
+    rollout: RolloutPlan | None = None
 
     @property
     def stack_name(self) -> str:
@@ -185,4 +189,5 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
         ),
         backends=tuple(manifest.virtual_node.backends),
         platform=platform,
+        rollout=resolve_plan(policy.rollout, manifest.rollout),
     )
