@@ -27,3 +27,9 @@ def version_in_node_name(service: str, virtual_node: str) -> str | None:
     """What follows ``vn-<service>-`` in a virtual node's name, or None when it is another service's."""
     prefix = virtual_node_name(service, "")
     return virtual_node[len(prefix):] if virtual_node.startswith(prefix) else None
+
+
+def header_route_name(service: str, header: str) -> str:
+    """The extra route of a service that matches on header ``header``: ``r-<svc>-h-<header>``."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in header.lower())
+    return f"{ROUTE_PREFIX}{service}-h-{cleaned}"

@@ -136,7 +136,8 @@ class Daemon(ControlApi):
         return MeshSnapshot(
             generation=generation, environment=self.env.name, namespace=self.env.namespace,
             services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
-            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()))
+            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()),
+            header_routes=self.store.header_routes())
 
     # -- life cycle --
 
