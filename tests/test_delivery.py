@@ -72,7 +72,7 @@ def test_verdicts_name_what_failed() -> None:
     bad = judge(Figures(200, 40, 5.0), stable, None, a)
     assert not bad.passed and "success rate 80.0 % (40 of 200 answers 5xx), below the 99 % allowed" in bad.reasons
     slow = judge(Figures(200, 0, 230.0), stable, None, a)
-    assert not slow.passed and "above the stable version's 4 ms (at most +50 % allowed)" in slow.reasons[0]
+    assert not slow.passed and "above the stable version's 4.0 ms (at most +50 % allowed)" in slow.reasons[0]
     absolute = judge(Figures(200, 0, 600.0), Figures(1000, 0, 590.0), None, a)
     assert not absolute.passed and "above the 500 ms allowed" in absolute.reasons[0]
     # Under the floor a relative increase is noise, not a regression.

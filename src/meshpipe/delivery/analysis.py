@@ -134,6 +134,10 @@ class Verdict:
     reasons: tuple[str, ...]  # why it failed, or what was seen when it passed
 
 
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+
+
 def _pct(value: float) -> str:
     return f"{value:.1f} %" if value < 99.95 or value == 100 else f"{value:.2f} %"
 
@@ -158,18 +162,18 @@ def judge(candidate: Figures, stable: Figures, reference_p99: float | None, anal
     p99 = candidate.p99_ms
     if p99 is not None:
         if analysis.max_p99_ms is not None and p99 > analysis.max_p99_ms:
-            fails.append(f"p99 latency {p99:g} ms, above the {analysis.max_p99_ms:g} ms allowed")
+            fails.append(f"p99 latency {_ms(p99)}, above the {analysis.max_p99_ms:g} ms allowed")
         base_p99 = stable.p99_ms if stable.p99_ms is not None else reference_p99
         limit = analysis.max_p99_increase_percent
         if base_p99 is not None and limit is not None:
             allowed = base_p99 * (1 + limit / 100)
             if p99 > allowed and p99 - base_p99 > RELATIVE_P99_FLOOR_MS:
-                fails.append(f"p99 latency {p99:g} ms, {100 * (p99 / base_p99 - 1):.0f} % above the stable "
-                             f"version's {base_p99:g} ms (at most +{limit:g} % allowed)")
+                fails.append(f"p99 latency {_ms(p99)}, {100 * (p99 / base_p99 - 1):.0f} % above the stable "
+                             f"version's {_ms(base_p99)} (at most +{limit:g} % allowed)")
             else:
-                seen.append(f"p99 {p99:g} ms (stable {base_p99:g} ms)")
+                seen.append(f"p99 {_ms(p99)} (stable {_ms(base_p99)})")
         elif not fails:
-            seen.append(f"p99 {p99:g} ms")
+            seen.append(f"p99 {_ms(p99)}")
     if candidate.requests == 0 and not fails:
         seen.append("no requests: nothing to judge")
     fails += [f"webhook {m}" for m in failed_hooks]

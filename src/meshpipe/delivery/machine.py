@@ -368,6 +368,17 @@ def resume(r: Rollout, now: float, counters: an.Snapshot, who: str = "by hand") 
     return [f"resumed {who}: {_where(r) if r.phase != PRE_ROLLOUT else 'the start'}"]
 
 
+def restart_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
+    """After the controller was down: the window it was watching starts over (its proxies' counters did
+    not survive the restart); a held promotion asks again at once. Steps, windows and failures stay."""
+    if r.finished or r.paused:
+        return
+    if r.phase in (STEP, PREVIEW):
+        _open_window(r, now, counters)
+    elif r.phase == CONFIRMING:
+        r.next_decision_at = now
+
+
 def abort(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished:
         return []
