@@ -4,6 +4,7 @@ test is about a control or a restart, use it). Each test kills, by pid, whatever
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -67,7 +68,7 @@ def test_a_healthy_version_is_promoted_through_every_step_with_no_command_after_
     assert env.weights() == {new: 100}
     assert served[old] > 0 and served[new] > 0  # both answered while the traffic moved
     messages = [e["message"] for e in env.events()]
-    assert any("rollout of" in m and "started (push" in m for m in messages)
+    assert any("rollout of" in m and "started by a push (run " in m for m in messages)
     assert any(m.startswith("step 1/3: 20 %") for m in messages)
     assert any(m.startswith("step 2/3: 50 %") for m in messages)
     assert sum(m.startswith("window ") and "passed" in m for m in messages) == 2
@@ -296,3 +297,66 @@ def test_blue_green_preview_sends_every_matching_request_to_the_new_version_and_
     assert status["status"] == "promoted", status
     assert [w["phase"] for w in status["windows"]] == ["preview", "step"]
     assert env.engine.header_routes(ENV, SERVICE) == []  # the preview route is gone with the rollout
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from meshpipe.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        from meshpipe.cli import output
+
+        output.out.file, output.err.file = out, err
+        try:
+            code = main([*args, "--env", ENV])
+        finally:
+            output.out.file, output.err.file = None, None  # type: ignore[assignment]
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_rollout_commands(env: RolloutEnv) -> None:
+    no_rollout = "  Enabled: false\n"
+    old = env.push(backend_manifest("-g Hello", rollout=no_rollout), "first")
+    env.deployed(old)
+    assert cli("route", "set", SERVICE, f"{old}=100")[0] == 0
+    new = env.push(backend_manifest("-g Yo", rollout=no_rollout), "second")
+    env.deployed(new)
+    code, _, err = cli("rollout", "status", SERVICE)
+    assert code == 2 and "has had no rollout yet" in err
+    # Started by hand, the version has no plan of its own: the platform's default (canary, 60 s steps).
+    code, text, _ = cli("rollout", "start", SERVICE, new)
+    assert code == 0 and "step 1/4 (10 %)" in text and "next decision: in" in text
+    assert env.weights() == {old: 90, new: 10}
+    code, _, err = cli("route", "set", SERVICE, f"{old}=100")
+    assert code == 2 and "a rollout of hello-backend is running" in err
+    code, text, _ = cli("rollout", "pause", SERVICE)
+    assert code == 0 and "(paused)" in text
+    code, text, _ = cli("rollout", "status", SERVICE, "--format", "json")
+    status = json.loads(text)
+    assert status["paused"] and status["next_decision_at"] is None and status["weights"] == {old: 90, new: 10}
+    assert cli("rollout", "resume", SERVICE)[0] == 0
+    code, text, _ = cli("rollout", "abort", SERVICE)
+    assert code == 0 and "rolled-back" in text and "aborted by hand" in text
+    assert env.weights() == {old: 100}
+    code, _, err = cli("rollout", "pause", SERVICE)
+    assert code == 2 and "no rollout of hello-backend is running" in err
+    # Again, then promoted by hand with the one-step command of before.
+    assert cli("rollout", "start", SERVICE, new)[0] == 0
+    code, text, _ = cli("rollout", "promote", SERVICE)
+    assert code == 0 and env.weights() == {new: 100}
+    assert json.loads(cli("rollout", "status", SERVICE, "--format", "json")[1])["reason"] == "promoted by hand"
+    # A header route by hand: every request with the header to the old version.
+    code, text, _ = cli("route", "set", SERVICE, f"{old}=100", "--header", "x-canary=always")
+    assert code == 0 and "r-hello-backend-h-x-canary" in text
+    with Load(env.ingress_port, clients=1, headers={"x-canary": "always"}) as load:
+        wait_until(lambda: len(load.results) >= 50, 10, "requests with the header")
+    assert {v for _, s, v in load.results if s == 200} == {old}
+    code, text, _ = cli("route", "show", SERVICE)
+    assert "x-canary=always" in text and f"{old}=100" in text
+    assert cli("route", "delete", SERVICE, "--header", "x-canary")[0] == 0
+    assert env.engine.header_routes(ENV, SERVICE) == []
+    kinds = [e["message"] for e in env.events()]
+    assert any(m.startswith("paused by hand") for m in kinds) and any(m.startswith("resumed by hand") for m in kinds)

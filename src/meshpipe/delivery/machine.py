@@ -122,7 +122,7 @@ class Rollout:
     finished_at: float | None = None
     pending_hooks: list[str] = field(default_factory=list)  # hook types to call once the state is stored
     confirmations: tuple[HookResult, ...] = ()  # the last confirm-promotion answers
-    started_by: str = "push"
+    started_by: str = "by a push"
     id: int | None = None
 
     # -- derived --
@@ -177,7 +177,7 @@ class Rollout:
             reference_p99=d.get("reference_p99"), baseline=dict(d.get("baseline") or {}), reason=d.get("reason", ""),
             finished_at=d.get("finished_at"), pending_hooks=list(d.get("pending_hooks", ())),
             confirmations=tuple(HookResult.from_json(h) for h in d.get("confirmations", ())),
-            started_by=d.get("started_by", "push"), id=rollout_id)
+            started_by=d.get("started_by", "by a push"), id=rollout_id)
 
 
 # --- what a rollout wants the mesh to look like -------------------------------------------------------
@@ -211,11 +211,11 @@ def due(r: Rollout, now: float) -> str | None:
 # --- transitions: each returns the events to record --------------------------------------------------
 
 def start(service: str, candidate: str, base: Mapping[str, int], plan: RolloutPlan, now: float,
-          started_by: str = "push") -> tuple[Rollout, list[str]]:
+          started_by: str = "by a push") -> tuple[Rollout, list[str]]:
     r = Rollout(service=service, candidate=candidate, plan=plan, base=dict(base), started_at=now,
                 started_by=started_by)
     others = ", ".join(f"{v} {w}" for v, w in r.base.items())
-    return r, [f"rollout of {candidate} started ({started_by}): {plan.describe()}; from {others}"]
+    return r, [f"rollout of {candidate} started {started_by}: {plan.describe()}; from {others}"]
 
 
 def _open_window(r: Rollout, now: float, counters: an.Snapshot) -> None:

@@ -209,7 +209,7 @@ class ControlApi:
         if plan_json is None:
             return
         try:
-            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"push, run {run_id}")
+            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"by a push (run {run_id})")
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 

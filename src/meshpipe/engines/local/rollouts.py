@@ -217,6 +217,9 @@ class RolloutController:
             driver.rollout = r
             self._record(r, events)
             await self._apply(r, f"rollout of {version} started")
+            if not plan.hooks("pre-rollout"):
+                # Nothing to wait for: the first step is taken before the caller hears back.
+                await self._tick(r)
         self._spawn(service)
         driver.wake.set()
         return status_json(r, self.environment, now)
