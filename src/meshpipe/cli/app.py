@@ -75,8 +75,8 @@ def load(
     lat = report.latency_ms
     out.print(f"GET {escape(url)}: {report.sent} of {report.planned} requests sent at {rps:g}/s for {duration:g} s "
               f"(achieved {report.achieved_rps:.1f}/s), {report.answered} answered")
-    out.print("status: " + (", ".join(f"{code} × {n}" for code, n in report.statuses.items()) or "none")
-              + "".join(f"; [red]{escape(why)} × {n}[/red]" for why, n in report.failures.items()))
+    out.print("status: " + (", ".join(f"{code}: {n}" for code, n in report.statuses.items()) or "none")
+              + "".join(f"; [red]{escape(why)}: {n}[/red]" for why, n in report.failures.items()))
     if lat["p50"] is not None:
         out.print("latency ms: " + "  ".join(f"{k} {v:.1f}" for k, v in lat.items() if v is not None))
     table = Table("version (x-meshpipe-version)", "answers", "share", "5xx", "p99 ms", box=None, padding=(0, 1))
