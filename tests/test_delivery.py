@@ -146,7 +146,7 @@ def test_a_failing_candidate_is_rolled_back_to_every_versions_old_share() -> Non
     events = run_window(r, t, 31.0, new_errors=4)
     assert r.status == m.ROLLED_BACK and r.pending_hooks == ["rollback"]
     assert m.desired(r)[0] == (WeightedTarget(OLD, 70), WeightedTarget(OTHER, 30))
-    assert "success rate 80.0 %" in r.reason and events[-1].startswith("rolled back: ")
+    assert "success rate 80.0 %" in r.reason and events[-1].startswith("rolled back to ")
 
 
 def test_a_latency_regression_is_rolled_back() -> None:

@@ -105,7 +105,7 @@ def test_a_version_failing_20_percent_is_rolled_back_within_one_window_and_gets_
     assert 60 < window["candidate"]["success_rate"] < 95
     assert "below the 99 % allowed" in status["reason"]
     assert_decisions_on_time(status)
-    assert any(e["message"].startswith("rolled back: ") and "success rate" in e["message"] for e in env.events())
+    assert any(e["message"].startswith("rolled back to ") and "success rate" in e["message"] for e in env.events())
 
 
 def test_a_200_ms_latency_regression_is_rolled_back(env: RolloutEnv) -> None:

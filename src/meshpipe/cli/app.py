@@ -91,9 +91,21 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Keep the environment running afterwards.")] = False,
     home: Annotated[Path | None, typer.Option(help="meshpipe home for the demo (default: $MESHPIPE_HOME).")] = None,
     requests: Annotated[int, typer.Option(help="Requests sent to observe the canary split.")] = 300,
+    rollout: Annotated[bool, typer.Option("--rollout", help="Instead: push a bad backend (rolled back by itself, "
+                                          "the reason shown), then a good one (promoted by itself).")] = False,
+    interval: Annotated[int, typer.Option(help="--rollout: seconds per rollout step.")] = 5,
 ) -> None:
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
     from meshpipe.cli.output import out
+
+    if rollout:
+        from meshpipe.demo_rollout import run_rollout_demo
+        from meshpipe.errors import UserError
+
+        if not 1 <= interval <= 60:
+            raise UserError(f"--interval {interval} is not 1-60 seconds")
+        run_rollout_demo(home=home, keep=keep, console=out, interval=interval)
+        return
     from meshpipe.demo import run_demo
 
     run_demo(home=home, keep=keep, console=out, requests=requests)

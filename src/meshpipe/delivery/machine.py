@@ -282,9 +282,9 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
         r.failed_windows += 1
         limit = r.plan.analysis.failed_windows
         if r.failed_windows >= limit:
-            reason = f"{r.failed_windows} of {limit} allowed failed window(s); last: " + "; ".join(verdict.reasons)
+            reason = "; ".join(verdict.reasons) + f" (failed window {r.failed_windows} of {limit} allowed)"
             _finish(r, now, ROLLED_BACK, reason, "rollback")
-            return [*events, f"rolled back: {_back_to(r)}: {reason}"]
+            return [*events, f"rolled back to {_back_to(r)}: {reason}"]
         _open_window(r, now, counters)
         return [*events, f"{r.failed_windows} of {limit} failed window(s): step {r.step + 1} repeated"]
     return events + _advance(r, now, counters)
@@ -297,7 +297,7 @@ def _where(r: Rollout) -> str:
 
 
 def _back_to(r: Rollout) -> str:
-    return ", ".join(f"{v} {w}" for v, w in r.base.items() if w > 0) + f"; {r.candidate} 0"
+    return ", ".join(f"{v} ({w} %)" for v, w in r.base.items() if w > 0)
 
 
 def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
@@ -384,7 +384,7 @@ def abort(r: Rollout, now: float, who: str = "by hand") -> list[str]:
         return []
     reason = f"aborted {who}"
     _finish(r, now, ROLLED_BACK, reason, "rollback")
-    return [f"rolled back: {_back_to(r)}: {reason}"]
+    return [f"rolled back to {_back_to(r)}: {reason}"]
 
 
 def promote(r: Rollout, now: float, who: str = "by hand") -> list[str]:
@@ -406,4 +406,4 @@ def fail(r: Rollout, now: float, reason: str) -> list[str]:
     if r.finished:
         return []
     _finish(r, now, ROLLED_BACK, reason, "rollback")
-    return [f"rolled back: {reason}"]
+    return [f"rolled back to {_back_to(r) or 'nothing'}: {reason}"]
