@@ -198,6 +198,13 @@ class RolloutController:
             if row.status != st.CREATE_COMPLETE:
                 raise ConflictError(f"version {version} of {service} is {row.status}; only {st.CREATE_COMPLETE} "
                                     "versions can be rolled out")
+            if plan.preview is not None:
+                owner = self.store.header_route_owner(service, header_route_name(service, plan.preview.key))
+                if owner not in (None, ROLLOUT_OWNER):
+                    raise ConflictError(f"the header route of {plan.preview.name} on {service} was set by hand; "
+                                        "the blue-green preview needs that header",
+                                        hint=f"delete it first: meshpipe route delete {service} --header "
+                                             f"{plan.preview.name}")
             now = self.clock()
             current = driver.rollout if driver.rollout is not None and not driver.rollout.finished else None
             if current is not None and current.candidate == version:
