@@ -67,6 +67,7 @@ def render(s: dict[str, Any]) -> RenderableType:
                           str(w["weight"]), str(cand["requests"]), str(cand["errors"]),
                           _num(cand["success_rate"], 2), _num(cand["p99_ms"]), _num(stable["p99_ms"]), verdict,
                           f"{(w['decided_at'] or '')[11:22]} ({w['decision_lag_s']:.3f} s)",
-                          escape("; ".join(w["reasons"])))
+                          # A passed window's figures are in the columns; a failed one says what failed.
+                          "" if w["verdict"] == "passed" else escape("; ".join(w["reasons"])))
         lines.append(table)
     return Group(*lines)
