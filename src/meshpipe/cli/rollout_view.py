@@ -34,7 +34,29 @@ def where(s: dict[str, Any]) -> str:
     return f"step {s['step']}/{s['steps']} ({s['candidate_weight']} %)"
 
 
+def render_ecs(s: dict[str, Any]) -> RenderableType:
+    """A deployment ECS runs (Service Connect)."""
+    style = STATUS_STYLE.get(s["status"], "")
+    alarms = s["alarms"]
+    lines: list[RenderableType] = [
+        Text.from_markup(f"ECS deployment of [bold]{escape(s['service'])}[/bold]: [bold]"
+                         f"{escape(s['candidate'] or '?')}[/bold] from {escape(s['stable'] or 'nothing')}  "
+                         f"[dim]({escape(s['describe'])}; started {escape(s['started_at'] or '')})[/dim]"),
+        Text.from_markup(f"status: [{style}]{escape(s['status'])}[/{style}] ({escape(s['ecs_status'])}"
+                         + (f", {escape(s['phase'])}" if s["phase"] else "") + ")"),
+        Text.from_markup("weights: " + escape(", ".join(f"{v} {w:g}" for v, w in s["weights"].items()))),
+        Text.from_markup(f"alarms ({escape(str(alarms['status']))}): " + escape(", ".join(alarms["names"]) or "none")
+                         + (f"; [red]fired: {escape(', '.join(alarms['triggered']))}[/red]" if alarms["triggered"]
+                            else "")),
+    ]
+    if s["reason"]:
+        lines.append(Text.from_markup(f"reason: {escape(s['reason'])}"))
+    return Group(*lines)
+
+
 def render(s: dict[str, Any]) -> RenderableType:
+    if s.get("engine") == "aws":
+        return render_ecs(s)
     style = STATUS_STYLE.get(s["status"], "")
     lines: list[RenderableType] = []
     head = Text.from_markup(

@@ -563,6 +563,25 @@ class AwsEngine:
             return self.sc.rollout_rollback(ctx, service, named)
         return self.route_set(env, service, plans.rollback(self.route_show(env, service), named))
 
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        """Service Connect: the service's latest ECS deployment (ECS runs the rollout there). App Mesh has no
+        rollout of its own: ``rollout run`` drives one from the CLI."""
+        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
+        from meshpipe.engines.aws.service_connect import describe_strategy
+
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"{env} runs App Mesh, where rollouts are driven from the command line",
+                            hint=f"use `meshpipe rollout run {service} NEW --env {env} --engine aws`")
+        state = self.sc.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {env} yet",
+                                hint=f"push a manifest to {service}-cfg first")
+        return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
+                                  describe_strategy)
+
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""
         _check_env(env)
