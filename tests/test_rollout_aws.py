@@ -184,3 +184,18 @@ def test_rollout_status_reads_the_latest_ecs_deployment() -> None:
     assert "rolled-back (ROLLBACK_SUCCESSFUL, BAKE_TIME)" in text and "fired: demo-hello-backend" in text
     cfn_stub.assert_no_pending_responses()
     ecs_stub.assert_no_pending_responses()
+
+
+def test_the_service_stacks_deploy_role_may_manage_exactly_the_rollout_alarms() -> None:
+    from meshpipe.synth.service_pipeline import render_service_connect_pipeline
+
+    role = render_service_connect_pipeline("demo")["Resources"]["DeployRole"]["Properties"]
+    [statement] = [s for s in role["Policies"][0]["PolicyDocument"]["Statement"] if s.get("Sid") == "RolloutAlarms"]
+    assert sorted(statement["Action"]) == ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
+                                           "cloudwatch:PutMetricAlarm"]
+    pattern = statement["Resource"]["Fn::Sub"]
+    names = [rd.alarm_name("demo", "orders-api", kind) for kind in ("errors", "latency")]
+    resources = template(PLANS["canary"])["Resources"]
+    assert [resources[a]["Properties"]["AlarmName"] for a in (rd.ERRORS_ALARM, rd.LATENCY_ALARM)] == names
+    prefix = pattern.split(":alarm:")[1].replace("${EnvironmentName}", "demo").replace("${ServiceName}", "orders-api")
+    assert prefix.endswith("*") and all(n.startswith(prefix[:-1]) for n in names)

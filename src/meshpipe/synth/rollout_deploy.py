@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 
 ERRORS_ALARM = "RolloutErrorsAlarm"
 LATENCY_ALARM = "RolloutLatencyAlarm"
+# Alarm names are fixed, so the service stack's deploy role can be limited to them (service_pipeline).
+ALARM_NAME_PREFIX = "meshpipe-rollout-"
+
+
+def alarm_name(environment: str, service: str, kind: str) -> str:
+    """``meshpipe-rollout-<env>-<svc>-errors`` (CloudWatch alarm names may be up to 255 characters)."""
+    return f"{ALARM_NAME_PREFIX}{environment}-{service}-{kind}"
 NAMESPACE = "AWS/ECS"
 PERIOD_SECONDS = 60
 ECS_MIN_LINEAR_STEP = 3
@@ -97,6 +104,7 @@ def alarms(version: ServiceVersion) -> Json:
     filled = {metric_id: f"FILL({metric_id}, 0)" for metric_id in ANSWER_METRICS}
     rate = f"100 * {filled['errors']} / ({' + '.join(filled.values())})"
     found: Json = {ERRORS_ALARM: resource("AWS::CloudWatch::Alarm", {
+        "AlarmName": alarm_name(version.environment, name, "errors"),
         "AlarmDescription": f"meshpipe: more than {100 - a.min_success_rate:g} % of {name}'s answers are 5xx "
                             "(its ECS deployment rolls back)",
         "ComparisonOperator": "GreaterThanThreshold",
@@ -108,6 +116,7 @@ def alarms(version: ServiceVersion) -> Json:
     })}
     if a.max_p99_ms is not None:
         found[LATENCY_ALARM] = resource("AWS::CloudWatch::Alarm", {
+            "AlarmName": alarm_name(version.environment, name, "latency"),
             "AlarmDescription": f"meshpipe: {name}'s average response time above {a.max_p99_ms:g} ms "
                                 "(its ECS deployment rolls back)",
             "ComparisonOperator": "GreaterThanThreshold",

@@ -29,7 +29,7 @@ from meshpipe.errors import UserError
 from meshpipe.manifest.rules import SERVICE_NAME_RE
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
-from meshpipe.synth import buildspec
+from meshpipe.synth import buildspec, rollout_deploy
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
@@ -539,6 +539,11 @@ def _service_connect_deploy_role() -> Json:
                            "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
                            "elasticloadbalancing:DescribeTargetGroups"], "*", sid="IngressUnscoped"),
                 *_autoscaling_statements(),
+                # A version with a rollout plan has alarms that roll its ECS deployment back (rollout_deploy).
+                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                          sub("arn:${AWS::Partition}:cloudwatch:" + account + ":alarm:"
+                              + rollout_deploy.ALARM_NAME_PREFIX + "${EnvironmentName}-${ServiceName}-*"),
+                          sid="RolloutAlarms"),
             ])],
         }),
     }

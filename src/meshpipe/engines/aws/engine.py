@@ -41,11 +41,14 @@ from meshpipe.engines.base import (
 )
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh import plans
+from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
     GatewayRoute,
+    HeaderRoute,
     Route,
     WeightedTarget,
     make_gateway_route,
+    make_header_route,
     make_route,
     parse_version_ref,
 )
@@ -461,6 +464,44 @@ class AwsEngine:
                                 hint=f"set one with `meshpipe route set {service} VERSION=100 --env {env} "
                                      "--engine aws`")
         self.reporter.done(f"route r-{service} deleted")
+
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """App Mesh: an extra route of the service's router for requests whose headers match."""
+        from meshpipe.engines.aws.header_routes import put_header_route
+
+        _check_env(env)
+        route = make_header_route(service, headers, targets)  # App Mesh's limits, checked before any call
+        ctx = self._header_routes_ctx(env, service)
+        for target in route.targets:
+            self._require_version(env, service, target.version)
+        outcome = put_header_route(self.calls, ctx.mesh, route)
+        self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
+        return route
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        from meshpipe.engines.aws.header_routes import delete_header_route
+
+        _check_env(env)
+        ctx = self._header_routes_ctx(env, service)
+        if not delete_header_route(self.calls, ctx.mesh, service, header):
+            raise NotFoundError(f"{service} has no header route for {header} in {env}")
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        from meshpipe.engines.aws.header_routes import header_routes
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return [] if ctx.service_connect else header_routes(self.calls, ctx.mesh, service)
+
+    def _header_routes_ctx(self, env: str, service: str) -> EnvContext:
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            raise UserError(f"{env} runs on ECS Service Connect, which routes by service, not by request header",
+                            hint="header routes are App Mesh's (and the local engine's)")
+        self._require_pipeline(env, service, "no virtual router")
+        return ctx
 
     # -- versions ---------------------------------------------------------------------------------------
 
