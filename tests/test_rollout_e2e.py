@@ -348,6 +348,8 @@ def test_the_rollout_commands(env: RolloutEnv) -> None:
     code, text, _ = cli("rollout", "promote", SERVICE)
     assert code == 0 and env.weights() == {new: 100}
     assert json.loads(cli("rollout", "status", SERVICE, "--format", "json")[1])["reason"] == "promoted by hand"
+    code, text, _ = cli("rollout", "watch", SERVICE, "--every", "0.2")  # an ended rollout: shown once, then done
+    assert code == 0 and "promoted" in text and "by hand" in text
     # A header route by hand: every request with the header to the old version.
     code, text, _ = cli("route", "set", SERVICE, f"{old}=100", "--header", "x-canary=always")
     assert code == 0 and "r-hello-backend-h-x-canary" in text

@@ -277,6 +277,7 @@ class ControlApi:
     async def version_delete(self, service: str, version: str, force: bool) -> None:
         self.store.require_service(service)
         await self.deployer.delete(service, version, force)
+        self.rollouts.wake(service)
 
     # -- stats --
 

@@ -281,6 +281,12 @@ class RolloutController:
                                 hint=f"push a manifest with a Rollout section, or: meshpipe rollout start {service} VERSION")
         return status_json(r, self.environment, self.clock())
 
+    def wake(self, service: str) -> None:
+        """Something changed under the service (a version deleted): its driver looks now, not at its next decision."""
+        driver = self.drivers.get(service)
+        if driver is not None:
+            driver.wake.set()
+
     def running(self, service: str) -> bool:
         driver = self.drivers.get(service)
         return bool(driver and driver.rollout and not driver.rollout.finished)
