@@ -79,16 +79,24 @@ def candidate_requests(env: RolloutEnv, version: str) -> int:
     return int(env.engine.stats(ENV, SERVICE)["versions"].get(version, {}).get("requests", 0))
 
 
+def pushed_targets(env: RolloutEnv) -> list[dict]:  # type: ignore[type-arg]
+    config = env.engine.mesh_config(ENV) or {}
+    route = config.get("services", {}).get(f"{SERVICE}.demo.local", {}).get("route") or {}
+    return list(route.get("targets", []))
+
+
 def rolled_back_with_no_traffic_after(env: RolloutEnv, load: Load, old: str, new: str) -> dict:  # type: ignore[type-arg]
     status = env.finished(new, 60)
     assert status["status"] == "rolled-back", status
     assert env.weights() == {old: 100}
-    # The rollback is in every proxy when its route change returns: from then on the candidate gets nothing.
+    # Once every proxy applied the rollback (the config the daemon last pushed to all of them says so), the
+    # candidate gets nothing more.
+    wait_until(lambda: pushed_targets(env) == [{"version": old, "weight": 100}], 10, "the rollback pushed")
     counted = candidate_requests(env, new)
-    after = time.time()
+    after = time.time() + 0.2  # answers still in flight when the rollback applied may end just after it
     wait_until(lambda: len(load.since(after)) > 100, 10, "load after the rollback")
     assert candidate_requests(env, new) == counted
-    assert set(load.versions_since(after + 0.2)) == {old}
+    assert set(load.versions_since(after)) == {old}
     return status
 
 
@@ -253,12 +261,12 @@ def test_three_versions_keep_their_relative_shares(env: RolloutEnv) -> None:
         wait_until(lambda: c in env.weights(), 20, "the candidate routed")
         assert env.weights() == {a: 45, b: 30, c: 25}
         mid = time.time()
-        wait_until(lambda: len(load.since(mid)) > 300, 20, "traffic at the step")
+        wait_until(lambda: len(load.since(mid)) > 400, 20, "traffic at the step")
         split = load.versions_since(mid)
         status = env.finished(c, 30)
     assert status["base"] == {a: 60, b: 40} and status["status"] == "promoted"
     # The observed split follows the weights: a to b stays 60:40 (3:2) while c takes its share.
-    assert 1.1 < split[a] / split[b] < 2.0, split
+    assert 1.05 < split[a] / split[b] < 2.3, split  # 1.5 expected; equal shares (1.0) would fail
     assert env.weights() == {c: 100}
 
 
