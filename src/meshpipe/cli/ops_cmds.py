@@ -271,15 +271,45 @@ def _print_route(route: Any, service: str) -> None:
     text.write()
 
 
+def _print_header_routes(routes: list[Any], service: str) -> None:
+    for r in routes:
+        spread = ", ".join(f"{t.version}={t.weight}" for t in r.targets)
+        out.print(f"header route [bold]{escape(r.name)}[/bold] (priority {r.priority}): requests with "
+                  f"{escape(r.describe())} → {escape(spread)}")
+
+
+HeaderOpt = Annotated[list[str] | None, typer.Option(
+    "--header", help="NAME=VALUE: an extra, higher-priority route for requests with this header (=^ prefix, "
+                     "=~ regex), e.g. --header x-canary=always; repeat to match several headers.")]
+
+
 @route_app.command("set")
 def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
               targets: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT pairs; a version by id, commit or "
                                                                    "virtual node name.", show_default=False)],
+              header: HeaderOpt = None,
               env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10."""
+    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10; with --header, of a header route."""
     from meshpipe.mesh.routing import parse_weight_args
 
     parsed = parse_weight_args(service, targets)
+    if header:
+        from meshpipe.errors import UserError
+        from meshpipe.mesh.headers import parse_header_arg
+        from meshpipe.mesh.routing import make_header_route
+
+        try:
+            matches = tuple(parse_header_arg(h) for h in header)
+        except ValueError as exc:
+            raise UserError(f"--header: {exc}") from None
+        make_header_route(service, matches, parsed)  # App Mesh's limits, before any engine is asked
+        with engine_for(engine) as eng:
+            made = _local_only(eng, "header_route_set")(env, service, matches, parsed)
+        if fmt is Format.json:
+            print_json(made)
+        else:
+            _print_header_routes([made], service)
+        return
     with engine_for(engine) as eng:
         route = eng.route_set(env, service, parsed)
     print_json(route) if fmt is Format.json else _print_route(route, service)
@@ -288,25 +318,35 @@ def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
 @route_app.command("show")
 def route_show(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
-    """Show a service's route and weights."""
+    """Show a service's route and weights, and its header routes."""
     with engine_for(engine) as eng:
         route = eng.route_show(env, service)
+        extra = getattr(eng, "header_routes", None)
+        header_routes = extra(env, service) if extra is not None else []
     if fmt is Format.json:
-        print_json(route)
+        print_json(route if not header_routes else {"route": route, "header_routes": header_routes})
     elif graph and route is not None:
         out.print(f"route [bold]{escape(route.name)}[/bold] of {escape(service)}")
         _print_bars([(t.version, t.weight) for t in route.targets])
+        _print_header_routes(header_routes, service)
     else:
         _print_route(route, service)
+        _print_header_routes(header_routes, service)
 
 
 @route_app.command("delete")
 def route_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-                 engine: EngineOpt = "local") -> None:
-    """Delete a service's route (its virtual service then answers 503)."""
+                 engine: EngineOpt = "local",
+                 header: Annotated[str | None, typer.Option("--header", help="Delete only the header route matching "
+                                                                            "this header name.")] = None) -> None:
+    """Delete a service's route (its virtual service then answers 503), or one header route."""
     with engine_for(engine) as eng:
-        eng.route_delete(env, service)
-    out.print(f"route of {escape(service)} deleted")
+        if header:
+            _local_only(eng, "header_route_delete")(env, service, header)
+        else:
+            eng.route_delete(env, service)
+    out.print(f"header route {escape(header)} of {escape(service)} deleted" if header
+              else f"route of {escape(service)} deleted")
 
 
 @route_app.command("gateway")

@@ -45,11 +45,14 @@ from meshpipe.engines.base import (
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh import plans
 from meshpipe.mesh.graph import Topology
+from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
     GatewayRoute,
+    HeaderRoute,
     Route,
     WeightedTarget,
     make_gateway_route,
+    make_header_route,
     make_route,
     parse_version_ref,
 )
@@ -539,6 +542,44 @@ class AwsEngine:
                                      "--engine aws`")
         self.reporter.done(f"route r-{service} deleted")
 
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """App Mesh: an extra route of the service's router for requests whose headers match."""
+        from meshpipe.engines.aws.header_routes import put_header_route
+
+        _check_env(env)
+        route = make_header_route(service, headers, targets)  # App Mesh's limits, checked before any call
+        ctx = self._header_routes_ctx(env, service)
+        for target in route.targets:
+            self._require_version(env, service, target.version)
+        outcome = put_header_route(self.calls, ctx.mesh, route)
+        self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
+        return route
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        from meshpipe.engines.aws.header_routes import delete_header_route
+
+        _check_env(env)
+        ctx = self._header_routes_ctx(env, service)
+        if not delete_header_route(self.calls, ctx.mesh, service, header):
+            raise NotFoundError(f"{service} has no header route for {header} in {env}")
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        from meshpipe.engines.aws.header_routes import header_routes
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return [] if ctx.service_connect else header_routes(self.calls, ctx.mesh, service)
+
+    def _header_routes_ctx(self, env: str, service: str) -> EnvContext:
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            raise UserError(f"{env} runs on ECS Service Connect, which routes by service, not by request header",
+                            hint="header routes are App Mesh's (and the local engine's)")
+        self._require_pipeline(env, service, "no virtual router")
+        return ctx
+
     # -- versions ---------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
@@ -639,6 +680,25 @@ class AwsEngine:
             self._require_pipeline(env, service, "no service stack")
             return self.sc.rollout_rollback(ctx, service, named)
         return self.route_set(env, service, plans.rollback(self.route_show(env, service), named))
+
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        """Service Connect: the service's latest ECS deployment (ECS runs the rollout there). App Mesh has no
+        rollout of its own: ``rollout run`` drives one from the CLI."""
+        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
+        from meshpipe.engines.aws.service_connect import describe_strategy
+
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"{env} runs App Mesh, where rollouts are driven from the command line",
+                            hint=f"use `meshpipe rollout run {service} NEW --env {env} --engine aws`")
+        state = self.sc.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {env} yet",
+                                hint=f"push a manifest to {service}-cfg first")
+        return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
+                                  describe_strategy)
 
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""

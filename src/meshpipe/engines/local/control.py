@@ -22,6 +22,12 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     GET    /v1/services/{svc}/stats                per-version requests, errors, latency from every proxy
     GET    /metrics                                the environment's Prometheus page (text); also takes the
                                                    metrics token (metrics.token), which opens nothing else
+    GET    /v1/routes/{svc}/headers                the service's header routes
+    PUT    /v1/routes/{svc}/headers    {headers, targets}   add or replace the header route of headers[0]
+    DELETE /v1/routes/{svc}/headers/{header}
+    POST   /v1/rollouts/{svc}          {version}   start a rollout by hand
+    GET    /v1/rollouts/{svc}                      the running (else the latest) rollout: step, weights, windows
+    POST   /v1/rollouts/{svc}/{action}             pause | resume | abort | promote
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
@@ -40,7 +46,8 @@ from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -69,6 +76,18 @@ def route_from_json(data: dict[str, Any] | None) -> Route | None:
                  prefix=data["prefix"], method=data["method"], priority=int(data["priority"]),
                  max_retries=int(data["max_retries"]), per_retry_timeout_ms=int(data["per_retry_timeout_ms"]),
                  timeout_ms=int(data["timeout_ms"]))
+
+
+def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
+    return {"service": route.service, "name": route.name, "headers": [h.to_json() for h in route.headers],
+            "targets": [{"version": t.version, "weight": t.weight} for t in route.targets],
+            "prefix": route.prefix, "method": route.method, "priority": route.priority}
+
+
+def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
+                       targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
+                       priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
 
 
 def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
@@ -148,6 +167,22 @@ class ControlTarget(Protocol):
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
+    async def header_routes(self, service: str) -> list[HeaderRoute]: ...
+    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]: ...
+    async def header_route_delete(self, service: str, header: str) -> None: ...
+    async def rollout_start(self, service: str, version: str) -> dict[str, Any]: ...
+    async def rollout_status(self, service: str) -> dict[str, Any]: ...
+    async def rollout_control(self, service: str, action: str) -> dict[str, Any]: ...
+
+
+def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    targets = []
+    for t in raw_targets:
+        if not isinstance(t, dict):
+            raise UserError("each target must be an object with version and weight")
+        targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
+    return tuple(targets)
 
 
 def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
@@ -267,13 +302,7 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
-        raw_targets = _require(data, "targets", list)
-        targets = []
-        for t in raw_targets:
-            if not isinstance(t, dict):
-                raise UserError("each target must be an object with version and weight")
-            targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
-        route, pushed = await target.route_set(path_segment(request, "svc"), tuple(targets))
+        route, pushed = await target.route_set(path_segment(request, "svc"), _targets(_require(data, "targets", list)))
         return ok({"route": route_to_json(route), "push": pushed})
 
     async def route_delete(request: web.Request) -> web.Response:
@@ -310,6 +339,34 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
+    async def header_routes(request: web.Request) -> web.Response:
+        return ok([header_route_to_json(r) for r in await target.header_routes(path_segment(request, "svc"))])
+
+    async def header_route_set(request: web.Request) -> web.Response:
+        data = await body(request)
+        headers = []
+        for h in _require(data, "headers", list):
+            if not isinstance(h, dict):
+                raise UserError("each header must be an object with name, kind and value")
+            headers.append(HeaderMatch(_require(h, "name"), _require(h, "value"), _require(h, "kind")))
+        route, pushed = await target.header_route_set(path_segment(request, "svc"), tuple(headers),
+                                                      _targets(_require(data, "targets", list)))
+        return ok({"route": header_route_to_json(route), "push": pushed})
+
+    async def header_route_delete(request: web.Request) -> web.Response:
+        await target.header_route_delete(path_segment(request, "svc"), request.match_info["header"])
+        return ok({"deleted": True})
+
+    async def rollout_start(request: web.Request) -> web.Response:
+        data = await body(request)
+        return ok(await target.rollout_start(path_segment(request, "svc"), _require(data, "version")), 201)
+
+    async def rollout_status(request: web.Request) -> web.Response:
+        return ok(await target.rollout_status(path_segment(request, "svc")))
+
+    async def rollout_control(request: web.Request) -> web.Response:
+        return ok(await target.rollout_control(path_segment(request, "svc"), request.match_info["action"]))
+
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/shutdown", shutdown)
@@ -329,6 +386,12 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
     app.router.add_get("/v1/services/{svc}/stats", stats)
     app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get("/v1/routes/{svc}/headers", header_routes)
+    app.router.add_put("/v1/routes/{svc}/headers", header_route_set)
+    app.router.add_delete("/v1/routes/{svc}/headers/{header}", header_route_delete)
+    app.router.add_post("/v1/rollouts/{svc}", rollout_start)
+    app.router.add_get("/v1/rollouts/{svc}", rollout_status)
+    app.router.add_post("/v1/rollouts/{svc}/{action}", rollout_control)
     return app
 
 
@@ -508,3 +571,25 @@ class ControlClient:
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))
+
+    def header_routes(self, service: str) -> list[HeaderRoute]:
+        return [header_route_from_json(r) for r in self.call("GET", f"/v1/routes/{quote(service, safe='')}/headers")]
+
+    def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
+        data = self.call("PUT", f"/v1/routes/{quote(service, safe='')}/headers",
+                         {"headers": [h.to_json() for h in headers],
+                          "targets": [{"version": t.version, "weight": t.weight} for t in targets]})
+        return header_route_from_json(data["route"]), data["push"]
+
+    def header_route_delete(self, service: str, header: str) -> None:
+        self.call("DELETE", f"/v1/routes/{quote(service, safe='')}/headers/{quote(header, safe='')}")
+
+    def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}", {"version": version}))
+
+    def rollout_status(self, service: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/v1/rollouts/{quote(service, safe='')}"))
+
+    def rollout_control(self, service: str, action: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}/{quote(action, safe='')}"))

@@ -36,7 +36,8 @@ from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_loc
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
 
 if TYPE_CHECKING:
     from meshpipe.engines.local.logs import LogLine
@@ -372,6 +373,60 @@ class LocalEngine:
 
     def route_delete(self, env: str, service: str) -> None:
         self._client(env).route_delete(service)
+
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """An extra route taking precedence over the weighted one for requests whose headers match."""
+        validate_targets(targets)
+        return self._client(env).header_route_set(service, headers, targets)[0]
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        self._client(env).header_route_delete(service, header)
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        return self._client(env).header_routes(service)
+
+    # --- rollouts (run by the environment's daemon) ------------------------------------------------------
+
+    def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]:
+        return self._client(env).rollout_start(service, version)
+
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        return self._client(env).rollout_status(service)
+
+    def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]:
+        return self._client(env).rollout_control(service, action)
+
+    def rollout_promote(self, env: str, service: str, version: str | None) -> Route:
+        """``rollout promote``: the running rollout's, else a plain route change to ``version`` or the canary."""
+        from meshpipe.mesh import plans
+
+        client = self._client(env)
+        if version is None and self._rollout_running(client, service):
+            client.rollout_control(service, "promote")
+            route = client.route_show(service)
+            assert route is not None
+            return route
+        return self.route_set(env, service, plans.promote(client.route_show(service), version))
+
+    def rollout_rollback(self, env: str, service: str, to: str | None) -> Route:
+        """``rollout rollback``: abort the running rollout, else a plain route change back."""
+        from meshpipe.mesh import plans
+
+        client = self._client(env)
+        if to is None and self._rollout_running(client, service):
+            client.rollout_control(service, "abort")
+            route = client.route_show(service)
+            assert route is not None
+            return route
+        return self.route_set(env, service, plans.rollback(client.route_show(service), to))
+
+    @staticmethod
+    def _rollout_running(client: ControlClient, service: str) -> bool:
+        try:
+            return client.rollout_status(service)["status"] == "running"
+        except NotFoundError:
+            return False
 
     # --- versions ----------------------------------------------------------------------------------------
 

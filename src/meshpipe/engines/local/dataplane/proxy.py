@@ -82,7 +82,8 @@ class Listener:
         self.access_log = AccessLog(self.name) if dp.options.access_log else None
         self.server: asyncio.AbstractServer | None = None
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -102,8 +103,9 @@ class GatewayListener(Listener):
     name = "gateway"
     edge = True
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_gateway(self.dp.config, method, url, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_gateway(self.dp.config, method, url, self.dp.rnd, headers)
 
 
 class EgressListener(Listener):
@@ -113,8 +115,9 @@ class EgressListener(Listener):
         super().__init__(dp, port)
         self.allowed = frozenset(name.lower().encode("ascii") for name in allowed_backends)
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd, headers)
 
 
 class IngressListener(Listener):
@@ -133,7 +136,8 @@ class IngressListener(Listener):
         self.response_header = b"x-meshpipe-version: " + version.encode("ascii") + b"\r\n"
         self.app_stats = dp.metrics.app = UpstreamStats()
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         if not url.startswith(b"/"):
             absolute = split_absolute_form(url)
             if absolute is None:
