@@ -298,7 +298,13 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok({"run_id": run_id}, 201)
 
     async def route_show(request: web.Request) -> web.Response:
-        return ok(route_to_json(await target.route_show(path_segment(request, "svc"))))
+        service = path_segment(request, "svc")
+        route = route_to_json(await target.route_show(service))
+        if request.query.get("headers") != "1":
+            return ok(route)
+        # The whole view of a service's routing in one answer (the CLI's read path asks for this).
+        return ok({"route": route, "header_routes": [header_route_to_json(r)
+                                                     for r in await target.header_routes(service)]})
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
@@ -571,6 +577,11 @@ class ControlClient:
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))
+
+    def route_view(self, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The service's weighted route and its header routes, in one request."""
+        data = self.call("GET", f"/v1/routes/{quote(service, safe='')}?headers=1")
+        return route_from_json(data["route"]), [header_route_from_json(r) for r in data["header_routes"]]
 
     def header_routes(self, service: str) -> list[HeaderRoute]:
         return [header_route_from_json(r) for r in self.call("GET", f"/v1/routes/{quote(service, safe='')}/headers")]

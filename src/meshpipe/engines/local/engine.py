@@ -383,6 +383,10 @@ class LocalEngine:
     def header_route_delete(self, env: str, service: str, header: str) -> None:
         self._client(env).header_route_delete(service, header)
 
+    def route_view(self, env: str, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The weighted route and the header routes of ``service``, in one request to the daemon."""
+        return self._client(env).route_view(service)
+
     def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
         return self._client(env).header_routes(service)
 
