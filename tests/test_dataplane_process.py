@@ -201,8 +201,10 @@ def test_access_log_writes_one_line_per_request(procs: Processes) -> None:
     assert request(sidecar.ports["egress_port"], "http://example.com/").status == 403
     client.quit(sidecar.admin_port)
     out, _ = sidecar.popen.communicate(timeout=10)
-    lines = [line for line in out.decode().splitlines() if line.startswith("[")]
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
     assert len(lines) == 3
-    assert '"GET /a HTTP/1.1" 200 - 0 ' in lines[0] and lines[0].endswith(f'"svc" "aaaaaaaa" "127.0.0.1:{app}" ingress')
-    assert '"GET /b?x=1 HTTP/1.1" 200 -' in lines[1]
-    assert '"GET http://example.com/ HTTP/1.1" 403 egress_denied' in lines[2] and lines[2].endswith('"-" "-" "-" egress')
+    assert [(x["method"], x["path"], x["response_code"], x["response_flags"], x["listener"]) for x in lines] == [
+        ("GET", "/a", 200, "-", "ingress"), ("GET", "/b?x=1", 200, "-", "ingress"),
+        ("GET", "http://example.com/", 403, "NR", "egress")]
+    assert (lines[0]["upstream_host"], lines[0]["upstream_cluster"]) == (f"127.0.0.1:{app}", "svc/aaaaaaaa")
+    assert (lines[2]["upstream_host"], lines[2]["meshpipe_flag"]) == (None, "egress_denied")

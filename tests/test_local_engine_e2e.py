@@ -185,9 +185,9 @@ def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # ty
     monkeypatch.setenv("HOME", str(tmp_path))
     created: list[LocalEnv] = []
 
-    def make(tasks: int = 1, scale: float = FAST) -> LocalEnv:
+    def make(tasks: int = 1, scale: float = FAST, access_log: bool = False) -> LocalEnv:
         engine = LocalEngine(home=home, options=LocalOptions(tasks_per_version=tasks, health_time_scale=scale,
-                                                             deploy_timeout=40.0))
+                                                             deploy_timeout=40.0, access_log=access_log))
         env = LocalEnv(engine, tmp_path / "work")
         env.work.mkdir(exist_ok=True)
         created.append(env)

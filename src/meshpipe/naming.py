@@ -56,3 +56,9 @@ def check_env_name(env: str) -> None:
     if not isinstance(env, str) or not ENVIRONMENT_NAME_RE.match(env):
         raise UserError(f"{env!r} is not an environment name",
                         hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
+
+
+def header_route_name(service: str, header: str) -> str:
+    """The extra route of a service that matches on header ``header``: ``r-<svc>-h-<header>``."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in header.lower())
+    return f"{ROUTE_PREFIX}{service}-h-{cleaned}"

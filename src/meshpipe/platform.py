@@ -16,10 +16,23 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
+from meshpipe.delivery.policy import hook_name_problem, hook_url_problem, steps_problem, webhooks_problems
 from meshpipe.errors import Problem, ValidationError
+from meshpipe.mesh.headers import header_name_problem, header_value_problem
 from meshpipe.naming import check_env_name as check_env_name
 from meshpipe.text import shorten
 from meshpipe.validation import rules
@@ -156,6 +169,67 @@ class TrafficShift(BaseModel):
         return self
 
 
+def _steps_problem(value: Any) -> str | None:
+    return steps_problem(list(value))
+
+
+def _header_value_problem(value: str) -> str | None:
+    return header_value_problem("exact", value)
+
+
+class RolloutAnalysisDefaults(BaseModel):
+    """How a rollout window is judged, unless a manifest says otherwise (see meshpipe.delivery)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = 99.0
+    max_p99_ms: Annotated[float, Field(ge=1, le=600_000, strict=True)] | None = None
+    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
+    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
+    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+
+
+class PreviewHeaderSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[StrictStr, _checked(header_name_problem)] = "x-canary"
+    value: Annotated[StrictStr, _checked(_header_value_problem)] = "always"
+
+
+class WebhookSetting(BaseModel):
+    """A Flagger-style webhook: a POST of the rollout's figures; a non-2xx answer is a failed check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[StrictStr, _checked(hook_name_problem)]
+    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+    url: Annotated[StrictStr, _checked(hook_url_problem)]
+    timeout: Annotated[StrictInt, Field(ge=1, le=300)] = 10
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=1024)]] = {}
+
+
+class RolloutDefaults(BaseModel):
+    """The platform's rollout policy: the default of every service (see meshpipe.delivery.policy)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: StrictBool = False  # every service rolled out, not only those whose manifest has a Rollout section
+    strategy: Literal["canary", "linear", "blue-green"] = "canary"
+    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
+    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
+    interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
+    preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
+    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
+        for _, problem in webhooks_problems(hooks):
+            raise ValueError(problem)
+        return hooks
+
+
 class PlatformPolicy(BaseModel):
     """Conventions applied to every version, and limits every manifest must respect."""
 
@@ -176,6 +250,7 @@ class PlatformPolicy(BaseModel):
     deployment_maximum_percent: Annotated[StrictInt, Field(ge=100, le=200)] = 200
     deployment_minimum_healthy_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50
     traffic_shift: TrafficShift = TrafficShift()
+    rollout: RolloutDefaults = RolloutDefaults()
     # Limits on manifests. An empty list of registries means any registry is allowed.
     allowed_registries: tuple[RegistryPattern, ...] = ()
     max_cpu: Annotated[StrictInt, Field(ge=256, le=16384)] = 16384

@@ -134,7 +134,7 @@ def run(argv: Sequence[str]) -> int | None:
     out = readouts.Text(sys.stdout)
     shows: dict[tuple[str, ...], tuple[Callable[[], Any], Callable[[Any], None]]] = {
         ("versions",): (lambda: engine.versions(env, arg), lambda v: readouts.versions_text(v, arg, out)),
-        ("route", "show"): (lambda: engine.route_show(env, arg), lambda r: readouts.route_text(r, arg, out)),
+        ("route", "show"): (lambda: engine.route_view(env, arg), lambda r: readouts.route_view_text(r, arg, out)),
         ("env", "status"): (lambda: engine.env_status(arg), lambda i: readouts.env_text(i, out)),
         ("stats",): (lambda: engine.stats(env, arg), lambda s: readouts.stats_text(s, out)),
     }
@@ -149,7 +149,7 @@ def run(argv: Sequence[str]) -> int | None:
         err.write()
         return exc.exit_code
     if as_json:
-        readouts.print_json(found)
+        readouts.print_json(readouts.route_view_json(found) if words == ("route", "show") else found)
     else:
         show(found)
         out.write()

@@ -15,7 +15,7 @@ from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
 
 if TYPE_CHECKING:
-    from meshpipe.engines.base import Engine, Planner
+    from meshpipe.engines.base import Engine, HeaderRoutes, Planner
     from meshpipe.engines.plan import Plan
 
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
@@ -23,6 +23,14 @@ EnvOpt = Annotated[str, typer.Option("--env", envvar="MESHPIPE_ENV", help="Envir
 FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan (the calls it would make, each with "
                                                              "its reason) and change nothing (aws).")]
+GraphOpt = Annotated[bool, typer.Option("--graph", help="A compact weight bar per version instead of a table.")]
+
+
+def _print_bars(weights: list[tuple[str, int]]) -> None:
+    from meshpipe.mesh.graph import weight_bars
+
+    for line in weight_bars("", weights):
+        out.print(escape(line))
 
 env_app = typer.Typer(help="Create, inspect and delete environments (mesh, cluster, ingress).", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Service pipelines: config repo → Build → Deploy of a new version.", no_args_is_help=True)
@@ -59,6 +67,17 @@ def show_plan(plan: Plan, fmt: Format) -> None:
         return
     for line in plan.lines():
         out.print(escape(line), highlight=False)
+
+
+def header_routing(engine: Engine) -> HeaderRoutes:
+    """The engine as one that routes by request header; refused (exit 2) when it does not."""
+    from meshpipe.engines.base import HeaderRoutes
+
+    if not isinstance(engine, HeaderRoutes):
+        from meshpipe.errors import UserError
+
+        raise UserError(f"header routes are not available on the {engine.name} engine")
+    return engine
 
 
 def lacking(engine: Engine) -> Exception:
@@ -294,16 +313,48 @@ def _print_route(route: Any, service: str) -> None:
     text.write()
 
 
+def _print_header_routes(routes: list[Any], service: str) -> None:
+    for r in routes:
+        spread = ", ".join(f"{t.version}={t.weight}" for t in r.targets)
+        out.print(f"header route [bold]{escape(r.name)}[/bold] (priority {r.priority}): requests with "
+                  f"{escape(r.describe())} → {escape(spread)}")
+
+
+HeaderOpt = Annotated[list[str] | None, typer.Option(
+    "--header", help="NAME=VALUE: an extra, higher-priority route for requests with this header (=^ prefix, "
+                     "=~ regex), e.g. --header x-canary=always; repeat to match several headers.")]
+
+
 @route_app.command("set")
 def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
               targets: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT pairs; a version by id, commit or "
                                                                    "virtual node name.", show_default=False)],
+              header: HeaderOpt = None,
               env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text,
               dry_run: DryRunOpt = False) -> None:
-    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10."""
+    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10; with --header, of a header route."""
     from meshpipe.mesh.routing import parse_weight_args
 
     parsed = parse_weight_args(service, targets)
+    if header:
+        from meshpipe.errors import UserError
+        from meshpipe.mesh.headers import parse_header_arg
+        from meshpipe.mesh.routing import make_header_route
+
+        try:
+            matches = tuple(parse_header_arg(h) for h in header)
+        except ValueError as exc:
+            raise UserError(f"--header: {exc}") from None
+        if dry_run:
+            raise UserError("--dry-run plans a service's weighted route; a header route is set without a plan")
+        make_header_route(service, matches, parsed)  # App Mesh's limits, before any engine is asked
+        with engine_for(engine) as eng:
+            made = header_routing(eng).header_route_set(env, service, matches, parsed)
+        if fmt is Format.json:
+            print_json(made)
+        else:
+            _print_header_routes([made], service)
+        return
     with engine_for(engine) as eng:
         if dry_run:
             return show_plan(planner(eng).plan_route_set(env, service, parsed), fmt)
@@ -313,20 +364,37 @@ def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
 
 @route_app.command("show")
 def route_show(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-               engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Show a service's route and weights."""
+               engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
+    """Show a service's route and weights, and its header routes."""
+    from meshpipe.engines.base import HeaderRoutes
+
     with engine_for(engine) as eng:
         route = eng.route_show(env, service)
-    print_json(route) if fmt is Format.json else _print_route(route, service)
+        header_routes = eng.header_routes(env, service) if isinstance(eng, HeaderRoutes) else []
+    if fmt is Format.json:
+        print_json(route if not header_routes else {"route": route, "header_routes": header_routes})
+    elif graph and route is not None:
+        out.print(f"route [bold]{escape(route.name)}[/bold] of {escape(service)}")
+        _print_bars([(t.version, t.weight) for t in route.targets])
+        _print_header_routes(header_routes, service)
+    else:
+        _print_route(route, service)
+        _print_header_routes(header_routes, service)
 
 
 @route_app.command("delete")
 def route_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-                 engine: EngineOpt = "local") -> None:
-    """Delete a service's route (its virtual service then answers 503)."""
+                 engine: EngineOpt = "local",
+                 header: Annotated[str | None, typer.Option("--header", help="Delete only the header route matching "
+                                                                            "this header name.")] = None) -> None:
+    """Delete a service's route (its virtual service then answers 503), or one header route."""
     with engine_for(engine) as eng:
-        eng.route_delete(env, service)
-    out.print(f"route of {escape(service)} deleted")
+        if header:
+            header_routing(eng).header_route_delete(env, service, header)
+        else:
+            eng.route_delete(env, service)
+    out.print(f"header route {escape(header)} of {escape(service)} deleted" if header
+              else f"route of {escape(service)} deleted")
 
 
 @route_app.command("gateway")
@@ -374,12 +442,15 @@ def route_gateway_delete(name: Annotated[str, typer.Argument(help="Gateway route
 # --- versions --------------------------------------------------------------------------------------------
 
 def versions(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-             engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+             engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
     """List every version of a service with its stack status and current weight."""
     with engine_for(engine) as eng:
         found = eng.versions(env, service)
     if fmt is Format.json:
         print_json(found)
+        return
+    if graph and found:
+        _print_bars([(v.version, v.weight) for v in found])
         return
     text = readouts.Text()
     readouts.versions_text(found, service, text)

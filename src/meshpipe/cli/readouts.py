@@ -93,6 +93,21 @@ def route_text(route: Any, service: str, out: Text) -> None:
                for t in route.targets])
 
 
+def route_view_text(view: tuple[Any, Sequence[Any]], service: str, out: Text) -> None:
+    route, header_routes = view
+    route_text(route, service, out)
+    for r in header_routes:
+        spread = ", ".join(f"{t.version}={t.weight}" for t in r.targets)
+        out.line(f"header route {out.style(r.name, 'bold')} (priority {r.priority}): requests with "
+                 f"{r.describe()} → {spread}")
+
+
+def route_view_json(view: tuple[Any, Sequence[Any]]) -> Any:
+    """What ``route show --format json`` prints: the route, or route and header routes when there are any."""
+    route, header_routes = view
+    return route if not header_routes else {"route": route, "header_routes": header_routes}
+
+
 def versions_text(found: Sequence[Any], service: str, out: Text) -> None:
     if not found:
         out.line(f"no versions of {service} yet: push a manifest.yaml to its config repo")

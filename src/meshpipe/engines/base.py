@@ -3,17 +3,20 @@
 The CLI talks to engines only through these protocols, so ``--engine local`` and ``--engine aws`` run the
 same commands with the same output. :class:`Engine` is what every engine does. The optional capabilities
 (waiting for a run, starting one, traffic statistics, events, platform choices for environments and
-pipelines, rollouts the platform drives itself) are runtime-checkable protocols an engine has or has not:
-the CLI asks ``isinstance(engine, Capability)`` and says so when an engine lacks one.
+pipelines, rollouts the platform drives itself, header routes, topology, logs, metrics, a dashboard) are
+runtime-checkable protocols an engine has or has not: the CLI asks ``isinstance(engine, Capability)`` and says so when an engine lacks one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.graph import Topology
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
 from meshpipe.mesh.stats import ServiceStats
 from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.rollout import Move, Rollouts
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigurableEnvironments",
     "ConfigurablePipelines",
+    "DashboardSource",
     "DeployedTemplates",
     "Engine",
     "EnvCreateOptions",
@@ -32,6 +36,9 @@ __all__ = [
     "EnvironmentInfo",
     "Event",
     "EventSource",
+    "HeaderRoutes",
+    "LogSource",
+    "MetricsSource",
     "Move",
     "PipelineCreateOptions",
     "PipelineInfo",
@@ -39,9 +46,12 @@ __all__ = [
     "PipelineWaiter",
     "Planner",
     "Reporter",
+    "RolloutController",
+    "RolloutStatusSource",
     "Rollouts",
     "SilentReporter",
     "StatsSource",
+    "TopologySource",
     "VersionInfo",
 ]
 
@@ -226,3 +236,63 @@ class DeployedTemplates(Protocol):
     """An engine that can read the template a stack was deployed with (``synth --diff STACK``)."""
 
     def deployed_template(self, stack: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TopologySource(Protocol):
+    """An engine that can describe an environment's mesh for ``meshpipe graph``; ``sample_seconds`` > 0
+    asks for request and error rates measured over that long (an engine that cannot says so)."""
+
+    def topology(self, env: str, sample_seconds: float = 0.0) -> Topology: ...
+
+
+@runtime_checkable
+class DashboardSource(Protocol):
+    """An engine with a dashboard of an environment to point people at (``meshpipe dashboard``)."""
+
+    def dashboard_url(self, env: str) -> str: ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """An engine that can show a service's app and proxy logs (``meshpipe logs``)."""
+
+    def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[Any]: ...
+
+    def follow_logs(self, env: str, service: str, version: str | None = None) -> Iterator[Any]: ...
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    """An engine that serves an environment's Prometheus page (``meshpipe metrics``)."""
+
+    def metrics(self, env: str) -> str: ...
+
+    def metrics_target(self, env: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class HeaderRoutes(Protocol):
+    """An engine that routes by request header: extra routes of a service, ahead of its weighted one, for the
+    requests whose headers match (a preview of a version, e.g. ``x-canary: always``)."""
+
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute: ...
+    def header_route_delete(self, env: str, service: str, header: str) -> None: ...
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]: ...
+
+
+@runtime_checkable
+class RolloutStatusSource(Protocol):
+    """An engine that can show a service's running (else latest) rollout: its step, weights and verdicts."""
+
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class RolloutController(RolloutStatusSource, Protocol):
+    """An engine whose environment runs rollouts itself (the local engine's daemon): started for a deployed
+    version, then paused, resumed, aborted or promoted on request."""
+
+    def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]: ...
+    def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]: ...

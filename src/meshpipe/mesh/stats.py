@@ -13,13 +13,19 @@ class VersionStats:
     errors: int = 0
     retries: int = 0
     timeouts: int = 0
+    responses: dict[str, int] = field(default_factory=dict)  # by status class: "2xx" -> count
     p50_ms: float | None = None
     p99_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VersionStats:
-        return cls(int(data.get("requests") or 0), int(data.get("errors") or 0), int(data.get("retries") or 0),
-                   int(data.get("timeouts") or 0), data.get("p50_ms"), data.get("p99_ms"))
+        return cls(requests=int(data.get("requests") or 0), errors=int(data.get("errors") or 0),
+                   retries=int(data.get("retries") or 0), timeouts=int(data.get("timeouts") or 0),
+                   responses={str(k): int(n) for k, n in (data.get("responses") or {}).items()},
+                   p50_ms=data.get("p50_ms"), p99_ms=data.get("p99_ms"), max_ms=data.get("max_ms"),
+                   mean_ms=data.get("mean_ms"))
 
 
 @dataclass(frozen=True)

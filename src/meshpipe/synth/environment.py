@@ -20,6 +20,7 @@ from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
+from meshpipe.synth.cloudwatch_dashboard import dashboard_resources
 from meshpipe.synth.network_security import (
     INGRESS_SECURITY_GROUP,
     PLAIN_HTTP_REASON,
@@ -634,6 +635,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         **_log_group(),
         **_service_connect_ingress(options),
         **pp.policy_resources(),
+        **dashboard_resources((policy or PlatformPolicy()).app_log_prefix),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshpipe.synth import ecs_parts as parts
+from meshpipe.synth import rollout_deploy
 from meshpipe.synth.cfn import Json, get_att, import_value, output, ref, resource, sub, template
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def load_balancers(version: ServiceVersion) -> Json:
         "ContainerPort": version.app.port,
         "TargetGroupArn": ref(INGRESS_TARGET_GROUP),
     }
-    if version.platform.policy.traffic_shift.strategy != "ROLLING":
+    if rollout_deploy.strategy_of(version) != "ROLLING":
         balancer["AdvancedConfiguration"] = {
             "AlternateTargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP),
             "ProductionListenerRule": ref(INGRESS_RULE),
@@ -270,16 +271,16 @@ def ecs_service(version: ServiceVersion) -> Json:
     policy = platform.policy
     grace = max(policy.health_check.start_period, 1)
     extra: Json = {}
-    if policy.traffic_shift.strategy == "ROLLING":
+    if rollout_deploy.strategy_of(version) == "ROLLING":
         # ECS registers tasks only in a target group a listener uses: without the alternate target group's
         # configuration nothing else makes the service wait for the listener rule.
         extra["Tags"] = {"Fn::If": [HAS_INGRESS, [{"Key": f"{TAG_PREFIX}ingress-rule", "Value": ref(INGRESS_RULE)}],
                                     ref("AWS::NoValue")]}
     return resource("AWS::ECS::Service", {
         "Cluster": platform.cluster_name,
-        "DeploymentConfiguration": deployment_configuration(policy.traffic_shift,
-                                                            policy.deployment_maximum_percent,
-                                                            policy.deployment_minimum_healthy_percent),
+        # The version's rollout plan when it has one (with alarms that roll back), else the platform's shift.
+        "DeploymentConfiguration": rollout_deploy.deployment_configuration(version, deployment_configuration(
+            policy.traffic_shift, policy.deployment_maximum_percent, policy.deployment_minimum_healthy_percent)),
         "DeploymentController": {"Type": "ECS"},
         "EnableECSManagedTags": False,
         "HealthCheckGracePeriodSeconds": {"Fn::If": [HAS_INGRESS, grace, ref("AWS::NoValue")]},
@@ -300,7 +301,7 @@ def outputs(version: ServiceVersion) -> Json:
         "ServiceArn": output(ref(parts.SERVICE)),
         "TaskDefinitionArn": output(ref(parts.TASK_DEFINITION), "Task-definition revision of this version"),
         "DnsName": output(client_dns_name(version), "Service Connect client alias"),
-        "DeploymentStrategy": output(version.platform.policy.traffic_shift.strategy),
+        "DeploymentStrategy": output(rollout_deploy.strategy_of(version)),
         "IngressRuleArn": {**output(ref(INGRESS_RULE), "Listener rule of the service's gateway route"),
                            "Condition": HAS_INGRESS},
         **parts.version_outputs(version),
@@ -317,6 +318,7 @@ def synth_service_connect(version: ServiceVersion) -> Json:
         parts.SCALABLE_TARGET: parts.scalable_target(version),
         parts.SCALING_POLICY: parts.scaling_policy(version, f"{version.service}-cpu-tracking"),
         **ingress_resources(version),
+        **rollout_deploy.alarms(version),
     }
     description = (f"meshpipe: service {version.service} in environment {version.environment} on ECS Service "
                    f"Connect, at version {version.version} (commit {version.commit})")

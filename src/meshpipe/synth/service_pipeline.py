@@ -31,7 +31,7 @@ from typing import Any
 from meshpipe.errors import UserError
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
-from meshpipe.synth import buildspec
+from meshpipe.synth import buildspec, rollout_deploy
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth import suppressions as skip
@@ -707,6 +707,11 @@ def _service_connect_deploy_role() -> Json:
                            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"],
                           "*", sid="IngressUnscoped"),
                 *_autoscaling_statements(),
+                # A version with a rollout plan has alarms that roll its ECS deployment back (rollout_deploy).
+                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                          sub("arn:${AWS::Partition}:cloudwatch:" + account + ":alarm:"
+                              + rollout_deploy.ALARM_NAME_PREFIX + "${EnvironmentName}-${ServiceName}-*"),
+                          sid="RolloutAlarms"),
             ])],
         }),
     }

@@ -48,11 +48,15 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.plan import Plan, execute
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.graph import Topology
+from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
     GatewayRoute,
+    HeaderRoute,
     Route,
     WeightedTarget,
     make_gateway_route,
+    make_header_route,
     make_route,
     parse_version_ref,
 )
@@ -638,6 +642,44 @@ class AwsEngine:
                                      "--engine aws`")
         self.reporter.done(f"route r-{service} deleted")
 
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """App Mesh: an extra route of the service's router for requests whose headers match."""
+        from meshpipe.engines.aws.header_routes import put_header_route
+
+        _check_env(env)
+        route = make_header_route(service, headers, targets)  # App Mesh's limits, checked before any call
+        ctx = self._header_routes_ctx(env, service)
+        for target in route.targets:
+            self._require_version(env, service, target.version)
+        outcome = put_header_route(self.calls, ctx.mesh, route)
+        self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
+        return route
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        from meshpipe.engines.aws.header_routes import delete_header_route
+
+        _check_env(env)
+        ctx = self._header_routes_ctx(env, service)
+        if not delete_header_route(self.calls, ctx.mesh, service, header):
+            raise NotFoundError(f"{service} has no header route for {header} in {env}")
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        from meshpipe.engines.aws.header_routes import header_routes
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return [] if ctx.service_connect else header_routes(self.calls, ctx.mesh, service)
+
+    def _header_routes_ctx(self, env: str, service: str) -> EnvContext:
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            raise UserError(f"{env} runs on ECS Service Connect, which routes by service, not by request header",
+                            hint="header routes are App Mesh's (and the local engine's)")
+        self._require_pipeline(env, service, "no virtual router")
+        return ctx
+
     # -- versions ---------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
@@ -752,10 +794,54 @@ class AwsEngine:
             raise OperationError(f"the template of stack {stack} is not a JSON object")
         return dict(template)
 
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        """Service Connect: the service's latest ECS deployment (ECS runs the rollout there). App Mesh has no
+        rollout of its own: ``rollout run`` drives one from the CLI."""
+        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
+        from meshpipe.engines.aws.service_connect import describe_strategy
+
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"{env} runs App Mesh, where rollouts are driven from the command line",
+                            hint=f"use `meshpipe rollout run {service} NEW --env {env} --engine aws`")
+        state = self.sc.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {env} yet",
+                                hint=f"push a manifest to {service}-cfg first")
+        return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
+                                  describe_strategy)
+
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""
         _check_env(env)
         return require_env(self.stacks, env).flavour
+
+    # -- observability ----------------------------------------------------------------------------------
+
+    def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
+        """The environment's mesh as its stacks, routes and ECS services have it (``meshpipe graph``)."""
+        from meshpipe.engines.aws.topology import aws_topology
+
+        _check_env(env)
+        if sample_seconds:
+            raise UserError("--rates is measured by the local engine's proxies",
+                            hint=f"on AWS, traffic is on the environment's dashboard: meshpipe dashboard --env {env} "
+                                 "--engine aws")
+        return aws_topology(self, env)
+
+    def dashboard_url(self, env: str) -> str:
+        """The console URL of the environment's CloudWatch dashboard (Service Connect environments), in the
+        region the engine's clients use."""
+        from meshpipe.synth.cloudwatch_dashboard import console_url
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"environment {env} runs App Mesh: its template has no CloudWatch dashboard",
+                            hint="environments created with --mesh service-connect have one")
+        return console_url(self.calls.client("cloudwatch").meta.region_name, env)
 
     # -- shared -----------------------------------------------------------------------------------------
 

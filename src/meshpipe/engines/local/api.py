@@ -12,21 +12,36 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.policy import RolloutPlan, resolve_plan
+from meshpipe.engines.local import metrics_view
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.control import gateway_route_to_json, route_to_json
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.home import EnvPaths
 from meshpipe.engines.local.publisher import Publisher
+from meshpipe.engines.local.rollouts import ROLLOUT_OWNER, RolloutController
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import EnvironmentRow, StateStore
 from meshpipe.engines.local.supervisor import Supervisor
-from meshpipe.errors import ConflictError, NotFoundError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, check_service, make_gateway_route, make_route
+from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import (
+    GatewayRoute,
+    HeaderRoute,
+    Route,
+    WeightedTarget,
+    check_service,
+    make_gateway_route,
+    make_header_route,
+    make_route,
+)
 from meshpipe.model import COMMIT_RE, check_service_name
-from meshpipe.naming import virtual_node_name, virtual_router_name
+from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
+from meshpipe.platform import RolloutDefaults
 
 # A git ref as a push reports it: printable, no spaces, not endless.
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
@@ -42,9 +57,11 @@ class ControlApi:
     publisher: Publisher
     deployer: Deployer
     runs: RunQueue
+    rollouts: RolloutController
     pipelines_lock: asyncio.Lock  # pipeline create and delete, one at a time
     started_at: str
     control_port: int | None
+    route_changes: Counter[str]
     _stop_requested: asyncio.Event
 
     # -- environment --
@@ -158,13 +175,85 @@ class ControlApi:
 
     async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
         route = make_route(service, targets)
+        self._refuse_during_rollout(service, "set its route")
         self.store.set_route(route)
+        self.route_changes[service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
 
     async def route_delete(self, service: str) -> None:
+        self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
+        self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
+
+    def _refuse_during_rollout(self, service: str, what: str) -> None:
+        if self.rollouts.running(service):
+            raise ConflictError(f"a rollout of {service} is running: it owns the route, so this would not "
+                                f"{what} for long", hint=f"promote or abort it first: meshpipe rollout promote|abort "
+                                                          f"{service} (meshpipe rollout status {service} shows it)")
+
+    async def header_routes(self, service: str) -> list[HeaderRoute]:
+        self.store.require_service(service)
+        return self.store.header_routes(service).get(service, [])
+
+    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
+        route = make_header_route(service, headers, targets)
+        if self.store.header_route_owner(service, route.name) == ROLLOUT_OWNER and self.rollouts.running(service):
+            raise ConflictError(f"header route {route.name} is the preview of the running rollout of {service}",
+                                hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
+        self.store.set_header_route(route)
+        pushed = await self.publisher.publish(f"header route {route.name} set")
+        return route, pushed
+
+    async def header_route_delete(self, service: str, header: str) -> None:
+        name = header_route_name(service, header)
+        if self.store.header_route_owner(service, name) == ROLLOUT_OWNER and self.rollouts.running(service):
+            raise ConflictError(f"header route {name} is the preview of the running rollout of {service}",
+                                hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
+        self.store.delete_header_route(service, name)
+        await self.publisher.publish(f"header route {name} deleted")
+
+    # -- rollouts --
+
+    async def deployed(self, service: str, version: str, run_id: str) -> None:
+        """A pipeline run deployed ``version``: its rollout starts when its plan asks for one."""
+        row = self.store.version(service, version)
+        plan_json = (row.resolved.get("rollout") if row is not None else None) or None
+        if plan_json is None:
+            return
+        try:
+            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"by a push (run {run_id})")
+        except MeshpipeError as exc:
+            self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
+
+    async def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+        """Start a rollout by hand: the version's own plan, else the platform's default."""
+        self.store.require_service(service)
+        row = self.store.version(service, version)
+        if row is None:
+            raise NotFoundError(f"version {version} of {service} does not exist",
+                                hint=f"list versions with: meshpipe versions {service}")
+        plan_json = row.resolved.get("rollout")
+        if plan_json:
+            plan: RolloutPlan | None = RolloutPlan.from_json(plan_json)
+        else:
+            platform = row.resolved.get("platform", {}).get("policy", {}).get("rollout")
+            defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
+            plan = resolve_plan(defaults, None, force=True)
+        assert plan is not None
+        return await self.rollouts.start(service, version, plan, "by hand")
+
+    async def rollout_status(self, service: str) -> dict[str, Any]:
+        self.store.require_service(service)
+        return self.rollouts.status(service)
+
+    async def rollout_control(self, service: str, action: str) -> dict[str, Any]:
+        self.store.require_service(service)
+        if action not in ("pause", "resume", "abort", "promote"):
+            raise UserError(f"{action!r} is not a rollout control: pause, resume, abort or promote")
+        return await self.rollouts.control(service, action)
 
     async def gateway_routes(self) -> list[GatewayRoute]:
         return self.store.gateway_routes()
@@ -172,11 +261,13 @@ class ControlApi:
     async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
         gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
         self.store.put_gateway_route(gr)
+        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} set")
         return gr
 
     async def gateway_route_delete(self, name: str) -> None:
         self.store.delete_gateway_route(name)
+        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} deleted")
 
     # -- versions --
@@ -203,38 +294,48 @@ class ControlApi:
     async def version_delete(self, service: str, version: str, force: bool) -> None:
         self.store.require_service(service)
         await self.deployer.delete(service, version, force)
+        self.rollouts.wake(service)
 
-    # -- stats --
+    # -- stats and metrics --
+
+    def _proxy_names(self) -> dict[int, str]:
+        """Live proxies by admin port: ``gateway``, or the task id of a sidecar."""
+        names: dict[int, str] = {}
+        gateway = self.supervisor.gateway
+        if gateway is not None and gateway.admin_port is not None:
+            names[gateway.admin_port] = "gateway"
+        for task in self.supervisor.task_statuses():
+            if task.ports is not None:
+                names[task.ports.admin] = task.task_id
+        return {port: names.get(port, f"admin-{port}") for port in self.publisher.proxies}
+
+    async def scrape(self) -> list[metrics_view.ProxyScrape]:
+        """Every live proxy's raw stats, now (the dashboard's data too)."""
+        return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
     async def stats(self, service: str) -> dict[str, Any]:
-        """Per-version counters for ``service`` summed over every proxy that sent it traffic."""
+        """Per-version counters for ``service`` summed over every proxy that sent it traffic, and latency
+        quantiles of the merged histograms."""
         self.store.require_service(service)
-        session = await self.publisher.session()
-        ports = sorted(self.publisher.proxies)
+        proxies = len(self.publisher.proxies)
+        return metrics_view.service_stats(await self.scrape(), service, proxies)
 
-        async def one(port: int) -> dict[str, Any] | None:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
-                    return dict(await resp.json()) if resp.status == 200 else None
-            except Exception:
-                return None
+    def control_figures(self) -> metrics_view.ControlFigures:
+        weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}
+        healthy: dict[tuple[str, str], int] = {}
+        for svc, by_version in self.supervisor.endpoints().items():
+            for ver, endpoints in by_version.items():
+                healthy[(svc, ver)] = len(endpoints)
+        return metrics_view.ControlFigures(
+            pipeline_runs=self.store.run_counts(), route_changes=dict(self.route_changes),
+            task_restarts={(t.service, t.version, t.task_id): t.restarts for t in self.store.tasks()},
+            weights=weights, healthy_tasks=healthy,
+            config_generation=self.publisher.current["generation"] if self.publisher.current else None)
 
-        answers = await asyncio.gather(*(one(p) for p in ports))
-        versions: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            upstream = (answer or {}).get("upstreams", {}).get(service, {})
-            for version, counters in upstream.items():
-                total = versions.setdefault(version, {"requests": 0, "errors": 0, "retries": 0, "timeouts": 0,
-                                                      "p50_ms": None, "p99_ms": None})
-                for key in ("requests", "errors", "retries", "timeouts"):
-                    total[key] += int(counters.get(key) or 0)
-                for key in ("p50_ms", "p99_ms"):
-                    # Quantiles do not add up across proxies: report the worst one seen.
-                    value = counters.get(key)
-                    if value is not None and (total[key] is None or value > total[key]):
-                        total[key] = value
-        return {"service": service, "versions": versions, "proxies": len(ports),
-                "answered": sum(1 for a in answers if a is not None)}
+    async def metrics(self) -> bytes:
+        """The environment's Prometheus page (``GET /metrics``)."""
+        scrapes = await self.scrape()
+        return await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures())
 
 
 def _run_json(run: st.RunRow) -> dict[str, Any]:

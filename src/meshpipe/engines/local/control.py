@@ -20,6 +20,14 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     GET    /v1/services/{svc}/versions
     DELETE /v1/services/{svc}/versions/{ver}?force=true
     GET    /v1/services/{svc}/stats                per-version requests, errors, latency from every proxy
+    GET    /metrics                                the environment's Prometheus page (text); also takes the
+                                                   metrics token (metrics.token), which opens nothing else
+    GET    /v1/routes/{svc}/headers                the service's header routes
+    PUT    /v1/routes/{svc}/headers    {headers, targets}   add or replace the header route of headers[0]
+    DELETE /v1/routes/{svc}/headers/{header}
+    POST   /v1/rollouts/{svc}          {version}   start a rollout by hand
+    GET    /v1/rollouts/{svc}                      the running (else the latest) rollout: step, weights, windows
+    POST   /v1/rollouts/{svc}/{action}             pause | resume | abort | promote
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -37,11 +46,16 @@ from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, Route, WeightedTarget, check_service
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+
+log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
+METRICS_PATH = "/metrics"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
@@ -63,6 +77,18 @@ def route_from_json(data: dict[str, Any] | None) -> Route | None:
                  prefix=data["prefix"], method=data["method"], priority=int(data["priority"]),
                  max_retries=int(data["max_retries"]), per_retry_timeout_ms=int(data["per_retry_timeout_ms"]),
                  timeout_ms=int(data["timeout_ms"]))
+
+
+def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
+    return {"service": route.service, "name": route.name, "headers": [h.to_json() for h in route.headers],
+            "targets": [{"version": t.version, "weight": t.weight} for t in route.targets],
+            "prefix": route.prefix, "method": route.method, "priority": route.priority}
+
+
+def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
+                       targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
+                       priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
 
 
 def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
@@ -143,6 +169,23 @@ class ControlTarget(Protocol):
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
+    async def metrics(self) -> bytes: ...
+    async def header_routes(self, service: str) -> list[HeaderRoute]: ...
+    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]: ...
+    async def header_route_delete(self, service: str, header: str) -> None: ...
+    async def rollout_start(self, service: str, version: str) -> dict[str, Any]: ...
+    async def rollout_status(self, service: str) -> dict[str, Any]: ...
+    async def rollout_control(self, service: str, action: str) -> dict[str, Any]: ...
+
+
+def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    targets = []
+    for t in raw_targets:
+        if not isinstance(t, dict):
+            raise UserError("each target must be an object with version and weight")
+        targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
+    return tuple(targets)
 
 
 def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
@@ -173,18 +216,26 @@ def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
     return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
-def make_control_app(target: ControlTarget, token: str) -> Any:
-    """The aiohttp application of the control API."""
+def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
+    """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
+    ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
     from aiohttp import web
 
     expected = f"Bearer {token}".encode()
+    scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
+
+    def allowed(request: web.Request) -> bool:
+        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(given, expected):
+            return True
+        return (scraper is not None and request.path == METRICS_PATH and request.method in ("GET", "HEAD")
+                and hmac.compare_digest(given, scraper))
 
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
-        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, expected):
+        if not allowed(request):
             return _problem("user", "missing or wrong bearer token",
                             "use the token in the environment's daemon.json", 401)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -199,9 +250,7 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
                                      status=status)
         except Exception as exc:
-            import logging
-
-            logging.getLogger("meshpipe.daemon").exception("control API: %s %s failed", request.method, request.path)
+            log.exception("control API: %s %s failed", request.method, request.path)
             return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
@@ -252,17 +301,17 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
         return ok({"run_id": run_id}, 201)
 
     async def route_show(request: web.Request) -> web.Response:
-        return ok(route_to_json(await target.route_show(path_segment(request, "svc"))))
+        service = path_segment(request, "svc")
+        route = route_to_json(await target.route_show(service))
+        if request.query.get("headers") != "1":
+            return ok(route)
+        # The whole view of a service's routing in one answer (the CLI's read path asks for this).
+        return ok({"route": route, "header_routes": [header_route_to_json(r)
+                                                     for r in await target.header_routes(service)]})
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
-        raw_targets = _require(data, "targets", list)
-        targets = []
-        for t in raw_targets:
-            if not isinstance(t, dict):
-                raise UserError("each target must be an object with version and weight")
-            targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
-        route, pushed = await target.route_set(path_segment(request, "svc"), tuple(targets))
+        route, pushed = await target.route_set(path_segment(request, "svc"), _targets(_require(data, "targets", list)))
         return ok({"route": route_to_json(route), "push": pushed})
 
     async def route_delete(request: web.Request) -> web.Response:
@@ -296,6 +345,37 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(path_segment(request, "svc")))
 
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def header_routes(request: web.Request) -> web.Response:
+        return ok([header_route_to_json(r) for r in await target.header_routes(path_segment(request, "svc"))])
+
+    async def header_route_set(request: web.Request) -> web.Response:
+        data = await body(request)
+        headers = []
+        for h in _require(data, "headers", list):
+            if not isinstance(h, dict):
+                raise UserError("each header must be an object with name, kind and value")
+            headers.append(HeaderMatch(_require(h, "name"), _require(h, "value"), _require(h, "kind")))
+        route, pushed = await target.header_route_set(path_segment(request, "svc"), tuple(headers),
+                                                      _targets(_require(data, "targets", list)))
+        return ok({"route": header_route_to_json(route), "push": pushed})
+
+    async def header_route_delete(request: web.Request) -> web.Response:
+        await target.header_route_delete(path_segment(request, "svc"), request.match_info["header"])
+        return ok({"deleted": True})
+
+    async def rollout_start(request: web.Request) -> web.Response:
+        data = await body(request)
+        return ok(await target.rollout_start(path_segment(request, "svc"), _require(data, "version")), 201)
+
+    async def rollout_status(request: web.Request) -> web.Response:
+        return ok(await target.rollout_status(path_segment(request, "svc")))
+
+    async def rollout_control(request: web.Request) -> web.Response:
+        return ok(await target.rollout_control(path_segment(request, "svc"), request.match_info["action"]))
+
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/shutdown", shutdown)
@@ -314,6 +394,13 @@ def make_control_app(target: ControlTarget, token: str) -> Any:
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
     app.router.add_get("/v1/services/{svc}/stats", stats)
+    app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get("/v1/routes/{svc}/headers", header_routes)
+    app.router.add_put("/v1/routes/{svc}/headers", header_route_set)
+    app.router.add_delete("/v1/routes/{svc}/headers/{header}", header_route_delete)
+    app.router.add_post("/v1/rollouts/{svc}", rollout_start)
+    app.router.add_get("/v1/rollouts/{svc}", rollout_status)
+    app.router.add_post("/v1/rollouts/{svc}/{action}", rollout_control)
     return app
 
 
@@ -377,6 +464,17 @@ class ControlClient:
         self.timeout = timeout
         self.reconnect = reconnect
 
+    def metrics(self, timeout: float | None = None) -> str:
+        """The environment's Prometheus page."""
+        status, raw = self._exchange("GET", METRICS_PATH, None, timeout, accept="text/plain")
+        if status != 200:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            raise error_from_json(status, data)
+        return raw.decode("utf-8")
+
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         try:
             return self._call(method, path, body, timeout)
@@ -387,9 +485,22 @@ class ControlClient:
             return self._call(method, path, body, timeout)
 
     def _call(self, method: str, path: str, body: Any, timeout: float | None) -> Any:
+        status, raw = self._exchange(method, path, body, timeout)
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
+                                 "not JSON") from None
+        if status >= 400:
+            raise error_from_json(status, data)
+        return data
+
+    def _exchange(self, method: str, path: str, body: Any, timeout: float | None,
+                  accept: str = "application/json") -> tuple[int, bytes]:
+        """One request on a connection of its own: the answer's status and body."""
         payload = json.dumps(body).encode() if body is not None else b""
         head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                f"Authorization: Bearer {self.token}\r\nAccept: application/json\r\nConnection: close\r\n"
+                f"Authorization: Bearer {self.token}\r\nAccept: {accept}\r\nConnection: close\r\n"
                 + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
                    else "") + "\r\n")
         try:
@@ -399,7 +510,7 @@ class ControlClient:
                                     f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
         try:
             sock.sendall(head.encode("latin-1") + payload)
-            status, raw = read_response(sock)
+            return read_response(sock)
         except (ConnectionResetError, TimeoutError) as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
                                     f"{exc or type(exc).__name__}") from None
@@ -407,14 +518,6 @@ class ControlClient:
             raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
         finally:
             sock.close()
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
-                                 "not JSON") from None
-        if status >= 400:
-            raise error_from_json(status, data)
-        return data
 
     # Named calls, so callers read like the API.
 
@@ -477,3 +580,30 @@ class ControlClient:
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))
+
+    def route_view(self, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The service's weighted route and its header routes, in one request."""
+        data = self.call("GET", f"/v1/routes/{quote(service, safe='')}?headers=1")
+        return route_from_json(data["route"]), [header_route_from_json(r) for r in data["header_routes"]]
+
+    def header_routes(self, service: str) -> list[HeaderRoute]:
+        return [header_route_from_json(r) for r in self.call("GET", f"/v1/routes/{quote(service, safe='')}/headers")]
+
+    def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
+        data = self.call("PUT", f"/v1/routes/{quote(service, safe='')}/headers",
+                         {"headers": [h.to_json() for h in headers],
+                          "targets": [{"version": t.version, "weight": t.weight} for t in targets]})
+        return header_route_from_json(data["route"]), data["push"]
+
+    def header_route_delete(self, service: str, header: str) -> None:
+        self.call("DELETE", f"/v1/routes/{quote(service, safe='')}/headers/{quote(header, safe='')}")
+
+    def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}", {"version": version}))
+
+    def rollout_status(self, service: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/v1/rollouts/{quote(service, safe='')}"))
+
+    def rollout_control(self, service: str, action: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}/{quote(action, safe='')}"))

@@ -27,10 +27,14 @@ import secrets
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.analysis import Counters
+from meshpipe.delivery.machine import HookResult
+from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local import spawn
 from meshpipe.engines.local.api import ControlApi
@@ -39,10 +43,12 @@ from meshpipe.engines.local.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
     lock_is_held,
+    metrics_token,
     read_daemon_file,
     read_lock_holder,
     write_daemon_file,
 )
+from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
@@ -60,9 +66,11 @@ from meshpipe.engines.local.restore import (
     rerun_interrupted,
     stop_processes,
 )
+from meshpipe.engines.local.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
+from meshpipe.engines.local.webhooks import call_hooks
 from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
@@ -140,12 +148,17 @@ class Daemon(ControlApi):
         self.supervisor = Supervisor(
             spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
-                                      owner=paths.root, python=sys.executable),
+                                      owner=paths.root, python=sys.executable, access_log=options.access_log),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
-        self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)
+        self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
+                                          self._call_hooks, BUCKET_BOUNDS_MS)
+        self._hook_session: Any = None
+        self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping,
+                             after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
+        self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -156,7 +169,36 @@ class Daemon(ControlApi):
         return MeshSnapshot(
             generation=generation, environment=self.env.name, namespace=self.env.namespace,
             services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
-            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()))
+            endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()),
+            listener_ports=self.store.listener_ports(),
+            header_routes=self.store.header_routes())
+
+    # -- rollouts: the controller's edges --
+
+    async def _rollout_counters(self, service: str) -> dict[str, dict[str, Counters]]:
+        """Every live proxy's counters of ``service``'s versions, by admin port (see delivery.analysis)."""
+        session = await self.publisher.session()
+        ports = sorted(self.publisher.proxies)
+
+        async def one(port: int) -> dict[str, Any] | None:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
+                    return dict(await resp.json()) if resp.status == 200 else None
+            except Exception:
+                return None
+
+        answers = await asyncio.gather(*(one(p) for p in ports))
+        return {str(port): counters_from_stats(answer, service)
+                for port, answer in zip(ports, answers, strict=True) if answer is not None}
+
+    async def _call_hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+        if not hooks:
+            return []
+        if self._hook_session is None:
+            import aiohttp
+
+            self._hook_session = aiohttp.ClientSession()
+        return await call_hooks(self._hook_session, hooks, payload)
 
     # -- life cycle --
 
@@ -210,6 +252,9 @@ class Daemon(ControlApi):
                      ", ".join(f"{s}-{v}" for s, v in restored), taken)
         rerun_interrupted(self.store, self.runs)
         await catch_up_pushes(self.store, self.push)
+        resumed = await self.rollouts.restore()
+        if resumed:
+            log.info("resuming the rollout(s) of %s", ", ".join(resumed))
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
@@ -224,7 +269,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token), access_log=None)
+        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                     access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -269,6 +315,9 @@ class Daemon(ControlApi):
         if self._watchdog is not None:
             self._watchdog.cancel()
         self.deployer.cancel_waits()
+        self.rollouts.stop()
+        if self._hook_session is not None:
+            await self._hook_session.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.runs.cancel()

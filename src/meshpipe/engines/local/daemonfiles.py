@@ -69,3 +69,18 @@ def lock_is_held(path: Path) -> bool:
     finally:
         os.close(fd)  # closing drops the shared lock taken just now
     return False
+
+
+def metrics_token(path: Path) -> str:
+    """The bearer token Prometheus scrapes ``/metrics`` with: made once, kept across daemon restarts (unlike
+    the control token), readable by its owner only. It opens ``/metrics`` and nothing else."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        write_atomically(path, token + "\n", mode=0o600)
+    return token

@@ -7,7 +7,8 @@ environment whose daemon is not running (after a reboot, or a crash) starts it a
 brings back what should run. Only ``env status`` and ``env delete`` never start one.
 
 Beyond the protocol: :meth:`LocalEngine.pipeline_wait`, :meth:`LocalEngine.ingress_url`,
-:meth:`LocalEngine.stats`, :meth:`LocalEngine.mesh_config` and :meth:`LocalEngine.pipeline_start`.
+:meth:`LocalEngine.stats`, :meth:`LocalEngine.metrics`, :meth:`LocalEngine.mesh_config` and
+:meth:`LocalEngine.pipeline_start`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshpipe.engines.base import (
     EnvironmentInfo,
     EnvState,
     Event,
+    Move,
     PipelineInfo,
     Reporter,
     SilentReporter,
@@ -35,9 +38,14 @@ from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_loc
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
 from meshpipe.mesh.stats import ServiceStats
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
+
+if TYPE_CHECKING:
+    from meshpipe.engines.local.logs import LogLine
+    from meshpipe.mesh.graph import Topology
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 60.0
@@ -378,6 +386,53 @@ class LocalEngine:
     def route_delete(self, env: str, service: str) -> None:
         self._client(env).route_delete(service)
 
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """An extra route taking precedence over the weighted one for requests whose headers match."""
+        validate_targets(targets)
+        return self._client(env).header_route_set(service, headers, targets)[0]
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        self._client(env).header_route_delete(service, header)
+
+    def route_view(self, env: str, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The weighted route and the header routes of ``service``, in one request to the daemon."""
+        return self._client(env).route_view(service)
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        return self._client(env).header_routes(service)
+
+    # --- rollouts (run by the environment's daemon) ------------------------------------------------------
+
+    def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]:
+        return self._client(env).rollout_start(service, version)
+
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        return self._client(env).rollout_status(service)
+
+    def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]:
+        return self._client(env).rollout_control(service, action)
+
+    def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
+        """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
+        once or aborted; else (or with no rollout running) a plain route change."""
+        from meshpipe.rollout import planned
+
+        client = self._client(env)
+        if version is None and self._rollout_running(client, service):
+            client.rollout_control(service, "promote" if move is Move.PROMOTE else "abort")
+            route = client.route_show(service)
+            assert route is not None
+            return route
+        return self.route_set(env, service, planned(client.route_show(service), move, version))
+
+    @staticmethod
+    def _rollout_running(client: ControlClient, service: str) -> bool:
+        try:
+            return client.rollout_status(service)["status"] == "running"
+        except NotFoundError:
+            return False
+
     # --- versions ----------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
@@ -401,6 +456,74 @@ class LocalEngine:
     def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
         return ServiceStats.from_json(self._client(env).stats(service))
+
+    def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
+        """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
+        and 5xx rates over that long."""
+        from meshpipe.engines.local.topology import topology_from, traffic
+
+        client = self._client(env)
+        status = client.status()
+        namespace = f".{status.get('namespace', '')}"
+        backends: dict[str, set[str]] = {}
+        from meshpipe.engines.local.state import StateStore
+
+        store = StateStore(self._existing(env).state_db)
+        try:
+            for row in store.versions():
+                for name in row.resolved.get("backends", []):
+                    backends.setdefault(row.service, set()).add(str(name).removesuffix(namespace))
+        finally:
+            store.close()
+        rates = None
+        if sample_seconds > 0:
+            services = [s["name"] for s in status.get("services", [])]
+            before = {s: client.stats(s) for s in services}
+            time.sleep(sample_seconds)
+            rates = {s: traffic(before[s], client.stats(s), sample_seconds) for s in services}
+        return topology_from(status, backends, rates)
+
+    def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[LogLine]:
+        """The service's app and sidecar log lines, interleaved by time (the last ``tail`` when given)."""
+        from meshpipe.engines.local.logs import interleave
+
+        return interleave(self._log_files(env, service, version), tail)
+
+    def follow_logs(self, env: str, service: str, version: str | None = None,
+                    stop: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
+        """New log lines of the service as they are written, until ``stop()``."""
+        from meshpipe.engines.local.logs import follow
+
+        self._log_files(env, service, version)
+        return follow(lambda: self._log_files(env, service, version), stop)
+
+    def _log_files(self, env: str, service: str, version: str | None) -> list[tuple[str, Path]]:
+        from meshpipe.engines.local.logs import log_files
+
+        paths = self._existing(env)
+        from meshpipe.engines.local.state import StateStore
+
+        store = StateStore(paths.state_db)
+        try:
+            store.require_service(service)
+            if version is not None and store.version(service, version) is None:
+                raise NotFoundError(f"{service} has no version {version} in {env}",
+                                    hint=f"list versions with: meshpipe versions {service} --env {env}")
+        finally:
+            store.close()
+        return log_files(paths, service, version)
+
+    def metrics(self, env: str) -> str:
+        """The environment's Prometheus page (the daemon's ``GET /metrics``)."""
+        return self._client(env).metrics()
+
+    def metrics_target(self, env: str) -> dict[str, Any]:
+        """Where Prometheus scrapes this environment: the daemon's address and the file holding the
+        scrape token (made on the daemon's first start, kept across restarts)."""
+        status = self._client(env).status()
+        paths = self._existing(env)
+        return {"environment": env, "target": f"127.0.0.1:{status['daemon']['control_port']}",
+                "metrics_path": "/metrics", "credentials_file": str(paths.metrics_token)}
 
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""

@@ -10,6 +10,7 @@ Each environment lives in its own folder, so deleting an environment is deleting
                       daemon.lock    held by the running daemon: one daemon per environment
                       watchdog.lock  held by the daemon's watchdog, which restarts it if it dies
                       engine.json    local engine options fixed when the environment was created
+                      metrics.token  the bearer token for scraping the daemon's /metrics (mode 0600)
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class EnvPaths:
     @property
     def engine_json(self) -> Path:
         return self.root / "engine.json"
+
+    @property
+    def metrics_token(self) -> Path:
+        return self.root / "metrics.token"
 
     def repo(self, service: str) -> Path:
         return self.repos / f"{service}-cfg.git"

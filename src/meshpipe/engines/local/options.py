@@ -29,6 +29,8 @@ class LocalOptions:
     restart_max: float = 30.0
     # Seconds between SIGTERM and SIGKILL; None: the platform policy's stop timeout.
     stop_timeout: float | None = None
+    # Every proxy writes one JSON line per request (Envoy's default access-log fields) to its log.
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if self.tasks_per_version is not None and not 1 <= self.tasks_per_version <= 20:
@@ -50,7 +52,8 @@ class LocalOptions:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalOptions:
-        """``MESHPIPE_LOCAL_TASKS`` and ``MESHPIPE_LOCAL_HEALTH_SCALE`` override the defaults."""
+        """``MESHPIPE_LOCAL_TASKS``, ``MESHPIPE_LOCAL_HEALTH_SCALE`` and ``MESHPIPE_LOCAL_ACCESS_LOG`` (1/0)
+        override the defaults."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         try:
@@ -58,6 +61,8 @@ class LocalOptions:
                 values["tasks_per_version"] = int(environ["MESHPIPE_LOCAL_TASKS"])
             if environ.get("MESHPIPE_LOCAL_HEALTH_SCALE"):
                 values["health_time_scale"] = float(environ["MESHPIPE_LOCAL_HEALTH_SCALE"])
+            if environ.get("MESHPIPE_LOCAL_ACCESS_LOG"):
+                values["access_log"] = environ["MESHPIPE_LOCAL_ACCESS_LOG"].strip().lower() in ("1", "true", "yes")
         except ValueError as exc:
             raise UserError(f"bad MESHPIPE_LOCAL_* setting: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,11 +37,14 @@ T = TypeVar("T")
 class RunQueue:
     """The pipeline runs of one environment: a queue and a worker task per service."""
 
-    def __init__(self, store: StateStore, environment: str, deployer: Deployer, stopping: Callable[[], bool]) -> None:
+    def __init__(self, store: StateStore, environment: str, deployer: Deployer, stopping: Callable[[], bool],
+                 after_success: Callable[[str, str, str], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.environment = environment
         self.deployer = deployer
         self._stopping = stopping
+        # Called with (service, version, run id) once a run succeeded: where a rollout starts by itself.
+        self.after_success = after_success
         self.queues: dict[str, asyncio.Queue[str]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
 
@@ -151,6 +154,8 @@ class RunQueue:
         self.store.finish_run(run_id, outcome.status, outcome.version,
                               [(s.name, s.status, s.log) for s in outcome.stages])
         log.info("pipeline run %s of %s: %s", run_id, run.service, outcome.status)
+        if outcome.succeeded and outcome.version and self.after_success is not None:
+            await self.after_success(run.service, outcome.version, run_id)
 
 
 async def in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:

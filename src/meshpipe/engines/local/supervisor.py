@@ -171,6 +171,7 @@ class SupervisorOptions:
     python: str = sys.executable
     owner: Path = field(default_factory=Path.cwd)
     base_env: Mapping[str, str] | None = None  # default: the daemon's environment
+    access_log: bool = False  # proxies write an access log line per request (JSON) to their log
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
@@ -182,13 +183,14 @@ def backoff_delay(failures: int, base: float, cap: float) -> float:
 
 def proxy_argv(python: str, mode: str, admin_port: int, *, listen_port: int | None = None,
                ingress_port: int | None = None, egress_port: int | None = None, app_port: int | None = None,
-               service: str | None = None, version: str | None = None, backends: Sequence[str] = ()) -> list[str]:
+               service: str | None = None, version: str | None = None, backends: Sequence[str] = (),
+               access_log: bool = False) -> list[str]:
     """The data plane's command line, run by ``python``."""
     from meshpipe.engines.local.dataplane.client import proxy_command
 
     argv = proxy_command(mode, admin_port=admin_port, listen_port=listen_port, ingress_port=ingress_port,
                          egress_port=egress_port, app_port=app_port, service=service, version=version,
-                         allowed_backends=tuple(backends))
+                         allowed_backends=tuple(backends), access_log=access_log)
     return [python, *argv[1:]]
 
 
@@ -317,7 +319,7 @@ class TaskRunner:
         self._set(st.STARTING)
         sidecar_cmd = proxy_argv(sup.options.python, "sidecar", ports.admin, ingress_port=ports.ingress,
                                  egress_port=ports.egress, app_port=ports.app, service=spec.service,
-                                 version=spec.version, backends=spec.backends)
+                                 version=spec.version, backends=spec.backends, access_log=sup.options.access_log)
         sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(), self.log_dir / f"{self.task_id}-envoy.log")
         sup.hooks.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
         app: Proc | None = None
@@ -468,7 +470,8 @@ class GatewayRunner:
             self.adopted = None
         else:
             admin = sup.ports()
-            cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port)
+            cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
+                             access_log=sup.options.access_log)
             proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
             sup.hooks.process_started(proc, "gateway", None, cmd)
             try:

@@ -6,6 +6,8 @@
     PUT  /config         apply a config document: 200 once it is in effect, or ignored when its
                          generation is not newer ({"applied": false}); 400 when invalid (old one kept)
     GET  /stats          counters and latencies per listener and per upstream (service, version)
+    GET  /stats/prometheus  the same in Prometheus' text format, Envoy's names (also /stats?format=prometheus)
+    GET  /stats/raw      every counter and histogram bucket, with Envoy cluster names (the daemon merges these)
     POST /quitquitquit   drain and exit (as SIGTERM does)
 """
 
@@ -59,10 +61,15 @@ class AdminProtocol(asyncio.Protocol):
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         body = b"".join(self.body)
         too_big = self.size > MAX_BODY
+        query = self.url.split(b"?", 1)[1] if b"?" in self.url else b""
         self.url, self.body, self.size = b"", [], 0
         keep_alive = self.parser.should_keep_alive()
         if too_big:
             self._send(413, {"error": f"body larger than {MAX_BODY} bytes"}, keep_alive=False)
+            return
+        if method == "GET" and (path == "/stats/prometheus"
+                                or (path == "/stats" and b"format=prometheus" in query.split(b"&"))):
+            self._send_prometheus(keep_alive)
             return
         status, answer = self.handle(method, path, body)
         self._send(status, answer, keep_alive)
@@ -77,6 +84,8 @@ class AdminProtocol(asyncio.Protocol):
             return (200 if dp.state == "LIVE" else 503), {"state": dp.state}
         if path == "/stats" and method == "GET":
             return 200, dp.stats()
+        if path == "/stats/raw" and method == "GET":
+            return 200, dp.raw_stats()
         if path == "/config" and method == "GET":
             if dp.config is None:
                 return 404, {"error": "no config applied yet"}
@@ -85,10 +94,11 @@ class AdminProtocol(asyncio.Protocol):
             return self._put_config(body)
         if path == "/quitquitquit" and method == "POST":
             return 200, {"state": "DRAINING"}
-        if path in ("/server_info", "/ready", "/stats", "/config", "/quitquitquit"):
+        endpoints = ["/server_info", "/ready", "/config", "/stats", "/stats/prometheus", "/stats/raw",
+                     "/quitquitquit"]
+        if path in endpoints:
             return 405, {"error": f"{method} is not allowed on {path}"}
-        return 404, {"error": f"no admin endpoint {path}",
-                     "endpoints": ["/server_info", "/ready", "/config", "/stats", "/quitquitquit"]}
+        return 404, {"error": f"no admin endpoint {path}", "endpoints": endpoints}
 
     def _put_config(self, body: bytes) -> tuple[int, Any]:
         try:
@@ -105,6 +115,18 @@ class AdminProtocol(asyncio.Protocol):
         current = dp.config.generation if dp.config is not None else None
         return 200, {"applied": False, "generation": current,
                      "reason": f"generation {config.generation} is not newer than {current}"}
+
+    def _send_prometheus(self, keep_alive: bool) -> None:
+        # Imported on the first scrape only: a proxy nobody scrapes never loads prometheus_client.
+        from meshpipe.engines.local.dataplane.prometheus import CONTENT_TYPE, proxy_exposition
+
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = proxy_exposition(self.dp.raw_stats())
+        transport.write(json_reply(200, body, keep_alive, CONTENT_TYPE.encode("ascii")))
+        if not keep_alive:
+            transport.close()
 
     def _send(self, status: int, answer: Any, keep_alive: bool) -> None:
         transport = self.transport

@@ -46,7 +46,7 @@ DOWNSTREAM_RESET = "downstream_reset"
 class Exchange:
     __slots__ = ("attempt", "attempt_start", "body", "body_size", "bytes_in", "bytes_out", "chunked",
                  "client_keep_alive", "conn", "deadline", "decision", "down", "dp", "endpoint", "expect_continue",
-                 "finished", "flag", "free_retry", "http10", "listener", "method", "parts", "request_done",
+                 "finished", "flag", "free_retry", "head_at", "http10", "listener", "method", "parts", "request_done",
                  "request_head", "response_head_bytes", "response_started", "start", "status", "tried",
                  "upstream_stats", "url")
 
@@ -85,6 +85,7 @@ class Exchange:
         self.request_head = b""
         self.response_head_bytes = b""
         self.upstream_stats: UpstreamStats | None = None
+        self.head_at = 0.0  # when the answering try's response head arrived (monotonic), for the access log
 
     # ---- request side (called by the downstream connection) ----
 
@@ -219,11 +220,15 @@ class Exchange:
             self.conn = None
             conn.close()
 
-    def attempt_failed(self, flag: str, message: str, any_method: bool, status: int = 503) -> None:
-        """The current try failed before any response byte reached the client."""
+    def attempt_failed(self, flag: str, message: str, any_method: bool, status: int = 503,
+                       charged: bool = False) -> None:
+        """The current try failed before any response byte reached the client. ``charged``: its
+        response class was already counted (a 5xx answer); otherwise it counts as a 5xx, as Envoy does."""
         self._drop_conn()
         stats = self.upstream_stats
         stats.errors += 1  # type: ignore[union-attr]
+        if not charged:
+            stats.by_class[5] += 1  # type: ignore[union-attr]
         if self._can_retry(any_method):
             stats.retries += 1  # type: ignore[union-attr]
             self.start_attempt()
@@ -248,6 +253,7 @@ class Exchange:
         if overall:
             self._drop_conn()
             self.upstream_stats.errors += 1  # type: ignore[union-attr]
+            self.upstream_stats.by_class[5] += 1  # type: ignore[union-attr]
             self.fail(504, UPSTREAM_TIMEOUT, message)
         else:
             self.attempt_failed(UPSTREAM_TIMEOUT, message, any_method=False, status=504)
@@ -260,14 +266,17 @@ class Exchange:
         if status < 200:  # 1xx: never asked for (Expect is answered here), so the upstream is confused
             self.upstream_lost(conn, bad_response=True)
             return False
+        self.upstream_stats.by_class[status // 100 if status < 600 else 0] += 1  # type: ignore[union-attr]
         if status >= 500:
             if self._can_retry(any_method=False):
-                self.attempt_failed(UPSTREAM_RESET, "", any_method=False)
+                self.attempt_failed(UPSTREAM_RESET, "", any_method=False, charged=True)
                 return False
             self.upstream_stats.errors += 1  # type: ignore[union-attr]
         self.status = status
         self.response_started = True
         self.response_head_bytes = head
+        if self.listener.access_log is not None:
+            self.head_at = monotonic()
         if self.deadline:
             self.deadline = self._deadline(monotonic())
         extra = self.listener.response_header

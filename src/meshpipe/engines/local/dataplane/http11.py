@@ -55,11 +55,12 @@ def local_reply(status: int, flag: str, message: str, keep_alive: bool, server: 
     ))
 
 
-def json_reply(status: int, body: bytes, keep_alive: bool = True) -> bytes:
+def json_reply(status: int, body: bytes, keep_alive: bool = True,
+               content_type: bytes = b"application/json") -> bytes:
     reason = REASONS.get(status, "Error")
     return b"".join((
         b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii")),
-        b"content-type: application/json\r\n",
+        b"content-type: %s\r\n" % content_type,
         b"content-length: %d\r\n" % len(body),
         b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n",
         CRLF,

@@ -24,7 +24,7 @@ from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
 from meshpipe.engines.local.dataplane.exchange import Exchange
-from meshpipe.engines.local.dataplane.metrics import ListenerStats, Metrics, UpstreamStats
+from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, ListenerStats, Metrics, UpstreamStats
 from meshpipe.engines.local.dataplane.routing import (
     Forward,
     RandomSource,
@@ -33,7 +33,9 @@ from meshpipe.engines.local.dataplane.routing import (
     decide_gateway,
     split_absolute_form,
 )
+from meshpipe.engines.local.dataplane.statnames import GATEWAY_NODE, cluster_name
 from meshpipe.engines.local.dataplane.upstream import UpstreamPool
+from meshpipe.naming import virtual_node_name
 
 LOOPBACK = "127.0.0.1"
 # Timeouts are checked this often while requests are in flight: fine enough for per-try timeouts in
@@ -80,7 +82,8 @@ class Listener:
         self.access_log = AccessLog(self.name) if dp.options.access_log else None
         self.server: asyncio.AbstractServer | None = None
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -100,8 +103,9 @@ class GatewayListener(Listener):
     name = "gateway"
     edge = True
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_gateway(self.dp.config, method, url, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_gateway(self.dp.config, method, url, self.dp.rnd, headers)
 
 
 class EgressListener(Listener):
@@ -111,8 +115,9 @@ class EgressListener(Listener):
         super().__init__(dp, port)
         self.allowed = frozenset(name.lower().encode("ascii") for name in allowed_backends)
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd, headers)
 
 
 class IngressListener(Listener):
@@ -131,7 +136,8 @@ class IngressListener(Listener):
         self.response_header = b"x-meshpipe-version: " + version.encode("ascii") + b"\r\n"
         self.app_stats = dp.metrics.app = UpstreamStats()
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         if not url.startswith(b"/"):
             absolute = split_absolute_form(url)
             if absolute is None:
@@ -295,6 +301,44 @@ class DataPlane:
             "generation": self.config.generation if self.config is not None else None,
             "listeners": {listener.name: {"address": LOOPBACK, "port": listener.port} for listener in self.listeners},
             "allowed_backends": sorted(opts.allowed_backends) if opts.mode == "sidecar" else None,
+        }
+
+    def node_name(self) -> str:
+        """The App Mesh resource this proxy stands for: the version's virtual node, or the gateway."""
+        opts = self.options
+        if opts.mode == "sidecar":
+            return virtual_node_name(str(opts.service), str(opts.version))
+        return GATEWAY_NODE
+
+    def raw_stats(self) -> dict[str, Any]:
+        """Every counter and every histogram bucket, with the Envoy cluster each upstream is; the daemon
+        merges these across proxies and the Prometheus exposition is written from them."""
+        config = self.config
+        mesh = config.environment if config is not None else ""
+        opts = self.options
+
+        def port_of(service: str, version: str) -> int | None:
+            return config.listener_port(service, version) if config is not None else None
+
+        clusters = []
+        for (service, version), stats in sorted(self.metrics.upstreams.items()):
+            clusters.append({"name": cluster_name("egress", mesh, virtual_node_name(service, version),
+                                                  port_of(service, version)),
+                             "direction": "egress", "service": service, "version": version, **stats.raw()})
+        app = self.metrics.app
+        if app is not None and opts.service and opts.version:
+            clusters.append({"name": cluster_name("ingress", mesh, self.node_name(),
+                                                  port_of(opts.service, opts.version)),
+                             "direction": "ingress", "service": opts.service, "version": opts.version, **app.raw()})
+        ports = {listener.name: listener.port for listener in self.listeners}
+        return {
+            "mode": opts.mode, "service": opts.service, "version": opts.version, "mesh": mesh,
+            "node": self.node_name(), "state": self.state, "uptime_s": round(time.time() - self.started_at, 3),
+            "generation": config.generation if config is not None else None,
+            "bucket_count": len(BUCKET_BOUNDS_MS),
+            "listeners": {name: {"port": ports.get(name), **stats.raw()}
+                          for name, stats in sorted(self.metrics.listeners.items())},
+            "clusters": clusters,
         }
 
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Seeing the mesh: graph, logs, metrics and dashboard."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, engine_for
+from meshpipe.cli.output import Format, out
+
+
+class GraphFormat(StrEnum):
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+
+
+def _unavailable(engine: str, what: str) -> Exception:
+    from meshpipe.errors import UserError
+
+    return UserError(f"{what} is not available on the {engine} engine")
+
+
+def graph(env: EnvOpt = "demo", engine: EngineOpt = "local",
+          fmt: Annotated[GraphFormat, typer.Option("--format", help="mermaid (renders on GitHub), dot (Graphviz) "
+                                                   "or svg.")] = GraphFormat.mermaid,
+          rates: Annotated[float, typer.Option(help="local: measure each version's request and error rates "
+                                               "over this many seconds first (0: weights only).")] = 0.0,
+          output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")] = None) -> None:
+    """Draw the environment's mesh: ingress → gateway routes → services → versions, with route weights."""
+    from meshpipe.engines.base import TopologySource
+    from meshpipe.errors import UserError
+    from meshpipe.mesh.graph import render
+
+    if rates < 0:
+        raise UserError("--rates takes a number of seconds, 0 or more")
+    with engine_for(engine) as eng:
+        if not isinstance(eng, TopologySource):
+            raise _unavailable(eng.name, "graph")
+        topology = eng.topology(env, rates)
+    text = render(topology, fmt.value)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from meshpipe.atomic import write_atomically
+
+    write_atomically(output, text)
+    out.print(f"wrote {escape(str(output))}")
+
+
+def logs(service: Annotated[str, typer.Argument(help="Service name.")],
+         version: Annotated[str | None, typer.Option("--version", help="Only this version (id, commit or "
+                                                     "virtual node name).")] = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+         tail: Annotated[int, typer.Option(help="How many of the latest lines first (0: all).")] = 200,
+         env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """A service's app and sidecar logs, interleaved by time (json: one object per line)."""
+    from meshpipe.engines.base import LogSource
+    from meshpipe.mesh.routing import parse_version_ref
+
+    ver = parse_version_ref(service, version) if version else None
+    with engine_for(engine) as eng:
+        if not isinstance(eng, LogSource):
+            raise _unavailable(eng.name, "logs")
+        for line in eng.logs(env, service, ver, tail or None):
+            _print_line(line, fmt)
+        if follow:
+            try:
+                for line in eng.follow_logs(env, service, ver):
+                    _print_line(line, fmt)
+            except KeyboardInterrupt:
+                return
+
+
+def _print_line(line: object, fmt: Format) -> None:
+    import time
+
+    at = getattr(line, "at", 0.0)
+    if fmt is Format.json:
+        import json
+
+        typer.echo(json.dumps({"at": at or None, "source": getattr(line, "source", ""),
+                               "text": getattr(line, "text", "")}))
+        return
+    stamp = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}" if at else " " * 12
+    typer.echo(f"{stamp} {getattr(line, 'source', ''):<30} {getattr(line, 'text', '')}")
+
+
+def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",
+            scrape_config: Annotated[bool, typer.Option("--scrape-config", help="Print a Prometheus scrape job "
+                                                        "for the environment instead.")] = False) -> None:
+    """The environment's metrics in Prometheus' text format (Envoy's names, plus meshpipe_* figures)."""
+    from meshpipe.engines.base import MetricsSource
+
+    with engine_for(engine) as eng:
+        if not isinstance(eng, MetricsSource):
+            raise _unavailable(eng.name, "metrics (see its CloudWatch dashboard: meshpipe dashboard)")
+        if not scrape_config:
+            typer.echo(eng.metrics(env), nl=False)
+            return
+        target = eng.metrics_target(env)
+    typer.echo(f"""- job_name: meshpipe-{target['environment']}
+  metrics_path: {target['metrics_path']}
+  authorization:
+    type: Bearer
+    credentials_file: {target['credentials_file']}
+  static_configs:
+    - targets: ["{target['target']}"]
+""", nl=False)
+
+
+def dashboard(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Print the URL of the environment's dashboard."""
+    from meshpipe.engines.base import DashboardSource
+
+    with engine_for(engine) as eng:
+        if not isinstance(eng, DashboardSource):
+            raise _unavailable(eng.name, "dashboard")
+        url = eng.dashboard_url(env)
+    if fmt is Format.json:
+        from meshpipe.cli.output import print_json
+
+        print_json({"environment": env, "url": url})
+        return
+    typer.echo(url)

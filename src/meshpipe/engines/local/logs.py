@@ -1,0 +1,123 @@
+"""A service's logs on the local engine: its apps' and its sidecars' output, interleaved by time.
+
+Each task writes ``logs/<svc>-<ver>/<task>-app.log`` (the app's stdout and stderr) and ``<task>-envoy.log``
+(its sidecar: a start line, then one JSON access-log line per request when the environment logs access).
+A line's time is the time it carries (an access log's ``start_time``, or a timestamp at its start); a line
+without one takes the time of the line before it in the same file, so an app's untimed lines stay next to
+what surrounds them. ``follow`` then stamps new lines with the time they appear.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from meshpipe.engines.local.home import EnvPaths
+
+_STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float  # seconds since the epoch (0.0: no time known)
+    source: str  # e.g. "hello-web-66f2a19a-1 app", "hello-web-66f2a19a-1 envoy"
+    text: str
+
+
+def line_time(text: str) -> float | None:
+    """The time a line carries: an access log's ``start_time`` or a leading ISO-8601 timestamp (UTC
+    unless it says otherwise)."""
+    stamp: str | None = None
+    if text.startswith("{"):
+        try:
+            value = json.loads(text).get("start_time")
+        except (ValueError, AttributeError):
+            value = None
+        stamp = value if isinstance(value, str) else None
+    else:
+        found = _STAMP.match(text)
+        if found:
+            stamp = found.group(1).replace(",", ".") + (found.group(2) or "Z")
+    if stamp is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def log_files(paths: EnvPaths, service: str, version: str | None = None) -> list[tuple[str, Path]]:
+    """(source, file) for every task of the service's versions (or of one version) that has logs."""
+    found = []
+    for folder in sorted(paths.logs.glob(f"{service}-*")):
+        ver = folder.name[len(service) + 1:]
+        if not folder.is_dir() or "-" in ver or (version is not None and ver != version):
+            continue  # another service whose name starts like this one (hello-web-x vs hello-web)
+        for log in sorted(folder.glob("*.log")):
+            task, _, kind = log.stem.rpartition("-")
+            found.append((f"{task} {kind}", log))
+    return found
+
+
+def _read(path: Path) -> list[str]:
+    """The rotated part first (``<name>.1``), then the live file."""
+    lines: list[str] = []
+    for part in (path.with_name(path.name + ".1"), path):
+        try:
+            lines += part.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            continue
+    return lines
+
+
+def stamped(source: str, lines: list[str]) -> list[LogLine]:
+    out = []
+    last = 0.0
+    for text in lines:
+        at = line_time(text)
+        last = at if at is not None else last
+        out.append(LogLine(last, source, text))
+    return out
+
+
+def interleave(files: list[tuple[str, Path]], tail: int | None = None) -> list[LogLine]:
+    """Every line of ``files`` in time order (stable: lines of equal time keep their file order)."""
+    every = [line for source, path in files for line in stamped(source, _read(path))]
+    every.sort(key=lambda line: line.at)
+    return every[-tail:] if tail else every
+
+
+def follow(files: Callable[[], list[tuple[str, Path]]], stop: Callable[[], bool], every: float = 0.25,
+           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> Iterator[LogLine]:
+    """New lines as they are written (files that appear later, new tasks, are picked up too)."""
+    offsets: dict[Path, int] = {path: path.stat().st_size for _, path in files() if path.exists()}
+    while not stop():
+        for source, path in files():
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            start = offsets.get(path, 0)
+            if size < start:  # rotated: emptied in place
+                start = 0
+            if size == start:
+                continue
+            with path.open("rb") as fh:
+                fh.seek(start)
+                data = fh.read(size - start)
+            complete = data.rfind(b"\n") + 1  # a partly written line waits for its end
+            offsets[path] = start + complete
+            now = clock()
+            for text in data[:complete].decode("utf-8", "replace").splitlines():
+                yield LogLine(line_time(text) or now, source, text)
+        sleep(every)
