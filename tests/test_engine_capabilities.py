@@ -9,17 +9,27 @@ from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.base import (
     ConfigurableEnvironments,
     ConfigurablePipelines,
+    DashboardSource,
+    DeployedTemplates,
     Engine,
     EventSource,
+    HeaderRoutes,
+    LogSource,
+    MetricsSource,
     PipelineStarter,
     PipelineWaiter,
+    Planner,
+    RolloutController,
     Rollouts,
+    RolloutStatusSource,
     StatsSource,
+    TopologySource,
 )
 from meshpipe.engines.local.engine import LocalEngine
 
-LOCAL_ONLY = (PipelineWaiter, PipelineStarter, StatsSource, EventSource)
-AWS_ONLY = (ConfigurableEnvironments, ConfigurablePipelines, Rollouts)
+LOCAL_ONLY = (PipelineWaiter, PipelineStarter, StatsSource, EventSource, RolloutController, LogSource, MetricsSource)
+AWS_ONLY = (ConfigurableEnvironments, ConfigurablePipelines, Planner, DeployedTemplates, DashboardSource)
+BOTH = (Rollouts, RolloutStatusSource, HeaderRoutes, TopologySource)
 
 
 def engines(tmp_path) -> dict[str, Engine]:
@@ -29,14 +39,19 @@ def engines(tmp_path) -> dict[str, Engine]:
 
 def test_each_engine_declares_its_own_capabilities(tmp_path) -> None:
     found = engines(tmp_path)
-    assert [isinstance(found["local"], c) for c in LOCAL_ONLY + AWS_ONLY] == [True] * 4 + [False] * 3
-    assert [isinstance(found["aws"], c) for c in LOCAL_ONLY + AWS_ONLY] == [False] * 4 + [True] * 3
+    every = LOCAL_ONLY + AWS_ONLY + BOTH
+    assert [isinstance(found["local"], c) for c in every] == [True] * 7 + [False] * 5 + [True] * 4
+    assert [isinstance(found["aws"], c) for c in every] == [False] * 7 + [True] * 5 + [True] * 4
 
 
 @pytest.mark.parametrize("argv", [
     ["pipeline", "wait", "hello-web", "--engine", "aws"],
     ["pipeline", "start", "hello-web", "--engine", "aws"],
     ["events", "--engine", "aws"],
+    ["rollout", "start", "hello-web", "0123abcd", "--engine", "aws"],
+    ["rollout", "pause", "hello-web", "--engine", "aws"],
+    ["logs", "hello-web", "--engine", "aws"],
+    ["metrics", "--engine", "aws"],
 ])
 def test_a_command_whose_capability_an_engine_lacks_is_refused_before_any_call(argv, capsys, monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # a call would fail with another message
