@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, engine_for
+from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, engine_for, lacking
 from meshpipe.cli.output import Format, out
 
 
@@ -17,12 +17,6 @@ class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
     svg = "svg"
-
-
-def _unavailable(engine: str, what: str) -> Exception:
-    from meshpipe.errors import UserError
-
-    return UserError(f"{what} is not available on the {engine} engine")
 
 
 def graph(env: EnvOpt = "demo", engine: EngineOpt = "local",
@@ -40,7 +34,7 @@ def graph(env: EnvOpt = "demo", engine: EngineOpt = "local",
         raise UserError("--rates takes a number of seconds, 0 or more")
     with engine_for(engine) as eng:
         if not isinstance(eng, TopologySource):
-            raise _unavailable(eng.name, "graph")
+            raise lacking(eng, "graph")
         topology = eng.topology(env, rates)
     text = render(topology, fmt.value)
     if output is None:
@@ -65,7 +59,7 @@ def logs(service: Annotated[str, typer.Argument(help="Service name.")],
     ver = parse_version_ref(service, version) if version else None
     with engine_for(engine) as eng:
         if not isinstance(eng, LogSource):
-            raise _unavailable(eng.name, "logs")
+            raise lacking(eng, "logs")
         for line in eng.logs(env, service, ver, tail or None):
             _print_line(line, fmt)
         if follow:
@@ -98,7 +92,7 @@ def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",
 
     with engine_for(engine) as eng:
         if not isinstance(eng, MetricsSource):
-            raise _unavailable(eng.name, "metrics (see its CloudWatch dashboard: meshpipe dashboard)")
+            raise lacking(eng, "metrics (see its CloudWatch dashboard: meshpipe dashboard)")
         if not scrape_config:
             typer.echo(eng.metrics(env), nl=False)
             return
@@ -119,7 +113,7 @@ def dashboard(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt 
 
     with engine_for(engine) as eng:
         if not isinstance(eng, DashboardSource):
-            raise _unavailable(eng.name, "dashboard")
+            raise lacking(eng, "dashboard")
         url = eng.dashboard_url(env)
     if fmt is Format.json:
         from meshpipe.cli.output import print_json

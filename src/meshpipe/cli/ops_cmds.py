@@ -74,18 +74,16 @@ def header_routing(engine: Engine) -> HeaderRoutes:
     from meshpipe.engines.base import HeaderRoutes
 
     if not isinstance(engine, HeaderRoutes):
-        from meshpipe.errors import UserError
-
-        raise UserError(f"header routes are not available on the {engine.name} engine")
+        raise lacking(engine, "header routes")
     return engine
 
 
-def lacking(engine: Engine) -> Exception:
+def lacking(engine: Engine, what: str = "this command", hint: str | None = None) -> Exception:
     """The refusal (exit 2) of a command whose capability (a runtime-checkable protocol of
     meshpipe.engines.base) the engine has not."""
     from meshpipe.errors import UserError
 
-    return UserError(f"this command is not available on the {engine.name} engine")
+    return UserError(f"{what} is not available on the {engine.name} engine", hint=hint)
 
 
 # --- env -------------------------------------------------------------------------------------------------

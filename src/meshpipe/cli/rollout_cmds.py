@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, _print_route, engine_for
+from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, _print_route, engine_for, lacking
 from meshpipe.cli.output import Format, out, print_json
 
 if TYPE_CHECKING:
@@ -108,10 +108,8 @@ def _controller(eng: Engine) -> RolloutController:
     from meshpipe.engines.base import RolloutController
 
     if not isinstance(eng, RolloutController):
-        from meshpipe.errors import UserError
-
-        raise UserError(f"rollouts run by the environment are not available on the {eng.name} engine",
-                        hint="on aws, rollout promote and rollout rollback drive the ECS deployment")
+        raise lacking(eng, "rollouts run by the environment",
+                      hint="on aws, rollout promote and rollout rollback drive the ECS deployment")
     return eng
 
 
@@ -120,9 +118,7 @@ def _status_source(eng: Engine) -> RolloutStatusSource:
     from meshpipe.engines.base import RolloutStatusSource
 
     if not isinstance(eng, RolloutStatusSource):
-        from meshpipe.errors import UserError
-
-        raise UserError(f"rollout status is not available on the {eng.name} engine")
+        raise lacking(eng, "rollout status")
     return eng
 
 
