@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, engine_for, lacking
 from meshpipe.cli.output import Format, out
+
+if TYPE_CHECKING:
+    from meshpipe.engines.base import LogLine
 
 
 class GraphFormat(StrEnum):
@@ -70,18 +73,17 @@ def logs(service: Annotated[str, typer.Argument(help="Service name.")],
                 return
 
 
-def _print_line(line: object, fmt: Format) -> None:
+def _print_line(line: LogLine, fmt: Format) -> None:
     import time
 
-    at = getattr(line, "at", 0.0)
     if fmt is Format.json:
         import json
 
-        typer.echo(json.dumps({"at": at or None, "source": getattr(line, "source", ""),
-                               "text": getattr(line, "text", "")}))
+        typer.echo(json.dumps({"at": line.at or None, "source": line.source, "text": line.text}))
         return
+    at = line.at
     stamp = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}" if at else " " * 12
-    typer.echo(f"{stamp} {getattr(line, 'source', ''):<30} {getattr(line, 'text', '')}")
+    typer.echo(f"{stamp} {line.source:<30} {line.text}")
 
 
 def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",

@@ -37,6 +37,7 @@ __all__ = [
     "Event",
     "EventSource",
     "HeaderRoutes",
+    "LogLine",
     "LogSource",
     "MetricsSource",
     "Move",
@@ -154,6 +155,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line of a service's logs (``meshpipe logs``)."""
+
+    at: float  # seconds since the epoch (0.0: no time known)
+    source: str  # e.g. "hello-web-66f2a19a-1 app", "hello-web-66f2a19a-1 envoy"
+    text: str
+
+
+@dataclass(frozen=True)
 class EnvCreateOptions:
     """Platform choices for a new environment (AWS): its mesh flavour, its ingress certificate, its policy."""
 
@@ -257,9 +267,9 @@ class DashboardSource(Protocol):
 class LogSource(Protocol):
     """An engine that can show a service's app and proxy logs (``meshpipe logs``)."""
 
-    def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[Any]: ...
+    def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[LogLine]: ...
 
-    def follow_logs(self, env: str, service: str, version: str | None = None) -> Iterator[Any]: ...
+    def follow_logs(self, env: str, service: str, version: str | None = None) -> Iterator[LogLine]: ...
 
 
 @runtime_checkable

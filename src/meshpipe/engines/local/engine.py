@@ -26,6 +26,7 @@ from meshpipe.engines.base import (
     EnvironmentInfo,
     EnvState,
     Event,
+    LogLine,
     Move,
     PipelineInfo,
     Reporter,
@@ -44,7 +45,6 @@ from meshpipe.mesh.stats import ServiceStats
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 if TYPE_CHECKING:
-    from meshpipe.engines.local.logs import LogLine
     from meshpipe.mesh.graph import Topology
 
 DAEMON_START_TIMEOUT = 60.0

@@ -13,20 +13,13 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from meshpipe.engines.base import LogLine
 from meshpipe.engines.local.home import EnvPaths
 
 _STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?")
-
-
-@dataclass(frozen=True)
-class LogLine:
-    at: float  # seconds since the epoch (0.0: no time known)
-    source: str  # e.g. "hello-web-66f2a19a-1 app", "hello-web-66f2a19a-1 envoy"
-    text: str
 
 
 def line_time(text: str) -> float | None:
