@@ -145,7 +145,24 @@ class IngressClient:
             self.conn = None
 
 
-class Walkthrough:
+class Narrator:
+    """How a walkthrough prints: a titled section per step, the commands a person would type, what they said."""
+
+    console: Console
+
+    def title(self, text: str) -> None:
+        self.console.print()
+        self.console.rule(f"[bold]{escape(text)}[/bold]", align="left")
+
+    def command(self, text: str) -> None:
+        self.console.print(f"[bold cyan]$[/bold cyan] {escape(text)}", highlight=False)
+
+    def say(self, text: str, style: str = "") -> None:
+        line = f"  {escape(text)}"
+        self.console.print(f"[{style}]{line}[/{style}]" if style else line, highlight=False)
+
+
+class Walkthrough(Narrator):
     """The steps, in order, against one local engine; prints as it goes."""
 
     def __init__(self, engine: LocalEngine, home: Path, console: Console, requests: int) -> None:
@@ -158,19 +175,6 @@ class Walkthrough:
         self.clone_urls: dict[str, str] = {}
         self.pending_runs: dict[str, str] = {}  # service -> id of the run its last push started
         self.ingress: IngressClient | None = None
-
-    # --- printing ------------------------------------------------------------------------------------
-
-    def title(self, text: str) -> None:
-        self.console.print()
-        self.console.rule(f"[bold]{escape(text)}[/bold]", align="left")
-
-    def command(self, text: str) -> None:
-        self.console.print(f"[bold cyan]$[/bold cyan] {escape(text)}", highlight=False)
-
-    def say(self, text: str, style: str = "") -> None:
-        line = f"  {escape(text)}"
-        self.console.print(f"[{style}]{line}[/{style}]" if style else line, highlight=False)
 
     @contextmanager
     def step(self, key: str, title: str) -> Iterator[None]:

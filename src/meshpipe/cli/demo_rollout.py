@@ -24,6 +24,7 @@ from rich.markup import escape
 from meshpipe.cli.demo import (
     IDENTITY,
     DemoError,
+    Narrator,
     _default_home,
     _environment_exists,
     bundled_manifest,
@@ -116,7 +117,7 @@ class RolloutDemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-class RolloutWalkthrough:
+class RolloutWalkthrough(Narrator):
     def __init__(self, engine: LocalEngine, home: Path, console: Console, interval: int) -> None:
         self.engine = engine
         self.console = console
@@ -125,17 +126,6 @@ class RolloutWalkthrough:
         self.result = RolloutDemoResult(home)
         self.traffic: Traffic | None = None
         self._seen_events = 0
-
-    def title(self, text: str) -> None:
-        self.console.print()
-        self.console.rule(f"[bold]{escape(text)}[/bold]", align="left")
-
-    def command(self, text: str) -> None:
-        self.console.print(f"[bold cyan]$[/bold cyan] {escape(text)}", highlight=False)
-
-    def say(self, text: str, style: str = "") -> None:
-        line = f"  {escape(text)}"
-        self.console.print(f"[{style}]{line}[/{style}]" if style else line, highlight=False)
 
     def push(self, text: str, message: str) -> str:
         (self.workdir / "manifest.yaml").write_text(text)
