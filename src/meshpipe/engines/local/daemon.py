@@ -13,7 +13,8 @@ and runs again the pipeline runs that were interrupted.
 This module wires the parts together, runs their life cycle and is the process's entry point; the parts
 are their own modules: ``supervisor`` (tasks, gateway, health), ``publisher`` (config pushes), ``runs``
 (pipeline runs), ``deploy`` (a version's stack), ``restore`` (start-up after a predecessor), ``api`` (what
-each control-API call does) and ``daemonfiles`` (daemon.json and daemon.lock).
+each control-API call does), ``daemonfiles`` (daemon.json and daemon.lock) and ``dashboard`` (the web
+dashboard, on its own 127.0.0.1 port).
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from typing import Any
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
-from meshpipe.engines.local.daemonfiles import acquire_lock, metrics_token, read_daemon_file, write_daemon_file
+from meshpipe.engines.local.daemonfiles import (
+    acquire_lock,
+    kept_token,
+    metrics_token,
+    read_daemon_file,
+    write_daemon_file,
+)
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
@@ -131,6 +138,13 @@ class Daemon(ControlApi):
         self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
+        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
+        # here: the CLI imports this module for read_daemon_file and needs none of it.
+        from meshpipe.engines.local.dashboard.server import DashboardServer
+        from meshpipe.engines.local.dashboard.source import DaemonSource
+
+        self.dashboard = DashboardServer(DaemonSource(self), kept_token(paths.dashboard_token), env.name)
+        self.publisher.listeners.append(self.dashboard.changed)
 
     # -- the mesh --
 
@@ -161,6 +175,7 @@ class Daemon(ControlApi):
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
         await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
         await self._start_control()
+        await self.dashboard.start()
         port = ingress_port(self.env.gateway_port)
         self.store.set_gateway_port(port)
         gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
@@ -177,7 +192,7 @@ class Daemon(ControlApi):
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
-            "ingress_port": gateway.port, "started_at": self.started_at})
+            "ingress_port": gateway.port, "dashboard_port": self.dashboard.port, "started_at": self.started_at})
         self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
 
@@ -208,6 +223,7 @@ class Daemon(ControlApi):
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.runs.cancel()
+        await self.dashboard.stop()
         await self.supervisor.stop_all()
         await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
         await self.publisher.close()

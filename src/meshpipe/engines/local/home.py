@@ -10,6 +10,7 @@ Each environment lives in its own folder, so deleting an environment is deleting
                       daemon.lock    held by the running daemon: one daemon per environment
                       engine.json    local engine options fixed when the environment was created
                       metrics.token  the bearer token for scraping the daemon's /metrics (mode 0600)
+                      dashboard.token  what opens the web dashboard (``meshpipe dashboard`` prints it in the URL; 0600)
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class EnvPaths:
     @property
     def metrics_token(self) -> Path:
         return self.root / "metrics.token"
+
+    @property
+    def dashboard_token(self) -> Path:
+        return self.root / "dashboard.token"
 
     def repo(self, service: str) -> Path:
         return self.repos / f"{service}-cfg.git"
