@@ -210,9 +210,9 @@ class LiveHub:
         return views.service(status, name, self.source.runs(name)[:views.MAX_RUNS], await self.source.rollout(name))
 
     def _send_series(self, sub: Subscriber, now: float) -> None:
-        doc = views.series(sub.view.service, self.recorder.series(sub.view.service), self._totals,
-                           sub.series_until, now)
-        newest = max((p[0] for pts in doc["points"].values() for p in pts), default=None)
+        points = self.recorder.series(sub.view.service)
+        doc = views.series(sub.view.service, points, self._totals, sub.series_until, now)
+        newest = max((p.at for pts in points.values() for p in pts if p.at > sub.series_until), default=None)
         if newest is None and sub.last.get("totals") == json.dumps(doc["totals"], separators=(",", ":")):
             return  # nothing new: idle pages get no message
         sub.last["totals"] = json.dumps(doc["totals"], separators=(",", ":"))

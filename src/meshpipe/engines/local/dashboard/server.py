@@ -108,7 +108,7 @@ def make_dashboard_app(hub: LiveHub, token: str, environment: str) -> Any:
                 return web.Response(status=403, text="wrong token\n\n" + REFUSED.format(env=environment))
             rest = [(k, v) for k, v in request.query.items() if k != "token"]
             target = request.path + (f"?{urlencode(rest)}" if rest else "")
-            response = web.HTTPSeeOther(location=target)
+            response = web.Response(status=303, headers={"Location": target})
             response.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
             return response
         if not valid(request.cookies.get(cookie)):
