@@ -149,9 +149,9 @@ def test_pages_need_the_token_which_becomes_a_strict_httponly_cookie_and_leaves_
                 # A name other than 127.0.0.1 or localhost (DNS rebinding) is refused even with the cookie.
                 async with browser.get(base + "/", headers={"Host": "attacker.example"}) as resp:
                     assert resp.status == 403
-            async with aiohttp.ClientSession(cookies={cookie_name("other"): TOKEN}) as other_env:
-                async with other_env.get(base + "/") as resp:
-                    assert resp.status == 403  # another environment's cookie name does not open this one
+            async with aiohttp.ClientSession(cookies={cookie_name("other"): TOKEN}) as other_env, \
+                    other_env.get(base + "/") as resp:
+                assert resp.status == 403  # another environment's cookie name does not open this one
         finally:
             await server.stop()
 
@@ -238,18 +238,18 @@ def test_a_weight_change_is_pushed_on_publish_without_waiting_for_a_sample() -> 
         source = FakeSource()
         server, base = await _started(source, sample_every=1000.0)  # the sampler would not come round again
         try:
-            async with aiohttp.ClientSession(cookies={cookie_name(ENV): TOKEN}) as browser:
-                async with browser.get(base + "/api/stream?view=topology") as resp:
-                    assert resp.headers["Content-Type"] == "text/event-stream"
-                    first = await _read_event(resp, "topology")
-                    assert [v["weight"] for v in first["services"][0]["versions"]] == [100, 0]
-                    await source.scraped.wait()
-                    source.weights = {"aaaa1111": 40, "bbbb2222": 60}
-                    server.changed("route r-hello set")  # what the daemon's publisher calls
-                    pushed = await _read_event(resp, "topology")
-                    assert [v["weight"] for v in pushed["services"][0]["versions"]] == [40, 60]
-                    assert 'data-to="vn_hello_bbbb2222" data-weight="60"' in pushed["svg"]
-                    assert server.hub.running
+            async with aiohttp.ClientSession(cookies={cookie_name(ENV): TOKEN}) as browser, \
+                    browser.get(base + "/api/stream?view=topology") as resp:
+                assert resp.headers["Content-Type"] == "text/event-stream"
+                first = await _read_event(resp, "topology")
+                assert [v["weight"] for v in first["services"][0]["versions"]] == [100, 0]
+                await source.scraped.wait()
+                source.weights = {"aaaa1111": 40, "bbbb2222": 60}
+                server.changed("route r-hello set")  # what the daemon's publisher calls
+                pushed = await _read_event(resp, "topology")
+                assert [v["weight"] for v in pushed["services"][0]["versions"]] == [40, 60]
+                assert 'data-to="vn_hello_bbbb2222" data-weight="60"' in pushed["svg"]
+                assert server.hub.running
             # The page closed: its stream's handler ends and the sampler stops with it.
             while server.hub.running:
                 await asyncio.sleep(0.01)

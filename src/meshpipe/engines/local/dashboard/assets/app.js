@@ -59,9 +59,11 @@
 
   // --- sparklines --------------------------------------------------------------------------------------
 
-  // A small chart of the last 15 minutes: one polyline per series, broken where a value is unknown.
+  // A small chart of the last ``opts.span`` seconds (at most 15 minutes): one polyline per series, broken
+  // where a value is unknown.
   function sparkline(series, opts) {
-    const w = opts.width || 150;
+    const span = opts.span || WINDOW_S;
+    const w = opts.width || 120;
     const h = opts.height || 34;
     const now = serverNow();
     let max = opts.max;
@@ -83,7 +85,7 @@
         run = [];
       };
       for (const [at, y] of s.points) {
-        const x = w * (1 - (now - at) / WINDOW_S);
+        const x = w * (1 - (now - at) / span);
         if (x < 0) continue;
         if (y === null) { flush(); continue; }
         const yy = h - 2 - ((Math.min(Math.max(y, min), max) - min) / (max - min || 1)) * (h - 4);
@@ -184,25 +186,41 @@
         el('table', { class: 'events' }, el('thead', {}, el('tr', {}, el('th', {}, 'time'), el('th', {}, 'kind'),
           el('th', {}, 'version'), el('th', {}, 'what happened'))), events)));
 
-    function charts(ver) {
+    // The charts' span: the last 15 minutes, or since the first point when that is shorter (the daemon
+    // records only while a page is open), but at least a minute.
+    function span() {
+      let first = Infinity;
+      for (const pts of Object.values(points)) if (pts.length && pts[0][0] < first) first = pts[0][0];
+      return Math.min(WINDOW_S, Math.max(60, Math.ceil(serverNow() - first)));
+    }
+
+    function spanText(s) {
+      return s >= 120 ? `${Math.round(s / 60)} min` : `${s} s`;
+    }
+
+    function charts(ver, s) {
       const pts = points[ver] || [];
       const col = (i) => pts.map((p) => [p[0], p[i]]);
       const last = pts.length ? pts[pts.length - 1] : null;
       return {
-        rps: [sparkline([{ points: col(2), cls: 'rps' }], { title: 'requests/s, last 15 minutes' }),
+        rps: [sparkline([{ points: col(2), cls: 'rps' }], { span: s, title: `requests/s, last ${spanText(s)}` }),
           el('span', { class: 'value' }, last ? `${fmt.rps(last[2])}/s` : '–')],
-        success: [sparkline([{ points: col(3), cls: 'success' }], { min: 0, max: 1, title: 'success rate (not 5xx)' }),
+        success: [sparkline([{ points: col(3), cls: 'success' }],
+          { span: s, min: 0, max: 1, title: `success rate (not 5xx), last ${spanText(s)}` }),
           el('span', { class: 'value' }, last ? fmt.pct(last[3]) : '–')],
         latency: [sparkline([{ points: col(4), cls: 'p50' }, { points: col(5), cls: 'p99' }],
-          { title: 'latency p50 (blue) and p99 (orange), ms' }),
+          { span: s, title: `latency p50 (blue) and p99 (orange), last ${spanText(s)}` }),
         el('span', { class: 'value' }, last ? `${fmt.ms(last[4])} / ${fmt.ms(last[5])}` : '–')],
       };
     }
 
     function drawCharts() {
+      const s = span();
+      const caption = versions.querySelector('.chart-span');
+      if (caption) caption.textContent = `Charts: the last ${spanText(s)}, a point every few seconds while this page is open.`;
       for (const row of versions.querySelectorAll('tr[data-version]')) {
         const ver = row.dataset.version;
-        const c = charts(ver);
+        const c = charts(ver, s);
         for (const key of ['rps', 'success', 'latency']) row.querySelector(`td.${key}`).replaceChildren(...c[key]);
         const total = totals[ver];
         const cell = row.querySelector('td.requests');
@@ -231,10 +249,12 @@
           el('td', { class: 'requests num', 'data-count': '0' }, '0'),
           el('td', { class: 'chart rps' }), el('td', { class: 'chart success' }), el('td', { class: 'chart latency' }));
       });
-      versions.replaceChildren(el('h2', {}, 'Versions'), doc.versions.length ? el('table', { class: 'versions' },
-        el('thead', {}, el('tr', {}, ...['version', 'status', 'tasks', 'weight', 'requests', 'requests/s',
-          'success rate', 'p50 / p99'].map((t) => el('th', {}, t)))),
-        el('tbody', {}, rows)) : el('p', { class: 'note' }, 'No versions yet: push a manifest to the config repo.'));
+      versions.replaceChildren(el('h2', {}, 'Versions'), doc.versions.length ? el('div', { class: 'wide' },
+        el('table', { class: 'versions' },
+          el('thead', {}, el('tr', {}, ...['version', 'status', 'tasks', 'weight', 'requests', 'requests/s',
+            'success rate', 'p50 / p99'].map((t) => el('th', {}, t)))),
+          el('tbody', {}, rows)), el('p', { class: 'legend chart-span' }))
+        : el('p', { class: 'note' }, 'No versions yet: push a manifest to the config repo.'));
       drawCharts();
     }
 
