@@ -62,8 +62,10 @@ class FakeSource:
         self.scrapes = 0
         self.scraped = asyncio.Event()
         self.rollout_doc: dict[str, Any] | None = None
+        self.status_reads = 0
 
     async def status(self) -> dict[str, Any]:
+        self.status_reads += 1
         return copy.deepcopy(_status(self.weights))
 
     async def scrape(self) -> list[ProxyScrape]:
@@ -71,7 +73,7 @@ class FakeSource:
         self.scraped.set()
         return _scrape(self.requests)
 
-    def backends(self, namespace: str) -> dict[str, set[str]]:
+    def backends(self) -> dict[str, set[str]]:
         return {}
 
     def runs(self, service: str) -> list[dict[str, Any]]:
@@ -277,6 +279,7 @@ def test_a_service_page_gets_counters_and_only_new_points_and_nothing_when_nothi
             return got
 
         drain()
+        reads = source.status_reads
         for n in (10, 25, 25):
             source.requests = {"aaaa1111": n}
             await hub.sample()
@@ -288,12 +291,17 @@ def test_a_service_page_gets_counters_and_only_new_points_and_nothing_when_nothi
         assert [len(s["points"].get("aaaa1111", [])) for s in series] == [0, 1, 1]
         assert [s["points"]["aaaa1111"][0][1] for s in series[1:]] == [15, 0]
         assert "service" not in got and "nav" not in got  # unchanged documents are not sent again
+        assert source.status_reads == reads  # samples with nothing new do not read the daemon's status
         await hub._refresh(list(hub.subscribers))
         assert drain() == {}  # nothing new at all: no message
         source.events_rows.append(EventRow(2, "t", "task", "other", None, "not this service's"))
         source.events_rows.append(EventRow(3, "t", "task", "hello", "aaaa1111", "task restarted"))
+        source.weights = {"aaaa1111": 50, "bbbb2222": 50}
         await hub._refresh(list(hub.subscribers))
-        assert [e["id"] for e in drain()["events"][0]] == [3]
+        got = drain()
+        assert [e["id"] for e in got["events"][0]] == [3]
+        assert source.status_reads == reads + 1  # a new event: the status is read again
+        assert [v["weight"] for v in got["service"][0]["versions"]] == [50, 50]
         hub.close()
 
     run(main)

@@ -87,6 +87,10 @@ class LiveHub:
         self._totals: dict[tuple[str, str], metrics_view.VersionFigures] = {}
         self._latest: dict[tuple[str, str], metrics_view.Point] = {}
         self._dirty: asyncio.Event | None = None
+        self._stale = True  # the status must be read again before the next send
+        self._status: dict[str, Any] | None = None
+        self._runs: dict[str, list[dict[str, Any]]] = {}
+        self._topology_doc: tuple[dict[str, Any], Any, dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_lock: asyncio.Lock | None = None
@@ -102,6 +106,8 @@ class LiveHub:
         """A page opened: it gets the current documents at once, then changes."""
         self._loop = asyncio.get_running_loop()
         sub = Subscriber(view)
+        if not self.subscribers:
+            self._stale = True  # nothing was followed while no page was open
         self.subscribers.add(sub)
         await self._refresh([sub])
         if not self._tasks:
@@ -133,7 +139,12 @@ class LiveHub:
         dirty, loop = self._dirty, self._loop
         if not self.subscribers or dirty is None or loop is None:
             return
-        loop.call_soon_threadsafe(dirty.set)
+
+        def mark() -> None:
+            self._stale = True
+            dirty.set()
+
+        loop.call_soon_threadsafe(mark)
 
     async def _sample_loop(self) -> None:
         while True:
@@ -170,27 +181,30 @@ class LiveHub:
     # -- building and sending the documents --
 
     async def _refresh(self, subs: list[Subscriber]) -> None:
+        """Send each page what changed. The daemon's status is read again only when something may have
+        changed it (a config publish, a new event, a page opening); otherwise a sample costs the scrape
+        and a look for new events."""
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
             subs = [s for s in subs if not s.closed]
             if not subs:
                 return
-            status = await self.source.status()
-            nav = views.nav(status)
-            topology: dict[str, Any] | None = None
-            services: dict[str, dict[str, Any]] = {}
             after = min(s.events_after for s in subs)
             new_events = [views.event(e) for e in self.source.events(after, EVENTS_BACKLOG)]
+            if new_events or self._stale or self._status is None:
+                self._stale = False
+                self._status = await self.source.status()
+                self._runs.clear()
+            status = self._status
+            nav = views.nav(status)
             now = self.clock()
+            services: dict[str, dict[str, Any]] = {}
             for sub in subs:
                 sub.send("nav", nav)
                 view = sub.view
                 if view.kind == TOPOLOGY:
-                    if topology is None:
-                        backends = self.source.backends(str(status.get("namespace", "")))
-                        topology = views.topology(status, backends, self._latest)
-                    sub.send("topology", topology)
+                    sub.send("topology", self._topology(status))
                 elif view.kind == SERVICE:
                     doc = services.get(view.service)
                     if doc is None:
@@ -204,10 +218,24 @@ class LiveHub:
                 if mine:
                     sub.send("events", mine, dedupe=False)
 
+    def _topology(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The topology document, drawn again only when the status or the rates changed."""
+        rates = views.rates_of(self._latest)
+        cached = self._topology_doc
+        if cached is not None and cached[0] is status and cached[1] == rates:
+            return cached[2]
+        doc = views.topology(status, self.source.backends(), self._latest)
+        self._topology_doc = (status, rates, doc)
+        return doc
+
     async def _service(self, status: dict[str, Any], name: str) -> dict[str, Any]:
         if not any(s["name"] == name for s in status.get("services", [])):
             return views.service(status, name, [], None)
-        return views.service(status, name, self.source.runs(name)[:views.MAX_RUNS], await self.source.rollout(name))
+        runs = self._runs.get(name)
+        if runs is None or any(r.get("status") == "InProgress" for r in runs):
+            # A run's stages move on without an event: read them again while one is in progress.
+            runs = self._runs[name] = self.source.runs(name)[:views.MAX_RUNS]
+        return views.service(status, name, runs, await self.source.rollout(name))
 
     def _send_series(self, sub: Subscriber, now: float) -> None:
         points = self.recorder.series(sub.view.service)
@@ -223,6 +251,7 @@ class LiveHub:
     async def snapshot(self, view: View) -> dict[str, Any]:
         """The documents a page of ``view`` gets when it opens (``GET /api/snapshot``)."""
         sub = Subscriber(view, asyncio.Queue())
+        self._stale = True
         await self._refresh([sub])
         out: dict[str, Any] = {}
         while not sub.queue.empty():
