@@ -70,9 +70,13 @@ def cores_used(pids: list[int], seconds: float) -> float:
     return (cpu_seconds(pids) - start_cpu) / (time.monotonic() - start)
 
 
-def manifest(greeting: str) -> bytes:
-    text = bundled_manifest("hello-backend-cfg").decode()
-    return text.replace('"-g Hello"', f'"-g {greeting}"').encode()
+def manifest(greeting: str, calls: str | None) -> bytes:
+    """hello-backend with its own greeting; or, for a service that calls another, hello-web calling it."""
+    if calls is None:
+        text = bundled_manifest("hello-backend-cfg").decode()
+        return text.replace('"-g Hello"', f'"-g {greeting}"').encode()
+    text = bundled_manifest("hello-web-cfg").decode()
+    return text.replace("hello-backend.demo.local", f"{calls}.{ENV}.local").encode()
 
 
 def run_id_of(remote: str) -> str | None:
@@ -83,15 +87,17 @@ def run_id_of(remote: str) -> str | None:
 
 
 def set_up(engine: LocalEngine, work: Path, services: int, versions: int) -> dict[str, list[str]]:
-    """Every service's versions, deployed through their pipelines (services in parallel)."""
+    """Every service's versions, deployed through their pipelines (services in parallel). Every odd-numbered
+    service calls the next one, so half the versions' sidecars send traffic (and the dashboard reads them)."""
     names = [f"svc-{i:02d}" for i in range(1, services + 1)]
+    calls = {name: names[i + 1] if i % 2 == 0 and i + 1 < len(names) else None for i, name in enumerate(names)}
     repos = {}
     for name in names:
         repos[name] = clone(engine.pipeline_create(ENV, name).clone_url, work / f"{name}-cfg")
     deployed: dict[str, list[str]] = {name: [] for name in names}
 
     def one_version(name: str, n: int) -> None:
-        (repos[name] / "manifest.yaml").write_bytes(manifest(f"V{n}"))
+        (repos[name] / "manifest.yaml").write_bytes(manifest(f"V{n}", calls[name]) + f"# version {n}\n".encode())
         commit_all(repos[name], f"version {n}", IDENTITY)
         run = engine.pipeline_wait(ENV, name, run_id_of(push(repos[name])), timeout=WAIT_S)
         if run.status != "Succeeded" or not run.version:
@@ -139,7 +145,10 @@ def main() -> int:
         url = engine.dashboard_url(ENV)
         base = url.split("/?", 1)[0]
         first = sorted(deployed)[0]
-        print(f"{len(pids)} environment processes; {args.rounds} rounds of {args.window:g} s each", flush=True)
+        callers = (args.services // 2) * args.versions * args.tasks_per_version
+        proxies = 1 + args.services * args.versions * args.tasks_per_version
+        print(f"{len(pids)} environment processes; an open page reads {1 + callers} of the {proxies} proxies "
+              f"(the gateway and the callers' sidecars); {args.rounds} rounds of {args.window:g} s each", flush=True)
 
         results: dict[str, list[float]] = {"no page": [], "topology page": [], "service page": []}
         browser_cpu: dict[str, list[float]] = {k: [] for k in results}

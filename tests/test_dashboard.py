@@ -8,6 +8,7 @@ import copy
 import json
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -318,3 +319,26 @@ def test_a_page_that_stops_reading_is_dropped_not_buffered_forever() -> None:
         hub.close()
 
     run(main)
+
+
+# --- the command and the README -------------------------------------------------------------------------------
+
+def test_a_browser_is_opened_only_where_one_can_show_the_page() -> None:
+    from meshpipe.cli.observe_cmds import browser_available
+
+    assert not browser_available({}, "linux")  # a server or a container: print the address only
+    assert not browser_available({"TERM": "xterm"}, "linux")  # a terminal is no browser
+    assert browser_available({"DISPLAY": ":0"}, "linux")
+    assert browser_available({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert browser_available({"BROWSER": "firefox"}, "linux")
+    assert browser_available({}, "darwin") and browser_available({}, "win32")
+
+
+def test_the_readme_shows_the_dashboard_with_pictures_in_docs() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "meshpipe dashboard" in readme
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/dashboard[^)]*\.png)\)", readme)
+    assert pictures
+    for picture in pictures:
+        assert (root / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture

@@ -7,11 +7,13 @@ A screenshot of the service page under load is saved in the test's temporary fol
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 # change typically shows in well under a second: the latency is printed and bench/bench_dashboard.py
 # measures it against its 1 s target); this bound only keeps a slow shared machine from failing the test.
 PATIENCE_S = 10.0
+TOKEN = "t0ken-" + "y" * 40
+FAKE_ENV = "demo"
 
 
 @pytest.fixture
@@ -171,3 +175,65 @@ def test_the_dashboard_refuses_other_host_names_and_a_wrong_token(make_env) -> N
     conn.request("GET", "/v1/status", headers={"Authorization": f"Bearer {token}"})
     assert conn.getresponse().status == 401
     conn.close()
+
+
+class ServerThread:
+    """A dashboard server over a fake environment, in its own thread and event loop."""
+
+    def __init__(self, source: object) -> None:
+        from meshpipe.engines.local.dashboard.server import DashboardServer
+
+        self.loop = asyncio.new_event_loop()
+        self.server = DashboardServer(source, TOKEN, FAKE_ENV, sample_every=1000.0)  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        self.port = int(asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+def _rollout(windows: list[dict[str, object]], step: int, status: str = "running") -> dict[str, object]:
+    """A rollout in the shape of the daemon's GET /v1/rollouts/{svc}."""
+    return {"service": "hello", "candidate": "bbbb2222", "stable": "aaaa1111", "strategy": "canary",
+            "plan": {"strategy": "canary", "steps": [10, 50, 100], "interval_s": 30},
+            "describe": "canary 10 → 50 → 100 %, 30 s per step", "status": status, "phase": "step",
+            "paused": False, "step": step, "steps": 3, "candidate_weight": [10, 50, 100][step - 1],
+            "windows": windows, "next_decision_in_s": 12.5, "reason": None}
+
+
+def _window(number: int, step: int, weight: int, passed: bool) -> dict[str, object]:
+    figures = {"requests": 200, "errors": 0 if passed else 40, "success_rate": 1.0 if passed else 0.8, "p99_ms": 4.5}
+    return {"number": number, "step": step, "weight": weight, "phase": "step", "candidate": figures,
+            "stable": {"requests": 1800, "errors": 0, "success_rate": 1.0, "p99_ms": 4.1},
+            "verdict": "passed" if passed else "failed", "reasons": [] if passed else ["success rate 80.0 % < 99 %"]}
+
+
+def test_the_service_page_shows_a_rollouts_steps_and_window_verdicts_live(chromium: str) -> None:
+    from test_dashboard import FakeSource
+
+    source = FakeSource()
+    source.rollout_doc = _rollout([_window(1, 1, 10, True)], step=2)
+    with ServerThread(source) as fake, Chromium(chromium) as browser:
+        base = f"http://127.0.0.1:{fake.port}"
+        browser.open(f"{base}/services/hello?token={TOKEN}")
+        browser.wait_for("!!document.querySelector('#rollout li.step')", PATIENCE_S, "the rollout")
+        steps = browser.evaluate("[...document.querySelectorAll('#rollout li.step')].map(s => [s.textContent, s.className])")
+        assert steps == [["10 %", "step done"], ["50 %", "step current"], ["100 %", "step pending"]]
+        assert browser.evaluate("document.querySelector('#rollout tr[data-window=\"1\"] td.verdict').textContent") == "passed"
+        assert "step 2 of 3" in browser.evaluate("document.querySelector('#rollout .rollout-head').textContent")
+        # A failed window and the rollback arrive without a reload.
+        browser.evaluate("window.noReloadMarker = 7")
+        source.rollout_doc = _rollout([_window(1, 1, 10, True), _window(2, 2, 50, False)], step=2, status="rolled back")
+        fake.server.changed("rollout window judged")  # the daemon: a publish, or the next sample
+        browser.wait_for("!!document.querySelector('#rollout tr[data-window=\"2\"]')", PATIENCE_S, "the failed window")
+        row = browser.evaluate("document.querySelector('#rollout tr[data-window=\"2\"]').textContent")
+        assert "failed" in row and "success rate 80.0 % < 99 %" in row and "80.00% ok" in row
+        assert browser.evaluate("window.noReloadMarker") == 7
+        assert browser.errors == []

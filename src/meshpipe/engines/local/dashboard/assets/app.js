@@ -258,32 +258,51 @@
       drawCharts();
     }
 
+    // The service's rollout (the daemon's GET /v1/rollouts/{svc} document): its steps, where it is, and
+    // each judged window with its verdict and the figures it was judged on.
     function drawRollout() {
       const r = doc.rollout;
       rollout.hidden = !r;
       if (!r) { rollout.replaceChildren(); return; }
-      const windows = (r.windows || []).map((w) => el('tr', { class: `verdict-${w.verdict}` },
-        el('td', {}, w.number), el('td', {}, w.step), el('td', {}, `${w.weight}%`), el('td', {}, w.phase || ''),
-        el('td', {}, badge(w.verdict)), el('td', { class: 'sub' }, figures(w.candidate)),
+      const planned = r.plan && Array.isArray(r.plan.steps) ? r.plan.steps : [];
+      const finished = !/running/i.test(String(r.status || ''));
+      const steps = planned.map((weight, i) => {
+        const n = i + 1;
+        const state = (finished && /promot|succe/i.test(r.status)) || n < r.step ? 'done'
+          : n === r.step && !finished ? 'current' : 'pending';
+        return el('li', { class: `step ${state}`, 'data-step': n }, `${weight} %`);
+      });
+      const windows = (r.windows || []).map((w) => el('tr', { class: `verdict-${w.verdict}`, 'data-window': w.number },
+        el('td', {}, w.number), el('td', {}, w.step), el('td', {}, `${w.weight} %`), el('td', {}, w.phase || ''),
+        el('td', { class: 'verdict' }, badge(w.verdict)), el('td', { class: 'sub' }, figures(w.candidate)),
         el('td', { class: 'sub' }, figures(w.stable)), el('td', {}, (w.reasons || []).join('; '))));
       rollout.replaceChildren(
         el('h2', {}, 'Rollout'),
-        el('p', {}, badge(r.status), ' ', `${r.candidate} over ${r.stable}`,
-          r.strategy ? ` · ${r.strategy}` : '', r.phase ? ` · ${r.phase}` : '',
-          r.steps ? ` · step ${r.step} of ${r.steps}` : '', ` · candidate weight ${r.candidate_weight ?? '–'}%`,
+        el('p', { class: 'rollout-head' }, badge(r.status), ' ', el('code', {}, r.candidate), ' over ',
+          el('code', {}, r.stable), r.phase ? ` · ${r.phase}` : '',
+          r.steps ? ` · step ${r.step} of ${r.steps}` : '', ` · candidate weight ${r.candidate_weight ?? '–'} %`,
           r.paused ? ' · paused' : '', r.next_decision_in_s !== null && r.next_decision_in_s !== undefined
             ? ` · next decision in ${r.next_decision_in_s} s` : ''),
         r.describe ? el('p', { class: 'sub' }, r.describe) : null,
+        steps.length ? el('ol', { class: 'steps' }, steps) : null,
         r.reason ? el('p', { class: 'sub' }, r.reason) : null,
-        windows.length ? el('table', { class: 'windows' }, el('thead', {}, el('tr', {}, ...['window', 'step',
-          'weight', 'phase', 'verdict', 'candidate', 'stable', 'reasons'].map((t) => el('th', {}, t)))),
-        el('tbody', {}, windows)) : el('p', { class: 'note' }, 'No window judged yet.'));
+        windows.length ? el('div', { class: 'wide' }, el('table', { class: 'windows' },
+          el('thead', {}, el('tr', {}, ...['window', 'step', 'weight', 'phase', 'verdict', 'candidate', 'stable',
+            'reasons'].map((t) => el('th', {}, t)))),
+          el('tbody', {}, windows))) : el('p', { class: 'note' }, 'No window judged yet.'));
     }
 
+    // A window's figures: requests, errors, success rate, p99 (and whatever else it carries).
     function figures(f) {
       if (!f || typeof f !== 'object') return '';
-      return Object.entries(f).filter(([, v]) => v !== null && typeof v !== 'object')
-        .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`).join(', ');
+      const known = [];
+      if (f.requests !== undefined) known.push(`${fmt.int(f.requests)} req`);
+      if (f.errors !== undefined) known.push(`${fmt.int(f.errors)} err`);
+      if (f.success_rate !== undefined && f.success_rate !== null) known.push(`${fmt.pct(f.success_rate)} ok`);
+      if (f.p99_ms !== undefined && f.p99_ms !== null) known.push(`p99 ${fmt.ms(f.p99_ms)}`);
+      const rest = Object.entries(f).filter(([k, v]) => !['requests', 'errors', 'success_rate', 'p99_ms'].includes(k)
+        && v !== null && typeof v !== 'object').map(([k, v]) => `${k} ${v}`);
+      return [...known, ...rest].join(', ');
     }
 
     function drawRuns() {
