@@ -124,6 +124,8 @@ def test_pages_need_the_token_which_becomes_a_strict_httponly_cookie_and_leaves_
                 for path in ("/", "/services/hello", "/events", "/assets/app.js", "/api/snapshot", "/api/stream"):
                     async with plain.get(base + path) as resp:
                         assert resp.status == 403, path
+                async with plain.get(base + "/favicon.ico") as resp:
+                    assert resp.status == 200  # only the icon: browsers ask for it on a refused page too
                 async with plain.get(base + "/?token=wrong", allow_redirects=False) as resp:
                     assert resp.status == 403
                     assert "set-cookie" not in resp.headers

@@ -162,7 +162,8 @@ class Chromium:
             details = params.get("exceptionDetails", {})
             self.errors.append(str(details.get("exception", {}).get("description") or details.get("text")))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            self.errors.append(str(params["entry"].get("text")))
+            entry = params["entry"]
+            self.errors.append(f"{entry.get('text')} {entry.get('url') or ''}".strip())
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
             self.errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
 

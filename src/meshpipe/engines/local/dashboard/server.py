@@ -6,6 +6,7 @@ Pages (one HTML shell; the page's script picks the view from the path)::
     GET /services/{svc}        one service
     GET /events                the environment's events
     GET /assets/{file}         the page's script, style sheet and icon (package data, nothing from the internet)
+    GET /favicon.ico           the icon (the only thing served without the token)
     GET /api/stream?view=...   server-sent events: the view's documents, then each change
     GET /api/snapshot?view=... the same first documents as JSON (for scripts and tests)
 
@@ -43,6 +44,7 @@ ASSETS = {  # file -> content type; only these are served
     "favicon.svg": "image/svg+xml",
 }
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+PUBLIC_PATHS = ("/favicon.ico", "/assets/favicon.svg")
 KEEPALIVE_S = 20.0  # a comment line on an idle stream, so a closed page is noticed
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -102,6 +104,8 @@ def make_dashboard_app(hub: LiveHub, token: str, environment: str) -> Any:
         host = request.url.host or ""
         if host not in LOCAL_HOSTS:
             return web.Response(status=403, text="the dashboard answers only at 127.0.0.1 or localhost\n")
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)  # the icon: browsers ask for it even on a refused page
         given = request.query.get("token")
         if given is not None:
             if not valid(given):
@@ -127,6 +131,9 @@ def make_dashboard_app(hub: LiveHub, token: str, environment: str) -> Any:
         if name not in assets or name == "index.html":
             raise web.HTTPNotFound()
         return web.Response(body=assets[name], headers={"Content-Type": ASSETS[name]})
+
+    async def icon(request: web.Request) -> web.Response:
+        return web.Response(body=assets["favicon.svg"], headers={"Content-Type": ASSETS["favicon.svg"]})
 
     async def snapshot(request: web.Request) -> web.Response:
         return web.json_response(await hub.snapshot(parse_view(request.query)))
@@ -159,6 +166,7 @@ def make_dashboard_app(hub: LiveHub, token: str, environment: str) -> Any:
     app.router.add_get("/services/{svc}", page)
     app.router.add_get("/events", page)
     app.router.add_get("/assets/{name}", asset)
+    app.router.add_get("/favicon.ico", icon)
     app.router.add_get("/api/snapshot", snapshot)
     app.router.add_get("/api/stream", stream)
     return app

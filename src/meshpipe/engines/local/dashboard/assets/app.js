@@ -42,6 +42,12 @@
   const clock = { server: 0, local: 0 };
   const serverNow = () => clock.server + (performance.now() - clock.local) / 1000;
 
+  // "p50 / p99 ms", each to two significant-enough places.
+  function latency(p50, p99) {
+    const one = (n) => (n === null || n === undefined ? '–' : n < 10 ? n.toFixed(2) : String(Math.round(n)));
+    return `${one(p50)} / ${one(p99)} ms`;
+  }
+
   function badge(status) {
     const s = String(status || '');
     const tone = /fail|unhealthy|rolled.?back|abort/i.test(s) ? 'bad'
@@ -63,7 +69,7 @@
   // where a value is unknown.
   function sparkline(series, opts) {
     const span = opts.span || WINDOW_S;
-    const w = opts.width || 120;
+    const w = opts.width || 110;
     const h = opts.height || 34;
     const now = serverNow();
     let max = opts.max;
@@ -130,6 +136,10 @@
   function topologyView(main) {
     const summary = el('p', { class: 'summary', id: 'summary' });
     const graph = el('div', { class: 'graph fit', id: 'graph' });
+    const rows = el('tbody', { id: 'service-rows' });
+    const table = el('div', { class: 'wide' }, el('table', { class: 'services' },
+      el('thead', {}, el('tr', {}, ...['service', 'versions: weight, requests/s', 'requests/s', '5xx']
+        .map((t) => el('th', {}, t)))), rows));
     const fit = el('button', { type: 'button', id: 'fit', 'aria-pressed': 'true' }, 'Fit to width');
     fit.addEventListener('click', () => {
       const on = graph.classList.toggle('fit');
@@ -142,7 +152,7 @@
         el('span', { class: 'swatch ok' }), ' < 1 % ', el('span', { class: 'swatch warn' }), ' < 5 % ',
         el('span', { class: 'swatch bad' }), ' ≥ 5 % ', el('span', { class: 'swatch idle' }), ' no traffic. ',
         'Click a service for its page. ', fit),
-      graph);
+      graph, el('h2', {}, 'Services'), table);
     return {
       query: 'view=topology',
       handlers: {
@@ -157,6 +167,20 @@
             node.addEventListener('click', open);
             node.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
           }
+          rows.replaceChildren(...d.services.map((s) => {
+            const total = s.versions.reduce((n, v) => n + v.weight, 0);
+            const rps = s.versions.reduce((n, v) => n + (v.rps || 0), 0);
+            const known = s.versions.filter((v) => v.rps);
+            const errors = known.length ? known.reduce((n, v) => n + v.rps * (v.error_rate || 0), 0) / (rps || 1) : null;
+            return el('tr', { 'data-service': s.name },
+              el('td', {}, el('a', { href: `/services/${encodeURIComponent(s.name)}` }, s.name)),
+              el('td', { class: 'chips' }, s.versions.map((v) => el('span', { class: `chip${v.weight ? '' : ' idle'}`,
+                'data-version': v.version, 'data-weight': v.weight },
+              el('code', {}, v.version), ` ${total ? Math.round((100 * v.weight) / total) : 0} %`,
+              v.rps ? ` · ${fmt.rps(v.rps)}/s` : ''))),
+              el('td', { class: 'num' }, known.length ? fmt.rps(rps) : '–'),
+              el('td', { class: 'num' }, errors === null ? '–' : fmt.pct(errors)));
+          }));
           const versions = d.services.reduce((n, s) => n + s.versions.length, 0);
           const rps = d.services.reduce((n, s) => n + s.versions.reduce((m, v) => m + (v.rps || 0), 0), 0);
           summary.textContent = `${d.services.length} services, ${versions} versions, `
@@ -210,7 +234,7 @@
           el('span', { class: 'value' }, last ? fmt.pct(last[3]) : '–')],
         latency: [sparkline([{ points: col(4), cls: 'p50' }, { points: col(5), cls: 'p99' }],
           { span: s, title: `latency p50 (blue) and p99 (orange), last ${spanText(s)}` }),
-        el('span', { class: 'value' }, last ? `${fmt.ms(last[4])} / ${fmt.ms(last[5])}` : '–')],
+        el('span', { class: 'value' }, last ? latency(last[4], last[5]) : '–')],
       };
     }
 
