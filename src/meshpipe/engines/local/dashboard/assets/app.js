@@ -69,7 +69,7 @@
   // where a value is unknown.
   function sparkline(series, opts) {
     const span = opts.span || WINDOW_S;
-    const w = opts.width || 110;
+    const w = opts.width || 100;
     const h = opts.height || 34;
     const now = serverNow();
     let max = opts.max;
@@ -268,8 +268,8 @@
               ? el('div', { class: 'sub' }, `commit ${fmt.short(v.commit)}`) : null),
           el('td', { class: 'status' }, badge(v.status), v.reason ? el('div', { class: 'sub' }, v.reason) : null),
           el('td', { class: 'tasks', title: tasks.join('\n') }, `${v.healthy_tasks ?? 0}/${v.desired_tasks ?? 0}`),
-          el('td', { class: 'weight', 'data-weight': v.weight }, bar(share),
-            el('span', { class: 'value' }, `${v.weight} (${share}%)`)),
+          el('td', { class: 'weight', 'data-weight': v.weight, title: `weight ${v.weight} of ${total}` }, bar(share),
+            el('span', { class: 'value' }, `${share} %`)),
           el('td', { class: 'requests num', 'data-count': '0' }, '0'),
           el('td', { class: 'chart rps' }), el('td', { class: 'chart success' }), el('td', { class: 'chart latency' }));
       });
