@@ -344,3 +344,25 @@ def test_the_readme_shows_the_dashboard_with_pictures_in_docs() -> None:
     assert pictures
     for picture in pictures:
         assert (root / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+
+
+def test_the_topology_of_20_services_by_3_versions_has_every_node_and_no_overlaps() -> None:
+    status = _status({})
+    status["services"] = []
+    for i in range(20):
+        name = f"svc-{i:02d}"
+        status["services"].append({"name": name, "versions": [
+            {"version": f"{i:02d}{j:06x}", "weight": w, "status": "CREATE_COMPLETE", "healthy_tasks": 1,
+             "desired_tasks": 1} for j, w in enumerate((80, 15, 5))]})
+    status["gateway_routes"] = [{"name": f"r-svc-{i:02d}", "prefix": f"/svc-{i:02d}", "service": f"svc-{i:02d}"}
+                                for i in range(20)]
+    calls = {f"svc-{i:02d}": {f"svc-{i + 1:02d}"} for i in range(0, 19, 2)}
+    svg = views.topology(status, calls, {})["svg"]
+    boxes = [tuple(float(n) for n in m) for m in
+             re.findall(r'<g class="node [a-z]+" id="[^"]+"><rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" '
+                        r'height="([\d.]+)"', svg)]
+    assert len(boxes) == 1 + 20 + 20 + 60  # ingress, gateway routes, services, versions
+    for i, (x1, y1, w1, h1) in enumerate(boxes):
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+    assert len(re.findall(r'data-weight="80"', svg)) == 20
