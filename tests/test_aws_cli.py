@@ -42,3 +42,30 @@ def test_routing_limits_are_checked_before_any_aws_call(capsys, monkeypatch):
     assert "at least one target needs a weight above 0" in capsys.readouterr().err
     assert main(["route", "set", "hello-backend", *[f"{i:08x}=10" for i in range(11)], "--engine", "aws"]) == 2
     assert "1-10 weighted targets" in capsys.readouterr().err
+
+
+def test_env_create_on_app_mesh_is_refused_before_any_aws_call(capsys, monkeypatch):
+    # No moto: any AWS call would fail with a connection error, not this message.
+    use_fake_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert main(["env", "create", "demo", "--engine", "aws", "--mesh", "appmesh"]) == 2
+    err = capsys.readouterr().err
+    assert "AWS shut App Mesh down on 2026-09-30" in err
+    assert "meshpipe env create demo --engine aws" in err and "--mesh appmesh" in err
+    assert "Traceback" not in err
+
+
+def test_app_mesh_templates_are_still_written_for_reading_and_migration(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert main(["platform", "render", "--env", "demo", "--mesh", "appmesh", "-o", str(tmp_path / "platform")]) == 0
+    env = json.loads((tmp_path / "platform" / "demo-env.template.json").read_text())
+    assert {"AWS::AppMesh::Mesh", "AWS::AppMesh::VirtualGateway"} <= {r["Type"] for r in env["Resources"].values()}
+    assert main(["synth", str(root / "examples" / "hello-web-cfg" / "manifest.yaml"), "--commit", "66f2a19c" * 5,
+                 "--platform", str(root / "examples" / "platform.yaml"), "--mesh", "appmesh",
+                 "-o", str(tmp_path / "synth")]) == 0
+    [written] = (tmp_path / "synth").iterdir()
+    version = json.loads(written.read_text())
+    assert "AWS::AppMesh::VirtualNode" in {r["Type"] for r in version["Resources"].values()}

@@ -184,3 +184,17 @@ def test_a_route_to_a_version_still_deploying_is_refused_before_any_app_mesh_cal
     assert "stack demo-hello-backend-0badc0de is CREATE_IN_PROGRESS" in caught.value.message
     assert caught.value.hint and "Deploy stage" in caught.value.hint
     stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("service", ["cloudformation", "s3", "appmesh", "ecs", "elbv2", "servicediscovery",
+                                     "codepipeline", "codebuild", "logs"])
+def test_denied_actions_are_named_with_iams_service_prefix(service: str) -> None:
+    """The action an error tells the user to allow carries IAM's prefix for the service, which is the name
+    the service signs requests with in botocore's model (elbv2's is elasticloadbalancing)."""
+    import botocore.session
+
+    from meshpipe.engines.aws.errors import iam_action
+
+    metadata = botocore.session.get_session().get_service_model(service).metadata
+    prefix = metadata.get("signingName", metadata["endpointPrefix"])
+    assert iam_action(service, "DescribeThings") == f"{prefix}:DescribeThings"

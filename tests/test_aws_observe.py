@@ -15,8 +15,15 @@ from meshpipe.mesh.graph import to_mermaid
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.synth.cloudwatch_dashboard import dashboard_resources
 from meshpipe.synth.environment import render_service_connect_environment
-from test_aws_support import FakeClock, RecordingFactory, make_engine, use_fake_credentials, version_template
-from test_aws_walkthrough import create_mesh_objects, create_router
+from test_aws_support import (
+    FakeClock,
+    RecordingFactory,
+    existing_appmesh_environment,
+    make_engine,
+    use_fake_credentials,
+    version_template,
+)
+from test_aws_walkthrough import create_router
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning"),
               # moto's CloudFormation keeps a virtual node in the template without creating it, as wanted here
@@ -62,10 +69,12 @@ def test_the_dashboard_deploys_and_its_panels_read_service_connect_metrics(aws: 
     assert all("ClusterName=\"demo\"" in e and "${" not in e for e in metrics.values())
     assert {w["properties"]["region"] for w in body["widgets"] if w["type"] != "text"} == {"us-east-1"}
     (revisions,) = [w for w in body["widgets"] if w["type"] == "log"]
-    assert revisions["properties"]["query"].startswith("SOURCE '/aws/ecs/containerinsights/demo/performance'")
-    assert "TaskDefinitionRevision" in revisions["properties"]["query"]
+    query = revisions["properties"]["query"]
+    assert query.startswith("SOURCE 'demo-cluster' | filter @logStream like /^app-/ ")
+    assert 'parse @logStream "app-*/*/*" as version, container, task' in query
+    # No Container Insights (billed per task): the versions come from the app containers' log streams.
     cluster = render_service_connect_environment("demo")["Resources"]["Cluster"]["Properties"]
-    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+    assert "ClusterSettings" not in cluster
 
 
 def test_dashboard_url_is_the_console_in_the_clients_region(aws: RecordingFactory) -> None:
@@ -73,15 +82,14 @@ def test_dashboard_url_is_the_console_in_the_clients_region(aws: RecordingFactor
     engine.env_create("demo", mesh="service-connect")
     assert engine.dashboard_url("demo") == ("https://us-east-1.console.aws.amazon.com/cloudwatch/home?"
                                             "region=us-east-1#dashboards/dashboard/meshpipe-demo")
-    engine.env_create("other")  # App Mesh: no dashboard in its template
+    existing_appmesh_environment(aws, "other")  # App Mesh: no dashboard in its template
     with pytest.raises(UserError, match="runs App Mesh"):
         engine.dashboard_url("other")
 
 
 def test_graph_from_the_deployed_stacks(aws: RecordingFactory) -> None:
     engine = make_engine(aws, FakeClock())
-    engine.env_create("demo")
-    create_mesh_objects(aws, "demo")
+    existing_appmesh_environment(aws, "demo")
     for service in ("hello-web", "hello-backend"):
         engine.pipeline_create("demo", service)
         create_router(aws, "demo", service)

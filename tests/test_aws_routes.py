@@ -16,6 +16,7 @@ from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from test_aws_support import (
     FakeClock,
     RecordingFactory,
+    existing_appmesh_environment,
     make_engine,
     use_fake_credentials,
     version_template,
@@ -52,16 +53,13 @@ class World:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """An environment with the hello-backend pipeline and one deployed version, no routes yet."""
+    """An App Mesh environment (made before the shutdown) with the hello-backend pipeline and one deployed
+    version, no routes yet."""
     use_fake_credentials(monkeypatch)
     with mock_aws():
         aws = RecordingFactory()
         engine = make_engine(aws, FakeClock())
-        engine.env_create("demo")
-        appmesh = aws.raw("appmesh")
-        appmesh.create_mesh(meshName="demo")
-        appmesh.create_virtual_gateway(meshName="demo", virtualGatewayName="vg-ingress",
-                                       spec={"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]})
+        existing_appmesh_environment(aws, "demo")
         w = World(aws, engine)
         w.add_pipeline("hello-backend")
         w.deploy_version("hello-backend", OLD)

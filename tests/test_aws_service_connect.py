@@ -76,8 +76,11 @@ class DeploymentsEcs:
         return getattr(self.moto, name)
 
     def _checked(self, operation: str, response: dict[str, Any]) -> dict[str, Any]:
+        model = self.moto.meta.service_model.operation_model(operation)
+        # The call botocore would have made: its observers (the recorded IAM actions) hear of it too.
+        self.moto.meta.events.emit(f"provide-client-params.ecs.{operation}", params={}, model=model, context={})
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
-        validate_parameters(body, self.moto.meta.service_model.operation_model(operation).output_shape)
+        validate_parameters(body, model.output_shape)
         return response
 
     def describe_services(self, **params: Any) -> dict[str, Any]:
@@ -204,14 +207,14 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 def test_walkthrough_on_service_connect_without_app_mesh(world: World) -> None:
     engine, aws = world.engine, world.aws
 
-    # Step 1: the environment records its flavour; it cannot be turned into App Mesh in place.
+    # Step 1: the environment records its flavour; it cannot be turned into App Mesh (nothing can any more).
     info = engine.env_create("demo")
     assert (info.status, info.ingress_url) == ("CREATE_COMPLETE", INGRESS)
     assert info.details["mesh flavour"] == "service-connect" and "mesh" not in info.details
     aws.log.clear()
-    with pytest.raises(ConflictError, match="exists on service-connect"):
+    with pytest.raises(UserError, match="cannot be created on App Mesh"):
         engine.env_create("demo", mesh="appmesh")
-    assert aws.calls("cloudformation", "update_stack") == [] and aws.calls("cloudformation", "create_stack") == []
+    assert aws.log == []
     assert engine.mesh_of("demo") == "service-connect"
 
     # Step 2: pipelines; a name whose stack would clash with meshpipe's own is refused.
@@ -237,7 +240,8 @@ def test_walkthrough_on_service_connect_without_app_mesh(world: World) -> None:
     assert world.stack_parameters("demo-hello-web-pipeline")["IngressPathPrefix"] == "/hello-service"
     assert world.stack_parameters("demo-hello-web-pipeline")["IngressRouteName"] == "r-ingress-hello-service"
     assert world.stack_parameters("demo-hello-web") == {
-        "IngressPathPrefix": "/hello-service", "IngressRulePriority": "1", "IngressRewritePrefix": "true"}
+        "IngressPathPrefix": "/hello-service", "IngressRulePriority": "1", "IngressRewritePrefix": "true",
+        "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}  # a new rule: 100/0 to start with
     assert "IngressRule" in world.stack_resources("demo-hello-web")
     [listed] = engine.gateway_routes("demo")
     assert (listed.name, listed.prefix, listed.service, listed.rewrite_prefix) == (

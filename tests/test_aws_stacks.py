@@ -19,6 +19,7 @@ from test_aws_support import (
     StubFactory,
     env_template,
     make_engine,
+    service_connect_env_template,
     stand_in_templates,
     stubbed,
     use_fake_credentials,
@@ -83,7 +84,8 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
     error = caught.value
     assert "demo-env" in error.message and "ROLLBACK_COMPLETE" in error.message
     assert ("first failure: Mesh (AWS::AppMesh::Mesh) CREATE_FAILED: Mesh demo already exists") in error.message
-    assert error.hint and "meshpipe env delete demo --engine aws" in error.hint
+    # Running the command again replaces the empty rolled-back stack (see the next test).
+    assert error.hint and "run the same command again" in error.hint
     # Every new event was reported once, oldest first, while waiting.
     assert [s for s in reporter.steps if s.startswith("demo-env: ")] == [
         "demo-env: demo-env CREATE_IN_PROGRESS (User Initiated)",
@@ -97,15 +99,30 @@ def test_a_creation_that_rolls_back_names_the_failed_resource_and_what_to_do() -
     stub.assert_no_pending_responses()
 
 
-def test_a_stack_left_in_rollback_complete_is_refused_before_any_change() -> None:
+def test_a_stack_left_in_rollback_complete_is_deleted_and_created_again() -> None:
     cfn, stub = stubbed("cloudformation")
     stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})  # access check
     stub.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": "demo-env"})
-    with pytest.raises(OperationError) as caught:
-        make_engine(StubFactory(cloudformation=cfn), FakeClock()).env_create("demo")
-    assert "demo-env is ROLLBACK_COMPLETE and cannot be updated" in caught.value.message
-    assert caught.value.hint and "meshpipe env delete demo --engine aws" in caught.value.hint
-    stub.assert_no_pending_responses()  # and no create_stack / update_stack was stubbed: none was made
+    old = [event(1, "demo-env", STACK, "CREATE_IN_PROGRESS"), event(2, "demo-env", STACK, "ROLLBACK_COMPLETE")]
+    stub.add_response("describe_stack_events", newest_first(*old), {"StackName": ENV_ID})
+    stub.add_response("delete_stack", {}, {"StackName": ENV_ID})  # by id: exactly the stack that failed
+    stub.add_response("describe_stacks", described("DELETE_COMPLETE"), {"StackName": ENV_ID})
+    stub.add_response("describe_stack_events",
+                      newest_first(*old, event(3, "demo-env", STACK, "DELETE_COMPLETE")), {"StackName": ENV_ID})
+    new_id = ENV_ID.replace("/1", "/2")
+    stub.add_response("create_stack", {"StackId": new_id},
+                      {"StackName": "demo-env", "TemplateBody": ANY, "Parameters": ANY, "Capabilities": ANY})
+    stub.add_response("describe_stacks", {"Stacks": [{**described("CREATE_COMPLETE")["Stacks"][0], "StackId": new_id}]},
+                      {"StackName": new_id})
+    stub.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": new_id})
+    # The build bucket stack fails at once: this test is about the environment stack only.
+    stub.add_client_error("describe_stacks", "AccessDenied", "stop here", http_status_code=403)
+    reporter = RecordingReporter()
+    with pytest.raises(Exception, match="stop here"):
+        make_engine(StubFactory(cloudformation=cfn), FakeClock(), reporter).env_create("demo")
+    assert any("demo-env is ROLLBACK_COMPLETE: its first creation failed" in s for s in reporter.steps)
+    assert "demo-env DELETE_COMPLETE" in reporter.dones and "demo-env CREATE_COMPLETE" in reporter.dones
+    stub.assert_no_pending_responses()  # no update_stack was stubbed: none was made
 
 
 def test_waiting_gives_up_after_the_timeout_and_says_the_stack_carries_on() -> None:
@@ -166,11 +183,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning")
 def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: RecordingFactory) -> None:
-    big = env_template(padding=MAX_TEMPLATE_BODY)
+    big = {**service_connect_env_template(), "Metadata": {"Padding": "x" * MAX_TEMPLATE_BODY}}
     assert len(template_bytes(big)) > MAX_TEMPLATE_BODY
 
-    def templates(env: str) -> dict[str, dict[str, Any]]:
-        return {**stand_in_templates(env), f"{env}-env.template.json": big}
+    def templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env, mesh), f"{env}-env.template.json": big}
 
     bucket = make_engine(aws, FakeClock()).env_create("demo").details["build bucket"]
     info = make_engine(aws, FakeClock(), templates=templates).env_create("demo")
@@ -183,8 +200,8 @@ def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: Re
 
 
 def test_a_template_too_big_with_no_build_bucket_yet_is_an_operation_error(aws: RecordingFactory) -> None:
-    def templates(env: str) -> dict[str, dict[str, Any]]:
-        return {**stand_in_templates(env), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
+    def templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+        return {**stand_in_templates(env, mesh), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
 
     with pytest.raises(OperationError, match="too big to send to CloudFormation inline"):
         make_engine(aws, FakeClock(), templates=templates).env_create("demo")

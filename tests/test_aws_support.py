@@ -9,6 +9,7 @@ templates are linted elsewhere.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ from meshpipe.engines.aws.clients import SessionClientFactory
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.platform_render import platform_template_files, render_platform
+from support.aws_calls import LEDGER
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
-           "env_template", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
+           "env_template", "existing_appmesh_environment", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
            "service_connect_pipeline_template", "stand_in_templates", "stubbed", "use_fake_credentials",
            "version_template"]
 
@@ -111,7 +113,8 @@ class RecordingFactory:
     (the response, or the exception it raised)."""
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
-        self.base = SessionClientFactory(region=REGION)
+        # Every call the engine makes is recorded, for the operator policy's check.
+        self.base = SessionClientFactory(region=REGION, observer=LEDGER.record)
         self.overrides = overrides or {}
         self.log: list[Call] = []
 
@@ -142,7 +145,7 @@ class StubFactory:
 
 def stubbed(service: str) -> tuple[Any, Stubber]:
     """A real botocore client whose responses come from a Stubber (it never opens a connection)."""
-    client = SessionClientFactory(region=REGION).client(service)
+    client = SessionClientFactory(region=REGION, observer=LEDGER.record).client(service)
     stubber = Stubber(client)
     stubber.activate()
     return client, stubber
@@ -252,16 +255,64 @@ def service_connect_pipeline_template() -> dict[str, Any]:
     return template
 
 
-def stand_in_templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
+def with_platform_policy(stand_in: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """The stand-in environment with the real template's platform policy: its parameter, the SSM
+    parameter holding it, and that parameter's export (moto's CloudFormation creates SSM parameters)."""
+    from meshpipe.synth import policy_parameter as pp
+
+    stand_in["Parameters"][pp.POLICY_PARAMETER] = real["Parameters"][pp.POLICY_PARAMETER]
+    stand_in["Resources"][pp.POLICY_RESOURCE] = real["Resources"][pp.POLICY_RESOURCE]
+    stand_in["Outputs"][pp.POLICY_EXPORT] = real["Outputs"][pp.POLICY_EXPORT]
+    return stand_in
+
+
+def with_pipeline_source(stand_in: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """The stand-in pipeline with the real template's source: its branch, and for a connection source
+    its repository and connection parameters and outputs instead of a CodeCommit clone URL."""
+    for key in ("BranchName", "ConnectionArn", "FullRepositoryId"):
+        if key in real["Parameters"]:
+            stand_in["Parameters"][key] = real["Parameters"][key]
+    if "SourceRepoCloneUrlHttp" not in real["Outputs"]:
+        del stand_in["Outputs"]["SourceRepoCloneUrlHttp"]
+        for key in ("SourceRepository", "SourceConnectionArn"):
+            stand_in["Outputs"][key] = real["Outputs"][key]
+    return stand_in
+
+
+def stand_in_templates(env: str, mesh: str = "appmesh", policy: Any = None, source: Any = None,
+                       branch: str = "main") -> dict[str, dict[str, Any]]:
     """The real platform templates, with stand-ins for the two moto cannot deploy.
 
     The build-bucket template is deployed as it is; the environment and service-pipeline templates hold
     App Mesh (or load balancer), CodeCommit and CodePipeline resources moto's CloudFormation does not create.
+    The environment's stand-in keeps the real template's platform policy parameter, the pipeline's its source.
     """
-    rendered = render_platform(env, mesh=mesh)
+    rendered = render_platform(env, policy, mesh=mesh, source=source, branch=branch)
     env_key, bucket_key, pipeline_key = platform_template_files(env)
     assert set(rendered) == {env_key, bucket_key, pipeline_key}
     if mesh == "service-connect":
-        return {env_key: service_connect_env_template(), bucket_key: rendered[bucket_key],
-                pipeline_key: service_connect_pipeline_template()}
-    return {env_key: env_template(), bucket_key: rendered[bucket_key], pipeline_key: pipeline_template()}
+        return {env_key: with_platform_policy(service_connect_env_template(), rendered[env_key]),
+                bucket_key: rendered[bucket_key],
+                pipeline_key: with_pipeline_source(service_connect_pipeline_template(), rendered[pipeline_key])}
+    return {env_key: with_platform_policy(env_template(), rendered[env_key]), bucket_key: rendered[bucket_key],
+            pipeline_key: with_pipeline_source(pipeline_template(), rendered[pipeline_key])}
+
+
+def existing_appmesh_environment(factory: RecordingFactory, env: str = "demo") -> str:
+    """An App Mesh environment as ``env create`` made it before App Mesh's shutdown (it refuses App Mesh now):
+    the environment and build-bucket stacks (stand-ins as above), the bundle in the bucket, and the mesh and
+    ingress gateway the environment stack held. Returns the build bucket's name."""
+    cfn = factory.raw("cloudformation")
+    rendered = stand_in_templates(env)
+    env_key, bucket_key, _ = platform_template_files(env)
+    parameters = [{"ParameterKey": "EnvironmentName", "ParameterValue": env}]
+    for stack, key in ((f"{env}-env", env_key), (f"{env}-build-bucket", bucket_key)):
+        cfn.create_stack(StackName=stack, TemplateBody=json.dumps(rendered[key]), Parameters=parameters)
+    [bucket] = [r["PhysicalResourceId"] for r in cfn.list_stack_resources(
+        StackName=f"{env}-build-bucket")["StackResourceSummaries"] if r["ResourceType"] == "AWS::S3::Bucket"]
+    factory.raw("s3").put_object(Bucket=bucket, Key="meshpipe-bundle.zip", Body=b"PK\x03\x04")
+    appmesh = factory.raw("appmesh")
+    appmesh.create_mesh(meshName=env)
+    appmesh.create_virtual_gateway(meshName=env, virtualGatewayName="vg-ingress",
+                                   spec={"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]})
+    return bucket

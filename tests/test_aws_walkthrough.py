@@ -9,13 +9,14 @@ import pytest
 from moto import mock_aws
 
 from meshpipe.engines.aws.engine import AwsEngine
-from meshpipe.errors import ConflictError
+from meshpipe.errors import ConflictError, UserError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from test_aws_support import (
     INGRESS,
     FakeClock,
     RecordingFactory,
     RecordingReporter,
+    existing_appmesh_environment,
     make_engine,
     use_fake_credentials,
     version_template,
@@ -31,14 +32,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingFactory]:
     use_fake_credentials(monkeypatch)
     with mock_aws():
         yield RecordingFactory()
-
-
-def create_mesh_objects(factory: RecordingFactory, env: str) -> None:
-    """What the environment stack's App Mesh resources would be (moto's CloudFormation skips them)."""
-    appmesh = factory.raw("appmesh")
-    appmesh.create_mesh(meshName=env)
-    appmesh.create_virtual_gateway(meshName=env, virtualGatewayName="vg-ingress",
-                                   spec={"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]})
 
 
 def create_router(factory: RecordingFactory, env: str, service: str) -> None:
@@ -69,19 +62,26 @@ def test_walkthrough_steps_1_to_9_and_cleanup(aws: RecordingFactory) -> None:
     reporter = RecordingReporter()
     engine = make_engine(aws, clock, reporter)
 
-    # Step 1: the environment (and the build bucket with the bundle in it).
-    info = engine.env_create("demo")
-    assert info.status == "CREATE_COMPLETE"
-    assert info.ingress_url == INGRESS
-    bucket = info.details["build bucket"]
+    # Step 1: App Mesh was shut down, so an App Mesh environment is refused before any AWS call ...
+    with pytest.raises(UserError, match="shut App Mesh down on 2026-09-30") as refused:
+        engine.env_create("demo", mesh="appmesh")
+    assert "meshpipe env create demo --engine aws" in (refused.value.hint or "")
+    assert aws.log == []
+    # ... and the walkthrough runs in one made before the shutdown: every other command keeps working there.
+    bucket = existing_appmesh_environment(aws, "demo")
+    info = engine.env_status("demo")
+    assert (info.status, info.ingress_url, info.details["mesh flavour"]) == ("CREATE_COMPLETE", INGRESS, "appmesh")
+    # Versioned bucket: an older bundle and a delete marker are left behind, which cleanup must remove too.
     s3 = aws.raw("s3")
-    assert s3.get_object(Bucket=bucket, Key="meshpipe-bundle.zip")["Body"].read()[:2] == b"PK"
-    create_mesh_objects(aws, "demo")
-    # Versioned bucket: a second upload leaves an older version behind, which cleanup must remove too.
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    engine.env_create("demo")
+    s3.put_object(Bucket=bucket, Key="meshpipe-bundle.zip", Body=b"PK\x03\x04 newer")
     s3.put_object(Bucket=bucket, Key="notes.txt", Body=b"old")
     s3.delete_object(Bucket=bucket, Key="notes.txt")  # leaves a delete marker over the old version
+    # Updating it in place is refused as well: it would become a Service Connect environment.
+    with pytest.raises(ConflictError, match="exists on appmesh") as kept:
+        engine.env_create("demo")
+    assert "can no longer be created or updated" in (kept.value.hint or "")
+    assert aws.calls("cloudformation", "update_stack") == []
 
     # Step 2: two service pipelines.
     web = engine.pipeline_create("demo", "hello-web")

@@ -59,7 +59,7 @@ def test_validate_json_format_is_machine_readable(broken, capsys):
 def test_schema_is_json_schema_of_the_manifest(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert set(schema["properties"]) == {"Task", "AppContainer", "VirtualNode"}
+    assert set(schema["properties"]) == {"Task", "AppContainer", "VirtualNode", "Rollout"}
     assert "Task" in schema["required"] and "AppContainer" in schema["required"]
 
 
@@ -136,6 +136,7 @@ NO_DATA_COMMANDS = {
     "platform render", "platform bundle",  # print the paths they wrote
     "env delete", "pipeline delete", "route delete", "route gateway-delete", "version delete",
     "rollout run",  # a live narrative; its outcome is the exit status
+    "rollout watch",  # a live view; rollout status --format json is its data
 }
 
 

@@ -155,3 +155,36 @@ def test_demo_runs_the_walkthrough_and_leaves_nothing_running(tmp_path: Path, mo
         left = _processes_mentioning(str(home))
     assert left == [], f"processes left running: {left}"
     assert not (home / "envs" / "demo").exists() or not any((home / "envs" / "demo").iterdir())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_rollout_demo_rolls_the_bad_version_back_and_promotes_the_good_one(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshpipe.demo_rollout import run_rollout_demo
+
+    home = tmp_path / "mp"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MESHPIPE_HOME", str(home))
+    (tmp_path / "home").mkdir()
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None)
+    try:
+        result = run_rollout_demo(home=home, console=console, tasks_per_version=1, interval=2)
+    finally:
+        printed = buffer.getvalue()
+        print(printed)
+    assert result.bad_outcome["status"] == "rolled-back" and "success rate" in result.bad_outcome["reason"]
+    assert result.good_outcome["status"] == "promoted"
+    assert [w["weight"] for w in result.good_outcome["windows"]] == [20, 50]
+    assert "rolled back by itself: success rate" in printed
+    # The bad version answered while it ran (its 500s were mostly retried by the mesh), then no more.
+    assert f"{result.bad} 200" in result.served["bad"] and f"{result.good} 200" in result.served["good"]
+    assert not any(key.startswith(result.bad) for key in result.served["good"])
+    assert "meshpipe rollout status hello-backend" in printed and "meshpipe env delete demo" in printed
+    deadline = time.monotonic() + 15
+    left = _processes_mentioning(str(home))
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _processes_mentioning(str(home))
+    assert left == [], f"processes left running: {left}"

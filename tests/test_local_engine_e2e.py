@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import gitrepo
+from meshpipe.engines.local import daemonfiles, gitrepo
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
@@ -263,7 +263,8 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
         env.engine.pipeline_delete(ENV, "hello-backend")
     # Clean up: env delete stops every process, by pid, and removes the folder.
     pids = env.note_pids()
-    assert len(pids) == 1 + 1 + 2 * 2 * 2  # daemon, gateway, (web + backend) x 2 tasks x (app + sidecar)
+    # daemon, its watchdog, gateway, (web + backend) x 2 tasks x (app + sidecar)
+    assert len(pids) == 1 + 1 + 1 + 2 * 2 * 2
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]
     assert not env.paths.root.exists()
@@ -354,30 +355,89 @@ def test_weight_changes_under_load_lose_no_request(make_env) -> None:  # type: i
     assert bodies[True] > 0 and bodies[False] > 0
 
 
-def test_daemon_killed_and_restarted_restores_the_running_set(make_env) -> None:  # type: ignore[no-untyped-def]
-    env = make_env()
+def test_daemon_killed_under_load_is_restored_without_losing_a_request(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tasks=2)
     good = env.serve_backend()
     port = env.ingress_port
     old_daemon = read_daemon_file(env.paths.daemon_json)
     assert old_daemon is not None
-    orphans = [pid for pid, _ in env.processes("gateway") + env.processes("sidecar") + env.processes("app")]
-    assert len(orphans) == 3
-    os.kill(old_daemon["pid"], signal.SIGKILL)
-    wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
-    assert all(procs.is_running(pid) for pid in orphans)  # left running, nobody watching them
-    assert env.engine.env_status(ENV).status == "STOPPED"
-    # Any command brings the daemon back; it stops the orphans and starts what state.db says should run.
-    [version] = env.engine.versions(ENV, "hello-backend")
-    assert version.version == good
+    serving = sorted(env.processes("gateway") + env.processes("sidecar") + env.processes("app"))
+    assert len(serving) == 5
+    with Load(port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 100, 10, "load running")
+        os.kill(old_daemon["pid"], signal.SIGKILL)
+        wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
+        at_kill = load.count()
+        # Any command brings the daemon back (if nothing did already); it takes over what runs.
+        [version] = env.engine.versions(ENV, "hello-backend")
+        assert (version.version, version.healthy_tasks) == (good, 2)
+        assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
+        wait_until(lambda: load.count() > at_kill + 200, 15, "serving after the restore")
     new_daemon = read_daemon_file(env.paths.daemon_json)
     assert new_daemon is not None and new_daemon["pid"] != old_daemon["pid"]
     env.note_pids()
-    assert not [pid for pid in orphans if procs.is_running(pid)]
-    wait_until(lambda: env.engine.versions(ENV, "hello-backend")[0].healthy_tasks == 1, 20, "task restored")
+    assert load.failures() == []
+    # The very processes that served before serve afterwards, on the same ingress port.
+    assert sorted(env.processes("gateway") + env.processes("sidecar") + env.processes("app")) == serving
+    assert all(procs.is_running(pid) for pid, _ in serving)
     assert env.ingress_port == port
+    # The new daemon watches them: a config push reaches all three proxies, a killed app is replaced.
+    pushed = env.engine.status(ENV)
+    assert pushed["proxies"] == 3 and pushed["gateway"]["live"]
+    victim, victim_task = env.processes("app")[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: any(p != victim and t == victim_task for p, t in env.processes("app"))
+               and env.engine.versions(ENV, "hello-backend")[0].healthy_tasks == 2, 20, "task replaced")
+    env.note_pids()
+    task = next(t for t in env.engine.status(ENV)["tasks"] if t["task_id"] == victim_task)
+    assert task["restarts"] == 1 and "app exited" in task["last_error"]
+    assert any("took over the gateway and 2 task(s)" in e["message"] for e in env.engine.events(ENV))
     status, body = get(port, "/backend/data")
     assert status == 200 and '"greeting": "Hello"' in body
-    assert env.engine.route_show(ENV, "hello-backend").targets == (WeightedTarget(good, 100),)
+
+
+def daemon_answering(env: LocalEnv, not_pid: int) -> dict | None:  # type: ignore[type-arg]
+    """daemon.json of a daemon other than ``not_pid`` that runs and answers, else None."""
+    data = read_daemon_file(env.paths.daemon_json)
+    if data is None or data["pid"] == not_pid or not procs.is_running(data["pid"]):
+        return None
+    return data if env.engine.env_status(ENV).status == "RUNNING" else None
+
+
+def test_killed_daemon_comes_back_by_itself_and_so_does_its_watchdog(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.serve_backend()
+    first = read_daemon_file(env.paths.daemon_json)
+    assert first is not None
+    watchdog = wait_until(lambda: daemonfiles.read_lock_holder(env.paths.watchdog_lock)
+                          if daemonfiles.lock_is_held(env.paths.watchdog_lock) else None, 10, "watchdog running")
+    env.seen_pids.add(watchdog)
+    with Load(env.ingress_port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 50, 10, "load running")
+        os.kill(first["pid"], signal.SIGKILL)
+        # No command is run: the watchdog brings the daemon back, which takes over what runs.
+        second = wait_until(lambda: daemon_answering(env, first["pid"]), 30, "daemon restarted by the watchdog")
+        env.note_pids()
+        served = load.count()
+        wait_until(lambda: load.count() > served + 50, 10, "serving after the restart")
+    assert load.failures() == []
+    assert procs.is_running(watchdog)
+    messages = [e["message"] for e in env.engine.events(ENV)]
+    assert any(f"the daemon (pid {first['pid']}) died without stopping; the watchdog starts it again" in m
+               for m in messages), messages
+    assert any(f"daemon started (pid {second['pid']})" in m and "took over the gateway and 1 task(s)" in m
+               for m in messages), messages
+    # The watchdog killed: the daemon starts another one, which in turn restores a killed daemon.
+    os.kill(watchdog, signal.SIGKILL)
+    new_watchdog = wait_until(lambda: (pid := daemonfiles.read_lock_holder(env.paths.watchdog_lock)) != watchdog
+                              and daemonfiles.lock_is_held(env.paths.watchdog_lock) and pid, 20, "new watchdog")
+    env.seen_pids.add(new_watchdog)
+    assert any(f"the watchdog (pid {watchdog}) ended" in e["message"] for e in env.engine.events(ENV))
+    os.kill(second["pid"], signal.SIGKILL)
+    wait_until(lambda: daemon_answering(env, second["pid"]), 30, "daemon restarted by the new watchdog")
+    env.note_pids()
+    status, body = get(env.ingress_port, "/backend/data")
+    assert status == 200 and '"greeting": "Hello"' in body
 
 
 def test_undeclared_backend_is_unreachable(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -432,7 +492,7 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
 def test_env_delete_finds_a_daemon_that_lost_its_file(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     pids = env.note_pids()
-    assert len(pids) == 2  # the daemon and the gateway
+    assert len(pids) == 3  # the daemon, its watchdog and the gateway
     env.paths.daemon_json.unlink()
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]

@@ -240,3 +240,9 @@ def test_concurrent_writers_do_not_lose_updates(store: StateStore) -> None:
         t.join(timeout=30)
     assert not errors
     assert len([e for e in store.events(limit=1000) if e.kind == "load"]) == 80
+
+
+def test_the_engine_names_a_run_in_progress_as_state_does() -> None:
+    from meshpipe.engines.local import engine
+
+    assert engine.RUN_IN_PROGRESS == st.RUN_IN_PROGRESS

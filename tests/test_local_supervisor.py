@@ -16,8 +16,11 @@ from meshpipe.engines.local.health import HealthTimings, Probe
 from meshpipe.engines.local.meshconfig import Endpoint
 from meshpipe.engines.local.processes import rotate_log
 from meshpipe.engines.local.supervisor import (
+    AdoptedProxy,
+    AdoptedTask,
     Supervisor,
     SupervisorOptions,
+    TaskPorts,
     TaskStatus,
     VersionSpec,
     backoff_delay,
@@ -412,6 +415,72 @@ def test_gateway_restarts_and_moves_port_when_its_port_stays_taken(tmp_path: Pat
     run(scenario, tmp_path)
 
 
+def left_running(w: World, ports: TaskPorts, app_healthy: bool = True) -> tuple[FakeProc, FakeProc]:
+    """A sidecar and an app a previous daemon started (the spawner did not start them here)."""
+    sidecar = FakeProc(900, ["py", "-m", "meshpipe.engines.local.dataplane", "--mode", "sidecar",
+                             "--admin-port", str(ports.admin), "--ingress-port", str(ports.ingress)],
+                       {}, Path("x"), -100.0)
+    app = FakeProc(901, ["py", "-m", "app"], {"PORT": str(ports.app)}, Path("y"), -100.0)
+    app.healthy = app_healthy
+    w.spawner.procs += [sidecar, app]
+    return sidecar, app
+
+
+def test_adopted_task_serves_at_once_and_is_replaced_only_when_it_dies(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        ports = TaskPorts(app=30001, ingress=30002, egress=30003, admin=30004)
+        sidecar, app = left_running(w, ports)
+        w.sup.start_version(spec(), 2, w.log_dir, {1: AdoptedTask(ports, sidecar, app, healthy=True, restarts=4)})
+        # An endpoint before the supervisor ran at all: the first config built keeps its traffic.
+        assert w.sup.endpoints()["hello-backend"]["e9d5f17a"] == (Endpoint("127.0.0.1", 30002),)
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
+        # Only slot 2 was started; the adopted sidecar got the config like any new proxy.
+        assert [p.pid for p in w.spawner.of_role("sidecar")] == [900, w.spawner.of_role("sidecar")[1].pid]
+        assert len(w.spawner.of_role("app")) == 2 and 30004 in w.hooks.pushes
+        assert [pid for pid, role, _ in w.hooks.started if role == "sidecar"] == [w.spawner.of_role("sidecar")[1].pid]
+        await w.clock.advance(60.0)
+        assert sidecar.returncode is None and app.returncode is None  # healthy: left alone
+        app.exit(-9)
+        await w.clock.until(lambda: len(w.spawner.of_role("app")) == 3
+                            and w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
+        assert sidecar.stopped_by_supervisor and {900, 901} <= set(w.hooks.exited)
+        task = w.hooks.tasks["hello-backend-e9d5f17a-1"]
+        assert task.restarts == 5 and task.last_error.startswith("app exited")
+
+    run(scenario, tmp_path)
+
+
+def test_adopted_unhealthy_task_is_replaced_after_its_retries(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        ports = TaskPorts(app=30001, ingress=30002, egress=30003, admin=30004)
+        sidecar, app = left_running(w, ports, app_healthy=False)
+        w.sup.start_version(spec(), 1, w.log_dir, {1: AdoptedTask(ports, sidecar, app, healthy=False)})
+        assert w.sup.endpoints() == {}
+        # No start period for a task that has run for a while: retries (3) failed checks, one per interval.
+        took = await w.clock.until(lambda: app.stopped_by_supervisor)
+        assert 3 * TIMINGS.interval - 0.1 <= took <= 3 * TIMINGS.interval + 0.1
+        await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
+        assert "health check failed 3 times" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+
+    run(scenario, tmp_path)
+
+
+def test_adopted_gateway_keeps_its_port_and_is_restarted_on_it(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        old = FakeProc(800, ["py", "-m", "meshpipe.engines.local.dataplane", "--mode", "gateway",
+                             "--admin-port", "30010", "--listen-port", "18080"], {}, Path("g"), -100.0)
+        w.spawner.procs.append(old)
+        gw = w.sup.start_gateway(18080, tmp_path / "gateway.log", AdoptedProxy(old, 30010))
+        await w.clock.until(gw.live.is_set)
+        assert w.spawner.of_role("gateway") == [old] and w.hooks.live_proxies == {30010}
+        old.exit(1)
+        await w.clock.until(lambda: len(w.spawner.of_role("gateway")) == 2 and gw.live.is_set())
+        assert w.spawner.of_role("gateway")[1].arg("--listen-port") == 18080
+        assert 30010 not in w.hooks.live_proxies
+
+    run(scenario, tmp_path)
+
+
 def test_rotate_log_keeps_the_newest_part(tmp_path: Path) -> None:
     log = tmp_path / "t-app.log"
     log.write_bytes(b"a" * 100 + b"b" * 50)
@@ -444,3 +513,15 @@ def test_version_spec_comes_from_the_resolved_task_definition() -> None:
     assert spec_.app_env == (("LOG_LEVEL", "debug"),)
     assert spec_.backends == ("hello-backend.demo.local",)
     assert spec_.stop_timeout == 10.0 and spec_.app_argv == ("py", "-m", "web")
+
+
+def test_log_files_are_found_where_the_daemon_keeps_them(tmp_path: Path) -> None:
+    from meshpipe.engines.local.processes import log_files
+
+    (tmp_path / "svc-1").mkdir()
+    (tmp_path / "svc-1" / "svc-1-a-1-app.log").write_text("x")
+    (tmp_path / "svc-1" / "notes.txt").write_text("x")
+    (tmp_path / "gateway-envoy.log").write_text("x")
+    (tmp_path / "gateway-envoy.log.1").write_text("x")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in log_files(tmp_path)) == [
+        "gateway-envoy.log", "svc-1/svc-1-a-1-app.log"]

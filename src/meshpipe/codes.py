@@ -39,6 +39,10 @@ CODES: dict[str, str] = {
     "M021": "the manifest breaks the platform policy max_memory",
     "M022": "the manifest's port is reserved by the platform policy",
     "M023": "the image's registry is not in the platform policy allowed_registries",
+    "M030": "Rollout.Steps do not rise strictly from above 0 to 100",
+    "M031": "a Rollout setting that does not apply to the service's rollout strategy",
+    "M032": "Rollout.Webhooks has an invalid name, URL or metadata, or a repeated name",
+    "M033": "Rollout.PreviewHeader is not a header the mesh can match",
     # Platform settings and policy.
     "P001": "an unknown setting",
     "P002": "a required setting is missing",
@@ -64,6 +68,9 @@ MANIFEST_FIELD_CODES: dict[str, str] = {
     "AppContainer.Command": "M016",
     "AppContainer.Environment": "M017",
     "VirtualNode.Backends": "M018",
+    "Rollout.Steps": "M030",
+    "Rollout.Webhooks": "M032",
+    "Rollout.PreviewHeader": "M033",
 }
 
 

@@ -6,18 +6,17 @@ CloudFormation synthesizers and the local engine read the same facts and cannot 
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 
 from meshpipe import naming
-from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy, rules
+from meshpipe.delivery.policy import RolloutPlan, resolve_plan
+from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy
+from meshpipe.manifest.rules import VERSION_LEN as VERSION_LEN
+from meshpipe.naming import COMMIT_RE as COMMIT_RE
+from meshpipe.naming import check_commit as check_commit
+from meshpipe.naming import check_service_name as check_service_name
 from meshpipe.platform import PlatformSettings
-from meshpipe.text import shorten
-
-COMMIT_RE = re.compile(r"^[0-9a-fA-F]{8,64}\Z")
-VERSION_LEN = 8
 
 
 def version_id(commit: str) -> str:
@@ -78,6 +77,9 @@ class ServiceVersion:
     sidecar: SidecarSpec
     backends: tuple[str, ...]
     platform: PlatformSettings
+    # How a new version takes traffic once deployed (the manifest's Rollout over the platform's default);
+    # None: it takes none until a route names it.
+    rollout: RolloutPlan | None = None
 
     @property
     def stack_name(self) -> str:
@@ -111,21 +113,6 @@ class ServiceVersion:
     @property
     def route_name(self) -> str:
         return naming.route_name(self.service)
-
-
-def check_service_name(service: str, source: str = "service name", field: str = "SERVICE_NAME") -> None:
-    if not rules.SERVICE_NAME_RE.match(service):
-        shown = shorten(service)
-        raise ValidationError([Problem(source, None, field,
-                                       f"{shown} is not a service name: 1-40 lowercase letters, digits or '-', "
-                                       "starting with a letter", "A001")])
-
-
-def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMIT_ID") -> None:
-    if not COMMIT_RE.match(commit):
-        shown = shorten(commit)
-        raise ValidationError([Problem(source, None, field,
-                                       f"{shown} is not a git commit id (8-64 hex characters)", "A002")])
 
 
 def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings, service: str, commit: str) -> ServiceVersion:
@@ -185,4 +172,5 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
         ),
         backends=tuple(manifest.virtual_node.backends),
         platform=platform,
+        rollout=resolve_plan(policy.rollout, manifest.rollout),
     )

@@ -16,19 +16,25 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
-from meshpipe.errors import Problem, UserError, ValidationError
+from meshpipe.errors import Problem, ValidationError
+from meshpipe.manifest import rules
+from meshpipe.naming import check_env_name as check_env_name
 from meshpipe.text import shorten
 
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
-
-
-def check_env_name(env: str) -> None:
-    """Refuse an environment name that would not fit every name derived from it (stacks, DNS, files)."""
-    if not isinstance(env, str) or not ENV_NAME_RE.match(env):
-        raise UserError(f"{env!r} is not an environment name",
-                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
+# Defined with the other name rules, which load without pydantic (the CLI's read path checks it).
+ENV_NAME_RE = rules.ENVIRONMENT_NAME_RE
 
 
 def _matching(pattern: str, what: str) -> AfterValidator:
@@ -160,6 +166,91 @@ class TrafficShift(BaseModel):
         return self
 
 
+def _steps_problem(value: Any) -> str | None:
+    from meshpipe.delivery.policy import steps_problem
+
+    return steps_problem(list(value))
+
+
+def _hook_name_problem(value: str) -> str | None:
+    from meshpipe.delivery.policy import hook_name_problem
+
+    return hook_name_problem(value)
+
+
+def _hook_url_problem(value: str) -> str | None:
+    from meshpipe.delivery.policy import hook_url_problem
+
+    return hook_url_problem(value)
+
+
+def _header_name_problem(value: str) -> str | None:
+    from meshpipe.mesh.headers import header_name_problem
+
+    return header_name_problem(value)
+
+
+def _header_value_problem(value: str) -> str | None:
+    from meshpipe.mesh.headers import header_value_problem
+
+    return header_value_problem("exact", value)
+
+
+class RolloutAnalysisDefaults(BaseModel):
+    """How a rollout window is judged, unless a manifest says otherwise (see meshpipe.delivery)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = 99.0
+    max_p99_ms: Annotated[float, Field(ge=1, le=600_000, strict=True)] | None = None
+    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
+    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
+    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+
+
+class PreviewHeaderSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[StrictStr, _checked(_header_name_problem)] = "x-canary"
+    value: Annotated[StrictStr, _checked(_header_value_problem)] = "always"
+
+
+class WebhookSetting(BaseModel):
+    """A Flagger-style webhook: a POST of the rollout's figures; a non-2xx answer is a failed check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[StrictStr, _checked(_hook_name_problem)]
+    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+    url: Annotated[StrictStr, _checked(_hook_url_problem)]
+    timeout: Annotated[StrictInt, Field(ge=1, le=300)] = 10
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=1024)]] = {}
+
+
+class RolloutDefaults(BaseModel):
+    """The platform's rollout policy: the default of every service (see meshpipe.delivery.policy)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: StrictBool = False  # every service rolled out, not only those whose manifest has a Rollout section
+    strategy: Literal["canary", "linear", "blue-green"] = "canary"
+    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
+    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
+    interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
+    preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
+    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
+        from meshpipe.delivery.policy import webhooks_problems
+
+        for _, problem in webhooks_problems(hooks):
+            raise ValueError(problem)
+        return hooks
+
+
 class PlatformPolicy(BaseModel):
     """Conventions applied to every version, and limits every manifest must respect."""
 
@@ -180,6 +271,7 @@ class PlatformPolicy(BaseModel):
     deployment_maximum_percent: Annotated[StrictInt, Field(ge=100, le=200)] = 200
     deployment_minimum_healthy_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50
     traffic_shift: TrafficShift = TrafficShift()
+    rollout: RolloutDefaults = RolloutDefaults()
     # Limits on manifests. An empty list of registries means any registry is allowed.
     allowed_registries: tuple[RegistryPattern, ...] = ()
     max_cpu: Annotated[StrictInt, Field(ge=256, le=16384)] = 16384
@@ -280,6 +372,15 @@ def _cross_checks(data: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
         if isinstance(arn, str) and isinstance(account, str) and arn.split(":")[4] != account:
             found.append((role, f"is in account {arn.split(':')[4]!r}, but aws_account_id is {account!r}: "
                                 "ECS task roles must be in the task's account"))
+    return found + cross_check_policy(data.get("policy") if isinstance(data, dict) else None, bad_paths)
+
+
+def cross_check_policy(policy: Any, bad_paths: list[str]) -> list[tuple[str, str]]:
+    """Rules between policy values (paths ``policy.<key>``): the sidecar's ports must differ."""
+    from meshpipe.manifest.checks import TrustedValues
+
+    values = TrustedValues({"policy": policy} if isinstance(policy, dict) else {}, bad_paths)
+    found: list[tuple[str, str]] = []
     ports = {key: values.get(f"policy.{key}", default) for key, default in
              (("proxy_ingress_port", 15000), ("proxy_egress_port", 15001), ("envoy_admin_port", 9901))}
     written = values.items_of("policy")

@@ -40,6 +40,7 @@ from meshpipe.synth.environment import (
     environment_template_file,
     render_environment_for,
 )
+from meshpipe.synth.pipeline_source import PipelineSource
 from meshpipe.synth.service_pipeline import (
     DEFAULT_SERVICE_PORT,
     SERVICE_PIPELINE_TEMPLATE_FILE,
@@ -66,12 +67,14 @@ def platform_template_files(env: str) -> tuple[str, str, str]:
 
 def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                     options: EnvironmentOptions | None = None,
-                    service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> dict[str, Json]:
+                    service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                    source: PipelineSource = None) -> dict[str, Json]:
     """The environment, build-bucket and service-pipeline templates, keyed by file name. Pure.
 
     ``policy`` supplies the conventions shared with version stacks (Envoy health-check timings, log
     prefixes, DNS TTL); ``options`` the environment's own choices (Envoy image, log retention, NAT
-    gateways); ``branch`` is the config-repo branch whose pushes start a pipeline; ``mesh`` the flavour
+    gateways); ``branch`` is the config-repo branch whose pushes start a pipeline; ``source`` the config
+    repo (None: a CodeCommit repo per service; see meshpipe.synth.pipeline_source); ``mesh`` the flavour
     (``service_port``, the virtual router's port, applies to ``appmesh`` only).
     """
     check_env_name(env)
@@ -80,13 +83,15 @@ def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: s
     return {
         env_file: render_environment_for(env, mesh, policy, options),
         bucket_file: render_build_bucket(env),
-        pipeline_file: render_service_pipeline(env, policy, branch=branch, service_port=service_port, mesh=mesh),
+        pipeline_file: render_service_pipeline(env, policy, branch=branch, service_port=service_port, mesh=mesh,
+                                               source=source),
     }
 
 
 def write_platform(env: str, out_dir: Path | str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                    options: EnvironmentOptions | None = None,
-                   service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH) -> list[Path]:
+                   service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                   source: PipelineSource = None) -> list[Path]:
     """Render the three templates, then write them into ``out_dir``; return their paths.
 
     Nothing is written unless every template rendered. The files are first written to a staging folder
@@ -94,7 +99,7 @@ def write_platform(env: str, out_dir: Path | str, policy: PlatformPolicy | None 
     """
     texts = {name: template_json(body) for name, body in
              render_platform(env, policy, branch=branch, options=options, service_port=service_port,
-                             mesh=mesh).items()}
+                             mesh=mesh, source=source).items()}
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is not a folder", hint="pass a folder for the templates with -o")

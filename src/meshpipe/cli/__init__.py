@@ -26,13 +26,27 @@ def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None, app: Any = None) -> int:
     """Run the command line (``app``, default meshpipe's own) and return its exit status."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    args, debug = _split_debug(given)
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if app is None:
+        from meshpipe.cli.fast import run as run_fast
+
+        # Read commands answer before Typer, Rich and pydantic are even loaded (cli/fast.py); it leaves
+        # anything it does not know, --debug included, to the full command line.
+        try:
+            fast = run_fast(given)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            return 130
+        except Exception as exc:
+            return _bug(exc, debug)
+        if fast is not None:
+            return fast
         from meshpipe.cli.app import app
     from meshpipe.cli.output import err, print_error
     from meshpipe.errors import MeshpipeError
 
-    args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
-    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         # Typer's standalone mode handles usage errors itself (message + exit 2) and ends in SystemExit.
         app(args=args, prog_name="meshpipe")
@@ -47,13 +61,18 @@ def main(argv: list[str] | None = None, app: Any = None) -> int:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
-        if debug:
-            raise
-        from meshpipe.cli.crash import report_bug
-
-        report_bug(exc, err)
-        return BUG_EXIT
+        return _bug(exc, debug)
     return 0
+
+
+def _bug(exc: Exception, debug: bool) -> int:
+    if debug:
+        raise exc
+    from meshpipe.cli.crash import report_bug
+    from meshpipe.cli.output import err
+
+    report_bug(exc, err)
+    return BUG_EXIT
 
 
 def run() -> None:

@@ -9,6 +9,7 @@ import typer
 
 from meshpipe import __version__
 from meshpipe.cli import core_cmds, observe_cmds, ops_cmds
+from meshpipe.cli.output import Format
 from meshpipe.cli.platform_cmds import platform_app
 from meshpipe.cli.rollout_cmds import rollout_app
 
@@ -55,13 +56,60 @@ app.add_typer(rollout_app, name="rollout")
 
 
 @app.command()
+def load(
+    url: Annotated[str, typer.Argument(help="URL to GET, e.g. the ingress: http://127.0.0.1:PORT/backend/data.")],
+    rps: Annotated[float, typer.Option("--rps", help="Requests per second, sent on schedule (open loop).")] = 50.0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds to send for.")] = 10.0,
+    header: Annotated[list[str] | None, typer.Option("--header", help="NAME=VALUE sent with every request "
+                                                     "(e.g. x-canary=always for a preview); repeatable.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take.")] = 10.0,
+    fmt: Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")] = Format.text,
+) -> None:
+    """Send steady load and print latency percentiles and the split between the versions that answered."""
+    from meshpipe.cli.output import out, print_json
+    from meshpipe.loadgen import generate, report_json
+
+    report = generate(url, rps, duration, header or (), timeout)
+    if fmt is Format.json:
+        print_json(report_json(report))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    lat = report.latency_ms
+    out.print(f"GET {escape(url)}: {report.sent} of {report.planned} requests sent at {rps:g}/s for {duration:g} s "
+              f"(achieved {report.achieved_rps:.1f}/s), {report.answered} answered")
+    out.print("status: " + (", ".join(f"{code}: {n}" for code, n in report.statuses.items()) or "none")
+              + "".join(f"; [red]{escape(why)}: {n}[/red]" for why, n in report.failures.items()))
+    if lat["p50"] is not None:
+        out.print("latency ms: " + "  ".join(f"{k} {v:.1f}" for k, v in lat.items() if v is not None))
+    table = Table("version (x-meshpipe-version)", "answers", "share", "5xx", "p99 ms", box=None, padding=(0, 1))
+    for version, f in report.versions.items():
+        table.add_row(version, str(f.requests), f"{f.share:.1f} %", str(f.errors),
+                      f"{f.p99_ms:.1f}" if f.p99_ms is not None else "-")
+    out.print(table)
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the environment running afterwards.")] = False,
     home: Annotated[Path | None, typer.Option(help="meshpipe home for the demo (default: $MESHPIPE_HOME).")] = None,
     requests: Annotated[int, typer.Option(help="Requests sent to observe the canary split.")] = 300,
+    rollout: Annotated[bool, typer.Option("--rollout", help="Instead: push a bad backend (rolled back by itself, "
+                                          "the reason shown), then a good one (promoted by itself).")] = False,
+    interval: Annotated[int, typer.Option(help="--rollout: seconds per rollout step.")] = 5,
 ) -> None:
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
     from meshpipe.cli.output import out
+
+    if rollout:
+        from meshpipe.demo_rollout import run_rollout_demo
+        from meshpipe.errors import UserError
+
+        if not 1 <= interval <= 60:
+            raise UserError(f"--interval {interval} is not 1-60 seconds")
+        run_rollout_demo(home=home, keep=keep, console=out, interval=interval)
+        return
     from meshpipe.demo import run_demo
 
     run_demo(home=home, keep=keep, console=out, requests=requests)

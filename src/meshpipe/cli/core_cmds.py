@@ -59,11 +59,12 @@ def synth(
     platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the platform's environment variables, see docs/platform.md).")] = None,
     mesh: Annotated[str, typer.Option("--mesh", help="appmesh or service-connect.")] = "appmesh",
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
+    policy: Annotated[Path | None, typer.Option("--policy", help="Platform file whose policy: section applies, with the settings from the environment variables (default: $MESHPIPE_POLICY, else the default policy).")] = None,
 ) -> None:
     """Synthesize a version stack; print its stack name. Writes nothing when anything is wrong."""
     from meshpipe.api import load_platform, synth_manifest, write_template
 
-    settings = load_platform(platform)
+    settings = load_platform(platform, policy_file=policy)
     result = synth_manifest(manifest, commit=commit, platform=settings, service=service, mesh=mesh)
     path = write_template(result, output_dir)
     out.print(result.stack_name)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
 
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="MESHPIPE_ENGINE", help="local (this machine) or aws.")]
@@ -61,28 +63,40 @@ def _local_only(engine: Any, method: str) -> Any:
 # --- env -------------------------------------------------------------------------------------------------
 
 def _print_env(info: Any) -> None:
-    out.print(f"environment [bold]{escape(info.name)}[/bold]: {escape(info.status)}")
-    if info.ingress_url:
-        out.print(f"ingress: [cyan]{escape(info.ingress_url)}[/cyan]")
-    for key, value in info.details.items():
-        out.print(f"  {escape(key)}: {escape(str(value))}")
+    text = readouts.Text()
+    readouts.env_text(info, text)
+    text.write()
 
 
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
-               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: appmesh or service-connect (default appmesh).")] = None,
+               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
+               certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
+               platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text) -> None:
     """Create an environment and print its ingress endpoint."""
     from meshpipe.errors import UserError
+    from meshpipe.platform_policy import load_policy_file
     from meshpipe.synth import MESH_FLAVOURS
+    from meshpipe.synth.ingress_tls import check_certificate_arn
 
     if mesh is not None and mesh not in MESH_FLAVOURS:
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    if certificate_arn is not None:
+        check_certificate_arn(certificate_arn)
+        if engine != "aws":
+            raise UserError(f"the {engine} engine's ingress is plain HTTP on this machine; "
+                            "--certificate-arn applies to --engine aws")
+    # The file is checked before any engine is asked for anything.
+    policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
         if eng.name == "aws":
-            info = eng.env_create(name, mesh=mesh)
+            info = eng.env_create(name, mesh=mesh, certificate_arn=certificate_arn, policy=policy)
         elif mesh not in (None, "appmesh"):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
+        elif policy is not None:
+            raise UserError(f"--platform applies to --engine aws; the {eng.name} engine applies the default policy",
+                            hint="check a manifest against a policy with `meshpipe validate MANIFEST --platform FILE`")
         else:
             info = eng.env_create(name)
     print_json(info) if fmt is Format.json else _print_env(info)
@@ -114,19 +128,43 @@ def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], e
 
 @pipeline_app.command("create")
 def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e.g. hello-web.")], env: EnvOpt = "demo",
-                    engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Create the service's config repo, virtual service, router and pipeline; print the clone URL."""
+                    engine: EngineOpt = "local",
+                    source: Annotated[str | None, typer.Option("--source", help="aws: codecommit (a repo <svc>-cfg, the default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO read through --connection.")] = None,
+                    connection: Annotated[str | None, typer.Option("--connection", help="aws: ARN of the CodeConnections connection to the --source provider.")] = None,
+                    branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
+                    fmt: FormatOpt = Format.text) -> None:
+    """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
+    from meshpipe.errors import UserError
     from meshpipe.model import check_service_name
+    from meshpipe.synth.pipeline_source import parse_source
+    from meshpipe.synth.service_pipeline import check_branch
 
     check_service_name(service, "command line", "SERVICE")
+    # Checked before any engine is asked for anything.
+    if source is not None or connection is not None:
+        parse_source(source, connection)
+    if branch is not None:
+        check_branch(branch)
     with engine_for(engine) as eng:
-        info = eng.pipeline_create(env, service)
-    if fmt is Format.json:
-        print_json(info)
-        return
-    out.print(f"pipeline for [bold]{escape(service)}[/bold] in {escape(env)}: {escape(info.status)}")
+        if eng.name == "aws":
+            info = eng.pipeline_create(env, service, source=source, connection=connection, branch=branch)
+        elif source is not None or connection is not None or branch is not None:
+            raise UserError(f"--source, --connection and --branch apply to --engine aws; the {eng.name} engine "
+                            "keeps the config repo itself (branch main)")
+        else:
+            info = eng.pipeline_create(env, service)
+    print_json(info) if fmt is Format.json else print_pipeline(info)
+
+
+def print_pipeline(info: Any) -> None:
+    """Where to push: the repository (and branch) read through a connection, or the repo's clone URL."""
+    out.print(f"pipeline for [bold]{escape(info.service)}[/bold] in {escape(info.environment)}: {escape(info.status)}")
     out.print(f"virtual service: {escape(info.virtual_service)}")
-    out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
+    if info.repository:
+        out.print(f"repository: [cyan]{escape(info.repository)}[/cyan] (push manifest.yaml to branch "
+                  f"{escape(info.branch or 'main')}; clone {escape(info.clone_url)})")
+    else:
+        out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
 
 
 @pipeline_app.command("delete")
@@ -228,27 +266,50 @@ def pipeline_start(service: Annotated[str, typer.Argument(help="Service name.")]
 # --- routes ----------------------------------------------------------------------------------------------
 
 def _print_route(route: Any, service: str) -> None:
-    if route is None:
-        out.print(f"{escape(service)}: no route yet (set one with: meshpipe route set {escape(service)} VERSION=100)")
-        return
-    out.print(f"route [bold]{escape(route.name)}[/bold] on {escape(route.router)} "
-              f"(match {escape(route.method or '*')} {escape(route.prefix)}, priority {route.priority})")
-    table = Table("version", "virtual node", "weight")
-    total = sum(t.weight for t in route.targets) or 1
-    for t in route.targets:
-        table.add_row(t.version, t.virtual_node(service), f"{t.weight} ({100 * t.weight / total:.0f} %)")
-    out.print(table)
+    text = readouts.Text()
+    readouts.route_text(route, service, text)
+    text.write()
+
+
+def _print_header_routes(routes: list[Any], service: str) -> None:
+    for r in routes:
+        spread = ", ".join(f"{t.version}={t.weight}" for t in r.targets)
+        out.print(f"header route [bold]{escape(r.name)}[/bold] (priority {r.priority}): requests with "
+                  f"{escape(r.describe())} → {escape(spread)}")
+
+
+HeaderOpt = Annotated[list[str] | None, typer.Option(
+    "--header", help="NAME=VALUE: an extra, higher-priority route for requests with this header (=^ prefix, "
+                     "=~ regex), e.g. --header x-canary=always; repeat to match several headers.")]
 
 
 @route_app.command("set")
 def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
               targets: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT pairs; a version by id, commit or "
                                                                    "virtual node name.", show_default=False)],
+              header: HeaderOpt = None,
               env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10."""
+    """Set the weighted targets of a service's route, e.g. canary: OLD=90 NEW=10; with --header, of a header route."""
     from meshpipe.mesh.routing import parse_weight_args
 
     parsed = parse_weight_args(service, targets)
+    if header:
+        from meshpipe.errors import UserError
+        from meshpipe.mesh.headers import parse_header_arg
+        from meshpipe.mesh.routing import make_header_route
+
+        try:
+            matches = tuple(parse_header_arg(h) for h in header)
+        except ValueError as exc:
+            raise UserError(f"--header: {exc}") from None
+        make_header_route(service, matches, parsed)  # App Mesh's limits, before any engine is asked
+        with engine_for(engine) as eng:
+            made = _local_only(eng, "header_route_set")(env, service, matches, parsed)
+        if fmt is Format.json:
+            print_json(made)
+        else:
+            _print_header_routes([made], service)
+        return
     with engine_for(engine) as eng:
         route = eng.route_set(env, service, parsed)
     print_json(route) if fmt is Format.json else _print_route(route, service)
@@ -257,25 +318,35 @@ def route_set(service: Annotated[str, typer.Argument(help="Service name.")],
 @route_app.command("show")
 def route_show(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
-    """Show a service's route and weights."""
+    """Show a service's route and weights, and its header routes."""
     with engine_for(engine) as eng:
         route = eng.route_show(env, service)
+        extra = getattr(eng, "header_routes", None)
+        header_routes = extra(env, service) if extra is not None else []
     if fmt is Format.json:
-        print_json(route)
+        print_json(route if not header_routes else {"route": route, "header_routes": header_routes})
     elif graph and route is not None:
         out.print(f"route [bold]{escape(route.name)}[/bold] of {escape(service)}")
         _print_bars([(t.version, t.weight) for t in route.targets])
+        _print_header_routes(header_routes, service)
     else:
         _print_route(route, service)
+        _print_header_routes(header_routes, service)
 
 
 @route_app.command("delete")
 def route_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-                 engine: EngineOpt = "local") -> None:
-    """Delete a service's route (its virtual service then answers 503)."""
+                 engine: EngineOpt = "local",
+                 header: Annotated[str | None, typer.Option("--header", help="Delete only the header route matching "
+                                                                            "this header name.")] = None) -> None:
+    """Delete a service's route (its virtual service then answers 503), or one header route."""
     with engine_for(engine) as eng:
-        eng.route_delete(env, service)
-    out.print(f"route of {escape(service)} deleted")
+        if header:
+            _local_only(eng, "header_route_delete")(env, service, header)
+        else:
+            eng.route_delete(env, service)
+    out.print(f"header route {escape(header)} of {escape(service)} deleted" if header
+              else f"route of {escape(service)} deleted")
 
 
 @route_app.command("gateway")
@@ -330,20 +401,12 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
     if fmt is Format.json:
         print_json(found)
         return
-    if not found:
-        out.print(f"no versions of {escape(service)} yet: push a manifest.yaml to its config repo")
-        return
-    if graph:
+    if graph and found:
         _print_bars([(v.version, v.weight) for v in found])
         return
-    table = Table("version", "stack", "status", "weight", "tasks", "created")
-    for v in found:
-        tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
-        table.add_row(v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or "")
-    out.print(table)
-    for v in found:
-        if v.reason:
-            out.print(f"[red]{v.version}: {escape(v.reason)}[/red]")
+    text = readouts.Text()
+    readouts.versions_text(found, service, text)
+    text.write()
 
 
 def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
@@ -354,11 +417,9 @@ def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: En
     if fmt is Format.json:
         print_json(found)
         return
-    table = Table("version", "requests", "errors", "retries", "timeouts", "p50 ms", "p99 ms")
-    for ver, c in sorted(found.get("versions", {}).items()):
-        table.add_row(ver, *(str(c.get(k, "")) if c.get(k) is not None else "" for k in
-                             ("requests", "errors", "retries", "timeouts", "p50_ms", "p99_ms")))
-    out.print(table)
+    text = readouts.Text()
+    readouts.stats_text(found, text)
+    text.write()
 
 
 def events(service: Annotated[str | None, typer.Argument(help="Only this service's events.")] = None,

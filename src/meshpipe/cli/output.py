@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import sys
 from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from meshpipe.cli.readouts import print_json as print_json
+from meshpipe.cli.readouts import to_jsonable as to_jsonable
 from meshpipe.errors import MeshpipeError, Problem, ValidationError
 
 
@@ -30,20 +29,6 @@ err = _console(stderr=True)
 class Format(StrEnum):
     text = "text"
     json = "json"
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(value), indent=2) + "\n")
 
 
 def print_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:

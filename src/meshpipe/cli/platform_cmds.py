@@ -18,15 +18,26 @@ platform_app = typer.Typer(help="What the platform team deploys on AWS: template
 def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g. demo.")],
            output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
-           platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml whose policy applies.")] = None,
+           platform: Annotated[Path | None, typer.Option("--platform", help="Platform file whose policy: section applies (settings beside it are not needed).")] = None,
            mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
+           certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it.")] = None,
+           source: Annotated[str | None, typer.Option("--source", help="Config repo of the pipeline template: codecommit (default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO with --connection.")] = None,
+           connection: Annotated[str | None, typer.Option("--connection", help="ARN of the CodeConnections connection for --source.")] = None,
            ) -> None:
     """Write the environment, build-bucket and service-pipeline CloudFormation templates."""
-    from meshpipe.platform import load_platform_file
+    from meshpipe.platform_policy import load_policy_file
     from meshpipe.platform_render import write_platform
+    from meshpipe.synth.environment import EnvironmentOptions
+    from meshpipe.synth.ingress_tls import check_certificate_arn
+    from meshpipe.synth.pipeline_source import parse_source
 
-    policy = load_platform_file(str(platform)).policy if platform else None
-    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh):
+    if certificate_arn is not None:
+        check_certificate_arn(certificate_arn)
+    options = EnvironmentOptions(certificate_arn=certificate_arn)
+    pipeline_source = parse_source(source, connection)
+    policy = load_policy_file(str(platform)) if platform else None
+    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh, options=options,
+                               source=pipeline_source):
         out.print(escape(str(path)))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -10,7 +10,8 @@ from rich.markup import escape
 from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, _print_route, engine_for
 from meshpipe.cli.output import Format, out, print_json
 
-rollout_app = typer.Typer(help="Shift traffic between versions: canary, promote, rollback, stepped rollouts.",
+rollout_app = typer.Typer(help="Shift traffic between versions: rollouts run by the environment (start, status, "
+                               "watch, pause, resume, abort, promote), and one-step canary, promote, rollback.",
                           no_args_is_help=True)
 
 
@@ -34,7 +35,7 @@ def canary(service: Annotated[str, typer.Argument(help="Service name.")],
 def promote(service: Annotated[str, typer.Argument(help="Service name.")],
             version: Annotated[str | None, typer.Argument(help="Version to promote (default: the canary).")] = None,
             env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Send all traffic to the canary (or the named version)."""
+    """Send all traffic to the canary (or the named version); a running rollout is promoted at once."""
     from meshpipe import rollout
     from meshpipe.mesh.routing import parse_version_ref
 
@@ -48,7 +49,7 @@ def promote(service: Annotated[str, typer.Argument(help="Service name.")],
 def rollback(service: Annotated[str, typer.Argument(help="Service name.")],
              to: Annotated[str | None, typer.Option("--to", help="Version to go back to (default: the stable one).")] = None,
              env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Send all traffic back to the stable version (or the one named)."""
+    """Send all traffic back to the stable version (or the one named); a running rollout is aborted."""
     from meshpipe import rollout
     from meshpipe.mesh.routing import parse_version_ref
 
@@ -94,3 +95,103 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
                              say=lambda line: out.print(escape(line)))
     if report.outcome != "promoted":
         raise typer.Exit(1)
+
+
+# --- rollouts run by the environment (the local engine's daemon) ------------------------------------------
+
+def _rollout_call(eng: object, method: str) -> Any:
+    fn = getattr(eng, method, None)
+    if fn is None:
+        from meshpipe.errors import UserError
+
+        raise UserError(f"rollouts run by the environment are not available on the {getattr(eng, 'name', '?')} "
+                        "engine", hint="on aws, rollout promote and rollout rollback drive the ECS deployment")
+    return fn
+
+
+def _show(status: dict[str, Any], fmt: Format) -> None:
+    from meshpipe.cli.rollout_view import render
+
+    if fmt is Format.json:
+        print_json(status)
+    else:
+        out.print(render(status))
+
+
+@rollout_app.command("start")
+def start(service: Annotated[str, typer.Argument(help="Service name.")],
+          version: Annotated[str, typer.Argument(help="Version to roll out (id, commit or virtual node name).")],
+          env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Start a rollout of a deployed version: its manifest's plan, else the platform's default."""
+    from meshpipe.mesh.routing import parse_version_ref
+
+    ver = parse_version_ref(service, version)
+    with engine_for(engine) as eng:
+        status = _rollout_call(eng, "rollout_start")(env, service, ver)
+    _show(status, fmt)
+
+
+@rollout_app.command("status")
+def status(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+           engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """The running (else the latest) rollout: step, weights, every window's figures and verdict, next decision."""
+    with engine_for(engine) as eng:
+        found = _rollout_call(eng, "rollout_status")(env, service)
+    _show(found, fmt)
+
+
+def _control(service: str, action: str, env: str, engine: str, fmt: Format) -> None:
+    with engine_for(engine) as eng:
+        found = _rollout_call(eng, "rollout_control")(env, service, action)
+    _show(found, fmt)
+
+
+@rollout_app.command("pause")
+def pause(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Hold the running rollout where it is: no decisions until resumed."""
+    _control(service, "pause", env, engine, fmt)
+
+
+@rollout_app.command("resume")
+def resume(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+           engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Go on with a paused rollout; the window the pause cut starts over."""
+    _control(service, "resume", env, engine, fmt)
+
+
+@rollout_app.command("abort")
+def abort(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Roll the running rollout back: every version gets its weight from before the rollout."""
+    _control(service, "abort", env, engine, fmt)
+
+
+@rollout_app.command("watch")
+def watch(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+          engine: EngineOpt = "local",
+          every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 0.5,
+          until_done: Annotated[bool, typer.Option("--until-done/--forever",
+                                                   help="Stop once the rollout ended.")] = True) -> None:
+    """Follow a rollout live: step, weights, windows, next decision (Ctrl-C stops watching, not the rollout)."""
+    import time
+
+    from rich.live import Live
+
+    from meshpipe.cli.rollout_view import render
+    from meshpipe.errors import UserError
+
+    if not 0.1 <= every <= 60:
+        raise UserError(f"--every {every:g} is not between 0.1 and 60 seconds")
+    with engine_for(engine) as eng:
+        read = _rollout_call(eng, "rollout_status")
+        current = read(env, service)
+        try:
+            with Live(render(current), console=out, refresh_per_second=max(1, int(1 / every)),
+                      transient=False) as live:
+                while not (until_done and current["status"] != "running"):
+                    time.sleep(every)
+                    current = read(env, service)
+                    live.update(render(current))
+        except KeyboardInterrupt:
+            pass

@@ -45,6 +45,9 @@ class PipelineInfo:
     clone_url: str
     virtual_service: str
     status: str
+    # A repository read through a connection, e.g. github:acme/hello-web-cfg (None: the engine's own repo).
+    repository: str | None = None
+    branch: str | None = None  # the branch whose pushes start a run, when the engine knows it
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshpipe.delivery.policy import metadata_problem, webhooks_problems
 from meshpipe.manifest import rules
 from meshpipe.manifest.yamlsafe import join_path, parent_path
 
@@ -129,6 +130,52 @@ def cross_checks(values: TrustedValues) -> list[Finding]:
     return found
 
 
+ROLLOUT_SECTIONS = ("Rollout", "Rollout.Analysis", "Rollout.PreviewHeader")
+# Keys of the Rollout section that belong to one strategy only.
+STRATEGY_KEYS = {"Steps": "canary", "StepPercent": "linear", "PreviewHeader": "blue-green"}
+
+
+def rollout_checks(values: TrustedValues) -> list[Finding]:
+    """Rules on the Rollout section that hold on every platform: no nulls, each webhook once."""
+    found: list[Finding] = []
+    for section in ROLLOUT_SECTIONS:
+        written = values.items_of(section)
+        if not isinstance(written, dict):
+            continue
+        for key, value in written.items():
+            if value is None and isinstance(key, str):
+                found.append(Finding(join_path(section, key), "has no value (null): give a value, or leave the key "
+                                                               "out to take the platform's", "M004"))
+    hooks = values.items_of("Rollout.Webhooks")
+    if isinstance(hooks, list):
+        for index, problem in webhooks_problems(hooks):
+            found.append(Finding("Rollout.Webhooks" if index < 0 else join_path("Rollout.Webhooks", index), problem,
+                                 "M032"))
+        for i, hook in enumerate(hooks):
+            path = f"Rollout.Webhooks[{i}].Metadata"
+            metadata = hook.get("Metadata") if isinstance(hook, dict) and not values.is_bad(path) else None
+            if isinstance(metadata, dict) and (wrong := metadata_problem(metadata)):
+                found.append(Finding(path, wrong, "M032"))
+    return found
+
+
+def _rollout_strategy_checks(values: TrustedValues, policy: PlatformPolicy) -> list[Finding]:
+    """Keys that only one strategy reads, written for a service whose strategy is another."""
+    section = values.items_of("Rollout")
+    if not isinstance(section, dict):
+        return []
+    written = _str(values.get("Rollout.Strategy", None))
+    strategy = written or policy.rollout.strategy
+    source = "its Strategy" if written else "the platform policy rollout.strategy"
+    found = []
+    for key, wanted in STRATEGY_KEYS.items():
+        if key in section and section[key] is not None and strategy != wanted:
+            found.append(Finding(f"Rollout.{key}", f"applies to the {wanted} strategy, but this service's strategy is "
+                                                   f"{strategy} ({source}); remove it or set Strategy: {wanted}",
+                                 "M031"))
+    return found
+
+
 def policy_checks(values: TrustedValues, policy: PlatformPolicy) -> list[Finding]:
     """The platform's limits on manifests; every message names the policy setting it breaks."""
     found: list[Finding] = []
@@ -152,4 +199,5 @@ def policy_checks(values: TrustedValues, policy: PlatformPolicy) -> list[Finding
         found.append(Finding("AppContainer.Image",
                              f"registry {parsed[0]!r} breaks the platform policy allowed_registries; allowed: "
                              f"{', '.join(policy.allowed_registries)}", "M023"))
+    found += _rollout_strategy_checks(values, policy)
     return found

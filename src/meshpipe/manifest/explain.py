@@ -11,6 +11,7 @@ import datetime
 import difflib
 import json
 import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,9 +69,10 @@ class KeyMap:
                 path = join_path(section, key)
                 if not info.is_required():
                     defaults[path] = info.get_default(call_default_factory=True)
-                annotation = info.annotation
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                    visit(path, annotation)
+                nested, listed = _nested_model(info.annotation)
+                if nested is not None:
+                    # Items of a list of mappings share one section, named with "[]".
+                    visit(f"{path}[]" if listed else path, nested)
             sections[section] = tuple(keys)
 
         visit("", model)
@@ -81,11 +83,11 @@ class KeyMap:
         wanted = _normal(key)
         if wanted in self.aliases:
             return self.aliases[wanted]
-        match = self._closest(wanted, self.sections.get(section, ()))
+        match = self._closest(wanted, self.sections.get(section_key(section), ()))
         if match:
             return join_path(section, match)
         # A key in the wrong section: `Port` under Task, `family` at the top.
-        leaves = {join_path(s, k): k for s, keys in self.sections.items() if s != section for k in keys}
+        leaves = {join_path(s, k): k for s, keys in self.sections.items() if s != section_key(section) for k in keys}
         for path, leaf in leaves.items():
             if _normal(leaf) == wanted:
                 return path
@@ -105,6 +107,25 @@ class KeyMap:
         # An abbreviation: `Env` for Environment, `Health` for HealthCheckPath.
         starts = [key for norm, key in normal.items() if len(wanted) >= 3 and norm.startswith(wanted)]
         return starts[0] if len(starts) == 1 else None
+
+
+def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds (also inside ``X | None`` and ``list[X]``), and whether it is a list of them."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple) and args:
+        inner, _ = _nested_model(args[0])
+        return inner, inner is not None
+    if len(args) == 1 and origin is not None and origin not in (dict,):
+        return _nested_model(args[0])
+    return None, False
+
+
+def section_key(section: str) -> str:
+    """``Rollout.Webhooks[2]`` -> ``Rollout.Webhooks[]``: list items share their section's keys."""
+    return _INDEX_RE.sub("[]", section)
 
 
 def describe(value: Any, raw: str | None = None) -> str:
@@ -188,7 +209,7 @@ class Explainer:
             if path in suggested:
                 continue
             section = parent_path(path)
-            keys = self.keys.sections.get(section)
+            keys = self.keys.sections.get(section_key(section))
             msg = "is required"
             if keys:
                 msg += f" (keys of {section or 'the file'}: {', '.join(keys)})"
@@ -213,7 +234,7 @@ class Explainer:
 
         if kind == "extra_forbidden":
             section = parent_path(path)
-            allowed = self.keys.sections.get(section, ())
+            allowed = self.keys.sections.get(section_key(section), ())
             msg = "is not a known key"
             suggestion = self.keys.suggest(str(loc[-1]), section)
             if suggestion:

@@ -15,7 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from meshpipe.codes import MANIFEST_FIELD_CODES
 from meshpipe.errors import Problem, ValidationError
-from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks
+from meshpipe.manifest.checks import Finding, TrustedValues, cross_checks, policy_checks, rollout_checks
 from meshpipe.manifest.explain import Explainer, KeyMap, Source, describe
 from meshpipe.manifest.model import ServiceManifest
 from meshpipe.manifest.yamlsafe import YamlDocument, parse_yaml_file, parse_yaml_text, within_any
@@ -36,6 +36,13 @@ _EXPECTED = {
     "AppContainer.Environment": "a mapping of NAME: \"value\"",
     "VirtualNode.Backends": "a list of DNS names",
     "VirtualNode.Backends[]": "a string (a DNS name)",
+    "Rollout": "a mapping with Strategy, Steps, Interval, Analysis, Webhooks",
+    "Rollout.Steps": "a list of percentages such as [10, 25, 50, 100]",
+    "Rollout.Steps[]": "an integer (a percentage)",
+    "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows",
+    "Rollout.Webhooks": "a list of webhooks (Name, Type, Url)",
+    "Rollout.Webhooks[]": "a mapping with Name, Type, Url, Timeout, Metadata",
+    "Rollout.PreviewHeader": "a mapping with Name and Value",
 }
 KEYS = KeyMap.of(ServiceManifest, by_alias=True)
 _EXPLAINER = Explainer(KEYS, _EXPECTED, code_prefix="M", rule_codes=MANIFEST_FIELD_CODES)
@@ -87,7 +94,8 @@ def check_document(doc: YamlDocument,
     manifest, model_problems = _model_problems(doc)
     problems += model_problems
     values = TrustedValues(doc.data, [p.path for p in problems])
-    problems += _findings_to_problems(cross_checks(values) + policy_checks(values, policy), doc)
+    problems += _findings_to_problems(cross_checks(values) + rollout_checks(values) + policy_checks(values, policy),
+                                       doc)
     problems = _unique(problems)
     return (manifest if not problems else None), problems
 

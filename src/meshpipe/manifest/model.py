@@ -14,11 +14,13 @@ platform's policy) live in :mod:`meshpipe.manifest.checks`, which runs whether o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from meshpipe.delivery import policy as rollout_rules
 from meshpipe.manifest import rules
+from meshpipe.mesh import headers
 
 _Value = TypeVar("_Value", str, int)
 
@@ -43,6 +45,11 @@ CommandArg = Annotated[StrictStr, _rule(rules.command_arg_problem)]
 EnvName = Annotated[StrictStr, _rule(rules.env_name_problem)]
 EnvValue = Annotated[StrictStr, _rule(rules.env_value_problem)]
 BackendName = Annotated[StrictStr, _rule(rules.backend_problem)]
+HookName = Annotated[StrictStr, _rule(rollout_rules.hook_name_problem)]
+HookUrl = Annotated[StrictStr, _rule(rollout_rules.hook_url_problem)]
+HeaderName = Annotated[StrictStr, _rule(headers.header_name_problem)]
+HeaderValue = Annotated[StrictStr, _rule(lambda value: headers.header_value_problem("exact", value))]
+Percent = Annotated[float, Field(ge=0, le=100, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -85,9 +92,67 @@ class VirtualNode(_Strict):
         alias="Backends", description="DNS names of the virtual services this service calls.")] = []
 
 
+# --- Rollout (extension): how a new version takes traffic; keys left out take the platform's values --------
+
+class RolloutAnalysis(_Strict):
+    min_success_rate: Annotated[Percent | None, Field(
+        alias="MinSuccessRate", description="Least percentage of the new version's answers that are not 5xx.")] = None
+    max_p99_ms: Annotated[Annotated[float, Field(ge=1, le=600_000, strict=True)] | None, Field(
+        alias="MaxP99Ms", description="Highest p99 latency of the new version in a window, milliseconds.")] = None
+    max_p99_increase_percent: Annotated[Annotated[float, Field(ge=0, le=10_000, strict=True)] | None, Field(
+        alias="MaxP99IncreasePercent",
+        description="Highest p99 of the new version, in percent above the stable version's p99.")] = None
+    min_requests: Annotated[Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None, Field(
+        alias="MinRequests", description="Requests to the new version a window needs to be judged.")] = None
+    failed_windows: Annotated[Annotated[StrictInt, Field(ge=1, le=100)] | None, Field(
+        alias="FailedWindows", description="Failed windows before the rollout rolls back.")] = None
+
+
+class PreviewHeader(_Strict):
+    name: Annotated[HeaderName, Field(alias="Name", description="HTTP header that selects the preview.")]
+    value: Annotated[HeaderValue, Field(alias="Value", description="Its value, matched exactly.")]
+
+
+class Webhook(_Strict):
+    name: Annotated[HookName, Field(alias="Name", description="Name of the check, unique in the list.")]
+    type: Annotated[Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"], Field(
+        alias="Type", description="When it is called.")]
+    url: Annotated[HookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
+    timeout: Annotated[StrictInt, Field(alias="Timeout", ge=1, le=300,
+                                        description="Seconds to wait for the answer.")] = rollout_rules.DEFAULT_HOOK_TIMEOUT
+    metadata: Annotated[dict[StrictStr, StrictStr], Field(
+        alias="Metadata", description="Strings passed on in the payload.")] = {}
+
+
+class Rollout(_Strict):
+    enabled: Annotated[StrictBool | None, Field(
+        alias="Enabled", description="false: deploy without a rollout; true (the default with this section).")] = None
+    strategy: Annotated[Literal["canary", "linear", "blue-green"] | None, Field(
+        alias="Strategy", description="canary (explicit steps), linear (a step at a time) or blue-green.")] = None
+    steps: Annotated[list[StrictInt] | None, Field(
+        alias="Steps", description="canary: the new version's percentage at each step, ending at 100.")] = None
+    step_percent: Annotated[Annotated[StrictInt, Field(ge=1, le=100)] | None, Field(
+        alias="StepPercent", description="linear: percentage added per step.")] = None
+    interval: Annotated[Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] | None, Field(
+        alias="Interval", description="Seconds each step holds before its window is judged.")] = None
+    analysis: Annotated[RolloutAnalysis | None, Field(alias="Analysis")] = None
+    preview_header: Annotated[PreviewHeader | None, Field(
+        alias="PreviewHeader", description="blue-green: the header that reaches the new version first.")] = None
+    webhooks: Annotated[list[Webhook] | None, Field(alias="Webhooks", description="Checks called during the rollout.")] = None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (problem := rollout_rules.steps_problem(v)):
+            raise ValueError(problem)
+        return v
+
+
 class ServiceManifest(_Strict):
     """A service's ``manifest.yaml``."""
 
     task: Annotated[Task, Field(alias="Task")]
     app_container: Annotated[AppContainer, Field(alias="AppContainer")]
     virtual_node: Annotated[VirtualNode, Field(alias="VirtualNode")] = VirtualNode()
+    rollout: Annotated[Rollout | None, Field(
+        alias="Rollout", description="Progressive delivery of new versions (extension).")] = None

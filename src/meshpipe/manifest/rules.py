@@ -280,5 +280,11 @@ def backend_problem(name: str) -> str | None:
 
 # --- names derived from the service -----------------------------------------------------------------
 
+# An environment name: 1-32 lowercase letters, digits or '-', starting with a letter (it prefixes stacks).
+ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
+
+# A version id is this many hex characters of its commit (as the original sample names its resources).
+VERSION_LEN = 8
+
 # A service name: it becomes part of stack, ECS service, Cloud Map and virtual node names.
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]\Z|^[a-z]\Z", re.ASCII)

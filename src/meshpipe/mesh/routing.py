@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 
 from meshpipe import naming
 from meshpipe.errors import UserError
-from meshpipe.model import VERSION_LEN, check_service_name
+from meshpipe.manifest.rules import VERSION_LEN  # not meshpipe.model: no pydantic for routes
+from meshpipe.mesh.headers import MAX_HEADERS_PER_ROUTE, HeaderMatch
+from meshpipe.naming import check_service_name
 from meshpipe.text import shorten
 
 MAX_TARGETS = 10
 MAX_WEIGHT = 100
 MAX_PRIORITY = 1000
+# Header routes are matched before the service's weighted route (priority 1, the original sample's).
+HEADER_ROUTE_PRIORITY = 0
+# App Mesh's default quota of routes per virtual router: the weighted route and up to 9 header routes.
+MAX_ROUTES_PER_ROUTER = 10
 VERSION_RE = re.compile(rf"^[0-9a-f]{{{VERSION_LEN}}}\Z")
 MAX_PREFIX = 255
 # A URL path: unreserved and sub-delimiter characters, with '%' only as an escape; no query or fragment.
@@ -82,6 +88,49 @@ class Route:
     def to_appmesh_spec(self) -> dict[str, object]:
         """The route spec as the App Mesh API takes it (and as the original sample's JSON files spell it)."""
         match: dict[str, object] = {"prefix": self.prefix}
+        if self.method:
+            match["method"] = self.method
+        return {
+            "httpRoute": {
+                "action": {"weightedTargets": [{"virtualNode": t.virtual_node(self.service), "weight": t.weight}
+                                               for t in self.targets]},
+                "match": match,
+            },
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True)
+class HeaderRoute:
+    """An extra route of a service's virtual router: requests whose headers match go to its targets.
+
+    It takes precedence over the service's weighted route (priority 0 against 1), which keeps every
+    request that does not match. The blue-green preview and A/B tests are made of these.
+    """
+
+    service: str
+    headers: tuple[HeaderMatch, ...]
+    targets: tuple[WeightedTarget, ...]
+    priority: int = HEADER_ROUTE_PRIORITY
+    prefix: str = "/"
+    method: str | None = "GET"
+    max_retries: int = 2
+    per_retry_timeout_ms: int = 2000
+    timeout_ms: int = 15000
+
+    @property
+    def name(self) -> str:
+        return naming.header_route_name(self.service, self.headers[0].key)
+
+    @property
+    def router(self) -> str:
+        return naming.virtual_router_name(self.service)
+
+    def describe(self) -> str:
+        return " and ".join(h.describe() for h in self.headers)
+
+    def to_appmesh_spec(self) -> dict[str, object]:
+        match: dict[str, object] = {"prefix": self.prefix, "headers": [h.to_appmesh() for h in self.headers]}
         if self.method:
             match["method"] = self.method
         return {
@@ -180,6 +229,24 @@ def make_route(service: str, targets: list[WeightedTarget] | tuple[WeightedTarge
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
         raise UserError(f"priority {_shown(priority)} is not an integer 0-{MAX_PRIORITY}")
     return Route(service=service, targets=validate_targets(targets), priority=priority)
+
+
+def make_header_route(service: str, headers: list[HeaderMatch] | tuple[HeaderMatch, ...],
+                      targets: list[WeightedTarget] | tuple[WeightedTarget, ...]) -> HeaderRoute:
+    """A header route, checked against App Mesh's limits (HttpRouteHeader: name 1-50 characters, value
+    1-255, 1-10 headers per route) before any engine sees it."""
+    check_service(service)
+    if not 1 <= len(headers) <= MAX_HEADERS_PER_ROUTE:
+        raise UserError(f"a header route matches 1-{MAX_HEADERS_PER_ROUTE} headers, got {len(headers)}")
+    seen: set[str] = set()
+    for h in headers:
+        problems = h.problems()
+        if problems:
+            raise UserError(f"header match {_shown(h.describe())}: {'; '.join(problems)}")
+        if h.key in seen:
+            raise UserError(f"header {h.name!r} is matched twice in one route")
+        seen.add(h.key)
+    return HeaderRoute(service=service, headers=tuple(headers), targets=validate_targets(targets))
 
 
 def make_gateway_route(name: str, prefix: str, service: str, namespace: str, rewrite_prefix: bool = True) -> GatewayRoute:

@@ -1,6 +1,6 @@
 """hello-web: the front end. ``GET /hello/<name>`` asks hello-backend for data and builds an HTML greeting.
 
-    python -m meshpipe.samples.hello_web -b BACKEND_URL [-p PORT] [--host HOST]
+    python -m meshpipe.samples.hello_web -b BACKEND_URL [-p PORT] [--host HOST] [--fail-rate 0.2] [--delay-ms 200]
 
 The page is ``<greeting> <name><br><message><br><br>timestamp: <ts>``. The backend URL comes from ``-b``
 or ``BACKEND_URL``. Calls to it go through ``HTTP_PROXY`` when that is set (``NO_PROXY`` respected), which
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from meshpipe.samples.options import SampleArgumentParser
-from meshpipe.samples.serve import run
+from meshpipe.samples.options import FaultOptions, SampleArgumentParser
+from meshpipe.samples.serve import run, with_faults
 
 NAME = "hello-web"
 BACKEND_TIMEOUT_SECONDS = 10.0
@@ -112,12 +112,13 @@ def make_app(backend_url: str, proxy: str | None) -> web.Application:
     return app
 
 
-def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, int]:
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, int, FaultOptions]:
     parser = SampleArgumentParser(prog="hello-web",
                                   description="Answers GET /hello/<name> with data from hello-backend.")
     parser.add_argument("-b", "--backend", default=None,
                         help="URL of hello-backend's /data (default: $BACKEND_URL)")
     parser.add_listen_options()
+    FaultOptions.add_to(parser)
     args = parser.parse_sample_args(argv, environ)
     backend = args.backend or environ.get("BACKEND_URL", "")
     if not backend:
@@ -125,12 +126,12 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, st
     parts = urlsplit(backend)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         parser.error(f"backend URL {backend!r} is not an http:// URL")
-    return backend, args.host, args.port
+    return backend, args.host, args.port, FaultOptions.from_args(parser, args, environ)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    backend, host, port = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
-    return run(make_app(backend, proxy_for(backend, os.environ)), NAME, host, port)
+    backend, host, port, faults = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    return run(with_faults(make_app(backend, proxy_for(backend, os.environ)), faults), NAME, host, port)
 
 
 if __name__ == "__main__":

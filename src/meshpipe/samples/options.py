@@ -64,3 +64,58 @@ class SampleArgumentParser(argparse.ArgumentParser):
         if args.host is None:
             args.host = environ.get("HOST") or DEFAULT_HOST
         return args
+
+
+# --- faults, so that a bad version can be pushed on purpose ------------------------------------------------
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 1 (0.2 fails one request in five)")
+    return value
+
+
+def _millis(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    if not 0 <= value <= 600_000:
+        raise argparse.ArgumentTypeError(f"{value} is not 0-600000 milliseconds")
+    return value
+
+
+class FaultOptions:
+    """``--fail-rate`` and ``--delay-ms`` (or ``FAIL_RATE`` and ``DELAY_MS``): the share of requests answered
+    500 and the time added to every answer. Health checks are never affected, so a faulty version deploys
+    and takes traffic, and it is its rollout that must catch it."""
+
+    def __init__(self, fail_rate: float = 0.0, delay_ms: int = 0) -> None:
+        self.fail_rate = fail_rate
+        self.delay_ms = delay_ms
+
+    @staticmethod
+    def add_to(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--fail-rate", type=_rate, default=None,
+                            help="share of requests answered 500, 0-1 (default: $FAIL_RATE, else 0)")
+        parser.add_argument("--delay-ms", type=_millis, default=None,
+                            help="milliseconds added to every answer (default: $DELAY_MS, else 0)")
+
+    @classmethod
+    def from_args(cls, parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  environ: Mapping[str, str]) -> FaultOptions:
+        fail_rate, delay_ms = args.fail_rate, args.delay_ms
+        try:
+            if fail_rate is None:
+                fail_rate = _rate(environ.get("FAIL_RATE") or "0")
+            if delay_ms is None:
+                delay_ms = _millis(environ.get("DELAY_MS") or "0")
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"{'FAIL_RATE' if fail_rate is None else 'DELAY_MS'}: {exc}")
+        return cls(fail_rate, delay_ms)
+
+    def __bool__(self) -> bool:
+        return bool(self.fail_rate or self.delay_ms)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from meshpipe.samples.options import FaultOptions
 
 GRACE_SECONDS = 5.0
 
@@ -33,6 +35,33 @@ async def _serve(app: web.Application, name: str, host: str, port: int, grace: f
         print(f"{name} stopping: finishing requests in flight", flush=True)
     finally:
         await runner.cleanup()
+
+
+HEALTH_PATH = "/ping"
+
+
+def with_faults(app: web.Application, faults: FaultOptions, rnd: Callable[[], float] | None = None) -> web.Application:
+    """Answer ``faults.fail_rate`` of the requests 500 and delay every answer by ``faults.delay_ms``
+    (the health-check path excepted)."""
+    if not faults:
+        return app
+    import random
+
+    draw = rnd or random.random
+
+    @web.middleware
+    async def faulty(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+        if request.path == HEALTH_PATH:
+            return await handler(request)
+        if faults.delay_ms:
+            await asyncio.sleep(faults.delay_ms / 1000)
+        if faults.fail_rate and draw() < faults.fail_rate:
+            return web.Response(status=500, text="injected failure (--fail-rate)\n")
+        return await handler(request)
+
+    app.middlewares.append(faulty)
+    return app
 
 
 def run(app: web.Application, name: str, host: str, port: int, grace: float = GRACE_SECONDS) -> int:

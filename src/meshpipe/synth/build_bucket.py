@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshpipe.synth.cfn import Json, get_att, output, ref, resource, sub, template
+from meshpipe.synth import suppressions as skip
+from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, sub, template
 from meshpipe.synth.environment import check_env_name, environment_name_parameter, iam_policy
 
 BUNDLE_KEY = "meshpipe-bundle.zip"
@@ -75,7 +76,7 @@ def render_build_bucket(env: str) -> Json:
             }]},
             # The pipelines' S3 source action requires a versioned bucket.
             "VersioningConfiguration": {"Status": "Enabled"},
-        })),
+        }), Metadata=checkov_skips(skip.BUCKET_ACCESS_LOGS)),
         "BuildBucketPolicy": tls_only_bucket_policy("BuildBucket"),
     }
     return template(

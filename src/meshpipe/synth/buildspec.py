@@ -8,7 +8,9 @@ manifest for the commit that triggered the run, and hands the template and two v
 * ``STACK_NAME``: ``<env>-<svc>-<version>``, exactly what ``meshpipe synth`` printed;
 * ``VERSION_ID``: the 8-character version id, which the Deploy stage puts in the stack name.
 
-The platform settings reach ``meshpipe synth`` as the CodeBuild project's environment variables.
+The platform settings reach ``meshpipe synth`` as the CodeBuild project's environment variables, and the
+environment's platform policy as ``MESHPIPE_POLICY``, a ``PARAMETER_STORE`` variable CodeBuild fills from
+the environment's SSM parameter (see meshpipe.synth.policy_parameter); ``meshpipe synth`` reads both.
 
 In the Service Connect flavour (``mesh="service-connect"``) the build runs ``meshpipe synth --mesh
 service-connect``, whose stack is the service's one stack ``<env>-<svc>``; ``VERSION_ID`` is then the

@@ -43,6 +43,15 @@ def resource(type_: str, properties: Json, **extra: Any) -> Json:
     return out
 
 
+def checkov_skips(*skips: tuple[str, str]) -> Json:
+    """A resource's ``Metadata`` that suppresses checkov checks: ``(check id, why it does not apply)`` pairs.
+
+    checkov reads ``Metadata.checkov.skip``; every skip states its reason, so a reader of the template sees
+    why a finding is accepted.
+    """
+    return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in skips]}}
+
+
 def output(value: Any, description: str | None = None, export: Any = None) -> Json:
     out: Json = {"Value": value}
     if description:

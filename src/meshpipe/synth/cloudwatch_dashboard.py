@@ -9,9 +9,10 @@ own line. The figures are the ones ECS Service Connect publishes in the ``AWS/EC
 * ``HTTPCode_Target_5XX_Count`` and ``TargetResponseTime`` on (``ClusterName``, ``ServiceName``,
   ``TargetDiscoveryName``): answers from a service (the target) as each calling service saw them.
 
-The revisions come from Container Insights (turned on for the cluster by :data:`CLUSTER_SETTINGS`): its
-performance log group ``/aws/ecs/containerinsights/<cluster>/performance`` holds one ``Type: Task`` event
-per running task with its ``TaskDefinitionFamily`` and ``TaskDefinitionRevision``.
+The versions running (a task-definition revision each) come from the environment's log group, at no extra
+cost (Container Insights, which would list revisions directly, is billed per task and stays off): every
+app container logs to streams named ``<app prefix>-<svc>-<version>/app/<task id>``, so a Logs Insights
+table of the streams that logged lately, by version, shows which revisions run and on how many tasks.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from meshpipe.synth.cfn import Json, resource, sub
 DASHBOARD_LOGICAL_ID = "Dashboard"
 NAMESPACE = "AWS/ECS"
 PERIOD_S = 60
-# Container Insights on: its performance log events name each running task's task-definition revision.
-CLUSTER_SETTINGS = [{"Name": "containerInsights", "Value": "enabled"}]
 
 
 def dashboard_name(env: str) -> str:
@@ -50,14 +49,17 @@ def _metric_panel(title: str, expression: str, x: int, y: int, label: str, stat:
         "yAxis": {"left": {"min": 0}}}}
 
 
-def dashboard_body(cluster: str = "${EnvironmentName}") -> dict[str, Any]:
-    """The dashboard's widgets; ``cluster`` (a ``Fn::Sub`` reference by default) names the ECS cluster."""
+def dashboard_body(cluster: str = "${EnvironmentName}", log_group: str = "${EnvironmentName}-cluster",
+                   app_prefix: str = "app") -> dict[str, Any]:
+    """The dashboard's widgets; ``cluster`` and ``log_group`` (``Fn::Sub`` references by default) name the
+    ECS cluster and the environment's log group, ``app_prefix`` the platform's app log-stream prefix."""
     inbound = "ClusterName,DiscoveryName,ServiceName"
     by_target = "ClusterName,ServiceName,TargetDiscoveryName"
-    revisions = (f"SOURCE '/aws/ecs/containerinsights/{cluster}/performance' "
-                 "| filter Type = \"Task\" "
-                 "| stats count_distinct(TaskId) as tasks by TaskDefinitionFamily, TaskDefinitionRevision "
-                 "| sort TaskDefinitionFamily asc, TaskDefinitionRevision desc")
+    revisions = (f"SOURCE '{log_group}' "
+                 f"| filter @logStream like /^{app_prefix}-/ "
+                 f"| parse @logStream \"{app_prefix}-*/*/*\" as version, container, task "
+                 "| stats count_distinct(task) as tasks, max(@timestamp) as last_log by version "
+                 "| sort version asc")
     return {"widgets": [
         {"type": "text", "x": 0, "y": 0, "width": 24, "height": 1, "properties": {
             "markdown": f"## meshpipe environment {cluster}: ECS Service Connect traffic per service"}},
@@ -70,14 +72,15 @@ def dashboard_body(cluster: str = "${EnvironmentName}") -> dict[str, Any]:
         _metric_panel("Latency p50 per service (as its callers saw it)",
                       _search(by_target, "TargetResponseTime", "p50", cluster), 12, 7, "", "p50"),
         {"type": "log", "x": 0, "y": 13, "width": 24, "height": 6, "properties": {
-            "title": "Running task-definition revisions (Container Insights)", "region": "${AWS::Region}",
+            "title": "Versions running (tasks that logged in the period)", "region": "${AWS::Region}",
             "view": "table", "query": revisions}},
     ]}
 
 
-def dashboard_resources() -> Json:
-    """The ``AWS::CloudWatch::Dashboard`` of a Service Connect environment (needs ``EnvironmentName``)."""
-    body = json.dumps(dashboard_body(), separators=(",", ":"))
+def dashboard_resources(app_prefix: str = "app") -> Json:
+    """The ``AWS::CloudWatch::Dashboard`` of a Service Connect environment (needs ``EnvironmentName``);
+    ``app_prefix`` is the platform policy's ``app_log_prefix``."""
+    body = json.dumps(dashboard_body(app_prefix=app_prefix), separators=(",", ":"))
     return {DASHBOARD_LOGICAL_ID: resource("AWS::CloudWatch::Dashboard", {
         "DashboardName": sub("meshpipe-${EnvironmentName}"),
         "DashboardBody": sub(body),

@@ -35,10 +35,12 @@ def role_name(role_arn: str) -> str:
 
 
 def execution_role_logs_policy(version: ServiceVersion, policy_name: str) -> Json:
-    """Let the platform's execution role write this stack's container logs to the environment's log group.
+    """Let the service's execution role write this stack's container logs to the environment's log group.
 
-    ``policy_name`` must be unique per stack: every stack attaches an inline policy to the *same* role,
-    and a shared name would let one stack's deletion remove another stack's permission.
+    The App Mesh flavour keeps this policy for parity with the original sample (the execution role, the
+    service's own, already writes the service's log streams). ``policy_name`` must be unique per stack:
+    every version stack of the service attaches an inline policy to the *same* role, and a shared name
+    would let one stack's deletion remove another stack's permission.
     """
     platform = version.platform
     log_group_arn = join([

@@ -16,9 +16,20 @@ from typing import Any
 
 from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
-from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
-from meshpipe.synth.cfn import Json, get_att, output, ref, resource, select, sub, template
-from meshpipe.synth.cloudwatch_dashboard import CLUSTER_SETTINGS, dashboard_resources
+from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
+from meshpipe.synth import policy_parameter as pp
+from meshpipe.synth import suppressions as skip
+from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
+from meshpipe.synth.cloudwatch_dashboard import dashboard_resources
+from meshpipe.synth.network_security import (
+    INGRESS_SECURITY_GROUP,
+    PLAIN_HTTP_REASON,
+    PORT_80_OPEN,
+    REDIRECT_ONLY_REASON,
+    app_port_ranges,
+    load_balancer_security_group,
+    task_security_group,
+)
 
 # Address plan: a /16 with two public /24s (load balancer, NAT gateways) and two private /20s (tasks).
 VPC_CIDR = "10.0.0.0/16"
@@ -31,7 +42,7 @@ PLACEHOLDER_IPV4 = "10.0.255.254"
 
 VIRTUAL_GATEWAY_NAME = "vg-ingress"
 GATEWAY_LISTENER_PORT = 9080
-INGRESS_PUBLIC_PORT = 80
+INGRESS_PUBLIC_PORT = ingress_tls.HTTP_PORT
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
@@ -49,12 +60,12 @@ SETTING_EXPORTS: dict[str, str] = {
     "PrivateSubnet1": "VPC_SUBNET_ONE",
     "PrivateSubnet2": "VPC_SUBNET_TWO",
     "ContainerSecurityGroup": "SECURITY_GROUP_ID",
-    "TaskExecutionRoleArn": "TASK_EXEC_ROLE_ARN",
-    "TaskRoleArn": "TASK_ROLE_ARN",
     "EnvoyImage": "ENVOY_IMAGE_URI",
 }
+# The task role and task execution role are not environment settings: each service pipeline creates its
+# own two (see meshpipe.synth.service_pipeline), so no service can act as another.
 # Every export of the environment stack, in the order the template lists them.
-EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint")
+EXPORTS: tuple[str, ...] = ("MeshName", *SETTING_EXPORTS, "VirtualGatewayName", "IngressEndpoint", pp.POLICY_EXPORT)
 
 _ECS_TASKS = "ecs-tasks.amazonaws.com"
 
@@ -144,9 +155,15 @@ class EnvironmentOptions:
     # The gateway Envoy fetches its whole configuration before it reports LIVE, so it gets longer to start
     # than the per-version sidecars.
     ingress_start_period: int = 60
+    # An ACM certificate in the environment's region: the ingress then serves HTTPS (see ingress_tls).
+    certificate_arn: str | None = None
 
     def check(self) -> None:
         problems = []
+        if self.certificate_arn is not None:
+            problem = ingress_tls.certificate_problem(self.certificate_arn)
+            if problem:
+                problems.append(f"certificate_arn: {problem}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"log retention {self.log_retention_days} days is not one CloudWatch Logs accepts "
                             f"({', '.join(str(d) for d in LOG_RETENTION_DAYS)})")
@@ -227,15 +244,34 @@ def _network(options: EnvironmentOptions) -> Json:
     return res
 
 
-def _container_security_group() -> Json:
-    # Tasks accept TCP from inside the VPC only: from each other's proxies (Envoy sidecars, or Service
-    # Connect's) and from the load balancer, whose nodes connect from the public subnets.
+def _port_80_skips(options: EnvironmentOptions, opens_port_80: bool) -> list[tuple[str, str]]:
+    if not opens_port_80:
+        return []
+    return [(PORT_80_OPEN, REDIRECT_ONLY_REASON if options.certificate_arn else PLAIN_HTTP_REASON)]
+
+
+def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: str) -> Json:
+    """The load balancer's and the tasks' groups (see meshpipe.synth.network_security).
+
+    App Mesh: the network load balancer reaches only the gateway Envoy's listener. Its target group
+    disables client IP preservation, so connections and health checks come from the load balancer's own
+    addresses, which its security group covers; the tasks' group can then name the load balancer's group
+    instead of the whole internet. Service Connect: the application load balancer reaches each routed
+    service's container port, which may be any port an app may use.
+    """
+    app_ports = app_port_ranges(policy.reserved_ports)
+    redirects = mesh == SERVICE_CONNECT
+    openings = ingress_tls.public_ports(options.certificate_arn, redirects=redirects)
+    skips = _port_80_skips(options, any(port == ingress_tls.HTTP_PORT for port, _ in openings))
+    if mesh == SERVICE_CONNECT:
+        targets, purpose = app_ports, "Ingress load balancer to the services"
+    else:
+        targets, purpose = [(GATEWAY_LISTENER_PORT, GATEWAY_LISTENER_PORT)], "Ingress load balancer to the gateway Envoy"
     return {
-        "ContainerSecurityGroup": resource("AWS::EC2::SecurityGroup", {
-            "GroupDescription": "Tasks of the environment: TCP from inside the VPC",
-            "SecurityGroupIngress": [{"CidrIp": VPC_CIDR, "FromPort": 0, "IpProtocol": "tcp", "ToPort": 65535}],
-            "VpcId": ref("Vpc"),
-        }),
+        INGRESS_SECURITY_GROUP: load_balancer_security_group(
+            "Ingress load balancer: its public listeners from anywhere, out to the tasks only",
+            openings, targets, purpose, skips),
+        **task_security_group(targets, purpose, app_ports),
     }
 
 
@@ -245,7 +281,7 @@ def _log_group() -> Json:
         "LogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("${EnvironmentName}-cluster"),
             "RetentionInDays": ref("LogRetentionInDays"),
-        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete"),
+        }, DeletionPolicy="Delete", UpdateReplacePolicy="Delete", Metadata=checkov_skips(skip.LOG_GROUP_KMS)),
     }
 
 
@@ -260,30 +296,37 @@ def _log_retention_parameter(options: EnvironmentOptions) -> Json:
     }
 
 
-def _roles() -> Json:
-    mesh_resources = sub("${Mesh.Arn}/virtualNode/*")
+def task_execution_role(log_streams: list[Any], description: str) -> Json:
+    """A task execution role: pulls this account's private images, writes only the given log streams."""
+    return resource("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS),
+        "Description": description,
+        "Path": "/",
+        "Policies": [inline_policy("pull-images-write-logs", [
+            # GetAuthorizationToken has no resource to scope it to.
+            iam_allow(["ecr:GetAuthorizationToken"], "*", sid="RegistryLogin"),
+            iam_allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                      sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"),
+                      sid="PullImages"),
+            iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], log_streams, sid="WriteLogs"),
+        ])],
+    })
+
+
+def log_stream_arns(prefixes: list[str], variables: Json | None = None) -> list[Json]:
+    """ARNs of the awslogs streams ``<prefix>/<container>/<task id>`` in the log group ``${LogGroup}``
+    (this template's log group, or whatever ``variables`` makes ``LogGroup``), one per stream prefix."""
+    return [sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroup}"
+                f":log-stream:{prefix}/*", variables) for prefix in prefixes]
+
+
+def _roles(policy: PlatformPolicy) -> Json:
     gateway_resource = get_att("VirtualGateway", "Arn")
     return {
-        # Pulls images and writes container logs for every task of the environment.
-        "TaskExecutionRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS),
-            "Path": "/",
-            "Policies": [inline_policy("pull-images-write-logs", [
-                # GetAuthorizationToken has no resource to scope it to.
-                iam_allow(["ecr:GetAuthorizationToken"], "*"),
-                iam_allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                          sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*")),
-                iam_allow(["logs:CreateLogStream", "logs:PutLogEvents"], get_att("LogGroup", "Arn")),
-            ])],
-        }),
-        # What a service version's Envoy sidecar may do: fetch its virtual node's configuration, nothing else.
-        "TaskRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
-            "Path": "/",
-            "Policies": [inline_policy("envoy-virtual-nodes", [
-                iam_allow(["appmesh:StreamAggregatedResources"], mesh_resources),
-            ])],
-        }),
+        # Pulls the ingress image and writes the ingress gateway's logs, nothing else.
+        "TaskExecutionRole": task_execution_role(
+            log_stream_arns([f"{policy.envoy_log_prefix}-ingress"]),
+            "Task execution role of the ingress gateway"),
         # The ingress Envoy serves the virtual gateway only.
         "IngressTaskRole": resource("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
@@ -376,30 +419,32 @@ def _ingress(policy: PlatformPolicy, options: EnvironmentOptions) -> Json:
             # With one gateway task in one AZ, the other AZ's load balancer node must still reach it.
             "LoadBalancerAttributes": [{"Key": "load_balancing.cross_zone.enabled", "Value": "true"}],
             "Scheme": "internet-facing",
+            # A network load balancer takes security groups only when it is created with them.
+            "SecurityGroups": [get_att(INGRESS_SECURITY_GROUP, "GroupId")],
             "Subnets": [ref("PublicSubnet1"), ref("PublicSubnet2")],
             "Type": "network",
-        }, DependsOn="InternetGatewayAttachment"),
+        }, DependsOn="InternetGatewayAttachment", Metadata=checkov_skips(skip.LOAD_BALANCER_ACCESS_LOGS)),
         "IngressTargetGroup": resource("AWS::ElasticLoadBalancingV2::TargetGroup", {
             "HealthCheckIntervalSeconds": 10,
             "HealthCheckProtocol": "TCP",
             "HealthyThresholdCount": 2,
             "Port": GATEWAY_LISTENER_PORT,
             "Protocol": "TCP",
-            "TargetGroupAttributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
+            "TargetGroupAttributes": [
+                {"Key": "deregistration_delay.timeout_seconds", "Value": "5"},
+                # Already the default for IP targets over TCP, and relied on: the gateway tasks' security group
+                # admits the load balancer's group, which matches only connections from its own addresses.
+                {"Key": "preserve_client_ip.enabled", "Value": "false"},
+            ],
             "TargetType": "ip",
             "UnhealthyThresholdCount": 2,
             "VpcId": ref("Vpc"),
         }),
-        "IngressListener": resource("AWS::ElasticLoadBalancingV2::Listener", {
-            "DefaultActions": [{"TargetGroupArn": ref("IngressTargetGroup"), "Type": "forward"}],
-            "LoadBalancerArn": ref("IngressLoadBalancer"),
-            "Port": INGRESS_PUBLIC_PORT,
-            "Protocol": "TCP",
-        }),
+        **ingress_tls.network_listener(options.certificate_arn, "IngressTargetGroup"),
     }
 
 
-def _outputs() -> Json:
+def _outputs(options: EnvironmentOptions) -> Json:
     values: dict[str, tuple[Any, str]] = {
         "MeshName": (get_att("Mesh", "MeshName"), "App Mesh mesh of the environment"),
         "ClusterName": (ref("Cluster"), "ECS cluster"),
@@ -411,15 +456,15 @@ def _outputs() -> Json:
         "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
         "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
         "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
-        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
-        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of service versions"),
         "EnvoyImage": (ref("EnvoyImage"), "Envoy image of sidecars and the ingress"),
         "VirtualGatewayName": (get_att("VirtualGateway", "VirtualGatewayName"), "Ingress virtual gateway"),
-        "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+        "IngressEndpoint": (ingress_tls.ingress_endpoint(options.certificate_arn), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == EXPORTS
-    return {key: output(value, description, sub("${EnvironmentName}:" + key))
-            for key, (value, description) in values.items()}
+    return {**{key: output(value, description, sub("${EnvironmentName}:" + key))
+               for key, (value, description) in values.items()},
+            **ingress_tls.certificate_output(options.certificate_arn)}
 
 
 def render_environment(env: str, policy: PlatformPolicy | None = None,
@@ -431,9 +476,10 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
     options.check()
     resources: Json = {
         **_network(options),
-        "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")}),
-        **_container_security_group(),
-        **_roles(),
+        "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")},
+                            Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
+        **_security_groups(policy, options, APPMESH),
+        **_roles(policy),
         "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
             "Name": sub("${EnvironmentName}.local"),
             "Vpc": ref("Vpc"),
@@ -441,9 +487,11 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_log_group(),
         **_mesh(),
         **_ingress(policy, options),
+        **pp.policy_resources(),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         "EnvoyImage": {
             "Type": "String",
             "Default": options.envoy_image,
@@ -456,7 +504,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
                     "App Mesh mesh and its ingress gateway behind a network load balancer.",
         parameters=parameters,
-        outputs=_outputs(),
+        outputs=_outputs(options),
     )
 
 
@@ -470,7 +518,7 @@ MESH_FLAVOUR_OUTPUT = "MeshFlavour"
 SERVICE_CONNECT_SETTING_EXPORTS: dict[str, str] = {k: v for k, v in SETTING_EXPORTS.items() if k != "EnvoyImage"}
 SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
     *SERVICE_CONNECT_SETTING_EXPORTS, "IngressListenerArn", "IngressLoadBalancerFullName",
-    "EcsInfrastructureRoleArn", "IngressEndpoint",
+    "EcsInfrastructureRoleArn", "IngressEndpoint", pp.POLICY_EXPORT,
 )
 INGRESS_NOT_ROUTED_STATUS = 404
 
@@ -487,13 +535,8 @@ def _service_connect_roles() -> Json:
     target_groups = sub("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
                         "targetgroup/*/*")
     return {
-        "TaskExecutionRole": _roles()["TaskExecutionRole"],
-        # The app's own identity. ECS's Service Connect proxy needs nothing from it; a platform adds what its
-        # apps call here.
-        "TaskRole": resource("AWS::IAM::Role", {
-            "AssumeRolePolicyDocument": trust_policy(_ECS_TASKS, same_account_condition()),
-            "Path": "/",
-        }),
+        # No task roles here: the environment runs no task of its own, and each service pipeline creates
+        # its service's two roles.
         # What ECS does with the load balancer during a canary, linear or blue/green deployment of a service
         # the ingress reaches: register tasks in the alternate target group, move the production rule's
         # weights. Scoped to this environment's load balancer.
@@ -514,36 +557,29 @@ def _service_connect_roles() -> Json:
     }
 
 
-def _service_connect_ingress() -> Json:
+def _service_connect_ingress(options: EnvironmentOptions) -> Json:
     """An internet-facing application load balancer; each gateway route is a listener rule a service stack
-    adds (see meshpipe.synth.service_connect), so an unrouted path gets 404."""
+    adds (see meshpipe.synth.service_connect) to ``IngressListener``, so an unrouted path gets 404. With a
+    certificate that listener is HTTPS and port 80 redirects to it (see meshpipe.synth.ingress_tls)."""
+    not_routed = [{"FixedResponseConfig": {
+        "ContentType": "text/plain",
+        "MessageBody": "no gateway route matches this path\n",
+        "StatusCode": str(INGRESS_NOT_ROUTED_STATUS),
+    }, "Type": "fixed-response"}]
     return {
-        "IngressSecurityGroup": resource("AWS::EC2::SecurityGroup", {
-            "GroupDescription": "Ingress load balancer: HTTP from anywhere",
-            "SecurityGroupIngress": [{"CidrIp": "0.0.0.0/0", "FromPort": INGRESS_PUBLIC_PORT, "IpProtocol": "tcp",
-                                      "ToPort": INGRESS_PUBLIC_PORT}],
-            "VpcId": ref("Vpc"),
-        }),
         "IngressLoadBalancer": resource("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+            # Requests with header names that are not valid HTTP never reach a service.
+            "LoadBalancerAttributes": [{"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"}],
             "Scheme": "internet-facing",
-            "SecurityGroups": [get_att("IngressSecurityGroup", "GroupId")],
+            "SecurityGroups": [get_att(INGRESS_SECURITY_GROUP, "GroupId")],
             "Subnets": [ref("PublicSubnet1"), ref("PublicSubnet2")],
             "Type": "application",
-        }, DependsOn="InternetGatewayAttachment"),
-        "IngressListener": resource("AWS::ElasticLoadBalancingV2::Listener", {
-            "DefaultActions": [{"FixedResponseConfig": {
-                "ContentType": "text/plain",
-                "MessageBody": "no gateway route matches this path\n",
-                "StatusCode": str(INGRESS_NOT_ROUTED_STATUS),
-            }, "Type": "fixed-response"}],
-            "LoadBalancerArn": ref("IngressLoadBalancer"),
-            "Port": INGRESS_PUBLIC_PORT,
-            "Protocol": "HTTP",
-        }),
+        }, DependsOn="InternetGatewayAttachment", Metadata=checkov_skips(skip.LOAD_BALANCER_ACCESS_LOGS)),
+        **ingress_tls.application_listeners(options.certificate_arn, not_routed),
     }
 
 
-def _service_connect_outputs() -> Json:
+def _service_connect_outputs(options: EnvironmentOptions) -> Json:
     values: dict[str, tuple[Any, str]] = {
         "ClusterName": (ref("Cluster"), "ECS cluster (Service Connect defaults to the namespace)"),
         "VpcId": (ref("Vpc"), "VPC"),
@@ -554,18 +590,18 @@ def _service_connect_outputs() -> Json:
         "PrivateSubnet1": (ref("PrivateSubnet1"), "Private subnet in the first AZ"),
         "PrivateSubnet2": (ref("PrivateSubnet2"), "Private subnet in the second AZ"),
         "ContainerSecurityGroup": (get_att("ContainerSecurityGroup", "GroupId"), "Security group of every task"),
-        "TaskExecutionRoleArn": (get_att("TaskExecutionRole", "Arn"), "Task execution role"),
-        "TaskRoleArn": (get_att("TaskRole", "Arn"), "Task role of the services' apps"),
         "IngressListenerArn": (ref("IngressListener"), "Listener the gateway routes' rules are added to"),
         "IngressLoadBalancerFullName": (get_att("IngressLoadBalancer", "LoadBalancerFullName"),
                                         "app/<name>/<id> of the ingress load balancer (scopes IAM to its rules)"),
         "EcsInfrastructureRoleArn": (get_att("EcsInfrastructureRole", "Arn"),
                                      "Role ECS uses to shift the load balancer's traffic during deployments"),
-        "IngressEndpoint": (sub("http://${IngressLoadBalancer.DNSName}"), "Public URL of the ingress"),
+        "IngressEndpoint": (ingress_tls.ingress_endpoint(options.certificate_arn), "Public URL of the ingress"),
+        pp.POLICY_EXPORT: (ref(pp.POLICY_RESOURCE), "SSM parameter holding the platform policy"),
     }
     assert tuple(values) == SERVICE_CONNECT_EXPORTS
     outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
                for key, (value, description) in values.items()}
+    outputs.update(ingress_tls.certificate_output(options.certificate_arn))
     outputs[MESH_FLAVOUR_OUTPUT] = output(SERVICE_CONNECT, "Mesh flavour of the environment")
     return outputs
 
@@ -575,10 +611,13 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
     """The environment stack's template for ``env`` on ECS Service Connect: no App Mesh. Pure.
 
     The namespace is an HTTP namespace: Service Connect's proxies find services through Cloud Map's API,
-    so no private hosted zone is needed. ``policy`` is accepted for symmetry with the App Mesh flavour;
-    nothing in this stack depends on it (the traffic shift is each service stack's).
+    so no private hosted zone is needed. ``policy`` is what the environment's builds apply (see
+    meshpipe.synth.policy_parameter); of it only the sidecar's reserved ports matter to this stack: the
+    security groups open every other port (the ports an app may use). The traffic shift is each service
+    stack's.
     """
     check_env_name(env)
+    policy = policy or PlatformPolicy()
     options = options or EnvironmentOptions()
     options.check()
     resources: Json = {
@@ -586,20 +625,21 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         "Cluster": resource("AWS::ECS::Cluster", {
             "ClusterName": ref("EnvironmentName"),
             "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
-            "ClusterSettings": CLUSTER_SETTINGS,
-        }),
-        **_container_security_group(),
+        }, Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
+        **_security_groups(policy, options, SERVICE_CONNECT),
         **_service_connect_roles(),
         "Namespace": resource("AWS::ServiceDiscovery::HttpNamespace", {
             "Description": sub("Service Connect namespace of ${EnvironmentName}"),
             "Name": sub("${EnvironmentName}.local"),
         }),
         **_log_group(),
-        **_service_connect_ingress(),
-        **dashboard_resources(),
+        **_service_connect_ingress(options),
+        **pp.policy_resources(),
+        **dashboard_resources((policy or PlatformPolicy()).app_log_prefix),
     }
     parameters: Json = {
         "EnvironmentName": environment_name_parameter(env),
+        pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
     return template(
@@ -607,7 +647,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
                     "Connect namespace, log group, and an application load balancer as the ingress.",
         parameters=parameters,
-        outputs=_service_connect_outputs(),
+        outputs=_service_connect_outputs(options),
     )
 
 

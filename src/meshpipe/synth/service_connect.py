@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshpipe.synth import ecs_parts as parts
+from meshpipe.synth import rollout_deploy
 from meshpipe.synth.cfn import Json, get_att, import_value, output, ref, resource, sub, template
 
 if TYPE_CHECKING:
@@ -34,7 +35,17 @@ TAG_PREFIX = "meshpipe:"
 INGRESS_PATH_PREFIX = "IngressPathPrefix"
 INGRESS_RULE_PRIORITY = "IngressRulePriority"
 INGRESS_REWRITE_PREFIX = "IngressRewritePrefix"
-INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX)
+# The listener rule's forward weights on (primary, alternate) target group. ECS rewrites them on the live
+# rule during every canary, linear or blue/green deployment, so they are parameters: ``route gateway``
+# sets them to what ECS last left on the rule before it changes anything else of the rule, and every later
+# update passes the same values on. CloudFormation then never sees a change to them it would write back
+# over ECS's (see ingress_rule).
+INGRESS_PRIMARY_WEIGHT = "IngressPrimaryWeight"
+INGRESS_ALTERNATE_WEIGHT = "IngressAlternateWeight"
+INGRESS_WEIGHTS = (INGRESS_PRIMARY_WEIGHT, INGRESS_ALTERNATE_WEIGHT)
+DEFAULT_WEIGHTS = {INGRESS_PRIMARY_WEIGHT: 100, INGRESS_ALTERNATE_WEIGHT: 0}
+MAX_WEIGHT = 999  # a target group's weight in a forward action is 0-999
+INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX, *INGRESS_WEIGHTS)
 # A path prefix the load balancer can match literally and the rewrite can strip: '/'-separated segments
 # of unreserved URL characters, no trailing '/', no wildcards.
 INGRESS_PREFIX_PATTERN = r"^$|^(/[A-Za-z0-9._~-]+)+$"
@@ -149,6 +160,20 @@ def ingress_parameters() -> Json:
             "AllowedValues": ["true", "false"],
             "Description": "Whether the matched prefix is rewritten to / before the request reaches the app.",
         },
+        INGRESS_PRIMARY_WEIGHT: _weight_parameter(INGRESS_PRIMARY_WEIGHT, "primary"),
+        INGRESS_ALTERNATE_WEIGHT: _weight_parameter(INGRESS_ALTERNATE_WEIGHT, "alternate"),
+    }
+
+
+def _weight_parameter(name: str, side: str) -> Json:
+    return {
+        "Type": "Number",
+        "Default": DEFAULT_WEIGHTS[name],
+        "MinValue": 0,
+        "MaxValue": MAX_WEIGHT,
+        "Description": f"Forward weight of the {side} target group on the service's listener rule: what ECS last set "
+                       "there (meshpipe route gateway reads it from the live rule), so an update never resets ECS's "
+                       "traffic shift.",
     }
 
 
@@ -186,7 +211,15 @@ def ingress_rule(version: ServiceVersion) -> Json:
     """The gateway route as a listener rule: the prefix (and everything under it) goes to the service, the
     prefix rewritten to ``/`` (``/hello-service/hello/Bob`` arrives as ``/hello/Bob``).
 
-    The rule forwards to both target groups; ECS moves the weights between them during a deployment.
+    The rule forwards to both target groups, and it is the production listener rule of the service's ECS
+    deployments: ECS moves the weights between the two groups during each one, and leaves them where the
+    deployment ended (after a completed one often 0 on the primary group, whose tasks are gone). A stack
+    update that changes the rule sends CloudFormation's declared actions, weights included, so a fixed
+    100/0 would send all traffic to a group without tasks. The weights are therefore the parameters
+    ``IngressPrimaryWeight``/``IngressAlternateWeight``, which hold what ECS last set (see
+    INGRESS_WEIGHTS). The rule has exactly one action, ``forward``: ECS's load-balancer deployments do not
+    support production rules that mix forward with other actions; the listener's fixed-response default
+    is a different rule, which ECS never touches since the production rule is named.
     """
     rewrite = [{"Type": "url-rewrite", "UrlRewriteConfig": {"Rewrites": [{
         "Regex": sub("^${" + INGRESS_PATH_PREFIX + "}/?(.*)$"),
@@ -194,8 +227,8 @@ def ingress_rule(version: ServiceVersion) -> Json:
     }]}}]
     return resource("AWS::ElasticLoadBalancingV2::ListenerRule", {
         "Actions": [{"ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": 100},
-            {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": 0},
+            {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": ref(INGRESS_PRIMARY_WEIGHT)},
+            {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": ref(INGRESS_ALTERNATE_WEIGHT)},
         ]}, "Type": "forward"}],
         "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
             "Values": [ref(INGRESS_PATH_PREFIX), sub("${" + INGRESS_PATH_PREFIX + "}/*")]}}],
@@ -224,7 +257,7 @@ def load_balancers(version: ServiceVersion) -> Json:
         "ContainerPort": version.app.port,
         "TargetGroupArn": ref(INGRESS_TARGET_GROUP),
     }
-    if version.platform.policy.traffic_shift.strategy != "ROLLING":
+    if rollout_deploy.strategy_of(version) != "ROLLING":
         balancer["AdvancedConfiguration"] = {
             "AlternateTargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP),
             "ProductionListenerRule": ref(INGRESS_RULE),
@@ -238,16 +271,16 @@ def ecs_service(version: ServiceVersion) -> Json:
     policy = platform.policy
     grace = max(policy.health_check.start_period, 1)
     extra: Json = {}
-    if policy.traffic_shift.strategy == "ROLLING":
+    if rollout_deploy.strategy_of(version) == "ROLLING":
         # ECS registers tasks only in a target group a listener uses: without the alternate target group's
         # configuration nothing else makes the service wait for the listener rule.
         extra["Tags"] = {"Fn::If": [HAS_INGRESS, [{"Key": f"{TAG_PREFIX}ingress-rule", "Value": ref(INGRESS_RULE)}],
                                     ref("AWS::NoValue")]}
     return resource("AWS::ECS::Service", {
         "Cluster": platform.cluster_name,
-        "DeploymentConfiguration": deployment_configuration(policy.traffic_shift,
-                                                            policy.deployment_maximum_percent,
-                                                            policy.deployment_minimum_healthy_percent),
+        # The version's rollout plan when it has one (with alarms that roll back), else the platform's shift.
+        "DeploymentConfiguration": rollout_deploy.deployment_configuration(version, deployment_configuration(
+            policy.traffic_shift, policy.deployment_maximum_percent, policy.deployment_minimum_healthy_percent)),
         "DeploymentController": {"Type": "ECS"},
         "EnableECSManagedTags": False,
         "HealthCheckGracePeriodSeconds": {"Fn::If": [HAS_INGRESS, grace, ref("AWS::NoValue")]},
@@ -259,7 +292,7 @@ def ecs_service(version: ServiceVersion) -> Json:
         "ServiceName": version.service,
         **extra,
         "TaskDefinition": ref(parts.TASK_DEFINITION),
-    }, DependsOn=[parts.EXECUTION_ROLE_POLICY])  # tasks need the logs permission from their first second
+    })
 
 
 def outputs(version: ServiceVersion) -> Json:
@@ -268,7 +301,7 @@ def outputs(version: ServiceVersion) -> Json:
         "ServiceArn": output(ref(parts.SERVICE)),
         "TaskDefinitionArn": output(ref(parts.TASK_DEFINITION), "Task-definition revision of this version"),
         "DnsName": output(client_dns_name(version), "Service Connect client alias"),
-        "DeploymentStrategy": output(version.platform.policy.traffic_shift.strategy),
+        "DeploymentStrategy": output(rollout_deploy.strategy_of(version)),
         "IngressRuleArn": {**output(ref(INGRESS_RULE), "Listener rule of the service's gateway route"),
                            "Condition": HAS_INGRESS},
         **parts.version_outputs(version),
@@ -277,14 +310,15 @@ def outputs(version: ServiceVersion) -> Json:
 
 def synth_service_connect(version: ServiceVersion) -> Json:
     """The service stack's template at this version (Service Connect flavour). Pure."""
-    name = stack_name(version)
+    # No policy on the execution role: the service's own execution role (its pipeline stack's) already
+    # writes this service's log streams, so the stack changes no role.
     resources = {
-        parts.EXECUTION_ROLE_POLICY: parts.execution_role_logs_policy(version, f"{name}-logs"),
         parts.TASK_DEFINITION: task_definition(version),
         parts.SERVICE: ecs_service(version),
         parts.SCALABLE_TARGET: parts.scalable_target(version),
         parts.SCALING_POLICY: parts.scaling_policy(version, f"{version.service}-cpu-tracking"),
         **ingress_resources(version),
+        **rollout_deploy.alarms(version),
     }
     description = (f"meshpipe: service {version.service} in environment {version.environment} on ECS Service "
                    f"Connect, at version {version.version} (commit {version.commit})")

@@ -8,6 +8,7 @@ classes the engine needs to recognise are re-exported from here for the same rea
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import boto3
@@ -37,6 +38,7 @@ __all__ = [
     "ReadTimeoutError",
     "SessionClientFactory",
     "client_config",
+    "iam_action",
 ]
 
 # botocore's own retries absorb short bursts of throttling inside one call; the engine adds a bounded
@@ -54,6 +56,32 @@ def client_config() -> Config:
     )
 
 
+# IAM actions whose name is not the API operation's (most are: "<signing name>:<operation>").
+_IAM_ACTION_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "ListObjects"): "s3:ListBucket",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",
+    ("s3", "HeadObject"): "s3:GetObject",
+    ("s3", "HeadBucket"): "s3:ListBucket",
+    ("s3", "CreateMultipartUpload"): "s3:PutObject",
+    ("s3", "UploadPart"): "s3:PutObject",
+    ("s3", "CompleteMultipartUpload"): "s3:PutObject",
+}
+
+
+def iam_action(operation_model: Any) -> str:
+    """The IAM action that authorizes a botocore operation: the service's signing name (its IAM prefix)
+    and the operation name, except for the few operations IAM names otherwise."""
+    service = operation_model.service_model
+    prefix = service.signing_name or service.endpoint_prefix
+    return _IAM_ACTION_EXCEPTIONS.get((prefix, operation_model.name), f"{prefix}:{operation_model.name}")
+
+
+# Something told of every call a client makes: the IAM action it needs.
+CallObserver = Callable[[str], None]
+
+
 class ClientFactory(Protocol):
     """Makes (and may cache) one low-level client per AWS service name, e.g. ``"cloudformation"``."""
 
@@ -69,8 +97,10 @@ class SessionClientFactory:
     """
 
     def __init__(self, session: Any | None = None, *, region: str | None = None,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, observer: CallObserver | None = None) -> None:
         self._session = session
+        # Told the IAM action of every call before it is made (tests record what the engine needs).
+        self._observer = observer
         # AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS CLI; botocore itself reads only the latter.
         self._region = region or os.environ.get("AWS_REGION") or None
         self._profile = profile
@@ -88,6 +118,13 @@ class SessionClientFactory:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self.session.client(service, region_name=self._region,
-                                                         config=client_config())
+            client = self.session.client(service, region_name=self._region, config=client_config())
+            if self._observer is not None:
+                observer = self._observer
+
+                def observe(model: Any, **_: Any) -> None:
+                    observer(iam_action(model))
+
+                client.meta.events.register("provide-client-params.*.*", observe)
+            self._clients[service] = client
         return self._clients[service]

@@ -4,9 +4,10 @@ Every operation reports progress through the Reporter and ends in a clear state:
 asked for, or raises a meshpipe error saying what happened and what to do.
 
 An environment has one mesh flavour, chosen when it is created (``env_create(env, mesh=...)``, default the
-engine's ``mesh``) and recorded by its stack (the ``MeshFlavour`` output; none means App Mesh). Every other
-operation reads it from there: on ``service-connect`` they go to :mod:`.service_connect` and never call
-App Mesh.
+engine's ``mesh``, itself ``service-connect`` by default) and recorded by its stack (the ``MeshFlavour``
+output; none means App Mesh). Every other operation reads it from there: on ``service-connect`` they go to
+:mod:`.service_connect` and never call App Mesh. App Mesh was shut down on 2026-09-30, so ``env_create``
+refuses it before any call; environments made before keep working with every other operation.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
+from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
 from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
 from meshpipe.engines.aws.errors import error_code
+from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
 from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
@@ -42,26 +45,41 @@ from meshpipe.engines.base import (
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh import plans
 from meshpipe.mesh.graph import Topology
+from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
     GatewayRoute,
+    HeaderRoute,
     Route,
     WeightedTarget,
     make_gateway_route,
+    make_header_route,
     make_route,
     parse_version_ref,
 )
 from meshpipe.model import check_service_name
+from meshpipe.platform import PlatformPolicy
+from meshpipe.platform_policy import policy_from_text, policy_text
+from meshpipe.synth import policy_parameter
+from meshpipe.synth.pipeline_source import ConnectionSource, PipelineSource, parse_source
+from meshpipe.synth.service_pipeline import check_branch
 
-# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh.
+# env -> {file name: template}; called with ``mesh=`` as well for a flavour other than App Mesh, with
+# ``certificate_arn=`` when the environment's ingress serves HTTPS, with ``policy=`` when the environment
+# has a platform policy, and with ``source=`` and ``branch=`` when a pipeline reads a connection's
+# repository or a branch other than main.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH) -> dict[str, dict[str, Any]]:
+def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
+                     source: PipelineSource = None, branch: str = "main",
+                     certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.platform_render import render_platform
+    from meshpipe.synth.environment import EnvironmentOptions
 
-    return render_platform(env, mesh=mesh)
+    return render_platform(env, policy, mesh=mesh, source=source, branch=branch,
+                           options=EnvironmentOptions(certificate_arn=certificate_arn))
 
 
 def _build_bundle(out_dir: Path) -> Path:
@@ -76,6 +94,12 @@ def _check_env(env: str) -> None:
     check_env_name(env)
 
 
+def _check_certificate(arn: str) -> None:
+    from meshpipe.synth.ingress_tls import check_certificate_arn
+
+    check_certificate_arn(arn)
+
+
 class AwsEngine:
     name = "aws"
 
@@ -85,7 +109,7 @@ class AwsEngine:
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
-                 mesh: str = names.APPMESH) -> None:
+                 mesh: str = names.SERVICE_CONNECT) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
         self.mesh_flavour = _check_mesh(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
@@ -96,34 +120,72 @@ class AwsEngine:
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
         self.ecs = EcsApi(self.calls)
-        self.sc = ServiceConnectOps(self.stacks, self.ecs, self.reporter)
+        self.cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
+                                    timeout=timeout)
+        self.sc = ServiceConnectOps(self.stacks, self.ecs, IngressApi(self.calls), self.reporter)
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str) -> dict[str, dict[str, Any]]:
-        # A template source that knows only App Mesh takes the environment alone.
-        return self.templates(env) if mesh == names.APPMESH else self.templates(env, mesh=mesh)
+    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None, source: PipelineSource = None,
+                  branch: str | None = None, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
+        # A template source that knows only App Mesh over plain HTTP, the default policy, CodeCommit and main
+        # takes the environment alone.
+        options: dict[str, Any] = {}
+        if mesh != names.APPMESH:
+            options["mesh"] = mesh
+        if policy is not None and policy != PlatformPolicy():
+            options["policy"] = policy
+        if source is not None:
+            options["source"] = source
+        if branch not in (None, "main"):
+            options["branch"] = branch
+        if certificate_arn:
+            options["certificate_arn"] = certificate_arn
+        return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None) -> EnvironmentInfo:
+    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+                   policy: PlatformPolicy | None = None) -> EnvironmentInfo:
         """Create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
-        existing environment keeps."""
+        existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
+        environment keeps the certificate it has when none is given. ``policy`` is the platform policy every
+        build of the environment applies (kept in an SSM parameter of the environment stack); without it an
+        existing environment keeps its policy and a new one gets the default policy."""
         _check_env(env)
         flavour = _check_mesh(mesh or self.mesh_flavour)
+        if flavour == names.APPMESH:
+            raise _app_mesh_gone(env)
+        if certificate_arn is not None:
+            _check_certificate(certificate_arn)
+        if policy is not None:
+            policy_text(policy)  # too big to store: refused before any call
 
         def same_flavour(existing: StackState) -> None:
+            if not existing.outputs:  # a first creation that rolled back has none: its flavour is unknown
+                return
             found = EnvContext.of(env, existing).flavour
             if found != flavour:
                 raise ConflictError(
                     f"environment {env} exists on {found}; it cannot become {flavour} in place (its services and "
                     "pipelines are built for its flavour)",
-                    hint=f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
+                    hint=f"App Mesh environments can no longer be created or updated: create a {flavour} "
+                         f"environment under another name (`meshpipe env create NAME --engine aws`), create the "
+                         f"services' pipelines there, then delete this one (`meshpipe env delete {env} --engine aws`)"
+                    if found == names.APPMESH else
+                    f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
-        rendered = self._rendered(env, flavour)
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
         self.reporter.step(f"checking AWS access for environment {env}")
-        self.stacks.describe(names.env_stack(env))
+        existing = self.stacks.describe(names.env_stack(env))
+        kept = existing.outputs.get(names.CERTIFICATE_OUTPUT) if existing is not None else None
+        if certificate_arn is None and kept:
+            self.reporter.step(f"keeping the ingress's TLS certificate {kept}")
+            certificate_arn = kept
+        if policy is None:
+            policy = _kept_policy(existing)
+        text = policy_text(policy)
+        rendered = self._rendered(env, flavour, policy, certificate_arn=certificate_arn)
         # The bundle is built before anything is deployed: if building fails, nothing is half-made.
         self.reporter.step("building the build bundle")
         with tempfile.TemporaryDirectory(prefix="meshpipe-bundle-") as folder:
@@ -135,7 +197,8 @@ class AwsEngine:
             else "cluster, mesh, ingress"
         self.reporter.step(f"deploying the environment {env} (network, {what})")
         env_stack = self.stacks.deploy(names.env_stack(env), _template(rendered, names.env_template_key(env)),
-                                       {"EnvironmentName": env}, delete_hint=delete_hint,
+                                       {"EnvironmentName": env, policy_parameter.POLICY_PARAMETER: text},
+                                       delete_hint=delete_hint,
                                        uploader=self._stager(env), check_existing=same_flavour)
         self.reporter.step(f"deploying the build bucket of {env}")
         bucket_stack = self.stacks.deploy(names.build_bucket_stack(env),
@@ -150,7 +213,10 @@ class AwsEngine:
         if not ctx.service_connect:
             details["mesh"] = ctx.mesh
         details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
-                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}"})
+                        "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
+                        "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
+        if certificate_arn:
+            details["ingress certificate"] = certificate_arn
         return EnvironmentInfo(name=env, status=env_stack.status, ingress_url=ctx.ingress_url, details=details)
 
     def _build_bucket(self, stack: StackState) -> str:
@@ -224,13 +290,21 @@ class AwsEngine:
         return lambda service: self.sc.retire_all(ctx, service, families.get(service))
 
     def _teardown(self) -> Teardown:
-        return Teardown(self.stacks, self.mesh, self.buckets, self.reporter)
+        return Teardown(self.stacks, self.mesh, self.buckets, self.cloudmap, self.reporter)
 
     # -- pipelines --------------------------------------------------------------------------------------
 
-    def pipeline_create(self, env: str, service: str) -> PipelineInfo:
+    def pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
+                        branch: str | None = None) -> PipelineInfo:
+        """Create (or update) the service's pipeline. ``source`` is ``codecommit`` (a repo the stack creates)
+        or ``github:OWNER/REPO``, ``gitlab:GROUP/PROJECT``, ``bitbucket:WORKSPACE/REPO`` read through the
+        CodeConnections ``connection`` (an ARN); ``branch`` is the branch whose pushes start it. Left out, an
+        existing pipeline keeps its own, and a new one gets CodeCommit and main."""
         _check_env(env)
         check_service_name(service)
+        wanted = parse_source(source, connection) if source is not None or connection is not None else None
+        if branch is not None:
+            check_branch(branch)
         ctx = require_env(self.stacks, env)
         bucket = self.stacks.describe(names.build_bucket_stack(env))
         if bucket is None or not bucket.usable:  # pipelines import the bucket's name
@@ -244,30 +318,54 @@ class AwsEngine:
             if problem:
                 raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
                                 hint="choose another service name")
+        existing = self.stacks.describe(names.pipeline_stack(env, service))
+        if existing is not None and existing.status == "ROLLBACK_COMPLETE":
+            existing = None  # replaced by the deploy below; it holds nothing to keep
+        had, had_branch = _source_of(existing)
+        chosen = wanted if source is not None else had
+        if existing is not None and (had is None) != (chosen is None):
+            raise ConflictError(
+                f"the pipeline of {service} reads {_describe_source(had, service)}; it cannot switch to "
+                f"{_describe_source(chosen, service)} in place"
+                + (" (its stack holds the CodeCommit repo, which would be deleted with its history)"
+                   if had is None else ""),
+                hint=f"delete the pipeline first (`meshpipe pipeline delete {service} --env {env} --engine aws`), "
+                     "then create it with the new source")
+        if ctx.service_connect:
             # Deploying again keeps the service's gateway route.
-            values.update(ingress_values(self.stacks.describe(names.pipeline_stack(env, service))))
-        template = self._pipeline_template(env, ctx.flavour)
-        self.reporter.step(f"deploying the pipeline of {service} in {env}")
+            values.update(ingress_values(existing))
+        template = self._pipeline_template(ctx, chosen, branch or had_branch)
+        self.reporter.step(f"deploying the pipeline of {service} in {env} (source: {_describe_source(chosen, service)})")
         stack = self.stacks.deploy(
             names.pipeline_stack(env, service), template, values,
             delete_hint=f"delete it with `meshpipe pipeline delete {service} --env {env} --engine aws`, fix "
                         "the cause shown above and create the pipeline again")
         info = self._pipeline_info(ctx, service, stack)
-        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {info.clone_url}")
+        where = f"{info.repository}, branch {info.branch}" if info.repository else info.clone_url
+        self.reporter.done(f"pipeline of {service} ready; push manifest.yaml to {where}")
         return info
 
-    def _pipeline_template(self, env: str, flavour: str) -> dict[str, Any]:
-        return _template(self._rendered(env, flavour), names.PIPELINE_TEMPLATE_KEY)
+    def _pipeline_template(self, ctx: EnvContext, source: PipelineSource = None,
+                           branch: str | None = None) -> dict[str, Any]:
+        """The pipeline template of the environment's flavour and policy, for ``source`` and ``branch``."""
+        return _template(self._rendered(ctx.env, ctx.flavour, _kept_policy(ctx.stack), source, branch),
+                         names.PIPELINE_TEMPLATE_KEY)
+
+    def _current_pipeline_template(self, ctx: EnvContext, pipeline: StackState) -> dict[str, Any]:
+        """The template a pipeline stack already has, rendered again: same source, same branch."""
+        return self._pipeline_template(ctx, *_source_of(pipeline))
 
     def _pipeline_info(self, ctx: EnvContext, service: str, stack: StackState) -> PipelineInfo:
-        clone_url = stack.outputs.get("SourceRepoCloneUrlHttp")
+        source, branch = _source_of(stack)
+        clone_url = source.clone_url if source is not None else stack.outputs.get("SourceRepoCloneUrlHttp")
         if not clone_url:
             raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
                                  hint="this is a meshpipe defect; please report it")
         return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
                             virtual_service=stack.outputs.get("VirtualServiceName")
                             or f"{service}.{ctx.namespace}",
-                            status=stack.status)
+                            status=stack.status, repository=source.spec if source is not None else None,
+                            branch=branch)
 
     def pipeline_delete(self, env: str, service: str, force: bool = False) -> None:
         _check_env(env)
@@ -313,6 +411,7 @@ class AwsEngine:
                      f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
         teardown = self._teardown()
         teardown.service_stacks(found, [service], retire=self._retirer(ctx, [service] if service_stack else []))
+        teardown.namespace_leftovers(ctx, service)
         teardown.pipelines([stack.name])
         self.reporter.done(f"pipeline of {service} deleted")
 
@@ -351,7 +450,7 @@ class AwsEngine:
         if ctx.service_connect:
             pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
             return self.sc.gateway_route_set(ctx, route, pipeline,
-                                             lambda: self._pipeline_template(env, ctx.flavour))
+                                             lambda: self._current_pipeline_template(ctx, pipeline))
         self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
         clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
                  if r.prefix == route.prefix and r.name != route.name]
@@ -366,7 +465,8 @@ class AwsEngine:
         _check_env(env)
         ctx = require_env(self.stacks, env)
         if ctx.service_connect:
-            self.sc.gateway_route_delete(ctx, name, lambda service: lambda: self._pipeline_template(env, ctx.flavour))
+            self.sc.gateway_route_delete(
+                ctx, name, lambda service: lambda: self._current_pipeline_template(ctx, self._pipeline_stack(env, service)))
             return
         if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
             raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
@@ -441,6 +541,44 @@ class AwsEngine:
                                 hint=f"set one with `meshpipe route set {service} VERSION=100 --env {env} "
                                      "--engine aws`")
         self.reporter.done(f"route r-{service} deleted")
+
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """App Mesh: an extra route of the service's router for requests whose headers match."""
+        from meshpipe.engines.aws.header_routes import put_header_route
+
+        _check_env(env)
+        route = make_header_route(service, headers, targets)  # App Mesh's limits, checked before any call
+        ctx = self._header_routes_ctx(env, service)
+        for target in route.targets:
+            self._require_version(env, service, target.version)
+        outcome = put_header_route(self.calls, ctx.mesh, route)
+        self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
+        return route
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        from meshpipe.engines.aws.header_routes import delete_header_route
+
+        _check_env(env)
+        ctx = self._header_routes_ctx(env, service)
+        if not delete_header_route(self.calls, ctx.mesh, service, header):
+            raise NotFoundError(f"{service} has no header route for {header} in {env}")
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        from meshpipe.engines.aws.header_routes import header_routes
+
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return [] if ctx.service_connect else header_routes(self.calls, ctx.mesh, service)
+
+    def _header_routes_ctx(self, env: str, service: str) -> EnvContext:
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if ctx.service_connect:
+            raise UserError(f"{env} runs on ECS Service Connect, which routes by service, not by request header",
+                            hint="header routes are App Mesh's (and the local engine's)")
+        self._require_pipeline(env, service, "no virtual router")
+        return ctx
 
     # -- versions ---------------------------------------------------------------------------------------
 
@@ -543,6 +681,25 @@ class AwsEngine:
             return self.sc.rollout_rollback(ctx, service, named)
         return self.route_set(env, service, plans.rollback(self.route_show(env, service), named))
 
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        """Service Connect: the service's latest ECS deployment (ECS runs the rollout there). App Mesh has no
+        rollout of its own: ``rollout run`` drives one from the CLI."""
+        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
+        from meshpipe.engines.aws.service_connect import describe_strategy
+
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        if not ctx.service_connect:
+            raise UserError(f"{env} runs App Mesh, where rollouts are driven from the command line",
+                            hint=f"use `meshpipe rollout run {service} NEW --env {env} --engine aws`")
+        state = self.sc.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {env} yet",
+                                hint=f"push a manifest to {service}-cfg first")
+        return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
+                                  describe_strategy)
+
     def mesh_of(self, env: str) -> str:
         """The flavour of an existing environment."""
         _check_env(env)
@@ -584,6 +741,45 @@ def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
                              hint="this is a meshpipe defect; please report it")
     return rendered[key]
+
+
+def _source_of(stack: StackState | None) -> tuple[PipelineSource, str | None]:
+    """A pipeline stack's source (None: CodeCommit) and branch, from its outputs and parameters."""
+    if stack is None:
+        return None, None
+    branch = stack.parameters.get("BranchName") or None
+    repository = stack.outputs.get("SourceRepository", "")
+    provider, _, _ = repository.partition(":")
+    if provider and "FullRepositoryId" in stack.parameters and "ConnectionArn" in stack.parameters:
+        return ConnectionSource(provider, stack.parameters["FullRepositoryId"], stack.parameters["ConnectionArn"]), branch
+    return None, branch
+
+
+def _describe_source(source: PipelineSource, service: str) -> str:
+    return source.spec if source is not None else f"the CodeCommit repo {service}-cfg"
+
+
+def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
+    """The policy an environment stack holds (its ``PlatformPolicy`` parameter), or None for none."""
+    text = stack.parameters.get(policy_parameter.POLICY_PARAMETER) if stack is not None else None
+    if not text or stack is None or stack.status == "ROLLBACK_COMPLETE":
+        return None
+    return policy_from_text(text, f"{stack.name} parameter {policy_parameter.POLICY_PARAMETER}")
+
+
+def _policy_summary(policy: PlatformPolicy | None, parameter: str) -> str:
+    changed = sorted((policy or PlatformPolicy()).model_dump(exclude_defaults=True))
+    return f"{', '.join(changed) if changed else 'defaults'} (SSM parameter {parameter})"
+
+
+def _app_mesh_gone(env: str) -> UserError:
+    return UserError(
+        f"environment {env} cannot be created on App Mesh: AWS shut App Mesh down on {names.APPMESH_SHUTDOWN}, and "
+        "its meshes, virtual nodes and gateways can no longer be created",
+        hint=f"create it on ECS Service Connect, the default: `meshpipe env create {env} --engine aws`; "
+             "`meshpipe platform render --mesh appmesh` and `meshpipe synth --mesh appmesh` still write the App Mesh "
+             "templates for reading and migration, and an App Mesh environment made before keeps working with every "
+             "other command")
 
 
 def _check_mesh(mesh: str) -> str:

@@ -24,6 +24,11 @@ class EnvContext:
         return self.flavour == names.SERVICE_CONNECT
 
     @property
+    def namespace_id(self) -> str | None:
+        """The Cloud Map namespace's id, as the stack's ``NamespaceId`` output says."""
+        return (self.stack.outputs.get("NamespaceId") or None) if self.stack else None
+
+    @property
     def ingress_url(self) -> str | None:
         return self.stack.outputs.get("IngressEndpoint") if self.stack else None
 

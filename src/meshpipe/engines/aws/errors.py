@@ -76,8 +76,13 @@ def is_not_found(exc: BaseException) -> bool:
     return code == "ValidationError" and "does not exist" in error_message(exc)
 
 
+# Where IAM's service prefix differs from the client's name.
+IAM_SERVICE_PREFIXES = {"elbv2": "elasticloadbalancing"}
+
+
 def iam_action(service: str, operation: str) -> str:
-    return IAM_ACTION_OVERRIDES.get((service, operation), f"{service}:{operation}")
+    prefix = IAM_SERVICE_PREFIXES.get(service, service)
+    return IAM_ACTION_OVERRIDES.get((service, operation), f"{prefix}:{operation}")
 
 
 def stack_state_advice(stack: str, status: str) -> str:

@@ -16,13 +16,16 @@ from meshpipe.synth.environment import (
     environment_stack_name,
     environment_template_file,
 )
+from meshpipe.synth.ingress_tls import CERTIFICATE_OUTPUT
 from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name, service_stack_name
 
-__all__ = ["APPMESH", "BUNDLE_KEY", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
+__all__ = ["APPMESH", "APPMESH_SHUTDOWN", "BUNDLE_KEY", "CERTIFICATE_OUTPUT", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
            "StackKinds", "build_bucket_stack", "build_bucket_template_key", "default_namespace", "env_stack",
            "env_template_key", "pipeline_stack", "service_connect_name_problem", "service_stack", "version_stack"]
 
 INGRESS_GATEWAY = VIRTUAL_GATEWAY_NAME
+# The day AWS shut App Mesh down: since then no mesh, virtual node or gateway can be created.
+APPMESH_SHUTDOWN = "2026-09-30"
 ENV_STACK_SUFFIX = "-env"
 VERSION_SUFFIX_RE = re.compile(rf"^(?P<service>[a-z][a-z0-9-]*)-(?P<version>[0-9a-f]{{{VERSION_LEN}}})$")
 PIPELINE_SUFFIX_RE = re.compile(r"^(?P<service>[a-z][a-z0-9-]*)-pipeline$")

@@ -12,6 +12,11 @@ What changes against App Mesh:
   service stack from the parameters ``IngressPathPrefix``/``IngressRulePriority``/``IngressRewritePrefix``.
   The pipeline stack keeps them (its Deploy stage passes them on with every commit); ``route gateway``
   sets them on both stacks. One gateway route per service.
+* the rule's forward weights belong to ECS, which moves them during every deployment. They are the
+  parameters ``IngressPrimaryWeight``/``IngressAlternateWeight`` of both stacks: ``route gateway`` reads
+  them from the live rule, declares them on the service stack first (an update that changes no traffic),
+  then applies the route; every commit passes the same values on, so CloudFormation never writes stale
+  weights over ECS's. While a deployment runs the weights are moving, and the route is not changed.
 """
 
 from __future__ import annotations
@@ -23,17 +28,19 @@ from typing import Any
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.ecs_api import Deployment, EcsApi, Revision, ServiceState, family_of
 from meshpipe.engines.aws.env_context import EnvContext
+from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.stacks import Stacks, StackState
 from meshpipe.engines.aws.teardown import EnvironmentStacks, environment_stacks
 from meshpipe.engines.base import Reporter, VersionInfo
-from meshpipe.errors import ConflictError, NotFoundError, UserError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.service_pipeline import INGRESS_ROUTE_NAME, INGRESS_ROUTE_NAME_PATTERN
 
 PipelineTemplate = Callable[[], dict[str, Any]]
+DEFAULT_WEIGHTS = {k: str(v) for k, v in sc.DEFAULT_WEIGHTS.items()}
 NO_INGRESS = {INGRESS_ROUTE_NAME: "", sc.INGRESS_PATH_PREFIX: "", sc.INGRESS_RULE_PRIORITY: "1",
-              sc.INGRESS_REWRITE_PREFIX: "true"}
+              sc.INGRESS_REWRITE_PREFIX: "true", **DEFAULT_WEIGHTS}
 PIPELINE_INGRESS_KEYS = tuple(NO_INGRESS)
 
 
@@ -63,9 +70,10 @@ def describe_strategy(strategy: dict[str, Any]) -> str:
 
 
 class ServiceConnectOps:
-    def __init__(self, stacks: Stacks, ecs: EcsApi, reporter: Reporter) -> None:
+    def __init__(self, stacks: Stacks, ecs: EcsApi, ingress: IngressApi, reporter: Reporter) -> None:
         self.stacks = stacks
         self.ecs = ecs
+        self.ingress = ingress
         self.reporter = reporter
 
     # -- gateway routes ---------------------------------------------------------------------------------
@@ -108,7 +116,7 @@ class ServiceConnectOps:
         values = {INGRESS_ROUTE_NAME: route.name, sc.INGRESS_PATH_PREFIX: route.prefix,
                   sc.INGRESS_RULE_PRIORITY: str(priority),
                   sc.INGRESS_REWRITE_PREFIX: "true" if route.rewrite_prefix else "false"}
-        self._apply(ctx, route.service, pipeline, template, values)
+        self._apply(ctx, route.service, pipeline, template, values, keep_weights=True)
         self.reporter.done(f"gateway route {route.name}: {route.prefix} -> {route.service} "
                            f"(listener rule priority {priority})")
         return GatewayRoute(name=route.name, prefix=route.prefix, service=route.service, namespace=ctx.namespace,
@@ -126,17 +134,74 @@ class ServiceConnectOps:
         self.reporter.done(f"gateway route {name} deleted: {route.prefix} no longer reaches {route.service}")
 
     def _apply(self, ctx: EnvContext, service: str, pipeline: StackState, template: PipelineTemplate,
-               values: dict[str, str]) -> None:
-        """The route on the pipeline stack (for the commits to come), then on the service stack (for now)."""
+               values: dict[str, str], *, keep_weights: bool = False) -> None:
+        """The route on the pipeline stack (for the commits to come), then on the service stack (for now).
+
+        With ``keep_weights`` the listener rule's weights are what ECS last set on it (see
+        :meth:`_live_weights`), declared on the service stack before anything else of the rule changes, so
+        neither the update nor its rollback can put back weights ECS has moved away from. Without (the route
+        goes, and the rule with it), they return to 100/0 for the next rule.
+        """
+        service_stack = self.stacks.describe(names.service_stack(ctx.env, service))
+        if service_stack is not None and service_stack.status.endswith("_IN_PROGRESS"):
+            self.reporter.step(f"{service_stack.name} is {service_stack.status}; waiting for that to finish first")
+            service_stack = self.stacks.settle(service_stack)
+        if service_stack is not None and service_stack.status == "DELETE_COMPLETE":
+            service_stack = None
+        self._refuse_while_deploying(ctx, service, service_stack)
+        live = self._live_weights(service_stack) if keep_weights and service_stack is not None else None
+        values = {**values, **(live or DEFAULT_WEIGHTS)}
         self.reporter.step(f"recording the gateway route of {service} on {pipeline.name}")
         self.stacks.deploy(pipeline.name, template(), {"EnvironmentName": ctx.env, "ServiceName": service, **values})
-        service_stack = self.stacks.describe(names.service_stack(ctx.env, service))
         if service_stack is None:
             self.reporter.step(f"{service} has no stack yet: its first deployment creates the listener rule")
             return
-        self.stacks.update_parameters(service_stack.name, {k: values[k] for k in sc.INGRESS_PARAMETERS},
-                                      hint=f"the pipeline stack {pipeline.name} holds the route; the next commit of "
-                                           f"{service} applies it")
+        hint = f"the pipeline stack {pipeline.name} holds the route; the next commit of {service} applies it"
+        if live is not None and any(service_stack.parameters.get(k) != v for k, v in live.items()):
+            self.reporter.step(f"declaring on {service_stack.name} the weights ECS left on its listener rule "
+                               f"({_weights_text(live)}); traffic does not change")
+            self.stacks.update_parameters(service_stack.name, live, hint=hint)
+        self.stacks.update_parameters(service_stack.name, {k: values[k] for k in sc.INGRESS_PARAMETERS}, hint=hint)
+
+    def _refuse_while_deploying(self, ctx: EnvContext, service: str, service_stack: StackState | None) -> None:
+        if service_stack is None:
+            return
+        deployment = self.ecs.running_deployment(ctx.cluster, service)
+        if deployment is not None:
+            raise ConflictError(
+                f"a deployment of {service} is running ({deployment.stage or deployment.status}): ECS is moving the "
+                "load balancer's weights on its listener rule, so its gateway route cannot change now",
+                hint=f"wait until it has finished (`meshpipe versions {service} --env {ctx.env} --engine aws` shows "
+                     "it), or roll it back, then run the command again")
+
+    def _live_weights(self, service_stack: StackState) -> dict[str, str] | None:
+        """The weights ECS left on the service's listener rule, as the stack's weight parameters; None when
+        the stack has no rule yet (the rule it creates starts at 100/0)."""
+        ids = self.stacks.physical_ids(service_stack.name)
+        rule = ids.get(sc.INGRESS_RULE)
+        live = self.ingress.forward_weights(rule) if rule else None
+        if rule is None or live is None:
+            return None
+        primary, alternate = ids.get(sc.INGRESS_TARGET_GROUP), ids.get(sc.INGRESS_ALTERNATE_TARGET_GROUP)
+        strangers = sorted(set(live) - {primary, alternate})
+        if strangers:
+            raise OperationError(
+                f"the listener rule of {service_stack.name} forwards to target group(s) its stack does not hold: "
+                f"{', '.join(strangers)}",
+                hint="someone changed the rule by hand; make it forward to the stack's two target groups again "
+                     "(the EC2 console's load balancer page, or `aws elbv2 modify-rule`), then retry")
+        weights = {sc.INGRESS_PRIMARY_WEIGHT: str(live.get(primary or "", 0)),
+                   sc.INGRESS_ALTERNATE_WEIGHT: str(live.get(alternate or "", 0))}
+        # An earlier template declares 100/0: changing its rule is safe only while ECS routes the same way.
+        all_to_primary = weights[sc.INGRESS_ALTERNATE_WEIGHT] == "0" and weights[sc.INGRESS_PRIMARY_WEIGHT] != "0"
+        if not all(k in service_stack.parameters for k in sc.INGRESS_WEIGHTS) and not all_to_primary:
+            raise ConflictError(
+                f"{service_stack.name} was deployed by an earlier meshpipe whose listener rule declares fixed "
+                f"weights 100/0, but ECS has left {_weights_text(weights)}: changing the rule now would send all "
+                "traffic to a target group without tasks",
+                hint=f"deploy the service once more with this meshpipe (push a commit to its config repo, or "
+                     f"`aws codepipeline start-pipeline-execution --name {service_stack.name}`), then retry")
+        return weights
 
     def _pipeline_parameter(self, found: EnvironmentStacks, service: str, key: str) -> str | None:
         stack = self.stacks.describe(found.pipelines[service])
@@ -358,6 +423,11 @@ def _check_ingress_route(route: GatewayRoute) -> None:
             "prefix literally and rewrites it away",
             hint=f"use '/'-separated segments of letters, digits, '.', '_', '~' or '-', without a trailing '/', at "
                  f"most {sc.INGRESS_PREFIX_MAX} characters, e.g. /hello-service")
+
+
+def _weights_text(weights: dict[str, str]) -> str:
+    return (f"primary target group {weights[sc.INGRESS_PRIMARY_WEIGHT]}, "
+            f"alternate {weights[sc.INGRESS_ALTERNATE_WEIGHT]}")
 
 
 def _split(weights: dict[str, int]) -> str:

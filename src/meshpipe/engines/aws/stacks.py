@@ -27,6 +27,11 @@ USABLE = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPL
 # Statuses from which only deletion (or a manual repair) helps.
 STUCK = frozenset({"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED",
                    "UPDATE_ROLLBACK_FAILED", "IMPORT_ROLLBACK_FAILED"})
+# What a failed first creation leaves: an empty stack (the rollback deleted everything it had made) that
+# CloudFormation will only delete. Deploying such a stack deletes it and creates it anew, as the pipeline's
+# REPLACE_ON_FAILURE Deploy action does; the other stuck statuses may still hold resources, so they are
+# left to a person.
+ROLLED_BACK_CREATE = "ROLLBACK_COMPLETE"
 ACTIVE_STATUSES = [
     "CREATE_IN_PROGRESS", "CREATE_FAILED", "CREATE_COMPLETE", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED",
     "ROLLBACK_COMPLETE", "DELETE_IN_PROGRESS", "DELETE_FAILED", "UPDATE_IN_PROGRESS",
@@ -133,6 +138,13 @@ class Stacks:
                 if r.get("ResourceType") == resource_type and r.get("PhysicalResourceId")
                 and not r.get("ResourceStatus", "").startswith("DELETE_COMPLETE")]
 
+    def physical_ids(self, name: str) -> dict[str, str]:
+        """Logical id -> physical id of every resource the stack has now."""
+        return {str(r["LogicalResourceId"]): str(r["PhysicalResourceId"])
+                for r in self.calls.pages("cloudformation", "list_stack_resources", "StackResourceSummaries",
+                                          StackName=name)
+                if r.get("PhysicalResourceId") and not r.get("ResourceStatus", "").startswith("DELETE_COMPLETE")}
+
     def _event_ids(self, stack_id: str) -> set[str]:
         page = self.calls.call_or_none("cloudformation", "describe_stack_events", when=is_not_found,
                                        StackName=stack_id)
@@ -153,9 +165,16 @@ class Stacks:
                check_existing: Callable[[StackState], None] | None = None) -> StackState:
         """Create the stack, or update it when it exists; wait for the end either way.
 
-        ``check_existing`` sees an existing stack before anything changes, and may refuse the update.
+        A stack whose first creation rolled back (``ROLLBACK_COMPLETE``) holds nothing and cannot be
+        updated: it is deleted and created again. ``check_existing`` sees any other existing stack before
+        anything changes, and may refuse the update.
         """
         existing = self.describe(name)
+        if existing is not None and existing.status == ROLLED_BACK_CREATE:
+            self.reporter.step(f"{name} is {ROLLED_BACK_CREATE}: its first creation failed and was rolled back, "
+                               "so nothing of it remains; deleting it to create it again")
+            self._delete(existing, wait=True)
+            existing = None
         if existing is not None and check_existing is not None:
             check_existing(existing)
         if existing is not None and existing.status.endswith("_IN_PROGRESS"):
@@ -223,6 +242,10 @@ class Stacks:
         existing = self.describe(name)
         if existing is None:
             return None
+        return self._delete(existing, wait=wait)
+
+    def _delete(self, existing: StackState, *, wait: bool) -> StackState | None:
+        name = existing.name
         if existing.status == "DELETE_IN_PROGRESS":
             return self.wait(existing.stack_id, name, "delete", seen=set()) if wait else existing
         self.reporter.step(f"deleting stack {name}")
@@ -294,6 +317,9 @@ class Stacks:
         message = what + detail
         if state.status == "UPDATE_ROLLBACK_COMPLETE":
             hint = "the stack is back in its previous state and still works; fix the cause above and retry"
+        elif state.status == ROLLED_BACK_CREATE and action == "create":
+            hint = ("fix the cause above and run the same command again: the rolled-back stack is then "
+                    "deleted and created anew")
         elif delete_hint and state.status in {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED"}:
             hint = delete_hint
         else:

@@ -5,6 +5,8 @@
    there a gateway route is a listener rule of its service stack, and App Mesh is never called.)
 2. Version stacks of every service, and the wait for their deletion: CloudFormation deletes them with
    the service role that lives in the pipeline stack, so that role must outlive them.
+   (Service Connect: then what ECS registered in the environment's Cloud Map namespace for those
+   services, which no stack owns and which keeps the namespace from being deleted.)
 3. Pipeline stacks, their artifact buckets emptied first and deleted after (the template retains them).
 4. The build bucket, emptied of every object version and delete marker, then its stack.
 5. The environment stack (network, cluster, mesh, ingress) last: everything above runs inside it.
@@ -17,12 +19,14 @@ from dataclasses import dataclass, field
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
+from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.env_context import EnvContext
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.stacks import Stacks, StackSummary
 from meshpipe.engines.base import Reporter
 
 BUCKET_TYPE = "AWS::S3::Bucket"
+HTTP_NAMESPACE_TYPE = "AWS::ServiceDiscovery::HttpNamespace"
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,12 @@ def environment_stacks(stacks: Stacks, env: str) -> EnvironmentStacks:
 
 
 class Teardown:
-    def __init__(self, stacks: Stacks, mesh: MeshApi, buckets: Buckets, reporter: Reporter) -> None:
+    def __init__(self, stacks: Stacks, mesh: MeshApi, buckets: Buckets, cloudmap: CloudMapApi,
+                 reporter: Reporter) -> None:
         self.stacks = stacks
         self.mesh = mesh
         self.buckets = buckets
+        self.cloudmap = cloudmap
         self.reporter = reporter
 
     def environment(self, ctx: EnvContext, found: EnvironmentStacks,
@@ -88,6 +94,7 @@ class Teardown:
         if not ctx.service_connect:
             self.routes(ctx)
         self.service_stacks(found, list(found.pipelines) + list(found.versions), retire=retire)
+        self.namespace_leftovers(ctx)
         self.pipelines([found.pipelines[s] for s in sorted(found.pipelines)])
         if found.build_bucket_stack:
             self.empty_stack_buckets(found.build_bucket_stack)
@@ -122,6 +129,24 @@ class Teardown:
         if retire is not None:
             for service in sorted(set(services) & set(found.service_stacks)):
                 retire(service)
+
+    def namespace_leftovers(self, ctx: EnvContext, service: str | None = None) -> None:
+        """Service Connect: the Cloud Map services (and their instances) ECS registered in the environment's
+        namespace, all of them or only ``service``'s. Called once the service stacks are gone."""
+        if not ctx.service_connect:
+            return  # App Mesh: the version stacks own their Cloud Map services
+        namespace = ctx.namespace_id
+        if namespace is None and ctx.stack is not None:
+            found = self.stacks.resources(ctx.stack.name, HTTP_NAMESPACE_TYPE)
+            namespace = found[0] if found else None
+        if namespace is None:
+            return  # no namespace (an environment stack that never got that far): nothing can be in it
+        for leftover in self.cloudmap.services(namespace):
+            if service is not None and leftover.name != service:
+                continue
+            deregistered = self.cloudmap.remove(leftover)
+            self.reporter.step(f"deleted Cloud Map service {leftover.name} ({leftover.id}) left by ECS, "
+                               f"{deregistered} instance(s) deregistered first")
 
     def pipelines(self, pipeline_stacks: list[str]) -> None:
         """Delete pipeline stacks, and their artifact buckets, which the template retains on deletion."""

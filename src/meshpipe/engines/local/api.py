@@ -9,25 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.policy import RolloutPlan, resolve_plan
 from meshpipe.engines.local import metrics_view
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.control import gateway_route_to_json, route_to_json
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.home import EnvPaths
 from meshpipe.engines.local.publisher import Publisher
+from meshpipe.engines.local.rollouts import ROLLOUT_OWNER, RolloutController
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import EnvironmentRow, StateStore
 from meshpipe.engines.local.supervisor import Supervisor
-from meshpipe.errors import ConflictError, NotFoundError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, make_gateway_route, make_route
+from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import (
+    GatewayRoute,
+    HeaderRoute,
+    Route,
+    WeightedTarget,
+    check_service,
+    make_gateway_route,
+    make_header_route,
+    make_route,
+)
 from meshpipe.model import COMMIT_RE, check_service_name
-from meshpipe.naming import virtual_node_name, virtual_router_name
+from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
+from meshpipe.platform import RolloutDefaults
+
+# A git ref as a push reports it: printable, no spaces, not endless.
+REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
 
 class ControlApi:
@@ -40,6 +57,7 @@ class ControlApi:
     publisher: Publisher
     deployer: Deployer
     runs: RunQueue
+    rollouts: RolloutController
     pipelines_lock: asyncio.Lock  # pipeline create and delete, one at a time
     started_at: str
     control_port: int | None
@@ -139,9 +157,14 @@ class ControlApi:
         return _run_json(run)
 
     async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
+        check_service(service)
+        if not REF_RE.match(ref):
+            raise UserError(f"{ref[:80]!r} is not a branch ref like refs/heads/main")
+        if old is not None and not COMMIT_RE.match(old):
+            old = None  # only said for the record; a hook may send anything there
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
-            raise UserError(f"{new!r} is not a commit id")
+            raise UserError(f"{new[:80]!r} is not a commit id")
         return self.runs.submit(service, ref, old, new)
 
     # -- routes --
@@ -152,15 +175,85 @@ class ControlApi:
 
     async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
         route = make_route(service, targets)
+        self._refuse_during_rollout(service, "set its route")
         self.store.set_route(route)
         self.route_changes[service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
 
     async def route_delete(self, service: str) -> None:
+        self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
         self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
+
+    def _refuse_during_rollout(self, service: str, what: str) -> None:
+        if self.rollouts.running(service):
+            raise ConflictError(f"a rollout of {service} is running: it owns the route, so this would not "
+                                f"{what} for long", hint=f"promote or abort it first: meshpipe rollout promote|abort "
+                                                          f"{service} (meshpipe rollout status {service} shows it)")
+
+    async def header_routes(self, service: str) -> list[HeaderRoute]:
+        self.store.require_service(service)
+        return self.store.header_routes(service).get(service, [])
+
+    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
+        route = make_header_route(service, headers, targets)
+        if self.store.header_route_owner(service, route.name) == ROLLOUT_OWNER and self.rollouts.running(service):
+            raise ConflictError(f"header route {route.name} is the preview of the running rollout of {service}",
+                                hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
+        self.store.set_header_route(route)
+        pushed = await self.publisher.publish(f"header route {route.name} set")
+        return route, pushed
+
+    async def header_route_delete(self, service: str, header: str) -> None:
+        name = header_route_name(service, header)
+        if self.store.header_route_owner(service, name) == ROLLOUT_OWNER and self.rollouts.running(service):
+            raise ConflictError(f"header route {name} is the preview of the running rollout of {service}",
+                                hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
+        self.store.delete_header_route(service, name)
+        await self.publisher.publish(f"header route {name} deleted")
+
+    # -- rollouts --
+
+    async def deployed(self, service: str, version: str, run_id: str) -> None:
+        """A pipeline run deployed ``version``: its rollout starts when its plan asks for one."""
+        row = self.store.version(service, version)
+        plan_json = (row.resolved.get("rollout") if row is not None else None) or None
+        if plan_json is None:
+            return
+        try:
+            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"by a push (run {run_id})")
+        except MeshpipeError as exc:
+            self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
+
+    async def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+        """Start a rollout by hand: the version's own plan, else the platform's default."""
+        self.store.require_service(service)
+        row = self.store.version(service, version)
+        if row is None:
+            raise NotFoundError(f"version {version} of {service} does not exist",
+                                hint=f"list versions with: meshpipe versions {service}")
+        plan_json = row.resolved.get("rollout")
+        if plan_json:
+            plan: RolloutPlan | None = RolloutPlan.from_json(plan_json)
+        else:
+            platform = row.resolved.get("platform", {}).get("policy", {}).get("rollout")
+            defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
+            plan = resolve_plan(defaults, None, force=True)
+        assert plan is not None
+        return await self.rollouts.start(service, version, plan, "by hand")
+
+    async def rollout_status(self, service: str) -> dict[str, Any]:
+        self.store.require_service(service)
+        return self.rollouts.status(service)
+
+    async def rollout_control(self, service: str, action: str) -> dict[str, Any]:
+        self.store.require_service(service)
+        if action not in ("pause", "resume", "abort", "promote"):
+            raise UserError(f"{action!r} is not a rollout control: pause, resume, abort or promote")
+        return await self.rollouts.control(service, action)
 
     async def gateway_routes(self) -> list[GatewayRoute]:
         return self.store.gateway_routes()
@@ -201,6 +294,7 @@ class ControlApi:
     async def version_delete(self, service: str, version: str, force: bool) -> None:
         self.store.require_service(service)
         await self.deployer.delete(service, version, force)
+        self.rollouts.wake(service)
 
     # -- stats and metrics --
 

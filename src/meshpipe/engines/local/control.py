@@ -22,6 +22,12 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     GET    /v1/services/{svc}/stats                per-version requests, errors, latency from every proxy
     GET    /metrics                                the environment's Prometheus page (text); also takes the
                                                    metrics token (metrics.token), which opens nothing else
+    GET    /v1/routes/{svc}/headers                the service's header routes
+    PUT    /v1/routes/{svc}/headers    {headers, targets}   add or replace the header route of headers[0]
+    DELETE /v1/routes/{svc}/headers/{header}
+    POST   /v1/rollouts/{svc}          {version}   start a rollout by hand
+    GET    /v1/rollouts/{svc}                      the running (else the latest) rollout: step, weights, windows
+    POST   /v1/rollouts/{svc}/{action}             pause | resume | abort | promote
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
@@ -30,20 +36,23 @@ Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad inp
 from __future__ import annotations
 
 import hmac
-import http.client
 import json
 import logging
+import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, PipelineRun, StageResult, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 
 log = logging.getLogger("meshpipe.daemon")
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
 METRICS_PATH = "/metrics"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,6 +76,18 @@ def route_from_json(data: dict[str, Any] | None) -> Route | None:
                  prefix=data["prefix"], method=data["method"], priority=int(data["priority"]),
                  max_retries=int(data["max_retries"]), per_retry_timeout_ms=int(data["per_retry_timeout_ms"]),
                  timeout_ms=int(data["timeout_ms"]))
+
+
+def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
+    return {"service": route.service, "name": route.name, "headers": [h.to_json() for h in route.headers],
+            "targets": [{"version": t.version, "weight": t.weight} for t in route.targets],
+            "prefix": route.prefix, "method": route.method, "priority": route.priority}
+
+
+def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
+                       targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
+                       priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
 
 
 def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
@@ -146,6 +167,22 @@ class ControlTarget(Protocol):
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
+    async def header_routes(self, service: str) -> list[HeaderRoute]: ...
+    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]: ...
+    async def header_route_delete(self, service: str, header: str) -> None: ...
+    async def rollout_start(self, service: str, version: str) -> dict[str, Any]: ...
+    async def rollout_status(self, service: str) -> dict[str, Any]: ...
+    async def rollout_control(self, service: str, action: str) -> dict[str, Any]: ...
+
+
+def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    targets = []
+    for t in raw_targets:
+        if not isinstance(t, dict):
+            raise UserError("each target must be an object with version and weight")
+        targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
+    return tuple(targets)
 
 
 def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
@@ -153,6 +190,27 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise UserError(f"request field {key!r} must be a {kind.__name__}")
     return value
+
+
+def path_segment(request: Any, key: str) -> str:
+    """A name taken from the request path, refused (400) unless it has the form such a name has: no
+    ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    value = str(request.match_info[key])
+    if key == "svc":
+        check_service(value)
+    elif key == "ver" and not VERSION_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a version id: {VERSION_RE.pattern[1:-2]}")
+    elif key == "name" and not NAME_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a gateway route name: letters, digits, '_', '.', '-', up to 255")
+    elif key == "run_id" and value != "latest" and not RUN_ID_RE.match(value):
+        raise UserError(f"{value[:60]!r} is not a pipeline run id (like 20260101-120000-a1b2c3) or 'latest'")
+    return value
+
+
+def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
 def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
@@ -164,7 +222,8 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     def allowed(request: web.Request) -> bool:
-        given = request.headers.get("Authorization", "").encode()
+        # Any header a client sends, even one that is not text, is only ever compared, never trusted.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if hmac.compare_digest(given, expected):
             return True
         return (scraper is not None and request.path == METRICS_PATH and request.method in ("GET", "HEAD")
@@ -174,9 +233,11 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
         if not allowed(request):
-            return web.json_response({"error": {"kind": "user", "message": "missing or wrong bearer token",
-                                                "hint": "use the token in the environment's daemon.json"}},
-                                     status=401)
+            return _problem("user", "missing or wrong bearer token",
+                            "use the token in the environment's daemon.json", 401)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _problem("user", f"request body of {request.content_length} bytes is over the limit of "
+                                    f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -191,14 +252,12 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
                                                 "hint": "see the environment's daemon.log"}}, status=500)
 
     async def body(request: web.Request) -> dict[str, Any]:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise UserError("request body too large")
-        raw = await request.read()
+        raw = await request.read()  # bodies sent without a length stop at client_max_size, with 413
         if not raw:
             return {}
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UserError("request body is not JSON") from None
         if not isinstance(data, dict):
             raise UserError("request body must be a JSON object")
@@ -221,15 +280,15 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(request.match_info["svc"])
+        await target.pipeline_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def runs(request: web.Request) -> web.Response:
-        return ok(await target.pipeline_runs(request.match_info["svc"]))
+        return ok(await target.pipeline_runs(path_segment(request, "svc")))
 
     async def run(request: web.Request) -> web.Response:
-        run_id = request.match_info["run_id"]
-        return ok(await target.pipeline_run(request.match_info["svc"], None if run_id == "latest" else run_id))
+        run_id = path_segment(request, "run_id")
+        return ok(await target.pipeline_run(path_segment(request, "svc"), None if run_id == "latest" else run_id))
 
     async def push(request: web.Request) -> web.Response:
         data = await body(request)
@@ -239,21 +298,21 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok({"run_id": run_id}, 201)
 
     async def route_show(request: web.Request) -> web.Response:
-        return ok(route_to_json(await target.route_show(request.match_info["svc"])))
+        service = path_segment(request, "svc")
+        route = route_to_json(await target.route_show(service))
+        if request.query.get("headers") != "1":
+            return ok(route)
+        # The whole view of a service's routing in one answer (the CLI's read path asks for this).
+        return ok({"route": route, "header_routes": [header_route_to_json(r)
+                                                     for r in await target.header_routes(service)]})
 
     async def route_set(request: web.Request) -> web.Response:
         data = await body(request)
-        raw_targets = _require(data, "targets", list)
-        targets = []
-        for t in raw_targets:
-            if not isinstance(t, dict):
-                raise UserError("each target must be an object with version and weight")
-            targets.append(WeightedTarget(_require(t, "version"), _require(t, "weight", int)))
-        route, pushed = await target.route_set(request.match_info["svc"], tuple(targets))
+        route, pushed = await target.route_set(path_segment(request, "svc"), _targets(_require(data, "targets", list)))
         return ok({"route": route_to_json(route), "push": pushed})
 
     async def route_delete(request: web.Request) -> web.Response:
-        await target.route_delete(request.match_info["svc"])
+        await target.route_delete(path_segment(request, "svc"))
         return ok({"deleted": True})
 
     async def gateway_routes(request: web.Request) -> web.Response:
@@ -264,27 +323,55 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         rewrite = data.get("rewrite_prefix", True)
         if not isinstance(rewrite, bool):
             raise UserError("request field 'rewrite_prefix' must be true or false")
-        gr = await target.gateway_route_set(request.match_info["name"], _require(data, "prefix"),
+        gr = await target.gateway_route_set(path_segment(request, "name"), _require(data, "prefix"),
                                             _require(data, "service"), rewrite)
         return ok(gateway_route_to_json(gr))
 
     async def gateway_route_delete(request: web.Request) -> web.Response:
-        await target.gateway_route_delete(request.match_info["name"])
+        await target.gateway_route_delete(path_segment(request, "name"))
         return ok({"deleted": True})
 
     async def versions(request: web.Request) -> web.Response:
-        return ok(await target.versions(request.match_info["svc"]))
+        return ok(await target.versions(path_segment(request, "svc")))
 
     async def version_delete(request: web.Request) -> web.Response:
         force = request.query.get("force", "false").lower() in ("1", "true", "yes")
-        await target.version_delete(request.match_info["svc"], request.match_info["ver"], force)
+        await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
     async def stats(request: web.Request) -> web.Response:
-        return ok(await target.stats(request.match_info["svc"]))
+        return ok(await target.stats(path_segment(request, "svc")))
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def header_routes(request: web.Request) -> web.Response:
+        return ok([header_route_to_json(r) for r in await target.header_routes(path_segment(request, "svc"))])
+
+    async def header_route_set(request: web.Request) -> web.Response:
+        data = await body(request)
+        headers = []
+        for h in _require(data, "headers", list):
+            if not isinstance(h, dict):
+                raise UserError("each header must be an object with name, kind and value")
+            headers.append(HeaderMatch(_require(h, "name"), _require(h, "value"), _require(h, "kind")))
+        route, pushed = await target.header_route_set(path_segment(request, "svc"), tuple(headers),
+                                                      _targets(_require(data, "targets", list)))
+        return ok({"route": header_route_to_json(route), "push": pushed})
+
+    async def header_route_delete(request: web.Request) -> web.Response:
+        await target.header_route_delete(path_segment(request, "svc"), request.match_info["header"])
+        return ok({"deleted": True})
+
+    async def rollout_start(request: web.Request) -> web.Response:
+        data = await body(request)
+        return ok(await target.rollout_start(path_segment(request, "svc"), _require(data, "version")), 201)
+
+    async def rollout_status(request: web.Request) -> web.Response:
+        return ok(await target.rollout_status(path_segment(request, "svc")))
+
+    async def rollout_control(request: web.Request) -> web.Response:
+        return ok(await target.rollout_control(path_segment(request, "svc"), request.match_info["action"]))
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/v1/status", status)
@@ -305,68 +392,129 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
     app.router.add_get("/v1/services/{svc}/stats", stats)
     app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get("/v1/routes/{svc}/headers", header_routes)
+    app.router.add_put("/v1/routes/{svc}/headers", header_route_set)
+    app.router.add_delete("/v1/routes/{svc}/headers/{header}", header_route_delete)
+    app.router.add_post("/v1/rollouts/{svc}", rollout_start)
+    app.router.add_get("/v1/rollouts/{svc}", rollout_status)
+    app.router.add_post("/v1/rollouts/{svc}/{action}", rollout_control)
     return app
 
 
 # --- client --------------------------------------------------------------------------------------------
 
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of the HTTP/1.1 response on ``sock`` (asked with ``Connection: close``).
+
+    A few lines instead of http.client, which would cost a read command more than its whole request."""
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = dechunk(body)
+    elif b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        if len(body) < length:
+            raise ValueError(f"the response ended after {len(body)} of {length} bytes")
+        body = body[:length]
+    return int(parts[1]), body
+
+
+def dechunk(data: bytes) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2:end + 2 + size])
+        pos = end + 2 + size + 2
+
+
 class DaemonUnreachable(OperationError):
-    """Nothing answers on the daemon's control port."""
+    """Nothing answers on the daemon's control port. ``sent``: the request may have reached a daemon (so
+    repeating it could do it twice); False when no connection was made at all."""
+
+    def __init__(self, message: str, hint: str | None = None, sent: bool = True) -> None:
+        super().__init__(message, hint)
+        self.sent = sent
 
 
 class ControlClient:
-    """Blocking client of one daemon's control API (what the CLI process uses)."""
+    """Blocking client of one daemon's control API (what the CLI process uses): one request per call.
 
-    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
+    ``reconnect``, when given, is called once if no connection can be made (the daemon died, or is
+    being restarted): it brings a daemon up and returns its port and token, and the call is sent again.
+    """
+
+    def __init__(self, port: int, token: str, timeout: float = 30.0,
+                 reconnect: Callable[[], tuple[int, str]] | None = None) -> None:
         self.port = port
         self.token = token
         self.timeout = timeout
+        self.reconnect = reconnect
 
     def metrics(self, timeout: float | None = None) -> str:
         """The environment's Prometheus page."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout or self.timeout)
-        try:
-            conn.request("GET", METRICS_PATH, headers={"Authorization": f"Bearer {self.token}"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
-                                    f"{exc or type(exc).__name__}") from None
-        finally:
-            conn.close()
-        if resp.status != 200:
+        status, raw = self._exchange("GET", METRICS_PATH, None, timeout, accept="text/plain")
+        if status != 200:
             try:
                 data = json.loads(raw)
             except ValueError:
                 data = None
-            raise error_from_json(resp.status, data)
+            raise error_from_json(status, data)
         return raw.decode("utf-8")
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout or self.timeout)
         try:
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError) as exc:
-            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
-                                    f"{exc or type(exc).__name__}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
-        finally:
-            conn.close()
+            return self._call(method, path, body, timeout)
+        except DaemonUnreachable as exc:
+            if exc.sent or self.reconnect is None:
+                raise
+            self.port, self.token = self.reconnect()
+            return self._call(method, path, body, timeout)
+
+    def _call(self, method: str, path: str, body: Any, timeout: float | None) -> Any:
+        status, raw = self._exchange(method, path, body, timeout)
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
-            raise OperationError(f"the environment's daemon answered HTTP {resp.status} with something that is "
+            raise OperationError(f"the environment's daemon answered HTTP {status} with something that is "
                                  "not JSON") from None
-        if resp.status >= 400:
-            raise error_from_json(resp.status, data)
+        if status >= 400:
+            raise error_from_json(status, data)
         return data
+
+    def _exchange(self, method: str, path: str, body: Any, timeout: float | None,
+                  accept: str = "application/json") -> tuple[int, bytes]:
+        """One request on a connection of its own: the answer's status and body."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                f"Authorization: Bearer {self.token}\r\nAccept: {accept}\r\nConnection: close\r\n"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
+                   else "") + "\r\n")
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout or self.timeout)
+        except OSError as exc:
+            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
+                                    f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
+        try:
+            sock.sendall(head.encode("latin-1") + payload)
+            return read_response(sock)
+        except (ConnectionResetError, TimeoutError) as exc:
+            raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
+                                    f"{exc or type(exc).__name__}") from None
+        except (OSError, ValueError) as exc:
+            raise DaemonUnreachable(f"talking to the environment's daemon failed: {exc}") from None
+        finally:
+            sock.close()
 
     # Named calls, so callers read like the API.
 
@@ -429,3 +577,30 @@ class ControlClient:
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))
+
+    def route_view(self, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The service's weighted route and its header routes, in one request."""
+        data = self.call("GET", f"/v1/routes/{quote(service, safe='')}?headers=1")
+        return route_from_json(data["route"]), [header_route_from_json(r) for r in data["header_routes"]]
+
+    def header_routes(self, service: str) -> list[HeaderRoute]:
+        return [header_route_from_json(r) for r in self.call("GET", f"/v1/routes/{quote(service, safe='')}/headers")]
+
+    def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
+        data = self.call("PUT", f"/v1/routes/{quote(service, safe='')}/headers",
+                         {"headers": [h.to_json() for h in headers],
+                          "targets": [{"version": t.version, "weight": t.weight} for t in targets]})
+        return header_route_from_json(data["route"]), data["push"]
+
+    def header_route_delete(self, service: str, header: str) -> None:
+        self.call("DELETE", f"/v1/routes/{quote(service, safe='')}/headers/{quote(header, safe='')}")
+
+    def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}", {"version": version}))
+
+    def rollout_status(self, service: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/v1/rollouts/{quote(service, safe='')}"))
+
+    def rollout_control(self, service: str, action: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/rollouts/{quote(service, safe='')}/{quote(action, safe='')}"))

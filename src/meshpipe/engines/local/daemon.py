@@ -27,38 +27,59 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.analysis import Counters
+from meshpipe.delivery.machine import HookResult
+from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local import spawn
 from meshpipe.engines.local.api import ControlApi
 from meshpipe.engines.local.control import make_control_app
 from meshpipe.engines.local.daemonfiles import (
+    EXIT_ALREADY_RUNNING,
     acquire_lock,
     kept_token,
+    lock_is_held,
     metrics_token,
     read_daemon_file,
+    read_lock_holder,
     write_daemon_file,
 )
+from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.deploy import Deployer
 from meshpipe.engines.local.health import Probe, check_http, check_sidecar
 from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
 from meshpipe.engines.local.meshconfig import MeshSnapshot
 from meshpipe.engines.local.options import LocalOptions, read_options
 from meshpipe.engines.local.publisher import Publisher
-from meshpipe.engines.local.restore import catch_up_pushes, clean_up_leftovers, ingress_port, rerun_interrupted
+from meshpipe.engines.local.restore import (
+    catch_up_pushes,
+    check_gateway,
+    check_tasks,
+    clean_up_leftovers,
+    find_adoptable,
+    flag_value,
+    ingress_port,
+    rerun_interrupted,
+    stop_processes,
+)
+from meshpipe.engines.local.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.runs import RunQueue
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
+from meshpipe.engines.local.webhooks import call_hooks
 from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
 
-EXIT_ALREADY_RUNNING = 3
-MAINTENANCE_EVERY_SECONDS = 2.0
+MAINTENANCE_EVERY_SECONDS = 10.0  # how often logs are checked against their bound
 GATEWAY_LIVE_TIMEOUT = 30.0
+WATCHDOG_RESTART_BASE = 1.0
 
 
 # --- the edges the supervisor is given -------------------------------------------------------------------
@@ -127,17 +148,22 @@ class Daemon(ControlApi):
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
         self.supervisor = Supervisor(
-            spawner=procs.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable, access_log=options.access_log),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
-        self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping)
+        self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
+                                          self._call_hooks, BUCKET_BOUNDS_MS)
+        self._hook_session: Any = None
+        self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping,
+                             after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
         self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
         # here: the CLI imports this module for read_daemon_file and needs none of it.
         from meshpipe.engines.local.dashboard.server import DashboardServer
@@ -153,7 +179,35 @@ class Daemon(ControlApi):
             generation=generation, environment=self.env.name, namespace=self.env.namespace,
             services=tuple(s.name for s in self.store.services()), routes=self.store.routes(),
             endpoints=self.supervisor.endpoints(), gateway_routes=tuple(self.store.gateway_routes()),
-            listener_ports=self.store.listener_ports())
+            listener_ports=self.store.listener_ports(),
+            header_routes=self.store.header_routes())
+
+    # -- rollouts: the controller's edges --
+
+    async def _rollout_counters(self, service: str) -> dict[str, dict[str, Counters]]:
+        """Every live proxy's counters of ``service``'s versions, by admin port (see delivery.analysis)."""
+        session = await self.publisher.session()
+        ports = sorted(self.publisher.proxies)
+
+        async def one(port: int) -> dict[str, Any] | None:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
+                    return dict(await resp.json()) if resp.status == 200 else None
+            except Exception:
+                return None
+
+        answers = await asyncio.gather(*(one(p) for p in ports))
+        return {str(port): counters_from_stats(answer, service)
+                for port, answer in zip(ports, answers, strict=True) if answer is not None}
+
+    async def _call_hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+        if not hooks:
+            return []
+        if self._hook_session is None:
+            import aiohttp
+
+            self._hook_session = aiohttp.ClientSession()
+        return await call_hooks(self._hook_session, hooks, payload)
 
     # -- life cycle --
 
@@ -173,27 +227,54 @@ class Daemon(ControlApi):
 
     async def start(self) -> None:
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
-        await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
+        # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
+        plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        gateway_row, plan.gateway = plan.gateway, None
+        adopted_gateway, (adopted, failed) = await asyncio.gather(
+            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+        if gateway_row is not None and adopted_gateway is None:
+            failed.append((gateway_row.pid, gateway_row.started or None))
+        await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
         await self._start_control()
         await self.dashboard.start()
-        port = ingress_port(self.env.gateway_port)
-        self.store.set_gateway_port(port)
-        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log())
+        # Tasks first: the adopted healthy ones are endpoints before the first config is built.
+        restored = self.deployer.restore(adopted)
+        orphaned = [p for key, tasks in adopted.items() if key not in restored for t in tasks.values()
+                    for p in ((t.sidecar.pid, None), (t.app.pid, None))]
+        if orphaned:
+            await asyncio.to_thread(stop_processes, self.store, orphaned, "of versions that no longer run")
+        listening = flag_value(gateway_row.argv, "--listen-port") if gateway_row is not None else None
+        if adopted_gateway is not None and listening is not None:
+            port = listening
+        else:
+            adopted_gateway = None
+            port = ingress_port(self.env.gateway_port)
+            self.store.set_gateway_port(port)
+        gateway = self.supervisor.start_gateway(port, self.paths.gateway_log(), adopted_gateway)
         try:
             await asyncio.wait_for(gateway.live.wait(), GATEWAY_LIVE_TIMEOUT)
         except TimeoutError:
             raise OperationError(f"the ingress gateway did not come up within {GATEWAY_LIVE_TIMEOUT:g} s: "
                                  f"{gateway.last_error}") from None
-        restored = self.deployer.restore()
+        taken = sum(len(t) for key, t in adopted.items() if key in restored)
         if restored:
-            log.info("restoring %d version(s): %s", len(restored), ", ".join(f"{s}-{v}" for s, v in restored))
+            log.info("running %d version(s): %s; %d task(s) taken over", len(restored),
+                     ", ".join(f"{s}-{v}" for s, v in restored), taken)
         rerun_interrupted(self.store, self.runs)
         await catch_up_pushes(self.store, self.push)
+        resumed = await self.rollouts.restore()
+        if resumed:
+            log.info("resuming the rollout(s) of %s", ", ".join(resumed))
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
-            "ingress_port": gateway.port, "dashboard_port": self.dashboard.port, "started_at": self.started_at})
-        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}")
+            "ingress_port": gateway.port, "dashboard_port": self.dashboard.port,
+            "started_at": self.started_at})
+        kept = (f"; took over the gateway and {taken} task(s) left running" if adopted_gateway is not None
+                else f"; took over {taken} task(s) left running" if taken else "")
+        self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}{kept}")
+        # Only now: the watchdog follows the daemon daemon.json names.
+        self._watchdog = asyncio.create_task(self._guard_watchdog())
         log.info("ready: control API on 127.0.0.1:%s, ingress http://127.0.0.1:%d", self.control_port, gateway.port)
 
     async def _start_control(self) -> None:
@@ -211,15 +292,43 @@ class Daemon(ControlApi):
         while not self.stopping:
             await asyncio.sleep(MAINTENANCE_EVERY_SECONDS)
             with contextlib.suppress(OSError):
-                for path in [self.paths.daemon_log, *self.paths.logs.rglob("*.log")]:
+                for path in [self.paths.daemon_log, *procs.log_files(self.paths.logs)]:
                     procs.rotate_log(path)
+
+    async def _guard_watchdog(self) -> None:
+        """Keep the environment's watchdog running: it brings this daemon back if it dies, and this daemon
+        starts a new watchdog when that one dies (either can be killed; the other restores it)."""
+        delay = WATCHDOG_RESTART_BASE
+        argv = [sys.executable, "-m", "meshpipe.engines.local.watchdog", "--env-dir", str(self.paths.root)]
+        spawner = spawn.OsSpawner()
+        while not self.stopping:
+            holder = read_lock_holder(self.paths.watchdog_lock) if lock_is_held(self.paths.watchdog_lock) else None
+            watchdog: Proc
+            if holder is not None and procs.is_running(holder):
+                watchdog = spawn.AdoptedProcess(holder, procs.start_time(holder), [])
+            else:
+                # The daemon's own environment: a daemon the watchdog starts must see what this one saw.
+                env = {**os.environ, procs.OWNER_ENV: str(self.paths.root)}
+                watchdog = await spawner.spawn(argv, env, self.paths.daemon_log)
+            started = time.monotonic()
+            await watchdog.wait()
+            if self.stopping:
+                return
+            delay = WATCHDOG_RESTART_BASE if time.monotonic() - started > 60 else min(60.0, delay * 2)
+            self.store.add_event("daemon", f"the watchdog (pid {watchdog.pid}) ended; the daemon starts another")
+            await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         if self.stopping:
             return
         self.stopping = True
         log.info("stopping: tasks, gateway, control API")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.deployer.cancel_waits()
+        self.rollouts.stop()
+        if self._hook_session is not None:
+            await self._hook_session.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.runs.cancel()

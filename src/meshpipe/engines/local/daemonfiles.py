@@ -2,6 +2,7 @@
 
 * ``daemon.lock`` is held (``flock``) for the life of the daemon, so an environment has one daemon at most,
   and a crashed daemon's lock goes with its process;
+* ``watchdog.lock`` likewise for the daemon's watchdog (``watchdog``), which holds it;
 * ``daemon.json`` says where its control API listens and the bearer token to use: the CLI and the config
   repos' hooks read it, so it is written atomically and readable by its owner only.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.atomic import write_atomically
+
+EXIT_ALREADY_RUNNING = 3  # the daemon's exit status when another daemon of the environment holds the lock
 
 
 def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
@@ -43,6 +46,29 @@ def acquire_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def read_lock_holder(path: Path) -> int | None:
+    """The pid written in a lock file by the process that took it (it may have ended since)."""
+    try:
+        return int(path.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some process holds the lock (without taking it, or writing to the file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock taken just now
+    return False
 
 
 def metrics_token(path: Path) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from meshpipe.engines.local.health import HealthTimings
 from meshpipe.engines.local.home import EnvPaths
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
-from meshpipe.engines.local.supervisor import Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.engines.local.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
 from meshpipe.errors import MeshpipeError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
@@ -165,8 +165,11 @@ class Deployer:
                                    hint=f"see the task logs in {self.paths.version_logs(service, version)}")
             await self.clock.sleep(READY_POLL_SECONDS)
 
-    def restore(self) -> list[tuple[str, str]]:
-        """Start the tasks of every version state.db says should run (after a daemon start)."""
+    def restore(self, adopted: Mapping[tuple[str, str], Mapping[int, AdoptedTask]] | None = None
+                ) -> list[tuple[str, str]]:
+        """Run the tasks of every version state.db says should run (after a daemon start): the ``adopted``
+        ones (by version and slot) as they are, new ones for the other slots."""
+        adopted = adopted or {}
         started = []
         for row in self.store.versions():
             if row.status not in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS):
@@ -177,7 +180,8 @@ class Deployer:
                 self.store.set_version_status(row.service, row.version, st.CREATE_FAILED, exc.message)
                 continue
             self.supervisor.start_version(version_spec(row.resolved, argv, self.options), row.desired_tasks,
-                                          self.paths.version_logs(row.service, row.version))
+                                          self.paths.version_logs(row.service, row.version),
+                                          adopted.get((row.service, row.version)))
             started.append((row.service, row.version))
             if row.status == st.CREATE_IN_PROGRESS:
                 task = asyncio.ensure_future(self._await_ready(row.service, row.version))

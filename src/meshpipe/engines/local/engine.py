@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,25 +31,26 @@ from meshpipe.engines.base import (
     VersionInfo,
 )
 from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local import state as st
 from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
-from meshpipe.engines.local.daemon import EXIT_ALREADY_RUNNING, read_daemon_file
+from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, read_daemon_file
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
-from meshpipe.engines.local.state import StateStore
-from meshpipe.errors import NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, validate_targets
+from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
 
 if TYPE_CHECKING:
     from meshpipe.engines.local.logs import LogLine
     from meshpipe.mesh.graph import Topology
 
 DAEMON_START_TIMEOUT = 60.0
+RUN_IN_PROGRESS = "InProgress"  # state.RUN_IN_PROGRESS; state.db is opened only by the commands that need it
 DAEMON_STOP_TIMEOUT = 60.0
 POLL_SECONDS = 0.05
+CREATE_LOCK = "create.lock"  # held by the command creating the environment
 
 # Daemons this process started, so they are reaped (not left as zombies) once they exit.
-_spawned: list[subprocess.Popen[bytes]] = []
+_spawned: list[Any] = []  # subprocess.Popen, imported when a daemon is started: read commands never do
 
 
 def _reap() -> None:
@@ -68,14 +67,22 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+class DaemonNotRunning(OperationError):
+    """The environment's daemon is not running, and this engine was told not to start it."""
+
+
 class LocalEngine:
     name = "local"
 
     def __init__(self, reporter: Reporter | None = None, home: Path | None = None,
                  options: LocalOptions | None = None, start_timeout: float = DAEMON_START_TIMEOUT, *,
-                 tasks_per_version: int | None = None, health_time_scale: float | None = None) -> None:
+                 tasks_per_version: int | None = None, health_time_scale: float | None = None,
+                 autostart: bool = True) -> None:
         """``options`` (or the shortcuts ``tasks_per_version`` and ``health_time_scale``) apply to
-        environments this engine creates; an existing environment keeps the options it was created with."""
+        environments this engine creates; an existing environment keeps the options it was created with.
+        ``autostart=False``: an operation that finds no daemon running raises :class:`DaemonNotRunning`
+        instead of starting one."""
+        self.autostart = autostart
         self.reporter: Reporter = reporter or SilentReporter()
         self.home = Path(home).absolute() if home is not None else meshpipe_home()
         chosen = options or LocalOptions.from_env()
@@ -111,16 +118,29 @@ class LocalEngine:
         return client
 
     def _client(self, env: str) -> ControlClient:
-        """The daemon of ``env``, started when it is not running."""
+        """A client of the daemon of ``env``, started when it is not running.
+
+        No request is spent on checking first: a call that finds no daemon listening starts one and is
+        sent again, so a command is one request when the daemon runs."""
         paths = self._existing(env)
-        client = self._running_client(paths)
-        if client is None:
-            self.reporter.step(f"starting the daemon of environment {env}")
-            client = self._start_daemon(paths)
-            self.reporter.done(f"daemon of {env} running")
-        return client
+        data = read_daemon_file(paths.daemon_json)
+        if data is not None and procs.is_running(int(data["pid"])):
+            return ControlClient(int(data["control_port"]), str(data["token"]),
+                                 reconnect=lambda: self._bring_up(paths))
+        port, token = self._bring_up(paths)
+        return ControlClient(port, token, reconnect=lambda: self._bring_up(paths))
+
+    def _bring_up(self, paths: EnvPaths) -> tuple[int, str]:
+        if not self.autostart:
+            raise DaemonNotRunning(f"the daemon of environment {paths.name} is not running")
+        self.reporter.step(f"starting the daemon of environment {paths.name}")
+        client = self._start_daemon(paths)
+        self.reporter.done(f"daemon of {paths.name} running")
+        return client.port, client.token
 
     def _start_daemon(self, paths: EnvPaths) -> ControlClient:
+        import subprocess
+
         _reap()
         # The owner marker lets a later env delete find this daemon even without its daemon.json.
         env = {**os.environ, procs.OWNER_ENV: str(paths.root)}
@@ -144,6 +164,10 @@ class LocalEngine:
                                          "answer its control API", hint=f"see {paths.daemon_log}; stop it by pid "
                                          "and run the command again")
             if code is not None and code != EXIT_ALREADY_RUNNING:
+                # Ours ended, but another one (the watchdog's, started at the same moment) may be up.
+                client = self._running_client(paths)
+                if client is not None:
+                    return client
                 raise OperationError(f"the daemon of environment {paths.name} exited with status {code}:\n"
                                      f"{_log_tail(paths.daemon_log)}", hint=f"see {paths.daemon_log}")
             data = read_daemon_file(paths.daemon_json)
@@ -158,19 +182,32 @@ class LocalEngine:
                              hint=f"see {paths.daemon_log}")
 
     def env_create(self, env: str) -> EnvironmentInfo:
+        """Create the environment (or, when it exists, make sure its daemon runs) and return it.
+
+        One command at a time creates a given environment: a second one meanwhile is refused."""
         paths = self.paths(env)
-        if not paths.exists():
-            self.reporter.step(f"creating environment {env} in {paths.root}")
-            paths.make_dirs()
-            write_options(paths.engine_json, self.options)
-            # state.db is written last: its existence is what makes the environment exist.
-            store = StateStore(paths.state_db)
-            try:
-                store.init_environment(env, f"{env}.local")
-            finally:
-                store.close()
-        client = self._client(env)
-        status = client.status()
+        paths.root.mkdir(parents=True, exist_ok=True)
+        lock = acquire_lock(paths.root / CREATE_LOCK)
+        if lock is None:
+            raise ConflictError(f"environment {env} is being created by another command right now",
+                                hint=f"wait for it, then see it with: meshpipe env status {env}")
+        try:
+            if not paths.exists():
+                self.reporter.step(f"creating environment {env} in {paths.root}")
+                paths.make_dirs()
+                write_options(paths.engine_json, self.options)
+                from meshpipe.engines.local.state import StateStore
+
+                # state.db is written last: its existence is what makes the environment exist.
+                store = StateStore(paths.state_db)
+                try:
+                    store.init_environment(env, f"{env}.local")
+                finally:
+                    store.close()
+            client = self._client(env)
+            status = client.status()
+        finally:
+            os.close(lock)
         self.reporter.done(f"environment {env} ready: ingress {status['ingress_url']}")
         return self._info(env, paths, status)
 
@@ -188,9 +225,16 @@ class LocalEngine:
 
     def env_status(self, env: str) -> EnvironmentInfo:
         paths = self._existing(env)
-        client = self._running_client(paths)
-        if client is not None:
-            return self._info(env, paths, client.status())
+        data = read_daemon_file(paths.daemon_json)
+        if data is not None and procs.is_running(int(data["pid"])):
+            try:
+                status = ControlClient(int(data["control_port"]), str(data["token"])).status(timeout=5.0)
+            except DaemonUnreachable:
+                pass  # recorded but not answering: reported as stopped, from state.db
+            else:
+                return self._info(env, paths, status)
+        from meshpipe.engines.local.state import StateStore
+
         store = StateStore(paths.state_db)
         try:
             row = store.environment()
@@ -213,6 +257,8 @@ class LocalEngine:
             if stuck:
                 raise OperationError(f"could not stop process(es) {stuck} of environment {env}",
                                      hint="stop them by pid, then run env delete again")
+        import shutil
+
         shutil.rmtree(paths.root)
         self.reporter.done(f"environment {env} deleted")
 
@@ -239,6 +285,8 @@ class LocalEngine:
     def _leftovers(self, paths: EnvPaths) -> list[tuple[int, str | None]]:
         found: dict[int, str | None] = {}
         if paths.state_db.exists():
+            from meshpipe.engines.local.state import StateStore
+
             store = StateStore(paths.state_db)
             try:
                 for row in store.processes():
@@ -289,7 +337,7 @@ class LocalEngine:
                 run = matches[0]
             else:
                 run = client.pipeline_run(service, run_id)
-            if run.status != st.RUN_IN_PROGRESS:
+            if run.status != RUN_IN_PROGRESS:
                 return run
             if time.monotonic() >= deadline:
                 raise OperationError(f"pipeline run {run.run_id} of {service} still {run.status} after {timeout:g} s",
@@ -326,6 +374,64 @@ class LocalEngine:
     def route_delete(self, env: str, service: str) -> None:
         self._client(env).route_delete(service)
 
+    def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
+                         targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
+        """An extra route taking precedence over the weighted one for requests whose headers match."""
+        validate_targets(targets)
+        return self._client(env).header_route_set(service, headers, targets)[0]
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        self._client(env).header_route_delete(service, header)
+
+    def route_view(self, env: str, service: str) -> tuple[Route | None, list[HeaderRoute]]:
+        """The weighted route and the header routes of ``service``, in one request to the daemon."""
+        return self._client(env).route_view(service)
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        return self._client(env).header_routes(service)
+
+    # --- rollouts (run by the environment's daemon) ------------------------------------------------------
+
+    def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]:
+        return self._client(env).rollout_start(service, version)
+
+    def rollout_status(self, env: str, service: str) -> dict[str, Any]:
+        return self._client(env).rollout_status(service)
+
+    def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]:
+        return self._client(env).rollout_control(service, action)
+
+    def rollout_promote(self, env: str, service: str, version: str | None) -> Route:
+        """``rollout promote``: the running rollout's, else a plain route change to ``version`` or the canary."""
+        from meshpipe.mesh import plans
+
+        client = self._client(env)
+        if version is None and self._rollout_running(client, service):
+            client.rollout_control(service, "promote")
+            route = client.route_show(service)
+            assert route is not None
+            return route
+        return self.route_set(env, service, plans.promote(client.route_show(service), version))
+
+    def rollout_rollback(self, env: str, service: str, to: str | None) -> Route:
+        """``rollout rollback``: abort the running rollout, else a plain route change back."""
+        from meshpipe.mesh import plans
+
+        client = self._client(env)
+        if to is None and self._rollout_running(client, service):
+            client.rollout_control(service, "abort")
+            route = client.route_show(service)
+            assert route is not None
+            return route
+        return self.route_set(env, service, plans.rollback(client.route_show(service), to))
+
+    @staticmethod
+    def _rollout_running(client: ControlClient, service: str) -> bool:
+        try:
+            return client.rollout_status(service)["status"] == "running"
+        except NotFoundError:
+            return False
+
     # --- versions ----------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
@@ -357,6 +463,8 @@ class LocalEngine:
 
         client = self._client(env)
         status = client.status()
+        from meshpipe.engines.local.state import StateStore
+
         store = StateStore(self._existing(env).state_db)
         try:
             backends = backends_from(((row.service, row.resolved) for row in store.versions()),
@@ -389,6 +497,8 @@ class LocalEngine:
         from meshpipe.engines.local.logs import log_files
 
         paths = self._existing(env)
+        from meshpipe.engines.local.state import StateStore
+
         store = StateStore(paths.state_db)
         try:
             store.require_service(service)
@@ -433,6 +543,8 @@ class LocalEngine:
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
+        from meshpipe.engines.local.state import StateStore
+
         paths = self._existing(env)
         store = StateStore(paths.state_db)
         try:

@@ -8,6 +8,7 @@ Each environment lives in its own folder, so deleting an environment is deleting
                       daemon.json    pid, control port and bearer token of the running daemon (mode 0600)
                       daemon.log     what the daemon did
                       daemon.lock    held by the running daemon: one daemon per environment
+                      watchdog.lock  held by the daemon's watchdog, which restarts it if it dies
                       engine.json    local engine options fixed when the environment was created
                       metrics.token  the bearer token for scraping the daemon's /metrics (mode 0600)
                       dashboard.token  what opens the web dashboard (``meshpipe dashboard`` prints it in the URL; 0600)
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshpipe.platform import check_env_name
+from meshpipe.naming import check_env_name
 
 
 def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -63,6 +64,10 @@ class EnvPaths:
     @property
     def daemon_lock(self) -> Path:
         return self.root / "daemon.lock"
+
+    @property
+    def watchdog_lock(self) -> Path:
+        return self.root / "watchdog.lock"
 
     @property
     def engine_json(self) -> Path:

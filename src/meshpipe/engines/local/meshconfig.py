@@ -8,11 +8,11 @@ checked and tested without a single process running.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshpipe.mesh.routing import GatewayRoute, Route
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route
 
 LOOPBACK = "127.0.0.1"
 
@@ -38,6 +38,8 @@ class MeshSnapshot:
     # service -> version -> the version's declared app port (the virtual node's listener): proxies
     # name their Envoy clusters with it (cds_egress_<mesh>_<node>_http_<port>)
     listener_ports: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # service -> its header routes, in the order they are tried
+    header_routes: Mapping[str, Sequence[HeaderRoute]] = field(default_factory=dict)
 
 
 def virtual_service_name(service: str, namespace: str) -> str:
@@ -55,15 +57,29 @@ def _route_json(route: Route) -> dict[str, Any]:
     }
 
 
+def _header_route_json(route: HeaderRoute) -> dict[str, Any]:
+    return {
+        "name": route.name, "priority": route.priority, "prefix": route.prefix, "method": route.method,
+        "headers": [h.to_json() for h in route.headers],
+        "targets": [{"version": t.version, "weight": t.weight} for t in route.targets],
+        "max_retries": route.max_retries, "per_retry_timeout_ms": route.per_retry_timeout_ms,
+        "timeout_ms": route.timeout_ms,
+    }
+
+
 def build_mesh_config(snapshot: MeshSnapshot) -> dict[str, Any]:
     """The config document for every proxy of the environment (see the data-plane contract)."""
     services: dict[str, Any] = {}
     for service in sorted(set(snapshot.services)):
         route = snapshot.routes.get(service)
-        services[virtual_service_name(service, snapshot.namespace)] = {
+        entry: dict[str, Any] = {
             "service": service,
             "route": _route_json(route) if route is not None and route.targets else None,
         }
+        extra = [r for r in snapshot.header_routes.get(service, ()) if r.targets]
+        if extra:  # left out when there are none, so a config without them reads as before
+            entry["header_routes"] = [_header_route_json(r) for r in sorted(extra, key=lambda r: (r.priority, r.name))]
+        services[virtual_service_name(service, snapshot.namespace)] = entry
     endpoints: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for service in sorted(snapshot.endpoints):
         if service not in snapshot.services:

@@ -9,16 +9,14 @@ a daemon that restarts after a crash can find what its predecessor left behind a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 OWNER_ENV = "MESHPIPE_OWNER"
 LOG_MAX_BYTES = 4 * 1024 * 1024
@@ -87,6 +85,13 @@ def signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def terminate_group(pid: int) -> None:
+    """Ask a process group to stop: SIGTERM, then SIGCONT, so that a stopped process (``kill -STOP``) wakes up
+    to handle the SIGTERM rather than waiting for the SIGKILL at the end of the stop timeout."""
+    signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGCONT)
+
+
 def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
     """Stop a process that is not our child (SIGTERM, then SIGKILL after ``timeout``); True once gone.
 
@@ -94,7 +99,7 @@ def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
     """
     if not is_running(pid, started):
         return True
-    signal_group(pid, signal.SIGTERM)
+    terminate_group(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_running(pid, started):
@@ -130,6 +135,16 @@ def owned_processes(env_dir: Path, exclude: Iterable[int] = ()) -> list[int]:
     return sorted(found)
 
 
+def runs_module(pid: int, modules: Iterable[str]) -> bool:
+    """True when process ``pid`` is ``python -m <one of modules>`` (read from /proc/<pid>/cmdline)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    wanted = {m.encode() for m in modules}
+    return any(a == b"-m" and b in wanted for a, b in itertools.pairwise(argv))
+
+
 def child_env(owner: Path, extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a process the daemon starts: a few of its own variables, the owner marker, extra."""
     base = os.environ if base is None else base
@@ -137,6 +152,19 @@ def child_env(owner: Path, extra: Mapping[str, str], base: Mapping[str, str] | N
     env[OWNER_ENV] = str(Path(owner).absolute())
     env.update(extra)
     return env
+
+
+def log_files(logs: Path) -> list[Path]:
+    """The ``*.log`` files in ``logs`` and its folders one level down (where the daemon keeps them)."""
+    found = []
+    with os.scandir(logs) as top:
+        for entry in top:
+            if entry.is_dir(follow_symlinks=False):
+                with os.scandir(entry.path) as sub:
+                    found += [Path(e.path) for e in sub if e.name.endswith(".log")]
+            elif entry.name.endswith(".log"):
+                found.append(Path(entry.path))
+    return found
 
 
 def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
@@ -158,61 +186,12 @@ def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
         return False
 
 
-@dataclass
-class OsProcess:
-    """A process the daemon started, and the asyncio handle that reaps it."""
-
-    pid: int
-    argv: list[str]
-    _proc: asyncio.subprocess.Process
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
-
-
-class OsSpawner:
-    """Starts real processes: own session, stdin from /dev/null, stdout and stderr appended to a log file."""
-
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> OsProcess:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
-                start_new_session=True, close_fds=True)
-        finally:
-            os.close(fd)
-        return OsProcess(proc.pid, list(argv), proc)
-
-    async def stop(self, proc: Any, timeout: float) -> int | None:
-        """SIGTERM to the process group, SIGKILL after ``timeout``; returns the exit status.
-
-        ``proc`` is an :class:`OsProcess` this spawner started."""
-        if proc.returncode is None:
-            signal_group(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
-            except TimeoutError:
-                signal_group(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5.0)
-        # Children the process left in its group go too. Only the group is signalled: the pid itself is
-        # reaped by now and may already belong to another program.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return proc.returncode
-
-
 def kill_all(processes: Iterable[tuple[int, str | None]], timeout: float) -> list[int]:
     """Stop many processes that are not our children at once: SIGTERM to all, SIGKILL to the ones still
     running after ``timeout``. Returns the pids that could not be stopped."""
     targets = [(pid, started) for pid, started in processes if is_running(pid, started)]
     for pid, _ in targets:
-        signal_group(pid, signal.SIGTERM)
+        terminate_group(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(is_running(p, s) for p, s in targets):
         time.sleep(0.02)

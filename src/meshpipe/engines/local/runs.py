@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,11 +32,14 @@ T = TypeVar("T")
 class RunQueue:
     """The pipeline runs of one environment: a queue and a worker task per service."""
 
-    def __init__(self, store: StateStore, environment: str, deployer: Deployer, stopping: Callable[[], bool]) -> None:
+    def __init__(self, store: StateStore, environment: str, deployer: Deployer, stopping: Callable[[], bool],
+                 after_success: Callable[[str, str, str], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.environment = environment
         self.deployer = deployer
         self._stopping = stopping
+        # Called with (service, version, run id) once a run succeeded: where a rollout starts by itself.
+        self.after_success = after_success
         self.queues: dict[str, asyncio.Queue[str]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
 
@@ -75,9 +78,15 @@ class RunQueue:
             worker.cancel()
 
     async def _worker(self, service: str, queue: asyncio.Queue[str]) -> None:
-        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions)."""
+        """Runs of one service, one after the other (as CodePipeline serializes a pipeline's executions).
+
+        As in CodePipeline's superseded mode, a run still waiting when a newer one is queued behind it is
+        not run: it is recorded as Superseded, and the newest push is the one that gets deployed."""
         while True:
             run_id = await queue.get()
+            if queue.qsize():
+                self._supersede(run_id)
+                continue
             try:
                 await self._execute_run(run_id)
             except asyncio.CancelledError:
@@ -87,6 +96,15 @@ class RunQueue:
                 if not self.stopping:
                     self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
                     self.store.finish_run(run_id, st.RUN_FAILED, None)
+
+    def _supersede(self, run_id: str) -> None:
+        run = self.store.run(run_id)
+        if run is None or run.status != st.RUN_IN_PROGRESS:
+            return
+        note = "superseded: a newer push of this service was waiting, and runs instead\n"
+        self.store.finish_run(run_id, st.RUN_SUPERSEDED, None,
+                              [("Source", "Skipped", note), ("Build", "Skipped", None), ("Deploy", "Skipped", None)])
+        log.info("pipeline run %s of %s superseded by a newer push", run_id, run.service)
 
     async def _execute_run(self, run_id: str) -> None:
         from meshpipe.pipeline import git_source, run_pipeline
@@ -131,6 +149,8 @@ class RunQueue:
         self.store.finish_run(run_id, outcome.status, outcome.version,
                               [(s.name, s.status, s.log) for s in outcome.stages])
         log.info("pipeline run %s of %s: %s", run_id, run.service, outcome.status)
+        if outcome.succeeded and outcome.version and self.after_success is not None:
+            await self.after_success(run.service, outcome.version, run_id)
 
 
 async def in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:

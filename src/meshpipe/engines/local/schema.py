@@ -11,7 +11,7 @@ from pathlib import Path
 
 from meshpipe.errors import OperationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE environment (
@@ -125,8 +125,48 @@ CREATE TABLE events (
 );
 """
 
+# Version 2: header routes (a service's extra routes that match on a request header) and rollouts (the
+# controller's state of each rollout, one running per service, kept after it ends).
+_SCHEMA_V2 = """
+CREATE TABLE header_routes (
+    service              TEXT NOT NULL REFERENCES services(name),
+    name                 TEXT NOT NULL,
+    priority             INTEGER NOT NULL,
+    prefix               TEXT NOT NULL,
+    method               TEXT,
+    headers_json         TEXT NOT NULL,
+    max_retries          INTEGER NOT NULL,
+    per_retry_timeout_ms INTEGER NOT NULL,
+    timeout_ms           INTEGER NOT NULL,
+    owner                TEXT NOT NULL DEFAULT '',
+    updated_at           TEXT NOT NULL,
+    PRIMARY KEY (service, name)
+);
+CREATE TABLE header_route_targets (
+    service  TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    version  TEXT NOT NULL,
+    weight   INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
+    PRIMARY KEY (service, name, position),
+    FOREIGN KEY (service, name) REFERENCES header_routes(service, name) ON DELETE CASCADE,
+    FOREIGN KEY (service, version) REFERENCES versions(service, version)
+);
+CREATE TABLE rollouts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    service     TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+    candidate   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    state_json  TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX one_running_rollout_per_service ON rollouts(service) WHERE status = 'running';
+CREATE INDEX rollouts_by_service ON rollouts(service, id);
+"""
+
 # MIGRATIONS[n] takes a database at user_version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -30,7 +30,8 @@ from meshpipe.engines.local.schema import MIGRATIONS as MIGRATIONS
 from meshpipe.engines.local.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from meshpipe.engines.local.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
@@ -55,6 +56,7 @@ STOPPED = "STOPPED"
 RUN_IN_PROGRESS = "InProgress"
 RUN_SUCCEEDED = "Succeeded"
 RUN_FAILED = "Failed"
+RUN_SUPERSEDED = "Superseded"  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
 def utc_now() -> datetime:
@@ -317,6 +319,7 @@ class StateStore:
                 raise ConflictError(f"gateway route(s) {', '.join(gateways)} send traffic to {name}",
                                     hint="delete them first: meshpipe route gateway-delete NAME")
             tx.execute("DELETE FROM routes WHERE service = ?", (name,))
+            tx.execute("DELETE FROM header_routes WHERE service = ?", (name,))
             tx.execute("DELETE FROM pipeline_runs WHERE service = ?", (name,))
             tx.execute("DELETE FROM services WHERE name = ?", (name,))
             self._event(tx, "pipeline", f"pipeline, virtual service and router of {name} deleted", name)
@@ -411,6 +414,14 @@ class StateStore:
             if weight and not force:
                 raise ConflictError(f"version {version} of {service} carries {weight} % of its traffic",
                                     hint="move the traffic first (meshpipe route set ...), or pass --force")
+            by_header = [r[0] for r in tx.execute("SELECT DISTINCT name FROM header_route_targets WHERE service = ? "
+                                                  "AND version = ? AND weight > 0", (service, version))]
+            if by_header and not force:
+                raise ConflictError(f"version {version} of {service} takes the traffic of header route(s) "
+                                    f"{', '.join(by_header)}",
+                                    hint=f"delete them first (meshpipe route delete {service} --header NAME), "
+                                         "or pass --force")
+            self._drop_header_targets(tx, service, version)
             tx.execute("DELETE FROM route_targets WHERE service = ? AND version = ?", (service, version))
             left = tx.execute("SELECT COALESCE(SUM(weight), 0) FROM route_targets WHERE service = ?",
                               (service,)).fetchone()[0]
@@ -438,16 +449,7 @@ class StateStore:
         """Replace a service's route. Every target must be a deployed (CREATE_COMPLETE) version."""
         with self.transaction() as tx:
             self._require_service_tx(tx, route.service)
-            for t in route.targets:
-                r = tx.execute("SELECT status, reason FROM versions WHERE service = ? AND version = ?",
-                               (route.service, t.version)).fetchone()
-                if r is None:
-                    raise NotFoundError(f"version {t.version} of {route.service} does not exist",
-                                        hint=f"list versions with: meshpipe versions {route.service}")
-                if r["status"] != CREATE_COMPLETE:
-                    why = f" ({r['reason']})" if r["reason"] else ""
-                    raise ConflictError(f"version {t.version} of {route.service} is {r['status']}{why}; only "
-                                        f"{CREATE_COMPLETE} versions can take traffic")
+            self._check_targets_tx(tx, route.service, route.targets)
             now = self.now()
             tx.execute("DELETE FROM routes WHERE service = ?", (route.service,))
             tx.execute("INSERT INTO routes (service, prefix, method, priority, max_retries, per_retry_timeout_ms, "
@@ -484,6 +486,72 @@ class StateStore:
             if cur.rowcount == 0:
                 raise NotFoundError(f"{service} has no route")
             self._event(tx, "route", f"route r-{service} deleted", service)
+
+    # --- header routes (extra routes that match a request header) ------------------------------------
+
+    def set_header_route(self, route: HeaderRoute, owner: str = "") -> HeaderRoute:
+        """Add or replace a header route of a service (by name). Its targets must be deployed versions;
+        a router holds the weighted route and at most MAX_ROUTES_PER_ROUTER - 1 header routes."""
+        with self.transaction() as tx:
+            self._require_service_tx(tx, route.service)
+            self._check_targets_tx(tx, route.service, route.targets)
+            others = tx.execute("SELECT COUNT(*) FROM header_routes WHERE service = ? AND name != ?",
+                                (route.service, route.name)).fetchone()[0]
+            if others + 1 > MAX_ROUTES_PER_ROUTER - 1:
+                raise ConflictError(f"{route.service} already has {others} header routes; App Mesh allows "
+                                    f"{MAX_ROUTES_PER_ROUTER} routes per virtual router, the weighted one included",
+                                    hint=f"delete one first: meshpipe route delete {route.service} --header NAME")
+            tx.execute("DELETE FROM header_routes WHERE service = ? AND name = ?", (route.service, route.name))
+            tx.execute("INSERT INTO header_routes (service, name, priority, prefix, method, headers_json, max_retries, "
+                       "per_retry_timeout_ms, timeout_ms, owner, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (route.service, route.name, route.priority, route.prefix, route.method,
+                        json.dumps([h.to_json() for h in route.headers]), route.max_retries,
+                        route.per_retry_timeout_ms, route.timeout_ms, owner, self.now()))
+            for i, t in enumerate(route.targets):
+                tx.execute("INSERT INTO header_route_targets (service, name, position, version, weight) "
+                           "VALUES (?, ?, ?, ?, ?)", (route.service, route.name, i, t.version, t.weight))
+            spread = ", ".join(f"{t.version}={t.weight}" for t in route.targets)
+            self._event(tx, "route", f"header route {route.name} set: {route.describe()} -> {spread}", route.service)
+        return route
+
+    def header_routes(self, service: str | None = None) -> dict[str, list[HeaderRoute]]:
+        """Header routes by service, in the order the mesh tries them (priority, then name)."""
+        where, args = ("WHERE service = ?", (service,)) if service is not None else ("", ())
+        rows = self._read(f"SELECT * FROM header_routes {where} ORDER BY service, priority, name", args)
+        targets: dict[tuple[str, str], list[WeightedTarget]] = {}
+        for t in self._read(f"SELECT * FROM header_route_targets {where} ORDER BY service, name, position", args):
+            targets.setdefault((t["service"], t["name"]), []).append(WeightedTarget(t["version"], t["weight"]))
+        out: dict[str, list[HeaderRoute]] = {}
+        for r in rows:
+            out.setdefault(r["service"], []).append(HeaderRoute(
+                service=r["service"], headers=tuple(HeaderMatch.from_json(h) for h in json.loads(r["headers_json"])),
+                targets=tuple(targets.get((r["service"], r["name"]), ())), priority=r["priority"], prefix=r["prefix"],
+                method=r["method"], max_retries=r["max_retries"], per_retry_timeout_ms=r["per_retry_timeout_ms"],
+                timeout_ms=r["timeout_ms"]))
+        return out
+
+    def header_route_owner(self, service: str, name: str) -> str | None:
+        rows = self._read("SELECT owner FROM header_routes WHERE service = ? AND name = ?", (service, name))
+        return str(rows[0][0]) if rows else None
+
+    def delete_header_route(self, service: str, name: str, missing_ok: bool = False) -> None:
+        with self.transaction() as tx:
+            self._require_service_tx(tx, service)
+            cur = tx.execute("DELETE FROM header_routes WHERE service = ? AND name = ?", (service, name))
+            if cur.rowcount == 0:
+                if missing_ok:
+                    return
+                raise NotFoundError(f"{service} has no header route {name!r}",
+                                    hint=f"list them with: meshpipe route show {service}")
+            self._event(tx, "route", f"header route {name} deleted", service)
+
+    @staticmethod
+    def _drop_header_targets(tx: sqlite3.Connection, service: str, version: str) -> None:
+        """A deleted version leaves every header route; a header route left with no weight goes."""
+        tx.execute("DELETE FROM header_route_targets WHERE service = ? AND version = ?", (service, version))
+        tx.execute("DELETE FROM header_routes WHERE service = ? AND NOT EXISTS (SELECT 1 FROM header_route_targets t "
+                   "WHERE t.service = header_routes.service AND t.name = header_routes.name AND t.weight > 0)",
+                   (service,))
 
     def weights(self, service: str) -> dict[str, int]:
         route = self.route(service)
@@ -668,6 +736,19 @@ class StateStore:
         return {(r["service"], r["status"]): int(r["n"]) for r in rows}
 
     # --- helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_targets_tx(tx: sqlite3.Connection, service: str, targets: tuple[WeightedTarget, ...]) -> None:
+        for t in targets:
+            r = tx.execute("SELECT status, reason FROM versions WHERE service = ? AND version = ?",
+                           (service, t.version)).fetchone()
+            if r is None:
+                raise NotFoundError(f"version {t.version} of {service} does not exist",
+                                    hint=f"list versions with: meshpipe versions {service}")
+            if r["status"] != CREATE_COMPLETE:
+                why = f" ({r['reason']})" if r["reason"] else ""
+                raise ConflictError(f"version {t.version} of {service} is {r['status']}{why}; only "
+                                    f"{CREATE_COMPLETE} versions can take traffic")
 
     @staticmethod
     def _require_service_tx(tx: sqlite3.Connection, service: str) -> None:

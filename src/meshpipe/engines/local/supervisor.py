@@ -55,7 +55,8 @@ class Proc(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
-    async def wait(self) -> int: ...
+    async def wait(self) -> int | None:
+        """Returns once the process ended: its exit status, or None when it is not known (adopted)."""
 
 
 class Spawner(Protocol):
@@ -125,6 +126,34 @@ class TaskStatus:
 
 
 @dataclass(frozen=True)
+class AdoptedTask:
+    """A task a previous daemon started whose processes still run: taken over instead of replaced.
+
+    ``healthy``: its app and sidecar passed their checks when they were adopted, so it is an endpoint from
+    the start (the first config this daemon pushes keeps sending it traffic)."""
+
+    ports: TaskPorts
+    sidecar: Proc
+    app: Proc
+    healthy: bool
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class AdoptedProxy:
+    """The gateway a previous daemon started, still running and live: taken over with its port."""
+
+    proc: Proc
+    admin_port: int
+
+
+def exit_text(what: str, status: int | None, log_name: str) -> str:
+    """Why a task or gateway ended, for people: an adopted process's exit status is not known."""
+    how = f"exited with status {status}" if status is not None else "exited"
+    return f"{what} {how} (see {log_name})"
+
+
+@dataclass(frozen=True)
 class VersionHealth:
     desired: int
     healthy: int
@@ -174,7 +203,8 @@ class _Stopping(Exception):
 class TaskRunner:
     """Keeps one task slot of a version running until told to stop."""
 
-    def __init__(self, sup: Supervisor, spec: VersionSpec, slot: int, log_dir: Path) -> None:
+    def __init__(self, sup: Supervisor, spec: VersionSpec, slot: int, log_dir: Path,
+                 adopted: AdoptedTask | None = None) -> None:
         self.sup = sup
         self.spec = spec
         self.slot = slot
@@ -186,6 +216,15 @@ class TaskRunner:
         self.restarts = 0
         self.last_error = ""
         self.ever_healthy = False
+        self.adopted = adopted
+        if adopted is not None:
+            self.ports = adopted.ports
+            self.restarts = adopted.restarts
+            self.actual = st.HEALTHY if adopted.healthy else st.UNHEALTHY
+            if adopted.healthy:
+                # An endpoint before anything is pushed: the daemon's first config keeps its traffic.
+                self.endpoint = Endpoint(LOOPBACK, adopted.ports.ingress)
+                self.ever_healthy = True
         self.failures_before_ready = 0
         self.never_passed: str | None = None  # the health check failed past its start period, never passing
         self.live_admin_port: int | None = None
@@ -223,7 +262,11 @@ class TaskRunner:
         while not self._stop.is_set():
             healthy_since: list[float] = []
             try:
-                reason = await self._incarnation(healthy_since)
+                if self.adopted is not None:
+                    adopted, self.adopted = self.adopted, None
+                    reason = await self._adopted_incarnation(adopted, healthy_since)
+                else:
+                    reason = await self._incarnation(healthy_since)
             except _Stopping:
                 break
             except Exception as exc:  # a bug must not end supervision of the task
@@ -252,6 +295,22 @@ class TaskRunner:
             sleeper.cancel()
             stopper.cancel()
 
+    async def _adopted_incarnation(self, adopted: AdoptedTask, healthy_since: list[float]) -> str | None:
+        """Watch a task a previous daemon started, as if this daemon had started it."""
+        sup = self.sup
+        try:
+            await sup.hooks.proxy_live(adopted.ports.admin)
+            self.live_admin_port = adopted.ports.admin
+            if self._stop.is_set():
+                return None
+            if adopted.healthy:
+                healthy_since.append(sup.clock.now())
+            # Its start period is long over: from now on every failed check counts.
+            started = sup.clock.now() - self.spec.health.start_period
+            return await self._watch(adopted.app, adopted.sidecar, adopted.ports, healthy_since, started)
+        finally:
+            await self._teardown(adopted.app, adopted.sidecar)
+
     async def _incarnation(self, healthy_since: list[float]) -> str | None:
         """Start the sidecar, then the app, and watch them; returns why the task ended (None: stopped)."""
         sup, spec = self.sup, self.spec
@@ -279,12 +338,13 @@ class TaskRunner:
         finally:
             await self._teardown(app, sidecar)
 
-    async def _watch(self, app: Proc, sidecar: Proc, ports: TaskPorts, healthy_since: list[float]) -> str | None:
+    async def _watch(self, app: Proc, sidecar: Proc, ports: TaskPorts, healthy_since: list[float],
+                     started: float | None = None) -> str | None:
         sup, timings = self.sup, self.spec.health
         app_exit = asyncio.ensure_future(app.wait())
         sidecar_exit = asyncio.ensure_future(sidecar.wait())
         stop_wait = asyncio.ensure_future(self._stop.wait())
-        started = sup.clock.now()
+        started = sup.clock.now() if started is None else started
         failing = 0
         try:
             while True:
@@ -298,12 +358,13 @@ class TaskRunner:
                 if stop_wait in done:
                     return None
                 if app_exit in done:
-                    return f"app exited with status {app_exit.result()} (see {self.task_id}-app.log)"
+                    return exit_text("app", app_exit.result(), f"{self.task_id}-app.log")
                 if sidecar_exit in done:
-                    return f"sidecar exited with status {sidecar_exit.result()} (see {self.task_id}-envoy.log)"
-                app_probe, sidecar_probe = await asyncio.gather(
-                    sup.probes.app(ports.app, self.spec.health_path, timings.timeout),
-                    sup.probes.sidecar(ports.admin, timings.timeout))
+                    return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
+                # One after the other in this task (no task per probe): the sidecar only matters once the app
+                # passes, since a failing app is what the check reports.
+                app_probe = await sup.probes.app(ports.app, self.spec.health_path, timings.timeout)
+                sidecar_probe = await sup.probes.sidecar(ports.admin, timings.timeout) if app_probe.ok else app_probe
                 if app_probe.ok and sidecar_probe.ok:
                     failing = 0
                     if not healthy:
@@ -358,9 +419,10 @@ class GatewayRunner:
     # After this many failed starts on the recorded port, another port is taken (and recorded).
     PORT_ATTEMPTS = 3
 
-    def __init__(self, sup: Supervisor, port: int, log_path: Path) -> None:
+    def __init__(self, sup: Supervisor, port: int, log_path: Path, adopted: AdoptedProxy | None = None) -> None:
         self.sup = sup
         self.port = port
+        self.adopted = adopted
         self.admin_port: int | None = None
         self.log_path = log_path
         self.live = asyncio.Event()
@@ -402,20 +464,27 @@ class GatewayRunner:
 
     async def _incarnation(self) -> tuple[str | None, bool]:
         sup = self.sup
-        admin = sup.ports()
-        cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
-                         access_log=sup.options.access_log)
-        proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
-        sup.hooks.process_started(proc, "gateway", None, cmd)
-        was_live = False
-        try:
-            reason = await sup.wait_proxy_live(proc, admin, self._stop)
-            if reason is not None:
+        if self.adopted is not None:
+            # A previous daemon's gateway, still live on the ingress port: it goes on serving.
+            proc, admin = self.adopted.proc, self.adopted.admin_port
+            self.adopted = None
+        else:
+            admin = sup.ports()
+            cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
+                             access_log=sup.options.access_log)
+            proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
+            sup.hooks.process_started(proc, "gateway", None, cmd)
+            try:
+                reason = await sup.wait_proxy_live(proc, admin, self._stop)
+            except _Stopping:
+                reason = None
+            if reason is not None or self._stop.is_set():
+                await self._stop_proc(proc)
                 return reason, False
+        try:
             self.admin_port = admin
             await sup.hooks.proxy_live(admin)
             self.live.set()
-            was_live = True
             exit_wait = asyncio.ensure_future(proc.wait())
             stop_wait = asyncio.ensure_future(self._stop.wait())
             try:
@@ -423,21 +492,22 @@ class GatewayRunner:
             finally:
                 stop_wait.cancel()
             if exit_wait in done:
-                return f"gateway exited with status {exit_wait.result()} (see {self.log_path.name})", True
+                return exit_text("gateway", exit_wait.result(), self.log_path.name), True
             exit_wait.cancel()
             return None, True
-        except _Stopping:
-            return None, was_live
         finally:
             self.live.clear()
             if self.admin_port is not None:
                 port, self.admin_port = self.admin_port, None
                 with contextlib.suppress(Exception):
                     await sup.hooks.proxy_gone(port)
-            try:
-                await asyncio.shield(sup.spawner.stop(proc, sup.options.proxy_stop_timeout))
-            finally:
-                sup.hooks.process_exited(proc.pid)
+            await self._stop_proc(proc)
+
+    async def _stop_proc(self, proc: Proc) -> None:
+        try:
+            await asyncio.shield(self.sup.spawner.stop(proc, self.sup.options.proxy_stop_timeout))
+        finally:
+            self.sup.hooks.process_exited(proc.pid)
 
 
 # --- the supervisor ----------------------------------------------------------------------------------
@@ -509,20 +579,23 @@ class Supervisor:
 
     # -- gateway --
 
-    def start_gateway(self, port: int, log_path: Path) -> GatewayRunner:
-        self.gateway = GatewayRunner(self, port, log_path)
+    def start_gateway(self, port: int, log_path: Path, adopted: AdoptedProxy | None = None) -> GatewayRunner:
+        """Run the gateway on ``port``: the ``adopted`` one (already serving there), or a new one."""
+        self.gateway = GatewayRunner(self, port, log_path, adopted)
         self.gateway.start()
         return self.gateway
 
     # -- versions --
 
-    def start_version(self, spec: VersionSpec, count: int, log_dir: Path) -> None:
-        """Run ``count`` tasks of a version (slots 1..count); slots already running are left alone."""
+    def start_version(self, spec: VersionSpec, count: int, log_dir: Path,
+                      adopted: Mapping[int, AdoptedTask] | None = None) -> None:
+        """Run ``count`` tasks of a version (slots 1..count); slots already running are left alone, and a
+        slot in ``adopted`` takes over the task a previous daemon left running instead of starting one."""
         runners = self.runners.setdefault((spec.service, spec.version), [])
         running = {r.slot for r in runners}
         for slot in range(1, count + 1):
             if slot not in running:
-                runner = TaskRunner(self, spec, slot, log_dir)
+                runner = TaskRunner(self, spec, slot, log_dir, (adopted or {}).get(slot))
                 runners.append(runner)
                 runner.start()
 

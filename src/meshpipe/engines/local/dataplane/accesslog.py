@@ -11,7 +11,8 @@ The first fifteen keys are the fields of Envoy's default format (``start_time`` 
 no route, ``UT`` timeout, ``UC`` upstream closed, ``DC`` client left, ``URX`` retries exhausted …), and
 ``meshpipe_flag`` says the same in meshpipe's words. ``duration`` and ``upstream_service_time`` are in ms;
 ``bytes_sent`` counts what was written to the client, response head included. A value the request did not
-carry is null. Lines are buffered and flushed by the proxy's timer a few times a second, not per request;
+carry is null. Lines are buffered and flushed by the proxy's timer a few times a second while requests are in flight,
+and within 20 ms of the last one ending, not per request;
 the headers are read back from the request head only when a line is written, so the request path pays
 nothing when the log is off.
 """

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from meshpipe.errors import UserError
+from meshpipe.mesh.headers import MAX_HEADERS_PER_ROUTE, header_name_problem, header_value_problem
 
 # App Mesh's limits, the same ones meshpipe.mesh.routing enforces before any engine sees a route.
 MAX_TARGETS = 10
@@ -27,6 +28,7 @@ MAX_RETRIES = 25
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_PER_RETRY_TIMEOUT_MS = 2000
 DEFAULT_TIMEOUT_MS = 15000
+MAX_HEADER_ROUTES = 9  # App Mesh: 10 routes per virtual router, the weighted one included
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -57,8 +59,30 @@ class Target:
 
 
 @dataclass(frozen=True)
+class HeaderCondition:
+    """One header a header route matches: ``name`` lower-case, as requests' names are compared."""
+
+    name: bytes
+    kind: str  # exact | prefix | regex
+    value: str
+    pattern: re.Pattern[str] | None = field(default=None, compare=False)
+
+    def matches(self, got: bytes | None) -> bool:
+        if got is None:
+            return False
+        text = got.decode("latin-1")
+        if self.kind == "exact":
+            return text == self.value
+        if self.kind == "prefix":
+            return text.startswith(self.value)
+        assert self.pattern is not None
+        return self.pattern.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
 class ServiceRoute:
-    """A virtual router's route: prefix/method match, weighted versions, retry policy and timeout."""
+    """A virtual router's route: prefix/method match (and, for a header route, header matches), weighted
+    versions, retry policy and timeout."""
 
     prefix: str
     method: str | None
@@ -66,6 +90,8 @@ class ServiceRoute:
     max_retries: int
     per_retry_timeout_ms: int  # 0: no per-try timeout
     timeout_ms: int  # 0: no overall timeout
+    headers: tuple[HeaderCondition, ...] = ()  # all must match; empty for the weighted route
+    name: str = ""
     # Derived once for the request path.
     prefix_bytes: bytes = field(init=False, repr=False, compare=False)
     method_bytes: bytes | None = field(init=False, repr=False, compare=False)
@@ -86,6 +112,7 @@ class VirtualService:
     name: str  # DNS name, e.g. hello-backend.demo.local
     service: str  # e.g. hello-backend
     route: ServiceRoute | None  # None: the service exists but has no route yet
+    header_routes: tuple[ServiceRoute, ...] = ()  # tried first, in this order
 
 
 @dataclass(frozen=True)
@@ -114,10 +141,14 @@ class DataplaneConfig:
     listener_ports: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     services_by_host: Mapping[bytes, VirtualService] = field(init=False, repr=False, compare=False)
     endpoint_set: frozenset[Endpoint] = field(init=False, repr=False, compare=False)
+    # Request headers any header route looks at: the only ones a listener keeps while parsing.
+    match_header_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services_by_host",
                            MappingProxyType({name.encode("ascii"): vs for name, vs in self.services.items()}))
+        object.__setattr__(self, "match_header_names", frozenset(
+            h.name for vs in self.services.values() for r in vs.header_routes for h in r.headers))
         object.__setattr__(self, "endpoint_set", frozenset(
             ep for versions in self.endpoints.values() for eps in versions.values() for ep in eps))
 
@@ -210,6 +241,44 @@ def _parse_route(c: _Checker, raw: object, where: str) -> ServiceRoute | None:
                         per_retry_timeout_ms=per_try, timeout_ms=timeout)
 
 
+def _parse_header_routes(c: _Checker, raw: object, where: str) -> tuple[ServiceRoute, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_HEADER_ROUTES:
+        c.fail(where, f"must be a list of at most {MAX_HEADER_ROUTES} header routes")
+        return ()
+    routes: list[tuple[int, str, ServiceRoute]] = []
+    for i, item in enumerate(raw):
+        rw = f"{where}[{i}]"
+        entry = c.mapping(item, rw)
+        if entry is None:
+            continue
+        name = c.string(entry.get("name"), f"{rw}.name", _TOKEN_RE, "a route name")
+        priority = c.integer(entry.get("priority", 0), f"{rw}.priority", 0, 1000)
+        headers_raw = entry.get("headers")
+        conditions: list[HeaderCondition] = []
+        if not isinstance(headers_raw, list) or not 1 <= len(headers_raw) <= MAX_HEADERS_PER_ROUTE:
+            c.fail(f"{rw}.headers", f"must be a list of 1-{MAX_HEADERS_PER_ROUTE} header matches")
+        else:
+            for j, h_raw in enumerate(headers_raw):
+                h = c.mapping(h_raw, f"{rw}.headers[{j}]")
+                if h is None:
+                    continue
+                kind, value, hname = h.get("kind", "exact"), h.get("value"), h.get("name")
+                problem = header_name_problem(hname) or header_value_problem(kind, value)
+                if problem:
+                    c.fail(f"{rw}.headers[{j}]", problem)
+                    continue
+                conditions.append(HeaderCondition(str(hname).lower().encode("latin-1"), str(kind), str(value),
+                                                  re.compile(str(value)) if kind == "regex" else None))
+        route = _parse_route(c, entry, rw)
+        if route is not None and name is not None and priority is not None and conditions:
+            routes.append((priority, name, ServiceRoute(
+                prefix=route.prefix, method=route.method, targets=route.targets, max_retries=route.max_retries,
+                per_retry_timeout_ms=route.per_retry_timeout_ms, timeout_ms=route.timeout_ms,
+                headers=tuple(conditions), name=name)))
+    # Lowest priority number first, then the name, so that every proxy tries them in the same order.
+    return tuple(r for _, _, r in sorted(routes, key=lambda x: (x[0], x[1])))
+
+
 def _parse_services(c: _Checker, raw: object) -> dict[str, VirtualService]:
     services: dict[str, VirtualService] = {}
     mapping = c.mapping(raw, "services")
@@ -226,8 +295,10 @@ def _parse_services(c: _Checker, raw: object) -> dict[str, VirtualService]:
         service = c.string(entry.get("service"), f"{where}.service", _TOKEN_RE, "a service name")
         route_raw = entry.get("route")
         route = None if route_raw is None else _parse_route(c, route_raw, f"{where}.route")
+        header_raw = entry.get("header_routes")
+        header_routes = () if header_raw is None else _parse_header_routes(c, header_raw, f"{where}.header_routes")
         if service is not None:
-            services[name] = VirtualService(name=name, service=service, route=route)
+            services[name] = VirtualService(name=name, service=service, route=route, header_routes=header_routes)
     return services
 
 

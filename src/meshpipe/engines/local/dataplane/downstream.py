@@ -33,6 +33,9 @@ _SPECIAL = {
 }
 
 
+_NOTHING: frozenset[bytes] = frozenset()
+
+
 def _request_id() -> bytes:
     raw = os.urandom(16).hex()
     return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{raw[16:20]}-{raw[20:]}".encode("ascii")
@@ -40,7 +43,8 @@ def _request_id() -> bytes:
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = ("active", "chunked", "closing", "expect", "forwarded_for", "has_request_id", "host", "listener",
-                 "parser", "parts", "paused", "peer", "queue", "reading", "transport", "url", "writing_paused")
+                 "match_headers", "parser", "parts", "paused", "peer", "queue", "reading", "transport", "url",
+                 "wanted", "writing_paused")
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -63,6 +67,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self.expect = False
         self.forwarded_for: bytes | None = None
         self.has_request_id = False
+        # Values of the headers some header route matches on (kept only when the config has such routes).
+        self.wanted: frozenset[bytes] = _NOTHING
+        self.match_headers: dict[bytes, bytes] | None = None
 
     # ---- asyncio callbacks ----
 
@@ -124,10 +131,18 @@ class DownstreamProtocol(asyncio.Protocol):
     # ---- httptools callbacks ----
 
     def on_url(self, url: bytes) -> None:
+        if not self.url:
+            config = self.listener.dp.config
+            self.wanted = config.match_header_names if config is not None else _NOTHING
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        kind = _SPECIAL.get(name.lower())
+        lower = name.lower()
+        if self.wanted and lower in self.wanted:
+            if self.match_headers is None:
+                self.match_headers = {}
+            self.match_headers.setdefault(lower, value)  # the first of repeated headers decides
+        kind = _SPECIAL.get(lower)
         if kind is not None:
             if kind == _HOST:
                 self.host = value
@@ -155,7 +170,7 @@ class DownstreamProtocol(asyncio.Protocol):
         listener = self.listener
         method = parser.get_method()
         url = self.url
-        decision = listener.decide(method, url, self.host)
+        decision = listener.decide(method, url, self.host, self.match_headers)
         parts = self.parts
         if listener.edge:
             forwarded = self.forwarded_for

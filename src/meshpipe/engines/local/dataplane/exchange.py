@@ -104,7 +104,7 @@ class Exchange:
         if self.expect_continue and not self.request_done:
             self.down.transport.write(CONTINUE_100)  # type: ignore[union-attr]
         self.upstream_stats = self.listener.app_stats or self.dp.metrics.upstream(fwd.service, fwd.version)
-        self.dp.inflight.add(self)
+        self.dp.track(self)
         self.start_attempt()
 
     def request_data(self, data: bytes) -> None:

@@ -146,7 +146,9 @@ class UpstreamStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "errors": self.errors, "retries": self.retries,
-                "timeouts": self.timeouts, **self.latency.summary()}
+                "timeouts": self.timeouts, **self.latency.summary(),
+                # Raw histogram counts (bucket index -> count, non-zero only): windows are diffed from them.
+                "buckets": {str(i): n for i, n in enumerate(self.latency.counts) if n}}
 
     def raw(self) -> dict[str, Any]:
         return {"requests": self.requests, "errors": self.errors, "retries": self.retries,

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
@@ -37,7 +38,9 @@ from meshpipe.engines.local.dataplane.upstream import UpstreamPool
 from meshpipe.naming import virtual_node_name
 
 LOOPBACK = "127.0.0.1"
-TIMER_TICK_S = 0.02  # timeouts are checked this often: fine enough for per-try timeouts in seconds
+# Timeouts are checked this often while requests are in flight: fine enough for per-try timeouts in
+# seconds. An idle proxy has no timer at all (it would wake the process 50 times a second for nothing).
+TIMER_TICK_S = 0.02
 LOG_FLUSH_S = 0.25
 DEFAULT_DRAIN_TIMEOUT_S = 5.0  # well inside ECS's (and the daemon's) 10 s stop timeout
 DEFAULT_INGRESS_TIMEOUT_MS = 15000  # App Mesh's default per-request timeout of a listener
@@ -79,7 +82,8 @@ class Listener:
         self.access_log = AccessLog(self.name) if dp.options.access_log else None
         self.server: asyncio.AbstractServer | None = None
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -99,8 +103,9 @@ class GatewayListener(Listener):
     name = "gateway"
     edge = True
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_gateway(self.dp.config, method, url, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_gateway(self.dp.config, method, url, self.dp.rnd, headers)
 
 
 class EgressListener(Listener):
@@ -110,8 +115,9 @@ class EgressListener(Listener):
         super().__init__(dp, port)
         self.allowed = frozenset(name.lower().encode("ascii") for name in allowed_backends)
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
-        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd)
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
+        return decide_egress(self.dp.config, self.allowed, method, url, host, self.dp.rnd, headers)
 
 
 class IngressListener(Listener):
@@ -130,7 +136,8 @@ class IngressListener(Listener):
         self.response_header = b"x-meshpipe-version: " + version.encode("ascii") + b"\r\n"
         self.app_stats = dp.metrics.app = UpstreamStats()
 
-    def decide(self, method: bytes, url: bytes, host: bytes | None) -> Forward | Refuse:
+    def decide(self, method: bytes, url: bytes, host: bytes | None,
+               headers: dict[bytes, bytes] | None = None) -> Forward | Refuse:
         if not url.startswith(b"/"):
             absolute = split_absolute_form(url)
             if absolute is None:
@@ -185,7 +192,6 @@ class DataPlane:
                     listener.server.close()
             raise
         self.state = "LIVE"
-        self._timer = self.loop.call_later(TIMER_TICK_S, self._tick)
 
     def begin_drain(self) -> None:
         """Stop accepting, let exchanges in flight finish, close idle connections; then stop."""
@@ -219,14 +225,24 @@ class DataPlane:
             pool.close_idle()
         if self._timer is not None:
             self._timer.cancel()
-        for listener in self.listeners:
-            if listener.access_log is not None:
-                listener.access_log.flush()
+            self._timer = None
+        self._flush_logs()
         self.state = "STOPPED"
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    def track(self, exchange: Exchange) -> None:
+        """An exchange is in flight: its deadlines need the timer, which runs only while one is."""
+        self.inflight.add(exchange)
+        if self._timer is None and not self._stopped.is_set():
+            self._timer = self.loop.call_later(TIMER_TICK_S, self._tick)
+
+    def _flush_logs(self) -> None:
+        for listener in self.listeners:
+            if listener.access_log is not None:
+                listener.access_log.flush()
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -235,11 +251,14 @@ class DataPlane:
             for ex in expired:
                 if not ex.finished:
                     ex.on_timer(now)
+        if not self.inflight:
+            # Idle: the log lines of the last requests go out now, and the timer stops until the next one.
+            self._flush_logs()
+            self._timer = None
+            return
         if now - self._last_flush >= LOG_FLUSH_S:
             self._last_flush = now
-            for listener in self.listeners:
-                if listener.access_log is not None:
-                    listener.access_log.flush()
+            self._flush_logs()
         self._timer = self.loop.call_later(TIMER_TICK_S, self._tick)
 
     # ---- config and pools ----
@@ -273,6 +292,7 @@ class DataPlane:
         opts = self.options
         return {
             "state": self.state,
+            "protocol": ADMIN_PROTOCOL,
             "mode": opts.mode,
             "service": opts.service,
             "version": opts.version,

@@ -4,14 +4,14 @@ The proxies call these on every request with the config snapshot current when th
 the request's method and target as the parser gave them (bytes), and an injected random source, so
 every decision can be tested without sockets and replayed with a seeded ``random.Random``.
 
-A request to a virtual service goes: virtual service -> its route (prefix and method match) -> a
-version picked by weight -> (the proxy then picks a healthy endpoint of that version round robin,
+A request to a virtual service goes: virtual service -> its first header route whose headers match,
+else its weighted route (prefix and method match) -> a version picked by weight -> (the proxy then picks a healthy endpoint of that version round robin,
 with :func:`pick_endpoint`, and forwards to that task's sidecar ingress).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from meshpipe.engines.local.dataplane.config import (
@@ -138,9 +138,20 @@ def pick_endpoint(endpoints: Sequence[Endpoint], counter: int,
     return endpoints[counter % n], counter + 1
 
 
+def match_header_route(vs: VirtualService, method: bytes, path: bytes,
+                       headers: Mapping[bytes, bytes] | None) -> ServiceRoute | None:
+    """The first header route (priority order) whose match and headers all fit the request."""
+    if not headers:
+        return None
+    for route in vs.header_routes:
+        if route_matches(route, method, path) and all(h.matches(headers.get(h.name)) for h in route.headers):
+            return route
+    return None
+
+
 def decide_virtual_service(config: DataplaneConfig, vs: VirtualService, method: bytes, path: bytes,
-                           rnd: RandomSource) -> Forward | Refuse:
-    route = vs.route
+                           rnd: RandomSource, headers: Mapping[bytes, bytes] | None = None) -> Forward | Refuse:
+    route = (match_header_route(vs, method, path, headers) if vs.header_routes else None) or vs.route
     if route is None:
         return Refuse(503, NO_ROUTE, f"virtual service {vs.name} has no route yet")
     if not route_matches(route, method, path):
@@ -156,7 +167,7 @@ def decide_virtual_service(config: DataplaneConfig, vs: VirtualService, method: 
 
 
 def decide_gateway(config: DataplaneConfig | None, method: bytes, target: bytes,
-                   rnd: RandomSource) -> Forward | Refuse:
+                   rnd: RandomSource, headers: Mapping[bytes, bytes] | None = None) -> Forward | Refuse:
     """The ingress gateway: longest gateway-route prefix, prefix rewrite, then the virtual service."""
     if config is None:
         return Refuse(503, NO_CONFIG, "the gateway has no mesh config yet")
@@ -172,11 +183,12 @@ def decide_gateway(config: DataplaneConfig | None, method: bytes, target: bytes,
         return Refuse(503, NO_VIRTUAL_SERVICE,
                       f"gateway route {gateway_route.name} targets {gateway_route.virtual_service}, "
                       "which is not a virtual service of this mesh")
-    return decide_virtual_service(config, vs, method, path, rnd)
+    return decide_virtual_service(config, vs, method, path, rnd, headers)
 
 
 def decide_egress(config: DataplaneConfig | None, allowed: Collection[bytes], method: bytes, target: bytes,
-                  host: bytes | None, rnd: RandomSource) -> Forward | Refuse:
+                  host: bytes | None, rnd: RandomSource,
+                  headers: Mapping[bytes, bytes] | None = None) -> Forward | Refuse:
     """A sidecar's egress (the app's HTTP proxy), filter DROP_ALL: only declared backends are reachable.
 
     ``allowed`` holds the declared virtual service names, lower-case. The target is absolute-form
@@ -201,4 +213,4 @@ def decide_egress(config: DataplaneConfig | None, allowed: Collection[bytes], me
     vs = config.services_by_host.get(name)
     if vs is None:
         return Refuse(503, NO_VIRTUAL_SERVICE, f"{name.decode('latin-1')} is not a virtual service of this mesh")
-    return decide_virtual_service(config, vs, method, path, rnd)
+    return decide_virtual_service(config, vs, method, path, rnd, headers)

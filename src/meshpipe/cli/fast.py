@@ -1,0 +1,156 @@
+"""The fast path of the commands people run most: the read commands ``versions``, ``route show``,
+``env status`` and ``stats`` on the local engine, answered without loading Typer, Rich or pydantic, and
+``synth``, without Typer and Rich (the build step runs it once per version).
+
+A read command is one request to the environment's running daemon; loading the full command line
+would cost ten times that. :func:`run` takes the plain forms of these commands (their arguments and the
+``--env``, ``--engine`` and ``--format`` options, also from ``MESHPIPE_ENV`` and ``MESHPIPE_ENGINE``;
+synth's own options) and answers them through :mod:`meshpipe.cli.readouts`, exactly as the Typer
+commands do. Anything else (``--help``, another engine, an option it does not know, a daemon that is
+not running and must be started) returns None, and the full command line handles it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# command words -> (positional argument name, takes --env)
+READS: dict[tuple[str, ...], bool] = {
+    ("versions",): True, ("route", "show"): True, ("env", "status"): False, ("stats",): True,
+}
+OPTIONS = ("--env", "--engine", "--format")
+
+
+def parse(argv: Sequence[str]) -> tuple[tuple[str, ...], str, dict[str, str]] | None:
+    """(command words, the one positional argument, options) for a plain read command, else None."""
+    words = next((w for w in READS if tuple(argv[:len(w)]) == w), None)
+    if words is None:
+        return None
+    options: dict[str, str] = {}
+    positional: list[str] = []
+    rest = list(argv[len(words):])
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            if name not in OPTIONS or (name == "--env" and not READS[words]) or name in options:
+                return None
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            options[name] = value
+        else:
+            positional.append(arg)
+    if len(positional) != 1 or options.get("--format", "text") not in ("text", "json"):
+        return None
+    return words, positional[0], options
+
+
+SYNTH_OPTIONS = {"--commit": "commit", "--service": "service", "--platform": "platform", "--mesh": "mesh",
+                 "-o": "output_dir", "--output-dir": "output_dir"}
+
+
+def parse_synth(argv: Sequence[str]) -> tuple[str, dict[str, str]] | None:
+    """(manifest, options) of a plain ``synth`` command line, else None."""
+    if not argv or argv[0] != "synth":
+        return None
+    options: dict[str, str] = {}
+    positional: list[str] = []
+    rest = list(argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("-") and arg != "-":
+            name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+            key = SYNTH_OPTIONS.get(name)
+            if key is None or key in options:
+                return None
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            options[key] = value
+        else:
+            positional.append(arg)
+    return (positional[0], options) if len(positional) == 1 else None
+
+
+def synth(manifest: str, options: dict[str, str]) -> int:
+    """``meshpipe synth``, as ``core_cmds.synth`` does it."""
+    from pathlib import Path
+
+    from meshpipe.cli import readouts
+    from meshpipe.errors import MeshpipeError, ValidationError
+
+    try:
+        from meshpipe.api import load_platform, synth_manifest, write_template
+
+        platform = options.get("platform")
+        settings = load_platform(Path(platform) if platform is not None else None)
+        result = synth_manifest(Path(manifest), commit=options.get("commit"), platform=settings,
+                                service=options.get("service"), mesh=options.get("mesh", "appmesh"))
+        path = write_template(result, Path(options.get("output_dir", ".")))
+    except MeshpipeError as exc:
+        err = readouts.Text(sys.stderr)
+        if isinstance(exc, ValidationError):
+            for problem in exc.problems:
+                err.line(err.style(str(problem), "red"))
+            readouts.error_text(f"{len(exc.problems)} problem(s) found", exc.hint, err)
+        else:
+            readouts.error_text(exc.message, exc.hint, err)
+        err.write()
+        return exc.exit_code
+    sys.stdout.write(result.stack_name + "\n")
+    sys.stdout.flush()
+    err = readouts.Text(sys.stderr)
+    err.line(err.style(f"wrote {path}", "dim"))
+    err.write()
+    return 0
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Answer a plain read or synth command and return its exit status; None: not one, use the full
+    command line."""
+    synth_args = parse_synth(argv)
+    if synth_args is not None:
+        return synth(*synth_args)
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    words, arg, options = parsed
+    if options.get("--engine", os.environ.get("MESHPIPE_ENGINE") or "local") != "local":
+        return None
+    env = options.get("--env", os.environ.get("MESHPIPE_ENV") or "demo")
+    as_json = options.get("--format") == "json"
+
+    from meshpipe.cli import readouts
+    from meshpipe.engines.local.engine import DaemonNotRunning, LocalEngine
+    from meshpipe.errors import MeshpipeError
+
+    engine = LocalEngine(autostart=False)
+    out = readouts.Text(sys.stdout)
+    shows: dict[tuple[str, ...], tuple[Callable[[], Any], Callable[[Any], None]]] = {
+        ("versions",): (lambda: engine.versions(env, arg), lambda v: readouts.versions_text(v, arg, out)),
+        ("route", "show"): (lambda: engine.route_view(env, arg), lambda r: readouts.route_view_text(r, arg, out)),
+        ("env", "status"): (lambda: engine.env_status(arg), lambda i: readouts.env_text(i, out)),
+        ("stats",): (lambda: engine.stats(env, arg), lambda s: readouts.stats_text(s, out)),
+    }
+    fetch, show = shows[words]
+    try:
+        found = fetch()
+    except DaemonNotRunning:
+        return None  # the full command line starts the daemon, saying so
+    except MeshpipeError as exc:
+        err = readouts.Text(sys.stderr)
+        readouts.error_text(exc.message, exc.hint, err)
+        err.write()
+        return exc.exit_code
+    if as_json:
+        readouts.print_json(readouts.route_view_json(found) if words == ("route", "show") else found)
+    else:
+        show(found)
+        out.write()
+    return 0
