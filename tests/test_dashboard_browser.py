@@ -237,3 +237,44 @@ def test_the_service_page_shows_a_rollouts_steps_and_window_verdicts_live(chromi
         assert "failed" in row and "success rate 80.0 % < 99 %" in row and "80.00% ok" in row
         assert browser.evaluate("window.noReloadMarker") == 7
         assert browser.errors == []
+
+
+# Two-second windows judged on at least 10 requests (as the rollout tests use).
+FAST_CANARY = ("  Strategy: canary\n  Steps: [20, 50, 100]\n  Interval: 2\n"
+               "  Analysis:\n    MinRequests: 10\n    FailedWindows: 1\n")
+
+
+def test_a_real_rollout_shows_its_steps_and_verdicts_live(chromium: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from support import rollout_env as r
+
+    monkeypatch.setenv("MESHPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with r.rollout_env(tmp_path) as env:
+        first = env.push(r.backend_manifest("-g Hello", rollout=FAST_CANARY), "first")
+        env.deployed(first)
+        env.finished(first, 30)
+        url = env.engine.dashboard_url(r.ENV)
+        base = url.split("/?", 1)[0]
+        with Chromium(chromium) as browser, r.Load(env.ingress_port) as load:
+            browser.open(url)
+            browser.open(f"{base}/services/{r.SERVICE}")
+            browser.wait_for("!!document.querySelector('#rollout li.step')", PATIENCE_S, "the first rollout")
+            browser.evaluate("window.noReloadMarker = 3")
+            r.wait_until(lambda: len(load.results) > 20, 10, "load running")
+            new = env.push(r.backend_manifest("-g Yo", rollout=FAST_CANARY), "new greeting")
+            env.deployed(new)
+            browser.wait_for(f"document.querySelector('#rollout .rollout-head')?.textContent.includes('{new}') && "
+                             "document.querySelector('#rollout .rollout-head .badge').textContent === 'promoted'",
+                             60.0, "the rollout promoted on the page")
+            verdicts = browser.evaluate("[...document.querySelectorAll('#rollout tr[data-window]')]"
+                                        ".map(r => [r.children[2].textContent, r.querySelector('.verdict').textContent])")
+            steps = browser.evaluate("[...document.querySelectorAll('#rollout li.step')].map(s => s.className)")
+            weight = browser.evaluate(f"document.querySelector('tr[data-version=\"{new}\"] td.weight')?.dataset.weight")
+            assert browser.evaluate("window.noReloadMarker") == 3
+            assert browser.errors == []
+        status = env.status()
+        assert [[f"{w['weight']} %", w["verdict"]] for w in status["windows"]] == verdicts
+        assert verdicts == [["20 %", "passed"], ["50 %", "passed"]]
+        assert steps == ["step done"] * 3
+        assert weight == "100"
