@@ -173,7 +173,7 @@ def main() -> int:
             # Weight changes seen by the topology page.
             browser.open(base + "/")
             browser.wait_for("!!document.querySelector('#graph g.edge[data-weight]')", 30, "the topology")
-            latencies = []
+            latencies, after_return = [], []
             versions = deployed[first]
             for i in range(args.changes):
                 weights = (100, 0) if i % 2 == 0 else (0, 100)
@@ -181,9 +181,11 @@ def main() -> int:
                 node = f"vn_{first.replace('-', '_')}_{versions[1]}"
                 t0 = time.monotonic()
                 engine.route_set(ENV, first, targets)
+                returned = time.monotonic()
                 browser.wait_for(f"document.querySelector('#graph g.edge[data-to=\"{node}\"]')"
                                  f".dataset.weight === '{weights[1]}'", 10, "the new weight", every=0.005)
                 latencies.append(time.monotonic() - t0)
+                after_return.append(time.monotonic() - returned)
 
         idle = statistics.median(results["no page"])
         print()
@@ -201,7 +203,8 @@ def main() -> int:
         med, top = statistics.median(latencies), max(latencies)
         print(f"route_set -> weight shown on the open page: median {med * 1000:.0f} ms, max {top * 1000:.0f} ms "
               f"over {len(latencies)} changes (target <= {TARGET_CHANGE_S * 1000:.0f} ms): "
-              f"{'met' if top <= TARGET_CHANGE_S else 'MISSED'}")
+              f"{'met' if top <= TARGET_CHANGE_S else 'MISSED'}; of which after route_set returned (every proxy "
+              f"applied it): median {statistics.median(after_return) * 1000:.0f} ms")
         return 0 if worst <= TARGET_CPU_PERCENT and top <= TARGET_CHANGE_S else 1
     finally:
         try:

@@ -366,3 +366,27 @@ def test_the_topology_of_20_services_by_3_versions_has_every_node_and_no_overlap
         for x2, y2, w2, h2 in boxes[i + 1:]:
             assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
     assert len(re.findall(r'data-weight="80"', svg)) == 20
+
+
+def test_a_restarted_dashboard_takes_its_port_again_when_free_else_another(tmp_path: Path) -> None:
+    import socket
+
+    port_file = tmp_path / "dashboard.port"
+
+    async def serve_once() -> int:
+        server = DashboardServer(FakeSource(), TOKEN, ENV, sample_every=1000.0)
+        port = await server.start(port_file=port_file)
+        await server.stop()
+        return port
+
+    async def main() -> None:
+        first = await serve_once()
+        assert port_file.read_text().strip() == str(first)
+        assert await serve_once() == first  # open pages reconnect to the same address
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", first))
+            taken.listen()
+            other = await serve_once()
+        assert other != first and port_file.read_text().strip() == str(other)
+
+    run(main)

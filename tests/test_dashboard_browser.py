@@ -278,3 +278,36 @@ def test_a_real_rollout_shows_its_steps_and_verdicts_live(chromium: str, tmp_pat
         assert verdicts == [["20 %", "passed"], ["50 %", "passed"]]
         assert steps == ["step done"] * 3
         assert weight == "100"
+
+
+def test_an_open_page_reconnects_by_itself_after_the_daemon_restarts(make_env, chromium: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import signal
+
+    from meshpipe.engines.local import processes as procs
+    from meshpipe.engines.local.daemonfiles import read_daemon_file
+
+    env: LocalEnv = make_env(tasks=1)
+    env.pipeline("hello-backend")
+    old = env.deploy("hello-backend", BACKEND_MANIFEST)
+    new = env.deploy("hello-backend", BACKEND_V2_MANIFEST)
+    env.route("hello-backend", **{old: 100, new: 0})
+    url = env.engine.dashboard_url(ENV)
+    with Chromium(chromium) as browser:
+        browser.open(url)
+        browser.wait_for("document.getElementById('live').textContent === 'live'", PATIENCE_S, "the stream")
+        browser.evaluate("window.noReloadMarker = 9")
+        daemon = read_daemon_file(env.paths.daemon_json)
+        assert daemon is not None
+        os.kill(daemon["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + PATIENCE_S
+        while procs.is_running(daemon["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        browser.wait_for("document.getElementById('live').textContent !== 'live'", PATIENCE_S, "the stream lost")
+        env.engine.status(ENV)  # any command brings the daemon back (its watchdog may have already)
+        env.note_pids()
+        assert env.engine.dashboard_url(ENV) == url  # the same port and token
+        browser.wait_for("document.getElementById('live').textContent === 'live'", 30.0, "the stream back")
+        env.route("hello-backend", **{old: 0, new: 100})
+        browser.wait_for(f"document.querySelector('#graph g.edge[data-to=\"vn_hello_backend_{new}\"]')"
+                         ".dataset.weight === '100'", PATIENCE_S, "a change after the restart")
+        assert browser.evaluate("window.noReloadMarker") == 9

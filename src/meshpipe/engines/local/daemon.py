@@ -236,7 +236,7 @@ class Daemon(ControlApi):
             failed.append((gateway_row.pid, gateway_row.started or None))
         await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
         await self._start_control()
-        await self.dashboard.start()
+        await self.dashboard.start(port_file=self.paths.dashboard_port)
         # Tasks first: the adopted healthy ones are endpoints before the first config is built.
         restored = self.deployer.restore(adopted)
         orphaned = [p for key, tasks in adopted.items() if key not in restored for t in tasks.values()

@@ -28,6 +28,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -172,6 +173,14 @@ def make_dashboard_app(hub: LiveHub, token: str, environment: str) -> Any:
     return app
 
 
+def _read_port(path: Path | None) -> int:
+    try:
+        port = int(path.read_text(encoding="utf-8").strip()) if path is not None else 0
+    except (OSError, ValueError):
+        return 0
+    return port if 1024 <= port <= 65535 else 0
+
+
 class DashboardServer:
     """The hub and its HTTP listener, for the daemon to start and stop."""
 
@@ -182,7 +191,9 @@ class DashboardServer:
         self.port: int | None = None
         self._runner: Any = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+    async def start(self, host: str = "127.0.0.1", port_file: Path | None = None) -> int:
+        """Listen on the port in ``port_file`` when it is free (so open pages reconnect by themselves after
+        a daemon restart, and a bookmark keeps working), else on any free port, which the file then keeps."""
         from aiohttp import web
 
         # handler_cancellation: a page that closes ends its stream's handler at once, so the sampler stops
@@ -190,9 +201,18 @@ class DashboardServer:
         self._runner = web.AppRunner(make_dashboard_app(self.hub, self.token, self.environment), access_log=None,
                                      handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        wanted = _read_port(port_file)
+        try:
+            await web.TCPSite(self._runner, host, wanted).start()
+        except OSError:
+            if not wanted:
+                raise
+            await web.TCPSite(self._runner, host, 0).start()  # taken by now: another port
         self.port = int(self._runner.addresses[0][1])
+        if port_file is not None and self.port != wanted:
+            from meshpipe.atomic import write_atomically
+
+            write_atomically(port_file, f"{self.port}\n", mode=0o600)
         return self.port
 
     def changed(self, reason: str = "") -> None:
