@@ -6,10 +6,11 @@ messages in the page's queue.
 
 Two things make the hub send: the daemon calls :meth:`LiveHub.changed` after every config publish (a route
 or gateway route set, a service created, a task's health changed), so a weight change reaches the pages
-as soon as the proxies have it; and, while at least one page is open, a sampler reads every proxy's stats
-every ``sample_every`` seconds for the rates, counters and time series. The sampler and the sender start
-with the first page and stop with the last one: an environment nobody watches runs no timer for the
-dashboard, and :meth:`changed` then returns at once.
+as soon as the proxies have it; and, while at least one page is open, a sampler reads the calling proxies'
+stats (:meth:`Source.scrape`) every ``sample_every`` seconds for the rates, counters and time series, and
+looks for new events. The daemon's status is read again only after a publish or a new event. The sampler
+and the sender start with the first page and stop with the last one: an environment nobody watches runs
+no timer for the dashboard, and :meth:`changed` then returns at once.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ class Source(Protocol):
         """The daemon's ``/v1/status`` document."""
 
     async def scrape(self) -> list[metrics_view.ProxyScrape]:
-        """Every live proxy's raw stats, now."""
+        """The raw stats of the live proxies whose egress counts the pages show (at least the gateway's)."""
 
     def backends(self) -> dict[str, set[str]]:
         """service -> services its versions call."""
