@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -109,17 +110,48 @@ def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",
 """, nl=False)
 
 
-def dashboard(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Print the URL of the environment's dashboard."""
+def dashboard(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text,
+              open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open it in a web browser when "
+                                                         "this machine has one (a display, macOS, Windows or "
+                                                         "$BROWSER).")] = True) -> None:
+    """Print the address of the environment's dashboard, and open it in a browser where there is one.
+
+    local: a live web dashboard served by the environment's daemon on 127.0.0.1; the address carries its
+    access token. aws (Service Connect): the environment's CloudWatch dashboard in the console."""
     from meshpipe.engines.base import DashboardSource
 
     with engine_for(engine) as eng:
         if not isinstance(eng, DashboardSource):
             raise lacking(eng, "dashboard")
         url = eng.dashboard_url(env)
+    opened = open_browser and _open_in_browser(url)
     if fmt is Format.json:
         from meshpipe.cli.output import print_json
 
-        print_json({"environment": env, "url": url})
+        print_json({"environment": env, "url": url, "opened": opened})
         return
     typer.echo(url)
+
+
+def browser_available(environ: Mapping[str, str], platform: str) -> bool:
+    """Whether opening a page can show it to someone: a desktop (macOS, Windows, an X or Wayland display)
+    or a browser named in $BROWSER. Without one, Python's webbrowser would start a text browser in this
+    terminal, or nothing."""
+    if environ.get("BROWSER"):
+        return True
+    if platform == "darwin" or platform.startswith("win"):
+        return True
+    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_in_browser(url: str) -> bool:
+    import os
+    import sys
+    import webbrowser
+
+    if not browser_available(os.environ, sys.platform):
+        return False
+    try:
+        return webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False

@@ -13,7 +13,8 @@ and runs again the pipeline runs that were interrupted.
 This module wires the parts together, runs their life cycle and is the process's entry point; the parts
 are their own modules: ``supervisor`` (tasks, gateway, health), ``publisher`` (config pushes), ``runs``
 (pipeline runs), ``deploy`` (a version's stack), ``restore`` (start-up after a predecessor), ``api`` (what
-each control-API call does) and ``daemonfiles`` (daemon.json and daemon.lock).
+each control-API call does), ``daemonfiles`` (daemon.json and daemon.lock) and ``dashboard`` (the web
+dashboard, on its own 127.0.0.1 port).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from meshpipe.engines.local.control import make_control_app
 from meshpipe.engines.local.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
+    kept_token,
     lock_is_held,
     metrics_token,
     read_daemon_file,
@@ -162,6 +164,13 @@ class Daemon(ControlApi):
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
+        # here: the CLI imports this module for read_daemon_file and needs none of it.
+        from meshpipe.engines.local.dashboard.server import DashboardServer
+        from meshpipe.engines.local.dashboard.source import DaemonSource
+
+        self.dashboard = DashboardServer(DaemonSource(self), kept_token(paths.dashboard_token), env.name)
+        self.publisher.listeners.append(self.dashboard.changed)
 
     # -- the mesh --
 
@@ -227,6 +236,7 @@ class Daemon(ControlApi):
             failed.append((gateway_row.pid, gateway_row.started or None))
         await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
         await self._start_control()
+        await self.dashboard.start(port_file=self.paths.dashboard_port)
         # Tasks first: the adopted healthy ones are endpoints before the first config is built.
         restored = self.deployer.restore(adopted)
         orphaned = [p for key, tasks in adopted.items() if key not in restored for t in tasks.values()
@@ -258,7 +268,8 @@ class Daemon(ControlApi):
         self._maintenance = asyncio.create_task(self._maintain())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
-            "ingress_port": gateway.port, "started_at": self.started_at})
+            "ingress_port": gateway.port, "dashboard_port": self.dashboard.port,
+            "started_at": self.started_at})
         kept = (f"; took over the gateway and {taken} task(s) left running" if adopted_gateway is not None
                 else f"; took over {taken} task(s) left running" if taken else "")
         self.store.add_event("daemon", f"daemon started (pid {os.getpid()}), ingress on port {gateway.port}{kept}")
@@ -321,6 +332,7 @@ class Daemon(ControlApi):
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.runs.cancel()
+        await self.dashboard.stop()
         await self.supervisor.stop_all()
         await asyncio.to_thread(clean_up_leftovers, self.store, self.paths.root)
         await self.publisher.close()

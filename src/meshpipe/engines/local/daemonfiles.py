@@ -74,6 +74,11 @@ def lock_is_held(path: Path) -> bool:
 def metrics_token(path: Path) -> str:
     """The bearer token Prometheus scrapes ``/metrics`` with: made once, kept across daemon restarts (unlike
     the control token), readable by its owner only. It opens ``/metrics`` and nothing else."""
+    return kept_token(path)
+
+
+def kept_token(path: Path) -> str:
+    """The token in ``path``, made (random, 0600) when the file is missing or too short to be one."""
     try:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:

@@ -460,19 +460,16 @@ class LocalEngine:
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
         and 5xx rates over that long."""
-        from meshpipe.engines.local.topology import topology_from, traffic
+        from meshpipe.engines.local.topology import backends_from, topology_from, traffic
 
         client = self._client(env)
         status = client.status()
-        namespace = f".{status.get('namespace', '')}"
-        backends: dict[str, set[str]] = {}
         from meshpipe.engines.local.state import StateStore
 
         store = StateStore(self._existing(env).state_db)
         try:
-            for row in store.versions():
-                for name in row.resolved.get("backends", []):
-                    backends.setdefault(row.service, set()).add(str(name).removesuffix(namespace))
+            backends = backends_from(((row.service, row.resolved) for row in store.versions()),
+                                     str(status.get("namespace", "")))
         finally:
             store.close()
         rates = None
@@ -512,6 +509,22 @@ class LocalEngine:
         finally:
             store.close()
         return log_files(paths, service, version)
+
+    def dashboard_url(self, env: str) -> str:
+        """The address of the environment's web dashboard, with its access token (the daemon starts when
+        it is not running)."""
+        from meshpipe.engines.local.daemonfiles import kept_token
+
+        self._client(env)
+        paths = self._existing(env)
+        data = read_daemon_file(paths.daemon_json) or {}
+        port = data.get("dashboard_port")
+        if not isinstance(port, int):
+            # A daemon an earlier meshpipe started: it has no dashboard until it restarts.
+            raise OperationError(f"the daemon of environment {env} (pid {data.get('pid')}) serves no dashboard",
+                                 hint="it was started by an earlier meshpipe: stop that pid (kill), then run "
+                                      f"meshpipe dashboard --env {env} again; state.db brings everything back")
+        return f"http://127.0.0.1:{port}/?token={kept_token(paths.dashboard_token)}"
 
     def metrics(self, env: str) -> str:
         """The environment's Prometheus page (the daemon's ``GET /metrics``)."""

@@ -11,6 +11,8 @@ Each environment lives in its own folder, so deleting an environment is deleting
                       watchdog.lock  held by the daemon's watchdog, which restarts it if it dies
                       engine.json    local engine options fixed when the environment was created
                       metrics.token  the bearer token for scraping the daemon's /metrics (mode 0600)
+                      dashboard.token  what opens the web dashboard (``meshpipe dashboard`` prints it in the URL; 0600)
+                      dashboard.port   the dashboard's port, taken again when the daemon restarts and it is free
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ class EnvPaths:
     @property
     def metrics_token(self) -> Path:
         return self.root / "metrics.token"
+
+    @property
+    def dashboard_token(self) -> Path:
+        return self.root / "dashboard.token"
+
+    @property
+    def dashboard_port(self) -> Path:
+        return self.root / "dashboard.port"
 
     def repo(self, service: str) -> Path:
         return self.repos / f"{service}-cfg.git"

@@ -240,6 +240,10 @@ class SeriesRecorder:
             while points and points[0].at < now - self.window_s:
                 points.popleft()
 
+    def latest(self) -> dict[tuple[str, str], Point]:
+        """(service, version) -> its newest point."""
+        return {key: points[-1] for key, points in self._points.items() if points}
+
     def series(self, service: str) -> dict[str, list[Point]]:
         """version -> its points, oldest first."""
         return {ver: list(points) for (svc, ver), points in sorted(self._points.items()) if svc == service}

@@ -36,6 +36,9 @@ class Publisher:
         self.current: dict[str, Any] | None = None
         self.lock = asyncio.Lock()
         self._session: Any = None
+        # Called with the reason after each publish, once the proxies answered (the dashboard pushes
+        # the change to its open pages); a listener must return at once.
+        self.listeners: list[Callable[[str], None]] = []
 
     async def session(self) -> Any:
         """The HTTP session to the proxies' admin APIs, kept open between pushes (stats use it too)."""
@@ -83,8 +86,14 @@ class Publisher:
             else:
                 log.info("config generation %d (%s) applied by %d proxies in %.1f ms", doc["generation"], reason,
                          len(ports), ms)
-            return {"generation": doc["generation"], "proxies": len(ports), "applied": len(ports) - len(failed),
-                    "failed": {str(p): e for p, e in failed.items()}, "ms": round(ms, 1)}
+            result = {"generation": doc["generation"], "proxies": len(ports), "applied": len(ports) - len(failed),
+                      "failed": {str(p): e for p, e in failed.items()}, "ms": round(ms, 1)}
+        for listener in self.listeners:
+            try:
+                listener(reason)
+            except Exception:
+                log.exception("a config-publish listener failed")
+        return result
 
     async def add_proxy(self, admin_port: int) -> None:
         """A proxy just went live: it gets the current config before it is counted as part of the mesh."""

@@ -3,7 +3,7 @@ versions' declared backends, and (when sampled) the traffic between two stats re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshpipe.mesh.graph import GatewayRouteNode, ServiceNode, Topology, VersionNode
@@ -17,6 +17,16 @@ def traffic(before: Mapping[str, Any], after: Mapping[str, Any], seconds: float)
         requests = max(0, int(now.get("requests", 0)) - int(then.get("requests", 0)))
         fives = max(0, int(now.get("responses", {}).get("5xx", 0)) - int(then.get("responses", {}).get("5xx", 0)))
         out[version] = (requests / seconds if seconds > 0 else 0.0, fives / requests if requests else 0.0)
+    return out
+
+
+def backends_from(resolved: Iterable[tuple[str, Mapping[str, Any]]], namespace: str) -> dict[str, set[str]]:
+    """service -> the services its versions call, from (service, resolved model) pairs of its versions;
+    names in the environment's namespace lose the namespace."""
+    out: dict[str, set[str]] = {}
+    for service, model in resolved:
+        for name in model.get("backends", []):
+            out.setdefault(service, set()).add(str(name).removesuffix(f".{namespace}"))
     return out
 
 
