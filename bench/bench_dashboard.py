@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the Chromium driver the browser test uses
 
-from meshpipe.demo import bundled_manifest  # noqa: E402
+from meshpipe.cli.demo import bundled_manifest  # noqa: E402
 from meshpipe.engines.local.engine import LocalEngine  # noqa: E402
 from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push  # noqa: E402
 from meshpipe.engines.local.options import LocalOptions  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshpipe.demo import bundled_manifest
+from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.options import LocalOptions
