@@ -28,8 +28,8 @@ from meshpipe.engines.base import (
 from meshpipe.engines.local.engine import LocalEngine
 
 LOCAL_ONLY = (PipelineWaiter, PipelineStarter, StatsSource, EventSource, RolloutController, LogSource, MetricsSource)
-AWS_ONLY = (ConfigurableEnvironments, ConfigurablePipelines, Planner, DeployedTemplates, DashboardSource)
-BOTH = (Rollouts, RolloutStatusSource, HeaderRoutes, TopologySource)
+AWS_ONLY = (ConfigurableEnvironments, ConfigurablePipelines, Planner, DeployedTemplates)
+BOTH = (Rollouts, RolloutStatusSource, HeaderRoutes, TopologySource, DashboardSource)
 
 
 def engines(tmp_path) -> dict[str, Engine]:
@@ -40,8 +40,8 @@ def engines(tmp_path) -> dict[str, Engine]:
 def test_each_engine_declares_its_own_capabilities(tmp_path) -> None:
     found = engines(tmp_path)
     every = LOCAL_ONLY + AWS_ONLY + BOTH
-    assert [isinstance(found["local"], c) for c in every] == [True] * 7 + [False] * 5 + [True] * 4
-    assert [isinstance(found["aws"], c) for c in every] == [False] * 7 + [True] * 5 + [True] * 4
+    assert [isinstance(found["local"], c) for c in every] == [True] * 7 + [False] * 4 + [True] * 5
+    assert [isinstance(found["aws"], c) for c in every] == [False] * 7 + [True] * 4 + [True] * 5
 
 
 @pytest.mark.parametrize("argv", [
