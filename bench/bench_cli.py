@@ -24,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.cli.demo import bundled_manifest
+from baseline import deploy_baseline
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.options import LocalOptions
-from meshpipe.mesh.routing import WeightedTarget
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "clibench"
@@ -36,7 +34,6 @@ SERVICE = "hello-backend"
 TARGET_READ_MS = 150.0
 TARGET_SYNTH_FACTOR = 100.0
 CDK_SYNTH_QUOTED_S = 21.0  # the middle of the 20-22 s measured for the original sample's cdk synth
-IDENTITY = GitIdentity("meshpipe bench", "bench@meshpipe.invalid")
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -75,16 +72,7 @@ def main() -> int:
     times: dict[str, list[float]] = {name: [] for name in commands}
     try:
         print(f"setting up {SERVICE} in {home} ...", flush=True)
-        engine.env_create(ENV)
-        info = engine.pipeline_create(ENV, SERVICE)
-        repo = clone(info.clone_url, home / "work")
-        (repo / "manifest.yaml").write_bytes(bundled_manifest(f"{SERVICE}-cfg"))
-        commit = commit_all(repo, "baseline", IDENTITY)
-        push(repo)
-        run = engine.pipeline_wait(ENV, SERVICE, commit=commit, timeout=180)
-        if run.status != "Succeeded" or not run.version:
-            raise SystemExit(f"pipeline run {run.run_id} ended {run.status}")
-        engine.route_set(ENV, SERVICE, (WeightedTarget(run.version, 100),))
+        deploy_baseline(engine, ENV, SERVICE, home / "work")
         for argv in commands.values():  # warm the file cache once
             timed(argv, env, home)
         for _ in range(args.rounds):

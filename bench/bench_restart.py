@@ -26,20 +26,18 @@ import threading
 import time
 from pathlib import Path
 
-from meshpipe.cli.demo import bundled_manifest
+from baseline import deploy_baseline
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.daemonfiles import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
-from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from meshpipe.mesh.routing import make_gateway_route
 
 ENV = "bench"
 SERVICE = "hello-backend"
 PATH = "/backend/data"
 TARGET_FAILED = 0
-IDENTITY = GitIdentity("meshpipe bench", "bench@meshpipe.invalid")
 
 
 class Load:
@@ -105,16 +103,7 @@ def main() -> int:
     engine = LocalEngine(home=home, options=LocalOptions(tasks_per_version=args.tasks_per_version))
     try:
         print(f"setting up {SERVICE} with {args.tasks_per_version} task(s) in {home} ...", flush=True)
-        engine.env_create(ENV)
-        info = engine.pipeline_create(ENV, SERVICE)
-        repo = clone(info.clone_url, home / "work" / f"{SERVICE}-cfg")
-        (repo / "manifest.yaml").write_bytes(bundled_manifest(f"{SERVICE}-cfg"))
-        commit = commit_all(repo, "baseline", IDENTITY)
-        push(repo)
-        run = engine.pipeline_wait(ENV, SERVICE, commit=commit, timeout=180)
-        if run.status != "Succeeded" or not run.version:
-            raise SystemExit(f"pipeline run {run.run_id} ended {run.status}")
-        engine.route_set(ENV, SERVICE, (WeightedTarget(run.version, 100),))
+        deploy_baseline(engine, ENV, SERVICE, home / "work" / f"{SERVICE}-cfg")
         engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", SERVICE, f"{ENV}.local"))
         port = int(engine.ingress_url(ENV).rsplit(":", 1)[1])
         before = serving_pids(engine)

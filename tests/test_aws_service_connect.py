@@ -8,7 +8,6 @@ requests of a rollback.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +23,16 @@ from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.rollout import Move
 from meshpipe.synth import service_connect as sc
 from support.aws import (
+    ACCOUNT,
     INGRESS,
+    NOW,
     FakeClock,
     RecordingFactory,
     RecordingReporter,
     StubFactory,
+    ecs_arns,
     make_engine,
+    service_connect_env_description,
     stubbed,
     use_fake_credentials,
 )
@@ -39,10 +42,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPo
 OLD = "e9d5f17a" + "1" * 32
 NEW = "0badc0de" + "2" * 32
 WEB = "66f2a19c" + "0" * 32
-ACCOUNT = "123456789012"
 CANARY = {"strategy": "CANARY", "bakeTimeInMinutes": 15,
           "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 10}}
-NOW = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -376,22 +377,11 @@ def test_an_unknown_flavour_is_refused_before_any_call(world: World) -> None:
 
 # ---- a rollback's exact requests, against botocore's Stubber ----
 
-def env_description(flavour_outputs: list[dict[str, str]]) -> dict[str, Any]:
-    return {"Stacks": [{"StackName": "demo-env", "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-env/1",
-                        "StackStatus": "CREATE_COMPLETE", "CreationTime": NOW, "Outputs": flavour_outputs}]}
-
-
 def test_rollback_stops_the_running_deployment_with_ecs_rollback() -> None:
     cfn, cfn_stub = stubbed("cloudformation")
     ecs, ecs_stub = stubbed("ecs")
-    service_arn = f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/demo/hello-backend"
-    deployment = f"arn:aws:ecs:us-east-1:{ACCOUNT}:service-deployment/demo/hello-backend/d-1"
-    old_td = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/hello-backend:1"
-    new_td = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/hello-backend:2"
-    old_rev, new_rev = f"{service_arn}-rev/1", f"{service_arn}-rev/2"
-    cfn_stub.add_response("describe_stacks", env_description([
-        {"OutputKey": "MeshFlavour", "OutputValue": "service-connect"},
-        {"OutputKey": "ClusterName", "OutputValue": "demo"}]), {"StackName": "demo-env"})
+    service_arn, deployment, old_td, new_td, old_rev, new_rev = ecs_arns("d-1")
+    cfn_stub.add_response("describe_stacks", service_connect_env_description(), {"StackName": "demo-env"})
     cfn_stub.add_response("describe_stacks", {"Stacks": [{
         "StackName": "demo-hello-backend-pipeline", "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/p/2",
         "StackStatus": "CREATE_COMPLETE", "CreationTime": NOW}]}, {"StackName": "demo-hello-backend-pipeline"})

@@ -15,7 +15,15 @@ from meshpipe.synth import rollout_deploy as rd
 from meshpipe.synth import synthesize
 from meshpipe.synth.lint import blocking_findings, lint_template
 from support import synth_cases as cases
-from support.aws import FakeClock, StubFactory, make_engine, stubbed
+from support.aws import (
+    NOW,
+    FakeClock,
+    StubFactory,
+    ecs_arns,
+    make_engine,
+    service_connect_env_description,
+    stubbed,
+)
 from support.resource_schemas import resource_schema
 
 lint_once = functools.lru_cache(maxsize=None)(lint_template)
@@ -119,8 +127,6 @@ def test_plans_ecs_cannot_run_are_refused_at_synth(rollout: str, words: str) -> 
 
 # ---- rollout status, read from the ECS deployment -------------------------------------------------
 
-ACCOUNT = "123456789012"
-NOW = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def test_rollout_status_reads_the_latest_ecs_deployment() -> None:
@@ -128,16 +134,8 @@ def test_rollout_status_reads_the_latest_ecs_deployment() -> None:
 
     cfn, cfn_stub = stubbed("cloudformation")
     ecs, ecs_stub = stubbed("ecs")
-    service_arn = f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/demo/hello-backend"
-    deployment_arn = f"arn:aws:ecs:us-east-1:{ACCOUNT}:service-deployment/demo/hello-backend/d-2"
-    old_td = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/hello-backend:1"
-    new_td = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/hello-backend:2"
-    old_rev, new_rev = f"{service_arn}-rev/1", f"{service_arn}-rev/2"
-    cfn_stub.add_response("describe_stacks", {"Stacks": [{
-        "StackName": "demo-env", "StackId": f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/demo-env/1",
-        "StackStatus": "CREATE_COMPLETE", "CreationTime": NOW,
-        "Outputs": [{"OutputKey": "MeshFlavour", "OutputValue": "service-connect"},
-                    {"OutputKey": "ClusterName", "OutputValue": "demo"}]}]}, {"StackName": "demo-env"})
+    service_arn, deployment_arn, old_td, new_td, old_rev, new_rev = ecs_arns("d-2")
+    cfn_stub.add_response("describe_stacks", service_connect_env_description(), {"StackName": "demo-env"})
     ecs_stub.add_response("describe_services", {"services": [{
         "serviceName": "hello-backend", "serviceArn": service_arn, "status": "ACTIVE", "taskDefinition": old_td,
         "deployments": []}]}, {"cluster": "demo", "services": ["hello-backend"]})

@@ -9,11 +9,12 @@ templates are linted elsewhere.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from botocore.stub import ANY, Stubber
@@ -30,6 +31,36 @@ __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", 
            "version_template"]
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
+NOW = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class EcsArns(NamedTuple):
+    """hello-backend's ECS service in the demo cluster: one deployment from task definition revision 1 to 2."""
+
+    service: str
+    deployment: str
+    old_td: str
+    new_td: str
+    old_rev: str
+    new_rev: str
+
+
+def ecs_arns(deployment_id: str) -> EcsArns:
+    service = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/demo/hello-backend"
+    return EcsArns(service=service,
+                   deployment=f"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/demo/hello-backend/{deployment_id}",
+                   old_td=f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/hello-backend:1",
+                   new_td=f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/hello-backend:2",
+                   old_rev=f"{service}-rev/1", new_rev=f"{service}-rev/2")
+
+
+def service_connect_env_description() -> dict[str, Any]:
+    """``describe_stacks`` of the demo environment's stack: a Service Connect environment on cluster demo."""
+    return {"Stacks": [{"StackName": "demo-env", "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/demo-env/1",
+                        "StackStatus": "CREATE_COMPLETE", "CreationTime": NOW,
+                        "Outputs": [{"OutputKey": "MeshFlavour", "OutputValue": "service-connect"},
+                                    {"OutputKey": "ClusterName", "OutputValue": "demo"}]}]}
 INGRESS = "http://demo-ingress-0123456789.elb.us-east-1.amazonaws.com"
 FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
             "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,

@@ -413,6 +413,18 @@ def _environment_exists(engine: LocalEngine) -> bool:
         return False
 
 
+def open_demo_engine(home: Path | None, tasks_per_version: int | None,
+                     engine_factory: Callable[[Path], LocalEngine] | None = None) -> tuple[Path, LocalEngine]:
+    """The demo's home (``home``, else meshpipe's) and its engine; refuses a home where the demo environment
+    already exists, so a walkthrough never takes over (or deletes) one it did not create."""
+    home = Path(home).absolute() if home is not None else _default_home()
+    engine = engine_factory(home) if engine_factory else make_local_engine(home, tasks_per_version)
+    if _environment_exists(engine):
+        raise DemoError(f"an environment named {ENV!r} already exists in {home}",
+                        hint=f"delete it with 'meshpipe env delete {ENV}', or run the demo with --home DIR")
+    return home, engine
+
+
 def _cleanup(engine: LocalEngine, walk: Walkthrough | None, console: Console) -> None:
     if walk is not None:
         walk.close()
@@ -442,11 +454,7 @@ def run_demo(*, home: Path | None = None, keep: bool = False, console: Console |
 
         raise UserError(f"--requests {requests} is too few to observe a 90/10 split", hint="use 10 or more")
     console = console or Console()
-    home = Path(home).absolute() if home is not None else _default_home()
-    engine = engine_factory(home) if engine_factory else make_local_engine(home, tasks_per_version)
-    if _environment_exists(engine):
-        raise DemoError(f"an environment named {ENV!r} already exists in {home}",
-                        hint=f"delete it with 'meshpipe env delete {ENV}', or run the demo with --home DIR")
+    home, engine = open_demo_engine(home, tasks_per_version, engine_factory)
     console.print(f"[bold]meshpipe demo[/bold]: the walkthrough on this machine (home {escape(str(home))})")
     walk = Walkthrough(engine, home, console, requests)
     try:

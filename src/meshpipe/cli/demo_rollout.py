@@ -25,10 +25,8 @@ from meshpipe.cli.demo import (
     IDENTITY,
     DemoError,
     Narrator,
-    _default_home,
-    _environment_exists,
     bundled_manifest,
-    make_local_engine,
+    open_demo_engine,
 )
 from meshpipe.engines.local.gitrepo import clone, commit_all, push
 from meshpipe.errors import MeshpipeError, NotFoundError
@@ -242,11 +240,7 @@ def run_rollout_demo(*, home: Path | None = None, keep: bool = False, console: C
                      tasks_per_version: int | None = None, interval: int = 5) -> RolloutDemoResult:
     """Run the rollout walkthrough on the local engine in ``home``; clean up unless ``keep``."""
     console = console or Console()
-    home = Path(home).absolute() if home is not None else _default_home()
-    engine = make_local_engine(home, tasks_per_version)
-    if _environment_exists(engine):
-        raise DemoError(f"an environment named {ENV!r} already exists in {home}",
-                        hint=f"delete it with 'meshpipe env delete {ENV}', or run the demo with --home DIR")
+    home, engine = open_demo_engine(home, tasks_per_version)
     console.print(f"[bold]meshpipe demo --rollout[/bold]: rollouts from a git push (home {escape(str(home))})")
     walk = RolloutWalkthrough(engine, home, console, interval)
     try:

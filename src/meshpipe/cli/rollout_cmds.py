@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -153,31 +154,28 @@ def status(service: Annotated[str, typer.Argument(help="Service name.")], env: E
     _show(found, fmt)
 
 
-def _control(service: str, action: str, env: str, engine: str, fmt: Format) -> None:
-    with engine_for(engine) as eng:
-        found = _controller(eng).rollout_control(env, service, action)
-    _show(found, fmt)
+# pause, resume and abort differ only in the action they send; the table gives each its command and help.
+_CONTROLS = {
+    "pause": "Hold the running rollout where it is: no decisions until resumed.",
+    "resume": "Go on with a paused rollout; the window the pause cut starts over.",
+    "abort": "Roll the running rollout back: every version gets its weight from before the rollout.",
+}
 
 
-@rollout_app.command("pause")
-def pause(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Hold the running rollout where it is: no decisions until resumed."""
-    _control(service, "pause", env, engine, fmt)
+def _control_command(action: str, doc: str) -> Callable[..., None]:
+    def control(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
+                engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+        with engine_for(engine) as eng:
+            found = _controller(eng).rollout_control(env, service, action)
+        _show(found, fmt)
+
+    control.__name__ = action
+    control.__doc__ = doc
+    return control
 
 
-@rollout_app.command("resume")
-def resume(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-           engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Go on with a paused rollout; the window the pause cut starts over."""
-    _control(service, "resume", env, engine, fmt)
-
-
-@rollout_app.command("abort")
-def abort(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """Roll the running rollout back: every version gets its weight from before the rollout."""
-    _control(service, "abort", env, engine, fmt)
+for _action, _doc in _CONTROLS.items():
+    rollout_app.command(_action)(_control_command(_action, _doc))
 
 
 @rollout_app.command("watch")

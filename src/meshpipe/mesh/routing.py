@@ -87,17 +87,7 @@ class Route:
 
     def to_appmesh_spec(self) -> dict[str, object]:
         """The route spec as the App Mesh API takes it (and as the original sample's JSON files spell it)."""
-        match: dict[str, object] = {"prefix": self.prefix}
-        if self.method:
-            match["method"] = self.method
-        return {
-            "httpRoute": {
-                "action": {"weightedTargets": [{"virtualNode": t.virtual_node(self.service), "weight": t.weight}
-                                               for t in self.targets]},
-                "match": match,
-            },
-            "priority": self.priority,
-        }
+        return _http_route_spec(self.service, self.targets, {"prefix": self.prefix}, self.method, self.priority)
 
 
 @dataclass(frozen=True)
@@ -131,16 +121,7 @@ class HeaderRoute:
 
     def to_appmesh_spec(self) -> dict[str, object]:
         match: dict[str, object] = {"prefix": self.prefix, "headers": [h.to_appmesh() for h in self.headers]}
-        if self.method:
-            match["method"] = self.method
-        return {
-            "httpRoute": {
-                "action": {"weightedTargets": [{"virtualNode": t.virtual_node(self.service), "weight": t.weight}
-                                               for t in self.targets]},
-                "match": match,
-            },
-            "priority": self.priority,
-        }
+        return _http_route_spec(self.service, self.targets, match, self.method, self.priority)
 
 
 @dataclass(frozen=True)
@@ -282,3 +263,18 @@ def pick_target(targets: tuple[WeightedTarget, ...], roll: int) -> str:
             return t.version
         roll -= t.weight
     raise ValueError("roll outside the total weight")
+
+
+def _http_route_spec(service: str, targets: tuple[WeightedTarget, ...], match: dict[str, object],
+                     method: str | None, priority: int) -> dict[str, object]:
+    """An App Mesh HTTP route spec: ``match`` (plus ``method`` when set) sends requests to weighted targets."""
+    if method:
+        match = {**match, "method": method}
+    return {
+        "httpRoute": {
+            "action": {"weightedTargets": [{"virtualNode": t.virtual_node(service), "weight": t.weight}
+                                           for t in targets]},
+            "match": match,
+        },
+        "priority": priority,
+    }

@@ -12,6 +12,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
+from meshpipe.argtypes import bounded
+
 DEFAULT_PORT = 8080
 _OPTION_WORD = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*$")
 DEFAULT_HOST = "127.0.0.1"  # containers set HOST=0.0.0.0 (see the Dockerfiles)
@@ -68,24 +70,11 @@ class SampleArgumentParser(argparse.ArgumentParser):
 
 # --- faults, so that a bad version can be pushed on purpose ------------------------------------------------
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 1 (0.2 fails one request in five)")
-    return value
-
-
-def _millis(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
-    if not 0 <= value <= 600_000:
-        raise argparse.ArgumentTypeError(f"{value} is not 0-600000 milliseconds")
-    return value
+# Failing one request in five is "0.2"; the delay is capped at ten minutes so a typo cannot hang a task.
+_rate = bounded(float, 0.0, 1.0, not_a="a number between 0 and 1",
+                outside="{value:g} is not between 0 and 1 (0.2 fails one request in five)")
+_millis = bounded(int, 0, 600_000, not_a="a whole number of milliseconds",
+                  outside="{value} is not 0-600000 milliseconds")
 
 
 class FaultOptions:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from meshpipe.errors import UserError
 from meshpipe.mesh.headers import MAX_HEADERS_PER_ROUTE, header_name_problem, header_value_problem
@@ -34,6 +34,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OP
 _DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+
+V = TypeVar("V")
 
 
 class ConfigError(UserError):
@@ -302,36 +304,47 @@ def _parse_services(c: _Checker, raw: object) -> dict[str, VirtualService]:
     return services
 
 
-def _parse_endpoints(c: _Checker, raw: object) -> dict[str, Mapping[str, tuple[Endpoint, ...]]]:
-    result: dict[str, Mapping[str, tuple[Endpoint, ...]]] = {}
-    services = c.mapping(raw, "endpoints")
+def _per_version(c: _Checker, raw: object, key: str,
+                 parse_one: Callable[[object, str], V | None]) -> dict[str, Mapping[str, V]]:
+    """``{service: {version: value}}`` read with ``parse_one(value, where)``; a value it refuses (None) is left out."""
+    result: dict[str, Mapping[str, V]] = {}
+    services = c.mapping(raw, key)
     if services is None:
         return result
     for service, versions_raw in services.items():
-        versions = c.mapping(versions_raw, f"endpoints[{service!r}]")
+        versions = c.mapping(versions_raw, f"{key}[{service!r}]")
         if versions is None:
             continue
-        parsed: dict[str, tuple[Endpoint, ...]] = {}
-        for version, eps_raw in versions.items():
-            where = f"endpoints[{service!r}][{version!r}]"
-            if not isinstance(eps_raw, list):
-                c.fail(where, "must be a list of {host, port}")
-                continue
-            eps: list[Endpoint] = []
-            for i, ep_raw in enumerate(eps_raw):
-                ep = c.mapping(ep_raw, f"{where}[{i}]")
-                if ep is None:
-                    continue
-                host = ep.get("host")
-                port = c.integer(ep.get("port"), f"{where}[{i}].port", 1, 65535)
-                # The local engine runs on one machine: a proxy never connects anywhere but loopback.
-                if not isinstance(host, str) or not _is_loopback(host):
-                    c.fail(f"{where}[{i}].host", f"{host!r} is not a loopback address")
-                elif port is not None and Endpoint(host, port) not in eps:
-                    eps.append(Endpoint(host, port))
-            parsed[version] = tuple(eps)
+        parsed: dict[str, V] = {}
+        for version, value_raw in versions.items():
+            value = parse_one(value_raw, f"{key}[{service!r}][{version!r}]")
+            if value is not None:
+                parsed[version] = value
         result[service] = MappingProxyType(parsed)
     return result
+
+
+def _parse_endpoint_list(c: _Checker, eps_raw: object, where: str) -> tuple[Endpoint, ...] | None:
+    if not isinstance(eps_raw, list):
+        c.fail(where, "must be a list of {host, port}")
+        return None
+    eps: list[Endpoint] = []
+    for i, ep_raw in enumerate(eps_raw):
+        ep = c.mapping(ep_raw, f"{where}[{i}]")
+        if ep is None:
+            continue
+        host = ep.get("host")
+        port = c.integer(ep.get("port"), f"{where}[{i}].port", 1, 65535)
+        # The local engine runs on one machine: a proxy never connects anywhere but loopback.
+        if not isinstance(host, str) or not _is_loopback(host):
+            c.fail(f"{where}[{i}].host", f"{host!r} is not a loopback address")
+        elif port is not None and Endpoint(host, port) not in eps:
+            eps.append(Endpoint(host, port))
+    return tuple(eps)
+
+
+def _parse_endpoints(c: _Checker, raw: object) -> dict[str, Mapping[str, tuple[Endpoint, ...]]]:
+    return _per_version(c, raw, "endpoints", lambda eps_raw, where: _parse_endpoint_list(c, eps_raw, where))
 
 
 def _parse_gateway_routes(c: _Checker, raw: object) -> tuple[GatewayRoute, ...]:
@@ -358,21 +371,7 @@ def _parse_gateway_routes(c: _Checker, raw: object) -> tuple[GatewayRoute, ...]:
 
 
 def _parse_listener_ports(c: _Checker, raw: object) -> dict[str, Mapping[str, int]]:
-    result: dict[str, Mapping[str, int]] = {}
-    services = c.mapping(raw, "listener_ports")
-    if services is None:
-        return result
-    for service, versions_raw in services.items():
-        versions = c.mapping(versions_raw, f"listener_ports[{service!r}]")
-        if versions is None:
-            continue
-        ports: dict[str, int] = {}
-        for version, port in versions.items():
-            checked = c.integer(port, f"listener_ports[{service!r}][{version!r}]", 1, 65535)
-            if checked is not None:
-                ports[version] = checked
-        result[service] = MappingProxyType(ports)
-    return result
+    return _per_version(c, raw, "listener_ports", lambda port, where: c.integer(port, where, 1, 65535))
 
 
 def parse_config(document: object) -> DataplaneConfig:

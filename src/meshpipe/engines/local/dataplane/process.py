@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from meshpipe.argtypes import bounded
 from meshpipe.engines.local.dataplane.config import ConfigError, DataplaneConfig, parse_config
 from meshpipe.engines.local.dataplane.proxy import (
     DEFAULT_DRAIN_TIMEOUT_S,
@@ -28,14 +29,7 @@ EXIT_PORT_IN_USE = 3
 PROG = "python -m meshpipe.engines.local.dataplane"
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number 1-65535")
-    return value
+_port = bounded(int, 1, 65535, not_a="a port number", outside="{value} is not a port number 1-65535")
 
 
 def build_parser() -> argparse.ArgumentParser:
