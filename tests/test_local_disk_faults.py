@@ -95,7 +95,7 @@ def assert_fails_clearly(result: dict[str, Any], *words: str) -> str:
     said = (result["stderr"] + result["stdout"]).strip()
     assert result["rc"] in (1, 2), result
     assert "Traceback" not in said and "bug" not in said and "internal error" not in said, said
-    lines = [line for line in said.splitlines() if not line.startswith("hint:")]
+    lines = [line for line in said.splitlines() if not line.startswith(("hint:", "…"))]  # "…" is progress
     assert len(lines) == 1 and lines[0].startswith("error:"), said
     assert any(w in lines[0].lower() for w in words), said
     return lines[0]
@@ -138,4 +138,40 @@ def test_a_full_disk_fails_commands_clearly_and_the_data_plane_keeps_serving(nam
         after = load.count()
         wait_until(lambda: load.count() > after + 50, 10, "serving after the disk had room again")
     print(f"full disk: {load.count()} requests through the ingress, {len(load.failures())} failed")
+    assert not load.failures(), load.failures()[:5]
+
+
+def test_a_read_only_state_db_fails_commands_clearly_and_the_data_plane_keeps_serving(namespace: Namespace) -> None:
+    env = namespace.ask("setup")
+    namespace.note_pids()
+    version, port = env["version"], env["ingress_port"]
+    with Load(port, "/backend/data") as load:
+        wait_until(lambda: load.count() > 50, 10, "load running")
+        # The environment's folder goes read-only. A bind mount cannot take back the write access of files
+        # already open (a daemon running keeps writing through them, as it would through a chmod), so the
+        # daemon is killed: the one that follows (the watchdog's, or a command's) meets the read-only folder,
+        # as after a reboot onto a file system mounted read-only.
+        namespace.ask("readonly")
+        namespace.ask("kill_daemon")
+        routed = namespace.cli("route", "set", "hello-backend", f"{version}=100", "--env", ENV)
+        print("route set on a read-only state.db:", routed)
+        assert_fails_clearly(routed, "read-only")
+        read = namespace.cli("versions", "hello-backend", "--env", ENV)
+        assert_fails_clearly(read, "read-only")
+        # What needs no daemon still reads state.db.
+        status = namespace.cli("env", "status", ENV)
+        assert status["rc"] == 0 and f"{version} CREATE_COMPLETE" in status["stdout"], status
+        during = load.count()
+        wait_until(lambda: load.count() > during + 50, 10, "serving while state.db is read-only")
+        namespace.note_pids()
+        # Writable again: the next command starts a daemon, which takes over what ran, and commands work.
+        namespace.ask("writable")
+        routed = namespace.cli("route", "set", "hello-backend", f"{version}=100", "--env", ENV)
+        assert routed["rc"] == 0, routed
+        read = namespace.cli("versions", "hello-backend", "--env", ENV)
+        assert read["rc"] == 0 and version in read["stdout"], read
+        namespace.note_pids()
+        after = load.count()
+        wait_until(lambda: load.count() > after + 50, 10, "serving after state.db was writable again")
+    print(f"read-only state.db: {load.count()} requests through the ingress, {len(load.failures())} failed")
     assert not load.failures(), load.failures()[:5]

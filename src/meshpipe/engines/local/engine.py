@@ -147,7 +147,17 @@ class LocalEngine:
         _reap()
         # The owner marker lets a later env delete find this daemon even without its daemon.json.
         env = {**os.environ, procs.OWNER_ENV: str(paths.root)}
-        with paths.daemon_log.open("ab") as log:
+        try:
+            log = paths.daemon_log.open("ab")
+        except OSError as exc:
+            # A full disk or a read-only folder: the daemon could not write its state either. What runs
+            # (gateway, proxies, apps) needs no daemon and keeps serving with the config it has.
+            raise OperationError(f"cannot start the daemon of environment {paths.name}: {paths.root} cannot be "
+                                 f"written ({exc.strerror or exc})",
+                                 hint="the daemon writes its log, lock and state.db there: make room or make it "
+                                      "writable, then run the command again (what runs keeps serving meanwhile; "
+                                      f"meshpipe env status {paths.name} reads state.db without the daemon)") from None
+        with log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root, env=env,
