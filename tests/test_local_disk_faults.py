@@ -141,21 +141,23 @@ def test_a_full_disk_fails_commands_clearly_and_the_data_plane_keeps_serving(nam
     assert not load.failures(), load.failures()[:5]
 
 
-def test_a_read_only_state_db_fails_commands_clearly_and_the_data_plane_keeps_serving(namespace: Namespace) -> None:
+@pytest.mark.parametrize("only_state_db", [True, False], ids=["state.db", "env-folder"])
+def test_a_read_only_state_db_fails_commands_clearly_and_the_data_plane_keeps_serving(
+        namespace: Namespace, only_state_db: bool) -> None:
     env = namespace.ask("setup")
     namespace.note_pids()
     version, port = env["version"], env["ingress_port"]
     with Load(port, "/backend/data") as load:
         wait_until(lambda: load.count() > 50, 10, "load running")
-        # The environment's folder goes read-only. A bind mount cannot take back the write access of files
+        # state.db (or the environment's whole folder) goes read-only. A bind mount cannot take back the write access of files
         # already open (a daemon running keeps writing through them, as it would through a chmod), so the
         # daemon is killed: the one that follows (the watchdog's, or a command's) meets the read-only folder,
         # as after a reboot onto a file system mounted read-only.
-        namespace.ask("readonly")
+        namespace.ask("readonly", only_state_db=only_state_db)
         namespace.ask("kill_daemon")
         routed = namespace.cli("route", "set", "hello-backend", f"{version}=100", "--env", ENV)
         print("route set on a read-only state.db:", routed)
-        assert_fails_clearly(routed, "read-only")
+        assert_fails_clearly(routed, "read-only"), namespace.ask("daemon_log")["tail"]
         read = namespace.cli("versions", "hello-backend", "--env", ENV)
         assert_fails_clearly(read, "read-only")
         # What needs no daemon still reads state.db.

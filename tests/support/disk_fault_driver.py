@@ -8,8 +8,9 @@ requests to the ingress from outside. The tmpfs vanishes with the namespace's la
 
 Orders: ``setup`` (mount, create the environment, serve hello-backend at /backend), ``cli`` (run the
 meshpipe command line), ``push`` (commit and git push a manifest), ``fill`` / ``unfill`` (a file that takes
-every free byte of the tmpfs), ``readonly`` / ``writable`` (the environment's folder bind-mounted read-only),
-``daemon`` (the running daemon's pid), ``kill_daemon`` (SIGKILL of it), ``pids`` (every process the environment recorded) and
+every free byte of the tmpfs), ``readonly`` / ``writable`` (the environment's folder, or with ``only_state_db`` state.db alone,
+bind-mounted read-only),
+``daemon`` (the running daemon's pid), ``kill_daemon`` (SIGKILL of it), ``daemon_log`` (its end), ``pids`` (every process the environment recorded) and
 ``teardown`` (every process by pid, then the mounts).
 """
 
@@ -33,7 +34,7 @@ from meshpipe.engines.local import processes as procs  # noqa: E402
 from meshpipe.engines.local.daemonfiles import read_daemon_file  # noqa: E402
 from meshpipe.engines.local.engine import LocalEngine  # noqa: E402
 from meshpipe.engines.local.options import LocalOptions  # noqa: E402
-from test_local_engine_e2e import BACKEND_MANIFEST, ENV, FAST, LocalEnv  # noqa: E402
+from test_local_engine_e2e import ENV, FAST, LocalEnv  # noqa: E402
 
 TMPFS_SIZE = "48m"
 
@@ -46,6 +47,7 @@ class Driver:
         self.env: LocalEnv | None = None
         self.seen: set[int] = set()
         self.readonly = False
+        self.ro_target = ""
 
     def _env(self) -> LocalEnv:
         assert self.env is not None, "setup first"
@@ -113,8 +115,9 @@ class Driver:
         self.filler.unlink(missing_ok=True)
         return {}
 
-    def set_readonly(self) -> dict[str, Any]:
-        root = str(self._env().paths.root)
+    def set_readonly(self, only_state_db: bool = False) -> dict[str, Any]:
+        root = str(self._env().paths.state_db if only_state_db else self._env().paths.root)
+        self.ro_target = root
         subprocess.run(["mount", "--bind", root, root], check=True)
         subprocess.run(["mount", "-o", "remount,bind,ro", root], check=True)
         self.readonly = True
@@ -122,7 +125,7 @@ class Driver:
 
     def set_writable(self) -> dict[str, Any]:
         if self.readonly:
-            subprocess.run(["umount", str(self._env().paths.root)], check=True)
+            subprocess.run(["umount", self.ro_target], check=True)
             self.readonly = False
         return {}
 
@@ -136,6 +139,11 @@ class Driver:
         pid = int(info["pid"])
         os.kill(pid, signal.SIGKILL)
         return {"pid": pid}
+
+    def daemon_log(self) -> dict[str, Any]:
+        """The end of daemon.log, to show when an assertion fails."""
+        log = self._env().paths.daemon_log
+        return {"tail": log.read_text(errors="replace")[-6000:] if log.exists() else ""}
 
     def pids(self) -> dict[str, Any]:
         return {"pids": sorted(self.note())}
@@ -167,7 +175,7 @@ def main() -> None:
     driver = Driver(Path(sys.argv[1]), Path(sys.argv[2]))
     orders = {"setup": driver.setup, "fill": driver.fill, "unfill": driver.unfill, "pids": driver.pids,
               "readonly": driver.set_readonly, "writable": driver.set_writable, "kill_daemon": driver.kill_daemon,
-              "daemon": driver.daemon,
+              "daemon": driver.daemon, "daemon_log": driver.daemon_log,
               "teardown": driver.teardown}
     for line in sys.stdin:
         order = json.loads(line)
@@ -176,6 +184,8 @@ def main() -> None:
         try:
             if op == "cli":
                 result = driver.cli(order["args"])
+            elif op == "readonly":
+                result = driver.set_readonly(bool(order.get("only_state_db")))
             elif op == "push":
                 result = driver.push(order["manifest"], order.get("message", "change"))
             else:

@@ -287,6 +287,12 @@ class StateStore:
         assert env is not None
         return env
 
+    def check_writable(self) -> None:
+        """Raise the write error a change would meet (read-only file or folder, full disk) by committing a
+        write that changes nothing, so a daemon finds out before it touches any process."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE environment SET name = name WHERE id = 1")
+
     def environment(self) -> EnvironmentRow | None:
         rows = self._read("SELECT * FROM environment WHERE id = 1")
         if not rows:
