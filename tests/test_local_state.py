@@ -240,3 +240,31 @@ def test_concurrent_writers_do_not_lose_updates(store: StateStore) -> None:
         t.join(timeout=30)
     assert not errors
     assert len([e for e in store.events(limit=1000) if e.kind == "load"]) == 80
+
+
+def test_a_write_a_full_disk_refuses_is_said_as_such_and_the_store_works_again(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "v1")
+    conn = store._conn()  # this thread's connection: the one the next writes use
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite answers SQLITE_FULL, as on a full disk
+    with pytest.raises(OperationError, match=r"state\.db: the disk is full; nothing was changed") as caught:
+        for i in range(500):
+            store.add_event("test", f"event {i} " + "x" * 4000)
+    assert "free space" in (caught.value.hint or "")
+    route = Route("hello-backend", (WeightedTarget("v1", 100),))
+    with pytest.raises(OperationError, match="the disk is full"):
+        store.set_route(route)
+    assert store.route("hello-backend") is None  # nothing half-written
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    store.set_route(route)
+    assert store.route("hello-backend") == route
+
+
+def test_a_write_to_a_read_only_state_db_is_said_as_such(store: StateStore) -> None:
+    store._conn().execute("PRAGMA query_only = ON")  # SQLite answers SQLITE_READONLY, as for a read-only file
+    with pytest.raises(OperationError, match=r"state\.db: it is read-only; nothing was changed"):
+        store.add_event("test", "refused")
+    with pytest.raises(OperationError, match="it is read-only"):
+        store.check_writable()
+    assert store.environment() is not None  # reading still works

@@ -215,6 +215,10 @@ class Daemon(ControlApi):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop_requested.set)
+        # Before any process is touched: a daemon that cannot record what it does (read-only state.db, full
+        # disk) must neither take over, replace nor stop anything (a failed start stops what it took over), so
+        # it exits at once, and what runs keeps serving with the config it has. Raised to main, said in one line.
+        await asyncio.to_thread(self.store.check_writable)
         try:
             await self.start()
         except Exception:

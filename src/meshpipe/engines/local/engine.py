@@ -35,7 +35,7 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
-from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, read_daemon_file
+from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.options import LocalOptions, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
@@ -68,6 +68,30 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+DAEMON_SAYS = "meshpipe daemon: "
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _daemon_reason(path: Path, since: int) -> str | None:
+    """A daemon's own one-line reason for ending (what ``daemon.main`` prints), the last one written to its log
+    after offset ``since`` (so a reason from an earlier start is never taken for today's)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # A daemon that lost the race for the lock says so too: that is no reason for the one that held it.
+    said = [line for line in text.splitlines() if line.startswith(DAEMON_SAYS) and "is already running" not in line]
+    return said[-1].removeprefix(DAEMON_SAYS) if said else None
 
 
 class DaemonNotRunning(OperationError):
@@ -147,7 +171,18 @@ class LocalEngine:
         _reap()
         # The owner marker lets a later env delete find this daemon even without its daemon.json.
         env = {**os.environ, procs.OWNER_ENV: str(paths.root)}
-        with paths.daemon_log.open("ab") as log:
+        since = _log_size(paths.daemon_log)
+        try:
+            log = paths.daemon_log.open("ab")
+        except OSError as exc:
+            # A full disk or a read-only folder: the daemon could not write its state either. What runs
+            # (gateway, proxies, apps) needs no daemon and keeps serving with the config it has.
+            raise OperationError(f"cannot start the daemon of environment {paths.name}: {paths.root} cannot be "
+                                 f"written ({exc.strerror or exc})",
+                                 hint="the daemon writes its log, lock and state.db there: make room or make it "
+                                      "writable, then run the command again (what runs keeps serving meanwhile; "
+                                      f"meshpipe env status {paths.name} reads state.db without the daemon)") from None
+        with log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root, env=env,
@@ -160,6 +195,11 @@ class LocalEngine:
             if code == EXIT_ALREADY_RUNNING:
                 # Another daemon holds the lock: it is starting, or it is stuck.
                 holder_deadline = holder_deadline or time.monotonic() + 15.0
+                reason = _daemon_reason(paths.daemon_log, since)
+                if reason is not None and not lock_is_held(paths.daemon_lock):
+                    # The one that held the lock (the watchdog's) ended too, and said why: no use waiting.
+                    raise OperationError(f"the daemon of environment {paths.name} could not start: {reason}",
+                                         hint=f"see {paths.daemon_log}")
                 if time.monotonic() > holder_deadline:
                     data = read_daemon_file(paths.daemon_json)
                     holder = f" (pid {data['pid']})" if data else ""
@@ -171,6 +211,10 @@ class LocalEngine:
                 client = self._running_client(paths)
                 if client is not None:
                     return client
+                reason = _daemon_reason(paths.daemon_log, since)
+                if reason is not None:  # it said why, in one line: that is the message
+                    raise OperationError(f"the daemon of environment {paths.name} could not start: {reason}",
+                                         hint=f"see {paths.daemon_log}")
                 raise OperationError(f"the daemon of environment {paths.name} exited with status {code}:\n"
                                      f"{_log_tail(paths.daemon_log)}", hint=f"see {paths.daemon_log}")
             data = read_daemon_file(paths.daemon_json)

@@ -164,6 +164,12 @@ def task_id_of(service: str, version: str, slot: int) -> str:
     return f"{service}-{version}-{slot}"
 
 
+# SQLite's primary result codes for a write the storage refused (extended codes keep them in the low byte).
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_FULL = 13
+
+
 class StateStore:
     """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
 
@@ -208,16 +214,43 @@ class StateStore:
             finally:
                 self._local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from exc
         self._local.depth = 1
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             self._local.depth = 0
-            conn.execute("ROLLBACK")
+            with suppress(sqlite3.Error):  # a failed write may have ended the transaction already
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._write_error(exc) from exc
             raise
         self._local.depth = 0
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.Error) -> Exception:
+        """A write the disk refused, said as what it is (a full disk, a read-only file) rather than as a bug;
+        any other database error is left as it was."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == SQLITE_FULL:
+            return OperationError(f"cannot write {self.path}: the disk is full; nothing was changed",
+                                  hint=f"free space on the disk holding {self.path.parent}, then run the command "
+                                       "again (what runs keeps serving)")
+        if code == SQLITE_READONLY:
+            return OperationError(f"cannot write {self.path}: it is read-only; nothing was changed",
+                                  hint=f"make {self.path} and its folder writable again (what runs keeps serving)")
+        if code == SQLITE_IOERR:
+            return OperationError(f"cannot write {self.path}: disk I/O error ({exc}); nothing was changed",
+                                  hint=f"check the disk holding {self.path.parent}")
+        return exc
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, args).fetchall()
@@ -253,6 +286,12 @@ class StateStore:
         env = self.environment()
         assert env is not None
         return env
+
+    def check_writable(self) -> None:
+        """Raise the write error a change would meet (read-only file or folder, full disk) by committing a
+        write that changes nothing, so a daemon finds out before it touches any process."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE environment SET name = name WHERE id = 1")
 
     def environment(self) -> EnvironmentRow | None:
         rows = self._read("SELECT * FROM environment WHERE id = 1")
