@@ -7,8 +7,6 @@ import contextlib
 import http.client
 import os
 import signal
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from support.load import KeepAliveLoad, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -122,60 +121,22 @@ def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) ->
             conn.close()
 
 
-class Load:
+class Load(KeepAliveLoad[tuple[int, str]]):
     """A few client threads sending GETs through the ingress until stopped; every answer is kept."""
 
     def __init__(self, port: int, path: str, clients: int = 4) -> None:
-        self.port, self.path = port, path
-        self.results: list[tuple[int, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        super().__init__(port, clients)
+        self.path = path
 
-    def _client(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        while not self._stop.is_set():
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            try:
-                result = get(self.port, self.path, conn)
-            except (OSError, http.client.HTTPException) as exc:
-                result = (0, f"{type(exc).__name__}: {exc}")
-                conn.close()
-                conn = None
-            with self._lock:
-                self.results.append(result)
-        if conn is not None:
-            conn.close()
+    def one(self, conn: http.client.HTTPConnection) -> tuple[int, str]:
+        return get(self.port, self.path, conn)
 
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=15)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.results)
+    def failed(self, exc: Exception) -> tuple[int, str]:
+        return 0, f"{type(exc).__name__}: {exc}"
 
     def failures(self) -> list[tuple[int, str]]:
-        with self._lock:
-            return [r for r in self.results if r[0] != 200]
+        return [r for r in self.snapshot() if r[0] != 200]
 
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(every)
 
 
 @pytest.fixture

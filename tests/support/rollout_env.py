@@ -4,10 +4,9 @@ manifest, and a steady load whose answers (status, version that answered) are al
 from __future__ import annotations
 
 import http.client
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.mesh.routing import make_gateway_route
+from support.load import KeepAliveLoad, wait_until
 
 ENV = "demo"
 SERVICE = "hello-backend"
@@ -36,61 +36,25 @@ def backend_manifest(*args: str, rollout: str = "") -> str:
     return text + (f"\nRollout:\n{rollout}" if rollout else "")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(every)
-
-
-class Load:
+class Load(KeepAliveLoad[tuple[float, int, str]]):
     """Client threads sending GETs until stopped; each answer kept as (when, status, answering version)."""
 
     def __init__(self, port: int, path: str = "/backend/data", clients: int = 3,
                  headers: dict[str, str] | None = None, pause: float = 0.005) -> None:
-        self.port, self.path, self.headers, self.pause = port, path, headers or {}, pause
-        self.results: list[tuple[float, int, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        super().__init__(port, clients, pause)
+        self.path, self.headers = path, headers or {}
 
-    def _client(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        while not self._stop.is_set():
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            try:
-                conn.request("GET", self.path, headers=self.headers)
-                resp = conn.getresponse()
-                resp.read()
-                result = (time.time(), resp.status, resp.getheader(VERSION_HEADER) or "")
-            except (OSError, http.client.HTTPException):
-                result = (time.time(), 0, "")
-                conn.close()
-                conn = None
-            with self._lock:
-                self.results.append(result)
-            time.sleep(self.pause)
-        if conn is not None:
-            conn.close()
+    def one(self, conn: http.client.HTTPConnection) -> tuple[float, int, str]:
+        conn.request("GET", self.path, headers=self.headers)
+        resp = conn.getresponse()
+        resp.read()
+        return time.time(), resp.status, resp.getheader(VERSION_HEADER) or ""
 
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=15)
+    def failed(self, exc: Exception) -> tuple[float, int, str]:
+        return time.time(), 0, ""
 
     def since(self, t: float) -> list[tuple[float, int, str]]:
-        with self._lock:
-            return [r for r in self.results if r[0] >= t]
+        return [r for r in self.snapshot() if r[0] >= t]
 
     def versions_since(self, t: float) -> Counter[str]:
         return Counter(v for _, status, v in self.since(t) if status == 200)
