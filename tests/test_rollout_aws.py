@@ -189,8 +189,10 @@ def test_the_service_stacks_deploy_role_may_manage_exactly_the_rollout_alarms() 
 
     role = render_service_connect_pipeline("demo")["Resources"]["DeployRole"]["Properties"]
     [statement] = [s for s in role["Policies"][0]["PolicyDocument"]["Statement"] if s.get("Sid") == "RolloutAlarms"]
+    # The alarm's handler tags it, and reads and removes tags on update.
     assert sorted(statement["Action"]) == ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
-                                           "cloudwatch:PutMetricAlarm"]
+                                           "cloudwatch:ListTagsForResource", "cloudwatch:PutMetricAlarm",
+                                           "cloudwatch:TagResource", "cloudwatch:UntagResource"]
     pattern = statement["Resource"]["Fn::Sub"]
     names = [rd.alarm_name("demo", "orders-api", kind) for kind in ("errors", "latency")]
     resources = template(PLANS["canary"])["Resources"]

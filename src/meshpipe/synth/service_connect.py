@@ -315,7 +315,7 @@ def synth_service_connect(version: ServiceVersion) -> Json:
     resources = {
         parts.TASK_DEFINITION: task_definition(version),
         parts.SERVICE: ecs_service(version),
-        parts.SCALABLE_TARGET: parts.scalable_target(version),
+        parts.SCALABLE_TARGET: parts.scalable_target(version, names_role=False),
         parts.SCALING_POLICY: parts.scaling_policy(version, f"{version.service}-cpu-tracking"),
         **ingress_resources(version),
         **rollout_deploy.alarms(version),
