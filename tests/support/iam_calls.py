@@ -52,6 +52,10 @@ class ResourceType:
     pattern: re.Pattern[str]
 
 
+# Names that cannot hold a "/" (a pipeline's stages follow it in their ARN).
+_NO_SLASH = {"${PipelineName}"}
+
+
 def _arn_pattern(arn_format: str) -> re.Pattern[str]:
     """A catalogue ARN format (``arn:${Partition}:ecs:${Region}:${Account}:service/${ClusterName}/...``) as
     a regular expression: the last variable takes the rest (names with ``/``), the others no ``:``."""
@@ -63,6 +67,8 @@ def _arn_pattern(arn_format: str) -> re.Pattern[str]:
             out.append(re.escape(p))
         elif p in ("${Partition}", "${Region}", "${Account}"):
             out.append("[^:]*")
+        elif p in _NO_SLASH:
+            out.append("[^:/]+")
         else:
             out.append(".+" if i == variables[-1] else "[^:]+")
     return re.compile("^" + "".join(out) + "$")
@@ -289,6 +295,12 @@ def _named_arns(node: Any) -> Iterator[str]:
 
 def _referenced_arns(kind: str, props: Mapping[str, Any]) -> set[str]:
     found = set(_named_arns(props))
+    if kind == "AWS::CodePipeline::Pipeline":
+        # An action's Configuration (CloudFormation's RoleArn) is the pipeline's business at run time: the
+        # pipeline passes its own role, and any action-level RoleArn.
+        actions = [a for stage in props.get("Stages", []) for a in stage.get("Actions", [])]
+        configured = set(_named_arns([a.get("Configuration", {}) for a in actions]))
+        found = (found - configured) | {a for a in configured if ":role/" not in a}
     if kind == "AWS::ECS::Service":
         found.add(_arn("ecs", f"cluster/{props['Cluster']}"))
     if kind == "AWS::IAM::Policy":
