@@ -95,8 +95,10 @@ def candidate_arns(prefix: str, params: Mapping[str, Any]) -> set[str]:
     elif prefix in ("codeconnections", "codestar-connections"):
         pass  # connections are named by ARN
     elif prefix == "iam":
+        # A role's ARN holds its path: service-linked roles live under aws-service-role/<service>/.
+        paths = {name: f"aws-service-role/{service}/" for service, name in _LINKED_ROLE_NAMES.items()}
         for role in each("RoleName"):
-            found.add(f"arn:{PARTITION}:iam::{ACCOUNT}:role/{role}")
+            found.add(f"arn:{PARTITION}:iam::{ACCOUNT}:role/{paths.get(role, '')}{role}")
         for service in each("AWSServiceName"):
             found.add(f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-service-role/{service}/{_LINKED_ROLE_NAMES.get(service, '')}")
     return found
