@@ -39,7 +39,7 @@ from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local import spawn
 from meshpipe.engines.local.api import ControlApi
-from meshpipe.engines.local.control import make_control_app
+from meshpipe.engines.local.control import control_runner, make_control_app
 from meshpipe.engines.local.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
@@ -284,8 +284,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
-                                     access_log=None)
+        self._runner = control_runner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                      access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
