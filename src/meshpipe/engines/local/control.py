@@ -35,9 +35,7 @@ Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad inp
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -49,8 +47,6 @@ from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, Operati
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
-
-log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
@@ -237,7 +233,13 @@ def _http_problem(request: Any, exc: Any) -> Any:
 def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
+    # Here, not at the top: the client half of this module is what a read command loads.
+    import hmac
+    import logging
+
     from aiohttp import web
+
+    log = logging.getLogger("meshpipe.daemon")
 
     expected = f"Bearer {token}".encode()
     scraper = f"Bearer {metrics_token}".encode() if metrics_token else None

@@ -27,7 +27,6 @@ from meshpipe.engines.base import (
     EnvState,
     Event,
     LogLine,
-    Move,
     PipelineInfo,
     Reporter,
     SilentReporter,
@@ -46,6 +45,7 @@ from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 if TYPE_CHECKING:
     from meshpipe.mesh.graph import Topology
+    from meshpipe.rollout import Move
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 60.0
@@ -460,7 +460,7 @@ class LocalEngine:
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
         once or aborted; else (or with no rollout running) a plain route change."""
-        from meshpipe.rollout import planned
+        from meshpipe.rollout import Move, planned  # the rollout planner: not loaded by read commands
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
