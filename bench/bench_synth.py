@@ -167,6 +167,9 @@ def main() -> int:
     parser.add_argument("--process-runs", type=int, default=10, help="whole-process runs per flavour")
     parser.add_argument("--top", type=int, default=15, help="imports to list")
     args = parser.parse_args()
+    # Children run as installed, with bytecode cached: with PYTHONDONTWRITEBYTECODE inherited, each would
+    # compile meshpipe's sources again and be timed doing it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} CPU(s)")
     print("(a) in-process load + validate + resolve + synth + JSON:")
     worst = in_process(args.runs)

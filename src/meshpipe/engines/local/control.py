@@ -39,14 +39,19 @@ import json
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+
+if TYPE_CHECKING:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.pipeline.runs import PipelineRun
+
+# The routing and pipeline types are imported where they are built, not here: ``meshpipe versions``,
+# a read command, loads this module for its client and needs neither.
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
@@ -66,6 +71,8 @@ def route_to_json(route: Route | None) -> dict[str, Any] | None:
 
 
 def route_from_json(data: dict[str, Any] | None) -> Route | None:
+    from meshpipe.mesh.routing import Route, WeightedTarget
+
     if data is None:
         return None
     return Route(service=data["service"],
@@ -82,6 +89,9 @@ def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
 
 
 def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, WeightedTarget
+
     return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
                        targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
                        priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
@@ -93,11 +103,15 @@ def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
 
 
 def gateway_route_from_json(data: dict[str, Any]) -> GatewayRoute:
+    from meshpipe.mesh.routing import GatewayRoute
+
     return GatewayRoute(name=data["name"], prefix=data["prefix"], service=data["service"],
                         namespace=data["namespace"], rewrite_prefix=bool(data["rewrite_prefix"]))
 
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
+    from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
                        status=RunStatus(data["status"]), started_at=data["started_at"],
                        finished_at=data.get("finished_at"),
@@ -176,6 +190,8 @@ class ControlTarget(Protocol):
 
 
 def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    from meshpipe.mesh.routing import WeightedTarget
+
     targets = []
     for t in raw_targets:
         if not isinstance(t, dict):
@@ -194,6 +210,8 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
 def path_segment(request: Any, key: str) -> str:
     """A name taken from the request path, refused (400) unless it has the form such a name has: no
     ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    from meshpipe.mesh.routing import NAME_RE, VERSION_RE, check_service
+
     value = str(request.match_info[key])
     if key == "svc":
         check_service(value)
@@ -238,6 +256,8 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     import logging
 
     from aiohttp import web
+
+    from meshpipe.mesh.headers import HeaderMatch
 
     log = logging.getLogger("meshpipe.daemon")
 
