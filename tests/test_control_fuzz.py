@@ -28,11 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as stx
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.control import MAX_BODY_BYTES, make_control_app
-from meshpipe.engines.local.daemonfiles import read_daemon_file
+from meshpipe.engines.local.control.httpapi import MAX_BODY_BYTES, make_control_app
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import NAME_RE, WeightedTarget
 from support.env_state import Capture, capture, settled
@@ -385,7 +385,7 @@ def test_names_that_could_escape_a_path_are_refused_with_400_and_land_nowhere(da
 BROKEN_HANDLER = '''
 import os
 if os.environ.get("MESHPIPE_TEST_BROKEN_HANDLER"):
-    from meshpipe.engines.local import api
+    from meshpipe.engines.local.control import api
 
     original = api.ControlApi.pipeline_create
 
