@@ -60,7 +60,9 @@ def main() -> int:
            "MESHPIPE_HOME": str(home), "MESHPIPE_ENV": ENV}
     os.environ["MESHPIPE_HOME"] = str(home)
     engine = LocalEngine(home=home, options=LocalOptions(tasks_per_version=1))
-    meshpipe = [sys.executable, "-m", "meshpipe"]
+    # The command as a user runs it: the installed console script (python -m meshpipe adds runpy's work).
+    script = Path(sys.executable).parent / "meshpipe"
+    meshpipe = [str(script)] if script.exists() else [sys.executable, "-m", "meshpipe"]
     out = home / "synth"
     out.mkdir()
     commands = {
