@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import daemonfiles, gitrepo
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemon import read_daemon_file
+from meshpipe.engines.local.control.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.state import daemonfiles
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.load import KeepAliveLoad, wait_until
@@ -327,7 +328,7 @@ def test_daemon_killed_under_load_is_restored_without_losing_a_request(make_env)
     with Load(port, "/backend/data") as load:
         wait_until(lambda: load.count() > 100, 10, "load running")
         os.kill(old_daemon["pid"], signal.SIGKILL)
-        wait_until(lambda: not procs.is_running(old_daemon["pid"]), 5, "daemon gone")
+        wait_until(lambda: not procs.is_running(old_daemon["pid"]), 30, "daemon gone")
         at_kill = load.count()
         # Any command brings the daemon back (if nothing did already); it takes over what runs.
         [version] = env.engine.versions(ENV, "hello-backend")
@@ -485,7 +486,7 @@ def test_run_interrupted_by_a_daemon_crash_runs_again(make_env) -> None:  # type
     assert daemon is not None
     commit = env.push("hello-backend", BACKEND_MANIFEST)
     os.kill(daemon["pid"], signal.SIGKILL)  # mid-run: Source, Build or Deploy
-    wait_until(lambda: not procs.is_running(daemon["pid"]), 5, "daemon gone")
+    wait_until(lambda: not procs.is_running(daemon["pid"]), 30, "daemon gone")
     env.seen_pids.update(pid for pid, _ in env.processes("gateway") + env.processes("sidecar") + env.processes("app"))
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
     env.note_pids()
