@@ -57,6 +57,8 @@ SUPPRESSED: dict[tuple[str, str, str, str], str] = {
     ("docs deployer", "RESOURCE_POLICY_PRIVILEGE_ESCALATION", "", "*"):
         "the stacks put TLS-only bucket policies on the environment's buckets; the operator policy reads and "
         "writes their objects anyway",
+    ("docs operator", "CREDENTIALS_EXPOSURE", "", ""):
+        "the runbook's docker login, to push the demo images into the account's own ECR",
     ("docs operator", "PERMISSIONS_MANAGEMENT_ACTIONS", "", ""):
         "iam:PassRole of the environment's roles to CloudFormation only: a stack's own role, to update or delete it",
     ("docs operator", "PRIVILEGE_ESCALATION", "", ""):
