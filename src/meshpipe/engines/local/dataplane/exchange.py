@@ -109,7 +109,7 @@ class Exchange:
             return
         fwd: Forward = decision  # type: ignore[assignment]
         parts = self.parts
-        parts[0] = b"%s %s %s\r\n" % (self.method, fwd.path, b"HTTP/1.0" if self.http10 else b"HTTP/1.1")
+        parts[0] = self.method + b" " + fwd.path + (b" HTTP/1.0\r\n" if self.http10 else b" HTTP/1.1\r\n")
         self.request_head = b"".join(parts)
         self.parts = []
         self.upstream_stats = self.listener.app_stats or self.dp.metrics.upstream(fwd.service, fwd.version)
@@ -160,19 +160,22 @@ class Exchange:
         self.attempt += 1
         endpoint = self.endpoint
         if not same_endpoint or endpoint is None:
-            key = (fwd.service, fwd.version)
-            endpoint, counter = pick_endpoint(fwd.endpoints, dp.rr.get(key, 0), self.tried)
-            if not self.tried:
-                # Only first tries move the round robin on: a retry taking a turn as well would make
-                # every request after a failure start on the same endpoint again.
-                dp.rr[key] = counter
+            endpoints = fwd.endpoints
+            if len(endpoints) == 1:  # a version with one task: nothing to choose
+                endpoint = endpoints[0]
+            else:
+                key = (fwd.service, fwd.version)
+                endpoint, counter = pick_endpoint(endpoints, dp.rr.get(key, 0), self.tried)
+                if not self.tried:
+                    # Only first tries move the round robin on: a retry taking a turn as well would make
+                    # every request after a failure start on the same endpoint again.
+                    dp.rr[key] = counter
             self.endpoint = endpoint
             self.tried += (endpoint,)
-        now = monotonic()
-        self.attempt_start = now
+        now = self.attempt_start = monotonic()
         self.deadline = self._deadline(now)
         self.upstream_stats.requests += 1  # type: ignore[union-attr]
-        pool = dp.pool(endpoint)
+        pool = dp.pools.get(endpoint) or dp.pool(endpoint)
         conn = pool.acquire()
         if conn is not None:
             self._attach(conn)
@@ -317,7 +320,9 @@ class Exchange:
             conn.pool.release(conn)  # its own pool: a retired one closes it
         else:
             conn.close()
-        self._complete(keep_alive)
+        now = monotonic()
+        self.upstream_stats.latency.record((now - self.attempt_start) * 1000.0)  # type: ignore[union-attr]
+        self.finish(self.client_keep_alive and keep_alive and self.request_done and not self.http10, now)
 
     def upstream_lost(self, conn: UpstreamConnection, bad_response: bool = False) -> None:
         """The upstream connection closed (or spoke nonsense) in the middle of this exchange."""
@@ -384,12 +389,13 @@ class Exchange:
         self._drop_conn()
         self.finish(False)
 
-    def finish(self, keep_alive: bool) -> None:
+    def finish(self, keep_alive: bool, now: float = 0.0) -> None:
         if self.finished:
             return
         self.finished = True
         self.dp.inflight.discard(self)
-        self._drop_conn()
+        if self.conn is not None:
+            self._drop_conn()
         down = self.down
         if down.paused:  # a pause for this exchange's upload must not outlive it
             down.resume(UPSTREAM_BACKPRESSURE | WAITING_FOR_UPSTREAM)
@@ -400,7 +406,7 @@ class Exchange:
         # Errors: 5xx answers, and answers cut short by the upstream (refusals like 403/404 are not).
         if status >= 500 or self.flag.startswith("upstream_"):
             stats.errors += 1
-        stats.latency.record((monotonic() - self.start) * 1000.0)
+        stats.latency.record(((now or monotonic()) - self.start) * 1000.0)
         log = self.listener.access_log
         if log is not None:
             log.write(self)
