@@ -95,11 +95,11 @@ def _absolute_authority(url: bytes) -> bytes | None:
 
 
 class DownstreamProtocol(asyncio.Protocol):
-    __slots__ = ("active", "chunked", "closing", "connection_names", "content_length", "dp", "edge", "expect",
-                 "edge_lines", "forwarded_for", "h2c", "has_request_id", "head_bytes", "host", "host_at", "in_head", "limits",
-                 "listener", "match_headers", "parser", "parts", "paused", "peer", "queue", "read_size", "reading", "refusal",
-                 "replaying", "skipped", "skipped_bytes", "timer", "transport", "upgrade", "url", "wanted",
-                 "writing_paused")
+    __slots__ = ("active", "chunked", "closing", "connection_names", "content_length", "dp", "edge",
+                 "edge_lines", "expect", "forwarded_for", "h2c", "has_request_id", "head_bytes", "host",
+                 "host_at", "in_head", "limits", "listener", "match_headers", "parser", "parts", "paused",
+                 "peer", "queue", "read_size", "reading", "refusal", "replaying", "skipped", "skipped_bytes",
+                 "timer", "transport", "upgrade", "url", "wanted", "writing_paused")
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
