@@ -244,7 +244,7 @@ frontend gateway
 backend hello_web
     server w1 {LOOPBACK}:{web_ingress}
 """, [gateway])
-    chain_pids = [p.pid for p in procs.started[-4:] if p.args[0] == "haproxy"]
+    chain_pids = [p.pid for p in procs.started[-4:] if "haproxy" in str(p.args)]
     return one_hop, gateway, chain_pids
 
 
@@ -258,16 +258,18 @@ class Meshpipe:
     chain_pids: list[int]
 
 
-def setup_meshpipe(procs: Processes, apps: Apps) -> Meshpipe:
-    one_hop = procs.proxy("sidecar", app_port=apps.backend_v1, service="hello-backend", version=V1)
-    backends = {version: procs.proxy("sidecar", app_port=port, service="hello-backend", version=version)
+def setup_meshpipe(procs: Processes, apps: Apps, src: str | None = None) -> Meshpipe:
+    """meshpipe's proxies, from this checkout or (``src``) from another one's ``src`` folder."""
+    env = {"PYTHONPATH": src} if src else None
+    one_hop = procs.proxy("sidecar", app_port=apps.backend_v1, service="hello-backend", version=V1, env=env)
+    backends = {version: procs.proxy("sidecar", app_port=port, service="hello-backend", version=version, env=env)
                 for version, port in ((V1, apps.backend_v1), (V2, apps.backend_v2))}
     web_egress = free_port()
     _, web_app = procs.sample("hello_web", ["-b", f"http://{BACKEND_VS}/data"],
                               env={"HTTP_PROXY": f"http://{LOOPBACK}:{web_egress}", "NO_PROXY": ""})
     web = procs.proxy("sidecar", app_port=web_app, egress_port=web_egress, service="hello-web", version=WEB,
-                      allowed_backends=[BACKEND_VS])
-    gateway = procs.proxy("gateway")
+                      allowed_backends=[BACKEND_VS], env=env)
+    gateway = procs.proxy("gateway", env=env)
     mp = Meshpipe(one_hop.ports["ingress_port"], gateway.ports["listen_port"],
                   [gateway.admin_port, web.admin_port, *(b.admin_port for b in backends.values())],
                   web.ports["ingress_port"], {v: b.ports["ingress_port"] for v, b in backends.items()},
@@ -334,6 +336,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians shown (default 5)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--chain-only", action="store_true", help="only the full chain, meshpipe and HAProxy")
+    parser.add_argument("--compare-src", metavar="DIR",
+                        help="also run the chain with the proxies of another checkout (its src folder), "
+                             "side by side: what a change costs")
     args = parser.parse_args()
 
     if shutil.which("wrk"):
@@ -366,6 +371,11 @@ def main() -> int:
                                                      args.duration)
         runs["meshpipe-chain"] = lambda: with_cpu(mp.chain_pids, lambda: run_load(mp.gateway, HELLO, *load),
                                                   args.duration)
+        if args.compare_src:
+            other = setup_meshpipe(procs, apps, str(Path(args.compare_src).resolve()))
+            checks.append((other.gateway, HELLO, b"Hello Bob"))
+            runs["compared-chain"] = lambda: with_cpu(other.chain_pids,
+                                                      lambda: run_load(other.gateway, HELLO, *load), args.duration)
         for port, path, expect in checks:
             check(port, path, expect)
 
@@ -405,6 +415,14 @@ def main() -> int:
             if all(cpus):
                 print(f"proxies' CPU per request in the chain (median): meshpipe {statistics.median(cpus[0]):.1f} us "
                       f"(gateway + 2 sidecars), HAProxy {statistics.median(cpus[1]):.1f} us (3 processes)")
+        if args.compare_src:
+            per_round = [m.rps / c.rps for m, c in zip(results["meshpipe-chain"], results["compared-chain"],
+                                                       strict=True)]
+            compared_cpu = [r.cpu_us for r in results["compared-chain"] if r.cpu_us is not None]
+            print(f"meshpipe / {args.compare_src}, full chain: {statistics.median(per_round):.2f} (median of "
+                  f"{len(per_round)} rounds: " + " ".join(f"{r:.2f}" for r in per_round) + ")"
+                  + (f"; its proxies' CPU per request {statistics.median(compared_cpu):.1f} us"
+                     if compared_cpu else ""))
 
         pushes, applied = measure_route_changes(mp)
         print(f"\nroute change, {len(applied)} changes through the gateway -> hello-web -> hello-backend chain:")

@@ -90,12 +90,12 @@ class Processes:
         return popen, int(line.rsplit(":", 1)[1])
 
     def proxy(self, mode: str, timeout: float = 15.0, stdout: int | None = subprocess.DEVNULL,
-              launcher: Sequence[str] = (), **kwargs: Any) -> ProxyProcess:
+              launcher: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs: Any) -> ProxyProcess:
         """Start a proxy on free ports (tried again if one was taken meanwhile) and wait until LIVE.
 
         Ports not given are picked here: ``admin_port``, and ``listen_port`` or ``ingress_port`` and
         ``egress_port``. ``launcher`` replaces ``python -m meshpipe.engines.local.dataplane`` (e.g. a
-        script running the proxy with a broken parser)."""
+        script running the proxy with a broken parser); ``env`` is added to its environment."""
         for _ in range(5):
             ports = {"admin_port": kwargs.get("admin_port") or free_port()}
             if mode == "gateway":
@@ -106,7 +106,7 @@ class Processes:
             argv = proxy_command(mode, **{**kwargs, **ports})
             if launcher:
                 argv = [*launcher, *argv[3:]]
-            popen = self.spawn(argv, stdout=stdout)
+            popen = self.spawn(argv, env=env, stdout=stdout)
             try:
                 wait_live(ports["admin_port"], timeout, process=popen)
             except OperationError:
