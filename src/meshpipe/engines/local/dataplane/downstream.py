@@ -313,7 +313,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if version not in _VERSIONS:
             raise Refusal(505, BAD_REQUEST, f"HTTP/{version} is not supported: HTTP/1.1 or HTTP/1.0")
         method = parser.get_method()
-        if parser.should_upgrade():
+        if (self.upgrade is not None or method == b"CONNECT") and parser.should_upgrade():
             if method == b"CONNECT" or (self.upgrade or b"").strip().lower() != b"h2c":
                 self.reading = None  # refused when the parser stops (HttpParserUpgrade)
                 return

@@ -291,8 +291,8 @@ class Exchange:
         self.response_head_bytes = head
         if self.listener.access_log is not None:
             self.head_at = monotonic()
-        if self.deadline:
-            self.deadline = self._deadline(monotonic())
+        if self.deadline:  # the per-try timeout no longer applies; the overall one still does
+            self.deadline = self._deadline(0.0)
         extra = self.listener.response_header
         if self.dp.draining:  # tell the client not to send another request on this connection
             extra += b"connection: close\r\n"
@@ -404,7 +404,7 @@ class Exchange:
         status = self.status
         stats.by_class[status // 100 if status < 600 else 0] += 1
         # Errors: 5xx answers, and answers cut short by the upstream (refusals like 403/404 are not).
-        if status >= 500 or self.flag.startswith("upstream_"):
+        if status >= 500 or (self.flag and self.flag.startswith("upstream_")):
             stats.errors += 1
         stats.latency.record(((now or monotonic()) - self.start) * 1000.0)
         log = self.listener.access_log
