@@ -133,6 +133,26 @@ def enforce_policy(loaded: LoadedManifest | ServiceManifest, policy: PlatformPol
                               hint="the platform's policy is set in platform.yaml")
 
 
+def check_family(loaded: LoadedManifest | ServiceManifest, service: str) -> None:
+    """Refuse a manifest whose ``Task.Family`` is not the service it is deployed as.
+
+    Every name of a version (task family, ECS service, virtual node, stack) comes from the service, except
+    the task definition family, which comes from the manifest: a manifest copied from another service's repo
+    would register that service's family under this one's name, and on AWS the two would overwrite each
+    other's task definitions.
+    """
+    manifest = loaded.manifest if isinstance(loaded, LoadedManifest) else loaded
+    family = manifest.task.family
+    if family == service:
+        return
+    file, line = (loaded.file, loaded.document.line_of("Task.Family")) if isinstance(loaded, LoadedManifest) \
+        else ("manifest", None)
+    raise ValidationError([Problem(file, line, "Task.Family",
+                                   f"{family!r} is not the name of the service this manifest deploys "
+                                   f"({service!r}); write Family: \"{service}\"", "M019")],
+                          hint=f"each service's task family is its own name: {family!r} belongs to another service")
+
+
 def manifest_schema() -> dict[str, Any]:
     schema = ServiceManifest.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -42,6 +42,7 @@ from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserEr
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
 from meshpipe.mesh.stats import ServiceStats
+from meshpipe.naming import check_service_name
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 if TYPE_CHECKING:
@@ -395,10 +396,16 @@ class LocalEngine:
         """Start a pipeline run for a commit already in the config repo (as its hook does on a push); without
         ``commit``, for the head of main."""
         ref = "refs/heads/main"
+        check_service_name(service, "command line", "SERVICE")
+        repo = self._existing(env).repo(service)
+        if not repo.is_dir():
+            # The same answer as every other command about a service without a pipeline.
+            raise NotFoundError(f"service {service!r} has no pipeline in this environment",
+                                hint=f"create it with: meshpipe pipeline create {service}")
         if commit is None:
             from meshpipe.engines.local.gitrepo import resolve_ref
 
-            commit = resolve_ref(self._existing(env).repo(service), ref)
+            commit = resolve_ref(repo, ref)
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
