@@ -85,7 +85,7 @@ def render(s: dict[str, Any]) -> RenderableType:
         for w in s["windows"]:
             cand, stable = w["candidate"], w["stable"]
             verdict = "[green]passed[/green]" if w["verdict"] == "passed" else "[red]FAILED[/red]"
-            table.add_row(str(w["number"]), "preview" if w["phase"] == "preview" else str(w["step"] + 1),
+            table.add_row(str(w["number"]), "preview" if w["phase"] == "preview" else str(w["step"]),
                           str(w["weight"]), str(cand["requests"]), str(cand["errors"]),
                           _num(cand["success_rate"], 2), _num(cand["p99_ms"]), _num(stable["p99_ms"]), verdict,
                           f"{(w['decided_at'] or '')[11:22]} ({w['decision_lag_s']:.3f} s)",

@@ -113,7 +113,8 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
         "weights": {t.version: t.weight for t in targets},
         "preview": preview.to_json() if preview else None,
         "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.plan.analysis.failed_windows,
-        "windows": [{**w.to_json(), "started_at": iso(w.started_at), "due_at": iso(w.due_at),
+        # Steps count from 1 here, as "step" above and every command's output do (the state counts from 0).
+        "windows": [{**w.to_json(), "step": w.step + 1, "started_at": iso(w.started_at), "due_at": iso(w.due_at),
                      "decided_at": iso(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
                     for w in r.windows],
         "window_started_at": iso(r.window_started_at) if not r.finished else None,
