@@ -370,3 +370,28 @@ def test_the_rollout_commands(env: RolloutEnv) -> None:
     assert env.engine.header_routes(ENV, SERVICE) == []
     kinds = [e.message for e in env.events()]
     assert any(m.startswith("paused by hand") for m in kinds) and any(m.startswith("resumed by hand") for m in kinds)
+
+
+def test_a_rollout_on_a_silent_environment_holds_and_scripts_can_tell_a_rollback(env: RolloutEnv) -> None:
+    """No request reaches the new version: every window is inconclusive, the first step holds and nothing
+    rolls back. Once the rollout is rolled back (here aborted), status, watch and pipeline wait exit 1."""
+    old = serve_first_version(env)
+    new = env.push(backend_manifest("-g Yo", rollout=FAST_CANARY), "quiet")
+    env.deployed(new)
+    wait_until(lambda: len((env.rollout_of(new) or {}).get("windows") or []) >= 3, 30, "three quiet windows")
+    status = env.status()
+    assert (status["status"], status["step"], status["failed_windows"]) == ("running", 1, 0), status
+    assert {w["verdict"] for w in status["windows"]} == {"inconclusive"}
+    assert status["holding"].startswith("holding step 1/3 (20 %): only 0 request(s)"), status["holding"]
+    assert env.weights() == {old: 80, new: 20}
+    code, text, _ = cli("rollout", "status", SERVICE)
+    assert code == 0 and "holding step 1/3" in text and "inconclusive" in text
+    code, text, _ = cli("pipeline", "wait", SERVICE, "--format", "json")
+    assert code == 0 and json.loads(text)["rollout"]["status"] == "running"
+    assert cli("rollout", "abort", SERVICE)[0] == 0  # the abort itself succeeded
+    code, text, _ = cli("rollout", "status", SERVICE)
+    assert code == 1 and "rolled-back" in text
+    code, text, _ = cli("rollout", "watch", SERVICE, "--format", "json")
+    assert code == 1 and json.loads(text.splitlines()[-1])["status"] == "rolled-back"
+    code, text, _ = cli("pipeline", "wait", SERVICE)
+    assert code == 1 and f"version {new} was deployed, but its rollout was rolled-back" in text

@@ -187,6 +187,9 @@ class RolloutAnalysisDefaults(BaseModel):
     max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
     min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
     failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+    # Seconds a step may stay inconclusive before on_inconclusive decides; None: it holds.
+    inconclusive_deadline: Annotated[StrictInt, Field(ge=1, le=604_800)] | None = None
+    on_inconclusive: Literal["rollback", "promote"] = "rollback"
 
 
 class PreviewHeaderSetting(BaseModel):

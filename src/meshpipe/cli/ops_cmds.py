@@ -272,18 +272,70 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
                   run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest).")] = None,
                   env: EnvOpt = "demo", engine: EngineOpt = "local",
                   timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+                  rollout: Annotated[bool, typer.Option("--rollout", help="Also wait for the deployed version's "
+                                                        "rollout to end (within --timeout).")] = False,
                   fmt: FormatOpt = Format.text) -> None:
-    """Wait for a pipeline run to finish; exit 1 if it failed."""
+    """Wait for a pipeline run to finish; exit 1 if it failed, or if the version it deployed was rolled back
+    (or its rollout halted) by the time the wait ends."""
+    import time
+
     from meshpipe.engines.base import PipelineWaiter
     from meshpipe.pipeline.runs import RunStatus
 
+    deadline = time.monotonic() + timeout
     with engine_for(engine) as eng:
         if not isinstance(eng, PipelineWaiter):
             raise lacking(eng)
         run = eng.pipeline_wait(env, service, run_id, timeout=timeout)
-    print_json(run) if fmt is Format.json else _print_run_logs(run)
-    if run.status is not RunStatus.SUCCEEDED:
+        outcome = _rollout_of(eng, env, service, run.version) if run.status is RunStatus.SUCCEEDED else None
+        while rollout and outcome is not None and outcome["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            outcome = _rollout_of(eng, env, service, run.version)
+    if fmt is Format.json:
+        from meshpipe.cli.output import to_jsonable
+
+        print_json({**to_jsonable(run), "rollout": outcome})
+    else:
+        _print_run_logs(run)
+        if outcome is not None:
+            _print_rollout_outcome(outcome, service, env)
+    from meshpipe.cli.rollout_cmds import FAILED_OUTCOMES
+
+    if run.status is not RunStatus.SUCCEEDED or (outcome is not None and outcome["status"] in FAILED_OUTCOMES):
         raise typer.Exit(1)
+
+
+def _rollout_of(eng: Engine, env: str, service: str, version: str | None) -> dict[str, Any] | None:
+    """Status and reason of the rollout of ``version``, when the engine runs rollouts and there is one."""
+    from meshpipe.engines.base import RolloutStatusSource
+    from meshpipe.errors import MeshpipeError
+
+    if version is None or not isinstance(eng, RolloutStatusSource):
+        return None
+    try:
+        found = eng.rollout_status(env, service)
+    except MeshpipeError:
+        return None
+    if found.get("candidate") != version:
+        return None
+    return {"version": version, "status": found["status"], "reason": found.get("reason") or None,
+            "holding": found.get("holding")}
+
+
+def _print_rollout_outcome(outcome: dict[str, Any], service: str, env: str) -> None:
+    from meshpipe.cli.rollout_cmds import FAILED_OUTCOMES
+
+    status, version = outcome["status"], outcome["version"]
+    if status in FAILED_OUTCOMES:
+        out.print(f"[red]version {escape(version)} was deployed, but its rollout was {escape(status)}: "
+                  f"{escape(outcome['reason'] or '')}[/red]")
+    elif status == "running":
+        out.print(f"rollout of {escape(version)} running"
+                  + (f" ({escape(outcome['holding'])})" if outcome.get("holding") else "")
+                  + f"; follow it with: meshpipe rollout watch {escape(service)} --env {escape(env)}")
+    else:
+        out.print(f"rollout of {escape(version)}: {escape(status)}"
+                  + (f" ({escape(outcome['reason'])})" if outcome["reason"] else ""))
 
 
 @pipeline_app.command("start")

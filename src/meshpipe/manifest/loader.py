@@ -39,7 +39,8 @@ _EXPECTED = {
     "Rollout": "a mapping with Strategy, Steps, Interval, Analysis, Webhooks",
     "Rollout.Steps": "a list of percentages such as [10, 25, 50, 100]",
     "Rollout.Steps[]": "an integer (a percentage)",
-    "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows",
+    "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows, "
+                          "InconclusiveDeadline, OnInconclusive",
     "Rollout.Webhooks": "a list of webhooks (Name, Type, Url)",
     "Rollout.Webhooks[]": "a mapping with Name, Type, Url, Timeout, Metadata",
     "Rollout.PreviewHeader": "a mapping with Name and Value",

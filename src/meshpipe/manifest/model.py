@@ -106,6 +106,12 @@ class RolloutAnalysis(_Strict):
         alias="MinRequests", description="Requests to the new version a window needs to be judged.")] = None
     failed_windows: Annotated[Annotated[StrictInt, Field(ge=1, le=100)] | None, Field(
         alias="FailedWindows", description="Failed windows before the rollout rolls back.")] = None
+    inconclusive_deadline: Annotated[Annotated[StrictInt, Field(ge=1, le=604_800)] | None, Field(
+        alias="InconclusiveDeadline",
+        description="Seconds a step may stay inconclusive (too few requests to judge) before OnInconclusive "
+                    "decides; without it the step holds until traffic comes.")] = None
+    on_inconclusive: Annotated[Literal["rollback", "promote"] | None, Field(
+        alias="OnInconclusive", description="What the InconclusiveDeadline does: rollback or promote.")] = None
 
 
 class PreviewHeader(_Strict):

@@ -121,7 +121,7 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
         "next_decision_at": iso(decision), "next_decision_in_s": None if decision is None else round(
             max(0.0, decision - now), 1),
         "confirmations": [h.to_json() for h in r.confirmations],
-        "reason": r.reason, "started_by": r.started_by,
+        "reason": r.reason, "started_by": r.started_by, "holding": m.holding(r),
         "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
     }
 

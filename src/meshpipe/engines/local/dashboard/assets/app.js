@@ -311,6 +311,7 @@
             ? ` · next decision in ${r.next_decision_in_s} s` : ''),
         r.describe ? el('p', { class: 'sub' }, r.describe) : null,
         steps.length ? el('ol', { class: 'steps' }, steps) : null,
+        r.holding ? el('p', { class: 'holding' }, r.holding) : null,
         r.reason ? el('p', { class: 'sub' }, r.reason) : null,
         windows.length ? el('div', { class: 'wide' }, el('table', { class: 'windows' },
           el('thead', {}, el('tr', {}, ...['window', 'step', 'weight', 'phase', 'verdict', 'candidate', 'stable',
