@@ -395,3 +395,57 @@ def test_a_rollout_on_a_silent_environment_holds_and_scripts_can_tell_a_rollback
     assert code == 1 and json.loads(text.splitlines()[-1])["status"] == "rolled-back"
     code, text, _ = cli("pipeline", "wait", SERVICE)
     assert code == 1 and f"version {new} was deployed, but its rollout was rolled-back" in text
+
+
+def test_every_control_plane_series_agrees_with_the_events_of_the_same_run(env: RolloutEnv) -> None:
+    """A first version, a promoted rollout and a rolled-back one: each meshpipe_* series on /metrics is what
+    the environment's events (and its state) say happened, route changes made by rollouts included."""
+    from collections import Counter
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    old = serve_first_version(env)
+    with Load(env.ingress_port) as load:
+        good = env.push(backend_manifest("-g Yo", rollout=FAST_CANARY), "good")
+        env.deployed(good)
+        assert env.finished(good, 60)["status"] == "promoted"
+        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=FAST_CANARY), "bad")
+        env.deployed(bad)
+        assert env.finished(bad, 60)["status"] == "rolled-back"
+        assert load.results
+    samples = [s for f in text_string_to_metric_families(env.engine.metrics(ENV)) for s in f.samples]
+    series = {s.name for s in samples if s.name.startswith("meshpipe_")}
+    events = env.engine.events(ENV, None, limit=5000)
+
+    def value(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    # Route changes: one per route or gateway-route event, the rollouts' steps and rollback included.
+    routes = Counter(e.service or "" for e in events if e.kind == "route")
+    assert routes[SERVICE] >= 6  # first version, 2 steps and the promotion, a step and the rollback
+    assert value("meshpipe_route_changes_total", service=SERVICE) == routes[SERVICE]
+    assert value("meshpipe_route_changes_total", service="") == sum(e.kind == "gateway-route" for e in events) == 1
+    # Rollout decisions: each judged window by its verdict, each ending by its outcome.
+    said = [e.message for e in events if e.kind == "rollout"]
+    verdicts = Counter(m.split(": ", 2)[1] for m in said if m.startswith("window "))
+    for verdict, label in (("passed", "passed"), ("FAILED", "failed"), ("inconclusive", "inconclusive")):
+        assert value("meshpipe_rollout_decisions_total", service=SERVICE, decision=label) == verdicts[verdict]
+    assert verdicts["passed"] >= 2 and verdicts["FAILED"] >= 1
+    promoted = sum(m.startswith("promoted") or " takes all traffic" in m for m in said)
+    assert value("meshpipe_rollout_decisions_total", decision="promoted") == promoted == 2
+    assert value("meshpipe_rollout_decisions_total", decision="rolled-back") == \
+        sum(m.startswith("rolled back to ") for m in said) == 1
+    # Pipeline runs, weights, tasks: as the runs, the route and the versions say.
+    runs = Counter(r.status for r in env.engine.pipeline_runs(ENV, SERVICE))
+    for outcome, n in runs.items():
+        assert value("meshpipe_pipeline_runs_total", service=SERVICE, outcome=str(outcome)) == n
+    assert {t: value("meshpipe_route_weight", service=SERVICE, version=t) for t in (old, good, bad)} == \
+        {old: 0, good: 100, bad: 0} | {v: w for v, w in env.weights().items()}
+    for v in env.engine.versions(ENV, SERVICE):
+        assert value("meshpipe_healthy_tasks", service=SERVICE, version=v.version) == (v.healthy_tasks or 0)
+    restarts = sum(e.kind == "task" and " stopped: " in e.message and "; restart in " in e.message for e in events)
+    assert value("meshpipe_task_restarts_total", service=SERVICE) == restarts == 0
+    assert value("meshpipe_proxies_scraped") >= 1 and value("meshpipe_config_generation") >= 1
+    assert series == {"meshpipe_route_changes_total", "meshpipe_rollout_decisions_total", "meshpipe_pipeline_runs_total",
+                      "meshpipe_route_weight", "meshpipe_healthy_tasks", "meshpipe_task_restarts_total",
+                      "meshpipe_proxies_scraped", "meshpipe_config_generation"}, series

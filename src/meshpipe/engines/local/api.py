@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,6 @@ class ControlApi:
     pipelines_lock: asyncio.Lock  # pipeline create and delete, one at a time
     started_at: str
     control_port: int | None
-    route_changes: Counter[str]
     _stop_requested: asyncio.Event
 
     # -- environment --
@@ -177,14 +175,12 @@ class ControlApi:
         route = make_route(service, targets)
         self._refuse_during_rollout(service, "set its route")
         self.store.set_route(route)
-        self.route_changes[service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
 
     async def route_delete(self, service: str) -> None:
         self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
-        self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
 
     def _refuse_during_rollout(self, service: str, what: str) -> None:
@@ -261,13 +257,11 @@ class ControlApi:
     async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
         gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
         self.store.put_gateway_route(gr)
-        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} set")
         return gr
 
     async def gateway_route_delete(self, name: str) -> None:
         self.store.delete_gateway_route(name)
-        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} deleted")
 
     # -- versions --
@@ -327,7 +321,8 @@ class ControlApi:
             for ver, endpoints in by_version.items():
                 healthy[(svc, ver)] = len(endpoints)
         return metrics_view.ControlFigures(
-            pipeline_runs=self.store.run_counts(), route_changes=dict(self.route_changes),
+            pipeline_runs=self.store.run_counts(), route_changes=dict(self.store.route_changes),
+            rollout_decisions=dict(self.rollouts.decisions),
             task_restarts={(t.service, t.version, t.task_id): t.restarts for t in self.store.tasks()},
             weights=weights, healthy_tasks=healthy,
             config_generation=self.publisher.current["generation"] if self.publisher.current else None)

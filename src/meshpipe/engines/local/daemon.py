@@ -28,7 +28,6 @@ import secrets
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,7 +159,6 @@ class Daemon(ControlApi):
                              after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
-        self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,6 +150,11 @@ class RolloutController:
         self.clock = clock
         self.drivers: dict[str, _Driver] = {}
         self.stopping = False
+        # Decisions taken since the daemon started, by (service, decision): each judged window by its verdict
+        # (passed, failed, inconclusive) and each ending by its outcome (promoted, rolled-back, halted,
+        # superseded). meshpipe_rollout_decisions_total.
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self._counted: dict[int, tuple[int, bool]] = {}  # rollout id -> (windows counted, end counted)
 
     def _driver(self, service: str) -> _Driver:
         driver = self.drivers.get(service)
@@ -166,6 +172,8 @@ class RolloutController:
         for r in self.records.running():
             driver = self._driver(r.service)
             driver.rollout = r
+            if r.id is not None:  # decided before this start: not counted again
+                self._counted[r.id] = (len(r.windows), False)
             m.restart_window(r, self.clock(), await self._counters(r))
             self.records.save(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
@@ -240,6 +248,7 @@ class RolloutController:
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
         self.records.insert(r)
         self._driver(service).rollout = r
+        self._count_decisions(r)
         self._event(r, f"{version} takes all traffic: {r.reason}")
         self.store.set_route(make_route(service, (WeightedTarget(version, 100),)))
         await self.publish(f"first version {version} of {service} routed")
@@ -382,8 +391,18 @@ class RolloutController:
     def _record(self, r: m.Rollout, events: list[str]) -> None:
         if r.id is not None:
             self.records.save(r)
+        self._count_decisions(r)
         for message in events:
             self._event(r, message)
+
+    def _count_decisions(self, r: m.Rollout) -> None:
+        key = r.id if r.id is not None else -id(r)
+        windows, ended = self._counted.get(key, (0, False))
+        for w in r.windows[windows:]:
+            self.decisions[(r.service, w.verdict)] += 1
+        if r.finished and not ended:
+            self.decisions[(r.service, r.status)] += 1
+        self._counted[key] = (len(r.windows), r.finished)
 
     def _event(self, r: m.Rollout, message: str) -> None:
         log.info("rollout of %s %s: %s", r.service, r.candidate, message)

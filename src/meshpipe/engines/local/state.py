@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from meshpipe.pipeline.runs import RunStatus
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
+# Events that record a change of a route or a gateway route (each one counts in meshpipe_route_changes_total).
+ROUTE_EVENT_KINDS = ("route", "gateway-route")
 MAX_STAGE_LOG_CHARS = 256 * 1024
 
 # Stack statuses, spelled as CloudFormation spells them.
@@ -179,6 +182,10 @@ class StateStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Route and gateway-route changes committed through this store, by service ("" for gateway routes),
+        # whoever made them (a command, a rollout, a version delete): meshpipe_route_changes_total.
+        self.route_changes: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
         self._migrate()
 
     # --- connections and transactions ----------------------------------------------------------------
@@ -223,18 +230,23 @@ class StateStore:
             yield conn
         except BaseException as exc:
             self._local.depth = 0
+            self._local.route_changes = []
             with suppress(sqlite3.Error):  # a failed write may have ended the transaction already
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise self._write_error(exc) from exc
             raise
         self._local.depth = 0
+        counted, self._local.route_changes = getattr(self._local, "route_changes", []), []
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise self._write_error(exc) from exc
+        if counted:  # only what was committed counts
+            with self._counts_lock:
+                self.route_changes.update(counted)
 
     def _write_error(self, exc: sqlite3.Error) -> Exception:
         """A write the disk refused, said as what it is (a full disk, a read-only file) rather than as a bug;
@@ -759,6 +771,10 @@ class StateStore:
                version: str | None = None) -> None:
         cur = tx.execute("INSERT INTO events (at, kind, service, version, message) VALUES (?, ?, ?, ?, ?)",
                          (self.now(), kind, service, version, message))
+        if kind in ROUTE_EVENT_KINDS:
+            if not hasattr(self._local, "route_changes"):
+                self._local.route_changes = []
+            self._local.route_changes.append(service or "" if kind == "route" else "")
         if cur.lastrowid and cur.lastrowid % 500 == 0:
             tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
 
