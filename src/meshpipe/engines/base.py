@@ -103,6 +103,7 @@ class PipelineInfo:
     # A repository read through a connection, e.g. github:acme/hello-web-cfg (None: the engine's own repo).
     repository: str | None = None
     branch: str | None = None  # the branch whose pushes start a run, when the engine knows it
+    repo_kept: bool = False  # the config repo (and its history) was kept from a deleted pipeline
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,20 @@ class ConfigurablePipelines(Protocol):
 
     def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo: ...
     def pipeline_delete_forced(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class ConfigRepoOwner(Protocol):
+    """An engine that keeps the services' config repos itself: a pipeline delete keeps the repo, unless asked."""
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class EnvironmentLister(Protocol):
+    """An engine that can name its environments."""
+
+    def env_list(self) -> list[str]: ...
 
 
 @runtime_checkable

@@ -103,7 +103,7 @@ class ControlApi:
     # -- pipelines --
 
     async def pipeline_create(self, service: str) -> dict[str, Any]:
-        from meshpipe.engines.local.gitrepo import create_bare_repo
+        from meshpipe.engines.local.gitrepo import create_bare_repo, has_commits, install_post_receive_hook
         from meshpipe.engines.local.hook import hook_argv
 
         check_service_name(service, "service")
@@ -111,20 +111,29 @@ class ControlApi:
             if self.store.service(service) is not None:
                 raise ConflictError(f"a pipeline for {service!r} already exists in {self.env.name}")
             repo = self.paths.repo(service)
-            if repo.exists():
-                # Only an interrupted create leaves a repo without its service: it was never used.
-                shutil.rmtree(repo)
-            await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
+            kept = repo.exists() and await asyncio.to_thread(has_commits, repo)
+            if kept:
+                # A repo kept by an earlier pipeline delete: its history stays, its hook is the new pipeline's.
+                await asyncio.to_thread(install_post_receive_hook, repo,
+                                        hook_argv(self.paths.root, service, sys.executable))
+            else:
+                if repo.exists():
+                    # An interrupted create leaves an empty repo without its service: it was never used.
+                    shutil.rmtree(repo)
+                await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
             try:
                 row = self.store.add_service(service, f"{service}.{self.env.namespace}", virtual_router_name(service), str(repo))
             except BaseException:
-                shutil.rmtree(repo, ignore_errors=True)
+                if not kept:
+                    shutil.rmtree(repo, ignore_errors=True)
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
         return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
+                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE", "repo_kept": kept}
 
-    async def pipeline_delete(self, service: str) -> None:
+    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+        """The service's virtual service, router, pipeline and its runs go; its config repo stays (its
+        history is the app team's), unless ``delete_repo``. A push to a kept repo is answered with what to do."""
         async with self.pipelines_lock:
             self.store.require_service(service)
             busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
@@ -133,7 +142,8 @@ class ControlApi:
                                     hint="wait for them: meshpipe pipeline wait " + service)
             self.store.delete_service(service)
             self.runs.forget(service)
-            shutil.rmtree(self.paths.repo(service), ignore_errors=True)
+            if delete_repo:
+                shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
 
     async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:

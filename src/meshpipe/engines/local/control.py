@@ -6,7 +6,7 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     POST   /v1/shutdown                            stop everything and exit
     GET    /v1/config                              the mesh config last pushed to the proxies
     POST   /v1/pipelines                {service}  config repo + virtual service + router
-    DELETE /v1/pipelines/{svc}                     refused while versions exist
+    DELETE /v1/pipelines/{svc}[?delete_repo=1]     refused while versions exist; keeps the config repo
     GET    /v1/pipelines/{svc}/runs                newest first
     GET    /v1/pipelines/{svc}/runs/latest         one run with its stage logs
     GET    /v1/pipelines/{svc}/runs/{run_id}
@@ -119,7 +119,8 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
 
 def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
     return PipelineInfo(service=data["service"], environment=data["environment"], clone_url=data["clone_url"],
-                        virtual_service=data["virtual_service"], status=data["status"])
+                        virtual_service=data["virtual_service"], status=data["status"],
+                        repo_kept=bool(data.get("repo_kept", False)))
 
 
 # --- errors on the wire ------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class ControlTarget(Protocol):
     async def shutdown(self) -> None: ...
     async def mesh_config(self) -> dict[str, Any] | None: ...
     async def pipeline_create(self, service: str) -> dict[str, Any]: ...
-    async def pipeline_delete(self, service: str) -> None: ...
+    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None: ...
     async def pipeline_runs(self, service: str) -> list[dict[str, Any]]: ...
     async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]: ...
     async def push(self, service: str, ref: str, old: str | None, new: str) -> str: ...
@@ -283,8 +284,9 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(path_segment(request, "svc"))
-        return ok({"deleted": True})
+        delete_repo = request.query.get("delete_repo", "0") == "1"
+        await target.pipeline_delete(path_segment(request, "svc"), delete_repo)
+        return ok({"deleted": True, "repo_deleted": delete_repo})
 
     async def runs(request: web.Request) -> web.Response:
         return ok(await target.pipeline_runs(path_segment(request, "svc")))
@@ -534,8 +536,8 @@ class ControlClient:
     def pipeline_create(self, service: str) -> PipelineInfo:
         return pipeline_from_json(self.call("POST", "/v1/pipelines", {"service": service}))
 
-    def pipeline_delete(self, service: str) -> None:
-        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}")
+    def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}" + ("?delete_repo=1" if delete_repo else ""))
 
     def pipeline_runs(self, service: str) -> list[PipelineRun]:
         return [run_from_json(r) for r in self.call("GET", f"/v1/pipelines/{quote(service, safe='')}/runs")]

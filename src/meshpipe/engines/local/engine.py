@@ -271,6 +271,10 @@ class LocalEngine:
             details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
         return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
 
+    def env_list(self) -> list[str]:
+        """The environments under this engine's home."""
+        return environments(self.home)
+
     def env_status(self, env: str) -> EnvironmentInfo:
         paths = self._existing(env)
         data = read_daemon_file(paths.daemon_json)
@@ -363,8 +367,12 @@ class LocalEngine:
         self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
         return info
 
-    def pipeline_delete(self, env: str, service: str) -> None:
-        self._client(env).pipeline_delete(service)
+    def pipeline_delete(self, env: str, service: str, delete_repo: bool = False) -> None:
+        """Delete the service's pipeline; its config repo is kept unless ``delete_repo``."""
+        self._client(env).pipeline_delete(service, delete_repo)
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None:
+        self.pipeline_delete(env, service, delete_repo=True)
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
         return self._client(env).pipeline_runs(service)
