@@ -404,12 +404,15 @@ def test_every_control_plane_series_agrees_with_the_events_of_the_same_run(env: 
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    old = serve_first_version(env)
+    # Judged on 5xx only: a shared machine's latency spikes are not what this test is about.
+    canary = FAST_CANARY + "    MaxP99IncreasePercent: 10000\n"
+    old = serve_first_version(env, canary)
     with Load(env.ingress_port) as load:
-        good = env.push(backend_manifest("-g Yo", rollout=FAST_CANARY), "good")
+        good = env.push(backend_manifest("-g Yo", rollout=canary), "good")
         env.deployed(good)
-        assert env.finished(good, 60)["status"] == "promoted"
-        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=FAST_CANARY), "bad")
+        done = env.finished(good, 60)
+        assert done["status"] == "promoted", done["reason"]
+        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=canary), "bad")
         env.deployed(bad)
         assert env.finished(bad, 60)["status"] == "rolled-back"
         assert load.results
