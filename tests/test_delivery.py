@@ -293,3 +293,25 @@ def test_an_inconclusive_deadline_decides(action: str, status: str) -> None:
     assert r.status == m.RUNNING and f"{action} at 90 s without a verdict" in held, held
     events = quiet_window(r, t)  # 90 s after the first quiet window began
     assert r.status == status and "no verdict within the 90 s deadline" in r.reason, events
+
+
+# --- what a finished rollout scales down, and when -------------------------------------------------------
+
+def test_a_finished_rollout_names_the_versions_to_scale_down_and_when() -> None:
+    t = Traffic()
+    plan = RolloutPlan(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
+                       analysis=Analysis(min_requests=10, failed_windows=1), scale_down_delay_s=30.0)
+    r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=1000.0)
+    m.begin(r, 1000.0, t.snapshot())
+    assert m.scale_downs(r) == []  # running: nothing yet
+    run_window(r, t, 1001.0, new_errors=5)
+    assert r.status == m.ROLLED_BACK
+    assert m.scale_downs(r) == [(NEW, 1030.0, "at once: its rollout was rolled-back")]
+    promoted, _ = m.start("svc", NEW, {OLD: 100}, plan, now=2000.0)
+    m.promote(promoted, 2010.0)
+    assert m.scale_downs(promoted) == [(OLD, 2040.0, f"30 s after {NEW} was promoted")]
+    superseded, _ = m.start("svc", NEW, {OLD: 100}, plan, now=3000.0)
+    m.supersede(superseded, 3005.0, "0badf00d")
+    assert [(v, at) for v, at, _ in m.scale_downs(superseded)] == [(NEW, 3035.0)]
+    # The plan survives the state's JSON with its delay.
+    assert RolloutPlan.from_json(plan.to_json()).scale_down_delay_s == 30.0

@@ -452,3 +452,62 @@ def test_every_control_plane_series_agrees_with_the_events_of_the_same_run(env: 
     assert series == {"meshpipe_route_changes_total", "meshpipe_rollout_decisions_total", "meshpipe_pipeline_runs_total",
                       "meshpipe_route_weight", "meshpipe_healthy_tasks", "meshpipe_task_restarts_total",
                       "meshpipe_proxies_scraped", "meshpipe_config_generation"}, series
+
+
+def test_the_versions_a_rollout_leaves_without_weight_are_scaled_down_and_can_come_back(env: RolloutEnv) -> None:
+    """After a promoted rollout and a rolled-back one: the promoted-from version goes to zero tasks after the
+    plan's delay, the rolled-back candidate at once; versions says so; weight brings one back."""
+    canary = FAST_CANARY + "    MaxP99IncreasePercent: 10000\n  ScaleDownDelay: 3\n"
+    old = serve_first_version(env, canary)
+    with Load(env.ingress_port) as load:
+        good = env.push(backend_manifest("-g Yo", rollout=canary), "good")
+        env.deployed(good)
+        promoted = env.finished(good, 60)
+        assert promoted["status"] == "promoted", promoted["reason"]
+        # Kept up for the delay (an instant rollback stays possible), then scaled to zero.
+        assert not by_version(env)[old]["scaled_down"]
+        wait_until(lambda: by_version(env)[old]["scaled_down"], 15, "the old version scaled down")
+        promoted_at = promoted["finished_at"]
+        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=canary), "bad")
+        env.deployed(bad)
+        rolled_back = env.finished(bad, 60)
+        assert rolled_back["status"] == "rolled-back"
+        wait_until(lambda: by_version(env)[bad]["scaled_down"], 5, "the rolled-back version scaled down at once")
+        after = time.time() + 0.2
+        wait_until(lambda: len(load.since(after)) > 50, 10, "load after the scale-down")
+        assert {(status, v) for _, status, v in load.since(after)} == {(200, good)}  # nothing lost to it
+    shown = by_version(env)
+    assert {v: (s["scaled_down"], s["desired_tasks"], s["healthy_tasks"]) for v, s in shown.items()} == {
+        old: (True, 0, 0), good: (False, 1, 1), bad: (True, 0, 0)}
+    assert not [pid for pid, task in processes_of(env) if old in task or bad in task]
+    code, text, _ = cli("versions", SERVICE)
+    assert code == 0 and text.count("scaled down") == 2
+    assert cli("rollout", "status", SERVICE)[0] == 1  # the latest rollout was rolled back
+    scale_events = [e for e in env.events("scale")]
+    assert any(f"{old} scaled down to 0 tasks" in e.message for e in scale_events)
+    assert any(f"{old} to be scaled to 0 tasks 3 s after {good} was promoted" in e.message for e in scale_events)
+    assert promoted_at
+    # Brought back by hand, or by weight.
+    code, text, err = cli("version", "scale", SERVICE, old, "--tasks", "1")
+    assert code == 0 and "1/1 tasks healthy" in text, text + err
+    assert cli("route", "set", SERVICE, f"{good}=50", f"{bad}=50")[0] == 0  # brings the bad one back first
+    assert not by_version(env)[bad]["scaled_down"] and by_version(env)[bad]["healthy_tasks"] == 1
+    assert cli("route", "set", SERVICE, f"{good}=100")[0] == 0
+    code, _, err = cli("version", "scale", SERVICE, good, "--tasks", "0")
+    assert code == 2 and "takes traffic" in err
+    assert cli("version", "scale", SERVICE, old, "--tasks", "0")[0] == 0
+    assert cli("version", "delete", SERVICE, old)[0] == 0  # a scaled-down version can be deleted
+
+
+def by_version(env: RolloutEnv) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {v["version"]: v for v in json.loads(cli("versions", SERVICE, "--format", "json")[1])}
+
+
+def processes_of(env: RolloutEnv) -> list[tuple[int, str]]:
+    from meshpipe.engines.local.state.store import StateStore
+
+    store = StateStore(env.paths.state_db)
+    try:
+        return [(p.pid, p.task_id or "") for p in store.processes() if p.task_id and procs.is_running(p.pid)]
+    finally:
+        store.close()

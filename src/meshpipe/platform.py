@@ -221,6 +221,9 @@ class RolloutDefaults(BaseModel):
     steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
     step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
     interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    # Seconds after a promotion before the versions left without weight are scaled to zero (Argo Rollouts'
+    # scaleDownDelaySeconds); a rolled-back or halted candidate goes at once.
+    scale_down_delay: Annotated[StrictInt, Field(ge=0, le=86_400)] = 30
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
     preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
     webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()

@@ -686,6 +686,32 @@ def events(service: Annotated[str | None, typer.Argument(help="Only this service
     out.print(table)
 
 
+@version_app.command("scale")
+def version_scale(service: Annotated[str, typer.Argument(help="Service name.")],
+                  version: Annotated[str, typer.Argument(help="Version id, commit or virtual node name.")],
+                  tasks: Annotated[int, typer.Option("--tasks", help="Tasks to run: 0 scales the version down "
+                                                     "(refused while it takes traffic).")],
+                  env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Run N tasks of a deployed version: bring back one a rollout scaled down, or scale one down by hand.
+
+    A route set that gives weight to a scaled-down version brings it back by itself first."""
+    from meshpipe.engines.base import VersionScaler
+    from meshpipe.errors import UserError
+    from meshpipe.mesh.routing import parse_version_ref
+
+    ver = parse_version_ref(service, version)
+    if tasks < 0:
+        raise UserError(f"--tasks {tasks} is not 0 or more")
+    with engine_for(engine) as eng:
+        if not isinstance(eng, VersionScaler):
+            raise lacking(eng, "version scale")
+        said = eng.version_scale(env, service, ver, tasks)
+    if fmt is Format.json:
+        print_json({"service": service, "version": ver, "tasks": tasks, "message": said})
+        return
+    out.print(escape(said))
+
+
 @version_app.command("delete")
 def version_delete(service: Annotated[str, typer.Argument(help="Service name.")],
                    version: Annotated[str, typer.Argument(help="Version id, commit or virtual node name.")],

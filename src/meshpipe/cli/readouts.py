@@ -115,7 +115,8 @@ def versions_text(found: Sequence[Any], service: str, out: Text) -> None:
     rows = []
     for v in found:
         tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
-        rows.append((v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or ""))
+        status = f"{v.status}, scaled down" if getattr(v, "scaled_down", False) else v.status
+        rows.append((v.version, v.stack_name, status, str(v.weight), tasks, v.created_at or ""))
     out.table(("version", "stack", "status", "weight", "tasks", "created"), rows)
     for v in found:
         if v.reason:

@@ -218,6 +218,24 @@ def due(r: Rollout, now: float) -> str | None:
     return None
 
 
+def scale_downs(r: Rollout) -> list[tuple[str, float, str]]:
+    """(version, when, why) for each version a finished rollout leaves without weight, to be scaled to zero
+    tasks then: a rolled-back or halted candidate at once (as Flagger does), the versions a promotion (or a
+    newer rollout, for a superseded candidate) took the traffic from after the plan's scale-down delay (as
+    Argo Rollouts' scaleDownDelaySeconds). Whoever scales them checks that they still have no weight."""
+    if not r.finished or r.finished_at is None:
+        return []
+    if r.status in (ROLLED_BACK, HALTED):
+        return [(r.candidate, r.finished_at, f"at once: its rollout was {r.status}")]
+    later = r.finished_at + r.plan.scale_down_delay_s
+    delay = f"{r.plan.scale_down_delay_s:g} s after"
+    if r.status == PROMOTED:
+        return [(v, later, f"{delay} {r.candidate} was promoted") for v in r.base]
+    if r.status == SUPERSEDED:
+        return [(r.candidate, later, f"{delay} its rollout was superseded")]
+    return []
+
+
 # --- transitions: each returns the events to record --------------------------------------------------
 
 def start(service: str, candidate: str, base: Mapping[str, int], plan: RolloutPlan, now: float,

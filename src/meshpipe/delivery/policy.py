@@ -48,6 +48,7 @@ ON_INCONCLUSIVE = ("rollback", "promote")
 DEFAULT_ON_INCONCLUSIVE = "rollback"
 DEFAULT_PREVIEW_HEADER = ("x-canary", "always")
 DEFAULT_HOOK_TIMEOUT = 10
+DEFAULT_SCALE_DOWN_DELAY = 30.0
 
 MAX_STEPS = 20
 MAX_INTERVAL = 86_400
@@ -159,6 +160,8 @@ class RolloutPlan:
     analysis: Analysis = field(default_factory=Analysis)
     preview: HeaderMatch | None = None  # blue-green: requests with this header reach the candidate first
     webhooks: tuple[Webhook, ...] = ()
+    # After a promotion, the versions left without weight are scaled to zero this much later.
+    scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY
 
     def hooks(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(h for h in self.webhooks if h.type == kind)
@@ -182,6 +185,7 @@ class RolloutPlan:
             "preview": self.preview.to_json() if self.preview else None,
             "webhooks": [{"name": h.name, "type": h.type, "url": h.url, "timeout_s": h.timeout_s,
                           "metadata": dict(h.metadata)} for h in self.webhooks],
+            "scale_down_delay_s": self.scale_down_delay_s,
         }
 
     @classmethod
@@ -204,6 +208,7 @@ class RolloutPlan:
                                    metadata=tuple(sorted((str(k), str(v)) for k, v in
                                                          dict(h.get("metadata") or {}).items())))
                            for h in data.get("webhooks") or ()),
+            scale_down_delay_s=float(data.get("scale_down_delay_s", DEFAULT_SCALE_DOWN_DELAY)),
         )
 
 
@@ -260,4 +265,5 @@ def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> Rollout
     if section is not None and section.webhooks:
         hooks += tuple(_webhook(h) for h in section.webhooks)
     return RolloutPlan(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
-                       analysis=analysis, preview=preview, webhooks=hooks)
+                       analysis=analysis, preview=preview, webhooks=hooks,
+                       scale_down_delay_s=float(_pick("scale_down_delay", section, defaults)))

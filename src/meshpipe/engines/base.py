@@ -118,6 +118,7 @@ class VersionInfo:
     healthy_tasks: int | None = None
     desired_tasks: int | None = None
     reason: str | None = None  # why a version failed (e.g. its health check never passed)
+    scaled_down: bool = False  # deployed, but running no task (left without weight by a rollout)
 
 
 class Engine(Protocol):
@@ -196,6 +197,13 @@ class ConfigurablePipelines(Protocol):
 
     def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo: ...
     def pipeline_delete_forced(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class VersionScaler(Protocol):
+    """An engine that can set how many tasks a deployed version runs (0: scaled down, kept deployed)."""
+
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str: ...
 
 
 @runtime_checkable

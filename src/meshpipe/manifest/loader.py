@@ -36,7 +36,7 @@ _EXPECTED = {
     "AppContainer.Environment": "a mapping of NAME: \"value\"",
     "VirtualNode.Backends": "a list of DNS names",
     "VirtualNode.Backends[]": "a string (a DNS name)",
-    "Rollout": "a mapping with Strategy, Steps, Interval, Analysis, Webhooks",
+    "Rollout": "a mapping with Strategy, Steps, Interval, ScaleDownDelay, Analysis, Webhooks",
     "Rollout.Steps": "a list of percentages such as [10, 25, 50, 100]",
     "Rollout.Steps[]": "an integer (a percentage)",
     "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows, "

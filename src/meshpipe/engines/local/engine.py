@@ -497,6 +497,12 @@ class LocalEngine:
     def versions(self, env: str, service: str) -> list[VersionInfo]:
         return self._client(env).versions(service)
 
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str:
+        """Run ``tasks`` tasks of a deployed version (0: scale it down); returns once they are healthy."""
+        self.reporter.step(f"scaling {service} {version} to {tasks} task(s)")
+        said = self._client(env).version_scale(service, version, tasks, timeout=self.options.deploy_timeout + 30)
+        return str(said["message"])
+
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         if not version:
             raise UserError("a version id is required")

@@ -42,6 +42,8 @@ from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
 from meshpipe.platform import RolloutDefaults
 
+# The most tasks a version may be scaled to on one machine.
+MAX_TASKS = 20
 # A git ref as a push reports it: printable, no spaces, not endless.
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
@@ -184,6 +186,13 @@ class ControlApi:
     async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
         route = make_route(service, targets)
         self._refuse_during_rollout(service, "set its route")
+        # Weight to a scaled-down version brings it back first, as rolling back in Argo Rollouts scales the
+        # old ReplicaSet up again: its tasks are healthy before it takes a request.
+        for t in targets:
+            row = self.store.version(service, t.version) if t.weight > 0 else None
+            if row is not None and row.scaled_down:
+                await self.deployer.scale(service, t.version, row.desired_tasks or 1,
+                                          "to take the weight route set gives it")
         self.store.set_route(route)
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
@@ -288,12 +297,20 @@ class ControlApi:
                         "stack_name": row.stack_name, "status": row.status, "reason": row.reason,
                         "weight": weights.get(row.version, 0), "created_at": row.created_at,
                         "healthy_tasks": health.healthy, "desired_tasks": desired_by_version.get(row.version, 0),
+                        "scaled_down": row.scaled_down,
                         "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
     async def versions(self, service: str) -> list[dict[str, Any]]:
         self.store.require_service(service)
         return self._versions_json(service, self.store.weights(service))
+
+    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]:
+        self.store.require_service(service)
+        if not 0 <= tasks <= MAX_TASKS:
+            raise UserError(f"--tasks {tasks} is not 0-{MAX_TASKS}")
+        said = await self.deployer.scale(service, version, tasks, "by hand")
+        return {"service": service, "version": version, "tasks": tasks, "message": said}
 
     async def version_delete(self, service: str, version: str, force: bool) -> None:
         self.store.require_service(service)

@@ -114,7 +114,8 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
     return VersionInfo(service=data["service"], version=data["version"], commit=data["commit"],
                        stack_name=data["stack_name"], status=data["status"], weight=int(data["weight"]),
                        created_at=data.get("created_at"), healthy_tasks=data.get("healthy_tasks"),
-                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"))
+                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"),
+                       scaled_down=bool(data.get("scaled_down", False)))
 
 
 def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
@@ -169,6 +170,7 @@ class ControlTarget(Protocol):
     async def gateway_route_delete(self, name: str) -> None: ...
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
+    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
     async def header_routes(self, service: str) -> list[HeaderRoute]: ...
@@ -344,6 +346,10 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
+    async def version_scale(request: web.Request) -> web.Response:
+        tasks = _require(await body(request), "tasks", int)
+        return ok(await target.version_scale(path_segment(request, "svc"), path_segment(request, "ver"), tasks))
+
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(path_segment(request, "svc")))
 
@@ -395,6 +401,7 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_delete("/v1/gateway-routes/{name}", gateway_route_delete)
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
+    app.router.add_post("/v1/services/{svc}/versions/{ver}/scale", version_scale)
     app.router.add_get("/v1/services/{svc}/stats", stats)
     app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get("/v1/routes/{svc}/headers", header_routes)
@@ -579,6 +586,12 @@ class ControlClient:
     def version_delete(self, service: str, version: str, force: bool = False) -> None:
         self.call("DELETE", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}"
                             f"?force={'true' if force else 'false'}")
+
+    def version_scale(self, service: str, version: str, tasks: int, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}/scale",
+            {"tasks": tasks}, timeout=timeout)
+        return result
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))

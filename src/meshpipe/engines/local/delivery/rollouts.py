@@ -207,6 +207,9 @@ class RolloutController:
             if row.status != st.CREATE_COMPLETE:
                 raise ConflictError(f"version {version} of {service} is {row.status}; only {st.CREATE_COMPLETE} "
                                     "versions can be rolled out")
+            if row.scaled_down:
+                raise ConflictError(f"version {version} of {service} is scaled down: it runs no task",
+                                    hint=f"bring it back first: meshpipe version scale {service} {version} --tasks 2")
             if plan.preview is not None:
                 owner = self.store.header_route_owner(service, header_route_name(service, plan.preview.key))
                 if owner not in (None, ROLLOUT_OWNER):
@@ -402,7 +405,20 @@ class RolloutController:
             self.decisions[(r.service, w.verdict)] += 1
         if r.finished and not ended:
             self.decisions[(r.service, r.status)] += 1
+            # Once per ending: the versions it left without weight go to zero tasks, now or later.
+            for version, at, why in m.scale_downs(r):
+                self.store.schedule_scale_down(r.service, version, at, why)
         self._counted[key] = (len(r.windows), r.finished)
+
+    def busy_versions(self) -> set[tuple[str, str]]:
+        """Versions a running rollout moves traffic between: never scaled down under it."""
+        busy: set[tuple[str, str]] = set()
+        for service, driver in self.drivers.items():
+            r = driver.rollout
+            if r is not None and not r.finished:
+                busy.add((service, r.candidate))
+                busy.update((service, v) for v in r.base)
+        return busy
 
     def _event(self, r: m.Rollout, message: str) -> None:
         log.info("rollout of %s %s: %s", r.service, r.candidate, message)
