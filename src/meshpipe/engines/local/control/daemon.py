@@ -36,7 +36,7 @@ from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control.api import ControlApi
-from meshpipe.engines.local.control.httpapi import make_control_app
+from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
@@ -283,8 +283,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
-                                     access_log=None)
+        self._runner = control_runner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                      access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
