@@ -1,6 +1,7 @@
-"""The daemon's side of the control API: what each call does (``control.ControlTarget``).
+"""The daemon's side of the control API: what each operation does, one method per row of
+``operations.OPERATIONS``, named as the row, taking its request and returning its result.
 
-``control.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
+``httpapi.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
 (each change one transaction) and then publishes the mesh config; it returns only once every live proxy
 answered the publish, so a CLI command that returns has reached the mesh.
 """
@@ -17,30 +18,35 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.policy import RolloutPlan, resolve_plan
-from meshpipe.engines.local.control.httpapi import gateway_route_to_json, route_to_json
+from meshpipe.engines.base import PipelineInfo
+from meshpipe.engines.local.control import operations as ops
+from meshpipe.engines.local.control.operations import (
+    gateway_route_to_json,
+    route_to_json,
+    run_from_json,
+    version_from_json,
+)
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController
 from meshpipe.engines.local.delivery.runs import RunQueue
 from meshpipe.engines.local.observe import metrics_view
+from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.home import EnvPaths
 from meshpipe.engines.local.state.store import EnvironmentRow, StateStore
 from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.engines.local.tasks.supervisor import Supervisor
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
-from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
-    GatewayRoute,
-    HeaderRoute,
-    Route,
-    WeightedTarget,
     check_service,
     make_gateway_route,
     make_header_route,
     make_route,
 )
+from meshpipe.mesh.stats import ServiceStats
 from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
+from meshpipe.pipeline.runs import StartedRun
 from meshpipe.platform import RolloutDefaults
 
 # A git ref as a push reports it: printable, no spaces, not endless.
@@ -66,7 +72,10 @@ class ControlApi:
 
     # -- environment --
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, request: ops.Nothing = ops.NOTHING) -> ops.Document:
+        return ops.Document(self.status_document())
+
+    def status_document(self) -> dict[str, Any]:
         gateway = self.supervisor.gateway
         weights_by_service = {s: {t.version: t.weight for t in r.targets} for s, r in self.store.routes().items()}
         services = []
@@ -95,16 +104,22 @@ class ControlApi:
             "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
         }
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, request: ops.Nothing) -> ops.Stopping:
         # Answer first; the stop runs once the reply is on its way.
         asyncio.get_running_loop().call_soon(self._stop_requested.set)
+        return ops.Stopping()
 
-    async def mesh_config(self) -> dict[str, Any] | None:
-        return self.publisher.current
+    async def mesh_config(self, request: ops.Nothing) -> ops.Document:
+        return ops.Document(self.publisher.current)
+
+    async def backends(self, request: ops.Nothing) -> ops.Backends:
+        found = backends_from(((v.service, v.resolved) for v in self.store.versions()), self.env.namespace)
+        return ops.Backends({service: tuple(sorted(calls)) for service, calls in found.items()})
 
     # -- pipelines --
 
-    async def pipeline_create(self, service: str) -> dict[str, Any]:
+    async def pipeline_create(self, request: ops.OfService) -> ops.PipelineCreated:
+        service = request.service
         from meshpipe.engines.local.source.gitrepo import create_bare_repo
         from meshpipe.engines.local.source.hook import hook_argv
 
@@ -123,10 +138,11 @@ class ControlApi:
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
-        return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
+        return ops.PipelineCreated(PipelineInfo(service=service, environment=self.env.name, clone_url=repo.as_uri(),
+                                                virtual_service=row.virtual_service, status="CREATE_COMPLETE"))
 
-    async def pipeline_delete(self, service: str) -> None:
+    async def pipeline_delete(self, request: ops.OfService) -> ops.Done:
+        service = request.service
         async with self.pipelines_lock:
             self.store.require_service(service)
             busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
@@ -137,26 +153,29 @@ class ControlApi:
             self.runs.forget(service)
             shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
+        return ops.Done()
 
-    async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:
-        self.store.require_service(service)
-        return [_run_json(r) for r in self.store.runs(service)]
+    async def pipeline_runs(self, request: ops.OfService) -> ops.Runs:
+        self.store.require_service(request.service)
+        return ops.Runs(tuple(run_from_json(_run_json(r)) for r in self.store.runs(request.service)))
 
-    async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]:
+    async def pipeline_run(self, request: ops.OfRun) -> ops.Run:
+        service, run_id = request.service, request.run_id
         self.store.require_service(service)
-        if run_id is None:
+        if run_id == ops.LATEST:
             runs = self.store.runs(service)
             if not runs:
                 raise NotFoundError(f"{service} has no pipeline runs yet",
                                     hint="push a manifest.yaml to its config repo")
-            return _run_json(runs[0])
+            return ops.Run(run_from_json(_run_json(runs[0])))
         run = self.store.run(run_id)
         if run is None or run.service != service:
             raise NotFoundError(f"{service} has no pipeline run {run_id!r}",
                                 hint=f"list runs with: meshpipe pipeline runs {service}")
-        return _run_json(run)
+        return ops.Run(run_from_json(_run_json(run)))
 
-    async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
+    async def push(self, request: ops.Push) -> ops.RunStarted:
+        service, ref, old, new = request.service, request.ref, request.old, request.new
         check_service(service)
         if not REF_RE.match(ref):
             raise UserError(f"{ref[:80]!r} is not a branch ref like refs/heads/main")
@@ -165,27 +184,34 @@ class ControlApi:
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
             raise UserError(f"{new[:80]!r} is not a commit id")
-        return self.runs.submit(service, ref, old, new)
+        return ops.RunStarted(StartedRun(self.runs.submit(service, ref, old, new), service, new))
 
     # -- routes --
 
-    async def route_show(self, service: str) -> Route | None:
-        self.store.require_service(service)
-        return self.store.route(service)
+    async def route_show(self, request: ops.OfService) -> ops.RouteFound:
+        self.store.require_service(request.service)
+        return ops.RouteFound(self.store.route(request.service))
 
-    async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
-        route = make_route(service, targets)
-        self._refuse_during_rollout(service, "set its route")
+    async def route_view(self, request: ops.OfService) -> ops.RouteView:
+        self.store.require_service(request.service)
+        return ops.RouteView(self.store.route(request.service),
+                             tuple(self.store.header_routes(request.service).get(request.service, [])))
+
+    async def route_set(self, request: ops.SetRoute) -> ops.RouteChanged:
+        route = make_route(request.service, request.targets)
+        self._refuse_during_rollout(route.service, "set its route")
         self.store.set_route(route)
-        self.route_changes[service] += 1
+        self.route_changes[route.service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
-        return route, pushed
+        return ops.RouteChanged(route, ops.PushReport.of(pushed))
 
-    async def route_delete(self, service: str) -> None:
+    async def route_delete(self, request: ops.OfService) -> ops.Done:
+        service = request.service
         self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
         self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
+        return ops.Done()
 
     def _refuse_during_rollout(self, service: str, what: str) -> None:
         if self.rollouts.running(service):
@@ -193,27 +219,29 @@ class ControlApi:
                                 f"{what} for long", hint=f"promote or abort it first: meshpipe rollout promote|abort "
                                                           f"{service} (meshpipe rollout status {service} shows it)")
 
-    async def header_routes(self, service: str) -> list[HeaderRoute]:
-        self.store.require_service(service)
-        return self.store.header_routes(service).get(service, [])
+    async def header_routes(self, request: ops.OfService) -> ops.HeaderRoutes:
+        self.store.require_service(request.service)
+        return ops.HeaderRoutes(tuple(self.store.header_routes(request.service).get(request.service, [])))
 
-    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
-                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
-        route = make_header_route(service, headers, targets)
+    async def header_route_set(self, request: ops.SetHeaderRoute) -> ops.HeaderRouteChanged:
+        service = request.service
+        route = make_header_route(service, request.headers, request.targets)
         if self.store.header_route_owner(service, route.name) == ROLLOUT_OWNER and self.rollouts.running(service):
             raise ConflictError(f"header route {route.name} is the preview of the running rollout of {service}",
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
         self.store.set_header_route(route)
         pushed = await self.publisher.publish(f"header route {route.name} set")
-        return route, pushed
+        return ops.HeaderRouteChanged(route, ops.PushReport.of(pushed))
 
-    async def header_route_delete(self, service: str, header: str) -> None:
-        name = header_route_name(service, header)
+    async def header_route_delete(self, request: ops.OfHeaderRoute) -> ops.Done:
+        service = request.service
+        name = header_route_name(service, request.header)
         if self.store.header_route_owner(service, name) == ROLLOUT_OWNER and self.rollouts.running(service):
             raise ConflictError(f"header route {name} is the preview of the running rollout of {service}",
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
         self.store.delete_header_route(service, name)
         await self.publisher.publish(f"header route {name} deleted")
+        return ops.Done()
 
     # -- rollouts --
 
@@ -228,8 +256,9 @@ class ControlApi:
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 
-    async def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+    async def rollout_start(self, request: ops.StartRollout) -> ops.Document:
         """Start a rollout by hand: the version's own plan, else the platform's default."""
+        service, version = request.service, request.version
         self.store.require_service(service)
         row = self.store.version(service, version)
         if row is None:
@@ -243,32 +272,34 @@ class ControlApi:
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
             plan = resolve_plan(defaults, None, force=True)
         assert plan is not None
-        return await self.rollouts.start(service, version, plan, "by hand")
+        return ops.Document(await self.rollouts.start(service, version, plan, "by hand"))
 
-    async def rollout_status(self, service: str) -> dict[str, Any]:
-        self.store.require_service(service)
-        return self.rollouts.status(service)
+    async def rollout_status(self, request: ops.OfService) -> ops.Document:
+        self.store.require_service(request.service)
+        return ops.Document(self.rollouts.status(request.service))
 
-    async def rollout_control(self, service: str, action: str) -> dict[str, Any]:
-        self.store.require_service(service)
-        if action not in ("pause", "resume", "abort", "promote"):
-            raise UserError(f"{action!r} is not a rollout control: pause, resume, abort or promote")
-        return await self.rollouts.control(service, action)
+    async def rollout_control(self, request: ops.ControlRollout) -> ops.Document:
+        self.store.require_service(request.service)
+        if request.action not in ("pause", "resume", "abort", "promote"):
+            raise UserError(f"{request.action!r} is not a rollout control: pause, resume, abort or promote")
+        return ops.Document(await self.rollouts.control(request.service, request.action))
 
-    async def gateway_routes(self) -> list[GatewayRoute]:
-        return self.store.gateway_routes()
+    async def gateway_routes(self, request: ops.Nothing) -> ops.GatewayRoutes:
+        return ops.GatewayRoutes(tuple(self.store.gateway_routes()))
 
-    async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
-        gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
+    async def gateway_route_set(self, request: ops.SetGatewayRoute) -> ops.GatewayRouteSet:
+        gr = make_gateway_route(request.name, request.prefix, request.service, self.env.namespace,
+                                request.rewrite_prefix)
         self.store.put_gateway_route(gr)
         self.route_changes[""] += 1
-        await self.publisher.publish(f"gateway route {name} set")
-        return gr
+        await self.publisher.publish(f"gateway route {gr.name} set")
+        return ops.GatewayRouteSet(gr)
 
-    async def gateway_route_delete(self, name: str) -> None:
-        self.store.delete_gateway_route(name)
+    async def gateway_route_delete(self, request: ops.OfGatewayRoute) -> ops.Done:
+        self.store.delete_gateway_route(request.name)
         self.route_changes[""] += 1
-        await self.publisher.publish(f"gateway route {name} deleted")
+        await self.publisher.publish(f"gateway route {request.name} deleted")
+        return ops.Done()
 
     # -- versions --
 
@@ -287,14 +318,16 @@ class ControlApi:
                         "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
-    async def versions(self, service: str) -> list[dict[str, Any]]:
+    async def versions(self, request: ops.OfService) -> ops.Versions:
+        service = request.service
         self.store.require_service(service)
-        return self._versions_json(service, self.store.weights(service))
+        return ops.Versions(tuple(version_from_json(v) for v in self._versions_json(service, self.store.weights(service))))
 
-    async def version_delete(self, service: str, version: str, force: bool) -> None:
-        self.store.require_service(service)
-        await self.deployer.delete(service, version, force)
-        self.rollouts.wake(service)
+    async def version_delete(self, request: ops.OfVersion) -> ops.Done:
+        self.store.require_service(request.service)
+        await self.deployer.delete(request.service, request.version, request.force)
+        self.rollouts.wake(request.service)
+        return ops.Done()
 
     # -- stats and metrics --
 
@@ -313,12 +346,13 @@ class ControlApi:
         """Every live proxy's raw stats, now (the dashboard's data too)."""
         return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
-    async def stats(self, service: str) -> dict[str, Any]:
-        """Per-version counters for ``service`` summed over every proxy that sent it traffic, and latency
+    async def stats(self, request: ops.OfService) -> ops.Stats:
+        """Per-version counters for the service summed over every proxy that sent it traffic, and latency
         quantiles of the merged histograms."""
-        self.store.require_service(service)
+        self.store.require_service(request.service)
         proxies = len(self.publisher.proxies)
-        return metrics_view.service_stats(await self.scrape(), service, proxies)
+        return ops.Stats(ServiceStats.from_json(metrics_view.service_stats(await self.scrape(), request.service,
+                                                                            proxies)))
 
     def control_figures(self) -> metrics_view.ControlFigures:
         weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}
@@ -332,10 +366,10 @@ class ControlApi:
             weights=weights, healthy_tasks=healthy,
             config_generation=self.publisher.current["generation"] if self.publisher.current else None)
 
-    async def metrics(self) -> bytes:
+    async def metrics(self, request: ops.Nothing) -> ops.MetricsPage:
         """The environment's Prometheus page (``GET /metrics``)."""
         scrapes = await self.scrape()
-        return await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures())
+        return ops.MetricsPage(await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures()))
 
 
 def _run_json(run: st.RunRow) -> dict[str, Any]:

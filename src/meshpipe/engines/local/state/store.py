@@ -25,6 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The rows and the reads shared with the read-only reader are part of the store's interface: re-exported.
+from meshpipe.engines.local.state.reader import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
+from meshpipe.engines.local.state.reader import EnvironmentRow as EnvironmentRow
+from meshpipe.engines.local.state.reader import EventRow as EventRow
+from meshpipe.engines.local.state.reader import ProcessRow as ProcessRow
+from meshpipe.engines.local.state.reader import ServiceRow as ServiceRow
+from meshpipe.engines.local.state.reader import StateReads
+from meshpipe.engines.local.state.reader import VersionRow as VersionRow
+
 # The schema's version and migrations are part of the store's interface: re-exported.
 from meshpipe.engines.local.state.schema import MIGRATIONS as MIGRATIONS
 from meshpipe.engines.local.state.schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -34,7 +43,6 @@ from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget
 from meshpipe.pipeline.runs import RunStatus
 
-BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
 MAX_STAGE_LOG_CHARS = 256 * 1024
 
@@ -69,40 +77,6 @@ def _iso(t: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class EnvironmentRow:
-    name: str
-    namespace: str
-    created_at: str
-    gateway_port: int | None
-    config_generation: int
-
-
-@dataclass(frozen=True)
-class ServiceRow:
-    name: str
-    virtual_service: str
-    router: str
-    repo_path: str
-    created_at: str
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    service: str
-    version: str
-    commit: str
-    stack_name: str
-    status: str
-    reason: str
-    desired_tasks: int
-    template: dict[str, Any]
-    resolved: dict[str, Any]
-    run_id: str | None
-    created_at: str
-    updated_at: str
-
-
-@dataclass(frozen=True)
 class TaskRow:
     task_id: str
     service: str
@@ -117,15 +91,6 @@ class TaskRow:
     restarts: int = 0
     last_error: str = ""
     updated_at: str = ""
-
-
-@dataclass(frozen=True)
-class ProcessRow:
-    pid: int
-    started: str
-    role: str  # gateway | app | sidecar
-    task_id: str | None
-    argv: list[str]
 
 
 @dataclass(frozen=True)
@@ -150,16 +115,6 @@ class RunRow:
     stages: tuple[StageRow, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class EventRow:
-    id: int
-    at: str
-    kind: str
-    service: str | None
-    version: str | None
-    message: str
-
-
 def task_id_of(service: str, version: str, slot: int) -> str:
     return f"{service}-{version}-{slot}"
 
@@ -170,7 +125,7 @@ SQLITE_IOERR = 10
 SQLITE_FULL = 13
 
 
-class StateStore:
+class StateStore(StateReads):
     """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] = utc_now) -> None:
@@ -293,13 +248,6 @@ class StateStore:
         with self.transaction() as tx:
             tx.execute("UPDATE environment SET name = name WHERE id = 1")
 
-    def environment(self) -> EnvironmentRow | None:
-        rows = self._read("SELECT * FROM environment WHERE id = 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return EnvironmentRow(r["name"], r["namespace"], r["created_at"], r["gateway_port"], r["config_generation"])
-
     def set_gateway_port(self, port: int) -> None:
         with self.transaction() as tx:
             tx.execute("UPDATE environment SET gateway_port = ? WHERE id = 1", (port,))
@@ -325,24 +273,6 @@ class StateStore:
         row = self.service(name)
         assert row is not None
         return row
-
-    def service(self, name: str) -> ServiceRow | None:
-        rows = self._read("SELECT * FROM services WHERE name = ?", (name,))
-        return self._service_row(rows[0]) if rows else None
-
-    def require_service(self, name: str) -> ServiceRow:
-        row = self.service(name)
-        if row is None:
-            raise NotFoundError(f"service {name!r} has no pipeline in this environment",
-                                hint=f"create it with: meshpipe pipeline create {name}")
-        return row
-
-    def services(self) -> list[ServiceRow]:
-        return [self._service_row(r) for r in self._read("SELECT * FROM services ORDER BY name")]
-
-    @staticmethod
-    def _service_row(r: sqlite3.Row) -> ServiceRow:
-        return ServiceRow(r["name"], r["virtual_service"], r["router"], r["repo_path"], r["created_at"])
 
     def delete_service(self, name: str) -> None:
         """Remove a service with its route and runs; refused while versions or gateway routes use it."""
@@ -391,23 +321,6 @@ class StateStore:
         row = self.version(service, version)
         assert row is not None
         return row
-
-    def version(self, service: str, version: str) -> VersionRow | None:
-        rows = self._read("SELECT * FROM versions WHERE service = ? AND version = ?", (service, version))
-        return self._version_row(rows[0]) if rows else None
-
-    def versions(self, service: str | None = None) -> list[VersionRow]:
-        if service is None:
-            rows = self._read("SELECT * FROM versions ORDER BY service, created_at, version")
-        else:
-            rows = self._read("SELECT * FROM versions WHERE service = ? ORDER BY created_at, version", (service,))
-        return [self._version_row(r) for r in rows]
-
-    @staticmethod
-    def _version_row(r: sqlite3.Row) -> VersionRow:
-        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
-                          r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
-                          r["run_id"], r["created_at"], r["updated_at"])
 
     def listener_ports(self) -> dict[str, dict[str, int]]:
         """service -> version -> the app port its manifest declares (the virtual node's listener)."""
@@ -664,10 +577,6 @@ class StateStore:
         with self.transaction() as tx:
             tx.execute("DELETE FROM processes WHERE pid = ?", (pid,))
 
-    def processes(self) -> list[ProcessRow]:
-        return [ProcessRow(r["pid"], r["started"], r["role"], r["task_id"], json.loads(r["argv"]))
-                for r in self._read("SELECT * FROM processes ORDER BY pid")]
-
     # --- pipeline runs -------------------------------------------------------------------------------
 
     def create_run(self, run_id: str, service: str, ref: str, old: str | None, commit: str | None) -> RunRow:
@@ -761,12 +670,6 @@ class StateStore:
                          (self.now(), kind, service, version, message))
         if cur.lastrowid and cur.lastrowid % 500 == 0:
             tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
-
-    def events(self, limit: int = 100, service: str | None = None) -> list[EventRow]:
-        """The newest events, oldest first."""
-        where, args = ("WHERE service = ?", (service, limit)) if service else ("", (limit,))
-        rows = self._read(f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", args)
-        return [EventRow(r["id"], r["at"], r["kind"], r["service"], r["version"], r["message"]) for r in reversed(rows)]
 
     # --- counts for the metrics --------------------------------------------------------------------------
 
