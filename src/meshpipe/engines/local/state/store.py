@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.machine import Rollout
+
 # The rows and the reads shared with the read-only reader are part of the store's interface: re-exported.
 from meshpipe.engines.local.state.reader import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
 from meshpipe.engines.local.state.reader import EnvironmentRow as EnvironmentRow
@@ -45,6 +47,7 @@ from meshpipe.pipeline.runs import RunStatus
 
 MAX_EVENTS = 5_000
 MAX_STAGE_LOG_CHARS = 256 * 1024
+KEEP_FINISHED_ROLLOUTS = 20  # per service, beside its running one
 
 # Stack statuses, spelled as CloudFormation spells them.
 CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
@@ -670,6 +673,49 @@ class StateStore(StateReads):
                          (self.now(), kind, service, version, message))
         if cur.lastrowid and cur.lastrowid % 500 == 0:
             tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
+
+    # --- rollouts: one row per rollout, its machine state as JSON --------------------------------------
+
+    def insert_rollout(self, r: Rollout, started_at: str | None) -> int:
+        """Record a new running rollout (one per service: a second is refused) and set its id; only the
+        newest finished ones of the service are kept."""
+        with self.transaction() as tx:
+            try:
+                cur = tx.execute("INSERT INTO rollouts (service, candidate, status, state_json, started_at, updated_at)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)", (r.service, r.candidate, r.status,
+                                                                json.dumps(r.to_json()), started_at, self.now()))
+            except sqlite3.IntegrityError as exc:  # the unique index: one running rollout per service
+                if "UNIQUE" in str(exc):
+                    raise ConflictError(f"a rollout of {r.service} is already running") from None
+                raise
+            rollout_id = int(cur.lastrowid or 0)
+            tx.execute("DELETE FROM rollouts WHERE service = ? AND status != 'running' AND id NOT IN (SELECT id FROM "
+                       "rollouts WHERE service = ? ORDER BY id DESC LIMIT ?)",
+                       (r.service, r.service, KEEP_FINISHED_ROLLOUTS))
+        r.id = rollout_id
+        return rollout_id
+
+    def save_rollout(self, r: Rollout) -> None:
+        assert r.id is not None
+        with self.transaction() as tx:
+            tx.execute("UPDATE rollouts SET status = ?, state_json = ?, updated_at = ? WHERE id = ?",
+                       (r.status, json.dumps(r.to_json()), self.now(), r.id))
+
+    def _rollouts(self, where: str, args: tuple[Any, ...] = ()) -> list[Rollout]:
+        rows = self._read(f"SELECT id, state_json FROM rollouts {where}", args)
+        return [Rollout.from_json(json.loads(row["state_json"]), int(row["id"])) for row in rows]
+
+    def running_rollouts(self) -> list[Rollout]:
+        return self._rollouts("WHERE status = 'running' ORDER BY id")
+
+    def latest_rollout(self, service: str) -> Rollout | None:
+        found = self._rollouts("WHERE service = ? ORDER BY id DESC LIMIT 1", (service,))
+        return found[0] if found else None
+
+    def finished_rollouts_with_pending_hooks(self) -> list[Rollout]:
+        """Finished rollouts with hooks still to call (recorded before they are called, so none is lost)."""
+        return [r for r in self._rollouts("WHERE status != 'running' AND state_json LIKE '%\"pending_hooks\": [\"%' "
+                                          "ORDER BY id") if r.pending_hooks]
 
     # --- counts for the metrics --------------------------------------------------------------------------
 
