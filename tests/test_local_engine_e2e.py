@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from meshpipe import git
 from meshpipe.engines.local.control.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.state import daemonfiles
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
@@ -62,14 +62,14 @@ class LocalEnv:
     def pipeline(self, service: str) -> Path:
         info = self.engine.pipeline_create(ENV, service)
         workdir = self.work / f"{service}-cfg"
-        gitrepo.clone(info.clone_url, workdir)
+        git.clone(info.clone_url, workdir)
         return workdir
 
     def push(self, service: str, manifest: str, message: str = "change") -> str:
         workdir = self.work / f"{service}-cfg"
         (workdir / "manifest.yaml").write_text(manifest)
-        commit = gitrepo.commit_all(workdir, message)
-        said = gitrepo.push(workdir)
+        commit = git.commit_all(workdir, message)
+        said = git.push(workdir)
         assert f"started for {service} at {commit[:8]}" in said, said
         return commit
 
@@ -471,8 +471,8 @@ def test_push_while_the_daemon_is_down_runs_when_it_is_back(make_env) -> None:  
     assert env.processes("gateway") == []
     workdir = env.work / "hello-backend-cfg"
     (workdir / "manifest.yaml").write_text(BACKEND_MANIFEST)
-    commit = gitrepo.commit_all(workdir, "pushed while nothing listened")
-    said = gitrepo.push(workdir)
+    commit = git.commit_all(workdir, "pushed while nothing listened")
+    said = git.push(workdir)
     assert "no pipeline run was started" in said, said
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
     env.note_pids()

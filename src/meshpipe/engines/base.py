@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from meshpipe.errors import OperationError
 from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
@@ -31,6 +32,7 @@ __all__ = [
     "DashboardSource",
     "DeployedTemplates",
     "Engine",
+    "EngineNotRunning",
     "EnvCreateOptions",
     "EnvState",
     "EnvironmentInfo",
@@ -55,6 +57,10 @@ __all__ = [
     "TopologySource",
     "VersionInfo",
 ]
+
+
+class EngineNotRunning(OperationError):
+    """The environment's control plane is not running, and the engine was told not to start it."""
 
 
 class Reporter(Protocol):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshpipe.engines.base import (
+    EngineNotRunning,
     EnvironmentInfo,
     EnvState,
     Event,
@@ -99,7 +100,7 @@ def _daemon_reason(path: Path, since: int) -> str | None:
     return said[-1].removeprefix(DAEMON_SAYS) if said else None
 
 
-class DaemonNotRunning(OperationError):
+class DaemonNotRunning(EngineNotRunning):
     """The environment's daemon is not running, and this engine was told not to start it."""
 
 
