@@ -45,6 +45,8 @@ from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
 from meshpipe.engines.local.delivery.webhooks import call_hooks
+from meshpipe.engines.local.source.gitrepo import install_post_receive_hook
+from meshpipe.engines.local.source.hook import hook_argv
 from meshpipe.engines.local.state.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
@@ -208,6 +210,12 @@ class Daemon(ControlApi):
             self._hook_session = aiohttp.ClientSession()
         return await call_hooks(self._hook_session, hooks, payload)
 
+    def _install_hooks(self) -> None:
+        for svc in self.store.services():
+            repo = Path(svc.repo_path)
+            if repo.is_dir():
+                install_post_receive_hook(repo, hook_argv(self.paths.root, svc.name, sys.executable))
+
     async def _push_commit(self, service: str, ref: str, old: str | None, new: str) -> str:
         """A push no hook reported (made while no daemon ran), started as the hook's would be."""
         return (await self.push(ops.Push(service, ref, new, old))).started.run_id
@@ -267,6 +275,9 @@ class Daemon(ControlApi):
         if restored:
             log.info("running %d version(s): %s; %d task(s) taken over", len(restored),
                      ", ".join(f"{s}-{v}" for s, v in restored), taken)
+        # Before any push is looked for: every config repo's hook runs this meshpipe's hook module with this
+        # Python, whichever meshpipe (another module path, another venv) made the repo.
+        await asyncio.to_thread(self._install_hooks)
         rerun_interrupted(self.store, self.runs)
         await catch_up_pushes(self.store, self._push_commit)
         resumed = await self.rollouts.restore()
