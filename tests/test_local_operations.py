@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,22 +37,26 @@ HEADER_ROUTE = HeaderRoute("hello-web", (HeaderMatch("x-canary", "always", "exac
 RUN = PipelineRun("20260101-120000-a1b2c3", "hello-web", "a" * 40, RunStatus.SUCCEEDED, "2026-01-01T12:00:00Z",
                   "2026-01-01T12:00:09Z", (StageResult("Source", RunStatus.SUCCEEDED, "read manifest.yaml"),),
                   "0a1b2c3d")
-SAMPLE_RESULTS: list[ops.Result] = [
-    ops.Done(), ops.Stopping(), ops.Document({"environment": "demo", "services": []}), ops.Document(None),
-    ops.PipelineCreated(PipelineInfo("hello-web", "demo", "file:///r/hello-web-cfg.git", "hello-web.demo.local",
-                                     "CREATE_COMPLETE")),
-    ops.Runs((RUN,)), ops.Run(RUN), ops.RunStarted(StartedRun("20260101-120000-a1b2c3", "hello-web", "a" * 40)),
-    ops.RouteFound(ROUTE), ops.RouteFound(None), ops.RouteView(ROUTE, (HEADER_ROUTE,)),
-    ops.RouteChanged(ROUTE, ops.PushReport(12, 3, 2, {"40123": "timed out"}, 1.5)),
-    ops.HeaderRouteChanged(HEADER_ROUTE, ops.PushReport(13, 3, 3, {}, 0.8)), ops.HeaderRoutes((HEADER_ROUTE,)),
-    ops.GatewayRouteSet(GatewayRoute("web", "/web", "hello-web", "demo.local")),
-    ops.GatewayRoutes((GatewayRoute("web", "/web", "hello-web", "demo.local", rewrite_prefix=False),)),
-    ops.Versions((VersionInfo("hello-web", "0a1b2c3d", "a" * 40, "demo-hello-web-0a1b2c3d", "CREATE_COMPLETE", 90,
-                              "2026-01-01T12:00:09Z", 2, 2),)),
-    ops.Stats(ServiceStats("hello-web", {"0a1b2c3d": VersionStats(requests=10, responses={"2xx": 10}, p50_ms=1.5)},
-                           3, 3)),
-    ops.Backends({"hello-web": ("hello-backend",)}),
-]
+# A result of each form, as the daemon's methods return them.
+SAMPLE_RESULTS: dict[str, Any] = {
+    "None": None, "bytes": b"# TYPE meshpipe_route_weight gauge\n",
+    "dict[str, Any]": {"environment": "demo", "services": []}, "dict[str, Any] | None": None,
+    "dict[str, tuple[str, ...]]": {"hello-web": ("hello-backend",)},
+    "PipelineInfo": PipelineInfo("hello-web", "demo", "file:///r/hello-web-cfg.git", "hello-web.demo.local",
+                                 "CREATE_COMPLETE"),
+    "tuple[PipelineRun, ...]": (RUN,), "PipelineRun": RUN,
+    "StartedRun": StartedRun("20260101-120000-a1b2c3", "hello-web", "a" * 40),
+    "Route | None": ROUTE, "RouteView": ops.RouteView(ROUTE, (HEADER_ROUTE,)),
+    "RouteChanged": ops.RouteChanged(ROUTE, ops.PushReport(12, 3, 2, {"40123": "timed out"}, 1.5)),
+    "HeaderRouteChanged": ops.HeaderRouteChanged(HEADER_ROUTE, ops.PushReport(13, 3, 3, {}, 0.8)),
+    "tuple[HeaderRoute, ...]": (HEADER_ROUTE,),
+    "GatewayRoute": GatewayRoute("web", "/web", "hello-web", "demo.local"),
+    "tuple[GatewayRoute, ...]": (GatewayRoute("web", "/web", "hello-web", "demo.local", rewrite_prefix=False),),
+    "tuple[VersionInfo, ...]": (VersionInfo("hello-web", "0a1b2c3d", "a" * 40, "demo-hello-web-0a1b2c3d",
+                                            "CREATE_COMPLETE", 90, "2026-01-01T12:00:09Z", 2, 2),),
+    "ServiceStats": ServiceStats("hello-web", {"0a1b2c3d": VersionStats(requests=10, responses={"2xx": 10},
+                                                                        p50_ms=1.5)}, 3, 3),
+}
 
 
 def sample_request(op: ops.Operation[Any, Any]) -> Any:
@@ -70,8 +73,10 @@ def test_every_operation_is_a_daemon_method_taking_its_request_and_returning_its
     for op in ops.OPERATIONS:
         method = getattr(ControlApi, op.name, None)
         assert method is not None, f"ControlApi answers no {op.name}"
-        hints = typing.get_type_hints(method)
-        assert hints["request"] is op.request and hints["return"] is op.result, op.name
+        declared = method.__annotations__  # as written: the result's name is its wire form
+        assert declared["request"] == f"ops.{op.request.__name__}", op.name
+        assert declared["return"].removeprefix("ops.") == op.result, op.name
+        assert op.result in SAMPLE_RESULTS, op.name
         fields = {f.name for f in dataclasses.fields(op.request)}
         assert set(op.path_fields) <= fields, op.name
 
@@ -89,18 +94,20 @@ def test_a_request_crosses_the_wire_and_comes_back_equal(op: ops.Operation[Any, 
     assert op.parse(given, dict(parse_qsl(query)), op.body(request) or {}) == request
 
 
-@pytest.mark.parametrize("result", SAMPLE_RESULTS, ids=lambda r: type(r).__name__)
-def test_a_result_crosses_the_wire_and_comes_back_equal(result: ops.Result) -> None:
+@pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
+def test_a_result_crosses_the_wire_and_comes_back_equal(op: ops.Operation[Any, Any]) -> None:
     import json
 
-    assert type(result).from_json(json.loads(json.dumps(result.to_json()))) == result
+    sent = op.encode(SAMPLE_RESULTS[op.result])
+    wire = sent if op.result == ops.TEXT_PAGE else json.loads(json.dumps(sent))
+    assert op.decode(wire) == SAMPLE_RESULTS[op.result]
 
 
 def test_the_wire_keeps_the_forms_the_hook_and_the_tests_read() -> None:
-    # The post-receive hook reads run_id from the push's answer; a delete says it is done.
-    assert ops.RunStarted(StartedRun("r1", "s", "c")).to_json()["run_id"] == "r1"
-    assert ops.Done().to_json() == {"deleted": True}
-    assert ops.Document({"a": 1}).to_json() == {"a": 1}  # a document travels as it is
+    # The post-receive hook reads run_id from the push's answer; a document travels as it is.
+    assert ops.PUSH.encode(StartedRun("r1", "s", "c"))["run_id"] == "r1"
+    assert ops.STATUS.encode({"a": 1}) == {"a": 1}
+    assert ops.VERSIONS.encode(SAMPLE_RESULTS["tuple[VersionInfo, ...]"])[0]["version"] == "0a1b2c3d"
 
 
 @pytest.mark.parametrize(("body", "says"), [
@@ -135,7 +142,7 @@ class FakeDaemon:
         self.asked.append(request)
         return ops.RouteChanged(Route(request.service, request.targets), ops.PushReport(5, 2, 2))
 
-    async def route_show(self, request: ops.OfService) -> ops.RouteFound:
+    async def route_show(self, request: ops.OfService) -> Route | None:
         self.asked.append(request)
         raise NotFoundError(f"service {request.service!r} has no pipeline in this environment", hint="create it")
 

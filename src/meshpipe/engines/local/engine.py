@@ -260,7 +260,7 @@ class LocalEngine:
                 if not self.autostart:
                     raise DaemonNotRunning(f"the daemon of environment {env} is not running")
                 self._start_daemon(paths, create=True)
-            status = self._call(env, ops.STATUS, ops.NOTHING).doc
+            status = self._call(env, ops.STATUS, ops.NOTHING)
         finally:
             os.close(lock)
         self.reporter.done(f"environment {env} ready: ingress {status['ingress_url']}")
@@ -284,7 +284,7 @@ class LocalEngine:
         if data is not None and procs.is_running(int(data["pid"])):
             try:
                 status = ControlClient(int(data["control_port"]), str(data["token"])).call(
-                    ops.STATUS, ops.NOTHING, timeout=5.0).doc
+                    ops.STATUS, ops.NOTHING, timeout=5.0)
             except DaemonUnreachable:
                 pass  # recorded but not answering: reported as stopped, from state.db
             else:
@@ -357,7 +357,7 @@ class LocalEngine:
     def pipeline_create(self, env: str, service: str) -> PipelineInfo:
         client = self._client(env)
         self.reporter.step(f"creating config repo, virtual service and router of {service}")
-        info = client.call(ops.PIPELINE_CREATE, ops.OfService(service)).info
+        info = client.call(ops.PIPELINE_CREATE, ops.OfService(service))
         self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
         return info
 
@@ -365,10 +365,10 @@ class LocalEngine:
         self._call(env, ops.PIPELINE_DELETE, ops.OfService(service))
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
-        return list(self._call(env, ops.PIPELINE_RUNS, ops.OfService(service)).runs)
+        return list(self._call(env, ops.PIPELINE_RUNS, ops.OfService(service)))
 
     def pipeline_logs(self, env: str, service: str, run_id: str | None = None) -> PipelineRun:
-        return self._call(env, ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST)).run
+        return self._call(env, ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST))
 
     def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
                       commit: str | None = None) -> PipelineRun:
@@ -377,13 +377,13 @@ class LocalEngine:
         deadline = time.monotonic() + timeout
         while True:
             if commit is not None:
-                matches = [r for r in client.call(ops.PIPELINE_RUNS, ops.OfService(service)).runs
+                matches = [r for r in client.call(ops.PIPELINE_RUNS, ops.OfService(service))
                            if r.commit and r.commit.startswith(commit)]
                 if not matches:
                     raise NotFoundError(f"{service} has no pipeline run for commit {commit}")
                 run = matches[0]
             else:
-                run = client.call(ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST)).run
+                run = client.call(ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST))
             if run.status is not RunStatus.IN_PROGRESS:
                 return run
             if time.monotonic() >= deadline:
@@ -402,19 +402,19 @@ class LocalEngine:
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
-        return self._call(env, ops.PUSH, ops.Push(service, ref, commit)).started
+        return self._call(env, ops.PUSH, ops.Push(service, ref, commit))
 
     # --- routing -----------------------------------------------------------------------------------------
 
     def gateway_route_set(self, env: str, route: GatewayRoute) -> GatewayRoute:
         return self._call(env, ops.GATEWAY_ROUTE_SET, ops.SetGatewayRoute(
-            route.name, route.prefix, route.service, route.rewrite_prefix)).route
+            route.name, route.prefix, route.service, route.rewrite_prefix))
 
     def gateway_route_delete(self, env: str, name: str) -> None:
         self._call(env, ops.GATEWAY_ROUTE_DELETE, ops.OfGatewayRoute(name))
 
     def gateway_routes(self, env: str) -> list[GatewayRoute]:
-        return list(self._call(env, ops.GATEWAY_ROUTES, ops.NOTHING).routes)
+        return list(self._call(env, ops.GATEWAY_ROUTES, ops.NOTHING))
 
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
         """Validate, record, push to every proxy; returns once every proxy applies the new route."""
@@ -426,7 +426,7 @@ class LocalEngine:
         return changed.route
 
     def route_show(self, env: str, service: str) -> Route | None:
-        return self._call(env, ops.ROUTE_SHOW, ops.OfService(service)).route
+        return self._call(env, ops.ROUTE_SHOW, ops.OfService(service))
 
     def route_delete(self, env: str, service: str) -> None:
         self._call(env, ops.ROUTE_DELETE, ops.OfService(service))
@@ -446,18 +446,18 @@ class LocalEngine:
         return view.route, list(view.header_routes)
 
     def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
-        return list(self._call(env, ops.HEADER_ROUTES, ops.OfService(service)).routes)
+        return list(self._call(env, ops.HEADER_ROUTES, ops.OfService(service)))
 
     # --- rollouts (run by the environment's daemon) ------------------------------------------------------
 
     def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]:
-        return self._call(env, ops.ROLLOUT_START, ops.StartRollout(service, version)).doc
+        return self._call(env, ops.ROLLOUT_START, ops.StartRollout(service, version))
 
     def rollout_status(self, env: str, service: str) -> dict[str, Any]:
-        return self._call(env, ops.ROLLOUT_STATUS, ops.OfService(service)).doc
+        return self._call(env, ops.ROLLOUT_STATUS, ops.OfService(service))
 
     def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]:
-        return self._call(env, ops.ROLLOUT_CONTROL, ops.ControlRollout(service, action)).doc
+        return self._call(env, ops.ROLLOUT_CONTROL, ops.ControlRollout(service, action))
 
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
@@ -467,23 +467,23 @@ class LocalEngine:
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
             client.call(ops.ROLLOUT_CONTROL, ops.ControlRollout(service, "promote" if move is Move.PROMOTE else "abort"))
-            route = client.call(ops.ROUTE_SHOW, ops.OfService(service)).route
+            route = client.call(ops.ROUTE_SHOW, ops.OfService(service))
             assert route is not None
             return route
-        return self.route_set(env, service, planned(client.call(ops.ROUTE_SHOW, ops.OfService(service)).route,
+        return self.route_set(env, service, planned(client.call(ops.ROUTE_SHOW, ops.OfService(service)),
                                                     move, version))
 
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:
         try:
-            return client.call(ops.ROLLOUT_STATUS, ops.OfService(service)).doc["status"] == "running"
+            return client.call(ops.ROLLOUT_STATUS, ops.OfService(service))["status"] == "running"
         except NotFoundError:
             return False
 
     # --- versions ----------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
-        return list(self._call(env, ops.VERSIONS, ops.OfService(service)).versions)
+        return list(self._call(env, ops.VERSIONS, ops.OfService(service)))
 
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         if not version:
@@ -502,7 +502,7 @@ class LocalEngine:
 
     def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
-        return self._call(env, ops.STATS, ops.OfService(service)).stats
+        return self._call(env, ops.STATS, ops.OfService(service))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
@@ -510,14 +510,14 @@ class LocalEngine:
         from meshpipe.engines.local.observe.topology import topology_from, traffic
 
         client = self._client(env)
-        status = client.call(ops.STATUS, ops.NOTHING).doc
-        backends = {s: set(calls) for s, calls in client.call(ops.BACKENDS, ops.NOTHING).calls.items()}
+        status = client.call(ops.STATUS, ops.NOTHING)
+        backends = {s: set(calls) for s, calls in client.call(ops.BACKENDS, ops.NOTHING).items()}
         rates = None
         if sample_seconds > 0:
             services = [s["name"] for s in status.get("services", [])]
-            before = {s: client.call(ops.STATS, ops.OfService(s)).stats for s in services}
+            before = {s: client.call(ops.STATS, ops.OfService(s)) for s in services}
             time.sleep(sample_seconds)
-            rates = {s: traffic(before[s], client.call(ops.STATS, ops.OfService(s)).stats, sample_seconds)
+            rates = {s: traffic(before[s], client.call(ops.STATS, ops.OfService(s)), sample_seconds)
                      for s in services}
         return topology_from(status, backends, rates)
 
@@ -564,7 +564,7 @@ class LocalEngine:
 
     def metrics(self, env: str) -> str:
         """The environment's Prometheus page (the daemon's ``GET /metrics``)."""
-        return self._call(env, ops.METRICS, ops.NOTHING).text
+        return self._call(env, ops.METRICS, ops.NOTHING).decode("utf-8")
 
     def metrics_target(self, env: str) -> dict[str, Any]:
         """Where Prometheus scrapes this environment: the daemon's address and the file holding the
@@ -576,7 +576,7 @@ class LocalEngine:
 
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""
-        return self._call(env, ops.MESH_CONFIG, ops.NOTHING).document
+        return self._call(env, ops.MESH_CONFIG, ops.NOTHING)
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
@@ -586,7 +586,7 @@ class LocalEngine:
 
     def status(self, env: str) -> dict[str, Any]:
         """The daemon's full status document (services, versions, tasks with ports, gateway)."""
-        return self._call(env, ops.STATUS, ops.NOTHING).doc
+        return self._call(env, ops.STATUS, ops.NOTHING)
 
 
 def environments(home: Path | None = None) -> list[str]:

@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.policy import RolloutPlan, resolve_plan
-from meshpipe.engines.base import PipelineInfo
+from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.operations import (
+    HeaderRouteChanged,
+    PushReport,
+    RouteChanged,
+    RouteView,
     gateway_route_to_json,
     route_to_json,
     run_from_json,
@@ -38,6 +42,9 @@ from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.engines.local.tasks.supervisor import Supervisor
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
 from meshpipe.mesh.routing import (
+    GatewayRoute,
+    HeaderRoute,
+    Route,
     check_service,
     make_gateway_route,
     make_header_route,
@@ -46,7 +53,7 @@ from meshpipe.mesh.routing import (
 from meshpipe.mesh.stats import ServiceStats
 from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
-from meshpipe.pipeline.runs import StartedRun
+from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.platform import RolloutDefaults
 
 # A git ref as a push reports it: printable, no spaces, not endless.
@@ -72,8 +79,8 @@ class ControlApi:
 
     # -- environment --
 
-    async def status(self, request: ops.Nothing = ops.NOTHING) -> ops.Document:
-        return ops.Document(self.status_document())
+    async def status(self, request: ops.Nothing) -> dict[str, Any]:
+        return self.status_document()
 
     def status_document(self) -> dict[str, Any]:
         gateway = self.supervisor.gateway
@@ -104,21 +111,20 @@ class ControlApi:
             "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
         }
 
-    async def shutdown(self, request: ops.Nothing) -> ops.Stopping:
+    async def shutdown(self, request: ops.Nothing) -> None:
         # Answer first; the stop runs once the reply is on its way.
         asyncio.get_running_loop().call_soon(self._stop_requested.set)
-        return ops.Stopping()
 
-    async def mesh_config(self, request: ops.Nothing) -> ops.Document:
-        return ops.Document(self.publisher.current)
+    async def mesh_config(self, request: ops.Nothing) -> dict[str, Any] | None:
+        return self.publisher.current
 
-    async def backends(self, request: ops.Nothing) -> ops.Backends:
+    async def backends(self, request: ops.Nothing) -> dict[str, tuple[str, ...]]:
         found = backends_from(((v.service, v.resolved) for v in self.store.versions()), self.env.namespace)
-        return ops.Backends({service: tuple(sorted(calls)) for service, calls in found.items()})
+        return {service: tuple(sorted(calls)) for service, calls in found.items()}
 
     # -- pipelines --
 
-    async def pipeline_create(self, request: ops.OfService) -> ops.PipelineCreated:
+    async def pipeline_create(self, request: ops.OfService) -> PipelineInfo:
         service = request.service
         from meshpipe.engines.local.source.gitrepo import create_bare_repo
         from meshpipe.engines.local.source.hook import hook_argv
@@ -138,10 +144,10 @@ class ControlApi:
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
-        return ops.PipelineCreated(PipelineInfo(service=service, environment=self.env.name, clone_url=repo.as_uri(),
-                                                virtual_service=row.virtual_service, status="CREATE_COMPLETE"))
+        return PipelineInfo(service=service, environment=self.env.name, clone_url=repo.as_uri(),
+                            virtual_service=row.virtual_service, status="CREATE_COMPLETE")
 
-    async def pipeline_delete(self, request: ops.OfService) -> ops.Done:
+    async def pipeline_delete(self, request: ops.OfService) -> None:
         service = request.service
         async with self.pipelines_lock:
             self.store.require_service(service)
@@ -153,13 +159,12 @@ class ControlApi:
             self.runs.forget(service)
             shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
-        return ops.Done()
 
-    async def pipeline_runs(self, request: ops.OfService) -> ops.Runs:
+    async def pipeline_runs(self, request: ops.OfService) -> tuple[PipelineRun, ...]:
         self.store.require_service(request.service)
-        return ops.Runs(tuple(run_from_json(_run_json(r)) for r in self.store.runs(request.service)))
+        return tuple(run_from_json(_run_json(r)) for r in self.store.runs(request.service))
 
-    async def pipeline_run(self, request: ops.OfRun) -> ops.Run:
+    async def pipeline_run(self, request: ops.OfRun) -> PipelineRun:
         service, run_id = request.service, request.run_id
         self.store.require_service(service)
         if run_id == ops.LATEST:
@@ -167,14 +172,14 @@ class ControlApi:
             if not runs:
                 raise NotFoundError(f"{service} has no pipeline runs yet",
                                     hint="push a manifest.yaml to its config repo")
-            return ops.Run(run_from_json(_run_json(runs[0])))
+            return run_from_json(_run_json(runs[0]))
         run = self.store.run(run_id)
         if run is None or run.service != service:
             raise NotFoundError(f"{service} has no pipeline run {run_id!r}",
                                 hint=f"list runs with: meshpipe pipeline runs {service}")
-        return ops.Run(run_from_json(_run_json(run)))
+        return run_from_json(_run_json(run))
 
-    async def push(self, request: ops.Push) -> ops.RunStarted:
+    async def push(self, request: ops.Push) -> StartedRun:
         service, ref, old, new = request.service, request.ref, request.old, request.new
         check_service(service)
         if not REF_RE.match(ref):
@@ -184,34 +189,33 @@ class ControlApi:
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
             raise UserError(f"{new[:80]!r} is not a commit id")
-        return ops.RunStarted(StartedRun(self.runs.submit(service, ref, old, new), service, new))
+        return StartedRun(self.runs.submit(service, ref, old, new), service, new)
 
     # -- routes --
 
-    async def route_show(self, request: ops.OfService) -> ops.RouteFound:
+    async def route_show(self, request: ops.OfService) -> Route | None:
         self.store.require_service(request.service)
-        return ops.RouteFound(self.store.route(request.service))
+        return self.store.route(request.service)
 
-    async def route_view(self, request: ops.OfService) -> ops.RouteView:
+    async def route_view(self, request: ops.OfService) -> RouteView:
         self.store.require_service(request.service)
-        return ops.RouteView(self.store.route(request.service),
+        return RouteView(self.store.route(request.service),
                              tuple(self.store.header_routes(request.service).get(request.service, [])))
 
-    async def route_set(self, request: ops.SetRoute) -> ops.RouteChanged:
+    async def route_set(self, request: ops.SetRoute) -> RouteChanged:
         route = make_route(request.service, request.targets)
         self._refuse_during_rollout(route.service, "set its route")
         self.store.set_route(route)
         self.route_changes[route.service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
-        return ops.RouteChanged(route, ops.PushReport.of(pushed))
+        return RouteChanged(route, push_report(pushed))
 
-    async def route_delete(self, request: ops.OfService) -> ops.Done:
+    async def route_delete(self, request: ops.OfService) -> None:
         service = request.service
         self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
         self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
-        return ops.Done()
 
     def _refuse_during_rollout(self, service: str, what: str) -> None:
         if self.rollouts.running(service):
@@ -219,11 +223,11 @@ class ControlApi:
                                 f"{what} for long", hint=f"promote or abort it first: meshpipe rollout promote|abort "
                                                           f"{service} (meshpipe rollout status {service} shows it)")
 
-    async def header_routes(self, request: ops.OfService) -> ops.HeaderRoutes:
+    async def header_routes(self, request: ops.OfService) -> tuple[HeaderRoute, ...]:
         self.store.require_service(request.service)
-        return ops.HeaderRoutes(tuple(self.store.header_routes(request.service).get(request.service, [])))
+        return tuple(self.store.header_routes(request.service).get(request.service, []))
 
-    async def header_route_set(self, request: ops.SetHeaderRoute) -> ops.HeaderRouteChanged:
+    async def header_route_set(self, request: ops.SetHeaderRoute) -> HeaderRouteChanged:
         service = request.service
         route = make_header_route(service, request.headers, request.targets)
         if self.store.header_route_owner(service, route.name) == ROLLOUT_OWNER and self.rollouts.running(service):
@@ -231,9 +235,9 @@ class ControlApi:
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
         self.store.set_header_route(route)
         pushed = await self.publisher.publish(f"header route {route.name} set")
-        return ops.HeaderRouteChanged(route, ops.PushReport.of(pushed))
+        return HeaderRouteChanged(route, push_report(pushed))
 
-    async def header_route_delete(self, request: ops.OfHeaderRoute) -> ops.Done:
+    async def header_route_delete(self, request: ops.OfHeaderRoute) -> None:
         service = request.service
         name = header_route_name(service, request.header)
         if self.store.header_route_owner(service, name) == ROLLOUT_OWNER and self.rollouts.running(service):
@@ -241,7 +245,6 @@ class ControlApi:
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
         self.store.delete_header_route(service, name)
         await self.publisher.publish(f"header route {name} deleted")
-        return ops.Done()
 
     # -- rollouts --
 
@@ -256,7 +259,7 @@ class ControlApi:
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 
-    async def rollout_start(self, request: ops.StartRollout) -> ops.Document:
+    async def rollout_start(self, request: ops.StartRollout) -> dict[str, Any]:
         """Start a rollout by hand: the version's own plan, else the platform's default."""
         service, version = request.service, request.version
         self.store.require_service(service)
@@ -272,34 +275,33 @@ class ControlApi:
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
             plan = resolve_plan(defaults, None, force=True)
         assert plan is not None
-        return ops.Document(await self.rollouts.start(service, version, plan, "by hand"))
+        return await self.rollouts.start(service, version, plan, "by hand")
 
-    async def rollout_status(self, request: ops.OfService) -> ops.Document:
+    async def rollout_status(self, request: ops.OfService) -> dict[str, Any]:
         self.store.require_service(request.service)
-        return ops.Document(self.rollouts.status(request.service))
+        return self.rollouts.status(request.service)
 
-    async def rollout_control(self, request: ops.ControlRollout) -> ops.Document:
+    async def rollout_control(self, request: ops.ControlRollout) -> dict[str, Any]:
         self.store.require_service(request.service)
         if request.action not in ("pause", "resume", "abort", "promote"):
             raise UserError(f"{request.action!r} is not a rollout control: pause, resume, abort or promote")
-        return ops.Document(await self.rollouts.control(request.service, request.action))
+        return await self.rollouts.control(request.service, request.action)
 
-    async def gateway_routes(self, request: ops.Nothing) -> ops.GatewayRoutes:
-        return ops.GatewayRoutes(tuple(self.store.gateway_routes()))
+    async def gateway_routes(self, request: ops.Nothing) -> tuple[GatewayRoute, ...]:
+        return tuple(self.store.gateway_routes())
 
-    async def gateway_route_set(self, request: ops.SetGatewayRoute) -> ops.GatewayRouteSet:
+    async def gateway_route_set(self, request: ops.SetGatewayRoute) -> GatewayRoute:
         gr = make_gateway_route(request.name, request.prefix, request.service, self.env.namespace,
                                 request.rewrite_prefix)
         self.store.put_gateway_route(gr)
         self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {gr.name} set")
-        return ops.GatewayRouteSet(gr)
+        return gr
 
-    async def gateway_route_delete(self, request: ops.OfGatewayRoute) -> ops.Done:
+    async def gateway_route_delete(self, request: ops.OfGatewayRoute) -> None:
         self.store.delete_gateway_route(request.name)
         self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {request.name} deleted")
-        return ops.Done()
 
     # -- versions --
 
@@ -318,16 +320,15 @@ class ControlApi:
                         "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
-    async def versions(self, request: ops.OfService) -> ops.Versions:
+    async def versions(self, request: ops.OfService) -> tuple[VersionInfo, ...]:
         service = request.service
         self.store.require_service(service)
-        return ops.Versions(tuple(version_from_json(v) for v in self._versions_json(service, self.store.weights(service))))
+        return tuple(version_from_json(v) for v in self._versions_json(service, self.store.weights(service)))
 
-    async def version_delete(self, request: ops.OfVersion) -> ops.Done:
+    async def version_delete(self, request: ops.OfVersion) -> None:
         self.store.require_service(request.service)
         await self.deployer.delete(request.service, request.version, request.force)
         self.rollouts.wake(request.service)
-        return ops.Done()
 
     # -- stats and metrics --
 
@@ -346,13 +347,12 @@ class ControlApi:
         """Every live proxy's raw stats, now (the dashboard's data too)."""
         return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
-    async def stats(self, request: ops.OfService) -> ops.Stats:
+    async def stats(self, request: ops.OfService) -> ServiceStats:
         """Per-version counters for the service summed over every proxy that sent it traffic, and latency
         quantiles of the merged histograms."""
         self.store.require_service(request.service)
         proxies = len(self.publisher.proxies)
-        return ops.Stats(ServiceStats.from_json(metrics_view.service_stats(await self.scrape(), request.service,
-                                                                            proxies)))
+        return ServiceStats.from_json(metrics_view.service_stats(await self.scrape(), request.service, proxies))
 
     def control_figures(self) -> metrics_view.ControlFigures:
         weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}
@@ -366,10 +366,10 @@ class ControlApi:
             weights=weights, healthy_tasks=healthy,
             config_generation=self.publisher.current["generation"] if self.publisher.current else None)
 
-    async def metrics(self, request: ops.Nothing) -> ops.MetricsPage:
+    async def metrics(self, request: ops.Nothing) -> bytes:
         """The environment's Prometheus page (``GET /metrics``)."""
         scrapes = await self.scrape()
-        return ops.MetricsPage(await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures()))
+        return await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures())
 
 
 def _run_json(run: st.RunRow) -> dict[str, Any]:
@@ -377,3 +377,9 @@ def _run_json(run: st.RunRow) -> dict[str, Any]:
             "status": run.status, "version": run.version, "started_at": run.started_at,
             "finished_at": run.finished_at,
             "stages": [{"name": s.name, "status": s.status, "log": s.log} for s in run.stages]}
+
+
+def push_report(pushed: dict[str, Any]) -> PushReport:
+    """The report of what ``Publisher.publish`` answered."""
+    return PushReport(pushed.get("generation"), int(pushed.get("proxies") or 0), int(pushed.get("applied") or 0),
+                      {str(k): str(v) for k, v in (pushed.get("failed") or {}).items()}, float(pushed.get("ms") or 0.0))

@@ -218,7 +218,7 @@ class Daemon(ControlApi):
 
     async def _push_commit(self, service: str, ref: str, old: str | None, new: str) -> str:
         """A push no hook reported (made while no daemon ran), started as the hook's would be."""
-        return (await self.push(ops.Push(service, ref, new, old))).started.run_id
+        return (await self.push(ops.Push(service, ref, new, old))).run_id
 
     # -- life cycle --
 

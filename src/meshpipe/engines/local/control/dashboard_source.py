@@ -79,6 +79,6 @@ class DaemonSource:
 
     async def rollout(self, service: str) -> dict[str, Any] | None:
         try:
-            return (await self.daemon.rollout_status(ops.OfService(service))).doc
+            return await self.daemon.rollout_status(ops.OfService(service))
         except NotFoundError:
             return None

@@ -20,13 +20,14 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from meshpipe.engines.local.control.operations import METRICS, OPERATIONS, MetricsPage, Operation, Req, Res
+from meshpipe.engines.local.control.operations import METRICS, OPERATIONS, TEXT_PAGE, Operation, Req, Res
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 METRICS_PATH = METRICS.path
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # --- errors on the wire ------------------------------------------------------------------------------
 
@@ -118,10 +119,10 @@ def make_control_app(target: object, token: str, metrics_token: str | None = Non
 
         async def handle(request: web.Request) -> web.Response:
             given = await body(request) if reads_body else {}
-            result = await answer(op.parse(request.match_info, request.query, given))
-            if isinstance(result, MetricsPage):
-                return web.Response(body=result.body, headers={"Content-Type": MetricsPage.CONTENT_TYPE})
-            return web.json_response(result.to_json(), status=op.status)
+            result = op.encode(await answer(op.parse(request.match_info, request.query, given)))
+            if op.result == TEXT_PAGE:
+                return web.Response(body=result, headers={"Content-Type": METRICS_CONTENT_TYPE})
+            return web.json_response(result, status=op.status)
 
         return handle
 
@@ -205,11 +206,11 @@ class ControlClient:
             return self._call(op, request, timeout)
 
     def _call(self, op: Operation[Req, Res], request: Req, timeout: float | None) -> Res:
-        page = op.result is MetricsPage
+        page = op.result == TEXT_PAGE
         status, raw = self._exchange(op.method, op.target(request), op.body(request), timeout,
                                      accept="text/plain" if page else "application/json")
         if page and status == 200:
-            return op.result.from_json(raw)
+            return op.decode(raw)
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
@@ -220,7 +221,7 @@ class ControlClient:
         if status >= 400:
             raise error_from_json(status, data)
         try:
-            return op.result.from_json(data)
+            return op.decode(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise OperationError(f"the environment's daemon answered {op.method} {op.path} with a document "
                                  f"this meshpipe does not read ({type(exc).__name__}: {exc})",

@@ -17,11 +17,11 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
-from meshpipe.errors import OperationError, UserError
+from meshpipe.errors import UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 from meshpipe.mesh.stats import ServiceStats
@@ -270,60 +270,15 @@ PATH_NAMES: dict[str, Callable[[str], object]] = {
 
 # --- results -------------------------------------------------------------------------------------------
 #
-# A result is a frozen dataclass too, and its JSON form follows from its fields' types (FIELD_FORMS): a
-# result of one field is that field's JSON, a result of several is an object of them, and a result of
-# none says what its class says (``SAYS``).
-
-R = TypeVar("R", bound="Result")
-
-
-class Result:
-    SAYS: ClassVar[dict[str, Any]] = {}
-
-    def to_json(self) -> Any:
-        assert dataclasses.is_dataclass(self)
-        fields = dataclasses.fields(self)
-        if not fields:
-            return self.SAYS
-        out = {f.name: FIELD_FORMS[str(f.type)][0](getattr(self, f.name)) for f in fields}
-        return out[fields[0].name] if len(fields) == 1 else out
-
-    @classmethod
-    def from_json(cls: type[R], data: Any) -> R:
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        if len(fields) == 1:
-            data = {fields[0].name: data}
-        return cls(**{f.name: FIELD_FORMS[str(f.type)][1](data[f.name], f.name) for f in fields})
+# A result is the model the daemon's method returns (a Route, a tuple of PipelineRuns, ...), or one of the
+# records below where an answer holds several; an operation names its result by its type as the method
+# declares it, and that name is its wire form (FIELD_FORMS). Three results are documents rather than
+# records, shown as they are: the environment's status, a rollout's view (``dict[str, Any]``) and the
+# mesh config the proxies run.
 
 
 @dataclass(frozen=True)
-class Done(Result):
-    """What a delete answers: it is done."""
-
-    SAYS: ClassVar[dict[str, Any]] = {"deleted": True}
-
-
-@dataclass(frozen=True)
-class Stopping(Result):
-    SAYS: ClassVar[dict[str, Any]] = {"stopping": True}
-
-
-@dataclass(frozen=True)
-class Document(Result):
-    """A JSON document shown as it is: the environment's status, a rollout's view, the mesh config."""
-
-    document: dict[str, Any] | None
-
-    @property
-    def doc(self) -> dict[str, Any]:
-        """The document, which the status and the rollout operations always have."""
-        if self.document is None:
-            raise OperationError("the environment's daemon answered with no document")
-        return self.document
-
-
-@dataclass(frozen=True)
-class PushReport(Result):
+class PushReport:
     """How a config push went: its generation, how many live proxies applied it, and which did not (by
     admin port: why)."""
 
@@ -333,39 +288,9 @@ class PushReport(Result):
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     ms: float = 0.0
 
-    @classmethod
-    def of(cls, pushed: dict[str, Any]) -> PushReport:
-        """The report of what ``Publisher.publish`` answered."""
-        return cls.from_json(pushed)
-
 
 @dataclass(frozen=True)
-class PipelineCreated(Result):
-    info: PipelineInfo
-
-
-@dataclass(frozen=True)
-class Runs(Result):
-    runs: tuple[PipelineRun, ...]
-
-
-@dataclass(frozen=True)
-class Run(Result):
-    run: PipelineRun
-
-
-@dataclass(frozen=True)
-class RunStarted(Result):
-    started: StartedRun
-
-
-@dataclass(frozen=True)
-class RouteFound(Result):
-    route: Route | None
-
-
-@dataclass(frozen=True)
-class RouteView(Result):
+class RouteView:
     """A service's weighted route and its header routes, in one answer (the CLI's read path)."""
 
     route: Route | None
@@ -373,85 +298,51 @@ class RouteView(Result):
 
 
 @dataclass(frozen=True)
-class RouteChanged(Result):
+class RouteChanged:
     route: Route
     push: PushReport
 
 
 @dataclass(frozen=True)
-class HeaderRouteChanged(Result):
+class HeaderRouteChanged:
     route: HeaderRoute
     push: PushReport
 
 
-@dataclass(frozen=True)
-class HeaderRoutes(Result):
-    routes: tuple[HeaderRoute, ...]
+Form = tuple[Callable[[Any], Any], Callable[[Any, str], Any]]
 
 
-@dataclass(frozen=True)
-class GatewayRouteSet(Result):
-    route: GatewayRoute
+def _record(cls: type[Any]) -> Form:
+    """The wire form of a record: an object of its fields, each in its own form."""
+    fields = dataclasses.fields(cls)
+
+    def encode(value: Any) -> dict[str, Any]:
+        return {f.name: FIELD_FORMS[str(f.type)][0](getattr(value, f.name)) for f in fields}
+
+    def decode(data: Any, name: str) -> Any:
+        return cls(**{f.name: FIELD_FORMS[str(f.type)][1](data[f.name], f.name) for f in fields if f.name in data})
+
+    return encode, decode
 
 
-@dataclass(frozen=True)
-class GatewayRoutes(Result):
-    routes: tuple[GatewayRoute, ...]
-
-
-@dataclass(frozen=True)
-class Versions(Result):
-    versions: tuple[VersionInfo, ...]
-
-
-@dataclass(frozen=True)
-class Stats(Result):
-    stats: ServiceStats
-
-
-@dataclass(frozen=True)
-class Backends(Result):
-    """service -> the services its versions call."""
-
-    calls: dict[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True)
-class MetricsPage(Result):
-    """The environment's Prometheus page: text, not JSON."""
-
-    CONTENT_TYPE: ClassVar[str] = "text/plain; version=0.0.4; charset=utf-8"
-
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    @classmethod
-    def from_json(cls: type[R], data: Any) -> R:
-        return cls(bytes(data))  # type: ignore[call-arg]
-
-
-def _many(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> tuple[Callable[[Any], Any],
-                                                                            Callable[[Any, str], Any]]:
+def _many(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Form:
     return (lambda items: [encode(i) for i in items]), (lambda data, name: tuple(decode(i) for i in data))
 
 
-def _one(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> tuple[Callable[[Any], Any],
-                                                                           Callable[[Any, str], Any]]:
+def _one(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Form:
     return encode, (lambda data, name: decode(data))
 
 
 FIELD_FORMS.update({
+    "None": ((lambda _: {"done": True}), (lambda data, name: None)),
     "int | None": (_plain, lambda v, name: None if v is None else _int(v, name)),
     "float": (_plain, lambda v, name: float(v)),
     "bytes": (_plain, lambda v, name: bytes(v)),
+    "dict[str, Any]": (_plain, lambda v, name: dict(v)),
     "dict[str, Any] | None": (_plain, lambda v, name: None if v is None else dict(v)),
     "dict[str, str]": (_plain, lambda v, name: {str(k): str(x) for k, x in v.items()}),
     "dict[str, tuple[str, ...]]": ((lambda m: {k: list(v) for k, v in m.items()}),
                                    (lambda v, name: {str(k): tuple(str(x) for x in c) for k, c in v.items()})),
-    "PushReport": _one(PushReport.to_json, PushReport.from_json),
     "PipelineInfo": _one(dataclasses.asdict, lambda d: PipelineInfo(**d)),
     "PipelineRun": _one(run_to_json, run_from_json),
     "tuple[PipelineRun, ...]": _many(run_to_json, run_from_json),
@@ -466,24 +357,35 @@ FIELD_FORMS.update({
     "tuple[VersionInfo, ...]": _many(dataclasses.asdict, version_from_json),
     "ServiceStats": _one(dataclasses.asdict, ServiceStats.from_json),
 })
+FIELD_FORMS.update({cls.__name__: _record(cls) for cls in (PushReport, RouteView, RouteChanged, HeaderRouteChanged)})
 
 
 # --- the table -----------------------------------------------------------------------------------------
 
 Req = TypeVar("Req")
-Res = TypeVar("Res", bound=Result)
+Res = TypeVar("Res", covariant=True)
+TEXT_PAGE = "bytes"  # the one result that is not JSON: the Prometheus page
 
 
 @dataclass(frozen=True)
 class Operation(Generic[Req, Res]):
-    """One operation: the daemon's method ``name`` answers ``method path`` with ``status``."""
+    """One operation: the daemon's method ``name`` answers ``method path`` with ``status``; it takes a
+    ``request`` and returns what ``result`` names (its return type as written, which is its wire form)."""
 
     name: str
     method: str
     path: str  # with {field} for the request's fields that travel in the path
     request: type[Req]
-    result: type[Res]
+    result: str
     status: int = 200
+
+    def encode(self, value: Any) -> Any:
+        """The result's JSON form (or, for the Prometheus page, its bytes)."""
+        return FIELD_FORMS[self.result][0](value)
+
+    def decode(self, data: Any) -> Res:
+        result: Res = FIELD_FORMS[self.result][1](data, "result")
+        return result
 
     @property
     def path_fields(self) -> tuple[str, ...]:
@@ -535,35 +437,53 @@ class Operation(Generic[Req, Res]):
         return self.request(**given)
 
 
-STATUS = Operation("status", "GET", "/v1/status", Nothing, Document)
-SHUTDOWN = Operation("shutdown", "POST", "/v1/shutdown", Nothing, Stopping, 202)
-MESH_CONFIG = Operation("mesh_config", "GET", "/v1/config", Nothing, Document)
-BACKENDS = Operation("backends", "GET", "/v1/backends", Nothing, Backends)
-METRICS = Operation("metrics", "GET", "/metrics", Nothing, MetricsPage)
-PIPELINE_CREATE = Operation("pipeline_create", "POST", "/v1/pipelines", OfService, PipelineCreated, 201)
-PIPELINE_DELETE = Operation("pipeline_delete", "DELETE", "/v1/pipelines/{service}", OfService, Done)
-PIPELINE_RUNS = Operation("pipeline_runs", "GET", "/v1/pipelines/{service}/runs", OfService, Runs)
-PIPELINE_RUN = Operation("pipeline_run", "GET", "/v1/pipelines/{service}/runs/{run_id}", OfRun, Run)
-PUSH = Operation("push", "POST", "/v1/push", Push, RunStarted, 201)
-ROUTE_SHOW = Operation("route_show", "GET", "/v1/routes/{service}", OfService, RouteFound)
-ROUTE_VIEW = Operation("route_view", "GET", "/v1/routes/{service}/view", OfService, RouteView)
-ROUTE_SET = Operation("route_set", "PUT", "/v1/routes/{service}", SetRoute, RouteChanged)
-ROUTE_DELETE = Operation("route_delete", "DELETE", "/v1/routes/{service}", OfService, Done)
-HEADER_ROUTES = Operation("header_routes", "GET", "/v1/routes/{service}/headers", OfService, HeaderRoutes)
-HEADER_ROUTE_SET = Operation("header_route_set", "PUT", "/v1/routes/{service}/headers", SetHeaderRoute,
-                             HeaderRouteChanged)
-HEADER_ROUTE_DELETE = Operation("header_route_delete", "DELETE", "/v1/routes/{service}/headers/{header}",
-                                OfHeaderRoute, Done)
-GATEWAY_ROUTES = Operation("gateway_routes", "GET", "/v1/gateway-routes", Nothing, GatewayRoutes)
-GATEWAY_ROUTE_SET = Operation("gateway_route_set", "PUT", "/v1/gateway-routes/{name}", SetGatewayRoute,
-                              GatewayRouteSet)
-GATEWAY_ROUTE_DELETE = Operation("gateway_route_delete", "DELETE", "/v1/gateway-routes/{name}", OfGatewayRoute, Done)
-VERSIONS = Operation("versions", "GET", "/v1/services/{service}/versions", OfService, Versions)
-VERSION_DELETE = Operation("version_delete", "DELETE", "/v1/services/{service}/versions/{version}", OfVersion, Done)
-STATS = Operation("stats", "GET", "/v1/services/{service}/stats", OfService, Stats)
-ROLLOUT_START = Operation("rollout_start", "POST", "/v1/rollouts/{service}", StartRollout, Document, 201)
-ROLLOUT_STATUS = Operation("rollout_status", "GET", "/v1/rollouts/{service}", OfService, Document)
-ROLLOUT_CONTROL = Operation("rollout_control", "POST", "/v1/rollouts/{service}/{action}", ControlRollout, Document)
+STATUS: Operation[Nothing, dict[str, Any]] = Operation("status", "GET", "/v1/status", Nothing, "dict[str, Any]")
+SHUTDOWN: Operation[Nothing, None] = Operation("shutdown", "POST", "/v1/shutdown", Nothing, "None", 202)
+MESH_CONFIG: Operation[Nothing, dict[str, Any] | None] = Operation(
+    "mesh_config", "GET", "/v1/config", Nothing, "dict[str, Any] | None")
+BACKENDS: Operation[Nothing, dict[str, tuple[str, ...]]] = Operation(
+    "backends", "GET", "/v1/backends", Nothing, "dict[str, tuple[str, ...]]")
+METRICS: Operation[Nothing, bytes] = Operation("metrics", "GET", "/metrics", Nothing, TEXT_PAGE)
+PIPELINE_CREATE: Operation[OfService, PipelineInfo] = Operation(
+    "pipeline_create", "POST", "/v1/pipelines", OfService, "PipelineInfo", 201)
+PIPELINE_DELETE: Operation[OfService, None] = Operation(
+    "pipeline_delete", "DELETE", "/v1/pipelines/{service}", OfService, "None")
+PIPELINE_RUNS: Operation[OfService, tuple[PipelineRun, ...]] = Operation(
+    "pipeline_runs", "GET", "/v1/pipelines/{service}/runs", OfService, "tuple[PipelineRun, ...]")
+PIPELINE_RUN: Operation[OfRun, PipelineRun] = Operation(
+    "pipeline_run", "GET", "/v1/pipelines/{service}/runs/{run_id}", OfRun, "PipelineRun")
+PUSH: Operation[Push, StartedRun] = Operation("push", "POST", "/v1/push", Push, "StartedRun", 201)
+ROUTE_SHOW: Operation[OfService, Route | None] = Operation(
+    "route_show", "GET", "/v1/routes/{service}", OfService, "Route | None")
+ROUTE_VIEW: Operation[OfService, RouteView] = Operation(
+    "route_view", "GET", "/v1/routes/{service}/view", OfService, "RouteView")
+ROUTE_SET: Operation[SetRoute, RouteChanged] = Operation(
+    "route_set", "PUT", "/v1/routes/{service}", SetRoute, "RouteChanged")
+ROUTE_DELETE: Operation[OfService, None] = Operation("route_delete", "DELETE", "/v1/routes/{service}", OfService, "None")
+HEADER_ROUTES: Operation[OfService, tuple[HeaderRoute, ...]] = Operation(
+    "header_routes", "GET", "/v1/routes/{service}/headers", OfService, "tuple[HeaderRoute, ...]")
+HEADER_ROUTE_SET: Operation[SetHeaderRoute, HeaderRouteChanged] = Operation(
+    "header_route_set", "PUT", "/v1/routes/{service}/headers", SetHeaderRoute, "HeaderRouteChanged")
+HEADER_ROUTE_DELETE: Operation[OfHeaderRoute, None] = Operation(
+    "header_route_delete", "DELETE", "/v1/routes/{service}/headers/{header}", OfHeaderRoute, "None")
+GATEWAY_ROUTES: Operation[Nothing, tuple[GatewayRoute, ...]] = Operation(
+    "gateway_routes", "GET", "/v1/gateway-routes", Nothing, "tuple[GatewayRoute, ...]")
+GATEWAY_ROUTE_SET: Operation[SetGatewayRoute, GatewayRoute] = Operation(
+    "gateway_route_set", "PUT", "/v1/gateway-routes/{name}", SetGatewayRoute, "GatewayRoute")
+GATEWAY_ROUTE_DELETE: Operation[OfGatewayRoute, None] = Operation(
+    "gateway_route_delete", "DELETE", "/v1/gateway-routes/{name}", OfGatewayRoute, "None")
+VERSIONS: Operation[OfService, tuple[VersionInfo, ...]] = Operation(
+    "versions", "GET", "/v1/services/{service}/versions", OfService, "tuple[VersionInfo, ...]")
+VERSION_DELETE: Operation[OfVersion, None] = Operation(
+    "version_delete", "DELETE", "/v1/services/{service}/versions/{version}", OfVersion, "None")
+STATS: Operation[OfService, ServiceStats] = Operation(
+    "stats", "GET", "/v1/services/{service}/stats", OfService, "ServiceStats")
+ROLLOUT_START: Operation[StartRollout, dict[str, Any]] = Operation(
+    "rollout_start", "POST", "/v1/rollouts/{service}", StartRollout, "dict[str, Any]", 201)
+ROLLOUT_STATUS: Operation[OfService, dict[str, Any]] = Operation(
+    "rollout_status", "GET", "/v1/rollouts/{service}", OfService, "dict[str, Any]")
+ROLLOUT_CONTROL: Operation[ControlRollout, dict[str, Any]] = Operation(
+    "rollout_control", "POST", "/v1/rollouts/{service}/{action}", ControlRollout, "dict[str, Any]")
 
 OPERATIONS: tuple[Operation[Any, Any], ...] = (
     STATUS, SHUTDOWN, MESH_CONFIG, BACKENDS, METRICS,
