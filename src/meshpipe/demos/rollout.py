@@ -178,6 +178,18 @@ class RolloutWalkthrough(Narrator):
         return {f"{v} {s or 'no answer'}": n - before.get((v, s), 0) for (v, s), n in sorted(now.items())
                 if n - before.get((v, s), 0)}
 
+    def release(self, kind: str, expected: str, message: str, *args: str) -> tuple[str, dict[str, Any]]:
+        """Push the manifest with ``args`` and follow the new version's rollout to its end, which must be
+        ``expected``; what the traffic got meanwhile is kept as ``served[kind]``."""
+        assert self.traffic is not None
+        before = self.traffic.snapshot()
+        version = self.push(manifest(*args, interval=self.interval), message)
+        outcome = self.follow(version)
+        self.result.served[kind] = self.served_since(before)
+        if outcome["status"] != expected:
+            raise DemoError(f"the {kind} version was {outcome['status']}, not {expected}: {outcome['reason']}")
+        return version, outcome
+
     def run(self) -> RolloutDemoResult:
         r = self.result
         started = time.monotonic()
@@ -208,12 +220,7 @@ class RolloutWalkthrough(Narrator):
 
         started = time.monotonic()
         self.title("3. A bad version: one request in five answers 500")
-        before = self.traffic.snapshot()
-        r.bad = self.push(manifest("-g Oops", "--fail-rate 0.2", interval=self.interval), "Oops: a bad change")
-        r.bad_outcome = self.follow(r.bad)
-        r.served["bad"] = self.served_since(before)
-        if r.bad_outcome["status"] != "rolled-back":
-            raise DemoError(f"the bad version was {r.bad_outcome['status']}, not rolled back")
+        r.bad, r.bad_outcome = self.release("bad", "rolled-back", "Oops: a bad change", "-g Oops", "--fail-rate 0.2")
         self.say(f"rolled back by itself: {r.bad_outcome['reason']}", "bold red")
         self.say("answers while it ran: " + ", ".join(f"{k}: {n}" for k, n in r.served["bad"].items()))
         self.say("(the mesh retried most of the 500s on another try, so clients saw few of them; the rollout "
@@ -222,12 +229,7 @@ class RolloutWalkthrough(Narrator):
 
         started = time.monotonic()
         self.title("4. A good version: a new greeting")
-        before = self.traffic.snapshot()
-        r.good = self.push(manifest("-g Yo", interval=self.interval), "New greeting")
-        r.good_outcome = self.follow(r.good)
-        r.served["good"] = self.served_since(before)
-        if r.good_outcome["status"] != "promoted":
-            raise DemoError(f"the good version was {r.good_outcome['status']}: {r.good_outcome['reason']}")
+        r.good, r.good_outcome = self.release("good", "promoted", "New greeting", "-g Yo")
         self.say(f"promoted by itself after {len(r.good_outcome['windows'])} passed windows", "bold green")
         self.say("answers while it ran: " + ", ".join(f"{k}: {n}" for k, n in r.served["good"].items()))
         self.command(f"meshpipe rollout status {SERVICE} --env {ENV}")

@@ -85,18 +85,17 @@ class _Driver:
     rollout: m.Rollout | None = None
 
 
+@dataclass(eq=False)
 class RolloutController:
-    def __init__(self, store: StateStore, environment: str, publish: PublishFn, snapshot: SnapshotFn,
-                 call_hooks: HooksFn, bounds: Sequence[float], clock: Clock = time.time) -> None:
-        self.store = store
-        self.environment = environment
-        self.publish = publish
-        self.snapshot = snapshot
-        self.call_hooks = call_hooks
-        self.bounds = bounds
-        self.clock = clock
-        self.drivers: dict[str, _Driver] = {}
-        self.stopping = False
+    store: StateStore
+    environment: str
+    publish: PublishFn
+    snapshot: SnapshotFn
+    call_hooks: HooksFn
+    bounds: Sequence[float]
+    clock: Clock = time.time
+    drivers: dict[str, _Driver] = field(default_factory=dict, init=False)
+    stopping: bool = field(default=False, init=False)
 
     def _driver(self, service: str) -> _Driver:
         driver = self.drivers.get(service)
