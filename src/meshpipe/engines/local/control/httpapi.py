@@ -13,17 +13,13 @@ matching meshpipe error.
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshpipe.engines.local.control.operations import METRICS, OPERATIONS, TEXT_PAGE, Operation, Req, Res
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-
-log = logging.getLogger("meshpipe.daemon")
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 METRICS_PATH = METRICS.path
@@ -62,11 +58,35 @@ def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
     return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
+def _http_problem(request: Any, exc: Any) -> Any:
+    """aiohttp's own refusals (no such endpoint, a method it does not take, a body over the limit) in the
+    API's error form, so that every error a client gets is JSON with ``error``."""
+    if exc.status == 404:
+        kind, message = "not_found", f"no endpoint {request.method} {request.path[:200]}"
+    elif exc.status == 405:
+        kind, message = "user", f"{request.method[:20]} is not allowed on {request.path[:200]}"
+    elif exc.status == 413:
+        kind, message = "user", f"request body is over the limit of {MAX_BODY_BYTES} bytes"
+    else:
+        kind, message = "user", exc.reason or f"HTTP {exc.status}"
+    response = _problem(kind, message, "see the endpoints in the API reference (docs/local-engine.md)"
+                        if exc.status in (404, 405) else None, exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 def make_control_app(target: object, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API: each operation's request goes to ``target``'s method of
     the same name (the daemon's ``ControlApi``). ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
+    # Here, not at the top: the client half of this module is what a read command loads.
+    import hmac
+    import logging
+
     from aiohttp import web
+
+    log = logging.getLogger("meshpipe.daemon")
 
     expected = f"Bearer {token}".encode()
     scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
@@ -90,8 +110,10 @@ def make_control_app(target: object, token: str, metrics_token: str | None = Non
                                     f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_problem(request, exc)
         except MeshpipeError as exc:
             kind, status = error_kind(exc)
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
@@ -114,11 +136,11 @@ def make_control_app(target: object, token: str, metrics_token: str | None = Non
         return data
 
     def handler(op: Operation[Any, Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
-        answer = getattr(target, op.name)
         reads_body = op.body_fields
 
         async def handle(request: web.Request) -> web.Response:
             given = await body(request) if reads_body else {}
+            answer = getattr(target, op.name)
             result = op.encode(await answer(op.parse(request.match_info, request.query, given)))
             if op.result == TEXT_PAGE:
                 return web.Response(body=result, headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -133,6 +155,40 @@ def make_control_app(target: object, token: str, metrics_token: str | None = Non
         else:
             app.router.add_route(op.method, op.path, handler(op))
     return app
+
+
+def control_runner(app: Any, **kwargs: Any) -> Any:
+    """An aiohttp runner of the control app whose refusals of malformed HTTP (a bad method, a broken
+    request line or header, which aiohttp's parser answers before any handler or middleware runs) are
+    JSON with ``error`` too, like every other error of the API.
+
+    aiohttp offers no setting for that answer; its connection handler's ``handle_error`` makes it, so the
+    runner's server hands out a subclass that rewrites it (aiohttp is pinned; the control-API fuzz test
+    sends such requests)."""
+    from aiohttp import web, web_protocol, web_server
+
+    class JsonErrorHandler(web_protocol.RequestHandler):
+        def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            super().handle_error(request, status, exc, message)  # logs it, and checks nothing was sent yet
+            first = (message or "").strip().splitlines()[0].rstrip(":") if (message or "").strip() else ""
+            kind = "user" if status < 500 else "operation"
+            text = f"malformed HTTP request: {first[:200]}" if status < 500 and first else f"HTTP {status}"
+            response = web.json_response({"error": {"kind": kind, "message": text, "hint": None}}, status=status)
+            response.force_close()
+            return response
+
+    class JsonErrorServer(web_server.Server):
+        def __call__(self) -> web_protocol.RequestHandler:
+            return JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+    class Runner(web.AppRunner):
+        async def _make_server(self) -> web_server.Server:
+            server = await super()._make_server()
+            server.__class__ = JsonErrorServer
+            return server
+
+    return Runner(app, **kwargs)
 
 
 # --- client --------------------------------------------------------------------------------------------

@@ -4,11 +4,11 @@
 and gets the result back typed; the control API's server (``httpapi.make_control_app``) routes each row
 to the daemon's method of the same name (``ControlApi``), which takes the request and returns the result.
 A request's fields travel by name: those named in the path in the path, the others in the query string
-(GET, DELETE) or in a JSON body (POST, PUT); a result knows its own JSON form (``to_json``/``from_json``).
+(GET, DELETE) or in a JSON body (POST, PUT). A result is named by its type as the daemon's method declares
+it, and that name is its wire form (``FIELD_FORMS``).
 
-Three results are documents rather than records: the environment's status, a rollout's view and the mesh
-config. They are shown as they are (``--format json``, the dashboard's pages, the proxies), so their
-result types carry the document whole.
+The routing and pipeline types are imported where a value is built, not at the top: ``meshpipe versions``,
+a read command, loads this module and needs neither.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
-from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult, StartedRun
+
+if TYPE_CHECKING:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats
+    from meshpipe.pipeline.runs import PipelineRun, StartedRun
 
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
 LATEST = "latest"  # the run id that names a service's newest run
@@ -47,6 +49,8 @@ def route_to_json(route: Route | None) -> dict[str, Any] | None:
 
 
 def route_from_json(data: dict[str, Any] | None) -> Route | None:
+    from meshpipe.mesh.routing import Route, WeightedTarget
+
     if data is None:
         return None
     return Route(service=data["service"],
@@ -63,6 +67,9 @@ def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
 
 
 def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, WeightedTarget
+
     return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
                        targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
                        priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
@@ -74,6 +81,8 @@ def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
 
 
 def gateway_route_from_json(data: dict[str, Any]) -> GatewayRoute:
+    from meshpipe.mesh.routing import GatewayRoute
+
     return GatewayRoute(name=data["name"], prefix=data["prefix"], service=data["service"],
                         namespace=data["namespace"], rewrite_prefix=bool(data["rewrite_prefix"]))
 
@@ -86,6 +95,8 @@ def run_to_json(run: PipelineRun) -> dict[str, Any]:
 
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
+    from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
                        status=RunStatus(data["status"]), started_at=data["started_at"],
                        finished_at=data.get("finished_at"),
@@ -98,7 +109,8 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
     return VersionInfo(service=data["service"], version=data["version"], commit=data["commit"],
                        stack_name=data["stack_name"], status=data["status"], weight=int(data["weight"]),
                        created_at=data.get("created_at"), healthy_tasks=data.get("healthy_tasks"),
-                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"))
+                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"),
+                       scaled_down=bool(data.get("scaled_down", False)))
 
 
 # --- requests ------------------------------------------------------------------------------------------
@@ -115,6 +127,12 @@ class Nothing:
 @dataclass(frozen=True)
 class OfService:
     service: str
+
+
+@dataclass(frozen=True)
+class DeletePipeline:
+    service: str
+    delete_repo: bool = False  # the config repo goes too (else it is kept, with its history)
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,13 @@ class OfVersion:
     service: str
     version: str
     force: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleVersion:
+    service: str
+    version: str
+    tasks: int
 
 
 @dataclass(frozen=True)
@@ -209,6 +234,8 @@ def _flag(value: Any, name: str) -> bool:
 
 
 def _targets(value: Any, name: str) -> tuple[WeightedTarget, ...]:
+    from meshpipe.mesh.routing import WeightedTarget
+
     if not isinstance(value, list):
         raise UserError(f"request field {name!r} must be a list")
     out = []
@@ -220,6 +247,8 @@ def _targets(value: Any, name: str) -> tuple[WeightedTarget, ...]:
 
 
 def _headers(value: Any, name: str) -> tuple[HeaderMatch, ...]:
+    from meshpipe.mesh.headers import HeaderMatch
+
     if not isinstance(value, list):
         raise UserError(f"request field {name!r} must be a list")
     out = []
@@ -246,12 +275,22 @@ FIELD_FORMS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, str], Any]]] =
 }
 
 
+def _check_service(value: str) -> None:
+    from meshpipe.mesh.routing import check_service
+
+    check_service(value)
+
+
 def _check_version(value: str) -> None:
+    from meshpipe.mesh.routing import VERSION_RE
+
     if not VERSION_RE.match(value):
         raise UserError(f"{value[:60]!r} is not a version id: {VERSION_RE.pattern[1:-2]}")
 
 
 def _check_gateway_route_name(value: str) -> None:
+    from meshpipe.mesh.routing import NAME_RE
+
     if not NAME_RE.match(value):
         raise UserError(f"{value[:60]!r} is not a gateway route name: letters, digits, '_', '.', '-', up to 255")
 
@@ -263,8 +302,8 @@ def _check_run_id(value: str) -> None:
 
 # A name taken from a request's path is refused (400) unless it has the form such a name has: no ``..``,
 # ``/``, NUL or a thousand characters reach a lookup, a log line or a file name.
-PATH_NAMES: dict[str, Callable[[str], object]] = {
-    "service": check_service, "version": _check_version, "name": _check_gateway_route_name, "run_id": _check_run_id,
+PATH_NAMES: dict[str, Callable[[str], None]] = {
+    "service": _check_service, "version": _check_version, "name": _check_gateway_route_name, "run_id": _check_run_id,
 }
 
 
@@ -325,6 +364,18 @@ def _record(cls: type[Any]) -> Form:
     return encode, decode
 
 
+def _started_run(data: dict[str, Any]) -> StartedRun:
+    from meshpipe.pipeline.runs import StartedRun
+
+    return StartedRun(str(data["run_id"]), str(data["service"]), str(data["commit"]))
+
+
+def _service_stats(data: dict[str, Any]) -> ServiceStats:
+    from meshpipe.mesh.stats import ServiceStats
+
+    return ServiceStats.from_json(data)
+
+
 def _many(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Form:
     return (lambda items: [encode(i) for i in items]), (lambda data, name: tuple(decode(i) for i in data))
 
@@ -334,7 +385,7 @@ def _one(encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Form:
 
 
 FIELD_FORMS.update({
-    "None": ((lambda _: {"done": True}), (lambda data, name: None)),
+    "None": ((lambda _: {"deleted": True}), (lambda data, name: None)),  # every such operation deletes
     "int | None": (_plain, lambda v, name: None if v is None else _int(v, name)),
     "float": (_plain, lambda v, name: float(v)),
     "bytes": (_plain, lambda v, name: bytes(v)),
@@ -346,8 +397,7 @@ FIELD_FORMS.update({
     "PipelineInfo": _one(dataclasses.asdict, lambda d: PipelineInfo(**d)),
     "PipelineRun": _one(run_to_json, run_from_json),
     "tuple[PipelineRun, ...]": _many(run_to_json, run_from_json),
-    "StartedRun": _one(dataclasses.asdict, lambda d: StartedRun(str(d["run_id"]), str(d["service"]),
-                                                                str(d["commit"]))),
+    "StartedRun": _one(dataclasses.asdict, _started_run),
     "Route": _one(route_to_json, route_from_json),
     "Route | None": _one(route_to_json, route_from_json),
     "HeaderRoute": _one(header_route_to_json, header_route_from_json),
@@ -355,7 +405,7 @@ FIELD_FORMS.update({
     "GatewayRoute": _one(gateway_route_to_json, gateway_route_from_json),
     "tuple[GatewayRoute, ...]": _many(gateway_route_to_json, gateway_route_from_json),
     "tuple[VersionInfo, ...]": _many(dataclasses.asdict, version_from_json),
-    "ServiceStats": _one(dataclasses.asdict, ServiceStats.from_json),
+    "ServiceStats": _one(dataclasses.asdict, _service_stats),
 })
 FIELD_FORMS.update({cls.__name__: _record(cls) for cls in (PushReport, RouteView, RouteChanged, HeaderRouteChanged)})
 
@@ -438,7 +488,8 @@ class Operation(Generic[Req, Res]):
 
 
 STATUS: Operation[Nothing, dict[str, Any]] = Operation("status", "GET", "/v1/status", Nothing, "dict[str, Any]")
-SHUTDOWN: Operation[Nothing, None] = Operation("shutdown", "POST", "/v1/shutdown", Nothing, "None", 202)
+SHUTDOWN: Operation[Nothing, dict[str, Any]] = Operation("shutdown", "POST", "/v1/shutdown", Nothing,
+                                                         "dict[str, Any]", 202)
 MESH_CONFIG: Operation[Nothing, dict[str, Any] | None] = Operation(
     "mesh_config", "GET", "/v1/config", Nothing, "dict[str, Any] | None")
 BACKENDS: Operation[Nothing, dict[str, tuple[str, ...]]] = Operation(
@@ -446,8 +497,8 @@ BACKENDS: Operation[Nothing, dict[str, tuple[str, ...]]] = Operation(
 METRICS: Operation[Nothing, bytes] = Operation("metrics", "GET", "/metrics", Nothing, TEXT_PAGE)
 PIPELINE_CREATE: Operation[OfService, PipelineInfo] = Operation(
     "pipeline_create", "POST", "/v1/pipelines", OfService, "PipelineInfo", 201)
-PIPELINE_DELETE: Operation[OfService, None] = Operation(
-    "pipeline_delete", "DELETE", "/v1/pipelines/{service}", OfService, "None")
+PIPELINE_DELETE: Operation[DeletePipeline, None] = Operation(
+    "pipeline_delete", "DELETE", "/v1/pipelines/{service}", DeletePipeline, "None")
 PIPELINE_RUNS: Operation[OfService, tuple[PipelineRun, ...]] = Operation(
     "pipeline_runs", "GET", "/v1/pipelines/{service}/runs", OfService, "tuple[PipelineRun, ...]")
 PIPELINE_RUN: Operation[OfRun, PipelineRun] = Operation(
@@ -476,6 +527,8 @@ VERSIONS: Operation[OfService, tuple[VersionInfo, ...]] = Operation(
     "versions", "GET", "/v1/services/{service}/versions", OfService, "tuple[VersionInfo, ...]")
 VERSION_DELETE: Operation[OfVersion, None] = Operation(
     "version_delete", "DELETE", "/v1/services/{service}/versions/{version}", OfVersion, "None")
+VERSION_SCALE: Operation[ScaleVersion, dict[str, Any]] = Operation(
+    "version_scale", "POST", "/v1/services/{service}/versions/{version}/scale", ScaleVersion, "dict[str, Any]")
 STATS: Operation[OfService, ServiceStats] = Operation(
     "stats", "GET", "/v1/services/{service}/stats", OfService, "ServiceStats")
 ROLLOUT_START: Operation[StartRollout, dict[str, Any]] = Operation(
@@ -490,7 +543,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     PIPELINE_CREATE, PIPELINE_DELETE, PIPELINE_RUNS, PIPELINE_RUN, PUSH,
     ROUTE_SHOW, ROUTE_VIEW, ROUTE_SET, ROUTE_DELETE, HEADER_ROUTES, HEADER_ROUTE_SET, HEADER_ROUTE_DELETE,
     GATEWAY_ROUTES, GATEWAY_ROUTE_SET, GATEWAY_ROUTE_DELETE,
-    VERSIONS, VERSION_DELETE, STATS,
+    VERSIONS, VERSION_DELETE, VERSION_SCALE, STATS,
     ROLLOUT_START, ROLLOUT_STATUS, ROLLOUT_CONTROL,
 )
 

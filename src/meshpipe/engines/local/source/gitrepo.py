@@ -48,6 +48,12 @@ def create_bare_repo(path: Path, hook_argv: list[str], branch: str = DEFAULT_BRA
     install_post_receive_hook(path, hook_argv)
 
 
+def has_commits(repo: Path) -> bool:
+    """Whether ``repo`` is a git repository with at least one commit on any branch."""
+    proc = run_git(["rev-list", "--all", "--max-count=1"], cwd=Path(repo), check=False)
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def head_commit(repo: Path) -> str | None:
     """The commit HEAD points at, or None for an empty repository."""
     return resolve_ref(repo, "HEAD")

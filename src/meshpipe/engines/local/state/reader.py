@@ -53,6 +53,12 @@ class VersionRow:
     run_id: str | None
     created_at: str
     updated_at: str
+    scale_down_at: float | None = None  # when a rollout's loser is to be scaled to zero (epoch seconds)
+    scaled_down_at: str | None = None  # since when it runs no task (None: it runs desired_tasks)
+
+    @property
+    def scaled_down(self) -> bool:
+        return self.scaled_down_at is not None
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,11 @@ class EventRow:
     service: str | None
     version: str | None
     message: str
+
+
+def _optional(r: sqlite3.Row, column: str) -> Any:
+    """A column a state.db written by an earlier meshpipe may lack (the reader does not migrate it)."""
+    return r[column] if column in r.keys() else None  # noqa: SIM118 (in on a Row looks at its values)
 
 
 class StateReads:
@@ -120,7 +131,8 @@ class StateReads:
     def _version_row(r: sqlite3.Row) -> VersionRow:
         return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
                           r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
-                          r["run_id"], r["created_at"], r["updated_at"])
+                          r["run_id"], r["created_at"], r["updated_at"], _optional(r, "scale_down_at"),
+                          _optional(r, "scaled_down_at"))
 
     def processes(self) -> list[ProcessRow]:
         return [ProcessRow(r["pid"], r["started"], r["role"], r["task_id"], json.loads(r["argv"]))
