@@ -187,3 +187,13 @@ def test_the_client_and_the_server_speak_through_the_same_rows(served: tuple[Fak
     with pytest.raises(UserError):  # the wrong token opens nothing
         ControlClient(port, "wrong", timeout=10).call(ops.ROUTE_SET, ops.SetRoute("hello-web", ROUTE.targets))
     assert len(daemon.asked) == 2
+
+
+def test_a_flag_is_text_only_in_a_query_string() -> None:
+    # In a query string everything is text: "1", "true" and "yes" say yes.
+    assert ops.VERSION_DELETE.parse({"service": "hello-web", "version": "0a1b2c3d"}, {"force": "yes"}, {}).force
+    # In a JSON body a flag is true or false, and text is refused rather than guessed at.
+    with pytest.raises(UserError) as err:
+        ops.GATEWAY_ROUTE_SET.parse({"name": "web"}, {}, {"prefix": "/web", "service": "hello-web",
+                                                          "rewrite_prefix": "yes"})
+    assert "'rewrite_prefix' must be true or false" in err.value.message

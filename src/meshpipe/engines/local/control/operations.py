@@ -218,18 +218,23 @@ def _maybe_text(value: Any, name: str) -> str | None:
 
 
 def _int(value: Any, name: str) -> int:
-    if isinstance(value, str) and value.isdigit() and len(value) < 10:
-        return int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise UserError(f"request field {name!r} must be a int")
     return value
 
 
 def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, str):  # from a query string
-        return value.lower() in ("1", "true", "yes")
     if not isinstance(value, bool):
         raise UserError(f"request field {name!r} must be true or false")
+    return value
+
+
+def _from_query(kind: str, value: str) -> Any:
+    """A query string's text as the JSON value a body would hold (a query string has only text)."""
+    if kind == "bool":
+        return value.lower() in ("1", "true", "yes")
+    if kind == "int" and value.isdigit() and len(value) < 10:
+        return int(value)
     return value
 
 
@@ -478,10 +483,12 @@ class Operation(Generic[Req, Res]):
                     PATH_NAMES[f.name](value)
                 given[f.name] = value
                 continue
-            source = query if self.method in ("GET", "DELETE") else body
+            in_query = self.method in ("GET", "DELETE")
+            source = query if in_query else body
             decode = FIELD_FORMS[str(f.type)][1]
             if f.name in source:
-                given[f.name] = decode(source[f.name], f.name)
+                value = _from_query(str(f.type), source[f.name]) if in_query else source[f.name]
+                given[f.name] = decode(value, f.name)
             elif f.default is dataclasses.MISSING:
                 decode(None, f.name)  # says what the missing field must be
         return self.request(**given)
