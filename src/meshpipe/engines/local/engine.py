@@ -38,6 +38,7 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.httpapi import ControlClient, DaemonUnreachable
+from meshpipe.engines.local.control.reads import environment_details
 from meshpipe.engines.local.state.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
 from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.state.options import LocalOptions, write_options
@@ -267,16 +268,8 @@ class LocalEngine:
         return self._info(env, paths, status)
 
     def _info(self, env: str, paths: EnvPaths, status: dict[str, Any]) -> EnvironmentInfo:
-        details = {"home": str(paths.root), "namespace": status["namespace"],
-                   "daemon": f"running (pid {status['daemon']['pid']})",
-                   "gateway": "live" if status["gateway"]["live"] else "not live"}
-        for svc in status["services"]:
-            versions = ", ".join(f"{v['version']} {v['status']} {v['healthy_tasks']}/{v['desired_tasks']} tasks "
-                                 f"weight {v['weight']}" for v in svc["versions"]) or "no versions"
-            details[f"service {svc['name']}"] = f"{svc['virtual_service']}: {versions}"
-        for gr in status["gateway_routes"]:
-            details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
-        return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
+        return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"],
+                               environment_details(str(paths.root), status))
 
     def env_list(self) -> list[str]:
         """The environments under this engine's home."""
