@@ -152,13 +152,16 @@ def test_a_read_command_error_reads_as_the_full_command_line_says_it(fake_daemon
 def _wire_answers() -> dict[str, object]:
     from meshpipe.engines.base import VersionInfo
     from meshpipe.engines.local.control import operations as ops
-    from meshpipe.mesh.routing import Route, WeightedTarget
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, Route, WeightedTarget
     from meshpipe.mesh.stats import ServiceStats, VersionStats
 
     versions = (VersionInfo(**{**VERSION, "reason": "health check never passed"}),
                 VersionInfo("svc", "0badc0de", "0badc0de" * 5, "demo-svc-0badc0de", "CREATE_COMPLETE", 0,
                             scaled_down=True))
     route = Route("svc", (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10)), method="GET")
+    preview = HeaderRoute("hdr", (HeaderMatch("x-canary", "always"), HeaderMatch("x-user", "b", "prefix")),
+                          (WeightedTarget("0badc0de", 100),))
     stats = ServiceStats("svc", {"e9d5f17a": VersionStats(12, 1, 2, 0, {"2xx": 11, "5xx": 1}, 3.5, 9.25, 11.0, 4.0),
                                  "0badc0de": VersionStats()}, 3, 3)
     status = {"environment": "demo", "namespace": "demo.local", "daemon": {"pid": 4242},
@@ -170,6 +173,8 @@ def _wire_answers() -> dict[str, object]:
     return {"/v1/services/svc/versions": ops.VERSIONS.encode(versions),
             "/v1/routes/svc/view": ops.ROUTE_VIEW.encode(ops.RouteView(route, ())),
             "/v1/routes/bare/view": ops.ROUTE_VIEW.encode(ops.RouteView(None, ())),
+            "/v1/routes/hdr/view": ops.ROUTE_VIEW.encode(ops.RouteView(route, (preview,))),
+            "/v1/routes/hdr": ops.ROUTE_SHOW.encode(route), "/v1/routes/hdr/headers": ops.HEADER_ROUTES.encode((preview,)),
             # what the full command line asks instead (route, then header routes)
             "/v1/routes/svc": ops.ROUTE_SHOW.encode(route), "/v1/routes/bare": ops.ROUTE_SHOW.encode(None),
             "/v1/routes/svc/headers": ops.HEADER_ROUTES.encode(()), "/v1/routes/bare/headers": [],
@@ -178,7 +183,8 @@ def _wire_answers() -> dict[str, object]:
 
 
 @pytest.mark.parametrize("argv", [
-    ["versions", "svc"], ["route", "show", "svc"], ["route", "show", "bare"], ["env", "status"], ["stats", "svc"],
+    ["versions", "svc"], ["route", "show", "svc"], ["route", "show", "bare"], ["route", "show", "hdr"], ["env", "status"],
+    ["stats", "svc"],
 ])
 @pytest.mark.parametrize("form", ["text", "json"])
 def test_each_read_prints_what_the_full_command_line_prints(fake_daemon: dict[str, str], argv: list[str],

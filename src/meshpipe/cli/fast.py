@@ -8,6 +8,10 @@ would cost ten times that. :func:`run` takes the plain forms of these commands (
 synth's own options) and answers them through :mod:`meshpipe.cli.readouts`, exactly as the Typer
 commands do. Anything else (``--help``, another engine, an option it does not know, a daemon that is
 not running and must be started) returns None, and the full command line handles it.
+
+A read takes the daemon's JSON through ``meshpipe.engines.daemon_read`` and prints it from that JSON, so it
+loads neither the engine's operation table and types nor typing, dataclasses or pathlib (each costs a
+read about as much as starting Python); only header routes are decoded to the routing types to be shown.
 """
 
 from __future__ import annotations
@@ -164,7 +168,20 @@ def run(argv: Sequence[str]) -> int | None:
         return None  # no daemon answering: the full command line starts it, saying so
     if read == "route_view":
         if found["header_routes"]:
-            return None  # header routes are printed from the routing types: the full command line does it
+            # Header routes are printed from the routing types (their JSON and description): decoded here.
+            from meshpipe.engines import route_view_typed
+
+            try:
+                view = route_view_typed(found)
+            except (KeyError, TypeError, ValueError):
+                return None  # an answer this meshpipe does not read: the full command line says so
+            if as_json:
+                readouts.print_json(readouts.route_view_json(view))
+            else:
+                out = readouts.Text(sys.stdout)
+                readouts.route_view_text(view, arg, out)
+                out.write()
+            return 0
         found = found["route"]
     if as_json:
         readouts.print_json(found)
@@ -173,7 +190,7 @@ def run(argv: Sequence[str]) -> int | None:
     if read == "versions":
         readouts.versions_text([SimpleNamespace(**v) for v in found], arg, out)
     elif read == "route_view":
-        readouts.route_view_text((_route(found, arg), ()), arg, out)
+        readouts.route_view_text((_route(found), ()), arg, out)
     elif read == "env_status":
         readouts.env_text(SimpleNamespace(**found), out)
     else:
@@ -183,7 +200,7 @@ def run(argv: Sequence[str]) -> int | None:
     return 0
 
 
-def _route(found: dict[str, Any] | None, service: str) -> Any:
+def _route(found: dict[str, Any] | None) -> Any:
     """A route's JSON as ``readouts.route_text`` reads a ``meshpipe.mesh.routing.Route``."""
     if found is None:
         return None
@@ -192,5 +209,5 @@ def _route(found: dict[str, Any] | None, service: str) -> Any:
     targets = [SimpleNamespace(version=t["version"], weight=t["weight"],
                                virtual_node=lambda svc, version=t["version"]: naming.virtual_node_name(svc, version))
                for t in found["targets"]]
-    return SimpleNamespace(**{**found, "targets": targets, "name": naming.route_name(service),
-                              "router": naming.virtual_router_name(service)})
+    return SimpleNamespace(**{**found, "targets": targets, "name": naming.route_name(found["service"]),
+                              "router": naming.virtual_router_name(found["service"])})

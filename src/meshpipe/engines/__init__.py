@@ -48,3 +48,12 @@ def daemon_read(name: str, env: str, read: str, service: str = "") -> Any:
 
         raise error_from_json(status, answer)
     return answer
+
+
+def route_view_typed(answer: Any) -> tuple[Any, list[Any]]:
+    """A local daemon's ``route_view`` answer (from :func:`daemon_read`) as the engine's ``route_view`` returns
+    it: the Route (or None) and the HeaderRoutes. Loads the routing types, which the plain route does not need."""
+    from meshpipe.engines.local.control.operations import ROUTE_VIEW
+
+    view = ROUTE_VIEW.decode(answer)
+    return view.route, list(view.header_routes)
