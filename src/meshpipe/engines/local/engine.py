@@ -41,7 +41,6 @@ from meshpipe.engines.local.control.httpapi import ControlClient, DaemonUnreacha
 from meshpipe.engines.local.state.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
 from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.state.options import LocalOptions, write_options
-from meshpipe.engines.local.state.reader import StateReader
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 
@@ -294,6 +293,8 @@ class LocalEngine:
                 pass  # recorded but not answering: reported as stopped, from state.db
             else:
                 return self._info(env, paths, status)
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
+
         with StateReader(paths.state_db) as state:
             row = state.environment()
             details = {"home": str(paths.root), "daemon": "not running (any other command starts it again)"}
@@ -341,6 +342,8 @@ class LocalEngine:
     def _leftovers(self, paths: EnvPaths) -> list[tuple[int, str | None]]:
         found: dict[int, str | None] = {}
         if paths.state_db.exists():
+            from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
+
             with StateReader(paths.state_db) as state:
                 for row in state.processes():
                     found[row.pid] = row.started or None
@@ -569,6 +572,8 @@ class LocalEngine:
         from meshpipe.engines.local.observe.logs import log_files
 
         paths = self._existing(env)
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
+
         with StateReader(paths.state_db) as state:
             state.require_service(service)
             if version is not None and state.version(service, version) is None:
@@ -610,6 +615,8 @@ class LocalEngine:
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
+
         with StateReader(self._existing(env).state_db) as state:
             return [Event(e.at, e.kind, e.service, e.version, e.message)
                     for e in state.events(limit=limit, service=service)]
