@@ -528,11 +528,12 @@ class LocalEngine:
             raise OperationError(f"environment {env} has no ingress yet")
         return str(url)
 
-    def stats(self, env: str, service: str) -> ServiceStats:
-        """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
+    def stats(self, env: str, service: str, window_s: float | None = None) -> ServiceStats:
+        """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy:
+        since each proxy started, or measured over the next ``window_s`` seconds."""
         from meshpipe.mesh.stats import ServiceStats
 
-        return ServiceStats.from_json(self._client(env).stats(service))
+        return ServiceStats.from_json(self._client(env).stats(service, window_s))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request

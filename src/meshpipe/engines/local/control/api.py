@@ -334,12 +334,18 @@ class ControlApi:
         """Every live proxy's raw stats, now (the dashboard's data too)."""
         return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
-    async def stats(self, service: str) -> dict[str, Any]:
+    async def stats(self, service: str, window_s: float | None = None) -> dict[str, Any]:
         """Per-version counters for ``service`` summed over every proxy that sent it traffic, and latency
-        quantiles of the merged histograms."""
+        quantiles of the merged histograms: since each proxy started, or over the next ``window_s``
+        seconds (two scrapes, the second less the first)."""
         self.store.require_service(service)
         proxies = len(self.publisher.proxies)
-        return metrics_view.service_stats(await self.scrape(), service, proxies)
+        scrapes = await self.scrape()
+        if window_s:
+            await asyncio.sleep(window_s)
+            scrapes = metrics_view.since(scrapes, await self.scrape())
+        found = metrics_view.service_stats(scrapes, service, proxies)
+        return {**found, "window_s": window_s} if window_s else found
 
     def control_figures(self) -> metrics_view.ControlFigures:
         weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}

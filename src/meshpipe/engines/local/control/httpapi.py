@@ -61,6 +61,9 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # --- JSON forms of the engine's types ----------------------------------------------------------------
 
 
+# The longest window `stats --window` measures over (the command waits for it).
+MAX_STATS_WINDOW_S = 300.0
+
 def route_to_json(route: Route | None) -> dict[str, Any] | None:
     if route is None:
         return None
@@ -181,7 +184,7 @@ class ControlTarget(Protocol):
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
     async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]: ...
-    async def stats(self, service: str) -> dict[str, Any]: ...
+    async def stats(self, service: str, window_s: float | None = None) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
     async def header_routes(self, service: str) -> list[HeaderRoute]: ...
     async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
@@ -393,7 +396,14 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok(await target.version_scale(path_segment(request, "svc"), path_segment(request, "ver"), tasks))
 
     async def stats(request: web.Request) -> web.Response:
-        return ok(await target.stats(path_segment(request, "svc")))
+        raw = request.query.get("window", "")
+        try:
+            window = float(raw) if raw else None
+        except ValueError:
+            raise UserError(f"window {raw[:20]!r} is not a number of seconds") from None
+        if window is not None and not 0 < window <= MAX_STATS_WINDOW_S:
+            raise UserError(f"--window {window:g} is not between 0 and {MAX_STATS_WINDOW_S:g} seconds")
+        return ok(await target.stats(path_segment(request, "svc"), window))
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=await target.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -669,8 +679,10 @@ class ControlClient:
             {"tasks": tasks}, timeout=timeout)
         return result
 
-    def stats(self, service: str) -> dict[str, Any]:
-        return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))
+    def stats(self, service: str, window_s: float | None = None) -> dict[str, Any]:
+        query = f"?window={window_s:g}" if window_s else ""
+        return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats{query}",
+                              timeout=(window_s or 0) + self.timeout))
 
     def route_view(self, service: str) -> tuple[Route | None, list[HeaderRoute]]:
         """The service's weighted route and its header routes, in one request."""
