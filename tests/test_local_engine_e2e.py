@@ -296,6 +296,13 @@ def test_failing_health_check_or_unknown_image_gets_no_traffic(make_env) -> None
     assert not [pid for pid, task in env.processes("app") if task and commit[:8] in task]
     with pytest.raises(ConflictError, match="CREATE_FAILED"):
         env.route("hello-backend", **{good: 50, commit[:8]: 50})
+    # An app that crashes at start: the version's reason quotes what it said last, not only a log path.
+    commit = env.push("hello-backend", backend_manifest("--no-such-option"))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
+    assert run.status == "Failed"
+    crashed = {v.version: v for v in env.engine.versions(ENV, "hello-backend")}[commit[:8]]
+    assert crashed.status == "CREATE_FAILED" and "app exited with status 2" in (crashed.reason or "")
+    assert "its last lines:" in (crashed.reason or "") and "--no-such-option" in (crashed.reason or ""), crashed.reason
     for _ in range(20):
         status, body = get(env.ingress_port, "/backend/data")
         assert status == 200 and '"greeting": "Hello"' in body
