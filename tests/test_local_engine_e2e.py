@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 from collections import Counter
@@ -258,6 +259,36 @@ def test_a_post_goes_through_the_ingress_and_both_sidecars(make_env) -> None:  #
     assert env.engine.route_show(ENV, "hello-backend").method is None  # type: ignore[union-attr]
     # hello-web's sidecar counted the POST it sent on to the backend's sidecar.
     assert env.engine.stats(ENV, "hello-backend").versions[backend].requests >= 1
+
+
+def test_two_tags_of_one_image_run_different_code(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """images.yaml maps mycorp/greeter to a program in a folder named after the tag, with a variable that
+    carries the tag: :1.1 and :1.2 run two different checkouts side by side."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    for tag, greeting in (("1.1", "One"), ("1.2", "Two")):
+        checkout = home / f"greeter-{tag}"
+        checkout.mkdir()
+        (checkout / "app.py").write_text(
+            "import sys\nfrom meshpipe.samples.hello_backend import main\n"
+            f"sys.exit(main(['-g', {greeting!r}]))\n")
+    (home / "images.yaml").write_text(
+        'images:\n  - match: "mycorp/greeter"\n    argv: ["{python}", "app.py"]\n    cwd: "greeter-{tag}"\n'
+        '    env: {MESSAGE: "release {tag}"}\n')
+    env = make_env()
+    env.pipeline("hello-backend")
+    env.route_backend_through_gateway()
+    answers = {}
+    for tag in ("1.1", "1.2"):
+        manifest = (f'Task:\n  Family: "hello-backend"\n\nAppContainer:\n  Image: "mycorp/greeter:{tag}"\n'
+                    '  Port: 80\n  HealthCheckPath: "/ping"\n')
+        version = env.deploy("hello-backend", manifest)
+        env.route("hello-backend", **{version: 100})
+        status, body = get(env.ingress_port, "/backend/data")
+        assert status == 200, body
+        answers[tag] = json.loads(body)
+    assert (answers["1.1"]["greeting"], answers["1.1"]["message"]) == ("One", "release 1.1")
+    assert (answers["1.2"]["greeting"], answers["1.2"]["message"]) == ("Two", "release 1.2")
 
 
 def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # type: ignore[no-untyped-def]

@@ -104,6 +104,7 @@ class VersionSpec:
     health: HealthTimings
     backends: tuple[str, ...]
     stop_timeout: float
+    app_cwd: str | None = None  # the app's working directory (an images.yaml mapping's cwd); None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,10 @@ class TaskRunner:
             if self._stop.is_set():
                 return None
             app_env = sup.app_env(spec, ports)
-            app = await sup.spawner.spawn(spec.app_argv, app_env, self.log_dir / f"{self.task_id}-app.log")
+            log_path = self.log_dir / f"{self.task_id}-app.log"
+            # Only a mapping with a working directory passes one: spawners without it keep working.
+            app = await (sup.spawner.spawn(spec.app_argv, app_env, log_path, cwd=Path(spec.app_cwd))  # type: ignore[call-arg]
+                         if spec.app_cwd else sup.spawner.spawn(spec.app_argv, app_env, log_path))
             sup.hooks.process_started(app, "app", self.task_id, spec.app_argv)
             return await self._watch(app, sidecar, ports, healthy_since)
         finally:
