@@ -66,7 +66,7 @@ def test_schema_is_json_schema_of_the_manifest(capsys):
 
 def test_synth_writes_the_stack_template_and_prints_its_name(tmp_path, capsys):
     code = main(["synth", str(WEB), "--commit", COMMIT, "--service", "hello-web", "--platform", str(PLATFORM),
-                 "-o", str(tmp_path)])
+                 "-o", str(tmp_path), "--mesh", "appmesh"])
     assert code == 0
     assert capsys.readouterr().out.strip() == "demo-hello-web-e9d5f17a"
     written = tmp_path / "demo-hello-web-e9d5f17a.template.json"
@@ -77,7 +77,7 @@ def test_synth_writes_the_stack_template_and_prints_its_name(tmp_path, capsys):
 
 def test_synth_reads_the_seeds_environment_variables(tmp_path):
     env = {**seed_environment(), "SERVICE_NAME": "hello-backend", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(BACKEND), "-o", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(BACKEND), "-o", str(tmp_path), "--mesh", "appmesh"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "demo-hello-backend-e9d5f17a"
@@ -263,3 +263,13 @@ def test_debug_flag_is_removed_before_the_command_parses_it(capsys):
 def test_the_debug_flag_is_documented_on_the_root_command():
     result = subprocess.run([sys.executable, "-m", "meshpipe", "--help"], capture_output=True, text=True, check=True)
     assert "--debug" in result.stdout
+
+
+def test_synth_and_platform_render_default_to_service_connect(tmp_path, capsys):
+    """As the docs say: Service Connect is the default flavour; App Mesh is asked for by name."""
+    assert main(["synth", str(WEB), "--commit", COMMIT, "--service", "hello-web", "--platform", str(PLATFORM),
+                 "-o", str(tmp_path / "synth")]) == 0
+    assert capsys.readouterr().out.strip() == "demo-hello-web"
+    assert main(["platform", "render", "--env", "demo", "-o", str(tmp_path / "platform")]) == 0
+    env = json.loads((tmp_path / "platform" / "demo-env.template.json").read_text())
+    assert "AWS::AppMesh::Mesh" not in {r["Type"] for r in env["Resources"].values()}

@@ -101,7 +101,7 @@ def synth(manifest: str, options: dict[str, str]) -> int:
         platform = options.get("platform")
         settings = load_platform(Path(platform) if platform is not None else None)
         result = synth_manifest(Path(manifest), commit=options.get("commit"), platform=settings,
-                                service=options.get("service"), mesh=options.get("mesh", "appmesh"))
+                                service=options.get("service"), mesh=options.get("mesh", "service-connect"))
         path = write_template(result, Path(options.get("output_dir", ".")))
     except MeshpipeError as exc:
         err = readouts.Text(sys.stderr)

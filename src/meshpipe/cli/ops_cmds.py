@@ -252,7 +252,7 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
                     connection: Annotated[str | None, typer.Option("--connection", help="aws: ARN of the CodeConnections connection to the --source provider.")] = None,
                     branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
                     fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
-    """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
+    """Create the service's config repo (or use yours) and pipeline (App Mesh: also its virtual service and router); print where to push."""
     from meshpipe.engines.base import ConfigurablePipelines, PipelineCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.model import check_service_name
