@@ -502,7 +502,11 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
     with contextlib.suppress(NotFoundError):
         env.engine.pipeline_logs(ENV, "hello-backend")
         raise AssertionError("a service with no runs has no latest run")
+    # The config repo outlives its pipeline unless asked (its history is the app team's).
     env.engine.pipeline_delete(ENV, "hello-backend")
+    assert env.paths.repo("hello-backend").exists()
+    env.engine.pipeline_create(ENV, "hello-backend")
+    env.engine.pipeline_delete(ENV, "hello-backend", delete_repo=True)
     assert not env.paths.repo("hello-backend").exists()
     # The control API answers only with the token from daemon.json (readable by its owner alone).
     daemon = read_daemon_file(env.paths.daemon_json)
