@@ -351,7 +351,8 @@ def test_the_rollout_commands(env: RolloutEnv) -> None:
     assert env.weights() == {old: 100}
     code, _, err = cli("rollout", "pause", SERVICE)
     assert code == 2 and "no rollout of hello-backend is running" in err
-    # Again, then promoted by hand with the one-step command of before.
+    # Again (the aborted candidate, scaled down at once, comes back first), then promoted by hand with the
+    # one-step command of before.
     assert cli("rollout", "start", SERVICE, new)[0] == 0
     code, text, _ = cli("rollout", "promote", SERVICE)
     assert code == 0 and env.weights() == {new: 100}

@@ -258,6 +258,9 @@ class ControlApi:
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
             plan = resolve_plan(defaults, None, force=True)
         assert plan is not None
+        if row.scaled_down:
+            # A version a rollout scaled down (an aborted candidate, say) comes back before it takes traffic.
+            await self.deployer.scale(service, version, row.desired_tasks or 1, "to be rolled out again")
         return await self.rollouts.start(service, version, plan, "by hand")
 
     async def rollout_status(self, service: str) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class Deployer:
         service, ver = version.service, version.version
         existing = self.store.version(service, ver)
         if existing is not None and existing.status == st.CREATE_COMPLETE:
+            if existing.scaled_down:  # a run of a commit whose version a rollout scaled down: it comes back
+                return await self.scale(service, ver, existing.desired_tasks or 1, "by a new run of its commit")
             return f"stack {existing.stack_name} already exists ({st.CREATE_COMPLETE}): nothing to do"
         if existing is not None and existing.status == st.CREATE_IN_PROGRESS:
             return await self._await_ready(service, ver)
