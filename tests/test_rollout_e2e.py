@@ -480,7 +480,8 @@ def test_the_versions_a_rollout_leaves_without_weight_are_scaled_down_and_can_co
     shown = by_version(env)
     assert {v: (s["scaled_down"], s["desired_tasks"], s["healthy_tasks"]) for v, s in shown.items()} == {
         old: (True, 0, 0), good: (False, 1, 1), bad: (True, 0, 0)}
-    assert not [pid for pid, task in processes_of(env) if old in task or bad in task]
+    wait_until(lambda: not [pid for pid, task in processes_of(env) if old in task or bad in task], 20,
+               "the scaled-down versions' processes gone")
     code, text, _ = cli("versions", SERVICE)
     assert code == 0 and text.count("scaled down") == 2
     assert cli("rollout", "status", SERVICE)[0] == 1  # the latest rollout was rolled back
