@@ -22,7 +22,8 @@ from typing import Any
 
 import cfnlint
 
-from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import synthesize
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.iam_needs import UNREGISTERED_TYPE_ACTIONS
 from meshpipe.synth.pipeline_source import parse_source
@@ -176,14 +177,14 @@ def emitted_templates() -> list[EmittedTemplate]:
     """Every template meshpipe emits in either flavour: the three platform templates, and each sample
     manifest's version stack (App Mesh) or service stack (Service Connect)."""
     found = []
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         for kind, tpl in platform(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for kind, tpl in platform_variants(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for service in cases.SAMPLES:
             result = synthesize(cases.sample_version(service), mesh)
-            kind = "service stack" if mesh == SERVICE_CONNECT else "version stack"
+            kind = "service stack" if mesh == MeshFlavour.SERVICE_CONNECT else "version stack"
             found.append(EmittedTemplate(f"{mesh}/{kind} {service}", mesh, result.template, "DeployRole"))
     return found
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
+from meshpipe.mesh.flavour import MeshFlavour
 
 if TYPE_CHECKING:
     from meshpipe.engines.base import Engine, HeaderRoutes, Planner
@@ -96,7 +97,7 @@ def _print_env(info: Any) -> None:
 
 @env_app.command("create")
 def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
-               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
+               mesh: Annotated[str | None, typer.Option("--mesh", help=f"aws: {MeshFlavour.SERVICE_CONNECT} (the default) or {MeshFlavour.APPMESH} (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
@@ -104,24 +105,22 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
     from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.platform_policy import load_policy_file
-    from meshpipe.synth import MESH_FLAVOURS
     from meshpipe.synth.ingress_tls import check_certificate_arn
 
-    if mesh is not None and mesh not in MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    flavour = MeshFlavour.parse(mesh) if mesh is not None else None
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
     with engine_for(engine) as eng:
         if dry_run:
-            return show_plan(planner(eng).plan_env_create(name, mesh, certificate_arn, policy), fmt)
+            return show_plan(planner(eng).plan_env_create(name, flavour, certificate_arn, policy), fmt)
         if isinstance(eng, ConfigurableEnvironments):
-            info = eng.env_create_with(name, EnvCreateOptions(mesh, certificate_arn, policy))
+            info = eng.env_create_with(name, EnvCreateOptions(flavour, certificate_arn, policy))
         elif certificate_arn is not None:
             raise UserError(f"the {eng.name} engine's ingress is plain HTTP on this machine; "
                             "--certificate-arn applies to --engine aws")
-        elif mesh not in (None, "appmesh"):
+        elif flavour not in (None, MeshFlavour.APPMESH):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
         elif policy is not None:
             raise UserError(f"--platform applies to --engine aws; the {eng.name} engine applies the default policy",

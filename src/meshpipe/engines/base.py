@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
@@ -167,7 +168,7 @@ class LogLine:
 class EnvCreateOptions:
     """Platform choices for a new environment (AWS): its mesh flavour, its ingress certificate, its policy."""
 
-    mesh: str | None = None
+    mesh: MeshFlavour | None = None
     certificate_arn: str | None = None
     policy: PlatformPolicy | None = None
 
@@ -231,7 +232,7 @@ class Planner(Protocol):
     """An engine that plans its changing operations before it acts (``--dry-run``): each ``plan_*`` makes
     read calls only and returns the ordered steps, which ``meshpipe.engines.plan.execute`` would run."""
 
-    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def plan_env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                         policy: PlatformPolicy | None = None) -> Plan: ...
     def plan_env_delete(self, env: str) -> Plan: ...
     def plan_pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 from meshpipe.errors import MeshpipeError, ValidationError
 from meshpipe.manifest import load_manifest_text
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import ServiceVersion, resolve
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
 from meshpipe.platform import PlatformSettings
-from meshpipe.synth import APPMESH, SynthResult, synthesize
+from meshpipe.synth import SynthResult, synthesize
 
 SOURCE, BUILD, DEPLOY = "Source", "Build", "Deploy"
 STAGES = (SOURCE, BUILD, DEPLOY)
@@ -27,7 +28,7 @@ SUCCEEDED, FAILED, SKIPPED = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SK
 
 LogFn = Callable[[str, str], None]  # (stage, line)
 DeployFn = Callable[[ServiceVersion, SynthResult], str]  # returns what was done, for the Deploy log
-SynthFn = Callable[[ServiceVersion, str], SynthResult]
+SynthFn = Callable[[ServiceVersion, MeshFlavour], SynthResult]
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def source_stage(source: SourceInput, log: _StageLog) -> bytes:
     return raw
 
 
-def build_stage(source: SourceInput, raw: bytes, settings: PlatformSettings, mesh: str, synth: SynthFn,
+def build_stage(source: SourceInput, raw: bytes, settings: PlatformSettings, mesh: MeshFlavour, synth: SynthFn,
                 log: _StageLog) -> BuildOutput:
     """Validate, resolve, synthesize: manifest bytes + settings + commit -> version + template. Pure."""
     log(f"Validating {source.file_label} against the platform policy of environment {settings.environment_name}")
@@ -163,7 +164,7 @@ def deploy_stage(built: BuildOutput, deploy: DeployFn, log: _StageLog) -> None:
 
 
 def run_pipeline(source: SourceInput, settings: PlatformSettings, deploy: DeployFn, log: LogFn,
-                 mesh: str = APPMESH, synth: SynthFn = synthesize) -> PipelineOutcome:
+                 mesh: MeshFlavour = MeshFlavour.APPMESH, synth: SynthFn = synthesize) -> PipelineOutcome:
     """Run Source, Build and Deploy in order; a failed stage ends the run and skips the ones after it."""
     results: list[StageResult] = []
     seconds: dict[str, float] = {}

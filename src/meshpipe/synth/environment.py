@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshpipe.errors import UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
-from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
+from meshpipe.synth import ingress_tls
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
@@ -250,7 +251,7 @@ def _port_80_skips(options: EnvironmentOptions, opens_port_80: bool) -> list[tup
     return [(PORT_80_OPEN, REDIRECT_ONLY_REASON if options.certificate_arn else PLAIN_HTTP_REASON)]
 
 
-def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: str) -> Json:
+def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: MeshFlavour) -> Json:
     """The load balancer's and the tasks' groups (see meshpipe.synth.network_security).
 
     App Mesh: the network load balancer reaches only the gateway Envoy's listener. Its target group
@@ -260,10 +261,10 @@ def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: 
     service's container port, which may be any port an app may use.
     """
     app_ports = app_port_ranges(policy.reserved_ports)
-    redirects = mesh == SERVICE_CONNECT
+    redirects = mesh is MeshFlavour.SERVICE_CONNECT
     openings = ingress_tls.public_ports(options.certificate_arn, redirects=redirects)
     skips = _port_80_skips(options, any(port == ingress_tls.HTTP_PORT for port, _ in openings))
-    if mesh == SERVICE_CONNECT:
+    if mesh is MeshFlavour.SERVICE_CONNECT:
         targets, purpose = app_ports, "Ingress load balancer to the services"
     else:
         targets, purpose = [(GATEWAY_LISTENER_PORT, GATEWAY_LISTENER_PORT)], "Ingress load balancer to the gateway Envoy"
@@ -478,7 +479,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_network(options),
         "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")},
                             Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
-        **_security_groups(policy, options, APPMESH),
+        **_security_groups(policy, options, MeshFlavour.APPMESH),
         **_roles(policy),
         "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
             "Name": sub("${EnvironmentName}.local"),
@@ -521,12 +522,6 @@ SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
     "EcsInfrastructureRoleArn", "IngressEndpoint", pp.POLICY_EXPORT,
 )
 INGRESS_NOT_ROUTED_STATUS = 404
-
-
-def check_mesh(mesh: str) -> str:
-    if mesh not in MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
-    return mesh
 
 
 def _service_connect_roles() -> Json:
@@ -602,7 +597,7 @@ def _service_connect_outputs(options: EnvironmentOptions) -> Json:
     outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
                for key, (value, description) in values.items()}
     outputs.update(ingress_tls.certificate_output(options.certificate_arn))
-    outputs[MESH_FLAVOUR_OUTPUT] = output(SERVICE_CONNECT, "Mesh flavour of the environment")
+    outputs[MESH_FLAVOUR_OUTPUT] = output(str(MeshFlavour.SERVICE_CONNECT), "Mesh flavour of the environment")
     return outputs
 
 
@@ -626,7 +621,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
             "ClusterName": ref("EnvironmentName"),
             "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
         }, Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
-        **_security_groups(policy, options, SERVICE_CONNECT),
+        **_security_groups(policy, options, MeshFlavour.SERVICE_CONNECT),
         **_service_connect_roles(),
         "Namespace": resource("AWS::ServiceDiscovery::HttpNamespace", {
             "Description": sub("Service Connect namespace of ${EnvironmentName}"),
@@ -651,9 +646,9 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
     )
 
 
-def render_environment_for(env: str, mesh: str = APPMESH, policy: PlatformPolicy | None = None,
+def render_environment_for(env: str, mesh: MeshFlavour = MeshFlavour.APPMESH, policy: PlatformPolicy | None = None,
                            options: EnvironmentOptions | None = None) -> Json:
     """The environment template of ``mesh``'s flavour."""
-    if check_mesh(mesh) == SERVICE_CONNECT:
+    if MeshFlavour.parse(mesh) is MeshFlavour.SERVICE_CONNECT:
         return render_service_connect_environment(env, policy, options)
     return render_environment(env, policy, options)

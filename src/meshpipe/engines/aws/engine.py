@@ -48,6 +48,7 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.plan import Plan, execute
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
@@ -78,7 +79,7 @@ BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip writt
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
+def _render_platform(env: str, mesh: MeshFlavour = MeshFlavour.APPMESH, policy: PlatformPolicy | None = None,
                      source: PipelineSource = None, branch: str = "main",
                      certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.synth.environment import EnvironmentOptions
@@ -115,9 +116,9 @@ class AwsEngine:
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
-                 mesh: str = names.SERVICE_CONNECT) -> None:
+                 mesh: MeshFlavour = MeshFlavour.SERVICE_CONNECT) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
-        self.mesh_flavour = _check_mesh(mesh)
+        self.mesh_flavour = MeshFlavour.parse(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
                               sleeper=sleeper, backoff=backoff, rand=rand)
         self.stacks = Stacks(self.calls, self.reporter, clock=clock, sleeper=sleeper,
@@ -134,12 +135,12 @@ class AwsEngine:
 
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None, source: PipelineSource = None,
+    def _rendered(self, env: str, mesh: MeshFlavour, policy: PlatformPolicy | None = None, source: PipelineSource = None,
                   branch: str | None = None, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
         # A template source that knows only App Mesh over plain HTTP, the default policy, CodeCommit and main
         # takes the environment alone.
         options: dict[str, Any] = {}
-        if mesh != names.APPMESH:
+        if mesh is not MeshFlavour.APPMESH:
             options["mesh"] = mesh
         if policy is not None and policy != PlatformPolicy():
             options["policy"] = policy
@@ -151,13 +152,13 @@ class AwsEngine:
             options["certificate_arn"] = certificate_arn
         return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                    policy: PlatformPolicy | None = None) -> EnvironmentInfo:
         """Create (or update) the environment, as :meth:`plan_env_create` plans it."""
         info: EnvironmentInfo = execute(self.plan_env_create(env, mesh, certificate_arn, policy))
         return info
 
-    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def plan_env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                         policy: PlatformPolicy | None = None) -> Plan:
         """Plan to create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
         existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
@@ -165,8 +166,8 @@ class AwsEngine:
         build of the environment applies (kept in an SSM parameter of the environment stack); without it an
         existing environment keeps its policy and a new one gets the default policy."""
         _check_env(env)
-        flavour = _check_mesh(mesh or self.mesh_flavour)
-        if flavour == names.APPMESH:
+        flavour = MeshFlavour.parse(mesh or self.mesh_flavour)
+        if flavour is MeshFlavour.APPMESH:
             raise _app_mesh_gone(env)
         if certificate_arn is not None:
             _check_certificate(certificate_arn)
@@ -184,7 +185,7 @@ class AwsEngine:
                     hint=f"App Mesh environments can no longer be created or updated: create a {flavour} "
                          f"environment under another name (`meshpipe env create NAME --engine aws`), create the "
                          f"services' pipelines there, then delete this one (`meshpipe env delete {env} --engine aws`)"
-                    if found == names.APPMESH else
+                    if found is MeshFlavour.APPMESH else
                     f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
@@ -202,7 +203,7 @@ class AwsEngine:
             same_flavour(existing)  # refused now, not after the bundle was built
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
-        what = "cluster, Service Connect namespace, load balancer" if flavour == names.SERVICE_CONNECT \
+        what = "cluster, Service Connect namespace, load balancer" if flavour is MeshFlavour.SERVICE_CONNECT \
             else "cluster, mesh, ingress"
         bucket_name = names.build_bucket_stack(env)
         made: dict[str, Any] = {}
@@ -233,7 +234,7 @@ class AwsEngine:
             ctx = EnvContext.of(env, made["env"])
             bucket = made["bucket"]
             self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
-            details = {"mesh flavour": ctx.flavour}
+            details: dict[str, str] = {"mesh flavour": ctx.flavour}
             if not ctx.service_connect:
                 details["mesh"] = ctx.mesh
             details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
@@ -813,7 +814,7 @@ class AwsEngine:
         return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
                                   describe_strategy)
 
-    def mesh_of(self, env: str) -> str:
+    def mesh_of(self, env: str) -> MeshFlavour:
         """The flavour of an existing environment."""
         _check_env(env)
         return require_env(self.stacks, env).flavour
@@ -840,7 +841,7 @@ class AwsEngine:
         ctx = require_env(self.stacks, env)
         if not ctx.service_connect:
             raise UserError(f"environment {env} runs App Mesh: its template has no CloudWatch dashboard",
-                            hint="environments created with --mesh service-connect have one")
+                            hint=f"environments created with --mesh {MeshFlavour.SERVICE_CONNECT} have one")
         return console_url(self.calls.client("cloudwatch").meta.region_name, env)
 
     # -- shared -----------------------------------------------------------------------------------------
@@ -899,15 +900,10 @@ def _app_mesh_gone(env: str) -> UserError:
         f"environment {env} cannot be created on App Mesh: AWS shut App Mesh down on {names.APPMESH_SHUTDOWN}, and "
         "its meshes, virtual nodes and gateways can no longer be created",
         hint=f"create it on ECS Service Connect, the default: `meshpipe env create {env} --engine aws`; "
-             "`meshpipe platform render --mesh appmesh` and `meshpipe synth --mesh appmesh` still write the App Mesh "
+             f"`meshpipe platform render --mesh {MeshFlavour.APPMESH}` and `meshpipe synth --mesh {MeshFlavour.APPMESH}` "
+             "still write the App Mesh "
              "templates for reading and migration, and an App Mesh environment made before keeps working with every "
              "other command")
-
-
-def _check_mesh(mesh: str) -> str:
-    if mesh not in names.MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(names.MESH_FLAVOURS)}")
-    return mesh
 
 
 def _version_of(stack: StackState) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.stacks import Stacks, StackState
 from meshpipe.errors import NotFoundError, OperationError
+from meshpipe.mesh.flavour import MeshFlavour
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,11 @@ class EnvContext:
     gateway: str
     namespace: str
     cluster: str
-    flavour: str = names.APPMESH
+    flavour: MeshFlavour = MeshFlavour.APPMESH
 
     @property
     def service_connect(self) -> bool:
-        return self.flavour == names.SERVICE_CONNECT
+        return self.flavour is MeshFlavour.SERVICE_CONNECT
 
     @property
     def namespace_id(self) -> str | None:
@@ -43,7 +44,7 @@ class EnvContext:
             namespace=outputs.get("NamespaceName") or names.default_namespace(env),
             cluster=outputs.get("ClusterName") or env,
             # The App Mesh environment template records no flavour: it predates the Service Connect one.
-            flavour=outputs.get(names.MESH_FLAVOUR_OUTPUT) or names.APPMESH,
+            flavour=MeshFlavour.parse(outputs.get(names.MESH_FLAVOUR_OUTPUT) or MeshFlavour.APPMESH),
         )
 
 
