@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.stacks import Stacks, StackState
-from meshpipe.errors import NotFoundError, OperationError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.flavour import MeshFlavour
 
 
@@ -19,10 +19,6 @@ class EnvContext:
     namespace: str
     cluster: str
     flavour: MeshFlavour = MeshFlavour.APPMESH
-
-    @property
-    def service_connect(self) -> bool:
-        return self.flavour is MeshFlavour.SERVICE_CONNECT
 
     @property
     def namespace_id(self) -> str | None:
@@ -64,3 +60,24 @@ def require_env(stacks: Stacks, env: str) -> EnvContext:
                              hint=f"wait for it, or delete it with `meshpipe env delete {env} --engine aws` "
                                   "and create it again")
     return ctx
+
+
+def pipeline_stack(stacks: Stacks, env: str, service: str) -> StackState:
+    """The service's pipeline stack, which must exist."""
+    stack = stacks.describe(names.pipeline_stack(env, service))
+    if stack is None:
+        raise NotFoundError(f"{service} has no pipeline in environment {env} "
+                            f"(no stack {names.pipeline_stack(env, service)})",
+                            hint=f"create it with `meshpipe pipeline create {service} --env {env} "
+                                 "--engine aws`")
+    return stack
+
+
+def require_pipeline(stacks: Stacks, env: str, service: str, consequence: str) -> StackState:
+    """The service's pipeline stack, which must be usable; ``consequence`` says what is missing otherwise."""
+    stack = pipeline_stack(stacks, env, service)
+    if not stack.usable:
+        raise ConflictError(f"the pipeline stack of {service} is {stack.status}, so there is {consequence}",
+                            hint=f"wait for it, or recreate it with `meshpipe pipeline create {service} "
+                                 f"--env {env} --engine aws`")
+    return stack
