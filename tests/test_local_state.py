@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,20 +14,12 @@ from meshpipe.engines.local.home import env_paths, env_paths_of_dir, meshpipe_ho
 from meshpipe.engines.local.state import StateStore
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(seconds=1)
-        return self.t
+from support.clock import FakeClock
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> StateStore:
-    s = StateStore(tmp_path / "state.db", clock=FakeClock())
+    s = StateStore(tmp_path / "state.db", clock=FakeClock(start=datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp(), tick=1.0))
     s.init_environment("demo", "demo.local")
     yield s
     s.close()

@@ -40,7 +40,13 @@ class VirtualClock:
     def now(self) -> float:
         return self.t
 
-    async def sleep(self, seconds: float) -> None:
+    def wall(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("the supervisor never blocks its event loop")
+
+    async def wait(self, seconds: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._heap, (self.t + max(0.0, seconds), next(self._seq), fut))
         await fut

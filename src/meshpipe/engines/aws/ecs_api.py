@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshpipe.engines.aws.calls import AwsCalls
+from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import error_code, is_not_found
 
 TAG_PREFIX = "meshpipe:"
@@ -174,11 +174,9 @@ class EcsApi:
             if not version:
                 continue
             td = described["taskDefinition"]
-            registered = td.get("registeredAt")
             found.append(Revision(arn=td["taskDefinitionArn"], family=td["family"], number=int(td["revision"]),
                                   version=version, commit=tags.get(f"{TAG_PREFIX}commit", version),
-                                  registered_at=registered.isoformat() if hasattr(registered, "isoformat")
-                                  else (str(registered) if registered else None)))
+                                  registered_at=answer_time(td.get("registeredAt"))))
         return sorted(found, key=lambda r: r.number)
 
     def _family_arns(self, family: str) -> Iterator[str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.app_mesh import AppMeshOps, app_mesh_gone
 from meshpipe.engines.aws.buckets import Buckets
@@ -32,7 +33,7 @@ from meshpipe.engines.aws.errors import is_not_found
 from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.mesh_ops import MeshOps
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
-from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
+from meshpipe.engines.aws.retry import Backoff
 from meshpipe.engines.aws.service_connect import ServiceConnectOps
 from meshpipe.engines.aws.stacks import Stacks, StackState, TemplateUploader
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
@@ -111,7 +112,7 @@ class AwsEngine:
 
     def __init__(self, reporter: Reporter | None = None, *, clients: ClientFactory | None = None,
                  region: str | None = None, profile: str | None = None,
-                 sleeper: Sleeper = real_sleeper, clock: Clock = real_clock, poll_interval: float = 10.0,
+                 clock: Clock = SYSTEM_CLOCK, poll_interval: float = 10.0,
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
@@ -119,13 +120,13 @@ class AwsEngine:
         self.reporter: Reporter = reporter or SilentReporter()
         self.mesh_flavour = MeshFlavour.parse(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
-                              sleeper=sleeper, backoff=backoff, rand=rand)
-        self.stacks = Stacks(self.calls, self.reporter, clock=clock, sleeper=sleeper,
+                              clock=clock, backoff=backoff, rand=rand)
+        self.stacks = Stacks(self.calls, self.reporter, clock=clock,
                              poll_interval=poll_interval, timeout=timeout)
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
         teardown = Teardown(self.stacks, self.buckets, self.reporter)
-        cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
+        cloudmap = CloudMapApi(self.calls, clock=clock, poll_interval=poll_interval,
                                timeout=timeout)
         flavours: list[MeshOps] = [
             AppMeshOps(self.calls, self.stacks, teardown, self.reporter),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshpipe.engines.aws.calls import answer_time
 from meshpipe.engines.aws.ecs_api import EcsApi, Revision, _missing
 from meshpipe.errors import NotFoundError
 
@@ -18,8 +19,6 @@ STATUS = {"PENDING": "running", "IN_PROGRESS": "running", "SUCCESSFUL": "promote
           "ROLLBACK_SUCCESSFUL": "rolled-back", "ROLLBACK_FAILED": "rollback-failed"}
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
 
 
 def latest_deployment(ecs: EcsApi, cluster: str, service: str) -> dict[str, Any] | None:
@@ -66,6 +65,6 @@ def ecs_rollout_status(ecs: EcsApi, cluster: str, environment: str, service: str
         "alarms": {"status": alarms.get("status"), "names": list(alarms.get("alarmNames", [])),
                    "triggered": list(alarms.get("triggeredAlarmNames", []))},
         "reason": rollback.get("reason") or deployment.get("statusReason") or "",
-        "started_at": _iso(deployment.get("startedAt") or deployment.get("createdAt")),
-        "finished_at": _iso(deployment.get("finishedAt") or deployment.get("stoppedAt")),
+        "started_at": answer_time(deployment.get("startedAt") or deployment.get("createdAt")),
+        "finished_at": answer_time(deployment.get("finishedAt") or deployment.get("stoppedAt")),
     }

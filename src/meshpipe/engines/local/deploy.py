@@ -22,12 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.health import HealthTimings
 from meshpipe.engines.local.home import EnvPaths
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
-from meshpipe.engines.local.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.engines.local.supervisor import AdoptedTask, Supervisor, VersionSpec
 from meshpipe.errors import MeshpipeError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
@@ -90,7 +91,7 @@ class Deployer:
         self.home = home
         self.options = options
         self.publish = publish
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self._waits: dict[tuple[str, str], asyncio.Task[str]] = {}
 
     def local_argv(self, resolved: dict[str, Any]) -> list[str]:
@@ -163,7 +164,7 @@ class Deployer:
                 log.warning("stack %s %s: %s", row.stack_name, st.CREATE_FAILED, reason)
                 raise DeployFailed(f"stack {row.stack_name} {st.CREATE_FAILED}: {reason}",
                                    hint=f"see the task logs in {self.paths.version_logs(service, version)}")
-            await self.clock.sleep(READY_POLL_SECONDS)
+            await self.clock.wait(READY_POLL_SECONDS)
 
     def restore(self, adopted: Mapping[tuple[str, str], Mapping[int, AdoptedTask]] | None = None
                 ) -> list[tuple[str, str]]:

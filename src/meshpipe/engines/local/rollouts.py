@@ -19,12 +19,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Snapshot, snapshot_from_json
 from meshpipe.delivery.policy import RolloutPlan, Webhook
@@ -40,16 +39,9 @@ log = logging.getLogger("meshpipe.daemon")
 ROLLOUT_OWNER = "rollout"  # the header routes the controller made (its previews)
 KEEP_FINISHED = 20  # finished rollouts kept per service
 
-Clock = Callable[[], float]
 SnapshotFn = Callable[[str], Awaitable[Snapshot]]
 HooksFn = Callable[[Sequence[Webhook], dict[str, Any]], Awaitable[list[m.HookResult]]]
 PublishFn = Callable[[str], Awaitable[object]]
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
 
 
 # --- rollouts in state.db --------------------------------------------------------------------------------
@@ -65,7 +57,7 @@ class RolloutRecords:
             try:
                 cur = tx.execute("INSERT INTO rollouts (service, candidate, status, state_json, started_at, updated_at)"
                                  " VALUES (?, ?, ?, ?, ?, ?)", (r.service, r.candidate, r.status,
-                                                                json.dumps(r.to_json()), iso(r.started_at),
+                                                                json.dumps(r.to_json()), iso_utc(r.started_at),
                                                                 self.store.now()))
             except Exception as exc:  # the unique index: one running rollout per service
                 if "UNIQUE" in str(exc):
@@ -113,15 +105,15 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
         "weights": {t.version: t.weight for t in targets},
         "preview": preview.to_json() if preview else None,
         "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.plan.analysis.failed_windows,
-        "windows": [{**w.to_json(), "started_at": iso(w.started_at), "due_at": iso(w.due_at),
-                     "decided_at": iso(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
+        "windows": [{**w.to_json(), "started_at": iso_utc(w.started_at), "due_at": iso_utc(w.due_at),
+                     "decided_at": iso_utc(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
                     for w in r.windows],
-        "window_started_at": iso(r.window_started_at) if not r.finished else None,
-        "next_decision_at": iso(decision), "next_decision_in_s": None if decision is None else round(
+        "window_started_at": iso_utc(r.window_started_at) if not r.finished else None,
+        "next_decision_at": iso_utc(decision), "next_decision_in_s": None if decision is None else round(
             max(0.0, decision - now), 1),
         "confirmations": [h.to_json() for h in r.confirmations],
         "reason": r.reason, "started_by": r.started_by,
-        "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
+        "started_at": iso_utc(r.started_at), "finished_at": iso_utc(r.finished_at),
     }
 
 
@@ -137,7 +129,7 @@ class _Driver:
 
 class RolloutController:
     def __init__(self, store: StateStore, environment: str, publish: PublishFn, snapshot: SnapshotFn,
-                 call_hooks: HooksFn, bounds: Sequence[float], clock: Clock = time.time) -> None:
+                 call_hooks: HooksFn, bounds: Sequence[float], clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
         self.records = RolloutRecords(store)
         self.environment = environment
@@ -165,7 +157,7 @@ class RolloutController:
         for r in self.records.running():
             driver = self._driver(r.service)
             driver.rollout = r
-            m.restart_window(r, self.clock(), await self._counters(r))
+            m.restart_window(r, self.clock.wall(), await self._counters(r))
             self.records.save(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
                            f"{r.failed_windows} failed" + ("; the window in progress starts over"
@@ -205,7 +197,7 @@ class RolloutController:
                                         "the blue-green preview needs that header",
                                         hint=f"delete it first: meshpipe route delete {service} --header "
                                              f"{plan.preview.name}")
-            now = self.clock()
+            now = self.clock.wall()
             current = driver.rollout if driver.rollout is not None and not driver.rollout.finished else None
             if current is not None and current.candidate == version:
                 return status_json(current, self.environment, now)
@@ -256,7 +248,7 @@ class RolloutController:
                 raise ConflictError(f"no rollout of {service} is running"
                                     + (f" (the last one, of {latest.candidate}, {latest.status})" if latest else ""),
                                     hint=f"start one with: meshpipe rollout start {service} VERSION")
-            now = self.clock()
+            now = self.clock.wall()
             if action == "pause":
                 events = m.pause(r, now)
             elif action == "resume":
@@ -271,7 +263,7 @@ class RolloutController:
             await self._apply(r, f"rollout of {r.candidate}: {action}")
             await self._run_pending_hooks(r)
         driver.wake.set()
-        return status_json(r, self.environment, self.clock())
+        return status_json(r, self.environment, self.clock.wall())
 
     def status(self, service: str) -> dict[str, Any]:
         driver = self.drivers.get(service)
@@ -279,7 +271,7 @@ class RolloutController:
         if r is None:
             raise NotFoundError(f"{service} has had no rollout yet",
                                 hint=f"push a manifest with a Rollout section, or: meshpipe rollout start {service} VERSION")
-        return status_json(r, self.environment, self.clock())
+        return status_json(r, self.environment, self.clock.wall())
 
     def wake(self, service: str) -> None:
         """Something changed under the service (a version deleted): its driver looks now, not at its next decision."""
@@ -311,7 +303,7 @@ class RolloutController:
                     await asyncio.sleep(1.0)
                     continue
                 delay = None if r.finished or r.paused or r.next_decision_at is None else \
-                    max(0.0, r.next_decision_at - self.clock())
+                    max(0.0, r.next_decision_at - self.clock.wall())
             if r.finished:
                 return
             with contextlib.suppress(TimeoutError):
@@ -323,11 +315,11 @@ class RolloutController:
             await self._run_pending_hooks(r)
             return
         await self._apply(r, f"rollout of {r.candidate}")  # after a restart: the route the state wants
-        kind = m.due(r, self.clock())
+        kind = m.due(r, self.clock.wall())
         if kind is None:
             return
         counters = await self._counters(r)
-        now = self.clock()  # the window ends when its counters were read
+        now = self.clock.wall()  # the window ends when its counters were read
         if kind == "begin":
             results = await self.call_hooks(r.plan.hooks("pre-rollout"), self._payload(r, None))
             events = m.begin(r, now, counters, results)
@@ -338,7 +330,7 @@ class RolloutController:
             events = m.conclude(r, now, counters, self.bounds, results)
         else:
             results = await self.call_hooks(r.plan.hooks("confirm-promotion"), self._payload(r, None))
-            events = m.confirm(r, self.clock(), counters, results)
+            events = m.confirm(r, self.clock.wall(), counters, results)
         self._record(r, events)
         await self._apply(r, f"rollout of {r.candidate}: {kind}")
         await self._run_pending_hooks(r)
@@ -351,10 +343,10 @@ class RolloutController:
         for v in gone:
             del r.base[v]
         if candidate is None or candidate.status != st.CREATE_COMPLETE:
-            self._record(r, m.fail(r, self.clock(), f"the new version {r.candidate} was deleted"))
+            self._record(r, m.fail(r, self.clock.wall(), f"the new version {r.candidate} was deleted"))
             return False
         if not r.base:
-            self._record(r, m.fail(r, self.clock(), "every version it was rolled out from was deleted"))
+            self._record(r, m.fail(r, self.clock.wall(), "every version it was rolled out from was deleted"))
             return False
         if gone:
             self.records.save(r)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 # The schema's version and migrations are part of the store's interface: re-exported.
+from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.engines.local.schema import MIGRATIONS as MIGRATIONS
 from meshpipe.engines.local.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from meshpipe.engines.local.schema import migrate
@@ -60,12 +60,6 @@ RUN_FAILED = RunStatus.FAILED
 RUN_SUPERSEDED = RunStatus.SUPERSEDED  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass(frozen=True)
@@ -173,7 +167,7 @@ SQLITE_FULL = 13
 class StateStore:
     """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = Path(path)
         self._clock = clock
         self._local = threading.local()
@@ -264,7 +258,7 @@ class StateStore:
         self._local = threading.local()
 
     def now(self) -> str:
-        return _iso(self._clock())
+        return iso_utc(self._clock.wall())
 
     def _migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

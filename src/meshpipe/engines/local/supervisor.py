@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local import state as st
 from meshpipe.engines.local.health import HealthTimings, Probe
 from meshpipe.engines.local.meshconfig import LOOPBACK, Endpoint
@@ -34,20 +34,6 @@ FAILURES_BEFORE_READY_LIMIT = 3
 
 
 # --- what the supervisor is given --------------------------------------------------------------------
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class Proc(Protocol):
     pid: int
@@ -287,7 +273,7 @@ class TaskRunner:
         self._set(st.STOPPED)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self.sup.clock.sleep(seconds))
+        sleeper = asyncio.ensure_future(self.sup.clock.wait(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -351,7 +337,7 @@ class TaskRunner:
                 healthy = self.endpoint is not None
                 in_start_period = sup.clock.now() - started < timings.start_period
                 delay = timings.interval if healthy or not in_start_period else timings.start_interval
-                sleeper = asyncio.ensure_future(sup.clock.sleep(delay))
+                sleeper = asyncio.ensure_future(sup.clock.wait(delay))
                 done, _ = await asyncio.wait({app_exit, sidecar_exit, stop_wait, sleeper},
                                              return_when=asyncio.FIRST_COMPLETED)
                 sleeper.cancel()
@@ -456,7 +442,7 @@ class GatewayRunner:
                 self.sup.hooks.gateway_port_changed(self.port)
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
             log.warning("gateway stopped (%s); restarting in %.1f s", reason, delay)
-            sleeper = asyncio.ensure_future(self.sup.clock.sleep(delay))
+            sleeper = asyncio.ensure_future(self.sup.clock.wait(delay))
             stopper = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
@@ -522,7 +508,7 @@ class Supervisor:
         self.probes = probes
         self.hooks = hooks
         self.ports = ports
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.options = options or SupervisorOptions()
         self._event = event
         self.runners: dict[tuple[str, str], list[TaskRunner]] = {}
@@ -574,7 +560,7 @@ class Supervisor:
             if probe.ok:
                 return None
             last = probe.detail
-            await self.clock.sleep(self.options.proxy_probe_every)
+            await self.clock.wait(self.options.proxy_probe_every)
         return f"proxy not live within {self.options.proxy_start_timeout:g} s ({last})"
 
     # -- gateway --
