@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from meshpipe.delivery import policy as rollout_rules
 from meshpipe.delivery.policy import hook_name_problem, hook_url_problem, steps_problem, webhooks_problems
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.mesh.headers import header_name_problem, header_value_problem
@@ -182,18 +183,19 @@ class RolloutAnalysisDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = 99.0
+    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = rollout_rules.DEFAULT_MIN_SUCCESS_RATE
     max_p99_ms: Annotated[float, Field(ge=1, le=600_000, strict=True)] | None = None
-    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
-    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
-    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = (
+        rollout_rules.DEFAULT_MAX_P99_INCREASE_PERCENT)
+    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = rollout_rules.DEFAULT_MIN_REQUESTS
+    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_FAILED_WINDOWS
 
 
 class PreviewHeaderSetting(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(header_name_problem)] = "x-canary"
-    value: Annotated[StrictStr, _checked(_header_value_problem)] = "always"
+    name: Annotated[StrictStr, _checked(header_name_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[0]
+    value: Annotated[StrictStr, _checked(_header_value_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[1]
 
 
 class WebhookSetting(BaseModel):
@@ -202,10 +204,10 @@ class WebhookSetting(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[StrictStr, _checked(hook_name_problem)]
-    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+    type: rollout_rules.HookType
     url: Annotated[StrictStr, _checked(hook_url_problem)]
-    timeout: Annotated[StrictInt, Field(ge=1, le=300)] = 10
-    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=1024)]] = {}
+    timeout: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_HOOK_TIMEOUT)] = rollout_rules.DEFAULT_HOOK_TIMEOUT
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=rollout_rules.MAX_METADATA_VALUE)]] = {}
 
 
 class RolloutDefaults(BaseModel):
@@ -214,13 +216,13 @@ class RolloutDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: StrictBool = False  # every service rolled out, not only those whose manifest has a Rollout section
-    strategy: Literal["canary", "linear", "blue-green"] = "canary"
-    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
-    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
-    interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    strategy: rollout_rules.Strategy = rollout_rules.DEFAULT_STRATEGY
+    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = rollout_rules.DEFAULT_STEPS
+    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_STEP_PERCENT
+    interval: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] = rollout_rules.DEFAULT_INTERVAL
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
     preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
-    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()
+    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=rollout_rules.MAX_WEBHOOKS)] = ()
 
     @field_validator("webhooks")
     @classmethod

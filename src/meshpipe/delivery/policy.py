@@ -22,19 +22,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.text import shorten
 
-STRATEGIES = ("canary", "linear", "blue-green")
-HOOK_TYPES = ("pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback")
+Strategy = Literal["canary", "linear", "blue-green"]
+HookType = Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
 
 # Defaults a platform team would accept: four canary steps a minute apart, judged on at least 20
 # requests each, rolled back after two bad windows; no more than 1 % of 5xx and a p99 at most 50 %
 # slower than the stable version's.
-DEFAULT_STRATEGY = "canary"
+DEFAULT_STRATEGY: Strategy = "canary"
 DEFAULT_STEPS = (10, 25, 50, 100)
 DEFAULT_STEP_PERCENT = 20
 DEFAULT_INTERVAL = 60

@@ -14,7 +14,7 @@ platform's policy) live in :mod:`meshpipe.manifest.checks`, which runs whether o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -115,7 +115,7 @@ class PreviewHeader(_Strict):
 
 class Webhook(_Strict):
     name: Annotated[HookName, Field(alias="Name", description="Name of the check, unique in the list.")]
-    type: Annotated[Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"], Field(
+    type: Annotated[rollout_rules.HookType, Field(
         alias="Type", description="When it is called.")]
     url: Annotated[HookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
     timeout: Annotated[StrictInt, Field(alias="Timeout", ge=1, le=300,
@@ -127,7 +127,7 @@ class Webhook(_Strict):
 class Rollout(_Strict):
     enabled: Annotated[StrictBool | None, Field(
         alias="Enabled", description="false: deploy without a rollout; true (the default with this section).")] = None
-    strategy: Annotated[Literal["canary", "linear", "blue-green"] | None, Field(
+    strategy: Annotated[rollout_rules.Strategy | None, Field(
         alias="Strategy", description="canary (explicit steps), linear (a step at a time) or blue-green.")] = None
     steps: Annotated[list[StrictInt] | None, Field(
         alias="Steps", description="canary: the new version's percentage at each step, ending at 100.")] = None

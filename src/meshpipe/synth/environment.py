@@ -79,11 +79,6 @@ def environment_template_file(env: str) -> str:
     return f"{env}-env.template.json"
 
 
-def export_name(env: str, key: str) -> str:
-    """The name another stack imports: ``<env>:<key>``."""
-    return f"{env}:{key}"
-
-
 def import_export(key: str) -> Json:
     """``Fn::ImportValue`` of this environment's export ``key``, the environment named by ``EnvironmentName``."""
     return {"Fn::ImportValue": sub("${EnvironmentName}:" + key)}

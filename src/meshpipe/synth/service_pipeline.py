@@ -107,10 +107,6 @@ def pipeline_stack_name(env: str, service: str) -> str:
     return f"{env}-{service}-pipeline"
 
 
-def config_repo_name(service: str) -> str:
-    return f"{service}-cfg"
-
-
 def check_branch(branch: str) -> None:
     if (not isinstance(branch, str) or len(branch) > BRANCH_MAX or not BRANCH_RE.match(branch)
             or ".." in branch or branch.endswith((".lock", "."))):

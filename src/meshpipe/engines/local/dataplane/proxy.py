@@ -163,7 +163,6 @@ class DataPlane:
         self.state = "PRE_INITIALIZING"
         self.draining = False
         self.started_at = time.time()
-        self.config_applied_at: float | None = None
         self._stopped = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
@@ -269,7 +268,6 @@ class DataPlane:
         if current is not None and config.generation <= current.generation:
             return False
         self.config = config
-        self.config_applied_at = time.time()
         keep = config.endpoint_set
         for endpoint in [ep for ep in self.pools if ep not in keep and not self._is_local_app(ep)]:
             pool = self.pools.pop(endpoint)
