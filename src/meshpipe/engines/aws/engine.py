@@ -48,7 +48,7 @@ from meshpipe.engines.base import (
     VersionInfo,
 )
 from meshpipe.engines.plan import Plan, execute
-from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, Defect, NotFoundError, OperationError, UserError
 from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.headers import HeaderMatch
@@ -277,7 +277,7 @@ class AwsEngine:
             found = self.stacks.resources(stack.name, resource_type)
             value = found[0] if found else None
         if not value:
-            raise OperationError(missing, hint="this is a meshpipe defect; please report it")
+            raise Defect(missing)
         return value
 
     def _stager(self, env: str) -> TemplateUploader:
@@ -286,10 +286,9 @@ class AwsEngine:
         def stage(stack: str, body: bytes) -> str:
             existing = self.stacks.describe(names.build_bucket_stack(env))
             if existing is None or not existing.usable:
-                raise OperationError(
+                raise Defect(
                     f"the template of {stack} is {len(body)} bytes, too big to send to CloudFormation inline, "
-                    f"and the build bucket that would stage it ({names.build_bucket_stack(env)}) is not ready",
-                    hint="this is a meshpipe defect; please report it")
+                    f"and the build bucket that would stage it ({names.build_bucket_stack(env)}) is not ready")
             bucket = self._build_bucket(existing)
             key = f"templates/{stack}.template.json"
             self.buckets.put(bucket, key, body, "application/json")
@@ -409,8 +408,7 @@ class AwsEngine:
         source, branch = _source_of(stack)
         clone_url = source.clone_url if source is not None else stack.outputs.get("SourceRepoCloneUrlHttp")
         if not clone_url:
-            raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
-                                 hint="this is a meshpipe defect; please report it")
+            raise Defect(f"stack {stack.name} has no SourceRepoCloneUrlHttp output")
         return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
                             virtual_service=stack.outputs.get("VirtualServiceName")
                             or f"{service}.{ctx.namespace}",
@@ -609,8 +607,7 @@ def _stack_call(existing: StackState | None) -> str:
 
 def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     if key not in rendered:
-        raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
-                             hint="this is a meshpipe defect; please report it")
+        raise Defect(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})")
     return rendered[key]
 
 

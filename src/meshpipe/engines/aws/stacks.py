@@ -17,7 +17,7 @@ from meshpipe.clock import Clock
 from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import is_not_found, stack_state_advice
 from meshpipe.engines.base import Reporter
-from meshpipe.errors import OperationError
+from meshpipe.errors import Defect, OperationError
 
 Action = Literal["create", "update", "delete"]
 GOAL = {"create": "CREATE_COMPLETE", "update": "UPDATE_COMPLETE", "delete": "DELETE_COMPLETE"}
@@ -230,10 +230,8 @@ class Stacks:
         if len(body) <= MAX_TEMPLATE_BODY:
             return {"TemplateBody": body.decode()}
         if uploader is None:
-            raise OperationError(
-                f"the template of {name} is {len(body)} bytes, more than CloudFormation takes inline "
-                f"({MAX_TEMPLATE_BODY})",
-                hint="this is a meshpipe defect; please report it")
+            raise Defect(f"the template of {name} is {len(body)} bytes, more than CloudFormation takes inline "
+                         f"({MAX_TEMPLATE_BODY}), and nothing was given to stage it")
         return {"TemplateURL": uploader(name, body)}
 
     def delete(self, name: str, *, wait: bool = True) -> StackState | None:

@@ -30,7 +30,9 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     POST   /v1/rollouts/{svc}/{action}             pause | resume | abort | promote
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
-409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error.
+409 (conflict), 401 (no or wrong token) or 500, and the client raises the matching meshpipe error; a failure
+that is no meshpipe error is a bug of the daemon (kind ``bug``), which the client raises as a
+:class:`~meshpipe.errors.Defect`, for the CLI's bug boundary.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
-from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, Defect, MeshpipeError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
 from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
@@ -124,6 +126,7 @@ def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
 
 # --- errors on the wire ------------------------------------------------------------------------------
 
+BUG_KIND = "bug"
 _KINDS: dict[str, type[MeshpipeError]] = {
     "not_found": NotFoundError, "conflict": ConflictError, "user": UserError, "operation": OperationError,
 }
@@ -139,10 +142,12 @@ def error_kind(exc: MeshpipeError) -> tuple[str, int]:
     return "operation", 500
 
 
-def error_from_json(status: int, data: Any) -> MeshpipeError:
+def error_from_json(status: int, data: Any) -> MeshpipeError | Defect:
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict):
         return OperationError(f"the environment's daemon answered HTTP {status}")
+    if err.get("kind") == BUG_KIND:
+        return Defect(f"the environment's daemon hit a bug: {err.get('message')} ({err.get('hint')})")
     cls = _KINDS.get(str(err.get("kind")), OperationError)
     return cls(str(err.get("message") or f"HTTP {status}"), err.get("hint"))
 
@@ -251,8 +256,9 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
                                      status=status)
         except Exception as exc:
             log.exception("control API: %s %s failed", request.method, request.path)
-            return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
-                                                "hint": "see the environment's daemon.log"}}, status=500)
+            return web.json_response({"error": {"kind": BUG_KIND, "message": f"{type(exc).__name__}: {exc}",
+                                                "hint": "its traceback is in the environment's daemon.log"}},
+                                     status=500)
 
     async def body(request: web.Request) -> dict[str, Any]:
         raw = await request.read()  # bodies sent without a length stop at client_max_size, with 413
