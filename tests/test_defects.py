@@ -14,7 +14,7 @@ import typer
 from meshpipe.cli import BUG_EXIT, main
 from meshpipe.engines.aws import engine as engine_module
 from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY
-from meshpipe.engines.local.control import ControlClient, make_control_app
+from meshpipe.engines.local.control.httpapi import ControlClient, make_control_app
 from meshpipe.errors import ConflictError, Defect
 from support.aws import StubFactory, make_engine
 from support.clock import FakeClock
