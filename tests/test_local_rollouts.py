@@ -17,11 +17,11 @@ from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route
+from meshpipe.status import VersionStatus
 from support.clock import FakeClock
 
 SVC = "hello-backend"
@@ -77,7 +77,7 @@ def store(tmp_path: Path) -> StateStore:
     s.add_service(SVC, f"{SVC}.demo.local", f"vr-{SVC}", "/repos/x")
     for v in (OLD, NEW, NEWER):
         s.create_version(SVC, v, v * 5, f"demo-{SVC}-{v}", 1, {}, {"service": SVC}, None)
-        s.set_version_status(SVC, v, st.CREATE_COMPLETE)
+        s.set_version_status(SVC, v, VersionStatus.CREATE_COMPLETE)
     yield s
     s.close()
 
@@ -238,7 +238,7 @@ def test_both_times_of_a_rollout_row_are_written_alike_to_the_millisecond(tmp_pa
     s.init_environment("demo", "demo.local")
     s.add_service(SVC, f"{SVC}.demo.local", f"vr-{SVC}", "/repos/x")
     s.create_version(SVC, OLD, OLD * 5, f"demo-{SVC}-{OLD}", 1, {}, {"service": SVC}, None)
-    s.set_version_status(SVC, OLD, st.CREATE_COMPLETE)
+    s.set_version_status(SVC, OLD, VersionStatus.CREATE_COMPLETE)
     try:
         asyncio.run(world.controller(s).start(SVC, OLD, plan(), "by a push"))
         with sqlite3.connect(s.path) as db:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from meshpipe.engines.local.dataplane.meshconfig import Endpoint
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
 from meshpipe.engines.local.tasks.processes import rotate_log
 from meshpipe.engines.local.tasks.supervisor import (
@@ -25,6 +24,7 @@ from meshpipe.engines.local.tasks.supervisor import (
     VersionSpec,
     backoff_delay,
 )
+from meshpipe.status import TaskState
 
 TIMINGS = HealthTimings(interval=5.0, timeout=2.0, retries=3, start_period=10.0, start_interval=0.5)
 
@@ -257,7 +257,7 @@ def test_sidecar_first_then_app_with_its_environment(tmp_path: Path) -> None:
         assert side.log_path == w.log_dir / "hello-backend-e9d5f17a-1-envoy.log"
         eps = w.sup.endpoints()["hello-backend"]["e9d5f17a"]
         assert sorted(e.port for e in eps) == sorted(s.arg("--ingress-port") for s in sidecars)
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == st.HEALTHY
+        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == TaskState.HEALTHY
 
     run(scenario, tmp_path)
 
@@ -374,7 +374,7 @@ def test_stop_takes_task_out_of_the_mesh_before_stopping_it(tmp_path: Path) -> N
         assert w.spawner.live("app") == [] and w.spawner.live("sidecar") == []
         assert sorted(w.hooks.exited) == sorted(p.pid for p in w.spawner.procs)
         assert w.sup.endpoints() == {} and w.hooks.live_proxies == set()
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == st.STOPPED
+        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == TaskState.STOPPED
 
     run(scenario, tmp_path)
 

@@ -274,7 +274,7 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
                   fmt: FormatOpt = Format.text) -> None:
     """Wait for a pipeline run to finish; exit 1 if it failed."""
     from meshpipe.engines.base import PipelineWaiter
-    from meshpipe.pipeline.runs import RunStatus
+    from meshpipe.status import RunStatus
 
     with engine_for(engine) as eng:
         if not isinstance(eng, PipelineWaiter):

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, _print_route, engine_for, lacking
 from meshpipe.cli.output import Format, out, print_json
+from meshpipe.status import RolloutStatus
 
 if TYPE_CHECKING:
     from meshpipe.engines.base import Engine, RolloutController, RolloutStatusSource
@@ -200,7 +201,7 @@ def watch(service: Annotated[str, typer.Argument(help="Service name.")], env: En
         try:
             with Live(render(current), console=out, refresh_per_second=max(1, int(1 / every)),
                       transient=False) as live:
-                while not (until_done and current["status"] != "running"):
+                while not (until_done and current["status"] != RolloutStatus.RUNNING):
                     time.sleep(every)
                     current = read(env, service)
                     live.update(render(current))

@@ -34,21 +34,7 @@ from meshpipe.delivery import weights
 from meshpipe.delivery.policy import RolloutPlan
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_WEIGHT, WeightedTarget
-
-# Status
-RUNNING = "running"
-PROMOTED = "promoted"
-ROLLED_BACK = "rolled-back"
-HALTED = "halted"  # a pre-rollout webhook refused: no traffic ever moved
-SUPERSEDED = "superseded"  # a newer version of the service started its own rollout
-FINISHED = frozenset({PROMOTED, ROLLED_BACK, HALTED, SUPERSEDED})
-
-# Phase of a running rollout
-PRE_ROLLOUT = "pre-rollout"
-PREVIEW = "preview"  # blue-green, before the switch
-STEP = "step"
-CONFIRMING = "confirming"
-DONE = "done"
+from meshpipe.status import RolloutPhase, RolloutStatus
 
 # How often a held promotion asks its confirm-promotion webhooks again, at most.
 CONFIRM_EVERY_MAX_S = 5.0
@@ -76,7 +62,7 @@ class Window:
     number: int
     step: int
     weight: int  # the candidate's weight (a blue-green preview: 0, it answers the header only)
-    phase: str
+    phase: RolloutPhase
     started_at: float
     due_at: float
     decided_at: float
@@ -95,7 +81,7 @@ class Window:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Window:
-        return cls(int(d["number"]), int(d["step"]), int(d["weight"]), str(d["phase"]), float(d["started_at"]),
+        return cls(int(d["number"]), int(d["step"]), int(d["weight"]), RolloutPhase(d["phase"]), float(d["started_at"]),
                    float(d["due_at"]), float(d["decided_at"]), an.Figures.from_json(d["candidate"]),
                    an.Figures.from_json(d["stable"]), d["verdict"] == "passed", tuple(d["reasons"]),
                    tuple(HookResult.from_json(h) for h in d.get("hooks", ())))
@@ -108,8 +94,8 @@ class Rollout:
     plan: RolloutPlan
     base: dict[str, int]  # every other version's weight before the rollout
     started_at: float
-    status: str = RUNNING
-    phase: str = PRE_ROLLOUT
+    status: RolloutStatus = RolloutStatus.RUNNING
+    phase: RolloutPhase = RolloutPhase.PRE_ROLLOUT
     step: int = 0
     paused: bool = False
     window_started_at: float | None = None
@@ -133,7 +119,7 @@ class Rollout:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status.finished
 
     @property
     def blue_green(self) -> bool:
@@ -141,9 +127,9 @@ class Rollout:
 
     def weight(self) -> int:
         """The candidate's weight in the route the rollout wants now."""
-        if self.status == PROMOTED:
+        if self.status == RolloutStatus.PROMOTED:
             return MAX_WEIGHT
-        if self.status != RUNNING or self.phase == PRE_ROLLOUT:
+        if self.status != RolloutStatus.RUNNING or self.phase == RolloutPhase.PRE_ROLLOUT:
             return 0
         if self.blue_green:
             return MAX_WEIGHT if self.step >= 1 else 0
@@ -171,7 +157,7 @@ class Rollout:
         return cls(
             service=d["service"], candidate=d["candidate"], plan=RolloutPlan.from_json(d["plan"]),
             base={str(k): int(v) for k, v in d["base"].items()}, started_at=float(d["started_at"]),
-            status=d["status"], phase=d["phase"], step=int(d["step"]), paused=bool(d["paused"]),
+            status=RolloutStatus(d["status"]), phase=RolloutPhase(d["phase"]), step=int(d["step"]), paused=bool(d["paused"]),
             window_started_at=d.get("window_started_at"), next_decision_at=d.get("next_decision_at"),
             failed_windows=int(d["failed_windows"]), windows=[Window.from_json(w) for w in d.get("windows", ())],
             reference_p99=d.get("reference_p99"), baseline=dict(d.get("baseline") or {}), reason=d.get("reason", ""),
@@ -192,7 +178,7 @@ def desired(r: Rollout) -> tuple[tuple[WeightedTarget, ...], HeaderMatch | None]
     else:
         targets = weights.split(r.base, r.candidate, percent)
     preview = None
-    if r.status == RUNNING and r.blue_green and r.phase in (PREVIEW, CONFIRMING) and r.step == 0:
+    if r.status == RolloutStatus.RUNNING and r.blue_green and r.phase in (RolloutPhase.PREVIEW, RolloutPhase.CONFIRMING) and r.step == 0:
         preview = r.plan.preview
     return targets, preview
 
@@ -201,10 +187,10 @@ def due(r: Rollout, now: float) -> str | None:
     """What the driver must do now: ``begin``, ``window``, ``confirm`` or nothing (None)."""
     if r.finished or r.paused:
         return None
-    if r.phase == PRE_ROLLOUT:
+    if r.phase == RolloutPhase.PRE_ROLLOUT:
         return "begin"
     if r.next_decision_at is not None and now >= r.next_decision_at:
-        return "confirm" if r.phase == CONFIRMING else "window"
+        return "confirm" if r.phase == RolloutPhase.CONFIRMING else "window"
     return None
 
 
@@ -224,8 +210,8 @@ def _open_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     r.baseline = an.snapshot_to_json(counters)
 
 
-def _finish(r: Rollout, now: float, status: str, reason: str, hooks: str | None) -> None:
-    r.status, r.phase, r.reason, r.finished_at = status, DONE, reason, now
+def _finish(r: Rollout, now: float, status: RolloutStatus, reason: str, hooks: str | None) -> None:
+    r.status, r.phase, r.reason, r.finished_at = status, RolloutPhase.DONE, reason, now
     r.next_decision_at = None
     r.paused = False
     if hooks:
@@ -241,15 +227,15 @@ def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookR
     failed = _hook_failures(results)
     if failed:
         reason = "pre-rollout check failed: " + "; ".join(failed)
-        _finish(r, now, HALTED, reason, None)
+        _finish(r, now, RolloutStatus.HALTED, reason, None)
         return [f"rollout of {r.candidate} halted, no traffic moved: {reason}"]
-    r.phase, r.step = (PREVIEW, 0) if r.blue_green else (STEP, 0)
+    r.phase, r.step = (RolloutPhase.PREVIEW, 0) if r.blue_green else (RolloutPhase.STEP, 0)
     _open_window(r, now, counters)
     return [_step_event(r)]
 
 
 def _step_event(r: Rollout) -> str:
-    if r.phase == PREVIEW:
+    if r.phase == RolloutPhase.PREVIEW:
         assert r.plan.preview is not None
         return (f"preview: requests with {r.plan.preview.describe()} go to {r.candidate}; "
                 f"judged in {r.plan.interval_s:g} s")
@@ -283,7 +269,7 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
         limit = r.plan.analysis.failed_windows
         if r.failed_windows >= limit:
             reason = "; ".join(verdict.reasons) + f" (failed window {r.failed_windows} of {limit} allowed)"
-            _finish(r, now, ROLLED_BACK, reason, "rollback")
+            _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
             return [*events, f"rolled back to {_back_to(r)}: {reason}"]
         _open_window(r, now, counters)
         return [*events, f"{r.failed_windows} of {limit} failed window(s): step {r.step + 1} repeated"]
@@ -291,7 +277,7 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
 
 
 def _where(r: Rollout) -> str:
-    if r.phase == PREVIEW:
+    if r.phase == RolloutPhase.PREVIEW:
         return "the preview"
     return f"step {r.step + 1}/{r.steps_total()} ({r.weight()} %)"
 
@@ -304,7 +290,7 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     if r.blue_green:
         if r.step == 0:
             return _to_promotion(r, now, counters)
-        _finish(r, now, PROMOTED, "every window passed", "post-rollout")
+        _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
         return [f"promoted: 100 % to {r.candidate} after its bake window"]
     following = r.step + 1
     if r.plan.steps[following] < MAX_WEIGHT:
@@ -316,7 +302,7 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
 
 def _to_promotion(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     if r.plan.hooks("confirm-promotion"):
-        r.phase = CONFIRMING
+        r.phase = RolloutPhase.CONFIRMING
         r.next_decision_at = now
         r.window_started_at = None
         return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.plan.hooks('confirm-promotion'))})"]
@@ -325,11 +311,11 @@ def _to_promotion(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
 
 def _promote_now(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     if r.blue_green and r.step == 0:
-        r.phase, r.step = STEP, 1
+        r.phase, r.step = RolloutPhase.STEP, 1
         _open_window(r, now, counters)
         return [f"switched: 100 % to {r.candidate}, {r.stable} kept up for a rollback; bake window of "
                 f"{r.plan.interval_s:g} s"]
-    _finish(r, now, PROMOTED, "every window passed", "post-rollout")
+    _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
     return [f"promoted: 100 % to {r.candidate}"]
 
 
@@ -353,7 +339,7 @@ def pause(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished or r.paused:
         return []
     r.paused = True
-    return [f"paused {who} at {_where(r) if r.phase != PRE_ROLLOUT else 'the start'}"]
+    return [f"paused {who} at {_where(r) if r.phase != RolloutPhase.PRE_ROLLOUT else 'the start'}"]
 
 
 def resume(r: Rollout, now: float, counters: an.Snapshot, who: str = "by hand") -> list[str]:
@@ -361,11 +347,11 @@ def resume(r: Rollout, now: float, counters: an.Snapshot, who: str = "by hand") 
     if r.finished or not r.paused:
         return []
     r.paused = False
-    if r.phase in (STEP, PREVIEW):
+    if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW):
         _open_window(r, now, counters)
-    elif r.phase == CONFIRMING:
+    elif r.phase == RolloutPhase.CONFIRMING:
         r.next_decision_at = now
-    return [f"resumed {who}: {_where(r) if r.phase != PRE_ROLLOUT else 'the start'}"]
+    return [f"resumed {who}: {_where(r) if r.phase != RolloutPhase.PRE_ROLLOUT else 'the start'}"]
 
 
 def restart_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
@@ -373,9 +359,9 @@ def restart_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     not survive the restart); a held promotion asks again at once. Steps, windows and failures stay."""
     if r.finished or r.paused:
         return
-    if r.phase in (STEP, PREVIEW):
+    if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW):
         _open_window(r, now, counters)
-    elif r.phase == CONFIRMING:
+    elif r.phase == RolloutPhase.CONFIRMING:
         r.next_decision_at = now
 
 
@@ -383,21 +369,21 @@ def abort(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished:
         return []
     reason = f"aborted {who}"
-    _finish(r, now, ROLLED_BACK, reason, "rollback")
+    _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
     return [f"rolled back to {_back_to(r)}: {reason}"]
 
 
 def promote(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished:
         return []
-    _finish(r, now, PROMOTED, f"promoted {who}", "post-rollout")
+    _finish(r, now, RolloutStatus.PROMOTED, f"promoted {who}", "post-rollout")
     return [f"promoted {who}: 100 % to {r.candidate}"]
 
 
 def supersede(r: Rollout, now: float, newer: str) -> list[str]:
     if r.finished:
         return []
-    _finish(r, now, SUPERSEDED, f"superseded by {newer}", None)
+    _finish(r, now, RolloutStatus.SUPERSEDED, f"superseded by {newer}", None)
     return [f"superseded by {newer}: {r.candidate}'s share goes back to {r.stable}"]
 
 
@@ -405,5 +391,5 @@ def fail(r: Rollout, now: float, reason: str) -> list[str]:
     """Something outside the rollout made it impossible (a version deleted, the route removed)."""
     if r.finished:
         return []
-    _finish(r, now, ROLLED_BACK, reason, "rollback")
+    _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
     return [f"rolled back to {_back_to(r) or 'nothing'}: {reason}"]

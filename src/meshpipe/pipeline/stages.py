@@ -18,8 +18,9 @@ from meshpipe.errors import MeshpipeError, ValidationError
 from meshpipe.manifest import load_manifest_text
 from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import ServiceVersion, resolve
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+from meshpipe.pipeline.runs import PipelineRun, StageResult
 from meshpipe.platform import PlatformSettings
+from meshpipe.status import RunStatus
 from meshpipe.synth import SynthResult, synthesize
 
 SOURCE, BUILD, DEPLOY = "Source", "Build", "Deploy"

@@ -9,7 +9,8 @@ from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import is_not_found
 from meshpipe.errors import NotFoundError
 from meshpipe.model import version_id
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+from meshpipe.pipeline.runs import PipelineRun, StageResult
+from meshpipe.status import RunStatus
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 MAX_LOG_LINES = 2000

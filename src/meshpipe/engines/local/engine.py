@@ -42,7 +42,8 @@ from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserEr
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
 from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
+from meshpipe.pipeline.runs import PipelineRun, StartedRun
+from meshpipe.status import RolloutStatus, RunStatus
 
 if TYPE_CHECKING:
     from meshpipe.mesh.graph import Topology
@@ -473,7 +474,7 @@ class LocalEngine:
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:
         try:
-            return client.rollout_status(service)["status"] == "running"
+            return client.rollout_status(service)["status"] == RolloutStatus.RUNNING
         except NotFoundError:
             return False
 

@@ -42,6 +42,7 @@ from meshpipe.mesh.routing import (
 from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
 from meshpipe.platform import RolloutDefaults
+from meshpipe.status import RunStatus, TaskGoal, VersionStatus
 
 # A git ref as a push reports it: printable, no spaces, not endless.
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
@@ -92,7 +93,7 @@ class ControlApi:
                        "ingress_port": t.ports.ingress if t.ports else None,
                        "app_port": t.ports.app if t.ports else None}
                       for t in self.supervisor.task_statuses()],
-            "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
+            "runs_in_progress": [r.run_id for r in self.store.runs(status=RunStatus.IN_PROGRESS)],
         }
 
     async def shutdown(self) -> None:
@@ -124,12 +125,12 @@ class ControlApi:
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
         return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
+                "virtual_service": row.virtual_service, "status": VersionStatus.CREATE_COMPLETE}
 
     async def pipeline_delete(self, service: str) -> None:
         async with self.pipelines_lock:
             self.store.require_service(service)
-            busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
+            busy = [r.run_id for r in self.store.runs(service, status=RunStatus.IN_PROGRESS)]
             if busy:
                 raise ConflictError(f"pipeline run(s) {', '.join(busy)} of {service} are in progress",
                                     hint="wait for them: meshpipe pipeline wait " + service)
@@ -276,7 +277,7 @@ class ControlApi:
         out = []
         desired_by_version: dict[str, int] = {}
         for task in self.store.tasks(service):
-            if task.desired == st.DESIRED_RUNNING:
+            if task.desired == TaskGoal.RUNNING:
                 desired_by_version[task.version] = desired_by_version.get(task.version, 0) + 1
         for row in self.store.versions(service):
             health = self.supervisor.version_health(service, row.version)

@@ -50,7 +50,8 @@ from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, Defect, MeshpipeError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+from meshpipe.pipeline.runs import PipelineRun, StageResult
+from meshpipe.status import RunStatus
 
 log = logging.getLogger("meshpipe.daemon")
 

@@ -36,6 +36,7 @@ from meshpipe.engines.local.dataplane.routing import (
 from meshpipe.engines.local.dataplane.statnames import GATEWAY_NODE, cluster_name
 from meshpipe.engines.local.dataplane.upstream import UpstreamPool
 from meshpipe.naming import virtual_node_name
+from meshpipe.status import ProxyState
 
 LOOPBACK = "127.0.0.1"
 # Timeouts are checked this often while requests are in flight: fine enough for per-try timeouts in
@@ -160,7 +161,7 @@ class DataPlane:
         self.rr: dict[tuple[str, str], int] = {}
         self.inflight: set[Exchange] = set()
         self.listeners: list[Listener] = []
-        self.state = "PRE_INITIALIZING"
+        self.state = ProxyState.PRE_INITIALIZING
         self.draining = False
         self.started_at = time.time()
         self._stopped = asyncio.Event()
@@ -190,14 +191,14 @@ class DataPlane:
                 if listener.server is not None:
                     listener.server.close()
             raise
-        self.state = "LIVE"
+        self.state = ProxyState.LIVE
 
     def begin_drain(self) -> None:
         """Stop accepting, let exchanges in flight finish, close idle connections; then stop."""
         if self.draining:
             return
         self.draining = True
-        self.state = "DRAINING"
+        self.state = ProxyState.DRAINING
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
@@ -226,7 +227,7 @@ class DataPlane:
             self._timer.cancel()
             self._timer = None
         self._flush_logs()
-        self.state = "STOPPED"
+        self.state = ProxyState.STOPPED
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -27,12 +27,12 @@ from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Snapshot, snapshot_from_json
 from meshpipe.delivery.policy import RolloutPlan, Webhook
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route
 from meshpipe.naming import header_route_name
+from meshpipe.status import RolloutPhase, RolloutStatus, VersionStatus
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -64,8 +64,9 @@ class RolloutRecords:
                     raise ConflictError(f"a rollout of {r.service} is already running") from None
                 raise
             rollout_id = int(cur.lastrowid or 0)
-            tx.execute("DELETE FROM rollouts WHERE service = ? AND status != 'running' AND id NOT IN (SELECT id FROM "
-                       "rollouts WHERE service = ? ORDER BY id DESC LIMIT ?)", (r.service, r.service, KEEP_FINISHED))
+            tx.execute("DELETE FROM rollouts WHERE service = ? AND status != ? AND id NOT IN (SELECT id FROM "
+                       "rollouts WHERE service = ? ORDER BY id DESC LIMIT ?)",
+                       (r.service, RolloutStatus.RUNNING, r.service, KEEP_FINISHED))
         r.id = rollout_id
         return rollout_id
 
@@ -81,15 +82,16 @@ class RolloutRecords:
         return [m.Rollout.from_json(json.loads(row["state_json"]), int(row["id"])) for row in rows]
 
     def running(self) -> list[m.Rollout]:
-        return self._rows("SELECT id, state_json FROM rollouts WHERE status = 'running' ORDER BY id", ())
+        return self._rows("SELECT id, state_json FROM rollouts WHERE status = ? ORDER BY id", (RolloutStatus.RUNNING,))
 
     def latest(self, service: str) -> m.Rollout | None:
         found = self._rows("SELECT id, state_json FROM rollouts WHERE service = ? ORDER BY id DESC LIMIT 1", (service,))
         return found[0] if found else None
 
     def with_pending_hooks(self) -> list[m.Rollout]:
-        return [r for r in self._rows("SELECT id, state_json FROM rollouts WHERE status != 'running' AND state_json "
-                                      "LIKE '%\"pending_hooks\": [\"%' ORDER BY id", ()) if r.pending_hooks]
+        return [r for r in self._rows("SELECT id, state_json FROM rollouts WHERE status != ? AND state_json "
+                                      "LIKE '%\"pending_hooks\": [\"%' ORDER BY id", (RolloutStatus.RUNNING,))
+                if r.pending_hooks]
 
 
 # --- the status document -----------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class RolloutController:
             self.records.save(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
                            f"{r.failed_windows} failed" + ("; the window in progress starts over"
-                                                           if r.phase in (m.STEP, m.PREVIEW) and not r.paused else ""))
+                                                           if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW) and not r.paused else ""))
             self._spawn(r.service)
             resumed.append(r.service)
         return resumed
@@ -187,8 +189,8 @@ class RolloutController:
             if row is None:
                 raise NotFoundError(f"version {version} of {service} does not exist",
                                     hint=f"list versions with: meshpipe versions {service}")
-            if row.status != st.CREATE_COMPLETE:
-                raise ConflictError(f"version {version} of {service} is {row.status}; only {st.CREATE_COMPLETE} "
+            if row.status != VersionStatus.CREATE_COMPLETE:
+                raise ConflictError(f"version {version} of {service} is {row.status}; only {VersionStatus.CREATE_COMPLETE} "
                                     "versions can be rolled out")
             if plan.preview is not None:
                 owner = self.store.header_route_owner(service, header_route_name(service, plan.preview.key))
@@ -227,7 +229,7 @@ class RolloutController:
                              now: float) -> dict[str, Any]:
         """A service's first version has nothing to be compared with: it takes all traffic at once."""
         r, _ = m.start(service, version, {}, plan, now, started_by)
-        r.status, r.phase, r.finished_at = m.PROMOTED, m.DONE, now
+        r.status, r.phase, r.finished_at = RolloutStatus.PROMOTED, RolloutPhase.DONE, now
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
         self.records.insert(r)
         self._driver(service).rollout = r
@@ -339,10 +341,10 @@ class RolloutController:
         """A version deleted under a rollout ends it: the candidate (rolled back), or a base version (dropped)."""
         candidate = self.store.version(r.service, r.candidate)
         gone = [v for v in r.base if (row := self.store.version(r.service, v)) is None
-                or row.status != st.CREATE_COMPLETE]
+                or row.status != VersionStatus.CREATE_COMPLETE]
         for v in gone:
             del r.base[v]
-        if candidate is None or candidate.status != st.CREATE_COMPLETE:
+        if candidate is None or candidate.status != VersionStatus.CREATE_COMPLETE:
             self._record(r, m.fail(r, self.clock.wall(), f"the new version {r.candidate} was deleted"))
             return False
         if not r.base:
@@ -382,7 +384,7 @@ class RolloutController:
 
     async def _apply(self, r: m.Rollout, why: str) -> None:
         """Make the service's route and preview route what the rollout wants; push only when they change."""
-        if not r.base and r.status != m.PROMOTED:
+        if not r.base and r.status != RolloutStatus.PROMOTED:
             return  # nothing left to route to
         targets, preview = m.desired(r)
         changed = False
@@ -423,11 +425,11 @@ class RolloutController:
 
 
 def _where(r: m.Rollout) -> str:
-    if r.phase == m.PRE_ROLLOUT:
+    if r.phase == RolloutPhase.PRE_ROLLOUT:
         return "the start"
-    if r.phase == m.PREVIEW:
+    if r.phase == RolloutPhase.PREVIEW:
         return "the preview"
-    if r.phase == m.CONFIRMING:
+    if r.phase == RolloutPhase.CONFIRMING:
         return "the promotion (awaiting confirm-promotion)"
     return f"step {r.step + 1}/{r.steps_total()} ({r.weight()} %)"
 

@@ -32,32 +32,12 @@ from meshpipe.engines.local.state.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget
-from meshpipe.pipeline.runs import RunStatus
+from meshpipe.status import RunStatus, TaskGoal, TaskState, VersionStatus
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
 MAX_STAGE_LOG_CHARS = 256 * 1024
 
-# Stack statuses, spelled as CloudFormation spells them.
-CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
-CREATE_COMPLETE = "CREATE_COMPLETE"
-CREATE_FAILED = "CREATE_FAILED"
-DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
-
-# Task states.
-DESIRED_RUNNING = "RUNNING"
-DESIRED_STOPPED = "STOPPED"
-PENDING = "PENDING"
-STARTING = "STARTING"
-HEALTHY = "HEALTHY"
-UNHEALTHY = "UNHEALTHY"
-STOPPED = "STOPPED"
-
-# Pipeline run and stage statuses, spelled as CodePipeline spells them.
-RUN_IN_PROGRESS = RunStatus.IN_PROGRESS
-RUN_SUCCEEDED = RunStatus.SUCCEEDED
-RUN_FAILED = RunStatus.FAILED
-RUN_SUPERSEDED = RunStatus.SUPERSEDED  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
 
@@ -86,7 +66,7 @@ class VersionRow:
     version: str
     commit: str
     stack_name: str
-    status: str
+    status: VersionStatus
     reason: str
     desired_tasks: int
     template: dict[str, Any]
@@ -102,8 +82,8 @@ class TaskRow:
     service: str
     version: str
     slot: int
-    desired: str
-    actual: str
+    desired: TaskGoal
+    actual: TaskState
     app_port: int | None = None
     ingress_port: int | None = None
     egress_port: int | None = None
@@ -125,7 +105,7 @@ class ProcessRow:
 @dataclass(frozen=True)
 class StageRow:
     name: str
-    status: str
+    status: RunStatus
     log: str
 
 
@@ -137,7 +117,7 @@ class RunRow:
     ref: str
     old_commit: str | None
     commit: str | None
-    status: str
+    status: RunStatus
     version: str | None
     started_at: str
     finished_at: str | None
@@ -362,7 +342,7 @@ class StateStore:
 
     def create_version(self, service: str, version: str, commit: str, stack_name: str, desired_tasks: int,
                        template: dict[str, Any], resolved: dict[str, Any], run_id: str | None,
-                       status: str = CREATE_IN_PROGRESS, reason: str = "") -> VersionRow:
+                       status: VersionStatus = VersionStatus.CREATE_IN_PROGRESS, reason: str = "") -> VersionRow:
         """Record a new stack and its tasks in one transaction."""
         now = self.now()
         with self.transaction() as tx:
@@ -374,12 +354,12 @@ class StateStore:
                 "template_json, resolved_json, run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (service, version, commit, stack_name, status, reason, desired_tasks,
                  json.dumps(template, sort_keys=True), json.dumps(resolved, sort_keys=True), run_id, now, now))
-            if status != CREATE_FAILED:
+            if status != VersionStatus.CREATE_FAILED:
                 for slot in range(1, desired_tasks + 1):
                     tx.execute("INSERT INTO tasks (task_id, service, version, slot, desired, actual, updated_at) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (task_id_of(service, version, slot), service, version, slot, DESIRED_RUNNING,
-                                PENDING, now))
+                               (task_id_of(service, version, slot), service, version, slot, TaskGoal.RUNNING,
+                                TaskState.PENDING, now))
             self._event(tx, "stack", f"stack {stack_name} {status}" + (f": {reason}" if reason else ""),
                         service, version)
         row = self.version(service, version)
@@ -399,7 +379,7 @@ class StateStore:
 
     @staticmethod
     def _version_row(r: sqlite3.Row) -> VersionRow:
-        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
+        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], VersionStatus(r["status"]), r["reason"],
                           r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
                           r["run_id"], r["created_at"], r["updated_at"])
 
@@ -418,10 +398,10 @@ class StateStore:
                              "version = ?", (status, reason, self.now(), service, version))
             if cur.rowcount == 0:
                 raise NotFoundError(f"version {version} of {service} does not exist")
-            if status == CREATE_FAILED:
+            if status == VersionStatus.CREATE_FAILED:
                 # A failed stack rolls back: its tasks must not run.
                 tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ?",
-                           (DESIRED_STOPPED, self.now(), service, version))
+                           (TaskGoal.STOPPED, self.now(), service, version))
             self._event(tx, "stack", f"stack {self._stack_name(tx, service, version)} {status}"
                         + (f": {reason}" if reason else ""), service, version)
 
@@ -630,7 +610,7 @@ class StateStore:
         elif service is not None:
             sql, args = sql + " WHERE service = ?", (service,)
         rows = self._read(sql + " ORDER BY service, version, slot", args)
-        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], r["desired"], r["actual"],
+        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], TaskGoal(r["desired"]), TaskState(r["actual"]),
                         r["app_port"], r["ingress_port"], r["egress_port"], r["admin_port"], r["restarts"],
                         r["last_error"], r["updated_at"]) for r in rows]
 
@@ -670,7 +650,7 @@ class StateStore:
             seq = tx.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pipeline_runs").fetchone()[0]
             tx.execute("INSERT INTO pipeline_runs (run_id, seq, service, ref, old_commit, commit_id, status, "
                        "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, seq, service, ref, old, commit, RUN_IN_PROGRESS, self.now()))
+                       (run_id, seq, service, ref, old, commit, RunStatus.IN_PROGRESS, self.now()))
             for i, name in enumerate(STAGE_NAMES):
                 tx.execute("INSERT INTO pipeline_stages (run_id, position, name, status) VALUES (?, ?, ?, ?)",
                            (run_id, i, name, "Pending"))
@@ -711,7 +691,7 @@ class StateStore:
         with self.transaction() as tx:
             tx.execute("UPDATE pipeline_stages SET status = 'Pending', log = '' WHERE run_id = ?", (run_id,))
             tx.execute("UPDATE pipeline_runs SET status = ?, finished_at = NULL WHERE run_id = ?",
-                       (RUN_IN_PROGRESS, run_id))
+                       (RunStatus.IN_PROGRESS, run_id))
 
     def run(self, run_id: str) -> RunRow | None:
         rows = self._read("SELECT * FROM pipeline_runs WHERE run_id = ?", (run_id,))
@@ -738,8 +718,8 @@ class StateStore:
         stages: dict[str, list[StageRow]] = {}
         for s in self._read(f"SELECT * FROM pipeline_stages WHERE run_id IN ({marks}) ORDER BY run_id, position",
                             tuple(ids)):
-            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], s["status"], s["log"]))
-        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], r["status"],
+            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], RunStatus(s["status"]), s["log"]))
+        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], RunStatus(r["status"]),
                        r["version"], r["started_at"], r["finished_at"], tuple(stages.get(r["run_id"], ())))
                 for r in rows]
 
@@ -779,10 +759,10 @@ class StateStore:
             if r is None:
                 raise NotFoundError(f"version {t.version} of {service} does not exist",
                                     hint=f"list versions with: meshpipe versions {service}")
-            if r["status"] != CREATE_COMPLETE:
+            if r["status"] != VersionStatus.CREATE_COMPLETE:
                 why = f" ({r['reason']})" if r["reason"] else ""
                 raise ConflictError(f"version {t.version} of {service} is {r['status']}{why}; only "
-                                    f"{CREATE_COMPLETE} versions can take traffic")
+                                    f"{VersionStatus.CREATE_COMPLETE} versions can take traffic")
 
     @staticmethod
     def _require_service_tx(tx: sqlite3.Connection, service: str) -> None:

@@ -26,6 +26,7 @@ from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.dataplane.meshconfig import LOOPBACK, Endpoint
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
+from meshpipe.status import TaskState
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -105,7 +106,7 @@ class TaskStatus:
     service: str
     version: str
     slot: int
-    actual: str
+    actual: TaskState
     ports: TaskPorts | None
     restarts: int
     last_error: str
@@ -196,7 +197,7 @@ class TaskRunner:
         self.slot = slot
         self.task_id = st.task_id_of(spec.service, spec.version, slot)
         self.log_dir = log_dir
-        self.actual = st.PENDING
+        self.actual = TaskState.PENDING
         self.ports: TaskPorts | None = None
         self.endpoint: Endpoint | None = None
         self.restarts = 0
@@ -206,7 +207,7 @@ class TaskRunner:
         if adopted is not None:
             self.ports = adopted.ports
             self.restarts = adopted.restarts
-            self.actual = st.HEALTHY if adopted.healthy else st.UNHEALTHY
+            self.actual = TaskState.HEALTHY if adopted.healthy else TaskState.UNHEALTHY
             if adopted.healthy:
                 # An endpoint before anything is pushed: the daemon's first config keeps its traffic.
                 self.endpoint = Endpoint(LOOPBACK, adopted.ports.ingress)
@@ -235,7 +236,7 @@ class TaskRunner:
         return TaskStatus(self.task_id, self.spec.service, self.spec.version, self.slot, self.actual, self.ports,
                           self.restarts, self.last_error)
 
-    def _set(self, actual: str, error: str | None = None) -> None:
+    def _set(self, actual: TaskState, error: str | None = None) -> None:
         self.actual = actual
         if error is not None:
             self.last_error = error
@@ -266,11 +267,11 @@ class TaskRunner:
             failures = 1 if stable else failures + 1
             self.restarts += 1
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
-            self._set(st.PENDING, reason)
+            self._set(TaskState.PENDING, reason)
             log.info("task %s stopped (%s); replacing it in %.1f s", self.task_id, reason, delay)
             self.sup.hooks_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
             await self._sleep_unless_stopped(delay)
-        self._set(st.STOPPED)
+        self._set(TaskState.STOPPED)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self.sup.clock.wait(seconds))
@@ -302,7 +303,7 @@ class TaskRunner:
         sup, spec = self.sup, self.spec
         ports = sup.allocate_ports()
         self.ports = ports
-        self._set(st.STARTING)
+        self._set(TaskState.STARTING)
         sidecar_cmd = proxy_argv(sup.options.python, "sidecar", ports.admin, ingress_port=ports.ingress,
                                  egress_port=ports.egress, app_port=ports.app, service=spec.service,
                                  version=spec.version, backends=spec.backends, access_log=sup.options.access_log)
@@ -357,7 +358,7 @@ class TaskRunner:
                         self.endpoint = Endpoint(LOOPBACK, ports.ingress)
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
-                        self._set(st.HEALTHY)
+                        self._set(TaskState.HEALTHY)
                         await sup.hooks.endpoints_changed()
                     continue
                 detail = app_probe.detail if not app_probe.ok else sidecar_probe.detail
@@ -368,7 +369,7 @@ class TaskRunner:
                 if failing >= timings.retries:
                     if not self.ever_healthy and self.never_passed is None:
                         self.never_passed = detail
-                    self._set(st.UNHEALTHY, detail)
+                    self._set(TaskState.UNHEALTHY, detail)
                     return f"health check failed {failing} times in a row: {detail}"
         finally:
             for fut in (app_exit, sidecar_exit, stop_wait):
