@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Figures, judge, quantile_ms, window_counters
-from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
+from meshpipe.delivery.policy import Analysis, RolloutSpec, Webhook
 from meshpipe.delivery.weights import share, split
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.mesh.headers import HeaderMatch
@@ -102,8 +102,8 @@ class Traffic:
         return {p: dict(v) for p, v in self.counts.items()}
 
 
-def canary(steps: tuple[int, ...] = (10, 50, 100), failed_windows: int = 1, **plan: object) -> RolloutPlan:
-    return RolloutPlan(strategy="canary", steps=steps, interval_s=30.0,
+def canary(steps: tuple[int, ...] = (10, 50, 100), failed_windows: int = 1, **plan: object) -> RolloutSpec:
+    return RolloutSpec(strategy="canary", steps=steps, interval_s=30.0,
                        analysis=Analysis(min_requests=10, failed_windows=failed_windows), **plan)  # type: ignore[arg-type]
 
 
@@ -185,7 +185,7 @@ def test_confirm_promotion_holds_the_last_step_until_it_answers_2xx() -> None:
 def test_blue_green_previews_on_a_header_then_switches_and_bakes() -> None:
     t = Traffic()
     header = HeaderMatch("x-canary", "always")
-    plan = RolloutPlan("blue-green", (100,), 30.0, Analysis(min_requests=5, failed_windows=1), preview=header)
+    plan = RolloutSpec("blue-green", (100,), 30.0, Analysis(min_requests=5, failed_windows=1), preview=header)
     r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=0.0)
     m.begin(r, 0.0, t.snapshot())
     assert r.phase == RolloutPhase.PREVIEW and m.desired(r) == ((WeightedTarget(OLD, 100),), header)

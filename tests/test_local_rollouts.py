@@ -14,7 +14,7 @@ import pytest
 
 from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
-from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
+from meshpipe.delivery.policy import Analysis, RolloutSpec, Webhook
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
 from meshpipe.engines.local.state.store import StateStore
@@ -82,8 +82,8 @@ def store(tmp_path: Path) -> StateStore:
     s.close()
 
 
-def plan(**kw: Any) -> RolloutPlan:
-    return RolloutPlan(**{"strategy": "canary", "steps": (20, 50, 100), "interval_s": 10.0,
+def plan(**kw: Any) -> RolloutSpec:
+    return RolloutSpec(**{"strategy": "canary", "steps": (20, 50, 100), "interval_s": 10.0,
                           "analysis": Analysis(min_requests=5, failed_windows=1), **kw})
 
 

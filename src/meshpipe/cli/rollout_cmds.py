@@ -13,7 +13,7 @@ from meshpipe.cli.output import Format, out, print_json
 from meshpipe.status import RolloutStatus
 
 if TYPE_CHECKING:
-    from meshpipe.engines.base import Engine, RolloutController, RolloutStatusSource
+    from meshpipe.engines.base import Engine, RolloutRunner, RolloutStatusSource
 
 rollout_app = typer.Typer(help="Shift traffic between versions: rollouts run by the environment (start, status, "
                                "watch, pause, resume, abort, promote), and one-step canary, promote, rollback.",
@@ -26,12 +26,12 @@ def canary(service: Annotated[str, typer.Argument(help="Service name.")],
            weight: Annotated[int, typer.Option(help="Percent of traffic to the new version.")] = 10,
            env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Send a share of traffic (default 10 %) to a new version, the rest to the stable one."""
-    from meshpipe.mesh import plans
+    from meshpipe.mesh import traffic
     from meshpipe.mesh.routing import parse_version_ref
 
     new = parse_version_ref(service, version)
     with engine_for(engine) as eng:
-        targets = plans.canary(eng.route_show(env, service), new, weight)
+        targets = traffic.canary(eng.route_show(env, service), new, weight)
         route = eng.route_set(env, service, targets)
     print_json(route) if fmt is Format.json else _print_route(route, service)
 
@@ -105,11 +105,11 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
 
 # --- rollouts run by the environment (the local engine's daemon) ------------------------------------------
 
-def _controller(eng: Engine) -> RolloutController:
+def _runner(eng: Engine) -> RolloutRunner:
     """The engine as one whose environment runs rollouts itself; refused (exit 2) when it does not."""
-    from meshpipe.engines.base import RolloutController
+    from meshpipe.engines.base import RolloutRunner
 
-    if not isinstance(eng, RolloutController):
+    if not isinstance(eng, RolloutRunner):
         raise lacking(eng, "rollouts run by the environment",
                       hint="on aws, rollout promote and rollout rollback drive the ECS deployment")
     return eng
@@ -142,7 +142,7 @@ def start(service: Annotated[str, typer.Argument(help="Service name.")],
 
     ver = parse_version_ref(service, version)
     with engine_for(engine) as eng:
-        status = _controller(eng).rollout_start(env, service, ver)
+        status = _runner(eng).rollout_start(env, service, ver)
     _show(status, fmt)
 
 
@@ -167,7 +167,7 @@ def _control_command(action: str, doc: str) -> Callable[..., None]:
     def control(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                 engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
         with engine_for(engine) as eng:
-            found = _controller(eng).rollout_control(env, service, action)
+            found = _runner(eng).rollout_control(env, service, action)
         _show(found, fmt)
 
     control.__name__ = action

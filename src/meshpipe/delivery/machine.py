@@ -7,14 +7,14 @@ Life of a rollout::
          │                                        │                                        │
          └─(a webhook fails)─> halted             └─(FailedWindows failed)─> rolled-back    └─(no 2xx)─> holds
 
-* canary and linear: step ``i`` gives the candidate ``plan.steps[i]`` %; the step that would reach 100 %
+* canary and linear: step ``i`` gives the candidate ``spec.steps[i]`` %; the step that would reach 100 %
   is the promotion, behind the ``confirm-promotion`` webhooks when there are any.
 * blue-green: step 0 is the *preview* (the candidate answers only requests carrying the preview header;
   the route's weights do not change), then, after ``confirm-promotion``, step 1 sends 100 % to the
   candidate at once and bakes for one window: a failed bake rolls back to the stable version, which
   stayed up; a passed one promotes.
 
-Each step holds for ``plan.interval_s``; at its end its *window* is judged (``analysis.judge``) together
+Each step holds for ``spec.interval_s``; at its end its *window* is judged (``analysis.judge``) together
 with the ``rollout`` webhooks. A failed window that does not reach ``failed_windows`` repeats the step with
 a fresh window. Every version that had traffic before the rollout keeps its relative share of what the
 candidate leaves (``weights.split``); a rollback gives every one of them its old weight back.
@@ -31,7 +31,7 @@ from typing import Any
 
 from meshpipe.delivery import analysis as an
 from meshpipe.delivery import weights
-from meshpipe.delivery.policy import RolloutPlan
+from meshpipe.delivery.policy import RolloutSpec
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_WEIGHT, WeightedTarget
 from meshpipe.status import RolloutPhase, RolloutStatus
@@ -91,7 +91,7 @@ class Window:
 class Rollout:
     service: str
     candidate: str
-    plan: RolloutPlan
+    spec: RolloutSpec
     base: dict[str, int]  # every other version's weight before the rollout
     started_at: float
     status: RolloutStatus = RolloutStatus.RUNNING
@@ -123,7 +123,7 @@ class Rollout:
 
     @property
     def blue_green(self) -> bool:
-        return self.plan.strategy == "blue-green"
+        return self.spec.strategy == "blue-green"
 
     def weight(self) -> int:
         """The candidate's weight in the route the rollout wants now."""
@@ -133,16 +133,16 @@ class Rollout:
             return 0
         if self.blue_green:
             return MAX_WEIGHT if self.step >= 1 else 0
-        return self.plan.steps[self.step]
+        return self.spec.steps[self.step]
 
     def steps_total(self) -> int:
-        return 2 if self.blue_green else len(self.plan.steps)
+        return 2 if self.blue_green else len(self.spec.steps)
 
     # -- JSON (what state.db keeps) --
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "service": self.service, "candidate": self.candidate, "plan": self.plan.to_json(), "base": self.base,
+            "service": self.service, "candidate": self.candidate, "plan": self.spec.to_json(), "base": self.base,
             "started_at": self.started_at, "status": self.status, "phase": self.phase, "step": self.step,
             "paused": self.paused, "window_started_at": self.window_started_at,
             "next_decision_at": self.next_decision_at, "failed_windows": self.failed_windows,
@@ -155,7 +155,7 @@ class Rollout:
     @classmethod
     def from_json(cls, d: Mapping[str, Any], rollout_id: int | None = None) -> Rollout:
         return cls(
-            service=d["service"], candidate=d["candidate"], plan=RolloutPlan.from_json(d["plan"]),
+            service=d["service"], candidate=d["candidate"], spec=RolloutSpec.from_json(d["plan"]),
             base={str(k): int(v) for k, v in d["base"].items()}, started_at=float(d["started_at"]),
             status=RolloutStatus(d["status"]), phase=RolloutPhase(d["phase"]), step=int(d["step"]), paused=bool(d["paused"]),
             window_started_at=d.get("window_started_at"), next_decision_at=d.get("next_decision_at"),
@@ -179,7 +179,7 @@ def desired(r: Rollout) -> tuple[tuple[WeightedTarget, ...], HeaderMatch | None]
         targets = weights.split(r.base, r.candidate, percent)
     preview = None
     if r.status == RolloutStatus.RUNNING and r.blue_green and r.phase in (RolloutPhase.PREVIEW, RolloutPhase.CONFIRMING) and r.step == 0:
-        preview = r.plan.preview
+        preview = r.spec.preview
     return targets, preview
 
 
@@ -196,17 +196,17 @@ def due(r: Rollout, now: float) -> str | None:
 
 # --- transitions: each returns the events to record --------------------------------------------------
 
-def start(service: str, candidate: str, base: Mapping[str, int], plan: RolloutPlan, now: float,
+def start(service: str, candidate: str, base: Mapping[str, int], spec: RolloutSpec, now: float,
           started_by: str = "by a push") -> tuple[Rollout, list[str]]:
-    r = Rollout(service=service, candidate=candidate, plan=plan, base=dict(base), started_at=now,
+    r = Rollout(service=service, candidate=candidate, spec=spec, base=dict(base), started_at=now,
                 started_by=started_by)
     others = ", ".join(f"{v} {w}" for v, w in r.base.items())
-    return r, [f"rollout of {candidate} started {started_by}: {plan.describe()}; from {others}"]
+    return r, [f"rollout of {candidate} started {started_by}: {spec.describe()}; from {others}"]
 
 
 def _open_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     r.window_started_at = now
-    r.next_decision_at = now + r.plan.interval_s
+    r.next_decision_at = now + r.spec.interval_s
     r.baseline = an.snapshot_to_json(counters)
 
 
@@ -236,13 +236,13 @@ def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookR
 
 def _step_event(r: Rollout) -> str:
     if r.phase == RolloutPhase.PREVIEW:
-        assert r.plan.preview is not None
-        return (f"preview: requests with {r.plan.preview.describe()} go to {r.candidate}; "
-                f"judged in {r.plan.interval_s:g} s")
+        assert r.spec.preview is not None
+        return (f"preview: requests with {r.spec.preview.describe()} go to {r.candidate}; "
+                f"judged in {r.spec.interval_s:g} s")
     targets, _ = desired(r)
     spread = ", ".join(f"{t.version} {t.weight}" for t in targets)
     return (f"step {r.step + 1}/{r.steps_total()}: {r.weight()} % to {r.candidate} ({spread}); "
-            f"judged in {r.plan.interval_s:g} s")
+            f"judged in {r.spec.interval_s:g} s")
 
 
 def window_figures(r: Rollout, counters: an.Snapshot, bounds: Sequence[float]) -> tuple[an.Figures, an.Figures]:
@@ -255,7 +255,7 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
              results: Sequence[HookResult] = ()) -> list[str]:
     """Judge the window that just ended, then step on, repeat the step, or roll back."""
     candidate, stable = window_figures(r, counters, bounds)
-    verdict = an.judge(candidate, stable, r.reference_p99, r.plan.analysis, _hook_failures(results))
+    verdict = an.judge(candidate, stable, r.reference_p99, r.spec.analysis, _hook_failures(results))
     if stable.p99_ms is not None:
         r.reference_p99 = stable.p99_ms
     assert r.window_started_at is not None and r.next_decision_at is not None
@@ -266,7 +266,7 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
               + "; ".join(verdict.reasons)]
     if not verdict.passed:
         r.failed_windows += 1
-        limit = r.plan.analysis.failed_windows
+        limit = r.spec.analysis.failed_windows
         if r.failed_windows >= limit:
             reason = "; ".join(verdict.reasons) + f" (failed window {r.failed_windows} of {limit} allowed)"
             _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
@@ -293,7 +293,7 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
         _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
         return [f"promoted: 100 % to {r.candidate} after its bake window"]
     following = r.step + 1
-    if r.plan.steps[following] < MAX_WEIGHT:
+    if r.spec.steps[following] < MAX_WEIGHT:
         r.step = following
         _open_window(r, now, counters)
         return [_step_event(r)]
@@ -301,11 +301,11 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
 
 
 def _to_promotion(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
-    if r.plan.hooks("confirm-promotion"):
+    if r.spec.hooks("confirm-promotion"):
         r.phase = RolloutPhase.CONFIRMING
         r.next_decision_at = now
         r.window_started_at = None
-        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.plan.hooks('confirm-promotion'))})"]
+        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.spec.hooks('confirm-promotion'))})"]
     return _promote_now(r, now, counters)
 
 
@@ -314,7 +314,7 @@ def _promote_now(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
         r.phase, r.step = RolloutPhase.STEP, 1
         _open_window(r, now, counters)
         return [f"switched: 100 % to {r.candidate}, {r.stable} kept up for a rollback; bake window of "
-                f"{r.plan.interval_s:g} s"]
+                f"{r.spec.interval_s:g} s"]
     _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
     return [f"promoted: 100 % to {r.candidate}"]
 
@@ -325,7 +325,7 @@ def confirm(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[Hoo
     r.confirmations = tuple(results)
     failed = _hook_failures(results)
     if failed:
-        r.next_decision_at = now + min(r.plan.interval_s, CONFIRM_EVERY_MAX_S)
+        r.next_decision_at = now + min(r.spec.interval_s, CONFIRM_EVERY_MAX_S)
         # One event when the hold starts and one whenever the answer changes, not one per question.
         return [f"promotion held: {'; '.join(failed)}"] if before != [h.detail for h in results] else []
     r.confirmations = ()

@@ -1,10 +1,10 @@
-"""Rollout policies: the rules their values follow, and the plan a service's rollout runs.
+"""Rollout policies: the rules their values follow, and the spec a service's rollout runs.
 
 A policy comes from two places. The platform policy's ``rollout:`` section is the default every service
 gets (``enabled: false`` by default: only services that ask are rolled out); a manifest's ``Rollout:``
 section turns rollouts on for its service and overrides any of the platform's values, key by key
 (``Analysis`` keys one by one). Webhooks add up: the platform's run for every service, then the
-manifest's. :func:`resolve_plan` merges the two into a :class:`RolloutPlan`, which is what the
+manifest's. :func:`resolve_rollout_spec` merges the two into a :class:`RolloutSpec`, which is what the
 controller runs and what is stored with the rollout.
 
 Strategies:
@@ -123,7 +123,7 @@ def webhooks_problems(hooks: Iterable[Any]) -> list[tuple[int, str]]:
     return found
 
 
-# --- the resolved plan -----------------------------------------------------------------------------
+# --- the resolved spec -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Analysis:
@@ -146,7 +146,10 @@ class Webhook:
 
 
 @dataclass(frozen=True)
-class RolloutPlan:
+class RolloutSpec:
+    """What a service's rollout runs. Stored and shown under the JSON key ``plan`` (a rollout's state in
+    state.db and ``rollout status --format json`` have always called it so)."""
+
     strategy: str
     steps: tuple[int, ...]  # the candidate's weight at each step; the last is 100 (promotion)
     interval_s: float
@@ -177,7 +180,7 @@ class RolloutPlan:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RolloutPlan:
+    def from_json(cls, data: dict[str, Any]) -> RolloutSpec:
         a = data.get("analysis") or {}
         return cls(
             strategy=str(data["strategy"]), steps=tuple(int(s) for s in data["steps"]),
@@ -218,8 +221,8 @@ def _webhook(hook: Any) -> Webhook:
                    metadata=tuple(sorted(hook.metadata.items())))
 
 
-def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> RolloutPlan | None:
-    """The plan of a service from the platform's ``defaults`` (``platform.RolloutDefaults``) and the
+def resolve_rollout_spec(defaults: Any, section: Any, *, force: bool = False) -> RolloutSpec | None:
+    """The rollout spec of a service from the platform's ``defaults`` (``platform.RolloutDefaults``) and the
     manifest's ``section`` (``manifest.model.Rollout`` or None). None when rollouts are off for the
     service, unless ``force`` (a rollout started by hand)."""
     if section is not None:
@@ -246,5 +249,5 @@ def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> Rollout
     hooks = tuple(_webhook(h) for h in defaults.webhooks)
     if section is not None and section.webhooks:
         hooks += tuple(_webhook(h) for h in section.webhooks)
-    return RolloutPlan(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
+    return RolloutSpec(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
                        analysis=analysis, preview=preview, webhooks=hooks)

@@ -48,7 +48,7 @@ __all__ = [
     "PipelineWaiter",
     "Planner",
     "Reporter",
-    "RolloutController",
+    "RolloutRunner",
     "RolloutStatusSource",
     "Rollouts",
     "SilentReporter",
@@ -301,7 +301,7 @@ class RolloutStatusSource(Protocol):
 
 
 @runtime_checkable
-class RolloutController(RolloutStatusSource, Protocol):
+class RolloutRunner(RolloutStatusSource, Protocol):
     """An engine whose environment runs rollouts itself (the local engine's daemon): started for a deployed
     version, then paused, resumed, aborted or promoted on request."""
 

@@ -27,7 +27,7 @@ from meshpipe.engines.plan import Plan, execute
 from meshpipe.errors import ConflictError, NotFoundError, UserError
 from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, make_route
-from meshpipe.rollout import Move, planned
+from meshpipe.rollout import Move, targets_for
 
 ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 VIRTUAL_NODE = "AWS::AppMesh::VirtualNode"
@@ -294,7 +294,7 @@ class AppMeshOps:
     def rollout_shift(self, ctx: EnvContext, service: str, move: Move, version: str | None) -> Route:
         """Promote: the canary's route at 100 % (or ``version``'s); roll back: the stable version (or
         ``version``) at 100 %."""
-        route = make_route(service, planned(self.route_show(ctx, service), move, version))
+        route = make_route(service, targets_for(self.route_show(ctx, service), move, version))
         done: Route = execute(self.plan_route_set(ctx, route))
         return done
 

@@ -461,7 +461,7 @@ class LocalEngine:
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
         once or aborted; else (or with no rollout running) a plain route change."""
-        from meshpipe.rollout import planned
+        from meshpipe.rollout import targets_for
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
@@ -469,7 +469,7 @@ class LocalEngine:
             route = client.route_show(service)
             assert route is not None
             return route
-        return self.route_set(env, service, planned(client.route_show(service), move, version))
+        return self.route_set(env, service, targets_for(client.route_show(service), move, version))
 
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from meshpipe.delivery.policy import RolloutPlan, resolve_plan
+from meshpipe.delivery.policy import RolloutSpec, resolve_rollout_spec
 from meshpipe.engines.local.control.httpapi import gateway_route_to_json, route_to_json
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController
@@ -225,7 +225,7 @@ class ControlApi:
         if plan_json is None:
             return
         try:
-            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"by a push (run {run_id})")
+            await self.rollouts.start(service, version, RolloutSpec.from_json(plan_json), f"by a push (run {run_id})")
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 
@@ -238,11 +238,11 @@ class ControlApi:
                                 hint=f"list versions with: meshpipe versions {service}")
         plan_json = row.resolved.get("rollout")
         if plan_json:
-            plan: RolloutPlan | None = RolloutPlan.from_json(plan_json)
+            plan: RolloutSpec | None = RolloutSpec.from_json(plan_json)
         else:
             platform = row.resolved.get("platform", {}).get("policy", {}).get("rollout")
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
-            plan = resolve_plan(defaults, None, force=True)
+            plan = resolve_rollout_spec(defaults, None, force=True)
         assert plan is not None
         return await self.rollouts.start(service, version, plan, "by hand")
 

@@ -26,7 +26,7 @@ from typing import Any
 from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Snapshot, snapshot_from_json
-from meshpipe.delivery.policy import RolloutPlan, Webhook
+from meshpipe.delivery.policy import RolloutSpec, Webhook
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.headers import HeaderMatch
@@ -101,12 +101,12 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
     decision = r.next_decision_at if not r.paused and not r.finished else None
     return {
         "id": r.id, "environment": environment, "service": r.service, "candidate": r.candidate, "stable": r.stable,
-        "strategy": r.plan.strategy, "plan": r.plan.to_json(), "describe": r.plan.describe(),
+        "strategy": r.spec.strategy, "plan": r.spec.to_json(), "describe": r.spec.describe(),
         "status": r.status, "phase": r.phase, "paused": r.paused, "step": r.step + 1, "steps": r.steps_total(),
         "candidate_weight": r.weight(),
         "weights": {t.version: t.weight for t in targets},
         "preview": preview.to_json() if preview else None,
-        "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.plan.analysis.failed_windows,
+        "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.spec.analysis.failed_windows,
         "windows": [{**w.to_json(), "started_at": iso_utc(w.started_at), "due_at": iso_utc(w.due_at),
                      "decided_at": iso_utc(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
                     for w in r.windows],
@@ -181,7 +181,7 @@ class RolloutController:
 
     # -- starting --
 
-    async def start(self, service: str, version: str, plan: RolloutPlan, started_by: str) -> dict[str, Any]:
+    async def start(self, service: str, version: str, spec: RolloutSpec, started_by: str) -> dict[str, Any]:
         """Start a rollout of ``version`` (deployed), superseding a running one of another version."""
         driver = self._driver(service)
         async with driver.lock:
@@ -192,13 +192,13 @@ class RolloutController:
             if row.status != VersionStatus.CREATE_COMPLETE:
                 raise ConflictError(f"version {version} of {service} is {row.status}; only {VersionStatus.CREATE_COMPLETE} "
                                     "versions can be rolled out")
-            if plan.preview is not None:
-                owner = self.store.header_route_owner(service, header_route_name(service, plan.preview.key))
+            if spec.preview is not None:
+                owner = self.store.header_route_owner(service, header_route_name(service, spec.preview.key))
                 if owner not in (None, ROLLOUT_OWNER):
-                    raise ConflictError(f"the header route of {plan.preview.name} on {service} was set by hand; "
+                    raise ConflictError(f"the header route of {spec.preview.name} on {service} was set by hand; "
                                         "the blue-green preview needs that header",
                                         hint=f"delete it first: meshpipe route delete {service} --header "
-                                             f"{plan.preview.name}")
+                                             f"{spec.preview.name}")
             now = self.clock.wall()
             current = driver.rollout if driver.rollout is not None and not driver.rollout.finished else None
             if current is not None and current.candidate == version:
@@ -208,27 +208,27 @@ class RolloutController:
                 base = dict(current.base)
                 self._record(current, m.supersede(current, now, version))
             elif route is None or not any(t.weight for t in route.targets):
-                return await self._first_version(service, version, plan, started_by, now)
+                return await self._first_version(service, version, spec, started_by, now)
             else:
                 base = {t.version: t.weight for t in route.targets if t.weight > 0 and t.version != version}
                 if not base:
                     raise ConflictError(f"{version} already takes all of {service}'s traffic: nothing to roll out")
-            r, events = m.start(service, version, base, plan, now, started_by)
+            r, events = m.start(service, version, base, spec, now, started_by)
             self.records.insert(r)
             driver.rollout = r
             self._record(r, events)
             await self._apply(r, f"rollout of {version} started")
-            if not plan.hooks("pre-rollout"):
+            if not spec.hooks("pre-rollout"):
                 # Nothing to wait for: the first step is taken before the caller hears back.
                 await self._tick(r)
         self._spawn(service)
         driver.wake.set()
         return status_json(r, self.environment, now)
 
-    async def _first_version(self, service: str, version: str, plan: RolloutPlan, started_by: str,
+    async def _first_version(self, service: str, version: str, spec: RolloutSpec, started_by: str,
                              now: float) -> dict[str, Any]:
         """A service's first version has nothing to be compared with: it takes all traffic at once."""
-        r, _ = m.start(service, version, {}, plan, now, started_by)
+        r, _ = m.start(service, version, {}, spec, now, started_by)
         r.status, r.phase, r.finished_at = RolloutStatus.PROMOTED, RolloutPhase.DONE, now
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
         self.records.insert(r)
@@ -323,15 +323,15 @@ class RolloutController:
         counters = await self._counters(r)
         now = self.clock.wall()  # the window ends when its counters were read
         if kind == "begin":
-            results = await self.call_hooks(r.plan.hooks("pre-rollout"), self._payload(r, None))
+            results = await self.call_hooks(r.spec.hooks("pre-rollout"), self._payload(r, None))
             events = m.begin(r, now, counters, results)
         elif kind == "window":
             candidate, stable = m.window_figures(r, counters, self.bounds)
             window = {"candidate": candidate.to_json(), "stable": stable.to_json()}
-            results = await self.call_hooks(r.plan.hooks("rollout"), self._payload(r, window))
+            results = await self.call_hooks(r.spec.hooks("rollout"), self._payload(r, window))
             events = m.conclude(r, now, counters, self.bounds, results)
         else:
-            results = await self.call_hooks(r.plan.hooks("confirm-promotion"), self._payload(r, None))
+            results = await self.call_hooks(r.spec.hooks("confirm-promotion"), self._payload(r, None))
             events = m.confirm(r, self.clock.wall(), counters, results)
         self._record(r, events)
         await self._apply(r, f"rollout of {r.candidate}: {kind}")
@@ -365,7 +365,7 @@ class RolloutController:
     def _payload(self, r: m.Rollout, window: dict[str, Any] | None) -> dict[str, Any]:
         targets, preview = m.desired(r)
         return {"environment": self.environment, "service": r.service, "candidate": r.candidate,
-                "stable": r.stable, "strategy": r.plan.strategy, "status": r.status, "phase": r.phase,
+                "stable": r.stable, "strategy": r.spec.strategy, "status": r.status, "phase": r.phase,
                 "step": r.step + 1, "steps": r.steps_total(), "weights": {t.version: t.weight for t in targets},
                 "preview": preview.to_json() if preview else None, "failed_windows": r.failed_windows,
                 "window": window, "reason": r.reason}
@@ -416,7 +416,7 @@ class RolloutController:
     async def _run_pending_hooks(self, r: m.Rollout) -> None:
         while r.pending_hooks:
             kind = r.pending_hooks[0]
-            results = await self.call_hooks(r.plan.hooks(kind), self._payload(r, None))
+            results = await self.call_hooks(r.spec.hooks(kind), self._payload(r, None))
             for h in results:
                 self._event(r, f"{kind} webhook {h.name}: {h.detail}")
             r.pending_hooks.pop(0)
