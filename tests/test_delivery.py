@@ -108,7 +108,7 @@ def canary(steps: tuple[int, ...] = (10, 50, 100), failed_windows: int = 1, **pl
 
 
 def run_window(r: m.Rollout, t: Traffic, now: float, *, new_errors: int = 0, new_ms: float = 2.0,
-               hooks: tuple[m.HookResult, ...] = ()) -> list[str]:
+               hooks: tuple[m.WebhookResult, ...] = ()) -> list[str]:
     assert m.due(r, now) is None
     assert r.next_decision_at is not None
     now = r.next_decision_at
@@ -130,7 +130,7 @@ def test_a_healthy_candidate_goes_through_every_step_and_is_promoted() -> None:
     assert m.desired(r)[0] == (WeightedTarget(OLD, 50), WeightedTarget(NEW, 50)) and r.next_decision_at == 1060.0
     events += run_window(r, t, 1031.0)
     assert r.status == RolloutStatus.PROMOTED and m.desired(r) == ((WeightedTarget(NEW, 100),), None)
-    assert r.pending_hooks == ["post-rollout"]
+    assert r.pending_webhooks == ["post-rollout"]
     assert [w.passed for w in r.windows] == [True, True]
     assert r.windows[0].candidate.requests == 10 and r.windows[1].candidate.requests == 50
     assert events[-1] == f"promoted: 100 % to {NEW}"
@@ -145,7 +145,7 @@ def test_a_failing_candidate_is_rolled_back_to_every_versions_old_share() -> Non
     assert r.status == RolloutStatus.RUNNING and r.failed_windows == 1 and r.step == 0 and r.next_decision_at == 60.0
     assert "step 1 repeated" in events[-1]
     events = run_window(r, t, 31.0, new_errors=4)
-    assert r.status == RolloutStatus.ROLLED_BACK and r.pending_hooks == ["rollback"]
+    assert r.status == RolloutStatus.ROLLED_BACK and r.pending_webhooks == ["rollback"]
     assert m.desired(r)[0] == (WeightedTarget(OLD, 70), WeightedTarget(OTHER, 30))
     assert "success rate 80.0 %" in r.reason and events[-1].startswith("rolled back to ")
 
@@ -161,7 +161,7 @@ def test_a_latency_regression_is_rolled_back() -> None:
 def test_a_refused_pre_rollout_hook_halts_before_any_traffic_moves() -> None:
     t = Traffic()
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
-    events = m.begin(r, 0.0, t.snapshot(), [m.HookResult("smoke", "pre-rollout", False, "HTTP 503")])
+    events = m.begin(r, 0.0, t.snapshot(), [m.WebhookResult("smoke", "pre-rollout", False, "HTTP 503")])
     assert r.status == RolloutStatus.HALTED and m.desired(r) == ((WeightedTarget(OLD, 100),), None)
     assert r.windows == [] and "smoke (pre-rollout) HTTP 503" in events[0]
 
@@ -173,12 +173,12 @@ def test_confirm_promotion_holds_the_last_step_until_it_answers_2xx() -> None:
     m.begin(r, 0.0, t.snapshot())
     events = run_window(r, t, 1.0)
     assert r.phase == RolloutPhase.CONFIRMING and m.due(r, 30.0) == "confirm" and "awaiting confirm-promotion" in events[-1]
-    no = (m.HookResult("gate", "confirm-promotion", False, "HTTP 403"),)
+    no = (m.WebhookResult("gate", "confirm-promotion", False, "HTTP 403"),)
     assert m.confirm(r, 30.0, t.snapshot(), no) == ["promotion held: gate (confirm-promotion) HTTP 403"]
     assert m.confirm(r, 35.0, t.snapshot(), no) == []  # the same answer again: no new event
     assert r.status == RolloutStatus.RUNNING and m.desired(r)[0] == (WeightedTarget(OLD, 50), WeightedTarget(NEW, 50))
     assert r.next_decision_at == 40.0
-    m.confirm(r, 40.0, t.snapshot(), (m.HookResult("gate", "confirm-promotion", True, "HTTP 200"),))
+    m.confirm(r, 40.0, t.snapshot(), (m.WebhookResult("gate", "confirm-promotion", True, "HTTP 200"),))
     assert r.status == RolloutStatus.PROMOTED
 
 
@@ -210,7 +210,7 @@ def test_pause_resume_abort_promote_supersede() -> None:
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     m.promote(r, 5.0)
-    assert r.status == RolloutStatus.PROMOTED and r.pending_hooks == ["post-rollout"]
+    assert r.status == RolloutStatus.PROMOTED and r.pending_webhooks == ["post-rollout"]
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     m.supersede(r, 3.0, "5ec0d000")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from meshpipe.delivery.analysis import Counters
-from meshpipe.delivery.machine import HookResult
+from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Analysis, RolloutSpec, Webhook
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
@@ -53,12 +53,12 @@ class World:
     async def snapshot(self, service: str) -> dict[str, dict[str, Counters]]:
         return {"9901": dict(self.counts)}
 
-    async def hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+    async def hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[WebhookResult]:
         out = []
         for h in hooks:
             self.hook_calls.append((h.name, payload))
             ok = self.answers.get(h.name, True)
-            out.append(HookResult(h.name, h.type, ok, "HTTP 200" if ok else "HTTP 500"))
+            out.append(WebhookResult(h.name, h.type, ok, "HTTP 200" if ok else "HTTP 500"))
         return out
 
     async def publish(self, reason: str) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def test_webhooks_a_crash_left_uncalled_are_called_at_the_next_start(store: Stat
 
         # The decision is stored, then the daemon dies before calling the rollback hook.
         c._record(r, m.conclude(r, world.now, await world.snapshot(SVC), BUCKET_BOUNDS_MS))
-        assert r.pending_hooks == ["rollback"]
+        assert r.pending_webhooks == ["rollback"]
 
     asyncio.run(until_rollback())
     assert world.hook_calls == []

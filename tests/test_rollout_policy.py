@@ -82,7 +82,7 @@ def test_webhooks_add_up_platform_first() -> None:
     assert plan is not None
     assert [(h.name, h.type, h.timeout_s, h.metadata) for h in plan.webhooks] == [
         ("audit", "post-rollout", 10.0, ()), ("smoke", "pre-rollout", 3.0, (("suite", "fast"),))]
-    assert [h.name for h in plan.hooks("pre-rollout")] == ["smoke"]
+    assert [h.name for h in plan.webhooks_of("pre-rollout")] == ["smoke"]
 
 
 def test_plan_survives_json_both_ways() -> None:

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from meshpipe.delivery import policy as rollout_rules
-from meshpipe.delivery.policy import hook_name_problem, hook_url_problem, steps_problem, webhooks_problems
+from meshpipe.delivery.policy import steps_problem, webhook_name_problem, webhook_url_problem, webhooks_problems
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.mesh.headers import header_name_problem, header_value_problem
 from meshpipe.naming import check_env_name as check_env_name
@@ -203,10 +203,10 @@ class WebhookSetting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(hook_name_problem)]
-    type: rollout_rules.HookType
-    url: Annotated[StrictStr, _checked(hook_url_problem)]
-    timeout: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_HOOK_TIMEOUT)] = rollout_rules.DEFAULT_HOOK_TIMEOUT
+    name: Annotated[StrictStr, _checked(webhook_name_problem)]
+    type: rollout_rules.WebhookType
+    url: Annotated[StrictStr, _checked(webhook_url_problem)]
+    timeout: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_WEBHOOK_TIMEOUT)] = rollout_rules.DEFAULT_WEBHOOK_TIMEOUT
     metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=rollout_rules.MAX_METADATA_VALUE)]] = {}
 
 
@@ -226,10 +226,10 @@ class RolloutDefaults(BaseModel):
 
     @field_validator("webhooks")
     @classmethod
-    def _unique_hooks(cls, hooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
-        for _, problem in webhooks_problems(hooks):
+    def _unique_webhooks(cls, webhooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
+        for _, problem in webhooks_problems(webhooks):
             raise ValueError(problem)
-        return hooks
+        return webhooks
 
 
 class PlatformPolicy(BaseModel):

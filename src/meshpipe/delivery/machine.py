@@ -41,7 +41,7 @@ CONFIRM_EVERY_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
-class HookResult:
+class WebhookResult:
     name: str
     type: str
     ok: bool
@@ -51,7 +51,7 @@ class HookResult:
         return {"name": self.name, "type": self.type, "ok": self.ok, "detail": self.detail}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> HookResult:
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookResult:
         return cls(str(data["name"]), str(data["type"]), bool(data["ok"]), str(data["detail"]))
 
 
@@ -70,21 +70,21 @@ class Window:
     stable: an.Figures
     passed: bool
     reasons: tuple[str, ...]
-    hooks: tuple[HookResult, ...] = ()
+    webhooks: tuple[WebhookResult, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "step": self.step, "weight": self.weight, "phase": self.phase,
                 "started_at": self.started_at, "due_at": self.due_at, "decided_at": self.decided_at,
                 "candidate": self.candidate.to_json(), "stable": self.stable.to_json(),
                 "verdict": "passed" if self.passed else "failed", "reasons": list(self.reasons),
-                "hooks": [h.to_json() for h in self.hooks]}
+                "hooks": [h.to_json() for h in self.webhooks]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Window:
         return cls(int(d["number"]), int(d["step"]), int(d["weight"]), RolloutPhase(d["phase"]), float(d["started_at"]),
                    float(d["due_at"]), float(d["decided_at"]), an.Figures.from_json(d["candidate"]),
                    an.Figures.from_json(d["stable"]), d["verdict"] == "passed", tuple(d["reasons"]),
-                   tuple(HookResult.from_json(h) for h in d.get("hooks", ())))
+                   tuple(WebhookResult.from_json(h) for h in d.get("hooks", ())))
 
 
 @dataclass
@@ -106,8 +106,8 @@ class Rollout:
     baseline: dict[str, Any] = field(default_factory=dict)  # counters snapshot when the window began
     reason: str = ""
     finished_at: float | None = None
-    pending_hooks: list[str] = field(default_factory=list)  # hook types to call once the state is stored
-    confirmations: tuple[HookResult, ...] = ()  # the last confirm-promotion answers
+    pending_webhooks: list[str] = field(default_factory=list)  # webhook types to call once the state is stored
+    confirmations: tuple[WebhookResult, ...] = ()  # the last confirm-promotion answers
     started_by: str = "by a push"
     id: int | None = None
 
@@ -148,7 +148,7 @@ class Rollout:
             "next_decision_at": self.next_decision_at, "failed_windows": self.failed_windows,
             "windows": [w.to_json() for w in self.windows], "reference_p99": self.reference_p99,
             "baseline": self.baseline, "reason": self.reason, "finished_at": self.finished_at,
-            "pending_hooks": list(self.pending_hooks), "confirmations": [h.to_json() for h in self.confirmations],
+            "pending_hooks": list(self.pending_webhooks), "confirmations": [h.to_json() for h in self.confirmations],
             "started_by": self.started_by,
         }
 
@@ -161,8 +161,8 @@ class Rollout:
             window_started_at=d.get("window_started_at"), next_decision_at=d.get("next_decision_at"),
             failed_windows=int(d["failed_windows"]), windows=[Window.from_json(w) for w in d.get("windows", ())],
             reference_p99=d.get("reference_p99"), baseline=dict(d.get("baseline") or {}), reason=d.get("reason", ""),
-            finished_at=d.get("finished_at"), pending_hooks=list(d.get("pending_hooks", ())),
-            confirmations=tuple(HookResult.from_json(h) for h in d.get("confirmations", ())),
+            finished_at=d.get("finished_at"), pending_webhooks=list(d.get("pending_hooks", ())),
+            confirmations=tuple(WebhookResult.from_json(h) for h in d.get("confirmations", ())),
             started_by=d.get("started_by", "by a push"), id=rollout_id)
 
 
@@ -210,21 +210,21 @@ def _open_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     r.baseline = an.snapshot_to_json(counters)
 
 
-def _finish(r: Rollout, now: float, status: RolloutStatus, reason: str, hooks: str | None) -> None:
+def _finish(r: Rollout, now: float, status: RolloutStatus, reason: str, webhooks: str | None) -> None:
     r.status, r.phase, r.reason, r.finished_at = status, RolloutPhase.DONE, reason, now
     r.next_decision_at = None
     r.paused = False
-    if hooks:
-        r.pending_hooks.append(hooks)
+    if webhooks:
+        r.pending_webhooks.append(webhooks)
 
 
-def _hook_failures(results: Sequence[HookResult]) -> list[str]:
+def _webhook_failures(results: Sequence[WebhookResult]) -> list[str]:
     return [f"{h.name} ({h.type}) {h.detail}" for h in results if not h.ok]
 
 
-def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookResult] = ()) -> list[str]:
+def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[WebhookResult] = ()) -> list[str]:
     """The pre-rollout webhooks answered: the first step, or a halt when one of them refused."""
-    failed = _hook_failures(results)
+    failed = _webhook_failures(results)
     if failed:
         reason = "pre-rollout check failed: " + "; ".join(failed)
         _finish(r, now, RolloutStatus.HALTED, reason, None)
@@ -252,10 +252,10 @@ def window_figures(r: Rollout, counters: an.Snapshot, bounds: Sequence[float]) -
 
 
 def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[float],
-             results: Sequence[HookResult] = ()) -> list[str]:
+             results: Sequence[WebhookResult] = ()) -> list[str]:
     """Judge the window that just ended, then step on, repeat the step, or roll back."""
     candidate, stable = window_figures(r, counters, bounds)
-    verdict = an.judge(candidate, stable, r.reference_p99, r.spec.analysis, _hook_failures(results))
+    verdict = an.judge(candidate, stable, r.reference_p99, r.spec.analysis, _webhook_failures(results))
     if stable.p99_ms is not None:
         r.reference_p99 = stable.p99_ms
     assert r.window_started_at is not None and r.next_decision_at is not None
@@ -301,11 +301,11 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
 
 
 def _to_promotion(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
-    if r.spec.hooks("confirm-promotion"):
+    if r.spec.webhooks_of("confirm-promotion"):
         r.phase = RolloutPhase.CONFIRMING
         r.next_decision_at = now
         r.window_started_at = None
-        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.spec.hooks('confirm-promotion'))})"]
+        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.spec.webhooks_of('confirm-promotion'))})"]
     return _promote_now(r, now, counters)
 
 
@@ -319,11 +319,11 @@ def _promote_now(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     return [f"promoted: 100 % to {r.candidate}"]
 
 
-def confirm(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookResult]) -> list[str]:
+def confirm(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[WebhookResult]) -> list[str]:
     """The confirm-promotion webhooks answered: promote when all said 2xx, else ask again later."""
     before = [h.detail for h in r.confirmations]
     r.confirmations = tuple(results)
-    failed = _hook_failures(results)
+    failed = _webhook_failures(results)
     if failed:
         r.next_decision_at = now + min(r.spec.interval_s, CONFIRM_EVERY_MAX_S)
         # One event when the hold starts and one whenever the answer changes, not one per question.

@@ -29,9 +29,9 @@ from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.text import shorten
 
 Strategy = Literal["canary", "linear", "blue-green"]
-HookType = Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+WebhookType = Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
-HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
+WEBHOOK_TYPES: tuple[WebhookType, ...] = get_args(WebhookType)
 
 # Defaults a platform team would accept: four canary steps a minute apart, judged on at least 20
 # requests each, rolled back after two bad windows; no more than 1 % of 5xx and a p99 at most 50 %
@@ -45,16 +45,16 @@ DEFAULT_MAX_P99_INCREASE_PERCENT = 50.0
 DEFAULT_MIN_REQUESTS = 20
 DEFAULT_FAILED_WINDOWS = 2
 DEFAULT_PREVIEW_HEADER = ("x-canary", "always")
-DEFAULT_HOOK_TIMEOUT = 10
+DEFAULT_WEBHOOK_TIMEOUT = 10
 
 MAX_STEPS = 20
 MAX_INTERVAL = 86_400
-MAX_HOOK_TIMEOUT = 300
+MAX_WEBHOOK_TIMEOUT = 300
 MAX_WEBHOOKS = 20
 MAX_METADATA = 20
 MAX_METADATA_VALUE = 1024
 MAX_URL = 2048
-HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
+WEBHOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 
 
 # --- rules on single values (the manifest's and the platform's models both call them) ----------------
@@ -73,13 +73,13 @@ def steps_problem(steps: list[int]) -> str | None:
     return None
 
 
-def hook_name_problem(name: str) -> str | None:
-    if not HOOK_NAME_RE.match(name):
+def webhook_name_problem(name: str) -> str | None:
+    if not WEBHOOK_NAME_RE.match(name):
         return f"{shorten(name)} is not a webhook name: 1-64 letters, digits, '-', '_' or '.'"
     return None
 
 
-def hook_url_problem(url: str) -> str | None:
+def webhook_url_problem(url: str) -> str | None:
     if len(url) > MAX_URL:
         return f"is {len(url)} characters long; a webhook URL has at most {MAX_URL}"
     if any(c.isspace() or ord(c) < 0x20 for c in url):
@@ -92,7 +92,7 @@ def hook_url_problem(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{shorten(url)} is not an http:// or https:// URL with a host"
     if parts.username or parts.password:
-        return "must not carry credentials: put a token in Metadata, or in the URL's query if the hook takes it there"
+        return "must not carry credentials: put a token in Metadata, or in the URL's query if the webhook takes it there"
     return None
 
 
@@ -105,15 +105,15 @@ def metadata_problem(metadata: dict[str, str]) -> str | None:
     return None
 
 
-def webhooks_problems(hooks: Iterable[Any]) -> list[tuple[int, str]]:
-    """Rules on the list as a whole: (index, problem) for each repeated name and for too many hooks."""
+def webhooks_problems(webhooks: Iterable[Any]) -> list[tuple[int, str]]:
+    """Rules on the list as a whole: (index, problem) for each repeated name and for too many webhooks."""
     found: list[tuple[int, str]] = []
     first: dict[str, int] = {}
-    items = list(hooks)
+    items = list(webhooks)
     if len(items) > MAX_WEBHOOKS:
         found.append((-1, f"has {len(items)} webhooks; at most {MAX_WEBHOOKS}"))
-    for i, hook in enumerate(items):
-        name = hook.get("Name", hook.get("name")) if isinstance(hook, dict) else getattr(hook, "name", None)
+    for i, webhook in enumerate(items):
+        name = webhook.get("Name", webhook.get("name")) if isinstance(webhook, dict) else getattr(webhook, "name", None)
         if not isinstance(name, str):
             continue
         if name in first:
@@ -139,9 +139,9 @@ class Analysis:
 @dataclass(frozen=True)
 class Webhook:
     name: str
-    type: str  # one of HOOK_TYPES
+    type: str  # one of WEBHOOK_TYPES
     url: str
-    timeout_s: float = DEFAULT_HOOK_TIMEOUT
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT
     metadata: tuple[tuple[str, str], ...] = ()
 
 
@@ -157,7 +157,7 @@ class RolloutSpec:
     preview: HeaderMatch | None = None  # blue-green: requests with this header reach the candidate first
     webhooks: tuple[Webhook, ...] = ()
 
-    def hooks(self, kind: str) -> tuple[Webhook, ...]:
+    def webhooks_of(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(h for h in self.webhooks if h.type == kind)
 
     def describe(self) -> str:
@@ -192,7 +192,7 @@ class RolloutSpec:
                               failed_windows=int(a.get("failed_windows", DEFAULT_FAILED_WINDOWS))),
             preview=HeaderMatch.from_json(data["preview"]) if data.get("preview") else None,
             webhooks=tuple(Webhook(name=str(h["name"]), type=str(h["type"]), url=str(h["url"]),
-                                   timeout_s=float(h.get("timeout_s", DEFAULT_HOOK_TIMEOUT)),
+                                   timeout_s=float(h.get("timeout_s", DEFAULT_WEBHOOK_TIMEOUT)),
                                    # a mapping, or the pairs dataclasses.asdict makes of it
                                    metadata=tuple(sorted((str(k), str(v)) for k, v in
                                                          dict(h.get("metadata") or {}).items())))
@@ -216,9 +216,9 @@ def _pick(name: str, section: Any, defaults: Any) -> Any:
     return getattr(defaults, name)
 
 
-def _webhook(hook: Any) -> Webhook:
-    return Webhook(name=hook.name, type=hook.type, url=hook.url, timeout_s=float(hook.timeout),
-                   metadata=tuple(sorted(hook.metadata.items())))
+def _webhook(webhook: Any) -> Webhook:
+    return Webhook(name=webhook.name, type=webhook.type, url=webhook.url, timeout_s=float(webhook.timeout),
+                   metadata=tuple(sorted(webhook.metadata.items())))
 
 
 def resolve_rollout_spec(defaults: Any, section: Any, *, force: bool = False) -> RolloutSpec | None:
@@ -246,8 +246,8 @@ def resolve_rollout_spec(defaults: Any, section: Any, *, force: bool = False) ->
     if strategy == "blue-green":
         header = _pick("preview_header", section, defaults)
         preview = HeaderMatch(header.name, header.value, "exact")
-    hooks = tuple(_webhook(h) for h in defaults.webhooks)
+    webhooks = tuple(_webhook(h) for h in defaults.webhooks)
     if section is not None and section.webhooks:
-        hooks += tuple(_webhook(h) for h in section.webhooks)
+        webhooks += tuple(_webhook(h) for h in section.webhooks)
     return RolloutSpec(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
-                       analysis=analysis, preview=preview, webhooks=hooks)
+                       analysis=analysis, preview=preview, webhooks=webhooks)

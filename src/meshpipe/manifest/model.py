@@ -45,8 +45,8 @@ CommandArg = Annotated[StrictStr, _rule(rules.command_arg_problem)]
 EnvName = Annotated[StrictStr, _rule(rules.env_name_problem)]
 EnvValue = Annotated[StrictStr, _rule(rules.env_value_problem)]
 BackendName = Annotated[StrictStr, _rule(rules.backend_problem)]
-HookName = Annotated[StrictStr, _rule(rollout_rules.hook_name_problem)]
-HookUrl = Annotated[StrictStr, _rule(rollout_rules.hook_url_problem)]
+WebhookName = Annotated[StrictStr, _rule(rollout_rules.webhook_name_problem)]
+WebhookUrl = Annotated[StrictStr, _rule(rollout_rules.webhook_url_problem)]
 HeaderName = Annotated[StrictStr, _rule(headers.header_name_problem)]
 HeaderValue = Annotated[StrictStr, _rule(lambda value: headers.header_value_problem("exact", value))]
 Percent = Annotated[float, Field(ge=0, le=100, strict=True)]
@@ -114,12 +114,12 @@ class PreviewHeader(_Strict):
 
 
 class Webhook(_Strict):
-    name: Annotated[HookName, Field(alias="Name", description="Name of the check, unique in the list.")]
-    type: Annotated[rollout_rules.HookType, Field(
+    name: Annotated[WebhookName, Field(alias="Name", description="Name of the check, unique in the list.")]
+    type: Annotated[rollout_rules.WebhookType, Field(
         alias="Type", description="When it is called.")]
-    url: Annotated[HookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
+    url: Annotated[WebhookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
     timeout: Annotated[StrictInt, Field(alias="Timeout", ge=1, le=300,
-                                        description="Seconds to wait for the answer.")] = rollout_rules.DEFAULT_HOOK_TIMEOUT
+                                        description="Seconds to wait for the answer.")] = rollout_rules.DEFAULT_WEBHOOK_TIMEOUT
     metadata: Annotated[dict[StrictStr, StrictStr], Field(
         alias="Metadata", description="Strings passed on in the payload.")] = {}
 

@@ -56,7 +56,7 @@ class Deployment:
     status: str
     stage: str | None
     shares: tuple[TrafficShare, ...]
-    paused_hook: str | None = None  # id of a PAUSE lifecycle hook waiting for an action
+    paused_lifecycle_hook: str | None = None  # id of a PAUSE lifecycle hook waiting for an action
 
     @property
     def rolling_back(self) -> bool:
@@ -138,7 +138,7 @@ class EcsApi:
         paused = next((h.get("hookId") for h in deployment.get("lifecycleHookDetails", [])
                        if h.get("targetType") == "PAUSE" and h.get("status") == "AWAITING_ACTION"), None)
         return Deployment(arn=deployment["serviceDeploymentArn"], status=str(deployment.get("status", "")),
-                          stage=deployment.get("lifecycleStage"), shares=shares, paused_hook=paused)
+                          stage=deployment.get("lifecycleStage"), shares=shares, paused_lifecycle_hook=paused)
 
     def _revision_task_definitions(self, arns: list[str]) -> dict[str, str]:
         """Service revision ARN -> its task definition ARN."""
@@ -152,8 +152,8 @@ class EcsApi:
     def roll_back(self, deployment_arn: str) -> None:
         self.calls("ecs", "stop_service_deployment", serviceDeploymentArn=deployment_arn, stopType="ROLLBACK")
 
-    def continue_paused(self, deployment_arn: str, hook_id: str) -> None:
-        self.calls("ecs", "continue_service_deployment", serviceDeploymentArn=deployment_arn, hookId=hook_id,
+    def continue_paused(self, deployment_arn: str, lifecycle_hook_id: str) -> None:
+        self.calls("ecs", "continue_service_deployment", serviceDeploymentArn=deployment_arn, hookId=lifecycle_hook_id,
                    action="CONTINUE")
 
     # -- revisions --------------------------------------------------------------------------------------

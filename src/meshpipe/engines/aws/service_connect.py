@@ -409,8 +409,8 @@ class ServiceConnectOps:
             if target != version:
                 raise ConflictError(f"the running deployment of {service} deploys {target or 'another revision'}, "
                                     f"not {version}", hint="leave out the version to promote the running deployment")
-        if deployment.paused_hook:
-            self.ecs.continue_paused(deployment.arn, deployment.paused_hook)
+        if deployment.paused_lifecycle_hook:
+            self.ecs.continue_paused(deployment.arn, deployment.paused_lifecycle_hook)
             self.reporter.done(f"the deployment of {service} goes on from {deployment.stage or 'its pause'}")
         else:
             self.reporter.done(f"the deployment of {service} is at {deployment.stage or deployment.status} and "

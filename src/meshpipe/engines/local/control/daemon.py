@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.analysis import Counters
-from meshpipe.delivery.machine import HookResult
+from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control.api import ControlApi
 from meshpipe.engines.local.control.httpapi import make_control_app
@@ -43,7 +43,7 @@ from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
-from meshpipe.engines.local.delivery.webhooks import call_hooks
+from meshpipe.engines.local.delivery.webhooks import call_webhooks
 from meshpipe.engines.local.state.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
@@ -90,7 +90,7 @@ class HttpProbes:
         return await check_sidecar(admin_port, timeout)
 
 
-class DaemonHooks:
+class DaemonListener:
     """The supervisor's view of the daemon: state writes and config pushes."""
 
     def __init__(self, daemon: Daemon) -> None:
@@ -146,14 +146,14 @@ class Daemon(ControlApi):
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
         self.supervisor = Supervisor(
-            spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            spawner=spawn.OsSpawner(), probes=HttpProbes(), listener=DaemonListener(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable, access_log=options.access_log),
             event=lambda service, version, message: self.store.add_event("task", message, service, version))
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
-                                          self._call_hooks, BUCKET_BOUNDS_MS)
-        self._hook_session: Any = None
+                                          self._call_webhooks, BUCKET_BOUNDS_MS)
+        self._webhook_session: Any = None
         self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping,
                              after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
@@ -198,14 +198,14 @@ class Daemon(ControlApi):
         return {str(port): counters_from_stats(answer, service)
                 for port, answer in zip(ports, answers, strict=True) if answer is not None}
 
-    async def _call_hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+    async def _call_webhooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[WebhookResult]:
         if not hooks:
             return []
-        if self._hook_session is None:
+        if self._webhook_session is None:
             import aiohttp
 
-            self._hook_session = aiohttp.ClientSession()
-        return await call_hooks(self._hook_session, hooks, payload)
+            self._webhook_session = aiohttp.ClientSession()
+        return await call_webhooks(self._webhook_session, hooks, payload)
 
     # -- life cycle --
 
@@ -329,8 +329,8 @@ class Daemon(ControlApi):
             self._watchdog.cancel()
         self.deployer.cancel_waits()
         self.rollouts.stop()
-        if self._hook_session is not None:
-            await self._hook_session.close()
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.runs.cancel()

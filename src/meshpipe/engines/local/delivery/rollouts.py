@@ -40,7 +40,7 @@ ROLLOUT_OWNER = "rollout"  # the header routes the controller made (its previews
 KEEP_FINISHED = 20  # finished rollouts kept per service
 
 SnapshotFn = Callable[[str], Awaitable[Snapshot]]
-HooksFn = Callable[[Sequence[Webhook], dict[str, Any]], Awaitable[list[m.HookResult]]]
+WebhooksFn = Callable[[Sequence[Webhook], dict[str, Any]], Awaitable[list[m.WebhookResult]]]
 PublishFn = Callable[[str], Awaitable[object]]
 
 
@@ -88,10 +88,10 @@ class RolloutRecords:
         found = self._rows("SELECT id, state_json FROM rollouts WHERE service = ? ORDER BY id DESC LIMIT 1", (service,))
         return found[0] if found else None
 
-    def with_pending_hooks(self) -> list[m.Rollout]:
+    def with_pending_webhooks(self) -> list[m.Rollout]:
         return [r for r in self._rows("SELECT id, state_json FROM rollouts WHERE status != ? AND state_json "
                                       "LIKE '%\"pending_hooks\": [\"%' ORDER BY id", (RolloutStatus.RUNNING,))
-                if r.pending_hooks]
+                if r.pending_webhooks]
 
 
 # --- the status document -----------------------------------------------------------------------------------
@@ -131,13 +131,13 @@ class _Driver:
 
 class RolloutController:
     def __init__(self, store: StateStore, environment: str, publish: PublishFn, snapshot: SnapshotFn,
-                 call_hooks: HooksFn, bounds: Sequence[float], clock: Clock = SYSTEM_CLOCK) -> None:
+                 call_webhooks: WebhooksFn, bounds: Sequence[float], clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
         self.records = RolloutRecords(store)
         self.environment = environment
         self.publish = publish
         self.snapshot = snapshot
-        self.call_hooks = call_hooks
+        self.call_webhooks = call_webhooks
         self.bounds = bounds
         self.clock = clock
         self.drivers: dict[str, _Driver] = {}
@@ -153,8 +153,8 @@ class RolloutController:
 
     async def restore(self) -> list[str]:
         """After a daemon start: call webhooks a crash left uncalled, and drive every running rollout on."""
-        for r in self.records.with_pending_hooks():
-            await self._run_pending_hooks(r)
+        for r in self.records.with_pending_webhooks():
+            await self._run_pending_webhooks(r)
         resumed = []
         for r in self.records.running():
             driver = self._driver(r.service)
@@ -218,7 +218,7 @@ class RolloutController:
             driver.rollout = r
             self._record(r, events)
             await self._apply(r, f"rollout of {version} started")
-            if not spec.hooks("pre-rollout"):
+            if not spec.webhooks_of("pre-rollout"):
                 # Nothing to wait for: the first step is taken before the caller hears back.
                 await self._tick(r)
         self._spawn(service)
@@ -263,7 +263,7 @@ class RolloutController:
                 raise ValueError(action)
             self._record(r, events)
             await self._apply(r, f"rollout of {r.candidate}: {action}")
-            await self._run_pending_hooks(r)
+            await self._run_pending_webhooks(r)
         driver.wake.set()
         return status_json(r, self.environment, self.clock.wall())
 
@@ -314,7 +314,7 @@ class RolloutController:
     async def _tick(self, r: m.Rollout) -> None:
         if not self._versions_still_there(r):
             await self._apply(r, f"rollout of {r.candidate} ended")
-            await self._run_pending_hooks(r)
+            await self._run_pending_webhooks(r)
             return
         await self._apply(r, f"rollout of {r.candidate}")  # after a restart: the route the state wants
         kind = m.due(r, self.clock.wall())
@@ -323,19 +323,19 @@ class RolloutController:
         counters = await self._counters(r)
         now = self.clock.wall()  # the window ends when its counters were read
         if kind == "begin":
-            results = await self.call_hooks(r.spec.hooks("pre-rollout"), self._payload(r, None))
+            results = await self.call_webhooks(r.spec.webhooks_of("pre-rollout"), self._payload(r, None))
             events = m.begin(r, now, counters, results)
         elif kind == "window":
             candidate, stable = m.window_figures(r, counters, self.bounds)
             window = {"candidate": candidate.to_json(), "stable": stable.to_json()}
-            results = await self.call_hooks(r.spec.hooks("rollout"), self._payload(r, window))
+            results = await self.call_webhooks(r.spec.webhooks_of("rollout"), self._payload(r, window))
             events = m.conclude(r, now, counters, self.bounds, results)
         else:
-            results = await self.call_hooks(r.spec.hooks("confirm-promotion"), self._payload(r, None))
+            results = await self.call_webhooks(r.spec.webhooks_of("confirm-promotion"), self._payload(r, None))
             events = m.confirm(r, self.clock.wall(), counters, results)
         self._record(r, events)
         await self._apply(r, f"rollout of {r.candidate}: {kind}")
-        await self._run_pending_hooks(r)
+        await self._run_pending_webhooks(r)
 
     def _versions_still_there(self, r: m.Rollout) -> bool:
         """A version deleted under a rollout ends it: the candidate (rolled back), or a base version (dropped)."""
@@ -413,13 +413,13 @@ class RolloutController:
             changed = True
         return changed
 
-    async def _run_pending_hooks(self, r: m.Rollout) -> None:
-        while r.pending_hooks:
-            kind = r.pending_hooks[0]
-            results = await self.call_hooks(r.spec.hooks(kind), self._payload(r, None))
+    async def _run_pending_webhooks(self, r: m.Rollout) -> None:
+        while r.pending_webhooks:
+            kind = r.pending_webhooks[0]
+            results = await self.call_webhooks(r.spec.webhooks_of(kind), self._payload(r, None))
             for h in results:
                 self._event(r, f"{kind} webhook {h.name}: {h.detail}")
-            r.pending_hooks.pop(0)
+            r.pending_webhooks.pop(0)
             if r.id is not None:
                 self.records.save(r)
 

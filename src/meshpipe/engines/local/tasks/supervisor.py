@@ -7,7 +7,7 @@ replaced (fresh ports), after an exponential backoff, so the version keeps its t
 whose app and sidecar are both healthy is an endpoint of its version.
 
 Everything with a side effect comes in from outside (a process spawner, port picker, health probes, a
-clock and the daemon's hooks), so the rules above are tested with fakes and virtual time, and the daemon
+clock and the daemon's listener), so the rules above are tested with fakes and virtual time, and the daemon
 plugs in the real ones.
 """
 
@@ -58,7 +58,7 @@ class Probes(Protocol):
     async def sidecar(self, admin_port: int, timeout: float) -> Probe: ...
 
 
-class Hooks(Protocol):
+class Listener(Protocol):
     """What the daemon does when the supervisor's world changes."""
 
     async def proxy_live(self, admin_port: int) -> None:
@@ -240,7 +240,7 @@ class TaskRunner:
         self.actual = actual
         if error is not None:
             self.last_error = error
-        self.sup.hooks.task_changed(self.status())
+        self.sup.listener.task_changed(self.status())
 
     # -- the loop --
 
@@ -269,7 +269,7 @@ class TaskRunner:
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
             self._set(TaskState.PENDING, reason)
             log.info("task %s stopped (%s); replacing it in %.1f s", self.task_id, reason, delay)
-            self.sup.hooks_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
+            self.sup.record_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
             await self._sleep_unless_stopped(delay)
         self._set(TaskState.STOPPED)
 
@@ -286,7 +286,7 @@ class TaskRunner:
         """Watch a task a previous daemon started, as if this daemon had started it."""
         sup = self.sup
         try:
-            await sup.hooks.proxy_live(adopted.ports.admin)
+            await sup.listener.proxy_live(adopted.ports.admin)
             self.live_admin_port = adopted.ports.admin
             if self._stop.is_set():
                 return None
@@ -308,19 +308,19 @@ class TaskRunner:
                                  egress_port=ports.egress, app_port=ports.app, service=spec.service,
                                  version=spec.version, backends=spec.backends, access_log=sup.options.access_log)
         sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(), self.log_dir / f"{self.task_id}-envoy.log")
-        sup.hooks.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
+        sup.listener.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
         app: Proc | None = None
         try:
             reason = await sup.wait_proxy_live(sidecar, ports.admin, self._stop)
             if reason is not None:
                 return reason
-            await sup.hooks.proxy_live(ports.admin)
+            await sup.listener.proxy_live(ports.admin)
             self.live_admin_port = ports.admin
             if self._stop.is_set():
                 return None
             app_env = sup.app_env(spec, ports)
             app = await sup.spawner.spawn(spec.app_argv, app_env, self.log_dir / f"{self.task_id}-app.log")
-            sup.hooks.process_started(app, "app", self.task_id, spec.app_argv)
+            sup.listener.process_started(app, "app", self.task_id, spec.app_argv)
             return await self._watch(app, sidecar, ports, healthy_since)
         finally:
             await self._teardown(app, sidecar)
@@ -359,7 +359,7 @@ class TaskRunner:
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
                         self._set(TaskState.HEALTHY)
-                        await sup.hooks.endpoints_changed()
+                        await sup.listener.endpoints_changed()
                     continue
                 detail = app_probe.detail if not app_probe.ok else sidecar_probe.detail
                 # Failures in the start period do not count until the container has once been healthy.
@@ -380,17 +380,17 @@ class TaskRunner:
         if self.endpoint is not None:
             self.endpoint = None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.endpoints_changed()
+                await self.sup.listener.endpoints_changed()
         if self.live_admin_port is not None:
             port, self.live_admin_port = self.live_admin_port, None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.proxy_gone(port)
+                await self.sup.listener.proxy_gone(port)
 
         async def stop(proc: Proc, timeout: float) -> None:
             try:
                 await self.sup.spawner.stop(proc, timeout)
             finally:
-                self.sup.hooks.process_exited(proc.pid)
+                self.sup.listener.process_exited(proc.pid)
 
         # The app first: it may still be finishing requests that need its sidecar's egress.
         if app is not None:
@@ -440,7 +440,7 @@ class GatewayRunner:
             if failed_on_port >= self.PORT_ATTEMPTS:
                 self.port = self.sup.ports()
                 failed_on_port = 0
-                self.sup.hooks.gateway_port_changed(self.port)
+                self.sup.listener.gateway_port_changed(self.port)
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
             log.warning("gateway stopped (%s); restarting in %.1f s", reason, delay)
             sleeper = asyncio.ensure_future(self.sup.clock.wait(delay))
@@ -460,7 +460,7 @@ class GatewayRunner:
             cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
                              access_log=sup.options.access_log)
             proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
-            sup.hooks.process_started(proc, "gateway", None, cmd)
+            sup.listener.process_started(proc, "gateway", None, cmd)
             try:
                 reason = await sup.wait_proxy_live(proc, admin, self._stop)
             except _Stopping:
@@ -470,7 +470,7 @@ class GatewayRunner:
                 return reason, False
         try:
             self.admin_port = admin
-            await sup.hooks.proxy_live(admin)
+            await sup.listener.proxy_live(admin)
             self.live.set()
             exit_wait = asyncio.ensure_future(proc.wait())
             stop_wait = asyncio.ensure_future(self._stop.wait())
@@ -487,14 +487,14 @@ class GatewayRunner:
             if self.admin_port is not None:
                 port, self.admin_port = self.admin_port, None
                 with contextlib.suppress(Exception):
-                    await sup.hooks.proxy_gone(port)
+                    await sup.listener.proxy_gone(port)
             await self._stop_proc(proc)
 
     async def _stop_proc(self, proc: Proc) -> None:
         try:
             await asyncio.shield(self.sup.spawner.stop(proc, self.sup.options.proxy_stop_timeout))
         finally:
-            self.sup.hooks.process_exited(proc.pid)
+            self.sup.listener.process_exited(proc.pid)
 
 
 # --- the supervisor ----------------------------------------------------------------------------------
@@ -502,12 +502,12 @@ class GatewayRunner:
 class Supervisor:
     """All running tasks of an environment, by version, plus its gateway."""
 
-    def __init__(self, *, spawner: Spawner, probes: Probes, hooks: Hooks, ports: Callable[[], int],
+    def __init__(self, *, spawner: Spawner, probes: Probes, listener: Listener, ports: Callable[[], int],
                  clock: Clock | None = None, options: SupervisorOptions | None = None,
                  event: Callable[[str, str, str], None] | None = None) -> None:
         self.spawner = spawner
         self.probes = probes
-        self.hooks = hooks
+        self.listener = listener
         self.ports = ports
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.options = options or SupervisorOptions()
@@ -515,7 +515,7 @@ class Supervisor:
         self.runners: dict[tuple[str, str], list[TaskRunner]] = {}
         self.gateway: GatewayRunner | None = None
 
-    def hooks_event(self, spec: VersionSpec, message: str) -> None:
+    def record_event(self, spec: VersionSpec, message: str) -> None:
         if self._event is not None:
             self._event(spec.service, spec.version, message)
 
