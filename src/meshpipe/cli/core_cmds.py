@@ -1,4 +1,5 @@
-"""``validate``, ``schema`` and ``synth``: the manifest core, as in DESIGN.md's CLI contract."""
+"""``validate``, ``schema`` and ``synth``: the manifest core, under the CLI contract (exit statuses in
+:mod:`meshpipe.cli`, commands in README.md)."""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control.api import ControlApi
+from meshpipe.engines.local.control.dashboard_source import DaemonSource
 from meshpipe.engines.local.control.httpapi import make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
@@ -44,6 +45,7 @@ from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
 from meshpipe.engines.local.delivery.webhooks import call_webhooks
+from meshpipe.engines.local.observe.dashboard.server import DashboardServer
 from meshpipe.engines.local.state.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
@@ -162,11 +164,7 @@ class Daemon(ControlApi):
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
-        # here: the CLI imports this module for read_daemon_file and needs none of it.
-        from meshpipe.engines.local.control.dashboard_source import DaemonSource
-        from meshpipe.engines.local.observe.dashboard.server import DashboardServer
-
+        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open.
         self.dashboard = DashboardServer(DaemonSource(self), kept_token(paths.dashboard_token), env.name)
         self.publisher.listeners.append(self.dashboard.changed)
 
