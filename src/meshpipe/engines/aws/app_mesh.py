@@ -3,8 +3,8 @@
 AWS shut App Mesh down on 2026-09-30: no mesh, virtual node or gateway can be created since, so the engine
 refuses to create an App Mesh environment (:func:`app_mesh_gone`). Environments made before keep working
 here with every other operation: a version is an immutable stack ``<env>-<svc>-<version>`` with its own
-virtual node, and routes and gateway routes are set through the App Mesh API (:mod:`.mesh_api`,
-:mod:`.header_routes`), outside any stack.
+virtual node, and routes and gateway routes are set through the App Mesh API (:mod:`.mesh_api`), outside
+any stack.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from meshpipe.engines.aws import names
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.env_context import EnvContext, require_pipeline
 from meshpipe.engines.aws.errors import error_code
-from meshpipe.engines.aws.header_routes import delete_header_route, header_routes, put_header_route
 from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.stacks import Stacks, StackState
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
@@ -210,17 +209,17 @@ class AppMeshOps:
         require_pipeline(self.stacks, ctx.env, route.service, "no virtual router")
         for target in route.targets:
             self._require_version(ctx, route.service, target.version)
-        outcome = put_header_route(self.calls, ctx.mesh, route)
+        outcome = self.mesh.put_header_route(ctx.mesh, route)
         self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
         return route
 
     def header_route_delete(self, ctx: EnvContext, service: str, header: str) -> None:
         require_pipeline(self.stacks, ctx.env, service, "no virtual router")
-        if not delete_header_route(self.calls, ctx.mesh, service, header):
+        if not self.mesh.delete_header_route(ctx.mesh, service, header):
             raise NotFoundError(f"{service} has no header route for {header} in {ctx.env}")
 
     def header_routes(self, ctx: EnvContext, service: str) -> list[HeaderRoute]:
-        return header_routes(self.calls, ctx.mesh, service)
+        return self.mesh.header_routes(ctx.mesh, service)
 
     # -- versions and rollouts --------------------------------------------------------------------------
 

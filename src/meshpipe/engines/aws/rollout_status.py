@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshpipe.engines.aws.calls import answer_time
-from meshpipe.engines.aws.ecs_api import EcsApi, Revision, _missing
+from meshpipe.engines.aws.ecs_api import EcsApi, Revision, revision_parts
 from meshpipe.errors import NotFoundError
 
 # ECS's deployment states in the words the local engine's rollouts use.
@@ -21,29 +21,15 @@ STATUS = {"PENDING": "running", "IN_PROGRESS": "running", "SUCCESSFUL": "promote
 
 
 
-def latest_deployment(ecs: EcsApi, cluster: str, service: str) -> dict[str, Any] | None:
-    """The newest deployment of the service, running or finished, as DescribeServiceDeployments gives it."""
-    page = ecs.calls.call_or_none("ecs", "list_service_deployments", when=_missing, cluster=cluster, service=service)
-    briefs = sorted((page or {}).get("serviceDeployments", []), key=lambda b: str(b.get("createdAt", "")))
-    if not briefs:
-        return None
-    found = ecs.calls("ecs", "describe_service_deployments",
-                      serviceDeploymentArns=[briefs[-1]["serviceDeploymentArn"]])
-    deployments = found.get("serviceDeployments", [])
-    return dict(deployments[0]) if deployments else None
-
-
 def ecs_rollout_status(ecs: EcsApi, cluster: str, environment: str, service: str,
                        revisions: list[Revision], describe: Any) -> dict[str, Any]:
     """The status document of ``rollout status --engine aws``; ``describe`` words a deployment configuration."""
-    deployment = latest_deployment(ecs, cluster, service)
+    deployment = ecs.newest_deployment(cluster, service)
     if deployment is None:
         raise NotFoundError(f"{service} has had no ECS deployment yet",
                             hint=f"push a manifest to {service}-cfg: its pipeline deploys a new revision")
-    parts = [(p, "source") for p in deployment.get("sourceServiceRevisions", [])]
-    if deployment.get("targetServiceRevision"):
-        parts.append((deployment["targetServiceRevision"], "target"))
-    task_definitions = ecs._revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
+    parts = revision_parts(deployment)
+    task_definitions = ecs.revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
     by_arn = {r.arn: r.version for r in revisions}
 
     def version_of(part: dict[str, Any]) -> str:
