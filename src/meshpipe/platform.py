@@ -58,8 +58,11 @@ def _matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _checked(check: Callable[[str], str | None]) -> AfterValidator:
-    def run(value: str) -> str:
+def checked_by(check: Callable[[Any], str | None]) -> AfterValidator:
+    """A pydantic validator that refuses a value ``check`` finds a problem in, with that problem as the
+    message (the rule functions of meshpipe.validation.rules and meshpipe.delivery.policy say it)."""
+
+    def run(value: Any) -> Any:
         problem = check(value)
         if problem:
             raise ValueError(problem)
@@ -90,9 +93,9 @@ def _ipv4_problem(value: str) -> str | None:
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 LogPrefix = Annotated[StrictStr, _matching(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
                                             "a log stream prefix: 1-64 letters, digits, '.', '_' or '-'")]
-RegistryPattern = Annotated[StrictStr, _checked(_registry_problem)]
-IPv4 = Annotated[StrictStr, _checked(_ipv4_problem)]
-ImageRef = Annotated[StrictStr, _checked(_image_problem)]
+RegistryPattern = Annotated[StrictStr, checked_by(_registry_problem)]
+IPv4 = Annotated[StrictStr, checked_by(_ipv4_problem)]
+ImageRef = Annotated[StrictStr, checked_by(_image_problem)]
 
 
 class HealthCheckTimings(BaseModel):
@@ -194,8 +197,8 @@ class RolloutAnalysisDefaults(BaseModel):
 class PreviewHeaderSetting(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(header_name_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[0]
-    value: Annotated[StrictStr, _checked(_header_value_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[1]
+    name: Annotated[StrictStr, checked_by(header_name_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[0]
+    value: Annotated[StrictStr, checked_by(_header_value_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[1]
 
 
 class WebhookSetting(BaseModel):
@@ -203,9 +206,9 @@ class WebhookSetting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(webhook_name_problem)]
+    name: Annotated[StrictStr, checked_by(webhook_name_problem)]
     type: rollout_rules.WebhookType
-    url: Annotated[StrictStr, _checked(webhook_url_problem)]
+    url: Annotated[StrictStr, checked_by(webhook_url_problem)]
     timeout: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_WEBHOOK_TIMEOUT)] = rollout_rules.DEFAULT_WEBHOOK_TIMEOUT
     metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=rollout_rules.MAX_METADATA_VALUE)]] = {}
 
@@ -217,7 +220,7 @@ class RolloutDefaults(BaseModel):
 
     enabled: StrictBool = False  # every service rolled out, not only those whose manifest has a Rollout section
     strategy: rollout_rules.Strategy = rollout_rules.DEFAULT_STRATEGY
-    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = rollout_rules.DEFAULT_STEPS
+    steps: Annotated[tuple[StrictInt, ...], checked_by(_steps_problem)] = rollout_rules.DEFAULT_STEPS
     step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_STEP_PERCENT
     interval: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] = rollout_rules.DEFAULT_INTERVAL
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()

@@ -13,42 +13,29 @@ platform's policy) live in :mod:`meshpipe.manifest.checks`, which runs whether o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from meshpipe.delivery import policy as rollout_rules
 from meshpipe.mesh import headers
+from meshpipe.platform import checked_by
 from meshpipe.validation import rules
 
-_Value = TypeVar("_Value", str, int)
-
-
-def _rule(check: Callable[[_Value], str | None]) -> AfterValidator:
-    def validate(value: _Value) -> _Value:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(validate)
-
-
-Family = Annotated[StrictStr, _rule(rules.family_problem)]
-Cpu = Annotated[StrictInt, _rule(rules.cpu_problem)]
-Memory = Annotated[StrictInt, _rule(rules.memory_problem)]
-Image = Annotated[StrictStr, _rule(rules.image_problem)]
-Port = Annotated[StrictInt, _rule(rules.port_problem)]
-HealthCheckPath = Annotated[StrictStr, _rule(rules.health_path_problem)]
-CommandArg = Annotated[StrictStr, _rule(rules.command_arg_problem)]
-EnvName = Annotated[StrictStr, _rule(rules.env_name_problem)]
-EnvValue = Annotated[StrictStr, _rule(rules.env_value_problem)]
-BackendName = Annotated[StrictStr, _rule(rules.backend_problem)]
-WebhookName = Annotated[StrictStr, _rule(rollout_rules.webhook_name_problem)]
-WebhookUrl = Annotated[StrictStr, _rule(rollout_rules.webhook_url_problem)]
-HeaderName = Annotated[StrictStr, _rule(headers.header_name_problem)]
-HeaderValue = Annotated[StrictStr, _rule(lambda value: headers.header_value_problem("exact", value))]
+Family = Annotated[StrictStr, checked_by(rules.family_problem)]
+Cpu = Annotated[StrictInt, checked_by(rules.cpu_problem)]
+Memory = Annotated[StrictInt, checked_by(rules.memory_problem)]
+Image = Annotated[StrictStr, checked_by(rules.image_problem)]
+Port = Annotated[StrictInt, checked_by(rules.port_problem)]
+HealthCheckPath = Annotated[StrictStr, checked_by(rules.health_path_problem)]
+CommandArg = Annotated[StrictStr, checked_by(rules.command_arg_problem)]
+EnvName = Annotated[StrictStr, checked_by(rules.env_name_problem)]
+EnvValue = Annotated[StrictStr, checked_by(rules.env_value_problem)]
+BackendName = Annotated[StrictStr, checked_by(rules.backend_problem)]
+WebhookName = Annotated[StrictStr, checked_by(rollout_rules.webhook_name_problem)]
+WebhookUrl = Annotated[StrictStr, checked_by(rollout_rules.webhook_url_problem)]
+HeaderName = Annotated[StrictStr, checked_by(headers.header_name_problem)]
+HeaderValue = Annotated[StrictStr, checked_by(lambda value: headers.header_value_problem("exact", value))]
 Percent = Annotated[float, Field(ge=0, le=100, strict=True)]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.calls import AwsCalls
@@ -57,8 +57,8 @@ def backends_of(template: dict[str, Any], namespace: str) -> set[str]:
 
 
 class AppMeshOps:
-    flavour = MeshFlavour.APPMESH
-    pipeline_holds = ", with its virtual service and router"
+    flavour: ClassVar[MeshFlavour] = MeshFlavour.APPMESH
+    pipeline_holds: ClassVar[str] = ", with its virtual service and router"
 
     def __init__(self, calls: AwsCalls, stacks: Stacks, teardown: Teardown, reporter: Reporter) -> None:
         self.calls = calls

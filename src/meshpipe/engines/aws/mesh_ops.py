@@ -7,7 +7,7 @@ down, lives in :mod:`.app_mesh` alone, and ECS Service Connect in :mod:`.service
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from meshpipe.engines.aws.env_context import EnvContext
 from meshpipe.engines.aws.stacks import StackState
@@ -20,7 +20,7 @@ from meshpipe.rollout import Move
 
 
 class MeshOps(Protocol):
-    flavour: MeshFlavour
+    flavour: ClassVar[MeshFlavour]
 
     # -- environments -----------------------------------------------------------------------------------
 
@@ -44,7 +44,7 @@ class MeshOps(Protocol):
         """Parameters of an existing pipeline stack that deploying it again keeps."""
         ...
 
-    pipeline_holds: str  # what the pipeline stack holds beyond the pipeline, as words for its plan
+    pipeline_holds: ClassVar[str]  # what the pipeline stack holds beyond the pipeline, as words for its plan
 
     def plan_pipeline_delete(self, ctx: EnvContext, found: EnvironmentStacks, service: str, stack: StackState,
                              force: bool) -> Plan: ...

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.cloudmap_api import CloudMapApi
@@ -77,19 +78,18 @@ def describe_strategy(strategy: dict[str, Any]) -> str:
     return "ROLLING: tasks are replaced, no traffic shift"
 
 
+@dataclass
 class ServiceConnectOps:
-    flavour = MeshFlavour.SERVICE_CONNECT
-    pipeline_holds = ""
+    flavour: ClassVar[MeshFlavour] = MeshFlavour.SERVICE_CONNECT
+    pipeline_holds: ClassVar[str] = ""
 
-    def __init__(self, stacks: Stacks, ecs: EcsApi, ingress: IngressApi, cloudmap: CloudMapApi, teardown: Teardown,
-                 reporter: Reporter, templates: PipelineTemplates) -> None:
-        self.stacks = stacks
-        self.ecs = ecs
-        self.ingress = ingress
-        self.cloudmap = cloudmap
-        self.teardown = teardown
-        self.reporter = reporter
-        self.templates = templates
+    stacks: Stacks
+    ecs: EcsApi
+    ingress: IngressApi
+    cloudmap: CloudMapApi
+    teardown: Teardown
+    reporter: Reporter
+    templates: PipelineTemplates
 
     # -- environments -----------------------------------------------------------------------------------
 
