@@ -2,7 +2,8 @@
 
 Every failed AWS call ends here and leaves as a meshpipe error: bad local configuration (no region, no
 credentials) is a :class:`UserError`; a thing that is not there is a :class:`NotFoundError`; anything AWS
-refused or could not do is an :class:`OperationError` whose hint says what to change.
+refused or could not do is an :class:`OperationError` whose hint says what to change. A refusal that is
+meshpipe's own fault (a capability it did not grant its stack) is a :class:`~meshpipe.errors.Defect`.
 """
 
 from __future__ import annotations
