@@ -36,9 +36,9 @@ from typing import Any
 from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
-from meshpipe.engines.local.control.api import ControlApi
 from meshpipe.engines.local.control.dashboard_source import DaemonSource
 from meshpipe.engines.local.control.httpapi import make_control_app
+from meshpipe.engines.local.control.operations import DaemonOperations
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
@@ -130,8 +130,8 @@ class DaemonListener:
 
 # --- the daemon -------------------------------------------------------------------------------------------
 
-class Daemon(ControlApi):
-    """The daemon's parts, wired together, and its life cycle; it answers the control API (``ControlApi``)."""
+class Daemon(DaemonOperations):
+    """The daemon's parts, wired together, and its life cycle; it answers the control API (``DaemonOperations``)."""
 
     def __init__(self, paths: EnvPaths, home: Path, options: LocalOptions) -> None:
         self.paths = paths

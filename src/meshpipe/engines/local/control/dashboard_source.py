@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from meshpipe.engines.local.control.api import _run_json
+from meshpipe.engines.local.control.operations import _run_json
 from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.errors import NotFoundError

@@ -1,6 +1,6 @@
-"""The daemon's side of the control API: what each call does (``control.ControlTarget``).
+"""The daemon's operations: what each call of its control API does (``httpapi.ControlTarget``).
 
-``control.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
+``httpapi.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
 (each change one transaction) and then publishes the mesh config; it returns only once every live proxy
 answered the publish, so a CLI command that returns has reached the mesh.
 """
@@ -48,7 +48,7 @@ from meshpipe.status import RunStatus, TaskGoal, VersionStatus
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
 
-class ControlApi:
+class DaemonOperations:
     """One method per control-API call; mixed into ``Daemon``, whose parts it uses are declared below."""
 
     env: EnvironmentRow
