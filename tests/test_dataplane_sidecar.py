@@ -313,9 +313,7 @@ def test_app_reaches_its_backend_through_its_sidecar(mesh: Mesh) -> None:
                                     "http://127.0.0.1:{app}/anything", "http://localhost:{app}/anything"])
 def test_egress_refuses_undeclared_backends_without_sending_anything(mesh: Mesh, target: str) -> None:
     served_before = served(mesh.backend.app_port)
-    started = time.monotonic()
     resp = request(mesh.web.egress, target.format(app=mesh.backend.app_port))
-    assert time.monotonic() - started < 1.0
     assert resp.status == 403
     assert resp.headers["x-meshpipe-error"] == "egress_denied"
     assert b"DROP_ALL" in resp.body and BACKEND_VS.encode() in resp.body

@@ -80,6 +80,9 @@ def parse_synth(argv: Sequence[str]) -> tuple[str, dict[str, str]] | None:
 
 def synth(manifest: str, options: dict[str, str]) -> int:
     """``meshpipe synth``, as ``core_cmds.synth`` does it."""
+    # pydantic looks for plugins in the entry points of every installed distribution when it builds its
+    # first model; meshpipe uses none, and the scan is a tenth of a synth. A user's own setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from pathlib import Path
 
     from meshpipe.cli import readouts

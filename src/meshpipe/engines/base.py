@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from meshpipe.mesh.flavour import MeshFlavour
-from meshpipe.mesh.graph import Topology
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
-from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, StartedRun
-from meshpipe.rollout import Move, Rollouts
-
 if TYPE_CHECKING:
+    # Named in signatures only: a read command (cli/fast.py), which loads this module for its data types,
+    # does not pay for the mesh graph, the rollout planner and the rest.
     from meshpipe.engines.plan import Plan
+    from meshpipe.mesh.flavour import MeshFlavour
+    from meshpipe.mesh.graph import Topology
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats
+    from meshpipe.pipeline.runs import PipelineRun, StartedRun
     from meshpipe.platform import PlatformPolicy
+    from meshpipe.rollout import Move, Rollouts
 
 __all__ = [
     "ConfigurableEnvironments",
@@ -57,6 +58,15 @@ __all__ = [
     "VersionInfo",
 ]
 
+
+
+def __getattr__(name: str) -> Any:
+    """``Move`` and ``Rollouts``, re-exported from meshpipe.rollout when first asked for."""
+    if name in ("Move", "Rollouts"):
+        from meshpipe import rollout
+
+        return getattr(rollout, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 class Reporter(Protocol):
     """Where long operations say what they are doing (a Rich progress display in the CLI)."""

@@ -27,7 +27,6 @@ from meshpipe.engines.base import (
     EnvState,
     Event,
     LogLine,
-    Move,
     PipelineInfo,
     Reporter,
     SilentReporter,
@@ -39,14 +38,15 @@ from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.state.options import LocalOptions, write_options
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
-from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, StartedRun
-from meshpipe.status import RolloutStatus, RunStatus
 
 if TYPE_CHECKING:
+    # Each imported where it is used: a read command loads this module and needs none of them.
     from meshpipe.mesh.graph import Topology
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats
+    from meshpipe.pipeline.runs import PipelineRun, StartedRun
+    from meshpipe.rollout import Move
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 60.0
@@ -375,6 +375,8 @@ class LocalEngine:
     def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
                       commit: str | None = None) -> PipelineRun:
         """Wait for a run to finish (by id, by commit, or the latest) and return it, whatever its outcome."""
+        from meshpipe.status import RunStatus
+
         client = self._client(env)
         deadline = time.monotonic() + timeout
         while True:
@@ -403,6 +405,8 @@ class LocalEngine:
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
+        from meshpipe.pipeline.runs import StartedRun
+
         return StartedRun(self._client(env).push(service, ref, None, commit), service, commit)
 
     # --- routing -----------------------------------------------------------------------------------------
@@ -418,6 +422,8 @@ class LocalEngine:
 
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
         """Validate, record, push to every proxy; returns once every proxy applies the new route."""
+        from meshpipe.mesh.routing import validate_targets
+
         validate_targets(targets)
         route, pushed = self._client(env).route_set(service, targets)
         if pushed.get("failed"):
@@ -434,6 +440,8 @@ class LocalEngine:
     def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
                          targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
         """An extra route taking precedence over the weighted one for requests whose headers match."""
+        from meshpipe.mesh.routing import validate_targets
+
         validate_targets(targets)
         return self._client(env).header_route_set(service, headers, targets)[0]
 
@@ -461,7 +469,7 @@ class LocalEngine:
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
         once or aborted; else (or with no rollout running) a plain route change."""
-        from meshpipe.rollout import targets_for
+        from meshpipe.rollout import Move, targets_for  # the rollout planner: not loaded by read commands
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
@@ -473,6 +481,8 @@ class LocalEngine:
 
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:
+        from meshpipe.status import RolloutStatus
+
         try:
             return client.rollout_status(service)["status"] == RolloutStatus.RUNNING
         except NotFoundError:
@@ -500,6 +510,8 @@ class LocalEngine:
 
     def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
+        from meshpipe.mesh.stats import ServiceStats
+
         return ServiceStats.from_json(self._client(env).stats(service))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:

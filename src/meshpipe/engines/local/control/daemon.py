@@ -37,7 +37,7 @@ from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control.dashboard_source import DaemonSource
-from meshpipe.engines.local.control.httpapi import make_control_app
+from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.operations import DaemonOperations
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
@@ -280,8 +280,8 @@ class Daemon(DaemonOperations):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
-                                     access_log=None)
+        self._runner = control_runner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                      access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

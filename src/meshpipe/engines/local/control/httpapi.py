@@ -37,23 +37,23 @@ that is no meshpipe error is a bug of the daemon (kind ``bug``), which the clien
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, Defect, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
-from meshpipe.pipeline.runs import PipelineRun, StageResult
-from meshpipe.status import RunStatus
 
-log = logging.getLogger("meshpipe.daemon")
+if TYPE_CHECKING:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.pipeline.runs import PipelineRun
+
+# The routing and pipeline types are imported where they are built, not here: ``meshpipe versions``,
+# a read command, loads this module for its client and needs neither.
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
@@ -73,6 +73,8 @@ def route_to_json(route: Route | None) -> dict[str, Any] | None:
 
 
 def route_from_json(data: dict[str, Any] | None) -> Route | None:
+    from meshpipe.mesh.routing import Route, WeightedTarget
+
     if data is None:
         return None
     return Route(service=data["service"],
@@ -89,6 +91,9 @@ def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
 
 
 def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, WeightedTarget
+
     return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
                        targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
                        priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
@@ -100,11 +105,16 @@ def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
 
 
 def gateway_route_from_json(data: dict[str, Any]) -> GatewayRoute:
+    from meshpipe.mesh.routing import GatewayRoute
+
     return GatewayRoute(name=data["name"], prefix=data["prefix"], service=data["service"],
                         namespace=data["namespace"], rewrite_prefix=bool(data["rewrite_prefix"]))
 
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
+    from meshpipe.pipeline.runs import PipelineRun, StageResult
+    from meshpipe.status import RunStatus
+
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
                        status=RunStatus(data["status"]), started_at=data["started_at"],
                        finished_at=data.get("finished_at"),
@@ -186,6 +196,8 @@ class ControlTarget(Protocol):
 
 
 def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    from meshpipe.mesh.routing import WeightedTarget
+
     targets = []
     for t in raw_targets:
         if not isinstance(t, dict):
@@ -204,6 +216,8 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
 def path_segment(request: Any, key: str) -> str:
     """A name taken from the request path, refused (400) unless it has the form such a name has: no
     ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    from meshpipe.mesh.routing import NAME_RE, VERSION_RE, check_service
+
     value = str(request.match_info[key])
     if key == "svc":
         check_service(value)
@@ -222,10 +236,36 @@ def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
     return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
+def _http_problem(request: Any, exc: Any) -> Any:
+    """aiohttp's own refusals (no such endpoint, a method it does not take, a body over the limit) in the
+    API's error form, so that every error a client gets is JSON with ``error``."""
+    if exc.status == 404:
+        kind, message = "not_found", f"no endpoint {request.method} {request.path[:200]}"
+    elif exc.status == 405:
+        kind, message = "user", f"{request.method[:20]} is not allowed on {request.path[:200]}"
+    elif exc.status == 413:
+        kind, message = "user", f"request body is over the limit of {MAX_BODY_BYTES} bytes"
+    else:
+        kind, message = "user", exc.reason or f"HTTP {exc.status}"
+    response = _problem(kind, message, "see the endpoints in the API reference (docs/local-engine.md)"
+                        if exc.status in (404, 405) else None, exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
+    # Here, not at the top: the client half of this module is what a read command loads.
+    import hmac
+    import logging
+
     from aiohttp import web
+
+    from meshpipe.mesh.headers import HeaderMatch
+
+    log = logging.getLogger("meshpipe.daemon")
 
     expected = f"Bearer {token}".encode()
     scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
@@ -249,8 +289,10 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
                                     f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_problem(request, exc)
         except MeshpipeError as exc:
             kind, status = error_kind(exc)
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
@@ -409,6 +451,40 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_get("/v1/rollouts/{svc}", rollout_status)
     app.router.add_post("/v1/rollouts/{svc}/{action}", rollout_control)
     return app
+
+
+def control_runner(app: Any, **kwargs: Any) -> Any:
+    """An aiohttp runner of the control app whose refusals of malformed HTTP (a bad method, a broken
+    request line or header, which aiohttp's parser answers before any handler or middleware runs) are
+    JSON with ``error`` too, like every other error of the API.
+
+    aiohttp offers no setting for that answer; its connection handler's ``handle_error`` makes it, so the
+    runner's server hands out a subclass that rewrites it (aiohttp is pinned; the control-API fuzz test
+    sends such requests)."""
+    from aiohttp import web, web_protocol, web_server
+
+    class JsonErrorHandler(web_protocol.RequestHandler):
+        def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            super().handle_error(request, status, exc, message)  # logs it, and checks nothing was sent yet
+            first = (message or "").strip().splitlines()[0].rstrip(":") if (message or "").strip() else ""
+            kind = "user" if status < 500 else "operation"
+            text = f"malformed HTTP request: {first[:200]}" if status < 500 and first else f"HTTP {status}"
+            response = web.json_response({"error": {"kind": kind, "message": text, "hint": None}}, status=status)
+            response.force_close()
+            return response
+
+    class JsonErrorServer(web_server.Server):
+        def __call__(self) -> web_protocol.RequestHandler:
+            return JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+    class Runner(web.AppRunner):
+        async def _make_server(self) -> web_server.Server:
+            server = await super()._make_server()
+            server.__class__ = JsonErrorServer
+            return server
+
+    return Runner(app, **kwargs)
 
 
 # --- client --------------------------------------------------------------------------------------------

@@ -206,14 +206,20 @@ class RolloutController:
             route = self.store.route(service)
             if current is not None:
                 base = dict(current.base)
-                self._record(current, m.supersede(current, now, version))
+                if version in base:
+                    raise ConflictError(f"{version} is the stable version the running rollout of {current.candidate} "
+                                        "moves traffic from: there is nothing to roll out to it",
+                                        hint=f"to send all traffic back to it: meshpipe rollout abort {service}")
             elif route is None or not any(t.weight for t in route.targets):
                 return await self._first_version(service, version, spec, started_by, now)
             else:
                 base = {t.version: t.weight for t in route.targets if t.weight > 0 and t.version != version}
                 if not base:
                     raise ConflictError(f"{version} already takes all of {service}'s traffic: nothing to roll out")
+            # The new rollout is made (and can be refused) before the running one is superseded.
             r, events = m.start(service, version, base, spec, now, started_by)
+            if current is not None:
+                self._record(current, m.supersede(current, now, version))
             self.records.insert(r)
             driver.rollout = r
             self._record(r, events)
