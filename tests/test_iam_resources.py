@@ -45,15 +45,17 @@ UNRESOLVED_ON_PURPOSE: dict[tuple[str, str], str] = {
 
 
 @functools.cache
-def deployer_statements() -> list[dict[str, Any]]:
-    [policy] = iam.json_blocks((DOCS / "aws.md").read_text(), "<!-- policy: deployer -->")
-    return list(policy["Statement"])
+def deployer_statements(mesh: str = "service-connect") -> list[dict[str, Any]]:
+    """The deployer policy of aws.md; for App Mesh templates with its App Mesh additions."""
+    text = (DOCS / "aws.md").read_text()
+    markers = ["deployer", "deployer-appmesh"] if mesh == "appmesh" else ["deployer"]
+    return [s for m in markers for s in iam.json_blocks(text, f"<!-- policy: {m} -->")[0]["Statement"]]
 
 
 def statements_for(deployed: iam_calls.Deployed, pipeline: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     if deployed.deployed_by == "DeployRole":
         return iam_calls.deploy_role_statements(deployed.mesh, deployed.service, pipeline)
-    return deployer_statements()
+    return deployer_statements(deployed.mesh)
 
 
 @functools.cache

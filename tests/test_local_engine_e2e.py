@@ -234,6 +234,32 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
         env.engine.env_status(ENV)
 
 
+def test_a_post_goes_through_the_ingress_and_both_sidecars(make_env) -> None:  # type: ignore[no-untyped-def]
+    """Routes match every method unless they name one (App Mesh's default): a POST to hello-web reaches its
+    app through the ingress and its sidecar, and the app's POST to hello-backend goes out through its
+    sidecar's egress and in through the backend's sidecar."""
+    env = make_env()
+    env.pipeline("hello-web")
+    env.pipeline("hello-backend")
+    web = env.deploy("hello-web", WEB_MANIFEST)
+    backend = env.deploy("hello-backend", BACKEND_MANIFEST)
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-ingress-hello-service", "/hello-service", "hello-web",
+                                                         "demo.local"))
+    env.route("hello-web", **{web: 100})
+    env.route("hello-backend", **{backend: 100})
+    conn = http.client.HTTPConnection("127.0.0.1", env.ingress_port, timeout=10)
+    try:
+        conn.request("POST", "/hello-service/hello/Bob", body=b"")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200 and body.startswith("Hello Bob<br>Welcome to our world!"), (resp.status, body)
+    assert env.engine.route_show(ENV, "hello-backend").method is None  # type: ignore[union-attr]
+    # hello-web's sidecar counted the POST it sent on to the backend's sidecar.
+    assert env.engine.stats(ENV, "hello-backend").versions[backend].requests >= 1
+
+
 def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     good = env.serve_backend()

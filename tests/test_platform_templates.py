@@ -502,7 +502,7 @@ def test_buildspec_installs_from_the_bundle_and_runs_meshpipe_synth_without_node
     [install] = spec["phases"]["install"]["commands"]
     assert "--requirement requirements.txt" in install and "wheels/meshpipe-" in install
     assert any(c.startswith('STACK_NAME="$(meshpipe synth "$CODEBUILD_SRC_DIR_ConfigOutput/manifest.yaml" '
-                            '--commit "$CONFIG_COMMIT_ID" -o out)"') for c in spec["phases"]["build"]["commands"])
+                            '--commit "$CONFIG_COMMIT_ID" -o out --mesh appmesh)"') for c in spec["phases"]["build"]["commands"])
 
 
 def run_build_commands(tmp_path: Path, printed_stack: str) -> subprocess.CompletedProcess[str]:

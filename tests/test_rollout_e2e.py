@@ -370,3 +370,144 @@ def test_the_rollout_commands(env: RolloutEnv) -> None:
     assert env.engine.header_routes(ENV, SERVICE) == []
     kinds = [e.message for e in env.events()]
     assert any(m.startswith("paused by hand") for m in kinds) and any(m.startswith("resumed by hand") for m in kinds)
+
+
+def test_a_rollout_on_a_silent_environment_holds_and_scripts_can_tell_a_rollback(env: RolloutEnv) -> None:
+    """No request reaches the new version: every window is inconclusive, the first step holds and nothing
+    rolls back. Once the rollout is rolled back (here aborted), status, watch and pipeline wait exit 1."""
+    old = serve_first_version(env)
+    new = env.push(backend_manifest("-g Yo", rollout=FAST_CANARY), "quiet")
+    env.deployed(new)
+    wait_until(lambda: len((env.rollout_of(new) or {}).get("windows") or []) >= 3, 30, "three quiet windows")
+    status = env.status()
+    assert (status["status"], status["step"], status["failed_windows"]) == ("running", 1, 0), status
+    assert {w["verdict"] for w in status["windows"]} == {"inconclusive"}
+    assert status["holding"].startswith("holding step 1/3 (20 %): only 0 request(s)"), status["holding"]
+    assert env.weights() == {old: 80, new: 20}
+    code, text, _ = cli("rollout", "status", SERVICE)
+    assert code == 0 and "holding step 1/3" in text and "inconclusive" in text
+    code, text, _ = cli("pipeline", "wait", SERVICE, "--format", "json")
+    assert code == 0 and json.loads(text)["rollout"]["status"] == "running"
+    assert cli("rollout", "abort", SERVICE)[0] == 0  # the abort itself succeeded
+    code, text, _ = cli("rollout", "status", SERVICE)
+    assert code == 1 and "rolled-back" in text
+    code, text, _ = cli("rollout", "watch", SERVICE, "--format", "json")
+    assert code == 1 and json.loads(text.splitlines()[-1])["status"] == "rolled-back"
+    code, text, _ = cli("pipeline", "wait", SERVICE)
+    assert code == 1 and f"version {new} was deployed, but its rollout was rolled-back" in text
+
+
+def test_every_control_plane_series_agrees_with_the_events_of_the_same_run(env: RolloutEnv) -> None:
+    """A first version, a promoted rollout and a rolled-back one: each meshpipe_* series on /metrics is what
+    the environment's events (and its state) say happened, route changes made by rollouts included."""
+    from collections import Counter
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Judged on 5xx only: a shared machine's latency spikes are not what this test is about.
+    canary = FAST_CANARY + "    MaxP99IncreasePercent: 10000\n"
+    old = serve_first_version(env, canary)
+    with Load(env.ingress_port) as load:
+        good = env.push(backend_manifest("-g Yo", rollout=canary), "good")
+        env.deployed(good)
+        done = env.finished(good, 60)
+        assert done["status"] == "promoted", done["reason"]
+        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=canary), "bad")
+        env.deployed(bad)
+        assert env.finished(bad, 60)["status"] == "rolled-back"
+        assert load.results
+    samples = [s for f in text_string_to_metric_families(env.engine.metrics(ENV)) for s in f.samples]
+    series = {s.name for s in samples if s.name.startswith("meshpipe_")}
+    events = env.engine.events(ENV, None, limit=5000)
+
+    def value(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    # Route changes: one per route or gateway-route event, the rollouts' steps and rollback included.
+    routes = Counter(e.service or "" for e in events if e.kind == "route")
+    assert routes[SERVICE] >= 6  # first version, 2 steps and the promotion, a step and the rollback
+    assert value("meshpipe_route_changes_total", service=SERVICE) == routes[SERVICE]
+    assert value("meshpipe_route_changes_total", service="") == sum(e.kind == "gateway-route" for e in events) == 1
+    # Rollout decisions: each judged window by its verdict, each ending by its outcome.
+    said = [e.message for e in events if e.kind == "rollout"]
+    verdicts = Counter(m.split(": ", 2)[1] for m in said if m.startswith("window "))
+    for verdict, label in (("passed", "passed"), ("FAILED", "failed"), ("inconclusive", "inconclusive")):
+        assert value("meshpipe_rollout_decisions_total", service=SERVICE, decision=label) == verdicts[verdict]
+    assert verdicts["passed"] >= 2 and verdicts["FAILED"] >= 1
+    promoted = sum(m.startswith("promoted") or " takes all traffic" in m for m in said)
+    assert value("meshpipe_rollout_decisions_total", decision="promoted") == promoted == 2
+    assert value("meshpipe_rollout_decisions_total", decision="rolled-back") == \
+        sum(m.startswith("rolled back to ") for m in said) == 1
+    # Pipeline runs, weights, tasks: as the runs, the route and the versions say.
+    runs = Counter(r.status for r in env.engine.pipeline_runs(ENV, SERVICE))
+    for outcome, n in runs.items():
+        assert value("meshpipe_pipeline_runs_total", service=SERVICE, outcome=str(outcome)) == n
+    assert {t: value("meshpipe_route_weight", service=SERVICE, version=t) for t in (old, good, bad)} == \
+        {old: 0, good: 100, bad: 0} | {v: w for v, w in env.weights().items()}
+    for v in env.engine.versions(ENV, SERVICE):
+        assert value("meshpipe_healthy_tasks", service=SERVICE, version=v.version) == (v.healthy_tasks or 0)
+    restarts = sum(e.kind == "task" and " stopped: " in e.message and "; restart in " in e.message for e in events)
+    assert value("meshpipe_task_restarts_total", service=SERVICE) == restarts == 0
+    assert value("meshpipe_proxies_scraped") >= 1 and value("meshpipe_config_generation") >= 1
+    assert series == {"meshpipe_route_changes_total", "meshpipe_rollout_decisions_total", "meshpipe_pipeline_runs_total",
+                      "meshpipe_route_weight", "meshpipe_healthy_tasks", "meshpipe_task_restarts_total",
+                      "meshpipe_proxies_scraped", "meshpipe_config_generation"}, series
+
+
+def test_the_versions_a_rollout_leaves_without_weight_are_scaled_down_and_can_come_back(env: RolloutEnv) -> None:
+    """After a promoted rollout and a rolled-back one: the promoted-from version goes to zero tasks after the
+    plan's delay, the rolled-back candidate at once; versions says so; weight brings one back."""
+    canary = FAST_CANARY + "    MaxP99IncreasePercent: 10000\n  ScaleDownDelay: 3\n"
+    old = serve_first_version(env, canary)
+    with Load(env.ingress_port) as load:
+        good = env.push(backend_manifest("-g Yo", rollout=canary), "good")
+        env.deployed(good)
+        promoted = env.finished(good, 60)
+        assert promoted["status"] == "promoted", promoted["reason"]
+        # Kept up for the delay (an instant rollback stays possible), then scaled to zero.
+        assert not by_version(env)[old]["scaled_down"]
+        wait_until(lambda: by_version(env)[old]["scaled_down"], 15, "the old version scaled down")
+        promoted_at = promoted["finished_at"]
+        bad = env.push(backend_manifest("-g Bad", "--fail-rate 0.5", rollout=canary), "bad")
+        env.deployed(bad)
+        rolled_back = env.finished(bad, 60)
+        assert rolled_back["status"] == "rolled-back"
+        wait_until(lambda: by_version(env)[bad]["scaled_down"], 5, "the rolled-back version scaled down at once")
+        after = time.time() + 0.2
+        wait_until(lambda: len(load.since(after)) > 50, 10, "load after the scale-down")
+        assert {(status, v) for _, status, v in load.since(after)} == {(200, good)}  # nothing lost to it
+    shown = by_version(env)
+    assert {v: (s["scaled_down"], s["desired_tasks"], s["healthy_tasks"]) for v, s in shown.items()} == {
+        old: (True, 0, 0), good: (False, 1, 1), bad: (True, 0, 0)}
+    assert not [pid for pid, task in processes_of(env) if old in task or bad in task]
+    code, text, _ = cli("versions", SERVICE)
+    assert code == 0 and text.count("scaled down") == 2
+    assert cli("rollout", "status", SERVICE)[0] == 1  # the latest rollout was rolled back
+    scale_events = [e for e in env.events("scale")]
+    assert any(f"{old} scaled down to 0 tasks" in e.message for e in scale_events)
+    assert any(f"{old} to be scaled to 0 tasks 3 s after {good} was promoted" in e.message for e in scale_events)
+    assert promoted_at
+    # Brought back by hand, or by weight.
+    code, text, err = cli("version", "scale", SERVICE, old, "--tasks", "1")
+    assert code == 0 and "1/1 tasks healthy" in text, text + err
+    assert cli("route", "set", SERVICE, f"{good}=50", f"{bad}=50")[0] == 0  # brings the bad one back first
+    assert not by_version(env)[bad]["scaled_down"] and by_version(env)[bad]["healthy_tasks"] == 1
+    assert cli("route", "set", SERVICE, f"{good}=100")[0] == 0
+    code, _, err = cli("version", "scale", SERVICE, good, "--tasks", "0")
+    assert code == 2 and "takes traffic" in err
+    assert cli("version", "scale", SERVICE, old, "--tasks", "0")[0] == 0
+    assert cli("version", "delete", SERVICE, old)[0] == 0  # a scaled-down version can be deleted
+
+
+def by_version(env: RolloutEnv) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {v["version"]: v for v in json.loads(cli("versions", SERVICE, "--format", "json")[1])}
+
+
+def processes_of(env: RolloutEnv) -> list[tuple[int, str]]:
+    from meshpipe.engines.local.state.store import StateStore
+
+    store = StateStore(env.paths.state_db)
+    try:
+        return [(p.pid, p.task_id or "") for p in store.processes() if p.task_id and procs.is_running(p.pid)]
+    finally:
+        store.close()

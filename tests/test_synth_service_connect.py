@@ -59,7 +59,7 @@ def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None
         "namespace_name": "prod.internal",
         "namespace_arn": "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001",
     })
-    version = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST, service="orders", settings=settings)
+    version = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST, service="orders-api", settings=settings)
     tpl = synth_service_connect(version)
     app = props(tpl, "TaskDefinition")["ContainerDefinitions"][0]
     assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp", "Name": "http", "AppProtocol": "http"}]
@@ -67,11 +67,11 @@ def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None
     assert sc["Enabled"] is True
     assert sc["Namespace"] == "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001"
     assert sc["Services"] == [{
-        "ClientAliases": [{"DnsName": "orders.prod.internal", "Port": 8080}],
-        "DiscoveryName": "demo_orders",
+        "ClientAliases": [{"DnsName": "orders-api.prod.internal", "Port": 8080}],
+        "DiscoveryName": "demo_orders-api",
         "PortName": "http",
     }]
-    assert tpl["Outputs"]["DnsName"]["Value"] == "orders.prod.internal"
+    assert tpl["Outputs"]["DnsName"]["Value"] == "orders-api.prod.internal"
 
 
 def test_proxy_access_log_goes_to_the_environment_log_group() -> None:

@@ -192,6 +192,9 @@ class RolloutAnalysisDefaults(BaseModel):
         rollout_rules.DEFAULT_MAX_P99_INCREASE_PERCENT)
     min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = rollout_rules.DEFAULT_MIN_REQUESTS
     failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_FAILED_WINDOWS
+    # Seconds a step may stay inconclusive before on_inconclusive decides; None: it holds.
+    inconclusive_deadline: Annotated[StrictInt, Field(ge=1, le=604_800)] | None = None
+    on_inconclusive: Literal["rollback", "promote"] = "rollback"
 
 
 class PreviewHeaderSetting(BaseModel):
@@ -223,6 +226,10 @@ class RolloutDefaults(BaseModel):
     steps: Annotated[tuple[StrictInt, ...], checked_by(_steps_problem)] = rollout_rules.DEFAULT_STEPS
     step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_STEP_PERCENT
     interval: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] = rollout_rules.DEFAULT_INTERVAL
+    # Seconds after a promotion before the versions left without weight are scaled to zero (Argo Rollouts'
+    # scaleDownDelaySeconds); a rolled-back or halted candidate goes at once.
+    scale_down_delay: Annotated[StrictInt, Field(ge=0, le=rollout_rules.MAX_INTERVAL)] = int(
+        rollout_rules.DEFAULT_SCALE_DOWN_DELAY)
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
     preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
     webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=rollout_rules.MAX_WEBHOOKS)] = ()

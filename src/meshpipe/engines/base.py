@@ -114,6 +114,7 @@ class PipelineInfo:
     # A repository read through a connection, e.g. github:acme/hello-web-cfg (None: the engine's own repo).
     repository: str | None = None
     branch: str | None = None  # the branch whose pushes start a run, when the engine knows it
+    repo_kept: bool = False  # the config repo (and its history) was kept from a deleted pipeline
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class VersionInfo:
     healthy_tasks: int | None = None
     desired_tasks: int | None = None
     reason: str | None = None  # why a version failed (e.g. its health check never passed)
+    scaled_down: bool = False  # deployed, but running no task (left without weight by a rollout)
 
 
 class Engine(Protocol):
@@ -206,6 +208,27 @@ class ConfigurablePipelines(Protocol):
 
     def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo: ...
     def pipeline_delete_forced(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class VersionScaler(Protocol):
+    """An engine that can set how many tasks a deployed version runs (0: scaled down, kept deployed)."""
+
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str: ...
+
+
+@runtime_checkable
+class ConfigRepoOwner(Protocol):
+    """An engine that keeps the services' config repos itself: a pipeline delete keeps the repo, unless asked."""
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class EnvironmentLister(Protocol):
+    """An engine that can name its environments."""
+
+    def env_list(self) -> list[str]: ...
 
 
 @runtime_checkable

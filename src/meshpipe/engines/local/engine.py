@@ -271,6 +271,10 @@ class LocalEngine:
             details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
         return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
 
+    def env_list(self) -> list[str]:
+        """The environments under this engine's home."""
+        return environments(self.home)
+
     def env_status(self, env: str) -> EnvironmentInfo:
         paths = self._existing(env)
         data = read_daemon_file(paths.daemon_json)
@@ -363,8 +367,12 @@ class LocalEngine:
         self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
         return info
 
-    def pipeline_delete(self, env: str, service: str) -> None:
-        self._client(env).pipeline_delete(service)
+    def pipeline_delete(self, env: str, service: str, delete_repo: bool = False) -> None:
+        """Delete the service's pipeline; its config repo is kept unless ``delete_repo``."""
+        self._client(env).pipeline_delete(service, delete_repo)
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None:
+        self.pipeline_delete(env, service, delete_repo=True)
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
         return self._client(env).pipeline_runs(service)
@@ -398,10 +406,18 @@ class LocalEngine:
         """Start a pipeline run for a commit already in the config repo (as its hook does on a push); without
         ``commit``, for the head of main."""
         ref = "refs/heads/main"
+        from meshpipe.naming import check_service_name
+
+        check_service_name(service, "command line", "SERVICE")
+        repo = self._existing(env).repo(service)
+        if not repo.is_dir():
+            # The same answer as every other command about a service without a pipeline.
+            raise NotFoundError(f"service {service!r} has no pipeline in this environment",
+                                hint=f"create it with: meshpipe pipeline create {service}")
         if commit is None:
             from meshpipe.engines.local.source.gitrepo import resolve_ref
 
-            commit = resolve_ref(self._existing(env).repo(service), ref)
+            commit = resolve_ref(repo, ref)
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
@@ -492,6 +508,12 @@ class LocalEngine:
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
         return self._client(env).versions(service)
+
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str:
+        """Run ``tasks`` tasks of a deployed version (0: scale it down); returns once they are healthy."""
+        self.reporter.step(f"scaling {service} {version} to {tasks} task(s)")
+        said = self._client(env).version_scale(service, version, tasks, timeout=self.options.deploy_timeout + 30)
+        return str(said["message"])
 
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         if not version:

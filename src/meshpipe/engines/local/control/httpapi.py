@@ -6,7 +6,7 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     POST   /v1/shutdown                            stop everything and exit
     GET    /v1/config                              the mesh config last pushed to the proxies
     POST   /v1/pipelines                {service}  config repo + virtual service + router
-    DELETE /v1/pipelines/{svc}                     refused while versions exist
+    DELETE /v1/pipelines/{svc}[?delete_repo=1]     refused while versions exist; keeps the config repo
     GET    /v1/pipelines/{svc}/runs                newest first
     GET    /v1/pipelines/{svc}/runs/latest         one run with its stage logs
     GET    /v1/pipelines/{svc}/runs/{run_id}
@@ -127,12 +127,14 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
     return VersionInfo(service=data["service"], version=data["version"], commit=data["commit"],
                        stack_name=data["stack_name"], status=data["status"], weight=int(data["weight"]),
                        created_at=data.get("created_at"), healthy_tasks=data.get("healthy_tasks"),
-                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"))
+                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"),
+                       scaled_down=bool(data.get("scaled_down", False)))
 
 
 def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
     return PipelineInfo(service=data["service"], environment=data["environment"], clone_url=data["clone_url"],
-                        virtual_service=data["virtual_service"], status=data["status"])
+                        virtual_service=data["virtual_service"], status=data["status"],
+                        repo_kept=bool(data.get("repo_kept", False)))
 
 
 # --- errors on the wire ------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ class ControlTarget(Protocol):
     async def shutdown(self) -> None: ...
     async def mesh_config(self) -> dict[str, Any] | None: ...
     async def pipeline_create(self, service: str) -> dict[str, Any]: ...
-    async def pipeline_delete(self, service: str) -> None: ...
+    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None: ...
     async def pipeline_runs(self, service: str) -> list[dict[str, Any]]: ...
     async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]: ...
     async def push(self, service: str, ref: str, old: str | None, new: str) -> str: ...
@@ -184,6 +186,7 @@ class ControlTarget(Protocol):
     async def gateway_route_delete(self, name: str) -> None: ...
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
+    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
     async def header_routes(self, service: str) -> list[HeaderRoute]: ...
@@ -332,8 +335,9 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(path_segment(request, "svc"))
-        return ok({"deleted": True})
+        delete_repo = request.query.get("delete_repo", "0") == "1"
+        await target.pipeline_delete(path_segment(request, "svc"), delete_repo)
+        return ok({"deleted": True, "repo_deleted": delete_repo})
 
     async def runs(request: web.Request) -> web.Response:
         return ok(await target.pipeline_runs(path_segment(request, "svc")))
@@ -391,6 +395,10 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
+    async def version_scale(request: web.Request) -> web.Response:
+        tasks = _require(await body(request), "tasks", int)
+        return ok(await target.version_scale(path_segment(request, "svc"), path_segment(request, "ver"), tasks))
+
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(path_segment(request, "svc")))
 
@@ -442,6 +450,7 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_delete("/v1/gateway-routes/{name}", gateway_route_delete)
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
+    app.router.add_post("/v1/services/{svc}/versions/{ver}/scale", version_scale)
     app.router.add_get("/v1/services/{svc}/stats", stats)
     app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get("/v1/routes/{svc}/headers", header_routes)
@@ -617,8 +626,8 @@ class ControlClient:
     def pipeline_create(self, service: str) -> PipelineInfo:
         return pipeline_from_json(self.call("POST", "/v1/pipelines", {"service": service}))
 
-    def pipeline_delete(self, service: str) -> None:
-        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}")
+    def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}" + ("?delete_repo=1" if delete_repo else ""))
 
     def pipeline_runs(self, service: str) -> list[PipelineRun]:
         return [run_from_json(r) for r in self.call("GET", f"/v1/pipelines/{quote(service, safe='')}/runs")]
@@ -660,6 +669,12 @@ class ControlClient:
     def version_delete(self, service: str, version: str, force: bool = False) -> None:
         self.call("DELETE", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}"
                             f"?force={'true' if force else 'false'}")
+
+    def version_scale(self, service: str, version: str, tasks: int, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}/scale",
+            {"tasks": tasks}, timeout=timeout)
+        return result
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))

@@ -19,11 +19,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
+
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
 from meshpipe.engines.local.dataplane.exchange import Exchange
+from meshpipe.engines.local.dataplane.limits import (
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_REQUEST_HEADERS_KB,
+    DEFAULT_REQUEST_HEADERS_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
+    ParserFactory,
+    RequestLimits,
+)
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, ListenerStats, Metrics, UpstreamStats
 from meshpipe.engines.local.dataplane.routing import (
     Forward,
@@ -65,6 +75,14 @@ class ProxyOptions:
     access_log: bool = False
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     ingress_timeout_ms: int = DEFAULT_INGRESS_TIMEOUT_MS
+    max_request_headers_kb: int = DEFAULT_MAX_REQUEST_HEADERS_KB
+    max_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
+    request_headers_timeout_ms: int = DEFAULT_REQUEST_HEADERS_TIMEOUT_MS
+    request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(self.max_request_headers_kb * 1024, self.max_headers_count,
+                             self.request_headers_timeout_ms / 1000, self.request_timeout_ms / 1000)
 
 
 class Listener:
@@ -151,10 +169,13 @@ class DataPlane:
     """Everything one proxy process runs: listeners, config, pools, timers, metrics."""
 
     def __init__(self, options: ProxyOptions, loop: asyncio.AbstractEventLoop,
-                 rnd: RandomSource = random.random) -> None:
+                 rnd: RandomSource = random.random,
+                 new_parser: ParserFactory = httptools.HttpRequestParser) -> None:
         self.options = options
         self.loop = loop
         self.rnd = rnd
+        self.limits = options.request_limits()
+        self.new_parser = new_parser
         self.config: DataplaneConfig | None = None
         self.metrics = Metrics()
         self.pools: dict[Endpoint, UpstreamPool] = {}
