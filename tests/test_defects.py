@@ -14,6 +14,7 @@ import typer
 from meshpipe.cli import BUG_EXIT, main
 from meshpipe.engines.aws import engine as engine_module
 from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY
+from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.httpapi import ControlClient, make_control_app
 from meshpipe.errors import ConflictError, Defect
 from support.aws import StubFactory, make_engine
@@ -28,7 +29,7 @@ class Target:
     def __init__(self, failure: BaseException) -> None:
         self.failure = failure
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, request: Any) -> dict[str, Any]:
         raise self.failure
 
 
@@ -63,13 +64,13 @@ def serve() -> Iterator[Any]:
 def test_a_bug_in_the_daemon_reaches_the_client_as_a_defect(serve: Any) -> None:
     client = serve(Target(KeyError("generation")))
     with pytest.raises(Defect, match="daemon hit a bug: KeyError: 'generation'"):
-        client.call("GET", "/v1/status")
+        client.call(ops.STATUS, ops.Nothing())
 
 
 def test_a_refusal_by_the_daemon_stays_what_it_was(serve: Any) -> None:  # the negative control
     client = serve(Target(ConflictError("a rollout of hello is already running")))
     with pytest.raises(ConflictError, match="already running"):
-        client.call("GET", "/v1/status")
+        client.call(ops.STATUS, ops.Nothing())
 
 
 def test_a_defect_leaves_the_cli_through_the_bug_boundary(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

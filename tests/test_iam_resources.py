@@ -141,3 +141,31 @@ def test_a_pass_role_to_another_service_fails_the_check() -> None:
     [passing] = [s for s in statements if s.get("Sid") == "PassTaskRoles"]
     passing["Condition"] = {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
     assert any("iam:PassRole" in p and "ecs-tasks.amazonaws.com" in p for p in refused(name, statements))
+
+
+@pytest.mark.parametrize(("action", "arn"), [
+    ("ec2:DeleteVpc", "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-0other"),
+    ("ec2:AuthorizeSecurityGroupIngress", "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0other"),
+    ("ec2:RevokeSecurityGroupEgress", "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0other"),
+    ("ec2:DeleteNatGateway", "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-0other"),
+    ("elasticloadbalancing:DeleteLoadBalancer",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/other/0123456789abcdef"),
+    ("elasticloadbalancing:ModifyListener",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/other/0123456789abcdef/0fedcba987654321"),
+])
+def test_the_deployer_deletes_and_changes_only_the_environments_network(action: str, arn: str) -> None:
+    """Deletes and changes of network and load-balancer resources, and security-group rules, are allowed on
+    what carries the environment's owner tag, and on nothing else of the account."""
+    statements = deployer_statements()
+    assert decide(statements, Request(action, arn, {"aws:ResourceTag/meshpipe:environment": "demo"})) == "allowed"
+    assert decide(statements, Request(action, arn, {"aws:ResourceTag/meshpipe:environment": "demo-x"})) != "allowed"
+    assert decide(statements, Request(action, arn)) != "allowed"
+
+
+def test_the_environments_network_carries_the_owner_tag() -> None:
+    tagged = [c for c in calls("service-connect/env").calls
+              if c.action in ("ec2:DeleteVpc", "ec2:DeleteSecurityGroup", "elasticloadbalancing:DeleteLoadBalancer",
+                              "elasticloadbalancing:DeleteListener", "ec2:ReleaseAddress")]
+    assert {c.action for c in tagged} == {"ec2:DeleteVpc", "ec2:DeleteSecurityGroup", "ec2:ReleaseAddress",
+                                          "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DeleteListener"}
+    assert all(c.context.get("aws:ResourceTag/meshpipe:environment") == "demo" for c in tagged)

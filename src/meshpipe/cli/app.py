@@ -108,16 +108,17 @@ def demo(
     interval: Annotated[int, typer.Option(help="--rollout: seconds per rollout step.")] = 5,
 ) -> None:
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
-    from meshpipe.cli.demo import run_demo
     from meshpipe.cli.output import out
+    from meshpipe.demos.walkthrough import run_demo
 
     if rollout:
-        from meshpipe.cli.demo_rollout import run_rollout_demo
+        from meshpipe.cli.rollout_view import render
+        from meshpipe.demos.rollout import run_rollout_demo
         from meshpipe.errors import UserError
 
         if not 1 <= interval <= 60:
             raise UserError(f"--interval {interval} is not 1-60 seconds")
-        run_rollout_demo(home=home, keep=keep, console=out, interval=interval)
+        run_rollout_demo(home=home, keep=keep, console=out, interval=interval, view=render)
         return
 
     run_demo(home=home, keep=keep, console=out, requests=requests)

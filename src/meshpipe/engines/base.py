@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from meshpipe.errors import OperationError
+
 if TYPE_CHECKING:
     # Named in signatures only: a read command (cli/fast.py), which loads this module for its data types,
     # does not pay for the mesh graph, the rollout planner and the rest.
@@ -33,6 +35,7 @@ __all__ = [
     "DashboardSource",
     "DeployedTemplates",
     "Engine",
+    "EngineNotRunning",
     "EnvCreateOptions",
     "EnvState",
     "EnvironmentInfo",
@@ -58,6 +61,9 @@ __all__ = [
     "VersionInfo",
 ]
 
+
+class EngineNotRunning(OperationError):
+    """The environment's control plane is not running, and the engine was told not to start it."""
 
 
 def __getattr__(name: str) -> Any:

@@ -463,6 +463,26 @@ def _outputs(options: EnvironmentOptions) -> Json:
             **ingress_tls.certificate_output(options.certificate_arn)}
 
 
+# The environment's network and load-balancer resources carry this tag (value: the environment's name), so
+# the deployer policy can allow deleting and changing them, and their security groups, on it alone.
+OWNER_TAG = "meshpipe:environment"
+OWNER_TAGGED_TYPES = frozenset({
+    "AWS::EC2::VPC", "AWS::EC2::InternetGateway", "AWS::EC2::RouteTable", "AWS::EC2::Subnet", "AWS::EC2::EIP",
+    "AWS::EC2::NatGateway", "AWS::EC2::SecurityGroup", "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "AWS::ElasticLoadBalancingV2::Listener", "AWS::ElasticLoadBalancingV2::TargetGroup",
+})
+
+
+def _owned(resources: Json) -> Json:
+    """``resources`` with the owner tag on every network and load-balancer resource that takes tags."""
+    tag = {"Key": OWNER_TAG, "Value": ref("EnvironmentName")}
+    for res in resources.values():
+        if res["Type"] in OWNER_TAGGED_TYPES:
+            props = res.setdefault("Properties", {})
+            props["Tags"] = [*props.get("Tags", []), tag]
+    return resources
+
+
 def render_environment(env: str, policy: PlatformPolicy | None = None,
                        options: EnvironmentOptions | None = None) -> Json:
     """The environment stack's template for ``env``. Pure."""
@@ -496,7 +516,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_log_retention_parameter(options),
     }
     return template(
-        resources,
+        _owned(resources),
         description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
                     "App Mesh mesh and its ingress gateway behind a network load balancer.",
         parameters=parameters,
@@ -633,7 +653,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         **_log_retention_parameter(options),
     }
     return template(
-        resources,
+        _owned(resources),
         description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
                     "Connect namespace, log group, and an application load balancer as the ingress.",
         parameters=parameters,
