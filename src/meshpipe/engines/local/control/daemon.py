@@ -36,7 +36,7 @@ from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control import operations as ops
-from meshpipe.engines.local.control.api import ControlApi
+from meshpipe.engines.local.control.actions import DaemonActions
 from meshpipe.engines.local.control.dashboard_source import DaemonSource
 from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
@@ -133,8 +133,8 @@ class DaemonListener:
 
 # --- the daemon -------------------------------------------------------------------------------------------
 
-class Daemon(ControlApi):
-    """The daemon's parts, wired together, and its life cycle; it answers the control API (``ControlApi``)."""
+class Daemon(DaemonActions):
+    """The daemon's parts, wired together, and its life cycle; it answers the control API (``DaemonActions``)."""
 
     def __init__(self, paths: EnvPaths, home: Path, options: LocalOptions) -> None:
         self.paths = paths

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshpipe.engines.local.control import operations as ops
-from meshpipe.engines.local.control.api import _run_json
+from meshpipe.engines.local.control.actions import _run_json
 from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.errors import NotFoundError

@@ -82,7 +82,7 @@ def _http_problem(request: Any, exc: Any) -> Any:
 
 def make_control_app(target: object, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API: each operation's request goes to ``target``'s method of
-    the same name (the daemon's ``ControlApi``). ``metrics_token``, when given, is accepted for
+    the same name (the daemon's ``DaemonActions``). ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
     # Here, not at the top: the client half of this module is what a read command loads.
     import hmac

@@ -62,7 +62,7 @@ MAX_TASKS = 20
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
 
-class ControlApi:
+class DaemonActions:
     """One method per control-API call; mixed into ``Daemon``, whose parts it uses are declared below."""
 
     env: EnvironmentRow
