@@ -62,8 +62,8 @@ class TaskRow:
     service: str
     version: str
     slot: int
-    desired: str
-    actual: str
+    desired: TaskGoal
+    actual: TaskState
     app_port: int | None = None
     ingress_port: int | None = None
     egress_port: int | None = None
@@ -76,7 +76,7 @@ class TaskRow:
 @dataclass(frozen=True)
 class StageRow:
     name: str
-    status: str
+    status: RunStatus
     log: str
 
 
@@ -88,7 +88,7 @@ class RunRow:
     ref: str
     old_commit: str | None
     commit: str | None
-    status: str
+    status: RunStatus
     version: str | None
     started_at: str
     finished_at: str | None
@@ -596,7 +596,7 @@ class StateStore(StateReads):
         elif service is not None:
             sql, args = sql + " WHERE service = ?", (service,)
         rows = self._read(sql + " ORDER BY service, version, slot", args)
-        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], r["desired"], r["actual"],
+        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], TaskGoal(r["desired"]), TaskState(r["actual"]),
                         r["app_port"], r["ingress_port"], r["egress_port"], r["admin_port"], r["restarts"],
                         r["last_error"], r["updated_at"]) for r in rows]
 
@@ -700,8 +700,8 @@ class StateStore(StateReads):
         stages: dict[str, list[StageRow]] = {}
         for s in self._read(f"SELECT * FROM pipeline_stages WHERE run_id IN ({marks}) ORDER BY run_id, position",
                             tuple(ids)):
-            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], s["status"], s["log"]))
-        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], r["status"],
+            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], RunStatus(s["status"]), s["log"]))
+        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], RunStatus(r["status"]),
                        r["version"], r["started_at"], r["finished_at"], tuple(stages.get(r["run_id"], ())))
                 for r in rows]
 
