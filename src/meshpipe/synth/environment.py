@@ -18,6 +18,7 @@ from meshpipe.errors import UserError
 from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
 from meshpipe.synth import ingress_tls
+from meshpipe.synth import permissions_boundary as pb
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
@@ -515,8 +516,9 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         },
         **_log_retention_parameter(options),
     }
+    resources[pb.BOUNDARY] = pb.boundary_resource(MeshFlavour.APPMESH)
     return template(
-        _owned(resources),
+        pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
                     "App Mesh mesh and its ingress gateway behind a network load balancer.",
         parameters=parameters,
@@ -652,8 +654,9 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
+    resources[pb.BOUNDARY] = pb.boundary_resource(MeshFlavour.SERVICE_CONNECT)
     return template(
-        _owned(resources),
+        pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
                     "Connect namespace, log group, and an application load balancer as the ingress.",
         parameters=parameters,

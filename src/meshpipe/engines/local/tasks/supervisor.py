@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class VersionSpec:
     health: HealthTimings
     backends: tuple[str, ...]
     stop_timeout: float
+    app_cwd: str | None = None  # the app's working directory (an images.yaml mapping's cwd); None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,25 @@ class AdoptedProxy:
     admin_port: int
 
 
-def exit_text(what: str, status: int | None, log_name: str) -> str:
-    """Why a task or gateway ended, for people: an adopted process's exit status is not known."""
+def exit_text(what: str, status: int | None, log_name: str, last: Sequence[str] = ()) -> str:
+    """Why a task or gateway ended, for people: an adopted process's exit status is not known; ``last``,
+    the last lines it wrote, quoted so that the reason says what went wrong without opening the log."""
     how = f"exited with status {status}" if status is not None else "exited"
-    return f"{what} {how} (see {log_name})"
+    quoted = f"; its last lines: {' | '.join(last)}" if last else ""
+    return f"{what} {how}{quoted} (see {log_name})"
+
+
+def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
+    """The last ``count`` non-blank lines of a log (each cut to ``width`` characters); none if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines[-count:]]
 
 
 @dataclass(frozen=True)
@@ -319,7 +336,10 @@ class TaskRunner:
             if self._stop.is_set():
                 return None
             app_env = sup.app_env(spec, ports)
-            app = await sup.spawner.spawn(spec.app_argv, app_env, self.log_dir / f"{self.task_id}-app.log")
+            log_path = self.log_dir / f"{self.task_id}-app.log"
+            # Only a mapping with a working directory passes one: spawners without it keep working.
+            app = await (sup.spawner.spawn(spec.app_argv, app_env, log_path, cwd=Path(spec.app_cwd))  # type: ignore[call-arg]
+                         if spec.app_cwd else sup.spawner.spawn(spec.app_argv, app_env, log_path))
             sup.listener.process_started(app, "app", self.task_id, spec.app_argv)
             return await self._watch(app, sidecar, ports, healthy_since)
         finally:
@@ -345,7 +365,8 @@ class TaskRunner:
                 if stop_wait in done:
                     return None
                 if app_exit in done:
-                    return exit_text("app", app_exit.result(), f"{self.task_id}-app.log")
+                    log_path = self.log_dir / f"{self.task_id}-app.log"
+                    return exit_text("app", app_exit.result(), log_path.name, last_lines(log_path))
                 if sidecar_exit in done:
                     return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
                 # One after the other in this task (no task per probe): the sidecar only matters once the app
