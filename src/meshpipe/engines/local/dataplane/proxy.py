@@ -64,6 +64,8 @@ class ProxyOptions:
     access_log: bool = False
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     ingress_timeout_ms: int = DEFAULT_INGRESS_TIMEOUT_MS
+    netns: str | None = None  # a container task's network namespace: listeners there, on every address
+    run_as: int | None = None
 
 
 class Listener:
@@ -89,10 +91,10 @@ class Listener:
     async def start(self) -> None:
         try:
             self.server = await self.dp.loop.create_server(
-                lambda: DownstreamProtocol(self), LOOPBACK, self.port, backlog=1024, reuse_address=True)
+                lambda: DownstreamProtocol(self), self.dp.listen_host, self.port, backlog=1024, reuse_address=True)
         except OSError as exc:
             raise PortInUseError(
-                exc.errno, f"cannot listen on {LOOPBACK}:{self.port} for the {self.name} listener: "
+                exc.errno, f"cannot listen on {self.dp.listen_host}:{self.port} for the {self.name} listener: "
                            f"{exc.strerror or exc}") from exc
         sockets = self.server.sockets
         if sockets:
@@ -154,6 +156,9 @@ class DataPlane:
         self.options = options
         self.loop = loop
         self.rnd = rnd
+        # In a task's own namespace the ingress takes what the interception rules send to the task's
+        # address; on the host every listener stays on loopback.
+        self.listen_host = "0.0.0.0" if options.netns is not None else LOOPBACK
         self.config: DataplaneConfig | None = None
         self.metrics = Metrics()
         self.pools: dict[Endpoint, UpstreamPool] = {}
