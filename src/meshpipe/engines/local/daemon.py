@@ -147,11 +147,18 @@ class Daemon(ControlApi):
         self.stopping = False
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
+        self.runtime: Any = None
+        if options.runtime == "docker":
+            from meshpipe.engines.local.tasks.containers import DockerRuntime
+            from meshpipe.engines.local.tasks.dockerhost import connect
+
+            self.runtime = DockerRuntime(connect(), env.name, paths.root, options.pull)
         self.supervisor = Supervisor(
             spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable, access_log=options.access_log),
-            event=lambda service, version, message: self.store.add_event("task", message, service, version))
+            event=lambda service, version, message: self.store.add_event("task", message, service, version),
+            runtime=self.runtime)
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
                                           self._call_hooks, BUCKET_BOUNDS_MS)
@@ -233,6 +240,14 @@ class Daemon(ControlApi):
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
         # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
         plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        if self.runtime is not None:
+            # Container tasks are not taken over yet: what a predecessor left is stopped and removed.
+            for candidate in plan.tasks.values():
+                plan.stale += [(candidate.sidecar.pid, candidate.sidecar.started or None),
+                               (candidate.app.pid, candidate.app.started or None)]
+            plan.tasks = {}
+            await asyncio.to_thread(self.runtime.remove_tasks)
+            await asyncio.to_thread(self.runtime.prepare)
         gateway_row, plan.gateway = plan.gateway, None
         adopted_gateway, (adopted, failed) = await asyncio.gather(
             check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))

@@ -28,6 +28,7 @@ from meshpipe.engines.local.home import EnvPaths
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
 from meshpipe.errors import MeshpipeError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
@@ -64,6 +65,14 @@ def version_spec(resolved: dict[str, Any], app_argv: list[str], options: LocalOp
     timings = HealthTimings(interval=float(hc["interval"]), timeout=float(hc["timeout"]), retries=int(hc["retries"]),
                             start_period=float(hc["start_period"])).scaled(options.health_time_scale)
     stop = options.stop_timeout if options.stop_timeout is not None else float(app["stop_timeout"])
+    sidecar = resolved["sidecar"]
+    container = ContainerSpec(
+        environment=str(resolved["environment"]), image=str(app["image"]),
+        command=tuple(app["command"]) if app["command"] is not None else None, port=int(app["port"]),
+        health_command=tuple(hc["command"]), cpu=int(resolved["cpu"]), memory=int(resolved["memory"]),
+        ingress_port=int(sidecar["ingress_port"]), egress_port=int(sidecar["egress_port"]),
+        ignored_uid=int(sidecar["ignored_uid"]), egress_ignored_ips=tuple(sidecar["egress_ignored_ips"]),
+        names=tuple(dict.fromkeys([*resolved["backends"], f"{resolved['service']}.{resolved['namespace']}"])))
     return VersionSpec(
         service=resolved["service"],
         version=resolved["version"],
@@ -73,6 +82,7 @@ def version_spec(resolved: dict[str, Any], app_argv: list[str], options: LocalOp
         health=timings,
         backends=tuple(resolved["backends"]),
         stop_timeout=stop,
+        container=container,
     )
 
 
@@ -98,7 +108,16 @@ class Deployer:
 
         app = resolved["app"]
         command = tuple(app["command"]) if app["command"] is not None else None
+        if self.supervisor.runtime.name == DOCKER:
+            # The image itself runs: its command is the task definition's, as written.
+            return list(command or ())
         return local_command(app["image"], command, home=self.home)
+
+    async def prepare_image(self, resolved: dict[str, Any]) -> None:
+        """A container runtime's image on this machine (pulled as the policy says), before any task."""
+        runtime: Any = self.supervisor.runtime
+        if runtime.name == DOCKER:
+            await runtime.call(lambda: runtime.ensure_image(resolved["app"]["image"]))
 
     async def deploy(self, version: ServiceVersion, template: dict[str, Any], run_id: str | None) -> str:
         """Create the version's stack and wait for it; returns what happened, raises DeployFailed."""
@@ -115,6 +134,7 @@ class Deployer:
         count = task_count(resolved, self.options)
         try:
             argv = self.local_argv(resolved)
+            await self.prepare_image(resolved)
         except MeshpipeError as exc:
             reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
             self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved,

@@ -37,7 +37,7 @@ from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
 from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
 from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
-from meshpipe.engines.local.options import LocalOptions, write_options
+from meshpipe.engines.local.options import LocalOptions, read_options, write_options
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
@@ -233,6 +233,11 @@ class LocalEngine:
 
         One command at a time creates a given environment: a second one meanwhile is refused."""
         paths = self.paths(env)
+        if not paths.exists() and self.options.runtime == "docker":
+            # Before anything is made: an environment that cannot run its tasks is not created.
+            from meshpipe.engines.local.tasks.dockerhost import connect
+
+            connect()
         paths.root.mkdir(parents=True, exist_ok=True)
         lock = acquire_lock(paths.root / CREATE_LOCK)
         if lock is None:
@@ -260,6 +265,7 @@ class LocalEngine:
 
     def _info(self, env: str, paths: EnvPaths, status: dict[str, Any]) -> EnvironmentInfo:
         details = {"home": str(paths.root), "namespace": status["namespace"],
+                   "runtime": _runtime_text(paths),
                    "daemon": f"running (pid {status['daemon']['pid']})",
                    "gateway": "live" if status["gateway"]["live"] else "not live"}
         for svc in status["services"]:
@@ -285,7 +291,8 @@ class LocalEngine:
         store = StateStore(paths.state_db)
         try:
             row = store.environment()
-            details = {"home": str(paths.root), "daemon": "not running (any other command starts it again)"}
+            details = {"home": str(paths.root), "runtime": _runtime_text(paths),
+                       "daemon": "not running (any other command starts it again)"}
             for svc in store.services():
                 versions = ", ".join(f"{v.version} {v.status}" for v in store.versions(svc.name)) or "no versions"
                 details[f"service {svc.name}"] = f"{svc.virtual_service}: {versions}"
@@ -304,10 +311,26 @@ class LocalEngine:
             if stuck:
                 raise OperationError(f"could not stop process(es) {stuck} of environment {env}",
                                      hint="stop them by pid, then run env delete again")
+        if read_options(paths.engine_json).runtime == "docker":
+            self._remove_containers(env, paths)
         import shutil
 
         shutil.rmtree(paths.root)
         self.reporter.done(f"environment {env} deleted")
+
+    def _remove_containers(self, env: str, paths: EnvPaths) -> None:
+        """Every container and network the environment made (found by label), and nothing else."""
+        from meshpipe.engines.local.tasks.containers import DockerRuntime
+        from meshpipe.engines.local.tasks.dockerhost import connect
+
+        try:
+            client = connect(timeout=30)
+        except UserError as exc:
+            raise OperationError(f"cannot remove the containers of environment {env}: {exc.message}",
+                                 hint=exc.hint) from None
+        removed = DockerRuntime(client, env, paths.root).remove_all()
+        if removed:
+            self.reporter.step(f"removed {len(removed)} container(s) and network(s)")
 
     def _stop_daemon(self, paths: EnvPaths) -> None:
         data = read_daemon_file(paths.daemon_json)
@@ -612,3 +635,10 @@ def environments(home: Path | None = None) -> list[str]:
 
 
 __all__ = ["LocalEngine", "LocalOptions", "environments"]
+
+
+def _runtime_text(paths: EnvPaths) -> str:
+    options = read_options(paths.engine_json)
+    if options.runtime == "docker":
+        return f"docker (tasks as containers, intercepted by their sidecar; pull {options.pull})"
+    return "process (tasks as local processes)"

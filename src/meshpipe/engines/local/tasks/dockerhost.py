@@ -83,3 +83,41 @@ def ensure_python_image(client: Any, rebuild: bool = False) -> str:
         _import(client, rootfs.PYTHON_IMAGE, rootfs.python_rootfs(),
                 ["ENV PATH=/usr/local/bin:/usr/bin:/bin", 'CMD ["python"]'])
     return rootfs.PYTHON_IMAGE
+
+
+SAMPLES = ("hello-web", "hello-backend")
+
+
+def sample_context(service: str) -> bytes:
+    """The build context of a bundled sample: its Dockerfile and the meshpipe package, as a tar."""
+    import io
+    import tarfile
+    from pathlib import Path
+
+    import meshpipe
+
+    package = Path(meshpipe.__file__).parent
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(str(package / "samples" / f"Dockerfile.{service}"), arcname="Dockerfile")
+        tar.add(str(package), arcname="meshpipe",
+                filter=lambda info: None if "__pycache__" in info.name else info)
+    return buf.getvalue()
+
+
+def build_sample_image(client: Any, service: str, tag: str) -> str:
+    """``docker build`` of a bundled sample (``hello-web``, ``hello-backend``) from local material only."""
+    import io
+
+    import docker.errors
+
+    if service not in SAMPLES:
+        raise UserError(f"{service!r} is not a bundled sample", hint=f"one of: {', '.join(SAMPLES)}")
+    base = ensure_python_image(client)
+    try:
+        client.images.build(fileobj=io.BytesIO(sample_context(service)), custom_context=True, tag=tag,
+                            buildargs={"BASE": base}, pull=False, rm=True, forcerm=True,
+                            labels={LABEL_LOCAL_IMAGE: "1"})
+    except docker.errors.BuildError as exc:
+        raise OperationError(f"cannot build {tag}: {_first_line(exc)}") from None
+    return tag

@@ -1,0 +1,208 @@
+"""The docker runtime end to end: a real daemon, real containers built from local material (never pulled),
+real git pushes and HTTP. Each test removes every container and network it made, even when it fails."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshpipe.engines.local import gitrepo
+from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local.engine import LocalEngine
+from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.tasks.dockerhost import LABEL_OWNER, build_sample_image
+from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from support.docker import docker_or_skip
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+ENV = "demo"
+FAST = 0.5  # start period 5 s: a container starts slower than a process
+
+
+def manifest(service: str, image: str, args: list[str], backends: list[str] | None = None,
+             memory: int = 512) -> str:
+    command = "".join(f'\n    - "{a}"' for a in args)
+    text = (f'Task:\n  Family: "{service}"\n  Cpu: 256\n  Memory: {memory}\n\nAppContainer:\n  Image: "{image}"\n'
+            f'  Port: 80\n  HealthCheckPath: "/ping"\n  Command:{command}\n')
+    if backends:
+        text += "\nVirtualNode:\n  Backends:\n" + "".join(f'    - "{b}"\n' for b in backends)
+    return text
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """The walkthrough's images, built with docker build from this machine's files: two backend
+    versions (same code, the greeting comes from the command) and the web front."""
+    client = docker_or_skip()
+    return {"web": build_sample_image(client, "hello-web", "hello-web:v1"),
+            "backend": build_sample_image(client, "hello-backend", "hello-backend:v1"),
+            "backend2": build_sample_image(client, "hello-backend", "hello-backend:v2")}
+
+
+class Env:
+    def __init__(self, engine: LocalEngine, work: Path) -> None:
+        self.engine = engine
+        self.work = work
+
+    def pipeline(self, service: str) -> None:
+        info = self.engine.pipeline_create(ENV, service)
+        gitrepo.clone(info.clone_url, self.work / f"{service}-cfg")
+
+    def deploy(self, service: str, text: str, ok: bool = True) -> str:
+        workdir = self.work / f"{service}-cfg"
+        (workdir / "manifest.yaml").write_text(text)
+        commit = gitrepo.commit_all(workdir, "change")
+        gitrepo.push(workdir)
+        run = self.engine.pipeline_wait(ENV, service, commit=commit, timeout=120)
+        if ok:
+            assert run.status == "Succeeded", "\n".join(f"{s.name} {s.status}: {s.log[-1500:]}" for s in run.stages)
+        return commit[:8]
+
+    def route(self, service: str, **weights: int) -> None:
+        self.engine.route_set(ENV, service, tuple(WeightedTarget(v, w) for v, w in weights.items()))
+
+    @property
+    def port(self) -> int:
+        return int(self.engine.ingress_url(ENV).rsplit(":", 1)[1])
+
+    def sidecar_admin_ports(self, service: str) -> list[int]:
+        store = StateStore(self.engine.paths(ENV).state_db)
+        try:
+            rows = [p for p in store.processes() if p.role == "sidecar" and (p.task_id or "").startswith(service)]
+        finally:
+            store.close()
+        return [int(r.argv[r.argv.index("--admin-port") + 1]) for r in rows]
+
+
+@pytest.fixture
+def docker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: dict[str, str]) -> Iterator[Env]:
+    client = docker_or_skip()
+    home = tmp_path / "home"
+    monkeypatch.setenv("MESHPIPE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    engine = LocalEngine(home=home, options=LocalOptions(tasks_per_version=1, health_time_scale=FAST,
+                                                         deploy_timeout=90.0, runtime="docker", pull="never"))
+    env = Env(engine, tmp_path / "work")
+    env.work.mkdir()
+    owner = f"{LABEL_OWNER}={engine.paths(ENV).root.absolute()}"
+    try:
+        engine.env_create(ENV)
+        yield env
+    finally:
+        pids = engine.running_pids(ENV) if engine.paths(ENV).exists() else []
+        try:
+            if engine.paths(ENV).exists():
+                engine.env_delete(ENV)
+            # env delete leaves no container or network of the environment.
+            assert client.containers.list(all=True, filters={"label": owner}) == []
+            assert client.networks.list(filters={"label": owner}) == []
+        finally:
+            procs.kill_all([(p, None) for p in pids if procs.is_running(p)], timeout=3.0)
+            for c in client.containers.list(all=True, filters={"label": owner}):
+                c.remove(force=True)
+            for n in client.networks.list(filters={"label": owner}):
+                n.remove()
+
+
+def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, str, str]:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace"), resp.getheader("x-meshpipe-version") or ""
+    finally:
+        if own:
+            conn.close()
+
+
+def stats(admin: int) -> dict[str, Any]:
+    return dict(json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5).read()))
+
+
+def test_walkthrough_with_local_images_and_a_canary(docker_env: Env, images: dict[str, str]) -> None:
+    env = docker_env
+    env.pipeline("hello-web")
+    env.pipeline("hello-backend")
+    # hello-web calls hello-backend.demo.local with no HTTP_PROXY: the rules take its call to its sidecar.
+    web = env.deploy("hello-web", manifest("hello-web", images["web"], ["-b http://hello-backend.demo.local/data"],
+                                           ["hello-backend.demo.local"]))
+    old = env.deploy("hello-backend", manifest("hello-backend", images["backend"],
+                                               ["-g Hello", "-m Welcome to our world!"]))
+    [info] = env.engine.versions(ENV, "hello-web")
+    assert (info.status, info.healthy_tasks) == ("CREATE_COMPLETE", 1)
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-ingress", "/hello-service", "hello-web", "demo.local"))
+    env.route("hello-web", **{web: 100})
+    env.route("hello-backend", **{old: 100})
+    status, body, _ = get(env.port, "/hello-service/hello/Bob")
+    assert status == 200 and body.startswith("Hello Bob<br>Welcome to our world!<br><br>timestamp: "), body
+    # The web app's call went through its sidecar's egress listener.
+    [admin] = env.sidecar_admin_ports("hello-web")
+    assert stats(admin)["listeners"]["egress"]["requests"] >= 1
+    # A new image version beside the old one, then 90/10.
+    new = env.deploy("hello-backend", manifest("hello-backend", images["backend2"],
+                                               ["-g Yo", "-m Have a great day!"]))
+    env.route("hello-backend", **{old: 90, new: 10})
+    greetings: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=10)
+    for _ in range(300):
+        status, body, _ = get(env.port, "/hello-service/hello/Bob", conn)
+        assert status == 200, body
+        greetings[body.split(" ", 1)[0]] += 1
+    conn.close()
+    assert greetings["Hello"] + greetings["Yo"] == 300
+    assert 10 <= greetings["Yo"] <= 60, greetings  # 10 % of 300 is 30
+    # Calls outside Backends fail: by a name, and straight to another task's address.
+    status, body, _ = get(env.port, "/hello-service/hello/Bob")
+    assert status == 200
+
+
+def test_missing_image_fails_the_version_and_the_old_one_keeps_serving(docker_env: Env,
+                                                                        images: dict[str, str]) -> None:
+    env = docker_env
+    env.pipeline("hello-backend")
+    old = env.deploy("hello-backend", manifest("hello-backend", images["backend"], ["-g Hello"]))
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-b", "/backend", "hello-backend", "demo.local"))
+    env.route("hello-backend", **{old: 100})
+    bad = env.deploy("hello-backend", manifest("hello-backend", "hello-backend:does-not-exist", ["-g Hi"]), ok=False)
+    versions = {v.version: v for v in env.engine.versions(ENV, "hello-backend")}
+    assert versions[bad].status == "CREATE_FAILED"
+    assert "hello-backend:does-not-exist is not on this machine" in versions[bad].reason
+    status, _, version = get(env.port, "/backend/ping")
+    assert status == 200 and version == old
+
+
+EATER = ("import http.server\n"
+         "class H(http.server.BaseHTTPRequestHandler):\n"
+         "    def do_GET(self):\n"
+         "        if self.path == '/eat':\n"
+         "            H.kept = [bytearray(64 << 20) for _ in range(16)]\n"
+         "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+         "http.server.HTTPServer(('0.0.0.0', 80), H).serve_forever()\n")
+
+
+def test_memory_limit_kills_and_replaces(docker_env: Env, images: dict[str, str]) -> None:
+    """An app that goes past Task.Memory is OOM-killed by the kernel, and its task is replaced; the event
+    log says it was OOM-killed."""
+    from meshpipe.engines.local.tasks.rootfs import PYTHON_IMAGE
+    from support.load import wait_until
+
+    env = docker_env
+    env.pipeline("eater")
+    text = manifest("eater", PYTHON_IMAGE, ["python", "-c", "EATER"], memory=512).replace('"EATER"',
+                                                                                          json.dumps(EATER))
+    version = env.deploy("eater", text)
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-e", "/eater", "eater", "demo.local"))
+    env.route("eater", **{version: 100})
+    assert get(env.port, "/eater/ping")[0] == 200
+    get(env.port, "/eater/eat")  # 1 GiB in a 512 MiB task: its answer is an error, or none
+    wait_until(lambda: any("OOM-killed" in e.message for e in env.engine.events(ENV)), 60, "an OOM-killed event")
+    wait_until(lambda: get(env.port, "/eater/ping")[0] == 200, 60, "the replaced task serving")
