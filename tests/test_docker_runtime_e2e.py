@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -15,12 +17,14 @@ import pytest
 
 from meshpipe.engines.local import gitrepo
 from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.engines.local.options import LocalOptions
 from meshpipe.engines.local.state import StateStore
 from meshpipe.engines.local.tasks.dockerhost import LABEL_OWNER, build_sample_image
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.docker import docker_or_skip
+from support.load import KeepAliveLoad, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ENV = "demo"
@@ -193,7 +197,6 @@ def test_memory_limit_kills_and_replaces(docker_env: Env, images: dict[str, str]
     """An app that goes past Task.Memory is OOM-killed by the kernel, and its task is replaced; the event
     log says it was OOM-killed."""
     from meshpipe.engines.local.tasks.rootfs import PYTHON_IMAGE
-    from support.load import wait_until
 
     env = docker_env
     env.pipeline("eater")
@@ -206,3 +209,43 @@ def test_memory_limit_kills_and_replaces(docker_env: Env, images: dict[str, str]
     get(env.port, "/eater/eat")  # 1 GiB in a 512 MiB task: its answer is an error, or none
     wait_until(lambda: any("OOM-killed" in e.message for e in env.engine.events(ENV)), 60, "an OOM-killed event")
     wait_until(lambda: get(env.port, "/eater/ping")[0] == 200, 60, "the replaced task serving")
+
+
+class Load(KeepAliveLoad[int]):
+    def __init__(self, port: int, path: str) -> None:
+        super().__init__(port, clients=4)
+        self.path = path
+
+    def one(self, conn: http.client.HTTPConnection) -> int:
+        return get(self.port, self.path, conn)[0]
+
+    def failed(self, exc: Exception) -> int:
+        return 0
+
+
+def test_daemon_killed_under_load_takes_over_the_containers(docker_env: Env, images: dict[str, str]) -> None:
+    env = docker_env
+    env.pipeline("hello-backend")
+    version = env.deploy("hello-backend", manifest("hello-backend", images["backend"], ["-g Hello"]))
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-b", "/backend", "hello-backend", "demo.local"))
+    env.route("hello-backend", **{version: 100})
+    client = docker_or_skip()
+    owner = f"{LABEL_OWNER}={env.engine.paths(ENV).root.absolute()}"
+    before = sorted(c.id for c in client.containers.list(filters={"label": owner}))
+    assert len(before) == 2  # the task's pause and app containers
+    old = read_daemon_file(env.engine.paths(ENV).daemon_json)
+    assert old is not None
+    with Load(env.port, "/backend/ping") as load:
+        wait_until(lambda: load.count() > 100, 20, "load running")
+        os.kill(old["pid"], signal.SIGKILL)
+        wait_until(lambda: not procs.is_running(old["pid"]), 5, "daemon gone")
+        at_kill = load.count()
+        [info] = env.engine.versions(ENV, "hello-backend")  # any command brings the daemon back
+        assert info.healthy_tasks == 1
+        wait_until(lambda: load.count() > at_kill + 200, 30, "serving after the restore")
+    new = read_daemon_file(env.engine.paths(ENV).daemon_json)
+    assert new is not None and new["pid"] != old["pid"]
+    assert [r for r in load.snapshot() if r != 200] == []
+    # The very containers that served before serve afterwards.
+    assert sorted(c.id for c in client.containers.list(filters={"label": owner})) == before
+    assert any("took over" in e.message and "1 task(s)" in e.message for e in env.engine.events(ENV))

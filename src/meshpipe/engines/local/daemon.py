@@ -241,16 +241,17 @@ class Daemon(ControlApi):
         # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
         plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
         if self.runtime is not None:
-            # Container tasks are not taken over yet: what a predecessor left is stopped and removed.
-            for candidate in plan.tasks.values():
-                plan.stale += [(candidate.sidecar.pid, candidate.sidecar.started or None),
-                               (candidate.app.pid, candidate.app.started or None)]
-            plan.tasks = {}
-            await asyncio.to_thread(self.runtime.remove_tasks)
             await asyncio.to_thread(self.runtime.prepare)
         gateway_row, plan.gateway = plan.gateway, None
         adopted_gateway, (adopted, failed) = await asyncio.gather(
-            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+            check_gateway(gateway_row),
+            check_tasks(self.store, self.options, plan.tasks, self.runtime,
+                        self.paths.version_logs if self.runtime is not None else None))
+        if self.runtime is not None:
+            # Containers of tasks not taken over are a predecessor's leftovers.
+            keep = frozenset(c.id for tasks in adopted.values() for t in tasks.values() if t.handle is not None
+                             for c in (t.handle.extra["pause"], t.handle.extra["app"]))
+            await asyncio.to_thread(self.runtime.remove_tasks, keep)
         if gateway_row is not None and adopted_gateway is None:
             failed.append((gateway_row.pid, gateway_row.started or None))
         await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")

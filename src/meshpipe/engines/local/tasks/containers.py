@@ -31,6 +31,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -321,11 +322,37 @@ class DockerRuntime:
 
     # -- the environment --
 
-    def remove_tasks(self) -> list[str]:
-        """Every task container of this environment (a predecessor's leftovers); the network stays."""
+    def adopt(self, spec: VersionSpec, task_id: str, ports: TaskPorts, app_pid: int,
+              log_path: Path) -> tuple[TaskHandle, Proc] | None:
+        """A task a previous daemon started whose containers still run (blocking): its namespace and app,
+        when the app container's main process is the recorded ``app_pid``; None otherwise."""
+        c = self._container(spec)
+        owner = f"{dh.LABEL_OWNER}={self.env_dir}"
+        found = self.client.containers.list(filters={"label": [owner, f"{dh.LABEL_TASK}={task_id}"]})
+        pauses = [x for x in found if x.labels.get(dh.LABEL_ROLE) == "pause"]
+        apps = [x for x in found if x.labels.get(dh.LABEL_ROLE) == "app"]
+        if len(pauses) != 1 or len(apps) != 1:
+            return None
+        pause, app = pauses[0], apps[0]
+        if int(app.attrs["State"]["Pid"]) != app_pid:
+            return None
+        address = str(pause.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress", ""))
+        if not address:
+            return None
+        handle = TaskHandle(task_id, ports, address=address, netns=f"/proc/{pause.attrs['State']['Pid']}/ns/net",
+                            run_as=c.ignored_uid,
+                            extra={"pause": pause, "app": app, "name": pause.name.removesuffix("-pause")})
+        # Only what it writes from now on: the earlier output is in the log already.
+        self._follow_logs(app, log_path, since=int(time.time()))
+        return handle, ContainerProc(self, app, app_pid, c.memory)
+
+    def remove_tasks(self, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Every task container of this environment but ``keep`` (ids): a predecessor's leftovers."""
         removed = []
         owner = f"{dh.LABEL_OWNER}={self.env_dir}"
         for container in self.client.containers.list(all=True, filters={"label": owner}):
+            if container.id in keep:
+                continue
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed.append(container.name)
