@@ -249,3 +249,61 @@ def test_daemon_killed_under_load_takes_over_the_containers(docker_env: Env, ima
     # The very containers that served before serve afterwards.
     assert sorted(c.id for c in client.containers.list(filters={"label": owner})) == before
     assert any("took over" in e.message and "1 task(s)" in e.message for e in env.engine.events(ENV))
+
+
+CALLER = ("import http.server, urllib.request, urllib.error\n"
+          "class H(http.server.BaseHTTPRequestHandler):\n"
+          "    def do_GET(self):\n"
+          "        body = b'ok'\n"
+          "        if self.path.startswith('/call/'):\n"
+          "            try:\n"
+          "                r = urllib.request.urlopen('http://' + self.path[6:], timeout=1)\n"
+          "                body = b'%d ' % r.status + r.read()\n"
+          "            except urllib.error.HTTPError as e:\n"
+          "                body = b'%d ' % e.code + e.read()\n"
+          "            except Exception as e:\n"
+          "                body = b'ERR ' + repr(e).encode()\n"
+          "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+          "http.server.HTTPServer(('0.0.0.0', 80), H).serve_forever()\n")
+
+
+def test_an_app_that_ignores_http_proxy_can_reach_only_its_backends(docker_env: Env, images: dict[str, str]) -> None:
+    """The caller uses urllib with no proxy set. Its call to its backend, by the Cloud Map name, goes through
+    its sidecar; a call to a name outside Backends, and one straight to the backend task's address, are
+    refused by the sidecar, and nothing else leaves the task."""
+    from meshpipe.engines.local.tasks.rootfs import PYTHON_IMAGE
+
+    env = docker_env
+    env.pipeline("hello-backend")
+    env.pipeline("caller")
+    env.pipeline("other")  # a service of the environment that is not one of the caller's backends
+    backend = env.deploy("hello-backend", manifest("hello-backend", images["backend"], ["-g Hello"]))
+    env.route("hello-backend", **{backend: 100})
+    caller = env.deploy("caller", manifest("caller", PYTHON_IMAGE, ["python", "-c", "CALLER"],
+                                           ["hello-backend.demo.local"]).replace('"CALLER"', json.dumps(CALLER)))
+    env.route("caller", **{caller: 100})
+    env.engine.gateway_route_set(ENV, make_gateway_route("r-c", "/caller", "caller", "demo.local"))
+    client = docker_or_skip()
+    owner = f"{LABEL_OWNER}={env.engine.paths(ENV).root.absolute()}"
+    [backend_pause] = client.containers.list(filters={"label": [owner, "meshpipe.role=pause",
+                                                                  "meshpipe.service=hello-backend"]})
+    backend_ip = next(iter(backend_pause.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    [admin] = env.sidecar_admin_ports("caller")
+    before = stats(admin)["listeners"]["egress"]["requests"]
+
+    _, body, _ = get(env.port, "/caller/call/hello-backend.demo.local/data")
+    assert body.startswith("200 ") and '"greeting": "Hello"' in body, body
+    _, body, _ = get(env.port, "/caller/call/other.demo.local/")
+    assert body.startswith("403 egress to other.demo.local refused"), body
+    _, body, _ = get(env.port, f"/caller/call/{backend_ip}/data")
+    assert body.startswith(f"403 egress to {backend_ip} refused"), body
+    # All three went through the caller's sidecar: it is in its stats.
+    assert stats(admin)["listeners"]["egress"]["requests"] - before == 3
+    # A name outside the environment does not resolve, and no address outside leads anywhere.
+    _, body, _ = get(env.port, "/caller/call/example.com/")
+    assert body.startswith("ERR "), body
+    # Not TCP either: UDP to anywhere but Docker's resolver is rejected in the task.
+    [caller_app] = client.containers.list(filters={"label": [owner, "meshpipe.role=app", "meshpipe.service=caller"]})
+    udp = caller_app.exec_run(["python", "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                               f"s.sendto(b'x', ('{backend_ip}', 53))"])
+    assert udp.exit_code != 0 and b"PermissionError" in udp.output, udp

@@ -152,7 +152,8 @@ class Daemon(ControlApi):
             from meshpipe.engines.local.tasks.containers import DockerRuntime
             from meshpipe.engines.local.tasks.dockerhost import connect
 
-            self.runtime = DockerRuntime(connect(), env.name, paths.root, options.pull)
+            self.runtime = DockerRuntime(connect(), env.name, paths.root, options.pull,
+                                         names=lambda: [svc.virtual_service for svc in self.store.services()])
         self.supervisor = Supervisor(
             spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,

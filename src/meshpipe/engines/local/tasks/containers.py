@@ -107,13 +107,16 @@ class DockerRuntime:
 
     name = DOCKER
 
-    def __init__(self, client: Any, env: str, env_dir: Path, pull: str = "missing") -> None:
+    def __init__(self, client: Any, env: str, env_dir: Path, pull: str = "missing",
+                 names: Callable[[], list[str]] | None = None) -> None:
         if pull not in PULL_POLICIES:
             raise UserError(f"pull policy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
         self.client = client
         self.env = env
         self.env_dir = Path(env_dir).absolute()
         self.pull = pull
+        # Every virtual service name of the environment (Cloud Map resolves them all in the namespace).
+        self.names = names or (lambda: [])
         self.network = network_name(env, self.env_dir)
         self.gateway_ip = ""
         self.pause_image = ""
@@ -198,7 +201,7 @@ class DockerRuntime:
             pause = self.client.containers.run(
                 self.pause_image or dh.ensure_pause_image(self.client), detach=True, name=f"{name}-pause",
                 network=self.network, labels=labels, hostname=task_id[:63],
-                extra_hosts={host: self.gateway_ip for host in c.names})
+                extra_hosts={host: self.gateway_ip for host in dict.fromkeys([*c.names, *self.names()])})
             pause.reload()
         except Exception as exc:
             raise OperationError(f"cannot start task {task_id}'s namespace: {_first_line(exc)}") from None

@@ -14,8 +14,10 @@ and the agent installs NAT rules in the task's namespace that make it so. The sa
 
 Docker keeps its own rules in the namespace (its DNS server at 127.0.0.11), so these are added in chains
 of their own with ``iptables-restore --noflush`` rather than replacing the tables. A packet filter rule
-then drops anything the app sends that is neither TCP (redirected above) nor DNS to Docker's resolver,
-so UDP cannot go around the sidecar either.
+then rejects anything the app sends that is not TCP (redirected above) or loopback, so UDP cannot go
+around the sidecar either; and Docker's DNS server is refused too: the task's names are the
+environment's, in its ``/etc/hosts`` (as Cloud Map answers for its namespace), and any other name fails
+at once instead of waiting for a resolver that has no way out.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def iptables_rules(cfg: ProxyConfiguration) -> str:
     filt: list[str] = [
         "*filter",
         f":{FILTER_CHAIN} - [0:0]",
+        f"-A {FILTER_CHAIN} -d {DOCKER_DNS} -j REJECT",
         f"-A {FILTER_CHAIN} -o lo -j RETURN",
         f"-A {FILTER_CHAIN} -m owner --uid-owner {cfg.ignored_uid} -j RETURN",
         f"-A {FILTER_CHAIN} -p tcp -j RETURN",
