@@ -81,3 +81,62 @@ def test_docker_env_create_without_an_engine_is_one_line_and_makes_nothing(
     assert "\n" not in caught.value.message
     assert caught.value.hint is not None and "dockerd" in caught.value.hint
     assert not (tmp_path / "home" / "envs" / "demo").exists()
+
+
+class _Result:
+    def __init__(self, exit_code: int, output: bytes) -> None:
+        self.exit_code, self.output = exit_code, output
+
+
+class _Container:
+    """An app container whose engine answers until ``engine_up`` is False."""
+
+    def __init__(self, cid: str, exit_code: int = 0, output: bytes = b"") -> None:
+        self.id, self.exit_code, self.output, self.engine_up = cid, exit_code, output, True
+
+    def exec_run(self, argv: list[str]) -> _Result:
+        if not self.engine_up:
+            raise ConnectionError("Connection aborted: [Errno 111] Connection refused")
+        return _Result(self.exit_code, self.output)
+
+
+class _App:
+    def __init__(self, container: _Container) -> None:
+        self.container = container
+
+
+def test_a_check_the_engine_cannot_run_keeps_the_tasks_last_answer(tmp_path: Path) -> None:
+    """The engine dying must not take healthy tasks down (their containers run on without it), nor make a
+    task that never passed healthy; the check itself runs inside the container, and says why it failed."""
+    import asyncio
+
+    from meshpipe.engines.local.tasks.containers import DockerRuntime
+    from meshpipe.engines.local.tasks.runtime import TaskHandle
+
+    spec = version_spec(resolved_to_json(_version()), [], LocalOptions())
+    runtime = DockerRuntime(client=None, env="demo", env_dir=tmp_path)
+    healthy, never_checked = _Container("a"), _Container("b")
+    no_curl = _Container("c", 127, b"sh: 1: curl: not found")
+    handle = TaskHandle("t", None)  # type: ignore[arg-type]
+
+    async def probe(c: _Container):  # type: ignore[no-untyped-def]
+        return await runtime.probe_app(handle, _App(c), spec, 2.0)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        assert (await probe(healthy)).ok
+        failed = await probe(no_curl)
+        assert not failed.ok and "exited 127; sh: 1: curl: not found (the image lacks the check's program" in failed.detail
+        healthy.engine_up = never_checked.engine_up = False
+        assert (await probe(healthy)).ok  # kept
+        assert runtime.engine_down_since is not None
+        unknown = await probe(never_checked)
+        assert not unknown.ok and "the Docker Engine does not answer" in unknown.detail
+        healthy.engine_up = True
+        healthy.exit_code = 1
+        assert not (await probe(healthy)).ok  # answering again: the real answer counts
+        assert runtime.engine_down_since is None
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        runtime.close()

@@ -124,6 +124,9 @@ class DockerRuntime:
         # (and never takes the threads asyncio's default executor gives to everything else).
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self._followers: dict[str, threading.Thread] = {}
+        # The last answer of each task's check, kept for when the engine itself does not answer.
+        self._last_probe: dict[str, Probe] = {}
+        self.engine_down_since: float | None = None
 
     # -- the engine --
 
@@ -279,16 +282,34 @@ class DockerRuntime:
         try:
             result = await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            return Probe(False, f"health check timed out after {timeout:g} s")
+            return self._keep(container.id, Probe(False, f"health check timed out after {timeout:g} s"))
         except Exception as exc:
-            return Probe(False, f"health check could not run: {_first_line(exc)}")
+            return self._engine_failed(container.id, exc)
+        self.engine_down_since = None
         if result.exit_code == 0:
-            return Probe(True, "")
+            return self._keep(container.id, Probe(True, ""))
         output = (result.output or b"").decode(errors="replace").strip().splitlines()
         why = f"; {output[-1][:200]}" if output else ""
         if result.exit_code == 127:
             why += " (the image lacks the check's program: ECS would fail this check too)"
-        return Probe(False, f"health check command exited {result.exit_code}{why}")
+        return self._keep(container.id, Probe(False, f"health check command exited {result.exit_code}{why}"))
+
+    def _keep(self, key: str, probe: Probe) -> Probe:
+        self._last_probe[key] = probe
+        return probe
+
+    def _engine_failed(self, key: str, exc: Exception) -> Probe:
+        """The check could not be run because the engine does not answer (it died, or is restarting).
+        Its containers run on without it, as ECS tasks outlive their agent: the task keeps its last
+        answer rather than being replaced for the engine's fault; a task never checked is not healthy."""
+        if self.engine_down_since is None:
+            self.engine_down_since = time.monotonic()
+            log.error("the Docker Engine does not answer (%s); tasks keep their last health answer until it "
+                      "does", _first_line(exc))
+        last = self._last_probe.get(key)
+        if last is None:
+            return Probe(False, f"health check could not run: the Docker Engine does not answer: {_first_line(exc)}")
+        return last
 
     async def stop_app(self, handle: TaskHandle, app: Proc, timeout: float) -> None:
         container = getattr(app, "container", None)
