@@ -6,7 +6,7 @@ from pathlib import Path
 
 from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget
 
 IDENTITY = GitIdentity("meshpipe bench", "bench@meshpipe.invalid")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from baseline import deploy_baseline
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state.options import LocalOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "clibench"

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 from meshpipe.cli.demo import bundled_manifest
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemonfiles import read_daemon_file, read_lock_holder
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file, read_lock_holder
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
 
 ENV = "idle"
 TARGET_PERCENT = 5.0

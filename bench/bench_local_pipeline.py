@@ -35,7 +35,7 @@ from meshpipe.cli.demo import (
     bundled_manifest,
     make_local_engine,
 )
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 
 TARGET_PUSH_S = 3.0

@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 from baseline import deploy_baseline
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemonfiles import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.mesh.routing import make_gateway_route
 
 ENV = "bench"

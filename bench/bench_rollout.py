@@ -18,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from meshpipe.engines.local import gitrepo
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.mesh.routing import make_gateway_route
 
 ENV, SERVICE = "bench", "hello-backend"

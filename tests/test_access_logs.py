@@ -12,7 +12,7 @@ import pytest
 
 from meshpipe.engines.base import LogLine
 from meshpipe.engines.local.dataplane import client
-from meshpipe.engines.local.logs import line_time
+from meshpipe.engines.local.observe.logs import line_time
 from support.dataplane import Processes, mesh_document, request, wait_until
 from test_local_engine_e2e import ENV, LocalEnv, make_env  # noqa: F401 (make_env is a fixture)
 

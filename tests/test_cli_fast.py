@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from meshpipe.cli import fast, readouts
-from meshpipe.engines.local.daemonfiles import write_daemon_file
-from meshpipe.engines.local.home import env_paths
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state.daemonfiles import write_daemon_file
+from meshpipe.engines.local.state.home import env_paths
+from meshpipe.engines.local.state.store import StateStore
 
 VERSION = {"service": "svc", "version": "e9d5f17a", "commit": "e9d5f17a" * 5, "stack_name": "demo-svc-e9d5f17a",
            "status": "CREATE_COMPLETE", "weight": 100, "created_at": "2026-01-01T00:00:00.00Z",

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as stx
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.control import MAX_BODY_BYTES
-from meshpipe.engines.local.daemonfiles import read_daemon_file
+from meshpipe.engines.local.control.httpapi import MAX_BODY_BYTES
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.mesh.routing import NAME_RE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from meshpipe.engines.local.dashboard import views
-from meshpipe.engines.local.dashboard.live import SERVICE, TOPOLOGY, LiveHub, View
-from meshpipe.engines.local.dashboard.server import DashboardServer, cookie_name, load_assets
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, UpstreamStats
-from meshpipe.engines.local.metrics_view import Point, ProxyScrape
-from meshpipe.engines.local.state import EventRow
+from meshpipe.engines.local.observe.dashboard import views
+from meshpipe.engines.local.observe.dashboard.live import SERVICE, TOPOLOGY, LiveHub, View
+from meshpipe.engines.local.observe.dashboard.server import DashboardServer, cookie_name, load_assets
+from meshpipe.engines.local.observe.metrics_view import Point, ProxyScrape
+from meshpipe.engines.local.state.store import EventRow
 
 TOKEN = "t0ken-" + "x" * 40
 ENV = "demo"

@@ -181,7 +181,7 @@ class ServerThread:
     """A dashboard server over a fake environment, in its own thread and event loop."""
 
     def __init__(self, source: object) -> None:
-        from meshpipe.engines.local.dashboard.server import DashboardServer
+        from meshpipe.engines.local.observe.dashboard.server import DashboardServer
 
         self.loop = asyncio.new_event_loop()
         self.server = DashboardServer(source, TOKEN, FAKE_ENV, sample_every=1000.0)  # type: ignore[arg-type]
@@ -283,8 +283,8 @@ def test_a_real_rollout_shows_its_steps_and_verdicts_live(chromium: str, tmp_pat
 def test_an_open_page_reconnects_by_itself_after_the_daemon_restarts(make_env, chromium: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     import signal
 
-    from meshpipe.engines.local import processes as procs
-    from meshpipe.engines.local.daemonfiles import read_daemon_file
+    from meshpipe.engines.local.state.daemonfiles import read_daemon_file
+    from meshpipe.engines.local.tasks import processes as procs
 
     env: LocalEnv = make_env(tasks=1)
     env.pipeline("hello-backend")

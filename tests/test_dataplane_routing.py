@@ -320,8 +320,8 @@ _versions = st.from_regex(r"[0-9a-f]{8}", fullmatch=True)
 
 @st.composite
 def _snapshots(draw: st.DrawFn) -> Any:
-    from meshpipe.engines.local.meshconfig import Endpoint as MeshEndpoint
-    from meshpipe.engines.local.meshconfig import MeshSnapshot
+    from meshpipe.engines.local.dataplane.meshconfig import Endpoint as MeshEndpoint
+    from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 
     services = draw(st.lists(_service_names, min_size=1, max_size=4, unique=True))
     routes = {}
@@ -347,7 +347,7 @@ def _snapshots(draw: st.DrawFn) -> Any:
 
 @given(_snapshots())
 def test_every_document_the_daemon_builds_is_accepted(snapshot: Any) -> None:
-    from meshpipe.engines.local.meshconfig import build_mesh_config
+    from meshpipe.engines.local.dataplane.meshconfig import build_mesh_config
 
     cfg = parse_config(build_mesh_config(snapshot))
     assert cfg.generation == snapshot.generation

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from meshpipe.engines.local.processes import free_port
 from meshpipe.engines.local.tasks.dockerhost import ensure_pause_image, ensure_python_image
 from meshpipe.engines.local.tasks.interception import ProxyConfiguration, iptables_rules
+from meshpipe.engines.local.tasks.processes import free_port
 from support.docker import TEST_LABEL, docker_or_skip, remove_labelled
 
 pytestmark = pytest.mark.e2e

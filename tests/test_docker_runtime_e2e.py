@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from meshpipe.engines.local import gitrepo
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.engines.local.tasks.dockerhost import LABEL_OWNER, build_sample_image
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.docker import docker_or_skip

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import hook
-from meshpipe.engines.local.gitrepo import (
+from meshpipe.engines.local.source import hook
+from meshpipe.engines.local.source.gitrepo import (
     GitIdentity,
     clone,
     commit_all,
@@ -217,7 +217,7 @@ def test_start_run_reports_a_commit_as_a_push(daemon: tuple[Path, type[_FakeDaem
 
 def test_hook_module_ignores_branch_deletion_and_exits_0(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "meshpipe.engines.local.hook", "--env-dir", str(tmp_path), "--service", "s"],
+        [sys.executable, "-m", "meshpipe.engines.local.source.hook", "--env-dir", str(tmp_path), "--service", "s"],
         input=f"{'a' * 40} {'0' * 40} refs/heads/main\n".encode(), capture_output=True, timeout=30)
     assert proc.returncode == 0
     assert proc.stdout == b"" and proc.stderr == b""

@@ -10,8 +10,8 @@ import botocore.session
 import pytest
 
 from meshpipe.engines.local.dataplane.config import ConfigError, parse_config
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint, MeshSnapshot, build_mesh_config
 from meshpipe.engines.local.dataplane.routing import Forward, decide_egress, decide_gateway
-from meshpipe.engines.local.meshconfig import Endpoint, MeshSnapshot, build_mesh_config
 from meshpipe.errors import UserError
 from meshpipe.mesh import headers as hdr
 from meshpipe.mesh.headers import HeaderMatch, parse_header_arg

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local.images import (
+from meshpipe.engines.local.tasks.images import (
     BUILTIN_MAPPINGS,
     ImageMapping,
     load_user_mappings,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from meshpipe.engines.local import processes as procs
+from meshpipe.engines.local.tasks import processes as procs
 from test_local_engine_e2e import BACKEND_V2_MANIFEST, ENV, Load, get, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import daemonfiles, gitrepo
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemon import read_daemon_file
+from meshpipe.engines.local.control.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.state import daemonfiles
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.load import KeepAliveLoad, wait_until

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from meshpipe.engines.local import gitrepo
-from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.engine import LocalEngine
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError
 from meshpipe.validation.yamlsafe import MAX_BYTES
 from test_local_engine_e2e import (  # the same environment fixture and helpers as the end-to-end tests

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from meshpipe.engines.local.health import check_http, check_sidecar, server_info
-from meshpipe.engines.local.processes import free_port
+from meshpipe.engines.local.tasks.health import check_http, check_sidecar, server_info
+from meshpipe.engines.local.tasks.processes import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshpipe.engines.local.meshconfig import Endpoint, MeshSnapshot, build_mesh_config
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint, MeshSnapshot, build_mesh_config
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.restore import find_adoptable, flag_value
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
+from meshpipe.engines.local.tasks.restore import find_adoptable, flag_value
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
-from meshpipe.engines.local import state as st
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
-from meshpipe.engines.local.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route

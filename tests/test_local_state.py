@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.home import env_paths, env_paths_of_dir, meshpipe_home
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.home import env_paths, env_paths_of_dir, meshpipe_home
+from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.health import HealthTimings, Probe
-from meshpipe.engines.local.meshconfig import Endpoint
-from meshpipe.engines.local.processes import rotate_log
-from meshpipe.engines.local.supervisor import (
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.tasks.health import HealthTimings, Probe
+from meshpipe.engines.local.tasks.processes import rotate_log
+from meshpipe.engines.local.tasks.supervisor import (
     AdoptedProxy,
     AdoptedTask,
     Supervisor,
@@ -493,8 +493,8 @@ def test_rotate_log_keeps_the_newest_part(tmp_path: Path) -> None:
 def test_version_spec_comes_from_the_resolved_task_definition() -> None:
     import json
 
-    from meshpipe.engines.local.deploy import resolved_to_json, task_count, version_spec
-    from meshpipe.engines.local.options import LocalOptions
+    from meshpipe.engines.local.state.options import LocalOptions
+    from meshpipe.engines.local.tasks.deploy import resolved_to_json, task_count, version_spec
     from meshpipe.manifest import load_manifest_text
     from meshpipe.model import resolve
     from meshpipe.platform import local_settings
@@ -516,7 +516,7 @@ def test_version_spec_comes_from_the_resolved_task_definition() -> None:
 
 
 def test_log_files_are_found_where_the_daemon_keeps_them(tmp_path: Path) -> None:
-    from meshpipe.engines.local.processes import log_files
+    from meshpipe.engines.local.tasks.processes import log_files
 
     (tmp_path / "svc-1").mkdir()
     (tmp_path / "svc-1" / "svc-1-a-1-app.log").write_text("x")

@@ -15,7 +15,7 @@ from meshpipe.engines.local.dataplane.metrics import (
     UpstreamStats,
     histogram_of,
 )
-from meshpipe.engines.local.metrics_view import (
+from meshpipe.engines.local.observe.metrics_view import (
     ControlFigures,
     ProxyScrape,
     SeriesRecorder,
@@ -129,10 +129,10 @@ def test_prometheus_client_is_loaded_only_by_an_exposition() -> None:
 
     code = ("import sys\n"
             "import meshpipe.engines.local.dataplane.process, meshpipe.engines.local.dataplane.admin\n"
-            "import meshpipe.engines.local.daemon, meshpipe.cli.app\n"
+            "import meshpipe.engines.local.control.daemon, meshpipe.cli.app\n"
             "assert 'prometheus_client' not in sys.modules, 'loaded at import'\n"
             "from meshpipe.engines.local.dataplane.proxy import DataPlane\n"
-            "from meshpipe.engines.local.metrics_view import ControlFigures, exposition\n"
+            "from meshpipe.engines.local.observe.metrics_view import ControlFigures, exposition\n"
             "exposition([], ControlFigures())\n"
             "assert 'prometheus_client' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

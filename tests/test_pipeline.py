@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, create_bare_repo, push
-from meshpipe.engines.local.runs import git_source
+from meshpipe.engines.local.delivery.runs import git_source
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, create_bare_repo, push
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.model import ServiceVersion
 from meshpipe.pipeline.stages import (

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemon import read_daemon_file
+from meshpipe.engines.local.control.daemon import read_daemon_file
+from meshpipe.engines.local.tasks import processes as procs
 from support.rollout_env import ENV, SERVICE, Load, RolloutEnv, backend_manifest, rollout_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

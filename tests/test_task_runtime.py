@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from meshpipe.engines.local.deploy import resolved_to_json, version_spec
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.tasks.deploy import resolved_to_json, version_spec
 from meshpipe.engines.local.tasks.interception import ProxyConfiguration, iptables_rules
 from meshpipe.errors import UserError
 from meshpipe.manifest import load_manifest_text

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meshpipe.cli.demo import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.browser import Chromium, find_chromium
 

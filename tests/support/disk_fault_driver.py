@@ -29,11 +29,11 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
 
-from meshpipe.engines.local import gitrepo  # noqa: E402
-from meshpipe.engines.local import processes as procs  # noqa: E402
-from meshpipe.engines.local.daemonfiles import read_daemon_file  # noqa: E402
 from meshpipe.engines.local.engine import LocalEngine  # noqa: E402
-from meshpipe.engines.local.options import LocalOptions  # noqa: E402
+from meshpipe.engines.local.source import gitrepo  # noqa: E402
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file  # noqa: E402
+from meshpipe.engines.local.state.options import LocalOptions  # noqa: E402
+from meshpipe.engines.local.tasks import processes as procs  # noqa: E402
 from test_local_engine_e2e import ENV, FAST, LocalEnv  # noqa: E402
 
 TMPFS_SIZE = "48m"

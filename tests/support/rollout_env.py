@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from meshpipe.engines.base import Event
-from meshpipe.engines.local import gitrepo
-from meshpipe.engines.local import processes as procs
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.options import LocalOptions
+from meshpipe.engines.local.source import gitrepo
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.mesh.routing import make_gateway_route
 from support.load import KeepAliveLoad, wait_until
 

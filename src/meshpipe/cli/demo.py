@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from meshpipe.engines.base import VersionInfo
-from meshpipe.engines.local.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.pipeline.runs import PipelineRun
@@ -422,7 +422,7 @@ class Walkthrough(Narrator):
 
 
 def _default_home() -> Path:
-    from meshpipe.engines.local.home import meshpipe_home
+    from meshpipe.engines.local.state.home import meshpipe_home
 
     return meshpipe_home()
 

@@ -28,7 +28,7 @@ from meshpipe.cli.demo import (
     bundled_manifest,
     open_demo_engine,
 )
-from meshpipe.engines.local.gitrepo import clone, commit_all, push
+from meshpipe.engines.local.source.gitrepo import clone, commit_all, push
 from meshpipe.errors import MeshpipeError, NotFoundError
 from meshpipe.mesh.routing import make_gateway_route
 

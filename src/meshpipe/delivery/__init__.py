@@ -5,5 +5,5 @@ the platform policy's ``rollout:`` default) and the resolved :class:`~meshpipe.d
 ``weights`` splits traffic between the candidate and every other version; ``analysis`` turns two
 counter snapshots into a window's figures and a verdict; ``machine`` is the rollout itself, a state
 machine whose every transition is a function of its state, the time and what was observed. Engines
-drive it (the local engine's daemon in ``engines/local/rollouts.py``).
+drive it (the local engine's daemon in ``engines/local/delivery/rollouts.py``).
 """

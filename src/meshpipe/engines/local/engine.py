@@ -33,11 +33,11 @@ from meshpipe.engines.base import (
     SilentReporter,
     VersionInfo,
 )
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.control import ControlClient, DaemonUnreachable
-from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
-from meshpipe.engines.local.home import EnvPaths, env_paths, meshpipe_home
-from meshpipe.engines.local.options import LocalOptions, read_options, write_options
+from meshpipe.engines.local.control.httpapi import ControlClient, DaemonUnreachable
+from meshpipe.engines.local.state.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
+from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
+from meshpipe.engines.local.state.options import LocalOptions, read_options, write_options
+from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
@@ -184,7 +184,7 @@ class LocalEngine:
                                       f"meshpipe env status {paths.name} reads state.db without the daemon)") from None
         with log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
+                [sys.executable, "-m", "meshpipe.engines.local.control.daemon", "--env-dir", str(paths.root)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root, env=env,
                 start_new_session=True, close_fds=True)
         _spawned.append(proc)
@@ -248,7 +248,7 @@ class LocalEngine:
                 self.reporter.step(f"creating environment {env} in {paths.root}")
                 paths.make_dirs()
                 write_options(paths.engine_json, self.options)
-                from meshpipe.engines.local.state import StateStore
+                from meshpipe.engines.local.state.store import StateStore
 
                 # state.db is written last: its existence is what makes the environment exist.
                 store = StateStore(paths.state_db)
@@ -286,7 +286,7 @@ class LocalEngine:
                 pass  # recorded but not answering: reported as stopped, from state.db
             else:
                 return self._info(env, paths, status)
-        from meshpipe.engines.local.state import StateStore
+        from meshpipe.engines.local.state.store import StateStore
 
         store = StateStore(paths.state_db)
         try:
@@ -355,7 +355,7 @@ class LocalEngine:
     def _leftovers(self, paths: EnvPaths) -> list[tuple[int, str | None]]:
         found: dict[int, str | None] = {}
         if paths.state_db.exists():
-            from meshpipe.engines.local.state import StateStore
+            from meshpipe.engines.local.state.store import StateStore
 
             store = StateStore(paths.state_db)
             try:
@@ -419,7 +419,7 @@ class LocalEngine:
         ``commit``, for the head of main."""
         ref = "refs/heads/main"
         if commit is None:
-            from meshpipe.engines.local.gitrepo import resolve_ref
+            from meshpipe.engines.local.source.gitrepo import resolve_ref
 
             commit = resolve_ref(self._existing(env).repo(service), ref)
             if commit is None:
@@ -527,11 +527,11 @@ class LocalEngine:
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
         and 5xx rates over that long."""
-        from meshpipe.engines.local.topology import backends_from, topology_from, traffic
+        from meshpipe.engines.local.observe.topology import backends_from, topology_from, traffic
 
         client = self._client(env)
         status = client.status()
-        from meshpipe.engines.local.state import StateStore
+        from meshpipe.engines.local.state.store import StateStore
 
         store = StateStore(self._existing(env).state_db)
         try:
@@ -549,23 +549,23 @@ class LocalEngine:
 
     def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[LogLine]:
         """The service's app and sidecar log lines, interleaved by time (the last ``tail`` when given)."""
-        from meshpipe.engines.local.logs import interleave
+        from meshpipe.engines.local.observe.logs import interleave
 
         return interleave(self._log_files(env, service, version), tail)
 
     def follow_logs(self, env: str, service: str, version: str | None = None,
                     stop: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
         """New log lines of the service as they are written, until ``stop()``."""
-        from meshpipe.engines.local.logs import follow
+        from meshpipe.engines.local.observe.logs import follow
 
         self._log_files(env, service, version)
         return follow(lambda: self._log_files(env, service, version), stop)
 
     def _log_files(self, env: str, service: str, version: str | None) -> list[tuple[str, Path]]:
-        from meshpipe.engines.local.logs import log_files
+        from meshpipe.engines.local.observe.logs import log_files
 
         paths = self._existing(env)
-        from meshpipe.engines.local.state import StateStore
+        from meshpipe.engines.local.state.store import StateStore
 
         store = StateStore(paths.state_db)
         try:
@@ -580,7 +580,7 @@ class LocalEngine:
     def dashboard_url(self, env: str) -> str:
         """The address of the environment's web dashboard, with its access token (the daemon starts when
         it is not running)."""
-        from meshpipe.engines.local.daemonfiles import kept_token
+        from meshpipe.engines.local.state.daemonfiles import kept_token
 
         self._client(env)
         paths = self._existing(env)
@@ -611,7 +611,7 @@ class LocalEngine:
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
-        from meshpipe.engines.local.state import StateStore
+        from meshpipe.engines.local.state.store import StateStore
 
         paths = self._existing(env)
         store = StateStore(paths.state_db)

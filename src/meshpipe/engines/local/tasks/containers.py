@@ -38,16 +38,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from meshpipe.engines.local.health import Probe
-from meshpipe.engines.local.meshconfig import Endpoint
-from meshpipe.engines.local.processes import start_time
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint
 from meshpipe.engines.local.tasks import dockerhost as dh
+from meshpipe.engines.local.tasks.health import Probe
 from meshpipe.engines.local.tasks.interception import ProxyConfiguration, iptables_rules
+from meshpipe.engines.local.tasks.processes import start_time
 from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec, TaskHandle
 from meshpipe.errors import OperationError, UserError
 
 if TYPE_CHECKING:
-    from meshpipe.engines.local.supervisor import Proc, TaskPorts, VersionSpec
+    from meshpipe.engines.local.tasks.supervisor import Proc, TaskPorts, VersionSpec
 
 log = logging.getLogger("meshpipe.daemon")
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class ContainerProc:
     thread, no polling), and why it ended (exit code, OOM kill) asked of the engine once it has."""
 
     def __init__(self, runtime: DockerRuntime, container: Any, pid: int, memory: int) -> None:
-        from meshpipe.engines.local.spawn import AdoptedProcess
+        from meshpipe.engines.local.tasks.spawn import AdoptedProcess
 
         self.runtime = runtime
         self.container = container
@@ -179,7 +179,7 @@ class DockerRuntime:
     # -- one task --
 
     def allocate_ports(self, spec: VersionSpec, free: Callable[[], TaskPorts]) -> TaskPorts:
-        from meshpipe.engines.local.supervisor import TaskPorts
+        from meshpipe.engines.local.tasks.supervisor import TaskPorts
 
         c = self._container(spec)
         # The task has its own namespace: its app and proxy ports are the task definition's; only the

@@ -9,7 +9,7 @@ runtime owns what the task is made of:
 * ``DockerRuntime`` (``meshpipe.engines.local.tasks.docker``): the app is the manifest's image run as a
   container in the task's own network namespace, as ECS runs an awsvpc task.
 
-Both give the supervisor the same handles: a :class:`~meshpipe.engines.local.supervisor.Proc` for the
+Both give the supervisor the same handles: a :class:`~meshpipe.engines.local.tasks.supervisor.Proc` for the
 app, a probe result per check, the endpoint other proxies reach the task at.
 """
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meshpipe.engines.local.health import Probe
-from meshpipe.engines.local.meshconfig import LOOPBACK, Endpoint
+from meshpipe.engines.local.dataplane.meshconfig import LOOPBACK, Endpoint
+from meshpipe.engines.local.tasks.health import Probe
 
 if TYPE_CHECKING:
-    from meshpipe.engines.local.supervisor import Probes, Proc, Spawner, TaskPorts, VersionSpec
+    from meshpipe.engines.local.tasks.supervisor import Probes, Proc, Spawner, TaskPorts, VersionSpec
 
 PROCESS = "process"
 DOCKER = "docker"

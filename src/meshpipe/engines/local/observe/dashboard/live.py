@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshpipe.engines.local import metrics_view
-from meshpipe.engines.local.dashboard import views
-from meshpipe.engines.local.dashboard.source import Source
+from meshpipe.engines.local.observe import metrics_view
+from meshpipe.engines.local.observe.dashboard import views
+from meshpipe.engines.local.observe.dashboard.source import Source
 
 log = logging.getLogger("meshpipe.daemon")
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from meshpipe.engines.local.meshconfig import MeshSnapshot, build_mesh_config
+from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot, build_mesh_config
 
 log = logging.getLogger("meshpipe.daemon")
 

@@ -1,6 +1,6 @@
 """The post-receive hook of a service's config repo: tells the environment's daemon about a push.
 
-    python -m meshpipe.engines.local.hook --env-dir DIR --service SVC [--branch main]
+    python -m meshpipe.engines.local.source.hook --env-dir DIR --service SVC [--branch main]
 
 Git feeds the hook one ``<old> <new> <ref>`` line per updated ref. A push to the pipeline's branch that
 sets it to a commit is reported to the daemon (``POST /v1/push`` on its loopback control API, with the
@@ -105,7 +105,7 @@ def start_run(env_dir: Path, service: str, commit: str, branch: str = "main") ->
 
 def hook_argv(env_dir: Path, service: str, python: str = sys.executable) -> list[str]:
     """The argv a config repo's post-receive hook runs (for :func:`gitrepo.create_bare_repo`)."""
-    return [python, "-m", "meshpipe.engines.local.hook", "--env-dir", str(env_dir), "--service", service]
+    return [python, "-m", "meshpipe.engines.local.source.hook", "--env-dir", str(env_dir), "--service", service]
 
 
 def handle_push(env_dir: Path, service: str, branch: str, lines: Iterable[str], out: TextIO) -> int:

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from meshpipe.engines.local.dashboard.live import EVENTS, SERVICE, TOPOLOGY, LiveHub, View
-from meshpipe.engines.local.dashboard.source import Source
+from meshpipe.engines.local.observe.dashboard.live import EVENTS, SERVICE, TOPOLOGY, LiveHub, View
+from meshpipe.engines.local.observe.dashboard.source import Source
 from meshpipe.errors import MeshpipeError
 
 log = logging.getLogger("meshpipe.daemon")
@@ -66,7 +66,7 @@ def cookie_name(environment: str) -> str:
 
 
 def load_assets() -> dict[str, bytes]:
-    root = resources.files("meshpipe.engines.local.dashboard") / "assets"
+    root = resources.files("meshpipe.engines.local.observe.dashboard") / "assets"
     return {name: (root / name).read_bytes() for name in ASSETS}
 
 

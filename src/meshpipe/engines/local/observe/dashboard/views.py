@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meshpipe.engines.local.metrics_view import Point, VersionFigures
-from meshpipe.engines.local.topology import topology_from
+from meshpipe.engines.local.observe.metrics_view import Point, VersionFigures
+from meshpipe.engines.local.observe.topology import topology_from
 from meshpipe.mesh.graph import to_svg
 
 MAX_RUNS = 10  # pipeline runs shown on a service page

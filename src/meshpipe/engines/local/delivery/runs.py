@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.deploy import Deployer
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.errors import OperationError
 
 if TYPE_CHECKING:  # the pipeline (model, synthesizer) is loaded by the first run, not by the daemon's start
@@ -183,8 +183,30 @@ async def in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
 def git_source(repo: Path, service: str, commit: str, path: str = MANIFEST_FILE) -> SourceInput:
     """The Source stage of a local run: ``path`` in the service's bare config repo as of ``commit``, read when
     the stage runs."""
-    from meshpipe.engines.local.gitrepo import read_file_at
+    from meshpipe.engines.local.source.gitrepo import read_file_at
     from meshpipe.pipeline.stages import SourceInput
 
     return SourceInput(service=service, commit=commit, read_manifest=lambda: read_file_at(repo, commit, path),
                        file_label=path)
+
+
+def rerun_interrupted(store: StateStore, runs: RunQueue) -> None:
+    """Queue again, oldest first, the runs a stopped daemon left InProgress (from Source: nothing is resumed)."""
+    for run in sorted(store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
+        log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
+        store.restart_run(run.run_id)
+        runs.enqueue(run.service, run.run_id)
+
+
+async def catch_up_pushes(store: StateStore, push: Callable[[str, str, str | None, str], Awaitable[str]]) -> None:
+    """Start the runs of pushes made while no daemon was running (their hook could not report them)."""
+    from meshpipe.engines.local.source.gitrepo import DEFAULT_BRANCH, resolve_ref
+
+    ref = f"refs/heads/{DEFAULT_BRANCH}"
+    for svc in store.services():
+        head = await asyncio.to_thread(resolve_ref, Path(svc.repo_path), ref)
+        if head is None or any(r.commit == head for r in store.runs(svc.name)):
+            continue
+        run_id = await push(svc.name, ref, None, head)
+        log.info("%s of %s is at %s, which no pipeline run has seen: run %s started", ref, svc.name, head[:8],
+                 run_id)

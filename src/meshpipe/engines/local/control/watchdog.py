@@ -1,6 +1,6 @@
 """The daemon's watchdog: brings the environment's daemon back when it dies, without waiting for a command.
 
-    python -m meshpipe.engines.local.watchdog --env-dir <home>/envs/<env>
+    python -m meshpipe.engines.local.control.watchdog --env-dir <home>/envs/<env>
 
 One small process per environment (``watchdog.lock`` says which), started by the daemon. It follows the
 daemon that ``daemon.json`` names through a pidfd, so it sleeps in one blocking ``poll`` and costs nothing
@@ -32,9 +32,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, read_daemon_file, read_lock_holder
-from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
+from meshpipe.engines.local.state.daemonfiles import (
+    EXIT_ALREADY_RUNNING,
+    acquire_lock,
+    read_daemon_file,
+    read_lock_holder,
+)
+from meshpipe.engines.local.state.home import EnvPaths, env_paths_of_dir
+from meshpipe.engines.local.tasks import processes as procs
 
 STABLE_SECONDS = 60.0
 MAX_FAILURES = 5
@@ -56,7 +61,7 @@ def log(paths: EnvPaths, message: str) -> None:
 
 def event(paths: EnvPaths, message: str) -> None:
     """Record ``message`` in the environment's event log (``meshpipe events``), and in daemon.log."""
-    from meshpipe.engines.local.state import StateStore
+    from meshpipe.engines.local.state.store import StateStore
 
     log(paths, message)
     try:
@@ -94,7 +99,7 @@ def wait_for_exit(pid: int, started: str | None) -> None:
 def start_daemon(paths: EnvPaths) -> subprocess.Popen[bytes]:
     env = {**os.environ, procs.OWNER_ENV: str(paths.root)}
     with paths.daemon_log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "meshpipe.engines.local.daemon", "--env-dir", str(paths.root)],
+        return subprocess.Popen([sys.executable, "-m", "meshpipe.engines.local.control.daemon", "--env-dir", str(paths.root)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=paths.root,
                                 env=env, start_new_session=True, close_fds=True)
 

@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.health import HealthTimings
-from meshpipe.engines.local.home import EnvPaths
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.state import StateStore
-from meshpipe.engines.local.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.home import EnvPaths
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks.health import HealthTimings
 from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
+from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
 from meshpipe.errors import MeshpipeError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
@@ -104,7 +104,7 @@ class Deployer:
         self._waits: dict[tuple[str, str], asyncio.Task[str]] = {}
 
     def local_argv(self, resolved: dict[str, Any]) -> list[str]:
-        from meshpipe.engines.local.images import local_command
+        from meshpipe.engines.local.tasks.images import local_command
 
         app = resolved["app"]
         command = tuple(app["command"]) if app["command"] is not None else None

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from meshpipe.engines.base import LogLine
-from meshpipe.engines.local.home import EnvPaths
+from meshpipe.engines.local.state.home import EnvPaths
 
 _STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?")
 

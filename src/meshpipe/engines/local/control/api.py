@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.policy import RolloutPlan, resolve_plan
-from meshpipe.engines.local import metrics_view
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.control import gateway_route_to_json, route_to_json
-from meshpipe.engines.local.deploy import Deployer
-from meshpipe.engines.local.home import EnvPaths
-from meshpipe.engines.local.publisher import Publisher
-from meshpipe.engines.local.rollouts import ROLLOUT_OWNER, RolloutController
-from meshpipe.engines.local.runs import RunQueue
-from meshpipe.engines.local.state import EnvironmentRow, StateStore
-from meshpipe.engines.local.supervisor import Supervisor
+from meshpipe.engines.local.control.httpapi import gateway_route_to_json, route_to_json
+from meshpipe.engines.local.control.publisher import Publisher
+from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController
+from meshpipe.engines.local.delivery.runs import RunQueue
+from meshpipe.engines.local.observe import metrics_view
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.home import EnvPaths
+from meshpipe.engines.local.state.store import EnvironmentRow, StateStore
+from meshpipe.engines.local.tasks.deploy import Deployer
+from meshpipe.engines.local.tasks.supervisor import Supervisor
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
@@ -105,8 +105,8 @@ class ControlApi:
     # -- pipelines --
 
     async def pipeline_create(self, service: str) -> dict[str, Any]:
-        from meshpipe.engines.local.gitrepo import create_bare_repo
-        from meshpipe.engines.local.hook import hook_argv
+        from meshpipe.engines.local.source.gitrepo import create_bare_repo
+        from meshpipe.engines.local.source.hook import hook_argv
 
         check_service_name(service, "service")
         async with self.pipelines_lock:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.health import HealthTimings, Probe
-from meshpipe.engines.local.meshconfig import Endpoint
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.tasks.health import HealthTimings, Probe
 from meshpipe.engines.local.tasks.runtime import (
     ContainerSpec,
     ProcessRuntime,
@@ -566,12 +566,12 @@ class Supervisor:
     # -- environment for processes --
 
     def proxy_env(self) -> dict[str, str]:
-        from meshpipe.engines.local.processes import child_env
+        from meshpipe.engines.local.tasks.processes import child_env
 
         return child_env(self.options.owner, {"PYTHONUNBUFFERED": "1"}, self.options.base_env)
 
     def app_env(self, spec: VersionSpec, ports: TaskPorts) -> dict[str, str]:
-        from meshpipe.engines.local.processes import child_env
+        from meshpipe.engines.local.tasks.processes import child_env
 
         extra = dict(spec.app_env)
         # The platform's variables win over the manifest's (which may not set them anyway).

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 # The schema's version and migrations are part of the store's interface: re-exported.
-from meshpipe.engines.local.schema import MIGRATIONS as MIGRATIONS
-from meshpipe.engines.local.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from meshpipe.engines.local.schema import migrate
+from meshpipe.engines.local.state.schema import MIGRATIONS as MIGRATIONS
+from meshpipe.engines.local.state.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from meshpipe.engines.local.state.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget

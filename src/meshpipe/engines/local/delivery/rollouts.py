@@ -28,8 +28,8 @@ from typing import Any
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Snapshot, snapshot_from_json
 from meshpipe.delivery.policy import RolloutPlan, Webhook
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.state import StateStore
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route

@@ -1,6 +1,6 @@
 """The environment daemon: the local engine's control plane, one process per environment.
 
-    python -m meshpipe.engines.local.daemon --env-dir <home>/envs/<env>
+    python -m meshpipe.engines.local.control.daemon --env-dir <home>/envs/<env>
 
 It owns everything that runs in the environment: the ingress gateway, every version's tasks (through
 the supervisor), their health checks, the registry of healthy endpoints, the mesh config pushed to every
@@ -36,11 +36,15 @@ from typing import Any
 from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Webhook
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local import spawn
-from meshpipe.engines.local.api import ControlApi
-from meshpipe.engines.local.control import make_control_app
-from meshpipe.engines.local.daemonfiles import (
+from meshpipe.engines.local.control.api import ControlApi
+from meshpipe.engines.local.control.httpapi import make_control_app
+from meshpipe.engines.local.control.publisher import Publisher
+from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
+from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
+from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
+from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
+from meshpipe.engines.local.delivery.webhooks import call_hooks
+from meshpipe.engines.local.state.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
     kept_token,
@@ -50,29 +54,23 @@ from meshpipe.engines.local.daemonfiles import (
     read_lock_holder,
     write_daemon_file,
 )
-from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
-from meshpipe.engines.local.deploy import Deployer
-from meshpipe.engines.local.health import Probe, check_http, check_sidecar
-from meshpipe.engines.local.home import EnvPaths, env_paths_of_dir
-from meshpipe.engines.local.meshconfig import MeshSnapshot
-from meshpipe.engines.local.options import LocalOptions, read_options
-from meshpipe.engines.local.publisher import Publisher
-from meshpipe.engines.local.restore import (
-    catch_up_pushes,
+from meshpipe.engines.local.state.home import EnvPaths, env_paths_of_dir
+from meshpipe.engines.local.state.options import LocalOptions, read_options
+from meshpipe.engines.local.state.store import StateStore
+from meshpipe.engines.local.tasks import processes as procs
+from meshpipe.engines.local.tasks import spawn
+from meshpipe.engines.local.tasks.deploy import Deployer
+from meshpipe.engines.local.tasks.health import Probe, check_http, check_sidecar
+from meshpipe.engines.local.tasks.restore import (
     check_gateway,
     check_tasks,
     clean_up_leftovers,
     find_adoptable,
     flag_value,
     ingress_port,
-    rerun_interrupted,
     stop_processes,
 )
-from meshpipe.engines.local.rollouts import RolloutController, counters_from_stats
-from meshpipe.engines.local.runs import RunQueue
-from meshpipe.engines.local.state import StateStore
-from meshpipe.engines.local.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
-from meshpipe.engines.local.webhooks import call_hooks
+from meshpipe.engines.local.tasks.supervisor import Proc, Supervisor, SupervisorOptions, TaskStatus
 from meshpipe.errors import OperationError, UserError
 
 log = logging.getLogger("meshpipe.daemon")
@@ -174,8 +172,8 @@ class Daemon(ControlApi):
         self._watchdog: asyncio.Task[None] | None = None
         # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
         # here: the CLI imports this module for read_daemon_file and needs none of it.
-        from meshpipe.engines.local.dashboard.server import DashboardServer
-        from meshpipe.engines.local.dashboard.source import DaemonSource
+        from meshpipe.engines.local.control.dashboard_source import DaemonSource
+        from meshpipe.engines.local.observe.dashboard.server import DashboardServer
 
         self.dashboard = DashboardServer(DaemonSource(self), kept_token(paths.dashboard_token), env.name)
         self.publisher.listeners.append(self.dashboard.changed)
@@ -239,7 +237,7 @@ class Daemon(ControlApi):
 
     async def start(self) -> None:
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
-        # What the previous daemon left running: taken over where possible, the rest stopped (restore.py).
+        # What the previous daemon left running: taken over where possible, the rest stopped (tasks/restore.py).
         plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
         if self.runtime is not None:
             await asyncio.to_thread(self.runtime.prepare)
@@ -320,7 +318,7 @@ class Daemon(ControlApi):
         """Keep the environment's watchdog running: it brings this daemon back if it dies, and this daemon
         starts a new watchdog when that one dies (either can be killed; the other restores it)."""
         delay = WATCHDOG_RESTART_BASE
-        argv = [sys.executable, "-m", "meshpipe.engines.local.watchdog", "--env-dir", str(self.paths.root)]
+        argv = [sys.executable, "-m", "meshpipe.engines.local.control.watchdog", "--env-dir", str(self.paths.root)]
         spawner = spawn.OsSpawner()
         while not self.stopping:
             holder = read_lock_holder(self.paths.watchdog_lock) if lock_is_held(self.paths.watchdog_lock) else None

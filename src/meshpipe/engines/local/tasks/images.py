@@ -160,7 +160,7 @@ def parse_user_mappings(data: object, lines: dict[str, int] | None = None,
                 and isinstance(drop, int) and not isinstance(drop, bool) and drop >= 0:
             out.append(ImageMapping(match, tuple(argv), drop, origin=f"{file}:{line(path) or '-'}"))
     if problems:
-        raise ValidationError(problems, hint="see the images.yaml format in 'meshpipe.engines.local.images'")
+        raise ValidationError(problems, hint="see the images.yaml format in 'meshpipe.engines.local.tasks.images'")
     return tuple(out)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshpipe.engines.local.processes import is_running, signal_group, terminate_group
+from meshpipe.engines.local.tasks.processes import is_running, signal_group, terminate_group
 
 
 @dataclass

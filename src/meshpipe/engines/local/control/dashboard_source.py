@@ -1,37 +1,19 @@
-"""Where the dashboard's data comes from: the daemon's own parts, read in its event loop (no HTTP to
-itself). :class:`Source` is all the dashboard needs, so tests can give it a fake environment."""
+"""The daemon as the dashboard's :class:`~meshpipe.engines.local.observe.dashboard.source.Source`: its own
+parts, read in its event loop (no HTTP to itself). It lives with the daemon so that the dashboard needs
+nothing of the control plane."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from meshpipe.engines.local import metrics_view
-from meshpipe.engines.local.topology import backends_from
+from meshpipe.engines.local.control.api import _run_json
+from meshpipe.engines.local.observe import metrics_view
+from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.errors import NotFoundError
 
 if TYPE_CHECKING:
-    from meshpipe.engines.local.daemon import Daemon
-
-
-class Source(Protocol):
-    async def status(self) -> dict[str, Any]:
-        """The daemon's ``/v1/status`` document."""
-
-    async def scrape(self) -> list[metrics_view.ProxyScrape]:
-        """The raw stats of the live proxies whose egress counts the pages show (at least the gateway's)."""
-
-    def backends(self) -> dict[str, set[str]]:
-        """service -> services its versions call."""
-
-    def runs(self, service: str) -> list[dict[str, Any]]:
-        """The service's pipeline runs, newest first, as the control API gives them."""
-
-    def events(self, after: int, limit: int) -> list[Any]:
-        """Events with an id above ``after``, oldest first, at most the newest ``limit``."""
-
-    async def rollout(self, service: str) -> dict[str, Any] | None:
-        """The service's running (else latest) rollout, when the daemon has rollouts and the service had one."""
+    from meshpipe.engines.local.control.daemon import Daemon
 
 
 @dataclass(frozen=True)
@@ -85,8 +67,6 @@ class DaemonSource:
         return self._resolved().backends
 
     def runs(self, service: str) -> list[dict[str, Any]]:
-        from meshpipe.engines.local.api import _run_json
-
         return [_run_json(r) for r in self.daemon.store.runs(service)]
 
     def events(self, after: int, limit: int) -> list[Any]:

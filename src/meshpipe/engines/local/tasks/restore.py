@@ -12,8 +12,8 @@ state.db is the truth, so a starting daemon, in this order (``Daemon.start``):
    endpoints before the first config push, so that push changes nothing the proxies serve), new ones for
    the slots left (``Deployer.restore``); the gateway, adopted, or started on the recorded ingress port
    when that port is free (``ingress_port``);
-4. runs again, from Source, every pipeline run left ``InProgress`` (``rerun_interrupted``);
-5. starts a run for a repo whose main branch moved while no daemon listened (``catch_up_pushes``).
+4. runs again, from Source, every pipeline run left ``InProgress`` (``delivery.runs.rerun_interrupted``);
+5. starts a run for a repo whose main branch moved while no daemon listened (``delivery.runs.catch_up_pushes``).
 
 So a daemon killed and restarted leaves the data plane alone: the ingress port, every proxy and app keep
 serving throughout, and the new daemon pushes them a config with a newer generation and the same content.
@@ -23,23 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshpipe.engines.local import processes as procs
-from meshpipe.engines.local import spawn
-from meshpipe.engines.local import state as st
-from meshpipe.engines.local.daemonfiles import lock_is_held, read_lock_holder
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
-from meshpipe.engines.local.deploy import version_spec
-from meshpipe.engines.local.health import check_http, server_info
-from meshpipe.engines.local.options import LocalOptions
-from meshpipe.engines.local.runs import RunQueue
-from meshpipe.engines.local.state import ProcessRow, StateStore, TaskRow
-from meshpipe.engines.local.supervisor import AdoptedProxy, AdoptedTask, TaskPorts
+from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.state.daemonfiles import lock_is_held, read_lock_holder
+from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.engines.local.state.store import ProcessRow, StateStore, TaskRow
+from meshpipe.engines.local.tasks import processes as procs
+from meshpipe.engines.local.tasks import spawn
+from meshpipe.engines.local.tasks.deploy import version_spec
+from meshpipe.engines.local.tasks.health import check_http, server_info
 from meshpipe.engines.local.tasks.runtime import TaskHandle
+from meshpipe.engines.local.tasks.supervisor import AdoptedProxy, AdoptedTask, TaskPorts
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -65,7 +64,7 @@ class AdoptionPlan:
         return pids | ({self.gateway.pid} if self.gateway else set())
 
 
-DAEMON_MODULES = ("meshpipe.engines.local.daemon", "meshpipe.engines.local.watchdog")
+DAEMON_MODULES = ("meshpipe.engines.local.control.daemon", "meshpipe.engines.local.control.watchdog")
 
 
 def flag_value(argv: Sequence[str], flag: str) -> int | None:
@@ -241,25 +240,3 @@ def ingress_port(recorded: int | None) -> int:
             log.warning("ingress port %d is taken; the ingress moves to another port", port)
         port = procs.free_port()
     return port
-
-
-def rerun_interrupted(store: StateStore, runs: RunQueue) -> None:
-    """Queue again, oldest first, the runs a stopped daemon left InProgress (from Source: nothing is resumed)."""
-    for run in sorted(store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
-        log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
-        store.restart_run(run.run_id)
-        runs.enqueue(run.service, run.run_id)
-
-
-async def catch_up_pushes(store: StateStore, push: Callable[[str, str, str | None, str], Awaitable[str]]) -> None:
-    """Start the runs of pushes made while no daemon was running (their hook could not report them)."""
-    from meshpipe.engines.local.gitrepo import DEFAULT_BRANCH, resolve_ref
-
-    ref = f"refs/heads/{DEFAULT_BRANCH}"
-    for svc in store.services():
-        head = await asyncio.to_thread(resolve_ref, Path(svc.repo_path), ref)
-        if head is None or any(r.commit == head for r in store.runs(svc.name)):
-            continue
-        run_id = await push(svc.name, ref, None, head)
-        log.info("%s of %s is at %s, which no pipeline run has seen: run %s started", ref, svc.name, head[:8],
-                 run_id)

@@ -1,0 +1,2 @@
+"""Observation: the environment's traffic figures merged from every proxy, the services' logs, the
+environment as a topology, and the web dashboard."""
