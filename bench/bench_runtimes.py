@@ -16,6 +16,9 @@ built from this machine's files first, never pulled):
   by every environment, are shown on a line of their own);
 * memory per task: PSS (pages shared between processes counted once) of a task's processes, median.
 
+Tasks get one vCPU (``Cpu: 1024``): with the sample's quarter of a CPU, enforced by the docker runtime only,
+push -> serving mostly measures how long Python takes to start on a quarter of a CPU.
+
 Ratios are docker / process.
 """
 
@@ -50,6 +53,9 @@ def manifest(runtime: str, service: str, n: int) -> bytes:
     text = bundled_manifest("hello-backend-cfg").decode()
     if runtime == "docker":
         text = text.replace("wizriz/hello-backend:66f2a19", DOCKER_IMAGES["hello-backend"])
+    # One vCPU per task (the sample asks for a quarter): the figures are the runtime's cost, not the time a
+    # quarter of a CPU takes to start Python on a busy machine.
+    text = text.replace("Cpu: 256", "Cpu: 1024").replace("Memory: 512", "Memory: 2048")
     return text.replace('"hello-backend"', f'"{service}"').replace('"-g Hello"', f'"-g Hello{n}"').encode()
 
 
@@ -61,7 +67,8 @@ def deploy(engine: LocalEngine, repo: Path, runtime: str, service: str, n: int) 
     run = engine.pipeline_wait(ENV, service, commit=commit, timeout=600)
     took = time.monotonic() - started
     if run.status != "Succeeded" or not run.version:
-        raise SystemExit(f"{runtime}: {service} run {run.run_id} ended {run.status}")
+        why = "\n".join(line for stage in run.stages for line in stage.log.splitlines()[-3:])
+        raise SystemExit(f"{runtime}: {service} run {run.run_id} ended {run.status}:\n{why}")
     return run.version, took
 
 
