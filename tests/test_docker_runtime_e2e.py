@@ -166,9 +166,15 @@ def test_walkthrough_with_local_images_and_a_canary(docker_env: Env, images: dic
     conn.close()
     assert greetings["Hello"] + greetings["Yo"] == 300
     assert 10 <= greetings["Yo"] <= 60, greetings  # 10 % of 300 is 30
-    # Calls outside Backends fail: by a name, and straight to another task's address.
-    status, body, _ = get(env.port, "/hello-service/hello/Bob")
-    assert status == 200
+    # Both containers' output reaches `meshpipe logs`: the app's through the daemon's follower.
+    sources = {line.source.rsplit(" ", 1)[-1] for line in env.engine.logs(ENV, "hello-backend")}
+    assert sources == {"app", "envoy"}, sources
+    # Nothing of a task is published on the host: only the gateway listens, on 127.0.0.1.
+    client = docker_or_skip()
+    owner = f"{LABEL_OWNER}={env.engine.paths(ENV).root.absolute()}"
+    for container in client.containers.list(filters={"label": owner}):
+        assert not container.attrs["HostConfig"].get("PortBindings"), container.name
+        assert container.labels["meshpipe.env"] == ENV and container.labels["meshpipe.task"]
 
 
 def test_missing_image_fails_the_version_and_the_old_one_keeps_serving(docker_env: Env,
