@@ -1,6 +1,6 @@
 """Data-plane speed: meshpipe's proxies against direct calls and HAProxy doing the same hops.
 
-    .venv/bin/python bench/bench_dataplane.py [--duration 4] [--rounds 2] [--connections 32]
+    .venv/bin/python bench/bench_dataplane.py [--duration 4] [--rounds 5] [--connections 32] [--chain-only]
 
 Everything runs on 127.0.0.1 with the bundled sample apps (aiohttp). Configurations:
 
@@ -14,8 +14,10 @@ Everything runs on 127.0.0.1 with the bundled sample apps (aiohttp). Configurati
 HAProxy runs as one process per proxy (gateway, web sidecar, backend sidecar), single-threaded, as
 meshpipe does. Load comes from wrk (``-t2 -cN --latency``), or from a small Python load generator
 when wrk is not installed; HAProxy configurations are skipped when ``haproxy`` is not installed.
-Rounds are interleaved and the table shows medians. Then the time from the start of a route push to
-the first response from the new version is measured over 20 changes.
+Rounds are interleaved, each pair of meshpipe and HAProxy runs back to back (in alternating order), and
+the table shows medians. The target: meshpipe's full chain at least 90 % of HAProxy's, as the median of
+the per-round ratios; the proxies' CPU time per request (from /proc) is shown beside it. Then the time
+from the start of a route push to the first response from the new version is measured over 20 changes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import http.client
 import math
+import os
 import re
 import shutil
 import statistics
@@ -38,12 +41,14 @@ from pathlib import Path
 import httptools
 
 from meshpipe.engines.local.dataplane import client
+from ratios import Ratio, report
 
 # The process helpers are the tests' own (tests/support/dataplane.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.dataplane import LOOPBACK, Processes, free_port, mesh_document, wait_port
 
 V1, V2, WEB = "e9d5f17a", "0badc0de", "66f2a19a"
+TARGET_CHAIN_RATIO = 0.9  # the full chain at least 90 % of HAProxy's requests per second
 BACKEND_VS = "hello-backend.demo.local"
 HELLO = "/hello-service/hello/Bob"
 
@@ -54,6 +59,29 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float | None = None  # CPU time of the configuration's proxy processes per request
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU time of ``pids`` so far (Linux /proc; None elsewhere)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def with_cpu(pids: list[int], run: Callable[[], Result], duration: float) -> Result:
+    before = cpu_seconds(pids)
+    result = run()
+    after = cpu_seconds(pids)
+    if before is not None and after is not None and result.rps > 0:
+        result.cpu_us = (after - before) / (result.rps * duration) * 1e6
+    return result
 
 
 # ---- load generators ----
@@ -188,8 +216,8 @@ backend app
 """
 
 
-def setup_haproxy(procs: Processes, apps: Apps, workdir: Path) -> tuple[int, int]:
-    """(one-hop port, chain gateway port)."""
+def setup_haproxy(procs: Processes, apps: Apps, workdir: Path) -> tuple[int, int, list[int]]:
+    """(one-hop port, chain gateway port, the chain's HAProxy pids)."""
     one_hop = free_port()
     start_haproxy(procs, workdir, "one-hop", haproxy_ingress(one_hop, apps.backend_v1), [one_hop])
     backend_ingress, web_ingress, web_egress, gateway = free_port(), free_port(), free_port(), free_port()
@@ -217,7 +245,8 @@ frontend gateway
 backend hello_web
     server w1 {LOOPBACK}:{web_ingress}
 """, [gateway])
-    return one_hop, gateway
+    chain_pids = [p.pid for p in procs.started[-4:] if "haproxy" in str(p.args)]
+    return one_hop, gateway, chain_pids
 
 
 @dataclass
@@ -227,21 +256,25 @@ class Meshpipe:
     admins: list[int]
     web_ingress: int
     backend_ingress: dict[str, int]
+    chain_pids: list[int]
 
 
-def setup_meshpipe(procs: Processes, apps: Apps) -> Meshpipe:
-    one_hop = procs.proxy("sidecar", app_port=apps.backend_v1, service="hello-backend", version=V1)
-    backends = {version: procs.proxy("sidecar", app_port=port, service="hello-backend", version=version)
+def setup_meshpipe(procs: Processes, apps: Apps, src: str | None = None) -> Meshpipe:
+    """meshpipe's proxies, from this checkout or (``src``) from another one's ``src`` folder."""
+    env = {"PYTHONPATH": src} if src else None
+    one_hop = procs.proxy("sidecar", app_port=apps.backend_v1, service="hello-backend", version=V1, env=env)
+    backends = {version: procs.proxy("sidecar", app_port=port, service="hello-backend", version=version, env=env)
                 for version, port in ((V1, apps.backend_v1), (V2, apps.backend_v2))}
     web_egress = free_port()
     _, web_app = procs.sample("hello_web", ["-b", f"http://{BACKEND_VS}/data"],
                               env={"HTTP_PROXY": f"http://{LOOPBACK}:{web_egress}", "NO_PROXY": ""})
     web = procs.proxy("sidecar", app_port=web_app, egress_port=web_egress, service="hello-web", version=WEB,
-                      allowed_backends=[BACKEND_VS])
-    gateway = procs.proxy("gateway")
+                      allowed_backends=[BACKEND_VS], env=env)
+    gateway = procs.proxy("gateway", env=env)
     mp = Meshpipe(one_hop.ports["ingress_port"], gateway.ports["listen_port"],
                   [gateway.admin_port, web.admin_port, *(b.admin_port for b in backends.values())],
-                  web.ports["ingress_port"], {v: b.ports["ingress_port"] for v, b in backends.items()})
+                  web.ports["ingress_port"], {v: b.ports["ingress_port"] for v, b in backends.items()},
+                  [gateway.popen.pid, web.popen.pid, backends[V1].popen.pid])
     push_route(mp, 1, V1)
     return mp
 
@@ -289,11 +322,24 @@ def measure_route_changes(mp: Meshpipe, changes: int = 20) -> tuple[list[float],
     return pushes, applied
 
 
+def _swap_pairs(names: list[str]) -> list[str]:
+    """``[..., haproxy-x, meshpipe-x, ...]`` with each such pair in the other order."""
+    out = list(names)
+    for i in range(len(out) - 1):
+        if out[i].startswith("haproxy-") and out[i + 1] == "meshpipe-" + out[i][len("haproxy-"):]:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run (default 4)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; medians shown (default 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians shown (default 5)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--chain-only", action="store_true", help="only the full chain, meshpipe and HAProxy")
+    parser.add_argument("--compare-src", metavar="DIR",
+                        help="also run the chain with the proxies of another checkout (its src folder), "
+                             "side by side: what a change costs")
     args = parser.parse_args()
 
     if shutil.which("wrk"):
@@ -307,30 +353,45 @@ def main() -> int:
         apps = start_backends(procs)
         direct_web = setup_direct_chain(procs, apps)
         mp = setup_meshpipe(procs, apps)
-        runs: dict[str, Callable[[], Result]] = {
-            "direct-backend": lambda: run_load(apps.backend_v1, "/data", args.duration, args.connections),
-            "direct-chain": lambda: run_load(direct_web, "/hello/Bob", args.duration, args.connections),
-        }
+        load = args.duration, args.connections
+        runs: dict[str, Callable[[], Result]] = {}
+        if not args.chain_only:
+            runs["direct-backend"] = lambda: run_load(apps.backend_v1, "/data", *load)
+            runs["direct-chain"] = lambda: run_load(direct_web, "/hello/Bob", *load)
         checks = [(apps.backend_v1, "/data", b"Hello"), (direct_web, "/hello/Bob", b"Hello Bob"),
                   (mp.one_hop, "/data", b"Hello"), (mp.gateway, HELLO, b"Hello Bob")]
         if have_haproxy:
-            ha_one_hop, ha_gateway = setup_haproxy(procs, apps, Path(tmp))
-            runs["haproxy-1hop"] = lambda: run_load(ha_one_hop, "/data", args.duration, args.connections)
+            ha_one_hop, ha_gateway, ha_chain_pids = setup_haproxy(procs, apps, Path(tmp))
+            if not args.chain_only:
+                runs["haproxy-1hop"] = lambda: run_load(ha_one_hop, "/data", *load)
             checks += [(ha_one_hop, "/data", b"Hello"), (ha_gateway, HELLO, b"Hello Bob")]
-        runs["meshpipe-1hop"] = lambda: run_load(mp.one_hop, "/data", args.duration, args.connections)
+        if not args.chain_only:
+            runs["meshpipe-1hop"] = lambda: run_load(mp.one_hop, "/data", *load)
         if have_haproxy:
-            runs["haproxy-chain"] = lambda: run_load(ha_gateway, HELLO, args.duration, args.connections)
-        runs["meshpipe-chain"] = lambda: run_load(mp.gateway, HELLO, args.duration, args.connections)
+            runs["haproxy-chain"] = lambda: with_cpu(ha_chain_pids, lambda: run_load(ha_gateway, HELLO, *load),
+                                                     args.duration)
+        runs["meshpipe-chain"] = lambda: with_cpu(mp.chain_pids, lambda: run_load(mp.gateway, HELLO, *load),
+                                                  args.duration)
+        if args.compare_src:
+            other = setup_meshpipe(procs, apps, str(Path(args.compare_src).resolve()))
+            checks.append((other.gateway, HELLO, b"Hello Bob"))
+            runs["compared-chain"] = lambda: with_cpu(other.chain_pids,
+                                                      lambda: run_load(other.gateway, HELLO, *load), args.duration)
         for port, path, expect in checks:
             check(port, path, expect)
 
         results: dict[str, list[Result]] = {name: [] for name in runs}
+        names = list(runs)
         for round_no in range(args.rounds):
-            for name, run in runs.items():
-                result = run()
+            # Each meshpipe/HAProxy pair runs back to back, HAProxy first in odd rounds and last in even
+            # ones, so that a drift in the machine's load favours neither.
+            order = names if round_no % 2 == 0 else _swap_pairs(names)
+            for name in order:
+                result = runs[name]()
                 results[name].append(result)
+                cpu = f"  proxies' CPU {result.cpu_us:6.1f} us/request" if result.cpu_us is not None else ""
                 print(f"round {round_no + 1} {name:15s} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                      f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+                      f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}{cpu}", flush=True)
 
         print(f"\nload: {loadgen}, {args.duration:g} s per run, {args.rounds} rounds (medians), 127.0.0.1, "
               "sample apps on aiohttp + uvloop\n")
@@ -342,15 +403,38 @@ def main() -> int:
                   f"{statistics.median(r.p99_ms for r in rs):8.2f} {sum(r.errors for r in rs):7d}  "
                   + " / ".join(f"{r.rps:.0f}" for r in rs))
         if have_haproxy:
-            print(f"\nmeshpipe / HAProxy, one hop:    {medians['meshpipe-1hop'] / medians['haproxy-1hop']:.0%}")
-            print(f"meshpipe / HAProxy, full chain: {medians['meshpipe-chain'] / medians['haproxy-chain']:.0%}")
+            if not args.chain_only:
+                print(f"\nmeshpipe / HAProxy, one hop:    {medians['meshpipe-1hop'] / medians['haproxy-1hop']:.0%}")
+            per_round = [m.rps / h.rps for m, h in zip(results["meshpipe-chain"], results["haproxy-chain"],
+                                                       strict=True)]
+            chain_ratio = statistics.median(per_round)
+            print(f"meshpipe / HAProxy, full chain: {chain_ratio:.2f} (median of {len(per_round)} side-by-side "
+                  "rounds: " + " ".join(f"{r:.2f}" for r in per_round) + ")")
+            cpus = [[r.cpu_us for r in results[name] if r.cpu_us is not None]
+                    for name in ("meshpipe-chain", "haproxy-chain")]
+            if all(cpus):
+                print(f"proxies' CPU per request in the chain (median): meshpipe {statistics.median(cpus[0]):.1f} us "
+                      f"(gateway + 2 sidecars), HAProxy {statistics.median(cpus[1]):.1f} us (3 processes)")
+        if args.compare_src:
+            per_round = [m.rps / c.rps for m, c in zip(results["meshpipe-chain"], results["compared-chain"],
+                                                       strict=True)]
+            compared_cpu = [r.cpu_us for r in results["compared-chain"] if r.cpu_us is not None]
+            print(f"meshpipe / {args.compare_src}, full chain: {statistics.median(per_round):.2f} (median of "
+                  f"{len(per_round)} rounds: " + " ".join(f"{r:.2f}" for r in per_round) + ")"
+                  + (f"; its proxies' CPU per request {statistics.median(compared_cpu):.1f} us"
+                     if compared_cpu else ""))
 
         pushes, applied = measure_route_changes(mp)
         print(f"\nroute change, {len(applied)} changes through the gateway -> hello-web -> hello-backend chain:")
         print(f"  PUT /config to all 4 proxies: median {statistics.median(pushes):.1f} ms, max {max(pushes):.1f} ms")
         print(f"  push start -> first response from the new version: median {statistics.median(applied):.1f} ms, "
               f"max {max(applied):.1f} ms")
-    return 0
+        # The target, side by side in this run (bench/ratios.py): the median of the per-round ratios, each
+        # round's pair measured back to back. Without HAProxy there is nothing to compare with: no ratio,
+        # and ./dev bench --check counts that as a miss.
+        ratios = [Ratio("meshpipe-chain / haproxy-chain req/s", chain_ratio, TARGET_CHAIN_RATIO, at_most=False)
+                  ] if have_haproxy else []
+    return report("bench_dataplane", ratios)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from meshpipe.engines.local.state.daemonfiles import read_daemon_file, read_lock
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks import processes as procs
+from ratios import Ratio, report
 
 ENV = "idle"
 TARGET_PERCENT = 5.0
@@ -160,7 +161,7 @@ def main() -> int:
     all_rss = sum(memory[p][0] for pids in kinds.values() for p in pids) / 1024 / 1024
     print(f"  {'environment':<18}{'':>10}{total:>9.2f}   (target <= {TARGET_PERCENT:g} %: "
           f"{'met' if total <= TARGET_PERCENT else 'MISSED'}); RSS in all {all_rss:.2f} GiB")
-    return 0
+    return report("bench_idle", [Ratio("idle environment CPU / one core", total / 100, TARGET_PERCENT / 100)])
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from meshpipe.cli.demo import (
 )
 from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from ratios import Ratio, report
 
 TARGET_PUSH_S = 3.0
 TARGET_ROUTE_MS = 100.0
@@ -163,7 +164,10 @@ def main() -> int:
     print(f"    to first response {route_median:.1f} ms   (target <= {TARGET_ROUTE_MS:g} ms: "
           f"{'met' if route_median <= TARGET_ROUTE_MS else 'MISSED'}); max {max(applied_ms):.1f} ms")
     print(f"    route_set call    {statistics.median(call_ms):.1f} ms")
-    return 0
+    # Fixed budgets: each ratio is the median over its budget.
+    return report("bench_local_pipeline", [
+        Ratio(f"push -> answering / {TARGET_PUSH_S:g} s budget", push_median / TARGET_PUSH_S, 1.0),
+        Ratio(f"route change -> applied / {TARGET_ROUTE_MS:g} ms budget", route_median / TARGET_ROUTE_MS, 1.0)])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""How fast and how big version-stack synthesis is. Prints figures; asserts nothing.
+"""How fast and how big version-stack synthesis is, as ratios beside targets (bench/ratios.py).
 
     .venv/bin/python bench/bench_synth.py [--runs N] [--process-runs N]
 
@@ -7,7 +7,8 @@
 (b) whole process: ``meshpipe synth`` wall time (median) and the child's peak RSS; the library path
     through ``python -c`` when the CLI has no ``synth`` command;
 (c) what the whole process spends importing (``python -X importtime``), largest first.
-Targets: in-process < 5 ms, whole process < 0.5 s and < 100 MiB.
+Targets: in-process < 5 ms; whole process <= 7x ``python -c pass`` timed in the same interleaved rounds
+(bench_cli.py has the same ratio beside the read commands), and < 100 MiB.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ratios import Ratio, report
+
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM_FILE = REPO / "examples" / "platform.yaml"
 SAMPLES = {
@@ -29,6 +32,9 @@ SAMPLES = {
     "hello-backend": REPO / "examples" / "hello-backend-cfg" / "manifest.yaml",
 }
 COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
+TARGET_IN_PROCESS_MS = 5.0
+TARGET_PROCESS_RATIO = 7.0
+TARGET_RSS_MIB = 100.0
 FLAVOURS = ("appmesh", "service-connect")
 
 LIBRARY_SCRIPT = """\
@@ -54,12 +60,14 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def in_process(runs: int) -> None:
+def in_process(runs: int) -> float:
+    """The slowest median of the samples and flavours."""
     from meshpipe.manifest import load_manifest
     from meshpipe.model import resolve
     from meshpipe.platform import load_platform_file
     from meshpipe.synth import synthesize
 
+    worst = 0.0
     start = time.perf_counter()
     platform = load_platform_file(str(PLATFORM_FILE))
     print(f"  platform.yaml load: {fmt_seconds(time.perf_counter() - start)} (once per process, not below)")
@@ -73,6 +81,8 @@ def in_process(runs: int) -> None:
                 times.append(time.perf_counter() - t0)
             print(f"  {service:14} {mesh:16} median {fmt_seconds(statistics.median(times)):>9}   "
                   f"p95 {fmt_seconds(sorted(times)[int(len(times) * 0.95)]):>9}   {size} bytes   ({runs} runs)")
+            worst = max(worst, statistics.median(times))
+    return worst
 
 
 def cli_has_synth() -> str | None:
@@ -104,16 +114,31 @@ def synth_argv(exe: str | None, mesh: str, out_dir: str) -> list[str]:
             COMMIT, mesh, out_dir]
 
 
-def whole_process(exe: str | None, runs: int) -> None:
+def whole_process(exe: str | None, runs: int) -> list[Ratio]:
+    """Each flavour's whole-process wall time over ``python -c pass``'s, in interleaved rounds, and its peak
+    RSS over the 100 MiB budget."""
+    floor = [sys.executable, "-c", "pass"]
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="meshpipe-bench-") as out_dir:
-        for mesh in FLAVOURS:
-            samples = [run_child(synth_argv(exe, mesh, out_dir)) for _ in range(runs)]
-            walls = [s[0] for s in samples]
-            peak = max(s[1] for s in samples) / 1024
-            print(f"  hello-web {mesh:16} wall median {fmt_seconds(statistics.median(walls)):>9}  "
-                  f"min {fmt_seconds(min(walls)):>9}  peak RSS {peak:.1f} MiB  ({runs} runs)")
+        walls: dict[str, list[float]] = {"python -c pass": [], **{mesh: [] for mesh in FLAVOURS}}
+        peak = 0.0
+        for _ in range(runs):
+            walls["python -c pass"].append(run_child(floor)[0])
+            for mesh in FLAVOURS:
+                wall, rss = run_child(synth_argv(exe, mesh, out_dir))
+                walls[mesh].append(wall)
+                peak = max(peak, rss / 1024)
+        base = statistics.median(walls["python -c pass"])
+        for name, values in walls.items():
+            print(f"  {name:26} wall median {fmt_seconds(statistics.median(values)):>9}  "
+                  f"min {fmt_seconds(min(values)):>9}  ({statistics.median(values) / base:.1f}x python -c pass)")
+        print(f"  peak RSS {peak:.1f} MiB  ({runs} rounds)")
+        ratios += [Ratio(f"synth {mesh} / python -c pass", statistics.median(walls[mesh]) / base, TARGET_PROCESS_RATIO)
+                   for mesh in FLAVOURS]
+        ratios.append(Ratio(f"synth peak RSS / {TARGET_RSS_MIB:g} MiB budget", peak / TARGET_RSS_MIB, 1.0))
     what = "meshpipe synth (the CLI)" if exe else "python -c <library path> (no `meshpipe synth` yet)"
     print(f"  measured: {what}")
+    return ratios
 
 
 def import_costs(exe: str | None, top: int) -> None:
@@ -136,21 +161,27 @@ def import_costs(exe: str | None, top: int) -> None:
         print(f"    {fmt_seconds(cumulative / 1e6):>9}  {'  ' * depth}{name}")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500, help="in-process runs per manifest and flavour")
     parser.add_argument("--process-runs", type=int, default=10, help="whole-process runs per flavour")
     parser.add_argument("--top", type=int, default=15, help="imports to list")
     args = parser.parse_args()
+    # Children run as installed, with bytecode cached: with PYTHONDONTWRITEBYTECODE inherited, each would
+    # compile meshpipe's sources again and be timed doing it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} CPU(s)")
     print("(a) in-process load + validate + resolve + synth + JSON:")
-    in_process(args.runs)
+    worst = in_process(args.runs)
     exe = cli_has_synth()
-    print("(b) whole process:")
-    whole_process(exe, args.process_runs)
+    print("(b) whole process, interleaved with python -c pass:")
+    ratios = whole_process(exe, args.process_runs)
     print("(c) import time of one whole-process run:")
     import_costs(exe, args.top)
+    return report("bench_synth", [
+        Ratio(f"in-process synth / {TARGET_IN_PROCESS_MS:g} ms budget", worst * 1000 / TARGET_IN_PROCESS_MS, 1.0),
+        *ratios])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -58,7 +58,7 @@ class CloudMap:
 
         def counted(**params: Any) -> Any:
             if operation:
-                LEDGER.record(f"servicediscovery:{operation}")
+                LEDGER.record(f"servicediscovery:{operation}", params)
             return call(**params)
 
         return counted if operation else call
@@ -66,7 +66,7 @@ class CloudMap:
     def _checked(self, operation: str, params: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
         # `moto` is a plain client: what this stand-in does inside (Cloud Map's own work, ECS's
         # registrations) is not the engine's, so only the operation the engine called is counted.
-        LEDGER.record(f"servicediscovery:{operation}")
+        LEDGER.record(f"servicediscovery:{operation}", params)
         model = MODEL.operation_model(operation)
         validate_parameters(params, model.input_shape)
         validate_parameters({k: v for k, v in response.items() if k != "ResponseMetadata"}, model.output_shape)

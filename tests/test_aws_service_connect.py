@@ -77,10 +77,10 @@ class DeploymentsEcs:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.moto, name)
 
-    def _checked(self, operation: str, response: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, operation: str, response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         model = self.moto.meta.service_model.operation_model(operation)
         # The call botocore would have made: its observers (the recorded IAM actions) hear of it too.
-        self.moto.meta.events.emit(f"provide-client-params.ecs.{operation}", params={}, model=model, context={})
+        self.moto.meta.events.emit(f"provide-client-params.ecs.{operation}", params=params, model=model, context={})
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
         validate_parameters(body, model.output_shape)
         return response
@@ -98,13 +98,14 @@ class DeploymentsEcs:
                      "taskDefinition": rollout.source, "rolloutState": "COMPLETED", "runningCount": 2,
                      "desiredCount": 2},
                 ]
-        return self._checked("DescribeServices", response)
+        return self._checked("DescribeServices", response, params)
 
     def list_service_deployments(self, *, cluster: str, service: str, status: list[str]) -> dict[str, Any]:
         found = [r for name, r in self.rollouts.items() if name == service and r.status in status]
         return self._checked("ListServiceDeployments", {"serviceDeployments": [
             {"serviceDeploymentArn": r.arn, "serviceArn": r.service_arn, "status": r.status, "createdAt": NOW,
-             "targetServiceRevisionArn": r.revision_arn(r.target)} for r in found]})
+             "targetServiceRevisionArn": r.revision_arn(r.target)} for r in found]},
+            {"cluster": cluster, "service": service, "status": status})
 
     def describe_service_deployments(self, *, serviceDeploymentArns: list[str]) -> dict[str, Any]:
         found = [r for r in self.rollouts.values() if r.arn in serviceDeploymentArns]
@@ -115,20 +116,22 @@ class DeploymentsEcs:
                                         "runningTaskCount": 2, "requestedProductionTrafficWeight": r.weights[0]}],
             "targetServiceRevision": {"arn": r.revision_arn(r.target), "requestedTaskCount": 2,
                                       "runningTaskCount": 2, "requestedProductionTrafficWeight": r.weights[1]},
-        } for r in found], "failures": []})
+        } for r in found], "failures": []}, {"serviceDeploymentArns": serviceDeploymentArns})
 
     def describe_service_revisions(self, *, serviceRevisionArns: list[str]) -> dict[str, Any]:
         revisions = {r.revision_arn(td): td for r in self.rollouts.values() for td in (r.source, r.target)}
         return self._checked("DescribeServiceRevisions", {"serviceRevisions": [
             {"serviceRevisionArn": arn, "taskDefinition": revisions[arn]}
-            for arn in serviceRevisionArns if arn in revisions], "failures": []})
+            for arn in serviceRevisionArns if arn in revisions], "failures": []},
+            {"serviceRevisionArns": serviceRevisionArns})
 
     def stop_service_deployment(self, *, serviceDeploymentArn: str, stopType: str) -> dict[str, Any]:
         self.stopped.append((serviceDeploymentArn, stopType))
         for rollout in self.rollouts.values():
             if rollout.arn == serviceDeploymentArn:
                 rollout.status = "ROLLBACK_REQUESTED"
-        return self._checked("StopServiceDeployment", {"serviceDeploymentArn": serviceDeploymentArn})
+        return self._checked("StopServiceDeployment", {"serviceDeploymentArn": serviceDeploymentArn},
+                             {"serviceDeploymentArn": serviceDeploymentArn, "stopType": stopType})
 
 
 def service_stack_template() -> dict[str, Any]:

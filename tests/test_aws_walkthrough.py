@@ -101,7 +101,7 @@ def test_walkthrough_steps_1_to_9_and_cleanup(aws: RecordingFactory) -> None:
                                              routeName="r-hello-backend")["route"]["spec"]
     assert spec["httpRoute"]["action"]["weightedTargets"] == [{"virtualNode": "vn-hello-backend-e9d5f17a",
                                                                "weight": 100}]
-    assert spec["httpRoute"]["match"] == {"method": "GET", "prefix": "/"}
+    assert spec["httpRoute"]["match"] == {"prefix": "/"}  # every method, as App Mesh matches without one
 
     # Step 5: the environment reports its ingress endpoint, pipelines and versions.
     status = engine.env_status("demo")

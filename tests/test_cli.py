@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_schema_is_json_schema_of_the_manifest(capsys):
 
 def test_synth_writes_the_stack_template_and_prints_its_name(tmp_path, capsys):
     code = main(["synth", str(WEB), "--commit", COMMIT, "--service", "hello-web", "--platform", str(PLATFORM),
-                 "-o", str(tmp_path)])
+                 "-o", str(tmp_path), "--mesh", "appmesh"])
     assert code == 0
     assert capsys.readouterr().out.strip() == "demo-hello-web-e9d5f17a"
     written = tmp_path / "demo-hello-web-e9d5f17a.template.json"
@@ -76,7 +77,7 @@ def test_synth_writes_the_stack_template_and_prints_its_name(tmp_path, capsys):
 
 def test_synth_reads_the_seeds_environment_variables(tmp_path):
     env = {**seed_environment(), "SERVICE_NAME": "hello-backend", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(BACKEND), "-o", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "meshpipe", "synth", str(BACKEND), "-o", str(tmp_path), "--mesh", "appmesh"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "demo-hello-backend-e9d5f17a"
@@ -127,17 +128,16 @@ def test_route_set_rejects_app_mesh_limits_before_any_engine(capsys):
     assert main(["route", "set", "hello-backend", "e9d5f17a=101"]) == 2
 
 
-# Commands that print nothing a script would parse: a confirmation line, a file, or a demo for people.
+# Commands that print nothing a script would parse: a file, or a narrative for people.
 NO_DATA_COMMANDS = {
     "schema",  # prints JSON already
-    "metrics",  # prints Prometheus' text format already
     "synth",  # prints the stack name, and writes the template file
     "demo",
     "platform render", "platform bundle",  # print the paths they wrote
-    "env delete", "pipeline delete", "route delete", "route gateway-delete", "version delete",
-    "rollout run",  # a live narrative; its outcome is the exit status
-    "rollout watch",  # a live view; rollout status --format json is its data
+    "rollout run",  # a live narrative driven by this process; its outcome is the exit status
 }
+# Commands that act on no one environment: the engine's list of them, and synth (--engine: --diff STACK).
+NO_ENV_COMMANDS = {"env list", "synth"}
 
 
 def _leaf_commands() -> dict[str, object]:
@@ -159,12 +159,58 @@ def _leaf_commands() -> dict[str, object]:
     return found
 
 
+def _option(cmd: object, name: str) -> object | None:
+    return next((p for p in cmd.params if name in getattr(p, "opts", [])), None)  # type: ignore[attr-defined]
+
+
 def test_every_command_that_prints_data_takes_format_json():
+    """Walks the whole command tree: every command that prints data takes --format json (metrics, rollout
+    watch and graph included), and every command that acts on an environment takes --env."""
     commands = _leaf_commands()
-    assert set(commands) >= NO_DATA_COMMANDS, "a command named here no longer exists"
-    lacking = [name for name, cmd in commands.items() if name not in NO_DATA_COMMANDS
-               and "--format" not in {opt for p in cmd.params for opt in getattr(p, "opts", [])}]  # type: ignore[attr-defined]
-    assert lacking == []
+    assert set(commands) >= NO_DATA_COMMANDS | NO_ENV_COMMANDS, "a command named here no longer exists"
+    assert {"metrics", "rollout watch", "graph", "services", "env list", "env status"} <= set(commands)
+    lacking_json = []
+    for name, cmd in commands.items():
+        fmt = _option(cmd, "--format")
+        values = [] if fmt is None else [str(getattr(v, "value", v)) for v in fmt.type_descriptor.annotation]  # type: ignore[attr-defined]
+        if name not in NO_DATA_COMMANDS and "json" not in values:
+            lacking_json.append(name)
+    assert lacking_json == []
+    lacking_env = [name for name, cmd in commands.items()
+                   if _option(cmd, "--engine") is not None and name not in NO_ENV_COMMANDS
+                   and _option(cmd, "--env") is None]
+    assert lacking_env == []
+
+
+def test_the_exit_statuses_are_documented_in_the_help_and_the_readme():
+    from pathlib import Path
+
+    from meshpipe.cli.app import EXIT_STATUS
+
+    shown = subprocess.run([sys.executable, "-m", "meshpipe", "--help"], capture_output=True, text=True,
+                           check=True, env={**os.environ, "COLUMNS": "400"}).stdout
+    assert " ".join(EXIT_STATUS.split()) in " ".join(shown.split())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for code, meaning in (("0", "success"), ("1", "the operation failed"), ("2", "bad input"),
+                          ("70", "a bug in meshpipe"), ("130", "interrupted")):
+        assert f"{code} {meaning}" in EXIT_STATUS and f"`{code}` {meaning}" in readme, code
+
+
+@pytest.mark.parametrize("hint", [
+    "list versions with: meshpipe versions orders",
+    "delete them first (meshpipe route delete orders --header NAME), or pass --force",
+    "promote or abort it first: meshpipe rollout promote|abort orders",
+])
+def test_a_hint_carries_the_env_the_user_gave(hint):
+    from meshpipe.cli.readouts import with_env
+
+    carried = with_env(hint, "shop")
+    assert carried.count("--env shop") == 1 and carried.replace(" --env shop", "") == hint
+    assert with_env(hint, None) == hint
+    # Commands that name the environment themselves, or take none, are left alone.
+    for untouched in ("create it with: meshpipe env create shop", "check it: meshpipe validate manifest.yaml",
+                      "see meshpipe pipeline logs orders --env shop"):
+        assert with_env(untouched, "shop") == untouched
 
 
 def _failing_app():
@@ -217,3 +263,13 @@ def test_debug_flag_is_removed_before_the_command_parses_it(capsys):
 def test_the_debug_flag_is_documented_on_the_root_command():
     result = subprocess.run([sys.executable, "-m", "meshpipe", "--help"], capture_output=True, text=True, check=True)
     assert "--debug" in result.stdout
+
+
+def test_synth_and_platform_render_default_to_service_connect(tmp_path, capsys):
+    """As the docs say: Service Connect is the default flavour; App Mesh is asked for by name."""
+    assert main(["synth", str(WEB), "--commit", COMMIT, "--service", "hello-web", "--platform", str(PLATFORM),
+                 "-o", str(tmp_path / "synth")]) == 0
+    assert capsys.readouterr().out.strip() == "demo-hello-web"
+    assert main(["platform", "render", "--env", "demo", "-o", str(tmp_path / "platform")]) == 0
+    env = json.loads((tmp_path / "platform" / "demo-env.template.json").read_text())
+    assert "AWS::AppMesh::Mesh" not in {r["Type"] for r in env["Resources"].values()}

@@ -81,7 +81,7 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     try:
         yield sh
     finally:
-        sh.meshpipe("env", "delete", "demo", ok=False)
+        sh.meshpipe("env", "delete", "demo", "--yes", ok=False)
         for pid in owned_pids(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -143,7 +143,7 @@ def test_the_walkthrough_typed_at_the_command_line(shell: Shell, tmp_path: Path)
     assert {"pipeline", "stack", "route"} <= {e["kind"] for e in events}
     assert any(e["kind"] == "stack" and f"demo-hello-backend-{old[:8]} deleted" in e["message"] for e in events)
 
-    shell.meshpipe("env", "delete", "demo")
+    shell.meshpipe("env", "delete", "demo", "--yes")
     assert owned_pids(tmp_path) == []
     gone = shell.meshpipe("env", "status", "demo", ok=False)
     assert gone.returncode == 2 and "does not exist" in gone.stderr

@@ -209,9 +209,10 @@ def _rollout(windows: list[dict[str, object]], step: int, status: str = "running
 
 
 def _window(number: int, step: int, weight: int, passed: bool) -> dict[str, object]:
-    figures = {"requests": 200, "errors": 0 if passed else 40, "success_rate": 1.0 if passed else 0.8, "p99_ms": 4.5}
+    figures = {"requests": 200, "errors": 0 if passed else 40, "success_rate": 100.0 if passed else 80.0,
+               "p99_ms": 4.5}
     return {"number": number, "step": step, "weight": weight, "phase": "step", "candidate": figures,
-            "stable": {"requests": 1800, "errors": 0, "success_rate": 1.0, "p99_ms": 4.1},
+            "stable": {"requests": 1800, "errors": 0, "success_rate": 100.0, "p99_ms": 4.1},
             "verdict": "passed" if passed else "failed", "reasons": [] if passed else ["success rate 80.0 % < 99 %"]}
 
 
@@ -234,7 +235,7 @@ def test_the_service_page_shows_a_rollouts_steps_and_window_verdicts_live(chromi
         fake.server.changed("rollout window judged")  # the daemon: a publish, or the next sample
         browser.wait_for("!!document.querySelector('#rollout tr[data-window=\"2\"]')", PATIENCE_S, "the failed window")
         row = browser.evaluate("document.querySelector('#rollout tr[data-window=\"2\"]').textContent")
-        assert "failed" in row and "success rate 80.0 % < 99 %" in row and "80.00% ok" in row
+        assert "failed" in row and "success rate 80.0 % < 99 %" in row and "80.00 % ok" in row and "10000" not in row
         assert browser.evaluate("window.noReloadMarker") == 7
         assert browser.errors == []
 
@@ -269,12 +270,25 @@ def test_a_real_rollout_shows_its_steps_and_verdicts_live(chromium: str, tmp_pat
                              60.0, "the rollout promoted on the page")
             verdicts = browser.evaluate("[...document.querySelectorAll('#rollout tr[data-window]')]"
                                         ".map(r => [r.children[2].textContent, r.querySelector('.verdict').textContent])")
+            rows = browser.evaluate("[...document.querySelectorAll('#rollout tr[data-window]')]"
+                                    ".map(r => [...r.children].map(c => c.textContent))")
+            head = browser.evaluate("document.querySelector('#rollout .rollout-head').textContent")
             steps = browser.evaluate("[...document.querySelectorAll('#rollout li.step')].map(s => s.className)")
             weight = browser.evaluate(f"document.querySelector('tr[data-version=\"{new}\"] td.weight')?.dataset.weight")
             assert browser.evaluate("window.noReloadMarker") == 3
             assert browser.errors == []
         status = env.status()
         assert [[f"{w['weight']} %", w["verdict"]] for w in status["windows"]] == verdicts
+        # Every number on the page is the one `rollout status --format json` gives, in the same units.
+        shown = json.loads(meshpipe("rollout", "status", r.SERVICE, "--env", r.ENV, "--format", "json"))
+        assert f"step {shown['step']} of {shown['steps']}" in head
+        assert len(rows) == len(shown["windows"]) == 2
+        for row, w in zip(rows, shown["windows"], strict=True):
+            cand = w["candidate"]
+            assert row[:3] == [str(w["number"]), str(w["step"]), f"{w['weight']} %"], (row, w)
+            assert row[5].startswith(f"{cand['requests']} req, {cand['errors']} err, "
+                                     f"{cand['success_rate']:.2f} % ok"), (row[5], cand)
+        assert [w["step"] for w in shown["windows"]] == [1, 2]  # numbered as the CLI: step 1/3, 2/3
         assert verdicts == [["20 %", "passed"], ["50 %", "passed"]]
         assert steps == ["step done"] * 3
         assert weight == "100"

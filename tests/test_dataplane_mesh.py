@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 V1, V2, WEB = "e9d5f17a", "0badc0de", "66f2a19a"
 GENERATIONS = itertools.count(1000)
 HELLO = "/hello-service/hello/Bob"
+SLOW_S = 10.0  # the slow stub's delay: far above every timeout below, so waiting for it shows plainly
 
 
 @dataclass
@@ -89,7 +90,7 @@ def mesh() -> Iterator[Mesh]:
         web_sidecar = procs.proxy("sidecar", app_port=web_app, egress_port=web_egress, service="hello-web",
                                   version=WEB, allowed_backends=["hello-backend.demo.local"])
         stubs = {"ok": procs.stub("ok")[1], "fail": procs.stub("fail", status=503)[1],
-                 "slow": procs.stub("slow", delay=3.0)[1]}
+                 "slow": procs.stub("slow", delay=SLOW_S)[1]}
         gateway = procs.proxy("gateway")
         m = Mesh(procs, gateway, [web_sidecar, *backend_proxies], backend_ingress, stubs, free_port())
         m.push([(V1, 100)])
@@ -249,14 +250,14 @@ def test_per_try_timeout_moves_on_and_the_overall_timeout_gives_504(mesh: Mesh) 
         started = time.monotonic()
         resp = request(mesh.ingress_url, "/flaky/x")
         assert resp.status == 200 and resp.headers["x-stub-name"] == "ok"
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < SLOW_S / 2  # it did not wait for the slow endpoint
     mesh.push([(V1, 100)], flaky=[("slow0002", 100)], flaky_endpoints={"slow0002": [mesh.stubs["slow"]]},
               per_retry_timeout_ms=0, timeout_ms=500)
     started = time.monotonic()
     resp = request(mesh.ingress_url, "/flaky/x")
     elapsed = time.monotonic() - started
     assert (resp.status, resp.headers["x-meshpipe-error"]) == (504, "upstream_timeout")
-    assert 0.45 < elapsed < 1.5
+    assert 0.45 < elapsed < SLOW_S / 2  # not before the 500 ms timeout; not after the slow answer either
 
 
 def test_bad_config_is_refused_and_the_old_one_kept(mesh: Mesh) -> None:

@@ -189,7 +189,7 @@ def test_drain_gives_up_after_the_drain_timeout(procs: Processes) -> None:
         started = time.monotonic()
         os.kill(sidecar.popen.pid, signal.SIGTERM)
         assert sidecar.popen.wait(timeout=10) == 0
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15  # the stuck request would hold it 30 s
 
 
 def test_access_log_writes_one_line_per_request(procs: Processes) -> None:

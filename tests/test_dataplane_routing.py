@@ -209,6 +209,23 @@ def test_route_match_on_method_and_prefix() -> None:
     assert isinstance(post, Refuse) and (post.status, post.flag) == (404, ROUTE_NOT_MATCHED)
 
 
+@pytest.mark.parametrize("method", [b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD", b"OPTIONS"])
+def test_a_route_without_a_method_matches_every_method(method: bytes) -> None:
+    """App Mesh's route match: without ``method`` every method matches; the prefix must still start the
+    path, and a header route's headers must still all match."""
+    any_method = {**CONTRACT_EXAMPLE["services"]["hello-backend.demo.local"]["route"], "method": None}
+    cfg = parse_config(_doc(services={"hello-backend.demo.local": {
+        "service": "hello-backend", "route": {**any_method, "prefix": "/data"},
+        "header_routes": [{**any_method, "name": "r-h", "priority": 0,
+                           "headers": [{"name": "x-canary", "kind": "exact", "value": "always"}],
+                           "targets": [{"version": "0badc0de", "weight": 100}]}]}},
+        gateway_routes=[{"name": "api", "prefix": "/api", "virtual_service": "hello-backend.demo.local"}]))
+    assert decide_gateway(cfg, method, b"/api/data/1", _always(0.0)).version == "e9d5f17a"  # type: ignore[union-attr]
+    assert decide_gateway(cfg, method, b"/api/data", _always(0.0), {b"x-canary": b"always"}).version == "0badc0de"  # type: ignore[union-attr]
+    outside = decide_gateway(cfg, method, b"/api/other", _always(0.0))
+    assert isinstance(outside, Refuse) and outside.flag == ROUTE_NOT_MATCHED
+
+
 def test_no_healthy_endpoint_for_the_picked_version() -> None:
     cfg = parse_config(_doc(endpoints={"hello-backend": {"e9d5f17a": [{"host": "127.0.0.1", "port": 40123}]}},
                             gateway_routes=[{"name": "api", "prefix": "/api",

@@ -236,3 +236,82 @@ def test_every_step_is_judged_once_when_healthy(steps: tuple[int, ...]) -> None:
     while not r.finished:
         run_window(r, t, (r.next_decision_at or 0) - 1)
     assert r.status == m.PROMOTED and [w.weight for w in r.windows] == list(steps[:-1])
+
+
+# --- no traffic is not failure ---------------------------------------------------------------------------
+
+def quiet_window(r: m.Rollout, t: Traffic, new_requests: int = 0) -> list[str]:
+    """A window in which the candidate gets ``new_requests`` (fewer than the plan's 10) and the old version none."""
+    assert r.next_decision_at is not None
+    now = r.next_decision_at
+    t.send(NEW, new_requests, errors=new_requests)  # even all-5xx: too few to judge
+    assert m.due(r, now) == "window"
+    return m.conclude(r, now, t.snapshot(), BUCKET_BOUNDS_MS)
+
+
+def test_a_silent_environment_holds_the_step_and_never_rolls_back() -> None:
+    t = Traffic()
+    r, _ = m.start("svc", NEW, {OLD: 100}, canary(failed_windows=1), now=1000.0)
+    m.begin(r, 1000.0, t.snapshot())
+    events: list[str] = []
+    for _ in range(20):
+        events += quiet_window(r, t, new_requests=3)
+    assert (r.status, r.step, r.failed_windows, r.weight()) == (m.RUNNING, 0, 0, 10)
+    assert [w.verdict for w in r.windows] == ["inconclusive"] * 20
+    assert r.inconclusive_since == 1000.0
+    said = m.holding(r)
+    assert said is not None and said.startswith("holding step 1/3 (10 %): only 3 request(s)") and "until there is traffic" in said
+    assert "inconclusive: step 1/3 (10 %) holds" in events
+    assert not any("rolled back" in e for e in events)
+    # Traffic comes: the next window is judged, and the rollout goes on.
+    events = run_window(r, t, (r.next_decision_at or 0.0) - 1)
+    assert r.step == 1 and r.inconclusive_since is None and m.holding(r) is None and r.windows[-1].verdict == "passed"
+    # The state survives a store and a reload, inconclusive windows included.
+    again = m.Rollout.from_json(r.to_json())
+    assert [w.verdict for w in again.windows] == [w.verdict for w in r.windows]
+
+
+def test_a_judge_with_too_few_requests_says_inconclusive_but_a_failed_webhook_still_fails() -> None:
+    a = Analysis(min_requests=20)
+    few = judge(Figures(5, 5, 900.0), Figures(1000, 0, 4.0), None, a)
+    assert few.inconclusive and not few.passed and few.reasons[0].startswith("only 5 request(s)")
+    hooked = judge(Figures(5, 0, 4.0), Figures(1000, 0, 4.0), None, a, ["smoke (rollout) HTTP 500"])
+    assert not hooked.inconclusive and not hooked.passed
+
+
+@pytest.mark.parametrize(("action", "status"), [("rollback", m.ROLLED_BACK), ("promote", m.PROMOTED)])
+def test_an_inconclusive_deadline_decides(action: str, status: str) -> None:
+    t = Traffic()
+    plan = RolloutPlan(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
+                       analysis=Analysis(min_requests=10, failed_windows=1, inconclusive_deadline_s=90.0,
+                                         on_inconclusive=action))
+    r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=1000.0)
+    m.begin(r, 1000.0, t.snapshot())
+    quiet_window(r, t)
+    quiet_window(r, t)
+    held = m.holding(r) or ""
+    assert r.status == m.RUNNING and f"{action} at 90 s without a verdict" in held, held
+    events = quiet_window(r, t)  # 90 s after the first quiet window began
+    assert r.status == status and "no verdict within the 90 s deadline" in r.reason, events
+
+
+# --- what a finished rollout scales down, and when -------------------------------------------------------
+
+def test_a_finished_rollout_names_the_versions_to_scale_down_and_when() -> None:
+    t = Traffic()
+    plan = RolloutPlan(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
+                       analysis=Analysis(min_requests=10, failed_windows=1), scale_down_delay_s=30.0)
+    r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=1000.0)
+    m.begin(r, 1000.0, t.snapshot())
+    assert m.scale_downs(r) == []  # running: nothing yet
+    run_window(r, t, 1001.0, new_errors=5)
+    assert r.status == m.ROLLED_BACK
+    assert m.scale_downs(r) == [(NEW, 1030.0, "at once: its rollout was rolled-back")]
+    promoted, _ = m.start("svc", NEW, {OLD: 100}, plan, now=2000.0)
+    m.promote(promoted, 2010.0)
+    assert m.scale_downs(promoted) == [(OLD, 2040.0, f"30 s after {NEW} was promoted")]
+    superseded, _ = m.start("svc", NEW, {OLD: 100}, plan, now=3000.0)
+    m.supersede(superseded, 3005.0, "0badf00d")
+    assert [(v, at) for v, at, _ in m.scale_downs(superseded)] == [(NEW, 3035.0)]
+    # The plan survives the state's JSON with its delay.
+    assert RolloutPlan.from_json(plan.to_json()).scale_down_delay_s == 30.0

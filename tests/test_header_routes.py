@@ -65,7 +65,7 @@ def test_the_app_mesh_spec_of_a_header_route_is_a_valid_create_route_input() -> 
     assert route.name == "r-hello-backend-h-x-canary" and route.router == "vr-hello-backend"
     spec = route.to_appmesh_spec()
     assert spec["priority"] == 0
-    assert spec["httpRoute"]["match"] == {"prefix": "/", "method": "GET", "headers": [  # type: ignore[index]
+    assert spec["httpRoute"]["match"] == {"prefix": "/", "headers": [  # type: ignore[index]
         {"name": "x-canary", "match": {"exact": "always"}}, {"name": "x-u", "match": {"prefix": "b"}}]}
     # botocore validates the request against App Mesh's model: a wrong shape would raise here.
     from botocore.validate import ParamValidator

@@ -24,15 +24,20 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 TEMPLATES = {t.name: t for t in iam.emitted_templates()}
 
 
-def deployer_policy() -> dict[str, Any]:
-    [policy] = iam.json_blocks((DOCS / "aws.md").read_text(), "<!-- policy: deployer -->")
+def deployer_policy(mesh: str = "service-connect") -> dict[str, Any]:
+    """The deployer policy of aws.md, with its App Mesh additions for an App Mesh template."""
+    text = (DOCS / "aws.md").read_text()
+    [policy] = iam.json_blocks(text, "<!-- policy: deployer -->")
+    if mesh == "appmesh":
+        [extra] = iam.json_blocks(text, "<!-- policy: deployer-appmesh -->")
+        policy = {**policy, "Statement": [*policy["Statement"], *extra["Statement"]]}
     return policy
 
 
 def deploying_statements(emitted: iam.EmittedTemplate) -> list[dict[str, Any]]:
     if emitted.deployed_by == "DeployRole":
         return iam.deploy_role_statements(emitted.mesh)
-    return list(deployer_policy()["Statement"])
+    return list(deployer_policy(emitted.mesh)["Statement"])
 
 
 def unexplained_missing(emitted: iam.EmittedTemplate, statements: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -60,7 +65,7 @@ def test_the_check_fails_when_the_deploy_role_lacks_a_handler_action() -> None:
 
 def test_the_check_fails_when_the_deployer_policy_lacks_a_handler_action() -> None:
     emitted = TEMPLATES["service-connect/env"]
-    statements = [s for s in copy.deepcopy(deployer_policy()["Statement"]) if s["Sid"] != "PrivateDnsZone"]
+    statements = copy.deepcopy(deployer_policy()["Statement"])
     for s in statements:
         s["Action"] = [a for a in s["Action"] if a != "ec2:CreateVpc"]
     assert unexplained_missing(emitted, statements) == {"ec2:CreateVpc": ["AWS::EC2::VPC"]}
@@ -125,3 +130,11 @@ def test_an_unconditional_deny_on_everything_wins() -> None:
     # A deny on one resource leaves the action allowed elsewhere.
     assert iam.allows([allow, {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::x/*"}],
                       "s3:PutObject")
+
+
+def test_the_service_connect_deployer_has_no_app_mesh_and_no_dns_zone_rights() -> None:
+    """Service Connect never uses them: they are the App Mesh additions' alone."""
+    actions = {a for s in deployer_policy()["Statement"] for a in iam.as_list(s["Action"])}
+    assert not [a for a in actions if a.startswith(("appmesh:", "route53:"))]
+    appmesh = {a for s in deployer_policy("appmesh")["Statement"] for a in iam.as_list(s["Action"])}
+    assert "route53:ChangeResourceRecordSets" in appmesh and "appmesh:CreateMesh" in appmesh

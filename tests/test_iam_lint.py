@@ -67,6 +67,7 @@ def documented(marker: str) -> dict[str, Any]:
 def all_policies() -> list[tuple[str, dict[str, Any]]]:
     found = [p for t in iam.emitted_templates() for p in concrete_policies(t)]
     found.append(("docs deployer", documented("<!-- policy: deployer -->")))
+    found.append(("docs deployer App Mesh additions", documented("<!-- policy: deployer-appmesh -->")))
     found.append(("docs operator", documented("<!-- policy: operator -->")))
     return found
 

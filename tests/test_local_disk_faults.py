@@ -2,10 +2,12 @@
 line (no traceback), and the data plane keeps serving; once the disk has room again, commands work again.
 
 Tests run as root, which ignores permission bits, so the faults are made with mounts: the environment's
-home is a small tmpfs mounted inside a private mount namespace (``unshare -m``), where a driver
+home is a small tmpfs mounted inside a private mount namespace (``unshare -m`` as root; where that is
+refused, e.g. in a container without CAP_SYS_ADMIN, a user namespace's root mounts it), where a driver
 (tests/support/disk_fault_driver.py) runs the environment and takes the test's orders. Loopback
 networking is shared, so the requests come from here. Everything is stopped by pid at the end, even when
-a test fails, and the tmpfs goes with the namespace."""
+a test fails, and the tmpfs goes with the namespace. Under CI the tests fail, never skip, when neither
+namespace can be made."""
 
 from __future__ import annotations
 
@@ -20,27 +22,43 @@ from typing import Any
 import pytest
 
 from meshpipe.engines.local.tasks import processes as procs
+from support.ci_skips import ci_enabled
 from test_local_engine_e2e import BACKEND_V2_MANIFEST, ENV, Load, get, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 DRIVER = Path(__file__).resolve().parent / "support" / "disk_fault_driver.py"
-UNSHARE = ["unshare", "-m", "--propagation", "private"]
 
 
-def _namespaces_allowed() -> str | None:
-    try:
-        done = subprocess.run([*UNSHARE, "true"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")
+# As root (CAP_SYS_ADMIN) a mount namespace of its own; without it (a container that drops the capability,
+# or an ordinary user) a user namespace whose root may still mount a tmpfs and bind mounts in it.
+UNSHARES = (["unshare", "-m", "--propagation", "private"],
+            ["unshare", "--user", "--map-root-user", "-m", "--propagation", "private"])
+
+
+def _usable_unshare(probe_dir: Path) -> tuple[list[str] | None, list[str]]:
+    """The first way to get a private mount namespace in which a tmpfs can be mounted, and why each
+    that did not work was refused."""
+    refusals = []
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    for unshare in UNSHARES:
+        try:
+            done = subprocess.run([*unshare, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe_dir)],
+                                  capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            refusals.append(f"{' '.join(unshare)}: {exc}")
+            continue
+        if done.returncode == 0:
+            return list(unshare), refusals
+        refusals.append(f"{' '.join(unshare)}: {done.stderr.strip() or f'exit status {done.returncode}'}")
+    return None, refusals
 
 
 class Namespace:
     """The driver in its own mount namespace; :meth:`ask` sends one order and returns its answer."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.proc = subprocess.Popen([*UNSHARE, sys.executable, str(DRIVER), str(tmp / "disk"), str(tmp / "work")],
+    def __init__(self, tmp: Path, unshare: list[str]) -> None:
+        self.proc = subprocess.Popen([*unshare, sys.executable, str(DRIVER), str(tmp / "disk"), str(tmp / "work")],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, "HOME": str(tmp)})
         self.seen: set[int] = set()
@@ -78,10 +96,13 @@ class Namespace:
 
 @pytest.fixture
 def namespace(tmp_path: Path) -> Iterator[Namespace]:
-    refused = _namespaces_allowed()
-    if refused:
-        pytest.skip(f"a private mount namespace (unshare -m) is refused here: {refused}")
-    ns = Namespace(tmp_path)
+    unshare, refusals = _usable_unshare(tmp_path / "probe")
+    if unshare is None:
+        why = f"no private mount namespace with a tmpfs can be made here: {'; '.join(refusals)}"
+        if ci_enabled():
+            pytest.fail(why + " (CI must run the disk-fault tests: run it as root, or where user namespaces are allowed)")
+        pytest.skip(why)
+    ns = Namespace(tmp_path, unshare)
     try:
         yield ns
     finally:

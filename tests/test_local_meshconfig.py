@@ -23,7 +23,7 @@ def test_matches_the_contract_example() -> None:
         "generation": 17, "environment": "demo", "namespace": "demo.local",
         "services": {
             "hello-backend.demo.local": {"service": "hello-backend", "route": {
-                "prefix": "/", "method": "GET",
+                "prefix": "/", "method": None,
                 "targets": [{"version": "e9d5f17a", "weight": 90}, {"version": "0badc0de", "weight": 10}],
                 "max_retries": 2, "per_retry_timeout_ms": 2000, "timeout_ms": 15000}},
             "hello-web.demo.local": {"service": "hello-web", "route": None},

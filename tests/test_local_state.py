@@ -268,3 +268,26 @@ def test_a_write_to_a_read_only_state_db_is_said_as_such(store: StateStore) -> N
     with pytest.raises(OperationError, match="it is read-only"):
         store.check_writable()
     assert store.environment() is not None  # reading still works
+
+
+def test_a_version_2_file_routes_every_method_after_migration(tmp_path: Path) -> None:
+    """Files written before routes matched every method hold GET on every route, as the old default: after
+    the migration they hold "any method", and the rest of the route is kept."""
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    for statement in (st.MIGRATIONS[0] + ";" + st.MIGRATIONS[1]).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO services VALUES ('hello-backend', 'hello-backend.demo.local', 'vr-hello-backend', "
+                 "'/r', 't')")
+    conn.execute("INSERT INTO routes VALUES ('hello-backend', '/', 'GET', 1, 2, 2000, 15000, 't')")
+    conn.commit()
+    conn.close()
+    store = StateStore(db)
+    try:
+        assert store.schema_version() == st.SCHEMA_VERSION
+        route = store.route("hello-backend")
+        assert route is not None and (route.method, route.prefix, route.priority) == (None, "/", 1)
+    finally:
+        store.close()

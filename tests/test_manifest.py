@@ -313,7 +313,7 @@ def test_no_accepted_health_check_path_can_change_the_command(text: str) -> None
 
 
 def health_check_command(path: str) -> str:
-    return version_from_text(path_manifest(path)).app.health_check.command[1]
+    return version_from_text(path_manifest(path), service="web").app.health_check.command[1]
 
 
 @pytest.mark.parametrize("path", ["/healthz?full=1", "/ping?a=1&b=2", "/status?verbose"])

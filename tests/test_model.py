@@ -84,6 +84,21 @@ def test_a_bare_manifest_resolves_too() -> None:
     assert resolve(manifest, demo(), "hello-web", COMMIT).family == "hello-web"
 
 
+def test_a_family_of_another_service_is_refused_with_its_line() -> None:
+    """A manifest copied from another service's repo would register that service's task family: on AWS
+    the two services would overwrite each other's task definitions."""
+    copied = SEED_WEB.replace('Family: "hello-web"', 'Family: "payments"')
+    assert copied != SEED_WEB
+    with pytest.raises(ValidationError) as caught:
+        resolve(load_manifest_text(copied, "orders-cfg/manifest.yaml"), demo(), "hello-web", COMMIT)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.path, problem.code) == ("orders-cfg/manifest.yaml", 2,
+                                                                        "Task.Family", "M019")
+    assert "'payments' is not the name of the service" in problem.message and 'Family: "hello-web"' in problem.message
+    with pytest.raises(ValidationError, match="payments"):
+        resolve(load_manifest_text(copied).manifest, demo(), "hello-web", COMMIT)
+
+
 def test_version_ids_are_the_first_8_characters() -> None:
     assert version_id(COMMIT) == "e9d5f17a"
     assert version_id(COMMIT.upper()) == "e9d5f17a"

@@ -1,9 +1,14 @@
-"""The operator policy in docs/aws.md allows every AWS call the engine makes.
+"""The operator policy in docs/aws.md allows every AWS call the engine makes, on the resources it names.
 
-The engine's client factory reports the IAM action of each call (tests/support/aws_calls.py records
-them while the AWS engine's own tests run, on moto and Stubber). When this session has already run
-those tests, their record is used; otherwise they are run once more in a child pytest that writes its
-record to a file.
+The engine's client factory reports the IAM action and parameters of each call (tests/support/aws_calls.py
+records them while the AWS engine's own tests run, on moto and Stubber); support.operator_calls turns the
+parameters into the ARNs IAM authorizes the call on, and support.iam_eval decides. Besides the calls
+themselves, CloudFormation does two things with the caller's rights: a stack that has a role (service and
+version stacks, created by the pipeline with its deploy role) is updated or deleted only if the caller may
+pass that role to CloudFormation; a stack without one (the pipeline stack, which ``route gateway``
+updates) is changed by its handlers with the caller's own rights. When this session has already run the
+AWS tests, their record is used; otherwise they are run once more in a child pytest that writes its record
+to a file.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import botocore.session
 import pytest
 
 from meshpipe.engines.aws.clients import _IAM_ACTION_EXCEPTIONS, iam_action
-from support import iam
+from support import iam, iam_calls
 from support.aws_calls import LEDGER, LEDGER_FILE_VARIABLE, CallLedger
-from support.iam_lint import in_newer_catalogue
+from support.iam_eval import Request, decide
+from support.iam_lint import ACCOUNT, in_newer_catalogue
+from support.operator_calls import requests_for
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -40,16 +47,65 @@ def _aws_tests_already_ran(session: pytest.Session, this_module: Path) -> bool:
     return all(files.index(f) < first_here for f in AWS_TEST_FILES) and bool(LEDGER.actions)
 
 
+Recorded = tuple[dict[str, int], dict[str, list[dict[str, Any]]]]
+
+
 @pytest.fixture(scope="module")
-def recorded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+def ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     if _aws_tests_already_ran(request.session, Path(__file__).resolve()):
-        return dict(LEDGER.actions)
+        return dict(LEDGER.actions), dict(LEDGER.calls)
     out = tmp_path_factory.mktemp("ledger") / "actions.json"
     env = {**os.environ, LEDGER_FILE_VARIABLE: str(out)}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, AWS_TEST_FILES)],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return CallLedger.read(out)
+
+
+@pytest.fixture(scope="module")
+def recorded(ledger: Recorded) -> dict[str, int]:
+    return ledger[0]
+
+
+def stack_role_requests(calls: dict[str, list[dict[str, Any]]]) -> list[Request]:
+    """What CloudFormation checks of the caller besides the stack call itself (see the module's doc)."""
+    found = []
+    for action in ("cloudformation:UpdateStack", "cloudformation:DeleteStack"):
+        for params in calls.get(action, []):
+            stack = str(params.get("StackName", "")).rsplit("/", 1)[-1]
+            env, _, rest = stack.partition("-")
+            if env != iam.ENV or rest in ("env", "build-bucket") or not rest:
+                continue
+            if rest.endswith("-pipeline"):
+                if action == "cloudformation:UpdateStack":
+                    found += pipeline_update_requests()
+                continue
+            service = rest if len(rest.rsplit("-", 1)[-1]) != 8 else rest.rsplit("-", 1)[0]
+            role = f"arn:aws:iam::{ACCOUNT}:role/{env}-{service}-pipeline-DeployRole-ABCDEF123456"
+            found.append(Request("iam:PassRole", role, {"iam:PassedToService": "cloudformation.amazonaws.com"}))
+    return found
+
+
+def pipeline_update_requests() -> list[Request]:
+    """``route gateway`` changes the pipeline stack's gateway-route parameters: CloudFormation runs the
+    pipeline resource's update (and read) handler with the caller's rights."""
+    deployed = {d.name: d for d in iam_calls.deployed_templates()}
+    calls = iam_calls.handler_calls(deployed["service-connect/pipeline with gateway route"].deployment).calls
+    return [Request(c.action, c.resource, c.context) for c in calls
+            if "(AWS::CodePipeline::Pipeline) update" in c.origin or "(AWS::CodePipeline::Pipeline) read" in c.origin]
+
+
+def refused(statements: list[dict[str, Any]], calls: dict[str, list[dict[str, Any]]]) -> set[str]:
+    problems = set()
+    for action, params_list in calls.items():
+        for params in params_list:
+            resolved = requests_for(action, params)
+            if resolved.unresolved:
+                problems.add(f"unresolved: {action} {params}")
+            problems |= {f"{action} on {r.resource}" for r in resolved.requests if decide(statements, r) != "allowed"}
+    problems |= {f"{r.action} on {r.resource} {dict(r.context)}" for r in stack_role_requests(calls)
+                 if decide(statements, r) != "allowed"}
+    return problems
 
 
 def test_the_engine_was_recorded_at_work(recorded: dict[str, int]) -> None:
@@ -64,6 +120,30 @@ def test_every_recorded_action_is_an_iam_action(recorded: dict[str, int]) -> Non
 
 def test_the_operator_policy_allows_every_call_the_engine_makes(recorded: dict[str, int]) -> None:
     assert iam.missing_actions(operator_policy()["Statement"], recorded) == set()
+
+
+def test_each_call_names_its_resources(ledger: Recorded) -> None:
+    actions, calls = ledger
+    assert set(calls) == set(actions)
+    assert sum(len(p) for p in calls.values()) > len(calls)  # several resources per action were seen
+    assert [f"{a} {p}" for a, plist in calls.items() for p in plist if requests_for(a, p).unresolved] == []
+
+
+def test_the_operator_policy_allows_every_call_on_its_resources(ledger: Recorded) -> None:
+    assert sorted(refused(operator_policy()["Statement"], ledger[1])) == []
+
+
+def test_route_gateway_changes_the_pipeline_with_the_operators_rights(ledger: Recorded) -> None:
+    assert any(str(p.get("StackName", "")).endswith("-pipeline") for p in ledger[1]["cloudformation:UpdateStack"])
+    requests = pipeline_update_requests()
+    assert {"codepipeline:UpdatePipeline", "iam:PassRole"} <= {r.action for r in requests}
+
+
+def test_narrowing_one_resource_of_the_operator_policy_fails_the_check(ledger: Recorded) -> None:
+    statements = [dict(s) for s in operator_policy()["Statement"]]
+    [services] = [s for s in statements if s.get("Sid") == "Services"]
+    services["Resource"] = [r.replace("service/demo/*", "service/demo/hello-web") for r in services["Resource"]]
+    assert any("service/demo/hello-backend" in p for p in refused(statements, ledger[1]))
 
 
 def test_the_check_fails_when_the_policy_lacks_an_action(recorded: dict[str, int]) -> None:

@@ -446,8 +446,14 @@ def test_unscoped_resources_only_for_actions_that_cannot_be_scoped():
 
 
 def test_pass_role_is_limited_to_the_task_roles_and_the_deploy_role():
-    passes = {logical_id: s for _, logical_id, s in all_statements() if "iam:PassRole" in actions_of(s)}
+    passes = {logical_id: s for _, logical_id, s in all_statements() if "iam:PassRole" in actions_of(s)
+              and s.get("Sid") != "PassAutoscalingServiceLinkedRole"}
     assert set(passes) == {"DeployRole", "PipelineRole"}
+    # The version stack's scalable target names Application Auto Scaling's service-linked role, to
+    # Application Auto Scaling only.
+    [linked] = [s for _, logical_id, s in all_statements() if s.get("Sid") == "PassAutoscalingServiceLinkedRole"]
+    assert linked["Condition"] == {"StringEquals": {"iam:PassedToService": "application-autoscaling.amazonaws.com"}}
+    assert "/aws-service-role/ecs.application-autoscaling.amazonaws.com/" in json.dumps(resources_of(linked))
     # This service's own two task roles, created by its pipeline stack.
     assert resources_of(passes["DeployRole"]) == [
         {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
@@ -495,7 +501,7 @@ def test_buildspec_installs_from_the_bundle_and_runs_meshpipe_synth_without_node
     [install] = spec["phases"]["install"]["commands"]
     assert "--requirement requirements.txt" in install and "wheels/meshpipe-" in install
     assert any(c.startswith('STACK_NAME="$(meshpipe synth "$CODEBUILD_SRC_DIR_ConfigOutput/manifest.yaml" '
-                            '--commit "$CONFIG_COMMIT_ID" -o out)"') for c in spec["phases"]["build"]["commands"])
+                            '--commit "$CONFIG_COMMIT_ID" -o out --mesh appmesh)"') for c in spec["phases"]["build"]["commands"])
 
 
 def run_build_commands(tmp_path: Path, printed_stack: str) -> subprocess.CompletedProcess[str]:

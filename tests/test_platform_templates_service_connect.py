@@ -146,7 +146,8 @@ def test_service_stack_imports_only_what_the_environment_exports() -> None:
                 for o in template("demo", "env")["Outputs"].values() if "Export" in o}
     text = synthesize(cases.sample_version(SERVICE), MESH).json_text
     imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', text))
-    assert imported == {"demo:IngressListenerArn", "demo:EcsInfrastructureRoleArn"}
+    # The load balancer's full name: the rollback alarms' dimension while the service has a gateway route.
+    assert imported == {"demo:IngressListenerArn", "demo:EcsInfrastructureRoleArn", "demo:IngressLoadBalancerFullName"}
     assert imported <= exported
 
 
@@ -213,6 +214,7 @@ def test_deploy_role_can_create_everything_the_service_stack_holds_and_only_for_
         "AWS::ApplicationAutoScaling::ScalingPolicy": "application-autoscaling:PutScalingPolicy",
         "AWS::ElasticLoadBalancingV2::TargetGroup": "elasticloadbalancing:CreateTargetGroup",
         "AWS::ElasticLoadBalancingV2::ListenerRule": "elasticloadbalancing:CreateRule",
+        "AWS::CloudWatch::Alarm": "cloudwatch:PutMetricAlarm",
     }
     held = {r["Type"] for r in synthesize(cases.sample_version(SERVICE), MESH).template["Resources"].values()}
     assert held == set(creates)

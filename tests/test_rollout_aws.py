@@ -78,21 +78,25 @@ def test_the_alarms_watch_the_service_connect_metrics_of_the_service() -> None:
     errors = resources[rd.ERRORS_ALARM]["Properties"]
     assert errors["Threshold"] == 0.5 and errors["ComparisonOperator"] == "GreaterThanThreshold"
     assert (errors["EvaluationPeriods"], errors["DatapointsToAlarm"]) == (2, 2)
-    stats = {q["Id"]: q["MetricStat"] for q in errors["Metrics"] if "MetricStat" in q}
+    # Without a gateway route (the If's else branch): Service Connect's view of the service's callers.
+    condition, _, service_connect = errors["Metrics"]["Fn::If"]
+    assert condition == "HasIngress"
+    stats = {q["Id"]: q["MetricStat"] for q in service_connect if "MetricStat" in q}
     assert {s["Metric"]["MetricName"] for s in stats.values()} == {
         "HTTPCode_Target_2XX_Count", "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count",
         "HTTPCode_Target_5XX_Count"}
     assert all(s["Metric"]["Namespace"] == "AWS/ECS" and s["Stat"] == "Sum" and s["Period"] == 60
-               and s["Metric"]["Dimensions"] == [{"Name": "TargetDiscoveryName", "Value": "orders-api"}]
+               and s["Metric"]["Dimensions"] == [{"Name": "TargetDiscoveryName", "Value": "demo_orders-api"}]
                for s in stats.values())
-    [expression] = [q for q in errors["Metrics"] if "Expression" in q]
+    [expression] = [q for q in service_connect if "Expression" in q]
     assert expression["ReturnData"] and "100 * FILL(errors, 0)" in expression["Expression"]
     latency = resources[rd.LATENCY_ALARM]["Properties"]
-    assert (latency["MetricName"], latency["Threshold"], latency["Unit"]) == ("TargetResponseTime", 800.0,
-                                                                              "Milliseconds")
+    assert latency["Threshold"] == 800.0
+    [ms] = [q for q in latency["Metrics"]["Fn::If"][2] if "Expression" in q]
+    assert ms["ReturnData"]
     # The discovery name the alarms use is the one the service publishes under.
     sc = resources["Service"]["Properties"]["ServiceConnectConfiguration"]["Services"][0]
-    assert sc["DiscoveryName"] == "orders-api"
+    assert sc["DiscoveryName"] == "demo_orders-api"
 
 
 def test_what_the_plan_writes_is_what_cloudformation_accepts() -> None:
@@ -108,11 +112,12 @@ def test_what_the_plan_writes_is_what_cloudformation_accepts() -> None:
     assert service["LinearConfiguration"]["properties"]["StepPercent"]["minimum"] == rd.ECS_MIN_LINEAR_STEP
 
 
-def test_without_a_plan_the_platforms_traffic_shift_is_unchanged() -> None:
-    config = synthesize(cases.version_from_text(BASE), "service-connect").template["Resources"]["Service"]
-    assert config["Properties"]["DeploymentConfiguration"]["Strategy"] == "CANARY"
-    assert "Alarms" not in config["Properties"]["DeploymentConfiguration"]
-    assert rd.ERRORS_ALARM not in synthesize(cases.version_from_text(BASE), "service-connect").template["Resources"]
+def test_without_a_plan_the_platforms_traffic_shift_is_judged_by_the_default_analysis() -> None:
+    tpl = synthesize(cases.version_from_text(BASE), "service-connect").template
+    config = tpl["Resources"]["Service"]["Properties"]["DeploymentConfiguration"]
+    assert config["Strategy"] == "CANARY"
+    assert config["Alarms"] == {"AlarmNames": [{"Ref": rd.ERRORS_ALARM}], "Enable": True, "Rollback": True}
+    assert tpl["Resources"][rd.ERRORS_ALARM]["Properties"]["Threshold"] == 1.0
 
 
 @pytest.mark.parametrize(("rollout", "words"), [
@@ -189,8 +194,10 @@ def test_the_service_stacks_deploy_role_may_manage_exactly_the_rollout_alarms() 
 
     role = render_service_connect_pipeline("demo")["Resources"]["DeployRole"]["Properties"]
     [statement] = [s for s in role["Policies"][0]["PolicyDocument"]["Statement"] if s.get("Sid") == "RolloutAlarms"]
+    # The alarm's handler tags it, and reads and removes tags on update.
     assert sorted(statement["Action"]) == ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
-                                           "cloudwatch:PutMetricAlarm"]
+                                           "cloudwatch:ListTagsForResource", "cloudwatch:PutMetricAlarm",
+                                           "cloudwatch:TagResource", "cloudwatch:UntagResource"]
     pattern = statement["Resource"]["Fn::Sub"]
     names = [rd.alarm_name("demo", "orders-api", kind) for kind in ("errors", "latency")]
     resources = template(PLANS["canary"])["Resources"]

@@ -95,7 +95,7 @@ def test_the_route_spec_is_the_seeds_canary_json() -> None:
         "httpRoute": {
             "action": {"weightedTargets": [{"virtualNode": "vn-hello-backend-e9d5f17a", "weight": 90},
                                            {"virtualNode": "vn-hello-backend-0badc0de", "weight": 10}]},
-            "match": {"method": "GET", "prefix": "/"},
+            "match": {"prefix": "/"},
         },
         "priority": 1,
     }

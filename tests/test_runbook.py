@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -304,3 +305,94 @@ def test_the_runbooks_links_reach_real_files_and_headings() -> None:
         if anchor:
             headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.M)
             assert anchor in {_slug(h) for h in headings}, f"{path.name} has no heading #{anchor}"
+
+
+# ---- every `aws` command is allowed by the documented policies, on the resources it names ----------------------
+
+# The runbook's shell variables, as the commands before them set them (example values of the same shape).
+RUNBOOK_VARIABLES = {
+    "$CONNECTION_ARN": "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+    "$LISTENER_ARN": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/demo-Ingre-ABCDEF123456/"
+                     "0123456789abcdef/0fedcba987654321",
+    "$NAMESPACE_ID": "ns-ABCDEF123456",
+    # `aws sts get-caller-identity --query Arn`: the identity following the runbook.
+    "SUBSTITUTED": "arn:aws:iam::123456789012:user/platform-admin",
+}
+# What a customization of the AWS CLI calls: (service, command) -> (IAM action, the option naming its
+# resource, the parameter that option fills).
+AWS_CUSTOM_ACTIONS = {("logs", "tail"): ("logs:FilterLogEvents", None, "logGroupName")}
+# Commands that need no permission at all: (service, command) -> why.
+NEEDS_NO_PERMISSION = {("sts", "get-caller-identity"): "STS answers it for every identity",
+                       ("configure", "get"): "reads the local configuration only"}
+
+
+def _arguments(words: tuple[str, ...]) -> tuple[list[str], dict[str, list[str]]]:
+    """Positional words and ``--option value...`` pairs, variables replaced by their example values."""
+    positional: list[str] = []
+    options: dict[str, list[str]] = {}
+    current: str | None = None
+    for word in words[3:]:
+        if word.startswith("--"):
+            current, _, value = word.partition("=")
+            options[current] = [value] if value else []
+            continue
+        for name, example in RUNBOOK_VARIABLES.items():
+            word = word.replace(name, example)
+        (options[current] if current else positional).append(word)
+    return positional, options
+
+
+def aws_requests(command: Command) -> list[Any]:
+    from meshpipe.engines.aws.clients import iam_action
+    from support.iam_eval import Request
+    from support.operator_calls import requests_for
+
+    service_cli, cli_command = command.words[1], command.words[2]
+    if (service_cli, cli_command) in NEEDS_NO_PERMISSION:
+        return []
+    positional, options = _arguments(command.words)
+    if (service_cli, cli_command) in AWS_CUSTOM_ACTIONS:
+        action, _, param = AWS_CUSTOM_ACTIONS[(service_cli, cli_command)]
+        return requests_for(action, {param: positional[0]}).requests
+    service = AWS_CLI_SERVICES.get(service_cli, service_cli)
+    model = BOTOCORE.get_service_model(service)
+    operation = model.operation_model({xform_name(n, "-"): n for n in model.operation_names}[cli_command])
+    members = operation.input_shape.members if operation.input_shape is not None else {}
+    by_option = {f"--{xform_name(name, '-')}": name for name in members}
+    params = {by_option[o]: (v if len(v) > 1 else v[0]) for o, v in options.items() if o in by_option and v}
+    action = iam_action(operation)
+    resolved = requests_for(action, params)
+    assert not resolved.unresolved, f"{command}: {action} names no resource IAM knows of"
+    if action == "iam:SimulatePrincipalPolicy":  # on the principal it reads
+        return [Request(action, str(params["PolicySourceArn"]))]
+    return resolved.requests
+
+
+def _runbook_identity() -> list[dict[str, Any]]:
+    """The runbook's identity: the deployer and the operator policy of aws.md together."""
+    from support import iam
+
+    text = (RUNBOOK.parent / "aws.md").read_text()
+    return [s for marker in ("deployer", "operator")
+            for s in iam.json_blocks(text, f"<!-- policy: {marker} -->")[0]["Statement"]]
+
+
+@pytest.mark.parametrize("command", AWS, ids=str)
+def test_aws_command_is_allowed_by_the_documented_policies(command: Command) -> None:
+    from support.iam_eval import decide
+
+    statements = _runbook_identity()
+    refused = [f"{r.action} on {r.resource}" for r in aws_requests(command) if decide(statements, r) != "allowed"]
+    assert refused == []
+
+
+def test_the_runbook_check_sees_resources() -> None:
+    from support.iam_eval import decide
+
+    [get_connection] = [c for c in AWS if c.words[1:3] == ("codeconnections", "get-connection")]
+    [request] = aws_requests(get_connection)
+    assert request.resource == RUNBOOK_VARIABLES["$CONNECTION_ARN"]
+    # A policy naming another connection does not allow it.
+    other = {"Effect": "Allow", "Action": "codeconnections:GetConnection",
+             "Resource": "arn:aws:codeconnections:*:*:connection/other"}
+    assert decide([other], request) != "allowed"

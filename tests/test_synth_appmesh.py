@@ -39,12 +39,12 @@ def test_stack_holds_the_seed_resources_under_readable_ids() -> None:
 
 def test_virtual_node_is_named_after_the_version_and_listens_on_the_app_port() -> None:
     text = cases.EVERY_EXTENSION_MANIFEST
-    version = cases.version_from_text(text, service="orders", commit="0badc0de" + "0" * 32)
+    version = cases.version_from_text(text, service="orders-api", commit="0badc0de" + "0" * 32)
     node = props(synth_appmesh(version), "VirtualNode")
     assert node["MeshName"] == "demo"
-    assert node["VirtualNodeName"] == "vn-orders-0badc0de"
+    assert node["VirtualNodeName"] == "vn-orders-api-0badc0de"
     assert node["Spec"]["Listeners"] == [{"PortMapping": {"Port": 8080, "Protocol": "http"}}]
-    assert node["Spec"]["ServiceDiscovery"] == {"DNS": {"Hostname": "orders-0badc0de.demo.local"}}
+    assert node["Spec"]["ServiceDiscovery"] == {"DNS": {"Hostname": "orders-api-0badc0de.demo.local"}}
     assert node["Spec"]["Logging"] == {"AccessLog": {"File": {"Path": "/dev/stdout"}}}
     assert "Backends" not in node["Spec"]  # an empty list is left out, as for hello-backend
 

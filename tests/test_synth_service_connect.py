@@ -33,6 +33,8 @@ def test_no_app_mesh_no_envoy_no_own_cloud_map_service() -> None:
         "IngressTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
         "IngressAlternateTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
         "IngressRule": "AWS::ElasticLoadBalancingV2::ListenerRule",
+        # Every deployment is judged (see tests/test_rollout_alarms.py).
+        "RolloutErrorsAlarm": "AWS::CloudWatch::Alarm",
     }
     conditional = {k for k, v in tpl["Resources"].items() if "Condition" in v}
     assert conditional == {"IngressTargetGroup", "IngressAlternateTargetGroup", "IngressRule"}
@@ -57,7 +59,7 @@ def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None
         "namespace_name": "prod.internal",
         "namespace_arn": "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001",
     })
-    version = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST, service="orders", settings=settings)
+    version = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST, service="orders-api", settings=settings)
     tpl = synth_service_connect(version)
     app = props(tpl, "TaskDefinition")["ContainerDefinitions"][0]
     assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp", "Name": "http", "AppProtocol": "http"}]
@@ -65,11 +67,11 @@ def test_app_port_is_published_under_the_service_name_in_the_namespace() -> None
     assert sc["Enabled"] is True
     assert sc["Namespace"] == "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-0000000000000001"
     assert sc["Services"] == [{
-        "ClientAliases": [{"DnsName": "orders.prod.internal", "Port": 8080}],
-        "DiscoveryName": "orders",
+        "ClientAliases": [{"DnsName": "orders-api.prod.internal", "Port": 8080}],
+        "DiscoveryName": "demo_orders-api",
         "PortName": "http",
     }]
-    assert tpl["Outputs"]["DnsName"]["Value"] == "orders.prod.internal"
+    assert tpl["Outputs"]["DnsName"]["Value"] == "orders-api.prod.internal"
 
 
 def test_proxy_access_log_goes_to_the_environment_log_group() -> None:
@@ -80,6 +82,10 @@ def test_proxy_access_log_goes_to_the_environment_log_group() -> None:
         "awslogs-region": "us-east-1"}}
 
 
+# The rollback alarm every deployment carries, plan or not.
+JUDGED = {"AlarmNames": [{"Ref": "RolloutErrorsAlarm"}], "Enable": True, "Rollback": True}
+
+
 def test_default_strategy_is_the_seeds_ten_percent_canary() -> None:
     service = props(web(), "Service")
     assert service["DeploymentController"] == {"Type": "ECS"}
@@ -87,6 +93,7 @@ def test_default_strategy_is_the_seeds_ten_percent_canary() -> None:
         "BakeTimeInMinutes": 15,
         "CanaryConfiguration": {"CanaryBakeTimeInMinutes": 10, "CanaryPercent": 10},
         "Strategy": "CANARY",
+        "Alarms": JUDGED,
     }
 
 
@@ -101,7 +108,7 @@ def test_default_strategy_is_the_seeds_ten_percent_canary() -> None:
     ({"strategy": "ROLLING"}, {"MaximumPercent": 200, "MinimumHealthyPercent": 50, "Strategy": "ROLLING"}),
 ])
 def test_deployment_strategy_follows_the_policy(shift: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert props(web(traffic_shift=shift), "Service")["DeploymentConfiguration"] == expected
+    assert props(web(traffic_shift=shift), "Service")["DeploymentConfiguration"] == {**expected, "Alarms": JUDGED}
 
 
 def test_rolling_uses_the_policy_deployment_percents() -> None:
@@ -133,7 +140,9 @@ def test_shared_pieces_match_the_app_mesh_flavour() -> None:
 
     version = cases.sample_version("hello-web", settings=cases.platform(autoscaling={"min_tasks": 4, "max_tasks": 8}))
     mesh, sc = synth_appmesh(version), synth_service_connect(version)
-    assert props(sc, "ScalableTarget") == props(mesh, "ScalableTarget")
+    # The same target, except that only the App Mesh one names (and so passes) the service-linked role,
+    # as the original sample's does; Application Auto Scaling uses that role for ECS either way.
+    assert props(sc, "ScalableTarget") == {k: v for k, v in props(mesh, "ScalableTarget").items() if k != "RoleARN"}
     mesh_app = {k: v for k, v in props(mesh, "TaskDefinition")["ContainerDefinitions"][0].items() if k != "DependsOn"}
     sc_app = dict(props(sc, "TaskDefinition")["ContainerDefinitions"][0])
     sc_app["PortMappings"] = [{"ContainerPort": 80, "Protocol": "tcp"}]

@@ -35,6 +35,7 @@ CODES: dict[str, str] = {
     "M016": "AppContainer.Command is not a usable list of arguments",
     "M017": "AppContainer.Environment has a reserved or invalid name or value",
     "M018": "VirtualNode.Backends has an invalid or repeated name",
+    "M019": "Task.Family is not the name of the service the manifest is deployed as",
     "M020": "the manifest breaks the platform policy max_cpu",
     "M021": "the manifest breaks the platform policy max_memory",
     "M022": "the manifest's port is reserved by the platform policy",

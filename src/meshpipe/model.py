@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from meshpipe import naming
 from meshpipe.delivery.policy import RolloutPlan, resolve_plan
-from meshpipe.manifest import LoadedManifest, ServiceManifest, enforce_policy
+from meshpipe.manifest import LoadedManifest, ServiceManifest, check_family, enforce_policy
 from meshpipe.naming import COMMIT_RE as COMMIT_RE
 from meshpipe.naming import check_commit as check_commit
 from meshpipe.naming import check_service_name as check_service_name
@@ -122,6 +122,7 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
     check_commit(commit)
     # The manifest may have been validated against another (or no) platform: its policy decides here.
     enforce_policy(loaded, platform.policy)
+    check_family(loaded, service)
     policy = platform.policy
     ver = version_id(commit)
     base = f"{service}-{ver}"

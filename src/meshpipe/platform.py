@@ -187,6 +187,9 @@ class RolloutAnalysisDefaults(BaseModel):
     max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
     min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
     failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+    # Seconds a step may stay inconclusive before on_inconclusive decides; None: it holds.
+    inconclusive_deadline: Annotated[StrictInt, Field(ge=1, le=604_800)] | None = None
+    on_inconclusive: Literal["rollback", "promote"] = "rollback"
 
 
 class PreviewHeaderSetting(BaseModel):
@@ -218,6 +221,9 @@ class RolloutDefaults(BaseModel):
     steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
     step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
     interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    # Seconds after a promotion before the versions left without weight are scaled to zero (Argo Rollouts'
+    # scaleDownDelaySeconds); a rolled-back or halted candidate goes at once.
+    scale_down_delay: Annotated[StrictInt, Field(ge=0, le=86_400)] = 30
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
     preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
     webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()

@@ -90,11 +90,12 @@ class Processes:
         return popen, int(line.rsplit(":", 1)[1])
 
     def proxy(self, mode: str, timeout: float = 15.0, stdout: int | None = subprocess.DEVNULL,
-              **kwargs: Any) -> ProxyProcess:
+              launcher: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs: Any) -> ProxyProcess:
         """Start a proxy on free ports (tried again if one was taken meanwhile) and wait until LIVE.
 
         Ports not given are picked here: ``admin_port``, and ``listen_port`` or ``ingress_port`` and
-        ``egress_port``."""
+        ``egress_port``. ``launcher`` replaces ``python -m meshpipe.engines.local.dataplane`` (e.g. a
+        script running the proxy with a broken parser); ``env`` is added to its environment."""
         for _ in range(5):
             ports = {"admin_port": kwargs.get("admin_port") or free_port()}
             if mode == "gateway":
@@ -103,7 +104,9 @@ class Processes:
                 ports["ingress_port"] = kwargs.get("ingress_port") or free_port()
                 ports["egress_port"] = kwargs.get("egress_port") or free_port()
             argv = proxy_command(mode, **{**kwargs, **ports})
-            popen = self.spawn(argv, stdout=stdout)
+            if launcher:
+                argv = [*launcher, *argv[3:]]
+            popen = self.spawn(argv, env=env, stdout=stdout)
             try:
                 wait_live(ports["admin_port"], timeout, process=popen)
             except OperationError:

@@ -154,6 +154,7 @@ class EmittedTemplate:
     mesh: str
     template: dict[str, Any]
     deployed_by: str  # "operator" or "DeployRole"
+    service: str = ""  # the service a pipeline or service stack is for
 
 
 @functools.cache
@@ -172,9 +173,46 @@ def platform_variants(mesh: str) -> dict[str, dict[str, Any]]:
     return {"env with certificate": tls[env_file], "pipeline from github": github[pipeline_file]}
 
 
+# Rollout plans and platform strategies a Service Connect service stack can be synthesized with.
+ROLLOUT_PLANS = {
+    "canary rollout": "Rollout:\n  Steps: [5, 25, 50, 100]\n  Interval: 90\n  Analysis: {MinSuccessRate: 99.5, MaxP99Ms: 800}\n",
+    "linear rollout": "Rollout:\n  Strategy: linear\n  StepPercent: 25\n  Interval: 60\n",
+    "blue-green rollout": "Rollout:\n  Strategy: blue-green\n  Interval: 300\n",
+}
+SHIFTS = ("LINEAR", "BLUE_GREEN", "ROLLING")
+
+
+def build_settings(service: str, **policy_updates: Any) -> Any:
+    """The platform settings the service's Build stage hands ``meshpipe synth``: the demo platform with the
+    pipeline stack's own task roles (as CloudFormation names them: ``<stack>-<logical id>-<suffix>``)."""
+    base = cases.platform(**policy_updates)
+    roles = {f"task{kind}_role_arn": f"arn:aws:iam::123456789012:role/{ENV}-{service}-pipeline-Task{name}Role-ABCDEF123456"
+             for kind, name in (("_exec", "Execution"), ("", ""))}
+    # The environment stack's namespace, as its exports name it (support.iam_lint's example ids).
+    namespace = {"namespace_id": "ns-ABCDEF123456",
+                 "namespace_arn": "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-ABCDEF123456"}
+    return base.model_copy(update={**roles, **namespace})
+
+
+def _service_stack_variants() -> dict[str, dict[str, Any]]:
+    """hello-web's service stack with each rollout plan, and under each platform traffic shift."""
+    text = cases.SAMPLES["hello-web"].read_text()
+    found = {}
+    for name, plan in ROLLOUT_PLANS.items():
+        version = cases.version_from_text(text + plan, service="hello-web", settings=build_settings("hello-web"))
+        found[name] = synthesize(version, SERVICE_CONNECT).template
+    for shift in SHIFTS:
+        settings = build_settings("hello-web", traffic_shift={**cases.platform().policy.traffic_shift.model_dump(),
+                                                              "strategy": shift})
+        found[f"{shift} shift"] = synthesize(cases.sample_version("hello-web", settings=settings),
+                                             SERVICE_CONNECT).template
+    return found
+
+
 def emitted_templates() -> list[EmittedTemplate]:
-    """Every template meshpipe emits in either flavour: the three platform templates, and each sample
-    manifest's version stack (App Mesh) or service stack (Service Connect)."""
+    """Every template meshpipe emits in either flavour: the three platform templates and their variants
+    (HTTPS ingress, GitHub source), each sample manifest's version stack (App Mesh) or service stack
+    (Service Connect), and hello-web's service stack with each rollout plan and platform traffic shift."""
     found = []
     for mesh in MESH_FLAVOURS:
         for kind, tpl in platform(mesh).items():
@@ -182,9 +220,12 @@ def emitted_templates() -> list[EmittedTemplate]:
         for kind, tpl in platform_variants(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for service in cases.SAMPLES:
-            result = synthesize(cases.sample_version(service), mesh)
+            result = synthesize(cases.sample_version(service, settings=build_settings(service)), mesh)
             kind = "service stack" if mesh == SERVICE_CONNECT else "version stack"
-            found.append(EmittedTemplate(f"{mesh}/{kind} {service}", mesh, result.template, "DeployRole"))
+            found.append(EmittedTemplate(f"{mesh}/{kind} {service}", mesh, result.template, "DeployRole", service))
+    for variant, tpl in _service_stack_variants().items():
+        found.append(EmittedTemplate(f"{SERVICE_CONNECT}/service stack hello-web, {variant}", SERVICE_CONNECT, tpl,
+                                     "DeployRole", "hello-web"))
     return found
 
 

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None, app: Any = None) -> int:
         # Typer's standalone mode handles usage errors itself (message + exit 2) and ends in SystemExit.
         app(args=args, prog_name="meshpipe")
     except MeshpipeError as exc:
-        print_error(exc)
+        from meshpipe.cli.readouts import given_env
+
+        print_error(exc, given_env(args))
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")

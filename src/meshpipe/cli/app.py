@@ -13,12 +13,19 @@ from meshpipe.cli.output import Format
 from meshpipe.cli.platform_cmds import platform_app
 from meshpipe.cli.rollout_cmds import rollout_app
 
+# Documented in README.md (Exit status) as well; tests/test_cli.py keeps the two in step.
+EXIT_STATUS = ("Exit status: 0 success; 1 the operation failed (a failed pipeline run, a rolled-back or halted "
+               "rollout, an engine error); 2 bad input: a usage error, a file's problems, something that does "
+               "not exist, or a request the current state refuses (a conflict); 70 a bug in meshpipe (the "
+               "traceback is saved to a file); 130 interrupted.")
+
 app = typer.Typer(
     name="meshpipe",
     help="One small manifest.yaml per service → meshed, immutable versions on Amazon ECS or on this machine.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_STATUS,
 )
 
 
@@ -44,6 +51,7 @@ app.add_typer(platform_app, name="platform")
 app.add_typer(ops_cmds.env_app, name="env")
 app.add_typer(ops_cmds.pipeline_app, name="pipeline")
 app.add_typer(ops_cmds.route_app, name="route")
+app.command()(ops_cmds.services)
 app.command()(ops_cmds.versions)
 app.command()(ops_cmds.stats)
 app.command()(ops_cmds.events)

@@ -57,7 +57,7 @@ def synth(
     commit: Annotated[str | None, typer.Option("--commit", help="Config commit id (default: $CONFIG_COMMIT_ID).")] = None,
     service: Annotated[str | None, typer.Option("--service", help="Service name (default: $SERVICE_NAME, else Task.Family).")] = None,
     platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the platform's environment variables, see docs/platform.md).")] = None,
-    mesh: Annotated[str, typer.Option("--mesh", help="appmesh or service-connect.")] = "appmesh",
+    mesh: Annotated[str, typer.Option("--mesh", help="service-connect (the default: live) or appmesh (the original system, shut down on 2026-09-30).")] = "service-connect",
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
     policy: Annotated[Path | None, typer.Option("--policy", help="Platform file whose policy: section applies, with the settings from the environment variables (default: $MESHPIPE_POLICY, else the default policy).")] = None,
     diff: Annotated[str | None, typer.Option("--diff", metavar="STACK_OR_FILE", help="Print what the new template changes, resource by resource, against a template file (or, with --engine aws, a deployed stack's template), and write nothing.")] = None,

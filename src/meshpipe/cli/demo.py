@@ -461,7 +461,7 @@ def _cleanup(engine: LocalEngine, walk: Walkthrough | None, console: Console) ->
     if walk is not None:
         walk.close()
         walk.title("Clean up")
-        walk.command(f"meshpipe env delete {ENV}")
+        walk.command(f"meshpipe env delete {ENV} --yes")
     try:
         engine.env_delete(ENV)
     except NotFoundError:

@@ -251,7 +251,7 @@ def run_rollout_demo(*, home: Path | None = None, keep: bool = False, console: C
             console.print(f"[yellow]The environment {ENV} is kept; delete it with 'meshpipe env delete {ENV}'.[/yellow]")
         else:
             walk.title("Clean up")
-            walk.command(f"meshpipe env delete {ENV}")
+            walk.command(f"meshpipe env delete {ENV} --yes")
             try:
                 engine.env_delete(ENV)
             except MeshpipeError as exc:

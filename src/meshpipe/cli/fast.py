@@ -19,8 +19,10 @@ from typing import Any
 
 # command words -> (positional argument name, takes --env)
 READS: dict[tuple[str, ...], bool] = {
-    ("versions",): True, ("route", "show"): True, ("env", "status"): False, ("stats",): True,
+    ("versions",): True, ("route", "show"): True, ("env", "status"): True, ("stats",): True,
 }
+# Commands whose one argument may be left out (env status: --env, $MESHPIPE_ENV or demo name it instead).
+OPTIONAL_ARGUMENT = (("env", "status"),)
 OPTIONS = ("--env", "--engine", "--format")
 
 
@@ -45,6 +47,11 @@ def parse(argv: Sequence[str]) -> tuple[tuple[str, ...], str, dict[str, str]] | 
             options[name] = value
         else:
             positional.append(arg)
+    if words in OPTIONAL_ARGUMENT:
+        if positional and "--env" in options and positional != [options["--env"]]:
+            return None  # two different names: the full command line says so
+        if not positional:
+            positional.append("")
     if len(positional) != 1 or options.get("--format", "text") not in ("text", "json"):
         return None
     return words, positional[0], options
@@ -80,6 +87,9 @@ def parse_synth(argv: Sequence[str]) -> tuple[str, dict[str, str]] | None:
 
 def synth(manifest: str, options: dict[str, str]) -> int:
     """``meshpipe synth``, as ``core_cmds.synth`` does it."""
+    # pydantic looks for plugins in the entry points of every installed distribution when it builds its
+    # first model; meshpipe uses none, and the scan is a tenth of a synth. A user's own setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from pathlib import Path
 
     from meshpipe.cli import readouts
@@ -91,7 +101,7 @@ def synth(manifest: str, options: dict[str, str]) -> int:
         platform = options.get("platform")
         settings = load_platform(Path(platform) if platform is not None else None)
         result = synth_manifest(Path(manifest), commit=options.get("commit"), platform=settings,
-                                service=options.get("service"), mesh=options.get("mesh", "appmesh"))
+                                service=options.get("service"), mesh=options.get("mesh", "service-connect"))
         path = write_template(result, Path(options.get("output_dir", ".")))
     except MeshpipeError as exc:
         err = readouts.Text(sys.stderr)
@@ -124,6 +134,8 @@ def run(argv: Sequence[str]) -> int | None:
     if options.get("--engine", os.environ.get("MESHPIPE_ENGINE") or "local") != "local":
         return None
     env = options.get("--env", os.environ.get("MESHPIPE_ENV") or "demo")
+    if words == ("env", "status"):
+        arg = arg or env
     as_json = options.get("--format") == "json"
 
     from meshpipe.cli import readouts
@@ -145,7 +157,7 @@ def run(argv: Sequence[str]) -> int | None:
         return None  # the full command line starts the daemon, saying so
     except MeshpipeError as exc:
         err = readouts.Text(sys.stderr)
-        readouts.error_text(exc.message, exc.hint, err)
+        readouts.error_text(exc.message, readouts.with_env(exc.hint, options.get("--env")) if exc.hint else None, err)
         err.write()
         return exc.exit_code
     if as_json:

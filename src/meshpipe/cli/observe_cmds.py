@@ -21,11 +21,12 @@ class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
     svg = "svg"
+    json = "json"
 
 
 def graph(env: EnvOpt = "demo", engine: EngineOpt = "local",
-          fmt: Annotated[GraphFormat, typer.Option("--format", help="mermaid (renders on GitHub), dot (Graphviz) "
-                                                   "or svg.")] = GraphFormat.mermaid,
+          fmt: Annotated[GraphFormat, typer.Option("--format", help="mermaid (renders on GitHub), dot (Graphviz), "
+                                                   "svg, or json (the topology as data).")] = GraphFormat.mermaid,
           rates: Annotated[float, typer.Option(help="local: measure each version's request and error rates "
                                                "over this many seconds first (0: weights only).")] = 0.0,
           output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")] = None) -> None:
@@ -40,7 +41,14 @@ def graph(env: EnvOpt = "demo", engine: EngineOpt = "local",
         if not isinstance(eng, TopologySource):
             raise lacking(eng, "graph")
         topology = eng.topology(env, rates)
-    text = render(topology, fmt.value)
+    if fmt is GraphFormat.json:
+        import json
+
+        from meshpipe.cli.output import to_jsonable
+
+        text = json.dumps(to_jsonable(topology), indent=2) + "\n"
+    else:
+        text = render(topology, fmt.value)
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -89,7 +97,9 @@ def _print_line(line: LogLine, fmt: Format) -> None:
 
 def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",
             scrape_config: Annotated[bool, typer.Option("--scrape-config", help="Print a Prometheus scrape job "
-                                                        "for the environment instead.")] = False) -> None:
+                                                        "for the environment instead.")] = False,
+            fmt: Annotated[Format, typer.Option("--format", help="text: Prometheus' text format; json: one "
+                                                "object per sample (name, labels, value).")] = Format.text) -> None:
     """The environment's metrics in Prometheus' text format (Envoy's names, plus meshpipe_* figures)."""
     from meshpipe.engines.base import MetricsSource
 
@@ -97,9 +107,23 @@ def metrics(env: EnvOpt = "demo", engine: EngineOpt = "local",
         if not isinstance(eng, MetricsSource):
             raise lacking(eng, "metrics (see its CloudWatch dashboard: meshpipe dashboard)")
         if not scrape_config:
-            typer.echo(eng.metrics(env), nl=False)
+            page = eng.metrics(env)
+            if fmt is Format.json:
+                from prometheus_client.parser import text_string_to_metric_families
+
+                from meshpipe.cli.output import print_json
+
+                print_json([{"name": sample.name, "labels": dict(sample.labels), "value": sample.value}
+                            for family in text_string_to_metric_families(page) for sample in family.samples])
+                return
+            typer.echo(page, nl=False)
             return
         target = eng.metrics_target(env)
+    if fmt is Format.json:
+        from meshpipe.cli.output import print_json
+
+        print_json(target)
+        return
     typer.echo(f"""- job_name: meshpipe-{target['environment']}
   metrics_path: {target['metrics_path']}
   authorization:

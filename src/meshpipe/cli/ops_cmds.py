@@ -89,6 +89,52 @@ def lacking(engine: Engine, what: str = "this command", hint: str | None = None)
 
 # --- env -------------------------------------------------------------------------------------------------
 
+EnvNameArg = Annotated[str | None, typer.Argument(help="Environment name; or --env NAME, or $MESHPIPE_ENV.",
+                                                  show_default=False)]
+EnvNameOpt = Annotated[str | None, typer.Option("--env", help="Environment name (the same as the argument).",
+                                                show_default=False)]
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: needed when there is no terminal to ask on "
+                                                          "(scripts, CI).")]
+
+
+def confirm(goes: list[str], command: str, yes: bool) -> None:
+    """Show what a destructive command removes; go on with ``--yes``, or after a 'y' typed on a terminal.
+
+    With no terminal on stdin there is nobody to ask, and a script that did not say --yes may not mean it:
+    refused (exit 2), nothing deleted."""
+    import sys
+
+    from meshpipe.errors import UserError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{command} deletes: " + " ".join(line.strip() for line in goes),
+                        hint=f"there is no terminal to ask on: run 'meshpipe {command} --yes' to delete it")
+    for line in goes:
+        out.print(escape(line))
+    if not typer.confirm("Delete?", default=False):
+        out.print("nothing deleted")
+        raise typer.Exit(1)
+
+
+def env_name(positional: str | None, option: str | None, default: str | None = "demo") -> str:
+    """The environment an ``env`` command is about: its argument or ``--env`` (the same name when both are
+    given), else $MESHPIPE_ENV, else ``default`` (None: one must be named)."""
+    import os
+
+    from meshpipe.errors import UserError
+
+    if positional and option and positional != option:
+        raise UserError(f"two environments named: {positional!r} and --env {option!r}", hint="name one")
+    name = positional or option or os.environ.get("MESHPIPE_ENV") or default
+    if not name:
+        raise UserError("no environment named", hint="name it: meshpipe env delete NAME (or --env NAME)")
+    return name
+
+
 def _print_env(info: Any) -> None:
     text = readouts.Text()
     readouts.env_text(info, text)
@@ -96,14 +142,14 @@ def _print_env(info: Any) -> None:
 
 
 @env_app.command("create")
-def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. demo.")], engine: EngineOpt = "local",
+def env_create(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOpt = "local",
                mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
                runtime: Annotated[str | None, typer.Option("--runtime", help="local: what runs a task: process (the default, $MESHPIPE_LOCAL_RUNTIME) or docker (the manifest's image as a container, intercepted by its sidecar as on ECS).")] = None,
                pull: Annotated[str | None, typer.Option("--pull", help="local, docker runtime: when to pull an image: missing (the default), always or never.")] = None,
                fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
-    """Create an environment and print its ingress endpoint."""
+    """Create an environment (default demo) and print its ingress endpoint."""
     from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.platform_policy import load_policy_file
@@ -114,6 +160,7 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
         raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
+    name = env_name(name, env)
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
     if runtime is not None and runtime not in ("process", "docker"):
@@ -146,9 +193,10 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name, e.g. 
 
 
 @env_app.command("status")
-def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local",
+def env_status(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOpt = "local",
                fmt: FormatOpt = Format.text) -> None:
-    """Show an environment: status, ingress endpoint, services."""
+    """Show an environment (default demo): status, ingress endpoint, services."""
+    name = env_name(name, env)
     with engine_for(engine) as eng:
         info = eng.env_status(name)
     if info.missing:  # every engine answers a missing environment the same way: exit 2
@@ -160,14 +208,53 @@ def env_status(name: Annotated[str, typer.Argument(help="Environment name.")], e
 
 
 @env_app.command("delete")
-def env_delete(name: Annotated[str, typer.Argument(help="Environment name.")], engine: EngineOpt = "local",
-               dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
-    """Tear an environment down in the order that works: routes, versions, pipelines, buckets, environment."""
+def env_delete(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOpt = "local",
+               yes: YesOpt = False, dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
+    """Tear an environment down in the order that works: routes, versions, pipelines, buckets, environment.
+
+    Says what goes and asks first on a terminal; without one (a script), --yes is required."""
+    name = env_name(name, env, default=None)
     with engine_for(engine) as eng:
         if dry_run:
             return show_plan(planner(eng).plan_env_delete(name), fmt)
+        info = eng.env_status(name)
+        if info.missing:
+            from meshpipe.errors import NotFoundError
+
+            raise NotFoundError(f"environment {name!r} does not exist on the {engine} engine")
+        goes = [f"environment {name} ({info.status}) on the {engine} engine, and everything in it:"]
+        goes += [f"  {key}: {value}" for key, value in info.details.items() if key.startswith(("service ", "gateway"))]
+        if engine == "local":
+            goes.append("  every process it runs, its state, logs and the services' config repos (their git history)")
+        confirm(goes, f"env delete {name}", yes)
         eng.env_delete(name)
+    if fmt is Format.json:
+        print_json({"environment": name, "deleted": True})
+        return
     out.print(f"environment {escape(name)} deleted")
+
+
+
+
+@env_app.command("list")
+def env_list(engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """List the environments: name, status, ingress endpoint."""
+    from meshpipe.engines.base import EnvironmentLister
+
+    with engine_for(engine) as eng:
+        if not isinstance(eng, EnvironmentLister):
+            raise lacking(eng, "env list")
+        found = [eng.env_status(name) for name in eng.env_list()]
+    if fmt is Format.json:
+        print_json([{"name": i.name, "status": i.status, "ingress_url": i.ingress_url} for i in found])
+        return
+    if not found:
+        out.print(f"no environments on the {escape(engine)} engine yet: meshpipe env create NAME")
+        return
+    table = Table("environment", "status", "ingress")
+    for i in found:
+        table.add_row(i.name, str(i.status), i.ingress_url or "")
+    out.print(table)
 
 
 # --- pipeline --------------------------------------------------------------------------------------------
@@ -179,7 +266,7 @@ def pipeline_create(service: Annotated[str, typer.Argument(help="Service name, e
                     connection: Annotated[str | None, typer.Option("--connection", help="aws: ARN of the CodeConnections connection to the --source provider.")] = None,
                     branch: Annotated[str | None, typer.Option("--branch", help="aws: branch whose pushes start the pipeline (default main, or the pipeline's own).")] = None,
                     fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
-    """Create the service's config repo (or use yours), virtual service, router and pipeline; print where to push."""
+    """Create the service's config repo (or use yours) and pipeline (App Mesh: also its virtual service and router); print where to push."""
     from meshpipe.engines.base import ConfigurablePipelines, PipelineCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.model import check_service_name
@@ -214,28 +301,54 @@ def print_pipeline(info: Any) -> None:
                   f"{escape(info.branch or 'main')}; clone {escape(info.clone_url)})")
     else:
         out.print(f"clone URL: [cyan]{escape(info.clone_url)}[/cyan]")
+    if info.repo_kept:
+        out.print("the config repo kept from the deleted pipeline is used again, with its history")
 
 
 @pipeline_app.command("delete")
 def pipeline_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                     engine: EngineOpt = "local",
                     force: Annotated[bool, typer.Option(help="Delete the service's routes and versions first (aws).")] = False,
-                    dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
-    """Delete a service's pipeline (refused while versions of the service exist)."""
-    from meshpipe.engines.base import ConfigurablePipelines
+                    delete_repo: Annotated[bool, typer.Option("--delete-repo", help="local: delete the config repo "
+                                                              "(its git history) too; kept by default, and a new "
+                                                              "pipeline create uses it again.")] = False,
+                    yes: YesOpt = False, dry_run: DryRunOpt = False, fmt: FormatOpt = Format.text) -> None:
+    """Delete a service's pipeline (refused while versions of the service exist); the config repo is kept
+    unless --delete-repo.
+
+    Says what goes and asks first on a terminal; without one (a script), --yes is required."""
+    from meshpipe.engines.base import ConfigRepoOwner, ConfigurablePipelines
     from meshpipe.errors import UserError
 
     with engine_for(engine) as eng:
         if dry_run:
             return show_plan(planner(eng).plan_pipeline_delete(env, service, force), fmt)
-        if not force:
-            eng.pipeline_delete(env, service)
-        elif isinstance(eng, ConfigurablePipelines):
-            eng.pipeline_delete_forced(env, service)
-        else:
+        if delete_repo and not isinstance(eng, ConfigRepoOwner):
+            raise UserError(f"--delete-repo applies to the local engine; on {eng.name} the pipeline's stack "
+                            "decides what happens to the repository")
+        if force and not isinstance(eng, ConfigurablePipelines):
             raise UserError(f"--force is not available on the {eng.name} engine",
                             hint="delete the service's versions first: meshpipe version delete SVC VERSION")
-    out.print(f"pipeline for {escape(service)} deleted")
+        runs = eng.pipeline_runs(env, service)  # also: a service without a pipeline is refused here
+        goes = [f"the pipeline of {service} in {env}: its virtual service {service}.{env}.local, router and "
+                f"{len(runs)} pipeline run(s) with their logs"]
+        if isinstance(eng, ConfigRepoOwner):
+            goes.append(f"its config repo {service}-cfg (git history): "
+                        + ("deleted (--delete-repo)" if delete_repo else "kept (--delete-repo deletes it)"))
+        confirm(goes, f"pipeline delete {service} --env {env}" + (" --delete-repo" if delete_repo else ""), yes)
+        if force and isinstance(eng, ConfigurablePipelines):
+            eng.pipeline_delete_forced(env, service)
+        elif delete_repo and isinstance(eng, ConfigRepoOwner):
+            eng.pipeline_delete_with_repo(env, service)
+        else:
+            eng.pipeline_delete(env, service)
+    if fmt is Format.json:
+        print_json({"service": service, "environment": env, "deleted": True,
+                    "repo_kept": isinstance(eng, ConfigRepoOwner) and not delete_repo})
+        return
+    out.print(f"pipeline for {escape(service)} deleted"
+              + (f"; its config repo is kept (pipeline create {escape(service)} uses it again)"
+                 if isinstance(eng, ConfigRepoOwner) and not delete_repo else ""))
 
 
 def _runs_table(runs: list[Any]) -> Table:
@@ -286,18 +399,70 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
                   run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest).")] = None,
                   env: EnvOpt = "demo", engine: EngineOpt = "local",
                   timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+                  rollout: Annotated[bool, typer.Option("--rollout", help="Also wait for the deployed version's "
+                                                        "rollout to end (within --timeout).")] = False,
                   fmt: FormatOpt = Format.text) -> None:
-    """Wait for a pipeline run to finish; exit 1 if it failed."""
+    """Wait for a pipeline run to finish; exit 1 if it failed, or if the version it deployed was rolled back
+    (or its rollout halted) by the time the wait ends."""
+    import time
+
     from meshpipe.engines.base import PipelineWaiter
     from meshpipe.pipeline.runs import RunStatus
 
+    deadline = time.monotonic() + timeout
     with engine_for(engine) as eng:
         if not isinstance(eng, PipelineWaiter):
             raise lacking(eng)
         run = eng.pipeline_wait(env, service, run_id, timeout=timeout)
-    print_json(run) if fmt is Format.json else _print_run_logs(run)
-    if run.status is not RunStatus.SUCCEEDED:
+        outcome = _rollout_of(eng, env, service, run.version) if run.status is RunStatus.SUCCEEDED else None
+        while rollout and outcome is not None and outcome["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            outcome = _rollout_of(eng, env, service, run.version)
+    if fmt is Format.json:
+        from meshpipe.cli.output import to_jsonable
+
+        print_json({**to_jsonable(run), "rollout": outcome})
+    else:
+        _print_run_logs(run)
+        if outcome is not None:
+            _print_rollout_outcome(outcome, service, env)
+    from meshpipe.cli.rollout_cmds import FAILED_OUTCOMES
+
+    if run.status is not RunStatus.SUCCEEDED or (outcome is not None and outcome["status"] in FAILED_OUTCOMES):
         raise typer.Exit(1)
+
+
+def _rollout_of(eng: Engine, env: str, service: str, version: str | None) -> dict[str, Any] | None:
+    """Status and reason of the rollout of ``version``, when the engine runs rollouts and there is one."""
+    from meshpipe.engines.base import RolloutStatusSource
+    from meshpipe.errors import MeshpipeError
+
+    if version is None or not isinstance(eng, RolloutStatusSource):
+        return None
+    try:
+        found = eng.rollout_status(env, service)
+    except MeshpipeError:
+        return None
+    if found.get("candidate") != version:
+        return None
+    return {"version": version, "status": found["status"], "reason": found.get("reason") or None,
+            "holding": found.get("holding")}
+
+
+def _print_rollout_outcome(outcome: dict[str, Any], service: str, env: str) -> None:
+    from meshpipe.cli.rollout_cmds import FAILED_OUTCOMES
+
+    status, version = outcome["status"], outcome["version"]
+    if status in FAILED_OUTCOMES:
+        out.print(f"[red]version {escape(version)} was deployed, but its rollout was {escape(status)}: "
+                  f"{escape(outcome['reason'] or '')}[/red]")
+    elif status == "running":
+        out.print(f"rollout of {escape(version)} running"
+                  + (f" ({escape(outcome['holding'])})" if outcome.get("holding") else "")
+                  + f"; follow it with: meshpipe rollout watch {escape(service)} --env {escape(env)}")
+    else:
+        out.print(f"rollout of {escape(version)}: {escape(status)}"
+                  + (f" ({escape(outcome['reason'])})" if outcome["reason"] else ""))
 
 
 @pipeline_app.command("start")
@@ -398,13 +563,17 @@ def route_show(service: Annotated[str, typer.Argument(help="Service name.")], en
 def route_delete(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                  engine: EngineOpt = "local",
                  header: Annotated[str | None, typer.Option("--header", help="Delete only the header route matching "
-                                                                            "this header name.")] = None) -> None:
+                                                                            "this header name.")] = None,
+                 fmt: FormatOpt = Format.text) -> None:
     """Delete a service's route (its virtual service then answers 503), or one header route."""
     with engine_for(engine) as eng:
         if header:
             header_routing(eng).header_route_delete(env, service, header)
         else:
             eng.route_delete(env, service)
+    if fmt is Format.json:
+        print_json({"service": service, "header": header, "deleted": True})
+        return
     out.print(f"header route {escape(header)} of {escape(service)} deleted" if header
               else f"route of {escape(service)} deleted")
 
@@ -444,14 +613,40 @@ def route_gateways(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: Forma
 
 @route_app.command("gateway-delete")
 def route_gateway_delete(name: Annotated[str, typer.Argument(help="Gateway route name.")], env: EnvOpt = "demo",
-                         engine: EngineOpt = "local") -> None:
+                         engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Delete a gateway route."""
     with engine_for(engine) as eng:
         eng.gateway_route_delete(env, name)
+    if fmt is Format.json:
+        print_json({"gateway_route": name, "deleted": True})
+        return
     out.print(f"gateway route {escape(name)} deleted")
 
 
 # --- versions --------------------------------------------------------------------------------------------
+
+def services(env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """List the environment's services: their versions, each with its weight, and what they call."""
+    from meshpipe.engines.base import TopologySource
+
+    with engine_for(engine) as eng:
+        if not isinstance(eng, TopologySource):
+            raise lacking(eng, "services")
+        topology = eng.topology(env, 0.0)
+    if fmt is Format.json:
+        print_json([{"name": svc.name, "versions": [{"version": v.version, "weight": v.weight, "status": v.status}
+                                                     for v in svc.versions],
+                     "backends": list(svc.backends)} for svc in topology.services])
+        return
+    if not topology.services:
+        out.print(f"no services in {escape(env)} yet: meshpipe pipeline create SERVICE --env {escape(env)}")
+        return
+    table = Table("service", "versions (weight %)", "calls")
+    for svc in topology.services:
+        table.add_row(svc.name, ", ".join(f"{v.version} {v.weight}" for v in svc.versions) or "none",
+                      ", ".join(svc.backends))
+    out.print(table)
+
 
 def versions(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
              engine: EngineOpt = "local", fmt: FormatOpt = Format.text, graph: GraphOpt = False) -> None:
@@ -503,6 +698,32 @@ def events(service: Annotated[str | None, typer.Argument(help="Only this service
     for e in found:
         table.add_row(str(e.at), e.kind, e.service or "", e.version or "", escape(e.message))
     out.print(table)
+
+
+@version_app.command("scale")
+def version_scale(service: Annotated[str, typer.Argument(help="Service name.")],
+                  version: Annotated[str, typer.Argument(help="Version id, commit or virtual node name.")],
+                  tasks: Annotated[int, typer.Option("--tasks", help="Tasks to run: 0 scales the version down "
+                                                     "(refused while it takes traffic).")],
+                  env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+    """Run N tasks of a deployed version: bring back one a rollout scaled down, or scale one down by hand.
+
+    A route set that gives weight to a scaled-down version brings it back by itself first."""
+    from meshpipe.engines.base import VersionScaler
+    from meshpipe.errors import UserError
+    from meshpipe.mesh.routing import parse_version_ref
+
+    ver = parse_version_ref(service, version)
+    if tasks < 0:
+        raise UserError(f"--tasks {tasks} is not 0 or more")
+    with engine_for(engine) as eng:
+        if not isinstance(eng, VersionScaler):
+            raise lacking(eng, "version scale")
+        said = eng.version_scale(env, service, ver, tasks)
+    if fmt is Format.json:
+        print_json({"service": service, "version": ver, "tasks": tasks, "message": said})
+        return
+    out.print(escape(said))
 
 
 @version_app.command("delete")

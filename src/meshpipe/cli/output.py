@@ -37,14 +37,17 @@ def print_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:
         err.print(f"[red]{escape(str(p))}[/red]")
 
 
-def print_error(exc: MeshpipeError) -> None:
+def print_error(exc: MeshpipeError, env: str | None = None) -> None:
+    """The error and its hint; ``env``: the ``--env`` the user gave, which the hint's commands then carry."""
+    from meshpipe.cli.readouts import with_env
+
     if isinstance(exc, ValidationError):
         print_problems(exc.problems)
         err.print(f"[bold red]error:[/bold red] {len(exc.problems)} problem(s) found")
     else:
         err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
     if exc.hint:
-        err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
+        err.print(f"[dim]hint:[/dim] {escape(with_env(exc.hint, env))}")
 
 
 class ConsoleReporter:

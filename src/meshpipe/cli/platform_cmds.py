@@ -19,7 +19,7 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
            platform: Annotated[Path | None, typer.Option("--platform", help="Platform file whose policy: section applies (settings beside it are not needed).")] = None,
-           mesh: Annotated[str, typer.Option("--mesh", help="appmesh (the original system) or service-connect (live).")] = "appmesh",
+           mesh: Annotated[str, typer.Option("--mesh", help="service-connect (the default: live) or appmesh (the original system, shut down on 2026-09-30).")] = "service-connect",
            certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it.")] = None,
            source: Annotated[str | None, typer.Option("--source", help="Config repo of the pipeline template: codecommit (default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO with --connection.")] = None,
            connection: Annotated[str | None, typer.Option("--connection", help="ARN of the CodeConnections connection for --source.")] = None,

@@ -115,7 +115,8 @@ def versions_text(found: Sequence[Any], service: str, out: Text) -> None:
     rows = []
     for v in found:
         tasks = "" if v.desired_tasks is None else f"{v.healthy_tasks or 0}/{v.desired_tasks}"
-        rows.append((v.version, v.stack_name, v.status, str(v.weight), tasks, v.created_at or ""))
+        status = f"{v.status}, scaled down" if getattr(v, "scaled_down", False) else v.status
+        rows.append((v.version, v.stack_name, status, str(v.weight), tasks, v.created_at or ""))
     out.table(("version", "stack", "status", "weight", "tasks", "created"), rows)
     for v in found:
         if v.reason:
@@ -128,6 +129,57 @@ def stats_text(found: Any, out: Text) -> None:
     rows = [(ver, *(str(getattr(c, k)) if getattr(c, k) is not None else "" for k in keys))
             for ver, c in sorted(found.versions.items())]
     out.table(("version", "requests", "errors", "retries", "timeouts", "p50 ms", "p99 ms"), rows)
+
+
+# Commands that take no --env (or name the environment themselves): hints about them are left as written.
+_WITHOUT_ENV = ("validate", "schema", "synth", "platform", "load", "demo", "env", "--version")
+_STOP_WORDS = ("or", "then", "and")
+_STOP_CHARS = ")(,;'`\""
+
+
+def with_env(hint: str, env: str | None) -> str:
+    """``hint`` with ``--env ENV`` added to every meshpipe command it suggests that takes one, so that the
+    suggestion acts on the environment the user named: "list versions with: meshpipe versions orders"
+    becomes "... meshpipe versions orders --env shop"."""
+    if not env:
+        return hint
+    out: list[str] = []
+    rest = hint
+    while (at := rest.find("meshpipe ")) >= 0:
+        out.append(rest[:at])
+        rest = rest[at:]
+        end = len(rest)
+        for i, ch in enumerate(rest):
+            if ch in _STOP_CHARS:
+                end = i
+                break
+        command = rest[:end]
+        words = command.split()
+        for n, word in enumerate(words[1:], 1):
+            if word in _STOP_WORDS:
+                command = " ".join(words[:n])
+                break
+        stripped = command.rstrip(" .:")
+        args = stripped.split()[1:]
+        if args and args[0] not in _WITHOUT_ENV and "--env" not in args:
+            out.append(f"{stripped} --env {env}")
+        else:
+            out.append(stripped)
+        rest = rest[len(stripped):]
+    out.append(rest)
+    return "".join(out)
+
+
+def given_env(argv: Sequence[str]) -> str | None:
+    """The ``--env`` value on a command line, if there is one (before a ``--``)."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return None
+        if arg == "--env" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--env="):
+            return arg.partition("=")[2]
+    return None
 
 
 def error_text(message: str, hint: str | None, out: Text) -> None:

@@ -123,6 +123,16 @@ def _status_source(eng: Engine) -> RolloutStatusSource:
     return eng
 
 
+# Outcomes a script must not take for success: `rollout status` and `rollout watch` exit 1 on these
+# (local: rolled back, or halted by a pre-rollout check; ECS: rolled back, its rollback failed, or stopped).
+FAILED_OUTCOMES = frozenset({"rolled-back", "halted", "rollback-failed", "stopped"})
+
+
+def _outcome_exit(status: dict[str, Any]) -> None:
+    if status.get("status") in FAILED_OUTCOMES:
+        raise typer.Exit(1)
+
+
 def _show(status: dict[str, Any], fmt: Format) -> None:
     from meshpipe.cli.rollout_view import render
 
@@ -148,10 +158,13 @@ def start(service: Annotated[str, typer.Argument(help="Service name.")],
 @rollout_app.command("status")
 def status(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
            engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """The running (else the latest) rollout: step, weights, every window's figures and verdict, next decision."""
+    """The running (else the latest) rollout: step, weights, every window's figures and verdict, next decision.
+
+    Exit status: 0 running or promoted (or superseded by a newer version), 1 rolled back or halted."""
     with engine_for(engine) as eng:
         found = _status_source(eng).rollout_status(env, service)
     _show(found, fmt)
+    _outcome_exit(found)
 
 
 # pause, resume and abort differ only in the action they send; the table gives each its command and help.
@@ -183,13 +196,14 @@ def watch(service: Annotated[str, typer.Argument(help="Service name.")], env: En
           engine: EngineOpt = "local",
           every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 0.5,
           until_done: Annotated[bool, typer.Option("--until-done/--forever",
-                                                   help="Stop once the rollout ended.")] = True) -> None:
-    """Follow a rollout live: step, weights, windows, next decision (Ctrl-C stops watching, not the rollout)."""
+                                                   help="Stop once the rollout ended.")] = True,
+          fmt: FormatOpt = Format.text) -> None:
+    """Follow a rollout live: step, weights, windows, next decision (Ctrl-C stops watching, not the rollout).
+
+    json: one status document per line, each time it changes. Exit status once it ended: 0 promoted (or
+    superseded), 1 rolled back or halted."""
     import time
 
-    from rich.live import Live
-
-    from meshpipe.cli.rollout_view import render
     from meshpipe.errors import UserError
 
     if not 0.1 <= every <= 60:
@@ -198,11 +212,44 @@ def watch(service: Annotated[str, typer.Argument(help="Service name.")], env: En
         read = _status_source(eng).rollout_status
         current = read(env, service)
         try:
-            with Live(render(current), console=out, refresh_per_second=max(1, int(1 / every)),
-                      transient=False) as live:
-                while not (until_done and current["status"] != "running"):
-                    time.sleep(every)
-                    current = read(env, service)
-                    live.update(render(current))
+            if fmt is Format.json:
+                _watch_json(lambda: read(env, service), current, every, until_done)
+            else:
+                from rich.live import Live
+
+                from meshpipe.cli.rollout_view import render
+
+                with Live(render(current), console=out, refresh_per_second=max(1, int(1 / every)),
+                          transient=False) as live:
+                    while not (until_done and current["status"] != "running"):
+                        time.sleep(every)
+                        current = read(env, service)
+                        live.update(render(current))
         except KeyboardInterrupt:
-            pass
+            return
+    if current["status"] != "running":
+        _outcome_exit(current)
+
+
+def _watch_json(read: Callable[[], dict[str, Any]], current: dict[str, Any], every: float, until_done: bool) -> None:
+    import json
+    import sys
+    import time
+
+    from meshpipe.cli.output import to_jsonable
+
+    def changed(doc: dict[str, Any]) -> dict[str, Any]:
+        # The countdown changes on every read; it alone is no news.
+        return {k: v for k, v in doc.items() if k != "next_decision_in_s"}
+
+    sys.stdout.write(json.dumps(to_jsonable(current)) + "\n")
+    sys.stdout.flush()
+    last = changed(current)
+    while not (until_done and current["status"] != "running"):
+        time.sleep(every)
+        current.clear()
+        current.update(read())
+        if changed(current) != last:
+            last = changed(current)
+            sys.stdout.write(json.dumps(to_jsonable(current)) + "\n")
+            sys.stdout.flush()

@@ -71,6 +71,8 @@ def render(s: dict[str, Any]) -> RenderableType:
     lines.append(Text.from_markup(f"weights: {escape(weights)}"
                                   + (f"; preview {escape(s['preview']['name'])}: {escape(s['preview']['value'])} "
                                      f"→ {escape(s['candidate'])}" if s.get("preview") else "")))
+    if s.get("holding"):
+        lines.append(Text.from_markup(f"[yellow]{escape(s['holding'])}[/yellow]"))
     if s["next_decision_at"]:
         lines.append(Text.from_markup(f"next decision: in {_num(s['next_decision_in_s'])} s "
                                       f"[dim]({escape(s['next_decision_at'])})[/dim]"))
@@ -84,8 +86,9 @@ def render(s: dict[str, Any]) -> RenderableType:
                       "verdict", "decided (lag)", "why", box=None, padding=(0, 1))
         for w in s["windows"]:
             cand, stable = w["candidate"], w["stable"]
-            verdict = "[green]passed[/green]" if w["verdict"] == "passed" else "[red]FAILED[/red]"
-            table.add_row(str(w["number"]), "preview" if w["phase"] == "preview" else str(w["step"] + 1),
+            verdict = {"passed": "[green]passed[/green]", "inconclusive": "[yellow]inconclusive[/yellow]"}.get(
+                w["verdict"], "[red]FAILED[/red]")
+            table.add_row(str(w["number"]), "preview" if w["phase"] == "preview" else str(w["step"]),
                           str(w["weight"]), str(cand["requests"]), str(cand["errors"]),
                           _num(cand["success_rate"], 2), _num(cand["p99_ms"]), _num(stable["p99_ms"]), verdict,
                           f"{(w['decided_at'] or '')[11:22]} ({w['decision_lag_s']:.3f} s)",

@@ -132,6 +132,8 @@ def combined(window: Mapping[str, Counters], versions: Sequence[str], bounds: Se
 class Verdict:
     passed: bool
     reasons: tuple[str, ...]  # why it failed, or what was seen when it passed
+    # Too few requests to judge: neither passed nor failed (``passed`` is False). The step holds.
+    inconclusive: bool = False
 
 
 def _ms(value: float) -> str:
@@ -150,8 +152,13 @@ def judge(candidate: Figures, stable: Figures, reference_p99: float | None, anal
     fails: list[str] = []
     seen: list[str] = []
     if candidate.requests < analysis.min_requests:
-        fails.append(f"only {candidate.requests} request(s) to the new version in the window; at least "
-                     f"{analysis.min_requests} needed to judge it")
+        # No traffic is no evidence either way: the window is inconclusive, whatever its few requests
+        # showed, unless a webhook failed (a check that does not need traffic).
+        hooks = [f"webhook {m}" for m in failed_hooks]
+        if hooks:
+            return Verdict(False, tuple(hooks))
+        return Verdict(False, (f"only {candidate.requests} request(s) to the new version in the window; at least "
+                               f"{analysis.min_requests} needed to judge it",), inconclusive=True)
     rate = candidate.success_rate
     if rate is not None:
         text = f"success rate {_pct(rate)} ({candidate.errors} of {candidate.requests} answers 5xx)"

@@ -15,7 +15,9 @@ Life of a rollout::
   stayed up; a passed one promotes.
 
 Each step holds for ``plan.interval_s``; at its end its *window* is judged (``analysis.judge``) together
-with the ``rollout`` webhooks. A failed window that does not reach ``failed_windows`` repeats the step with
+with the ``rollout`` webhooks. A window with fewer requests than ``min_requests`` is *inconclusive*: the step
+holds with a fresh window, never rolls back for it, and only an ``inconclusive_deadline_s`` (when the plan
+has one) ends the wait, as ``on_inconclusive`` says. A failed window that does not reach ``failed_windows`` repeats the step with
 a fresh window. Every version that had traffic before the rollout keeps its relative share of what the
 candidate leaves (``weights.split``); a rollback gives every one of them its old weight back.
 
@@ -85,12 +87,17 @@ class Window:
     passed: bool
     reasons: tuple[str, ...]
     hooks: tuple[HookResult, ...] = ()
+    inconclusive: bool = False  # too few requests to judge: neither passed nor failed
+
+    @property
+    def verdict(self) -> str:
+        return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "step": self.step, "weight": self.weight, "phase": self.phase,
                 "started_at": self.started_at, "due_at": self.due_at, "decided_at": self.decided_at,
                 "candidate": self.candidate.to_json(), "stable": self.stable.to_json(),
-                "verdict": "passed" if self.passed else "failed", "reasons": list(self.reasons),
+                "verdict": self.verdict, "reasons": list(self.reasons),
                 "hooks": [h.to_json() for h in self.hooks]}
 
     @classmethod
@@ -98,7 +105,7 @@ class Window:
         return cls(int(d["number"]), int(d["step"]), int(d["weight"]), str(d["phase"]), float(d["started_at"]),
                    float(d["due_at"]), float(d["decided_at"]), an.Figures.from_json(d["candidate"]),
                    an.Figures.from_json(d["stable"]), d["verdict"] == "passed", tuple(d["reasons"]),
-                   tuple(HookResult.from_json(h) for h in d.get("hooks", ())))
+                   tuple(HookResult.from_json(h) for h in d.get("hooks", ())), d["verdict"] == "inconclusive")
 
 
 @dataclass
@@ -123,6 +130,8 @@ class Rollout:
     pending_hooks: list[str] = field(default_factory=list)  # hook types to call once the state is stored
     confirmations: tuple[HookResult, ...] = ()  # the last confirm-promotion answers
     started_by: str = "by a push"
+    # When the current run of inconclusive windows began (None: the last window was judged).
+    inconclusive_since: float | None = None
     id: int | None = None
 
     # -- derived --
@@ -163,7 +172,7 @@ class Rollout:
             "windows": [w.to_json() for w in self.windows], "reference_p99": self.reference_p99,
             "baseline": self.baseline, "reason": self.reason, "finished_at": self.finished_at,
             "pending_hooks": list(self.pending_hooks), "confirmations": [h.to_json() for h in self.confirmations],
-            "started_by": self.started_by,
+            "started_by": self.started_by, "inconclusive_since": self.inconclusive_since,
         }
 
     @classmethod
@@ -177,7 +186,8 @@ class Rollout:
             reference_p99=d.get("reference_p99"), baseline=dict(d.get("baseline") or {}), reason=d.get("reason", ""),
             finished_at=d.get("finished_at"), pending_hooks=list(d.get("pending_hooks", ())),
             confirmations=tuple(HookResult.from_json(h) for h in d.get("confirmations", ())),
-            started_by=d.get("started_by", "by a push"), id=rollout_id)
+            started_by=d.get("started_by", "by a push"), inconclusive_since=d.get("inconclusive_since"),
+            id=rollout_id)
 
 
 # --- what a rollout wants the mesh to look like -------------------------------------------------------
@@ -206,6 +216,24 @@ def due(r: Rollout, now: float) -> str | None:
     if r.next_decision_at is not None and now >= r.next_decision_at:
         return "confirm" if r.phase == CONFIRMING else "window"
     return None
+
+
+def scale_downs(r: Rollout) -> list[tuple[str, float, str]]:
+    """(version, when, why) for each version a finished rollout leaves without weight, to be scaled to zero
+    tasks then: a rolled-back or halted candidate at once (as Flagger does), the versions a promotion (or a
+    newer rollout, for a superseded candidate) took the traffic from after the plan's scale-down delay (as
+    Argo Rollouts' scaleDownDelaySeconds). Whoever scales them checks that they still have no weight."""
+    if not r.finished or r.finished_at is None:
+        return []
+    if r.status in (ROLLED_BACK, HALTED):
+        return [(r.candidate, r.finished_at, f"at once: its rollout was {r.status}")]
+    later = r.finished_at + r.plan.scale_down_delay_s
+    delay = f"{r.plan.scale_down_delay_s:g} s after"
+    if r.status == PROMOTED:
+        return [(v, later, f"{delay} {r.candidate} was promoted") for v in r.base]
+    if r.status == SUPERSEDED:
+        return [(r.candidate, later, f"{delay} its rollout was superseded")]
+    return []
 
 
 # --- transitions: each returns the events to record --------------------------------------------------
@@ -273,11 +301,15 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
     if stable.p99_ms is not None:
         r.reference_p99 = stable.p99_ms
     assert r.window_started_at is not None and r.next_decision_at is not None
-    r.windows.append(Window(len(r.windows) + 1, r.step, r.weight(), r.phase, r.window_started_at,
-                            r.next_decision_at, now, candidate, stable, verdict.passed, verdict.reasons,
-                            tuple(results)))
-    events = [f"window {len(r.windows)} at {_where(r)}: {'passed' if verdict.passed else 'FAILED'}: "
+    window = Window(len(r.windows) + 1, r.step, r.weight(), r.phase, r.window_started_at, r.next_decision_at, now,
+                    candidate, stable, verdict.passed, verdict.reasons, tuple(results), verdict.inconclusive)
+    r.windows.append(window)
+    events = [f"window {len(r.windows)} at {_where(r)}: "
+              f"{window.verdict if verdict.passed or verdict.inconclusive else 'FAILED'}: "
               + "; ".join(verdict.reasons)]
+    if verdict.inconclusive:
+        return events + _inconclusive(r, now, counters)
+    r.inconclusive_since = None
     if not verdict.passed:
         r.failed_windows += 1
         limit = r.plan.analysis.failed_windows
@@ -288,6 +320,35 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
         _open_window(r, now, counters)
         return [*events, f"{r.failed_windows} of {limit} failed window(s): step {r.step + 1} repeated"]
     return events + _advance(r, now, counters)
+
+
+def holding(r: Rollout) -> str | None:
+    """Why a running rollout holds its step for lack of traffic, and until when; None when it does not."""
+    if r.finished or r.inconclusive_since is None or not r.windows:
+        return None
+    deadline = r.plan.analysis.inconclusive_deadline_s
+    until = (f"{r.plan.analysis.on_inconclusive} at {deadline:g} s without a verdict" if deadline is not None
+             else "until there is traffic to judge, or a promote or abort")
+    return f"holding {_where(r)}: {r.windows[-1].reasons[0]}; {until}"
+
+
+def _inconclusive(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
+    """Too few requests to judge: the step holds with a fresh window, until traffic comes or the deadline
+    decides. Lack of traffic is never a failure by itself."""
+    assert r.window_started_at is not None
+    if r.inconclusive_since is None:
+        r.inconclusive_since = r.windows[-1].started_at
+    deadline = r.plan.analysis.inconclusive_deadline_s
+    if deadline is not None and now - r.inconclusive_since >= deadline:
+        reason = (f"no verdict within the {deadline:g} s deadline: {r.windows[-1].reasons[0]} "
+                  f"(OnInconclusive: {r.plan.analysis.on_inconclusive})")
+        if r.plan.analysis.on_inconclusive == "promote":
+            _finish(r, now, PROMOTED, reason, "post-rollout")
+            return [f"promoted: 100 % to {r.candidate}: {reason}"]
+        _finish(r, now, ROLLED_BACK, reason, "rollback")
+        return [f"rolled back to {_back_to(r)}: {reason}"]
+    _open_window(r, now, counters)
+    return [f"inconclusive: {_where(r)} holds" + (f" (the deadline decides at {deadline:g} s)" if deadline else "")]
 
 
 def _where(r: Rollout) -> str:

@@ -19,6 +19,7 @@ Every step holds for ``interval`` seconds, then the window is judged (see ``anal
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,8 +43,12 @@ DEFAULT_MIN_SUCCESS_RATE = 99.0
 DEFAULT_MAX_P99_INCREASE_PERCENT = 50.0
 DEFAULT_MIN_REQUESTS = 20
 DEFAULT_FAILED_WINDOWS = 2
+# What an inconclusive deadline does: roll back (the cautious choice) or promote.
+ON_INCONCLUSIVE = ("rollback", "promote")
+DEFAULT_ON_INCONCLUSIVE = "rollback"
 DEFAULT_PREVIEW_HEADER = ("x-canary", "always")
 DEFAULT_HOOK_TIMEOUT = 10
+DEFAULT_SCALE_DOWN_DELAY = 30.0
 
 MAX_STEPS = 20
 MAX_INTERVAL = 86_400
@@ -130,8 +135,12 @@ class Analysis:
     min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE  # non-5xx answers of the candidate
     max_p99_ms: float | None = None  # the candidate's p99, absolute
     max_p99_increase_percent: float | None = DEFAULT_MAX_P99_INCREASE_PERCENT  # over the stable version's p99
-    min_requests: int = DEFAULT_MIN_REQUESTS  # to the candidate in a window; fewer: the window fails
+    min_requests: int = DEFAULT_MIN_REQUESTS  # to the candidate in a window; fewer: inconclusive, the step holds
     failed_windows: int = DEFAULT_FAILED_WINDOWS  # failed windows in one rollout before it rolls back
+    # How long a step may stay inconclusive before on_inconclusive decides; None: it holds until traffic
+    # comes (or someone promotes or aborts it).
+    inconclusive_deadline_s: float | None = None
+    on_inconclusive: str = DEFAULT_ON_INCONCLUSIVE  # one of ON_INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,8 @@ class RolloutPlan:
     analysis: Analysis = field(default_factory=Analysis)
     preview: HeaderMatch | None = None  # blue-green: requests with this header reach the candidate first
     webhooks: tuple[Webhook, ...] = ()
+    # After a promotion, the versions left without weight are scaled to zero this much later.
+    scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY
 
     def hooks(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(h for h in self.webhooks if h.type == kind)
@@ -168,10 +179,13 @@ class RolloutPlan:
             "strategy": self.strategy, "steps": list(self.steps), "interval_s": self.interval_s,
             "analysis": {"min_success_rate": a.min_success_rate, "max_p99_ms": a.max_p99_ms,
                          "max_p99_increase_percent": a.max_p99_increase_percent,
-                         "min_requests": a.min_requests, "failed_windows": a.failed_windows},
+                         "min_requests": a.min_requests, "failed_windows": a.failed_windows,
+                         "inconclusive_deadline_s": a.inconclusive_deadline_s,
+                         "on_inconclusive": a.on_inconclusive},
             "preview": self.preview.to_json() if self.preview else None,
             "webhooks": [{"name": h.name, "type": h.type, "url": h.url, "timeout_s": h.timeout_s,
                           "metadata": dict(h.metadata)} for h in self.webhooks],
+            "scale_down_delay_s": self.scale_down_delay_s,
         }
 
     @classmethod
@@ -184,7 +198,9 @@ class RolloutPlan:
                               max_p99_ms=_opt_float(a.get("max_p99_ms")),
                               max_p99_increase_percent=_opt_float(a.get("max_p99_increase_percent")),
                               min_requests=int(a.get("min_requests", DEFAULT_MIN_REQUESTS)),
-                              failed_windows=int(a.get("failed_windows", DEFAULT_FAILED_WINDOWS))),
+                              failed_windows=int(a.get("failed_windows", DEFAULT_FAILED_WINDOWS)),
+                              inconclusive_deadline_s=_opt_float(a.get("inconclusive_deadline_s")),
+                              on_inconclusive=str(a.get("on_inconclusive", DEFAULT_ON_INCONCLUSIVE))),
             preview=HeaderMatch.from_json(data["preview"]) if data.get("preview") else None,
             webhooks=tuple(Webhook(name=str(h["name"]), type=str(h["type"]), url=str(h["url"]),
                                    timeout_s=float(h.get("timeout_s", DEFAULT_HOOK_TIMEOUT)),
@@ -192,6 +208,7 @@ class RolloutPlan:
                                    metadata=tuple(sorted((str(k), str(v)) for k, v in
                                                          dict(h.get("metadata") or {}).items())))
                            for h in data.get("webhooks") or ()),
+            scale_down_delay_s=float(data.get("scale_down_delay_s", DEFAULT_SCALE_DOWN_DELAY)),
         )
 
 
@@ -236,7 +253,10 @@ def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> Rollout
     d_analysis = defaults.analysis
     s_analysis = section.analysis if section is not None and "analysis" in section.model_fields_set else None
     analysis = Analysis(**{name: _pick(name, s_analysis, d_analysis) for name in (
-        "min_success_rate", "max_p99_ms", "max_p99_increase_percent", "min_requests", "failed_windows")})
+        "min_success_rate", "max_p99_ms", "max_p99_increase_percent", "min_requests", "failed_windows",
+        "on_inconclusive")})
+    deadline = _pick("inconclusive_deadline", s_analysis, d_analysis)
+    analysis = dataclasses.replace(analysis, inconclusive_deadline_s=None if deadline is None else float(deadline))
     preview = None
     if strategy == "blue-green":
         header = _pick("preview_header", section, defaults)
@@ -245,4 +265,5 @@ def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> Rollout
     if section is not None and section.webhooks:
         hooks += tuple(_webhook(h) for h in section.webhooks)
     return RolloutPlan(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
-                       analysis=analysis, preview=preview, webhooks=hooks)
+                       analysis=analysis, preview=preview, webhooks=hooks,
+                       scale_down_delay_s=float(_pick("scale_down_delay", section, defaults)))

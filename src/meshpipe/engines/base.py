@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from meshpipe.mesh.graph import Topology
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
-from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, StartedRun
-from meshpipe.rollout import Move, Rollouts
-
 if TYPE_CHECKING:
+    # Named in signatures only: a read command (cli/fast.py), which loads this module for its data types,
+    # does not pay for the mesh graph, the rollout planner and the rest.
     from meshpipe.engines.plan import Plan
+    from meshpipe.mesh.graph import Topology
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats
+    from meshpipe.pipeline.runs import PipelineRun, StartedRun
     from meshpipe.platform import PlatformPolicy
+    from meshpipe.rollout import Move, Rollouts
 
 __all__ = [
     "ConfigurableEnvironments",
@@ -56,6 +57,15 @@ __all__ = [
     "VersionInfo",
 ]
 
+
+
+def __getattr__(name: str) -> Any:
+    """``Move`` and ``Rollouts``, re-exported from meshpipe.rollout when first asked for."""
+    if name in ("Move", "Rollouts"):
+        from meshpipe import rollout
+
+        return getattr(rollout, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 class Reporter(Protocol):
     """Where long operations say what they are doing (a Rich progress display in the CLI)."""
@@ -103,6 +113,7 @@ class PipelineInfo:
     # A repository read through a connection, e.g. github:acme/hello-web-cfg (None: the engine's own repo).
     repository: str | None = None
     branch: str | None = None  # the branch whose pushes start a run, when the engine knows it
+    repo_kept: bool = False  # the config repo (and its history) was kept from a deleted pipeline
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,7 @@ class VersionInfo:
     healthy_tasks: int | None = None
     desired_tasks: int | None = None
     reason: str | None = None  # why a version failed (e.g. its health check never passed)
+    scaled_down: bool = False  # deployed, but running no task (left without weight by a rollout)
 
 
 class Engine(Protocol):
@@ -195,6 +207,27 @@ class ConfigurablePipelines(Protocol):
 
     def pipeline_create_with(self, env: str, service: str, options: PipelineCreateOptions) -> PipelineInfo: ...
     def pipeline_delete_forced(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class VersionScaler(Protocol):
+    """An engine that can set how many tasks a deployed version runs (0: scaled down, kept deployed)."""
+
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str: ...
+
+
+@runtime_checkable
+class ConfigRepoOwner(Protocol):
+    """An engine that keeps the services' config repos itself: a pipeline delete keeps the repo, unless asked."""
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None: ...
+
+
+@runtime_checkable
+class EnvironmentLister(Protocol):
+    """An engine that can name its environments."""
+
+    def env_list(self) -> list[str]: ...
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from meshpipe.manifest.loader import (
         LoadedManifest,
         check_document,
+        check_family,
         enforce_policy,
         load_manifest,
         load_manifest_text,
@@ -22,13 +23,14 @@ if TYPE_CHECKING:
     from meshpipe.manifest.model import AppContainer, ServiceManifest, Task, VirtualNode
 
 _WHERE = {
-    "LoadedManifest": "loader", "check_document": "loader", "enforce_policy": "loader", "load_manifest": "loader",
+    "LoadedManifest": "loader", "check_document": "loader", "check_family": "loader",
+    "enforce_policy": "loader", "load_manifest": "loader",
     "load_manifest_text": "loader", "manifest_schema": "loader", "validate_document": "loader",
     "AppContainer": "model", "ServiceManifest": "model", "Task": "model", "VirtualNode": "model",
 }
 
 __all__ = ["AppContainer", "LoadedManifest", "ServiceManifest", "Task", "VirtualNode", "check_document",
-           "enforce_policy", "load_manifest", "load_manifest_text", "manifest_schema", "validate_document"]
+           "check_family", "enforce_policy", "load_manifest", "load_manifest_text", "manifest_schema", "validate_document"]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,10 +36,11 @@ _EXPECTED = {
     "AppContainer.Environment": "a mapping of NAME: \"value\"",
     "VirtualNode.Backends": "a list of DNS names",
     "VirtualNode.Backends[]": "a string (a DNS name)",
-    "Rollout": "a mapping with Strategy, Steps, Interval, Analysis, Webhooks",
+    "Rollout": "a mapping with Strategy, Steps, Interval, ScaleDownDelay, Analysis, Webhooks",
     "Rollout.Steps": "a list of percentages such as [10, 25, 50, 100]",
     "Rollout.Steps[]": "an integer (a percentage)",
-    "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows",
+    "Rollout.Analysis": "a mapping with MinSuccessRate, MaxP99Ms, MaxP99IncreasePercent, MinRequests, FailedWindows, "
+                          "InconclusiveDeadline, OnInconclusive",
     "Rollout.Webhooks": "a list of webhooks (Name, Type, Url)",
     "Rollout.Webhooks[]": "a mapping with Name, Type, Url, Timeout, Metadata",
     "Rollout.PreviewHeader": "a mapping with Name and Value",
@@ -131,6 +132,26 @@ def enforce_policy(loaded: LoadedManifest | ServiceManifest, policy: PlatformPol
     if findings:
         raise ValidationError(_findings_to_problems(findings, doc),
                               hint="the platform's policy is set in platform.yaml")
+
+
+def check_family(loaded: LoadedManifest | ServiceManifest, service: str) -> None:
+    """Refuse a manifest whose ``Task.Family`` is not the service it is deployed as.
+
+    Every name of a version (task family, ECS service, virtual node, stack) comes from the service, except
+    the task definition family, which comes from the manifest: a manifest copied from another service's repo
+    would register that service's family under this one's name, and on AWS the two would overwrite each
+    other's task definitions.
+    """
+    manifest = loaded.manifest if isinstance(loaded, LoadedManifest) else loaded
+    family = manifest.task.family
+    if family == service:
+        return
+    file, line = (loaded.file, loaded.document.line_of("Task.Family")) if isinstance(loaded, LoadedManifest) \
+        else ("manifest", None)
+    raise ValidationError([Problem(file, line, "Task.Family",
+                                   f"{family!r} is not the name of the service this manifest deploys "
+                                   f"({service!r}); write Family: \"{service}\"", "M019")],
+                          hint=f"each service's task family is its own name: {family!r} belongs to another service")
 
 
 def manifest_schema() -> dict[str, Any]:

@@ -106,6 +106,12 @@ class RolloutAnalysis(_Strict):
         alias="MinRequests", description="Requests to the new version a window needs to be judged.")] = None
     failed_windows: Annotated[Annotated[StrictInt, Field(ge=1, le=100)] | None, Field(
         alias="FailedWindows", description="Failed windows before the rollout rolls back.")] = None
+    inconclusive_deadline: Annotated[Annotated[StrictInt, Field(ge=1, le=604_800)] | None, Field(
+        alias="InconclusiveDeadline",
+        description="Seconds a step may stay inconclusive (too few requests to judge) before OnInconclusive "
+                    "decides; without it the step holds until traffic comes.")] = None
+    on_inconclusive: Annotated[Literal["rollback", "promote"] | None, Field(
+        alias="OnInconclusive", description="What the InconclusiveDeadline does: rollback or promote.")] = None
 
 
 class PreviewHeader(_Strict):
@@ -135,6 +141,9 @@ class Rollout(_Strict):
         alias="StepPercent", description="linear: percentage added per step.")] = None
     interval: Annotated[Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] | None, Field(
         alias="Interval", description="Seconds each step holds before its window is judged.")] = None
+    scale_down_delay: Annotated[Annotated[StrictInt, Field(ge=0, le=86_400)] | None, Field(
+        alias="ScaleDownDelay", description="Seconds after a promotion before the versions left without weight "
+                                            "are scaled to zero tasks (a rolled-back version: at once).")] = None
     analysis: Annotated[RolloutAnalysis | None, Field(alias="Analysis")] = None
     preview_header: Annotated[PreviewHeader | None, Field(
         alias="PreviewHeader", description="blue-green: the header that reaches the new version first.")] = None

@@ -62,12 +62,16 @@ class WeightedTarget:
 
 @dataclass(frozen=True)
 class Route:
-    """The one HTTP route of a service's virtual router: GET / -> weighted versions (as the original sample sets it)."""
+    """The one HTTP route of a service's virtual router: prefix / -> weighted versions.
+
+    ``method`` None matches every method, as an App Mesh route match without ``method`` does; a route
+    that names one matches only requests with exactly that method.
+    """
 
     service: str
     targets: tuple[WeightedTarget, ...]
     prefix: str = "/"
-    method: str | None = "GET"
+    method: str | None = None
     priority: int = 1
     # Retry policy and timeout applied by the sidecar that sends the request (App Mesh route semantics).
     max_retries: int = 2
@@ -103,7 +107,7 @@ class HeaderRoute:
     targets: tuple[WeightedTarget, ...]
     priority: int = HEADER_ROUTE_PRIORITY
     prefix: str = "/"
-    method: str | None = "GET"
+    method: str | None = None
     max_retries: int = 2
     per_retry_timeout_ms: int = 2000
     timeout_ms: int = 15000

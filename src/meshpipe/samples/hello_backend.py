@@ -1,4 +1,5 @@
-"""hello-backend: a REST API answering ``GET /data`` with a greeting, a message and a timestamp.
+"""hello-backend: a REST API answering ``GET /data`` (and ``POST /data``) with a greeting, a message and a
+timestamp.
 
     python -m meshpipe.samples.hello_backend [-g GREETING] [-m MESSAGE] [-p PORT] [--host HOST]
                                              [--fail-rate 0.2] [--delay-ms 200]
@@ -43,6 +44,7 @@ def make_app(greeting: str, message: str) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/data", data)
+    app.router.add_post("/data", data)
     app.router.add_get("/ping", ping)
     return app
 

@@ -1,4 +1,6 @@
-"""hello-web: the front end. ``GET /hello/<name>`` asks hello-backend for data and builds an HTML greeting.
+"""hello-web: the front end. ``GET /hello/<name>`` asks hello-backend for data and builds an HTML greeting;
+``POST /hello/<name>`` does the same with a POST to the backend, so a request that is not a GET can be
+followed through the mesh end to end.
 
     python -m meshpipe.samples.hello_web -b BACKEND_URL [-p PORT] [--host HOST] [--fail-rate 0.2] [--delay-ms 200]
 
@@ -83,9 +85,9 @@ def make_app(backend_url: str, proxy: str | None) -> web.Application:
     async def close_session(app: web.Application) -> None:
         await app[_SESSION].close()
 
-    async def fetch_data(session: aiohttp.ClientSession) -> dict[str, Any]:
+    async def fetch_data(session: aiohttp.ClientSession, method: str) -> dict[str, Any]:
         try:
-            async with session.get(backend_url, proxy=proxy) as resp:
+            async with session.request(method, backend_url, proxy=proxy) as resp:
                 body = await resp.read()
                 return parse_backend_data(resp.status, body)
         except TimeoutError:
@@ -96,7 +98,7 @@ def make_app(backend_url: str, proxy: str | None) -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
-            data = await fetch_data(request.app[_SESSION])
+            data = await fetch_data(request.app[_SESSION], request.method)
         except BackendError as exc:
             return web.Response(status=502, text=f"hello-web: the backend {backend_url} {exc}\n")
         return web.Response(text=page(name, data), content_type="text/html")
@@ -108,6 +110,7 @@ def make_app(backend_url: str, proxy: str | None) -> web.Application:
     app.on_startup.append(open_session)
     app.on_cleanup.append(close_session)
     app.router.add_get("/hello/{name}", hello)
+    app.router.add_post("/hello/{name}", hello)
     app.router.add_get("/ping", ping)
     return app
 

@@ -58,8 +58,9 @@ def build_commands() -> list[str]:
     manifest = f'"$CODEBUILD_SRC_DIR_{CONFIG_ARTIFACT}/{MANIFEST_FILE}"'
     prefix = '"$ENVIRONMENT_NAME-$SERVICE_NAME-"'
     return [
-        # meshpipe synth reads the platform settings from the environment and prints the stack name.
-        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" -o {SYNTH_DIR})"',
+        # meshpipe synth reads the platform settings from the environment and prints the stack name; the
+        # flavour is named, since the command's default is Service Connect.
+        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" -o {SYNTH_DIR} --mesh appmesh)"',
         f'VERSION_ID="${{STACK_NAME#{prefix}}}"',
         # The Deploy stage builds the stack name from VERSION_ID; refuse anything but a version stack.
         f'if ! [[ "$VERSION_ID" =~ ^[0-9a-f]{{{VERSION_LEN}}}$ '

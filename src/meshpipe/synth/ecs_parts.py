@@ -140,20 +140,23 @@ def network_configuration(platform: PlatformSettings) -> Json:
     }
 
 
-def scalable_target(version: ServiceVersion) -> Json:
+def scalable_target(version: ServiceVersion, *, names_role: bool = True) -> Json:
     """Task count between the policy's bounds.
 
     The resource id names the service through its ``Name`` attribute rather than a literal, so the target
-    is created only after the service exists.
+    is created only after the service exists. ``names_role``: ``RoleARN`` names Application Auto Scaling's
+    service-linked role, as the original sample's template does (its handler then passes that role);
+    without it Application Auto Scaling uses that same role for an ECS service, and nothing is passed.
     """
     platform = version.platform
     scaling = platform.policy.autoscaling
+    role = {"RoleARN": join(["arn:", ref("AWS::Partition"),
+                             f":iam::{platform.aws_account_id}:{AUTOSCALING_ROLE_PATH}"])} if names_role else {}
     return resource("AWS::ApplicationAutoScaling::ScalableTarget", {
         "MaxCapacity": scaling.max_tasks,
         "MinCapacity": scaling.min_tasks,
         "ResourceId": join([f"service/{platform.cluster_name}/", get_att(SERVICE, "Name")]),
-        "RoleARN": join(["arn:", ref("AWS::Partition"),
-                         f":iam::{platform.aws_account_id}:{AUTOSCALING_ROLE_PATH}"]),
+        **role,
         "ScalableDimension": "ecs:service:DesiredCount",
         "ServiceNamespace": "ecs",
     })

@@ -70,3 +70,20 @@ UNREGISTERED_TYPE_ACTIONS: dict[str, tuple[str, ...]] = {
                                  f"appmesh:Update{kind}", "appmesh:TagResource", "appmesh:UntagResource")
        for kind in ("Mesh", "VirtualGateway", "VirtualNode", "VirtualRouter", "VirtualService")},
 }
+
+# Service-linked roles: creating the first resource of these types makes the service create its
+# service-linked role in an account that lacks it, which needs iam:CreateServiceLinkedRole of the caller
+# (for the service's name). Type -> (service name, role name). ECS's role comes with the environment's
+# cluster, before any service stack. Sources: "Using service-linked roles" of
+#   https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
+#   https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-service-linked-roles.html
+#   https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html
+# The load balancer's registry schema does not list the action, yet a fresh account's first load
+# balancer needs it.
+SERVICE_LINKED_ROLES: dict[str, tuple[str, str]] = {
+    "AWS::ECS::Cluster": ("ecs.amazonaws.com", "AWSServiceRoleForECS"),
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": ("elasticloadbalancing.amazonaws.com",
+                                                  "AWSServiceRoleForElasticLoadBalancing"),
+    "AWS::ApplicationAutoScaling::ScalableTarget": ("ecs.application-autoscaling.amazonaws.com",
+                                                    "AWSServiceRoleForApplicationAutoScaling_ECSService"),
+}

@@ -60,6 +60,7 @@ INGRESS_RULE = "IngressRule"
 # Environment exports the ingress resources use (see meshpipe.synth.environment).
 LISTENER_EXPORT = "IngressListenerArn"
 INFRASTRUCTURE_ROLE_EXPORT = "EcsInfrastructureRoleArn"
+LOAD_BALANCER_EXPORT = "IngressLoadBalancerFullName"
 
 
 def stack_name(version: ServiceVersion) -> str:
@@ -129,11 +130,20 @@ def service_connect_configuration(version: ServiceVersion) -> Json:
         "LogConfiguration": parts.awslogs(platform, version.sidecar.log_stream_prefix),
         "Namespace": platform.namespace_arn,
         "Services": [{
-            "ClientAliases": [{"DnsName": client_dns_name(version), "Port": version.app.port}],
-            "DiscoveryName": version.service,
+            "ClientAliases": [{"DnsName": client_dns_name(version), "Port": version.app.port, **test_traffic(version)}],
+            "DiscoveryName": rollout_deploy.discovery_name(version),
             "PortName": PORT_NAME,
         }],
     }
+
+
+def test_traffic(version: ServiceVersion) -> Json:
+    """A blue-green plan's preview: during the deployment, callers' requests with the preview header reach the
+    new revision before any other traffic does (ECS's test traffic rules of a client alias)."""
+    plan = version.rollout
+    if plan is None or plan.strategy != "blue-green" or plan.preview is None:
+        return {}
+    return {"TestTrafficRules": {"Header": {"Name": plan.preview.name, "Value": {"Exact": plan.preview.value}}}}
 
 
 def ingress_parameters() -> Json:
@@ -315,10 +325,12 @@ def synth_service_connect(version: ServiceVersion) -> Json:
     resources = {
         parts.TASK_DEFINITION: task_definition(version),
         parts.SERVICE: ecs_service(version),
-        parts.SCALABLE_TARGET: parts.scalable_target(version),
+        parts.SCALABLE_TARGET: parts.scalable_target(version, names_role=False),
         parts.SCALING_POLICY: parts.scaling_policy(version, f"{version.service}-cpu-tracking"),
         **ingress_resources(version),
-        **rollout_deploy.alarms(version),
+        **rollout_deploy.alarms(version, rollout_deploy.Ingress(
+            HAS_INGRESS, (INGRESS_TARGET_GROUP, INGRESS_ALTERNATE_TARGET_GROUP),
+            import_value(f"{version.environment}:{LOAD_BALANCER_EXPORT}"))),
     }
     description = (f"meshpipe: service {version.service} in environment {version.environment} on ECS Service "
                    f"Connect, at version {version.version} (commit {version.commit})")

@@ -395,10 +395,19 @@ def _ecs_service_statements(service: str, sid: str) -> list[Json]:
     ]
 
 
-def _autoscaling_statements() -> list[Json]:
-    """What a deploy role needs for the autoscaling a stack gives its ECS service (either flavour)."""
+def _autoscaling_statements(*, passes_role: bool = False) -> list[Json]:
+    """What a deploy role needs for the autoscaling a stack gives its ECS service (either flavour).
+
+    ``passes_role``: the scalable target names Application Auto Scaling's service-linked role in
+    ``RoleARN`` (the App Mesh version stack, as the original sample's does), which its handler passes.
+    """
     account = "${AWS::Region}:${AWS::AccountId}"
-    return [
+    linked_role = _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+                       "AWSServiceRoleForApplicationAutoScaling_ECSService")
+    passing = [iam_allow(["iam:PassRole"], linked_role,
+                         condition={"StringEquals": {"iam:PassedToService": "application-autoscaling.amazonaws.com"}},
+                         sid="PassAutoscalingServiceLinkedRole")] if passes_role else []
+    return [*passing,
         iam_allow(["application-autoscaling:DeleteScalingPolicy",
                    "application-autoscaling:DeregisterScalableTarget",
                    "application-autoscaling:ListTagsForResource",
@@ -418,9 +427,7 @@ def _autoscaling_statements() -> list[Json]:
                                 + ":alarm:TargetTracking-service/${Cluster}/${ServiceName}-*",
                                 Cluster="ClusterName"),
                   sid="ScalingAlarms"),
-        iam_allow(["iam:CreateServiceLinkedRole"],
-                  _arn("iam::${AWS::AccountId}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
-                       "AWSServiceRoleForApplicationAutoScaling_ECSService"),
+        iam_allow(["iam:CreateServiceLinkedRole"], linked_role,
                   condition={"StringEquals": {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}},
                   sid="AutoscalingServiceLinkedRole"),
     ]
@@ -469,7 +476,7 @@ def _deploy_role() -> Json:
                            "servicediscovery:ListTagsForResource", "servicediscovery:TagResource",
                            "servicediscovery:UntagResource"], "*",
                           sid="DiscoveryUnscoped"),
-                *_autoscaling_statements(),
+                *_autoscaling_statements(passes_role=True),
             ])],
         }),
     }
@@ -708,7 +715,9 @@ def _service_connect_deploy_role() -> Json:
                           "*", sid="IngressUnscoped"),
                 *_autoscaling_statements(),
                 # A version with a rollout plan has alarms that roll its ECS deployment back (rollout_deploy).
-                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                # The alarm's handler tags it (and reads and removes tags on update), even with no Tags.
+                iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
+                           "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:UntagResource"],
                           sub("arn:${AWS::Partition}:cloudwatch:" + account + ":alarm:"
                               + rollout_deploy.ALARM_NAME_PREFIX + "${EnvironmentName}-${ServiceName}-*"),
                           sid="RolloutAlarms"),

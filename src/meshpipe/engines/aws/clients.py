@@ -8,7 +8,7 @@ classes the engine needs to recognise are re-exported from here for the same rea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import boto3
@@ -78,8 +78,9 @@ def iam_action(operation_model: Any) -> str:
     return _IAM_ACTION_EXCEPTIONS.get((prefix, operation_model.name), f"{prefix}:{operation_model.name}")
 
 
-# Something told of every call a client makes: the IAM action it needs.
-CallObserver = Callable[[str], None]
+# Something told of every call a client makes: the IAM action it needs, and the call's parameters (which
+# name the resources IAM authorizes it on).
+CallObserver = Callable[[str, Mapping[str, Any]], None]
 
 
 class ClientFactory(Protocol):
@@ -99,7 +100,8 @@ class SessionClientFactory:
     def __init__(self, session: Any | None = None, *, region: str | None = None,
                  profile: str | None = None, observer: CallObserver | None = None) -> None:
         self._session = session
-        # Told the IAM action of every call before it is made (tests record what the engine needs).
+        # Told the IAM action and parameters of every call before it is made (tests record what the engine
+        # needs).
         self._observer = observer
         # AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS CLI; botocore itself reads only the latter.
         self._region = region or os.environ.get("AWS_REGION") or None
@@ -122,8 +124,8 @@ class SessionClientFactory:
             if self._observer is not None:
                 observer = self._observer
 
-                def observe(model: Any, **_: Any) -> None:
-                    observer(iam_action(model))
+                def observe(model: Any, params: Mapping[str, Any] | None = None, **_: Any) -> None:
+                    observer(iam_action(model), params or {})
 
                 client.meta.events.register("provide-client-params.*.*", observe)
             self._clients[service] = client

@@ -27,7 +27,6 @@ from meshpipe.engines.base import (
     EnvState,
     Event,
     LogLine,
-    Move,
     PipelineInfo,
     Reporter,
     SilentReporter,
@@ -39,13 +38,15 @@ from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
 from meshpipe.engines.local.state.options import LocalOptions, read_options, write_options
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, validate_targets
-from meshpipe.mesh.stats import ServiceStats
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StartedRun
 
 if TYPE_CHECKING:
+    # Each imported where it is used: a read command loads this module and needs none of them.
     from meshpipe.mesh.graph import Topology
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats
+    from meshpipe.pipeline.runs import PipelineRun, StartedRun
+    from meshpipe.rollout import Move
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 60.0
@@ -276,6 +277,10 @@ class LocalEngine:
             details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
         return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
 
+    def env_list(self) -> list[str]:
+        """The environments under this engine's home."""
+        return environments(self.home)
+
     def env_status(self, env: str) -> EnvironmentInfo:
         paths = self._existing(env)
         data = read_daemon_file(paths.daemon_json)
@@ -385,8 +390,12 @@ class LocalEngine:
         self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
         return info
 
-    def pipeline_delete(self, env: str, service: str) -> None:
-        self._client(env).pipeline_delete(service)
+    def pipeline_delete(self, env: str, service: str, delete_repo: bool = False) -> None:
+        """Delete the service's pipeline; its config repo is kept unless ``delete_repo``."""
+        self._client(env).pipeline_delete(service, delete_repo)
+
+    def pipeline_delete_with_repo(self, env: str, service: str) -> None:
+        self.pipeline_delete(env, service, delete_repo=True)
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
         return self._client(env).pipeline_runs(service)
@@ -397,6 +406,8 @@ class LocalEngine:
     def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
                       commit: str | None = None) -> PipelineRun:
         """Wait for a run to finish (by id, by commit, or the latest) and return it, whatever its outcome."""
+        from meshpipe.pipeline.runs import RunStatus
+
         client = self._client(env)
         deadline = time.monotonic() + timeout
         while True:
@@ -418,13 +429,23 @@ class LocalEngine:
         """Start a pipeline run for a commit already in the config repo (as its hook does on a push); without
         ``commit``, for the head of main."""
         ref = "refs/heads/main"
+        from meshpipe.naming import check_service_name
+
+        check_service_name(service, "command line", "SERVICE")
+        repo = self._existing(env).repo(service)
+        if not repo.is_dir():
+            # The same answer as every other command about a service without a pipeline.
+            raise NotFoundError(f"service {service!r} has no pipeline in this environment",
+                                hint=f"create it with: meshpipe pipeline create {service}")
         if commit is None:
             from meshpipe.engines.local.source.gitrepo import resolve_ref
 
-            commit = resolve_ref(self._existing(env).repo(service), ref)
+            commit = resolve_ref(repo, ref)
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
+        from meshpipe.pipeline.runs import StartedRun
+
         return StartedRun(self._client(env).push(service, ref, None, commit), service, commit)
 
     # --- routing -----------------------------------------------------------------------------------------
@@ -440,6 +461,8 @@ class LocalEngine:
 
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
         """Validate, record, push to every proxy; returns once every proxy applies the new route."""
+        from meshpipe.mesh.routing import validate_targets
+
         validate_targets(targets)
         route, pushed = self._client(env).route_set(service, targets)
         if pushed.get("failed"):
@@ -456,6 +479,8 @@ class LocalEngine:
     def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
                          targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
         """An extra route taking precedence over the weighted one for requests whose headers match."""
+        from meshpipe.mesh.routing import validate_targets
+
         validate_targets(targets)
         return self._client(env).header_route_set(service, headers, targets)[0]
 
@@ -483,7 +508,7 @@ class LocalEngine:
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
         once or aborted; else (or with no rollout running) a plain route change."""
-        from meshpipe.rollout import planned
+        from meshpipe.rollout import Move, planned  # the rollout planner: not loaded by read commands
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
@@ -505,6 +530,12 @@ class LocalEngine:
     def versions(self, env: str, service: str) -> list[VersionInfo]:
         return self._client(env).versions(service)
 
+    def version_scale(self, env: str, service: str, version: str, tasks: int) -> str:
+        """Run ``tasks`` tasks of a deployed version (0: scale it down); returns once they are healthy."""
+        self.reporter.step(f"scaling {service} {version} to {tasks} task(s)")
+        said = self._client(env).version_scale(service, version, tasks, timeout=self.options.deploy_timeout + 30)
+        return str(said["message"])
+
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         if not version:
             raise UserError("a version id is required")
@@ -522,6 +553,8 @@ class LocalEngine:
 
     def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
+        from meshpipe.mesh.stats import ServiceStats
+
         return ServiceStats.from_json(self._client(env).stats(service))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
 from meshpipe.platform import RolloutDefaults
 
+# The most tasks a version may be scaled to on one machine.
+MAX_TASKS = 20
 # A git ref as a push reports it: printable, no spaces, not endless.
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
@@ -61,7 +62,6 @@ class ControlApi:
     pipelines_lock: asyncio.Lock  # pipeline create and delete, one at a time
     started_at: str
     control_port: int | None
-    route_changes: Counter[str]
     _stop_requested: asyncio.Event
 
     # -- environment --
@@ -105,7 +105,7 @@ class ControlApi:
     # -- pipelines --
 
     async def pipeline_create(self, service: str) -> dict[str, Any]:
-        from meshpipe.engines.local.source.gitrepo import create_bare_repo
+        from meshpipe.engines.local.source.gitrepo import create_bare_repo, has_commits, install_post_receive_hook
         from meshpipe.engines.local.source.hook import hook_argv
 
         check_service_name(service, "service")
@@ -113,20 +113,29 @@ class ControlApi:
             if self.store.service(service) is not None:
                 raise ConflictError(f"a pipeline for {service!r} already exists in {self.env.name}")
             repo = self.paths.repo(service)
-            if repo.exists():
-                # Only an interrupted create leaves a repo without its service: it was never used.
-                shutil.rmtree(repo)
-            await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
+            kept = repo.exists() and await asyncio.to_thread(has_commits, repo)
+            if kept:
+                # A repo kept by an earlier pipeline delete: its history stays, its hook is the new pipeline's.
+                await asyncio.to_thread(install_post_receive_hook, repo,
+                                        hook_argv(self.paths.root, service, sys.executable))
+            else:
+                if repo.exists():
+                    # An interrupted create leaves an empty repo without its service: it was never used.
+                    shutil.rmtree(repo)
+                await asyncio.to_thread(create_bare_repo, repo, hook_argv(self.paths.root, service, sys.executable))
             try:
                 row = self.store.add_service(service, f"{service}.{self.env.namespace}", virtual_router_name(service), str(repo))
             except BaseException:
-                shutil.rmtree(repo, ignore_errors=True)
+                if not kept:
+                    shutil.rmtree(repo, ignore_errors=True)
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
         return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE"}
+                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE", "repo_kept": kept}
 
-    async def pipeline_delete(self, service: str) -> None:
+    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+        """The service's virtual service, router, pipeline and its runs go; its config repo stays (its
+        history is the app team's), unless ``delete_repo``. A push to a kept repo is answered with what to do."""
         async with self.pipelines_lock:
             self.store.require_service(service)
             busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
@@ -135,7 +144,8 @@ class ControlApi:
                                     hint="wait for them: meshpipe pipeline wait " + service)
             self.store.delete_service(service)
             self.runs.forget(service)
-            shutil.rmtree(self.paths.repo(service), ignore_errors=True)
+            if delete_repo:
+                shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
 
     async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:
@@ -176,15 +186,20 @@ class ControlApi:
     async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
         route = make_route(service, targets)
         self._refuse_during_rollout(service, "set its route")
+        # Weight to a scaled-down version brings it back first, as rolling back in Argo Rollouts scales the
+        # old ReplicaSet up again: its tasks are healthy before it takes a request.
+        for t in targets:
+            row = self.store.version(service, t.version) if t.weight > 0 else None
+            if row is not None and row.scaled_down:
+                await self.deployer.scale(service, t.version, row.desired_tasks or 1,
+                                          "to take the weight route set gives it")
         self.store.set_route(route)
-        self.route_changes[service] += 1
         pushed = await self.publisher.publish(f"route {route.name} set")
         return route, pushed
 
     async def route_delete(self, service: str) -> None:
         self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
-        self.route_changes[service] += 1
         await self.publisher.publish(f"route r-{service} deleted")
 
     def _refuse_during_rollout(self, service: str, what: str) -> None:
@@ -261,13 +276,11 @@ class ControlApi:
     async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
         gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
         self.store.put_gateway_route(gr)
-        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} set")
         return gr
 
     async def gateway_route_delete(self, name: str) -> None:
         self.store.delete_gateway_route(name)
-        self.route_changes[""] += 1
         await self.publisher.publish(f"gateway route {name} deleted")
 
     # -- versions --
@@ -284,12 +297,20 @@ class ControlApi:
                         "stack_name": row.stack_name, "status": row.status, "reason": row.reason,
                         "weight": weights.get(row.version, 0), "created_at": row.created_at,
                         "healthy_tasks": health.healthy, "desired_tasks": desired_by_version.get(row.version, 0),
+                        "scaled_down": row.scaled_down,
                         "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
     async def versions(self, service: str) -> list[dict[str, Any]]:
         self.store.require_service(service)
         return self._versions_json(service, self.store.weights(service))
+
+    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]:
+        self.store.require_service(service)
+        if not 0 <= tasks <= MAX_TASKS:
+            raise UserError(f"--tasks {tasks} is not 0-{MAX_TASKS}")
+        said = await self.deployer.scale(service, version, tasks, "by hand")
+        return {"service": service, "version": version, "tasks": tasks, "message": said}
 
     async def version_delete(self, service: str, version: str, force: bool) -> None:
         self.store.require_service(service)
@@ -327,7 +348,8 @@ class ControlApi:
             for ver, endpoints in by_version.items():
                 healthy[(svc, ver)] = len(endpoints)
         return metrics_view.ControlFigures(
-            pipeline_runs=self.store.run_counts(), route_changes=dict(self.route_changes),
+            pipeline_runs=self.store.run_counts(), route_changes=dict(self.store.route_changes),
+            rollout_decisions=dict(self.rollouts.decisions),
             task_restarts={(t.service, t.version, t.task_id): t.restarts for t in self.store.tasks()},
             weights=weights, healthy_tasks=healthy,
             config_generation=self.publisher.current["generation"] if self.publisher.current else None)

@@ -28,7 +28,6 @@ import secrets
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control.api import ControlApi
-from meshpipe.engines.local.control.httpapi import make_control_app
+from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
@@ -76,6 +75,7 @@ from meshpipe.errors import OperationError, UserError
 log = logging.getLogger("meshpipe.daemon")
 
 MAINTENANCE_EVERY_SECONDS = 10.0  # how often logs are checked against their bound
+SCALE_DOWN_EVERY_SECONDS = 0.5  # how often due scale-downs are looked for (a rolled-back candidate goes "at once")
 GATEWAY_LIVE_TIMEOUT = 30.0
 WATCHDOG_RESTART_BASE = 1.0
 
@@ -166,9 +166,9 @@ class Daemon(ControlApi):
                              after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
         self.control_port: int | None = None
-        self.route_changes: Counter[str] = Counter()  # for /metrics: service ("" for gateway routes) -> changes
         self._runner: Any = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._scale_downs: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
         # here: the CLI imports this module for read_daemon_file and needs none of it.
@@ -285,6 +285,7 @@ class Daemon(ControlApi):
         if resumed:
             log.info("resuming the rollout(s) of %s", ", ".join(resumed))
         self._maintenance = asyncio.create_task(self._maintain())
+        self._scale_downs = asyncio.create_task(self._scale_down_loop())
         write_daemon_file(self.paths.daemon_json, {
             "pid": os.getpid(), "control_port": self.control_port, "token": self.token,
             "ingress_port": gateway.port, "dashboard_port": self.dashboard.port,
@@ -299,8 +300,8 @@ class Daemon(ControlApi):
     async def _start_control(self) -> None:
         from aiohttp import web
 
-        self._runner = web.AppRunner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
-                                     access_log=None)
+        self._runner = control_runner(make_control_app(self, self.token, metrics_token(self.paths.metrics_token)),
+                                      access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -313,6 +314,17 @@ class Daemon(ControlApi):
             with contextlib.suppress(OSError):
                 for path in [self.paths.daemon_log, *procs.log_files(self.paths.logs)]:
                     procs.rotate_log(path)
+
+    async def _scale_down_loop(self) -> None:
+        """Scale to zero the versions a rollout left without weight, when their time comes."""
+        while not self.stopping:
+            await asyncio.sleep(SCALE_DOWN_EVERY_SECONDS)
+            try:
+                await self.deployer.scale_down_due(self.rollouts.clock(), self.rollouts.busy_versions())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scaling down versions failed; trying again shortly")
 
     async def _guard_watchdog(self) -> None:
         """Keep the environment's watchdog running: it brings this daemon back if it dies, and this daemon
@@ -350,6 +362,8 @@ class Daemon(ControlApi):
             await self._hook_session.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._scale_downs is not None:
+            self._scale_downs.cancel()
         self.runs.cancel()
         await self.dashboard.stop()
         await self.supervisor.stop_all()

@@ -6,7 +6,7 @@ Endpoints (JSON in, JSON out; every one needs ``Authorization: Bearer <token fro
     POST   /v1/shutdown                            stop everything and exit
     GET    /v1/config                              the mesh config last pushed to the proxies
     POST   /v1/pipelines                {service}  config repo + virtual service + router
-    DELETE /v1/pipelines/{svc}                     refused while versions exist
+    DELETE /v1/pipelines/{svc}[?delete_repo=1]     refused while versions exist; keeps the config repo
     GET    /v1/pipelines/{svc}/runs                newest first
     GET    /v1/pipelines/{svc}/runs/latest         one run with its stage logs
     GET    /v1/pipelines/{svc}/runs/{run_id}
@@ -35,22 +35,23 @@ Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad inp
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.headers import HeaderMatch
-from meshpipe.mesh.routing import NAME_RE, VERSION_RE, GatewayRoute, HeaderRoute, Route, WeightedTarget, check_service
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
 
-log = logging.getLogger("meshpipe.daemon")
+if TYPE_CHECKING:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+    from meshpipe.pipeline.runs import PipelineRun
+
+# The routing and pipeline types are imported where they are built, not here: ``meshpipe versions``,
+# a read command, loads this module for its client and needs neither.
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}\Z")
@@ -70,6 +71,8 @@ def route_to_json(route: Route | None) -> dict[str, Any] | None:
 
 
 def route_from_json(data: dict[str, Any] | None) -> Route | None:
+    from meshpipe.mesh.routing import Route, WeightedTarget
+
     if data is None:
         return None
     return Route(service=data["service"],
@@ -86,6 +89,9 @@ def header_route_to_json(route: HeaderRoute) -> dict[str, Any]:
 
 
 def header_route_from_json(data: dict[str, Any]) -> HeaderRoute:
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, WeightedTarget
+
     return HeaderRoute(service=data["service"], headers=tuple(HeaderMatch.from_json(h) for h in data["headers"]),
                        targets=tuple(WeightedTarget(t["version"], int(t["weight"])) for t in data["targets"]),
                        priority=int(data["priority"]), prefix=data["prefix"], method=data["method"])
@@ -97,11 +103,15 @@ def gateway_route_to_json(gr: GatewayRoute) -> dict[str, Any]:
 
 
 def gateway_route_from_json(data: dict[str, Any]) -> GatewayRoute:
+    from meshpipe.mesh.routing import GatewayRoute
+
     return GatewayRoute(name=data["name"], prefix=data["prefix"], service=data["service"],
                         namespace=data["namespace"], rewrite_prefix=bool(data["rewrite_prefix"]))
 
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
+    from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
                        status=RunStatus(data["status"]), started_at=data["started_at"],
                        finished_at=data.get("finished_at"),
@@ -114,12 +124,14 @@ def version_from_json(data: dict[str, Any]) -> VersionInfo:
     return VersionInfo(service=data["service"], version=data["version"], commit=data["commit"],
                        stack_name=data["stack_name"], status=data["status"], weight=int(data["weight"]),
                        created_at=data.get("created_at"), healthy_tasks=data.get("healthy_tasks"),
-                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"))
+                       desired_tasks=data.get("desired_tasks"), reason=data.get("reason"),
+                       scaled_down=bool(data.get("scaled_down", False)))
 
 
 def pipeline_from_json(data: dict[str, Any]) -> PipelineInfo:
     return PipelineInfo(service=data["service"], environment=data["environment"], clone_url=data["clone_url"],
-                        virtual_service=data["virtual_service"], status=data["status"])
+                        virtual_service=data["virtual_service"], status=data["status"],
+                        repo_kept=bool(data.get("repo_kept", False)))
 
 
 # --- errors on the wire ------------------------------------------------------------------------------
@@ -156,7 +168,7 @@ class ControlTarget(Protocol):
     async def shutdown(self) -> None: ...
     async def mesh_config(self) -> dict[str, Any] | None: ...
     async def pipeline_create(self, service: str) -> dict[str, Any]: ...
-    async def pipeline_delete(self, service: str) -> None: ...
+    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None: ...
     async def pipeline_runs(self, service: str) -> list[dict[str, Any]]: ...
     async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]: ...
     async def push(self, service: str, ref: str, old: str | None, new: str) -> str: ...
@@ -168,6 +180,7 @@ class ControlTarget(Protocol):
     async def gateway_route_delete(self, name: str) -> None: ...
     async def versions(self, service: str) -> list[dict[str, Any]]: ...
     async def version_delete(self, service: str, version: str, force: bool) -> None: ...
+    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]: ...
     async def stats(self, service: str) -> dict[str, Any]: ...
     async def metrics(self) -> bytes: ...
     async def header_routes(self, service: str) -> list[HeaderRoute]: ...
@@ -180,6 +193,8 @@ class ControlTarget(Protocol):
 
 
 def _targets(raw_targets: list[Any]) -> tuple[WeightedTarget, ...]:
+    from meshpipe.mesh.routing import WeightedTarget
+
     targets = []
     for t in raw_targets:
         if not isinstance(t, dict):
@@ -198,6 +213,8 @@ def _require(body: dict[str, Any], key: str, kind: type = str) -> Any:
 def path_segment(request: Any, key: str) -> str:
     """A name taken from the request path, refused (400) unless it has the form such a name has: no
     ``..``, ``/``, NUL or a thousand characters reach a lookup, a log line or a file name."""
+    from meshpipe.mesh.routing import NAME_RE, VERSION_RE, check_service
+
     value = str(request.match_info[key])
     if key == "svc":
         check_service(value)
@@ -216,10 +233,36 @@ def _problem(kind: str, message: str, hint: str | None, status: int) -> Any:
     return web.json_response({"error": {"kind": kind, "message": message, "hint": hint}}, status=status)
 
 
+def _http_problem(request: Any, exc: Any) -> Any:
+    """aiohttp's own refusals (no such endpoint, a method it does not take, a body over the limit) in the
+    API's error form, so that every error a client gets is JSON with ``error``."""
+    if exc.status == 404:
+        kind, message = "not_found", f"no endpoint {request.method} {request.path[:200]}"
+    elif exc.status == 405:
+        kind, message = "user", f"{request.method[:20]} is not allowed on {request.path[:200]}"
+    elif exc.status == 413:
+        kind, message = "user", f"request body is over the limit of {MAX_BODY_BYTES} bytes"
+    else:
+        kind, message = "user", exc.reason or f"HTTP {exc.status}"
+    response = _problem(kind, message, "see the endpoints in the API reference (docs/local-engine.md)"
+                        if exc.status in (404, 405) else None, exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 def make_control_app(target: ControlTarget, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API. ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
+    # Here, not at the top: the client half of this module is what a read command loads.
+    import hmac
+    import logging
+
     from aiohttp import web
+
+    from meshpipe.mesh.headers import HeaderMatch
+
+    log = logging.getLogger("meshpipe.daemon")
 
     expected = f"Bearer {token}".encode()
     scraper = f"Bearer {metrics_token}".encode() if metrics_token else None
@@ -243,8 +286,10 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
                                     f"{MAX_BODY_BYTES} bytes", None, 413)
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_problem(request, exc)
         except MeshpipeError as exc:
             kind, status = error_kind(exc)
             return web.json_response({"error": {"kind": kind, "message": exc.message, "hint": exc.hint}},
@@ -283,8 +328,9 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         return ok(await target.pipeline_create(_require(await body(request), "service")), 201)
 
     async def pipeline_delete(request: web.Request) -> web.Response:
-        await target.pipeline_delete(path_segment(request, "svc"))
-        return ok({"deleted": True})
+        delete_repo = request.query.get("delete_repo", "0") == "1"
+        await target.pipeline_delete(path_segment(request, "svc"), delete_repo)
+        return ok({"deleted": True, "repo_deleted": delete_repo})
 
     async def runs(request: web.Request) -> web.Response:
         return ok(await target.pipeline_runs(path_segment(request, "svc")))
@@ -342,6 +388,10 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
         await target.version_delete(path_segment(request, "svc"), path_segment(request, "ver"), force)
         return ok({"deleted": True})
 
+    async def version_scale(request: web.Request) -> web.Response:
+        tasks = _require(await body(request), "tasks", int)
+        return ok(await target.version_scale(path_segment(request, "svc"), path_segment(request, "ver"), tasks))
+
     async def stats(request: web.Request) -> web.Response:
         return ok(await target.stats(path_segment(request, "svc")))
 
@@ -393,6 +443,7 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_delete("/v1/gateway-routes/{name}", gateway_route_delete)
     app.router.add_get("/v1/services/{svc}/versions", versions)
     app.router.add_delete("/v1/services/{svc}/versions/{ver}", version_delete)
+    app.router.add_post("/v1/services/{svc}/versions/{ver}/scale", version_scale)
     app.router.add_get("/v1/services/{svc}/stats", stats)
     app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get("/v1/routes/{svc}/headers", header_routes)
@@ -402,6 +453,40 @@ def make_control_app(target: ControlTarget, token: str, metrics_token: str | Non
     app.router.add_get("/v1/rollouts/{svc}", rollout_status)
     app.router.add_post("/v1/rollouts/{svc}/{action}", rollout_control)
     return app
+
+
+def control_runner(app: Any, **kwargs: Any) -> Any:
+    """An aiohttp runner of the control app whose refusals of malformed HTTP (a bad method, a broken
+    request line or header, which aiohttp's parser answers before any handler or middleware runs) are
+    JSON with ``error`` too, like every other error of the API.
+
+    aiohttp offers no setting for that answer; its connection handler's ``handle_error`` makes it, so the
+    runner's server hands out a subclass that rewrites it (aiohttp is pinned; the control-API fuzz test
+    sends such requests)."""
+    from aiohttp import web, web_protocol, web_server
+
+    class JsonErrorHandler(web_protocol.RequestHandler):
+        def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            super().handle_error(request, status, exc, message)  # logs it, and checks nothing was sent yet
+            first = (message or "").strip().splitlines()[0].rstrip(":") if (message or "").strip() else ""
+            kind = "user" if status < 500 else "operation"
+            text = f"malformed HTTP request: {first[:200]}" if status < 500 and first else f"HTTP {status}"
+            response = web.json_response({"error": {"kind": kind, "message": text, "hint": None}}, status=status)
+            response.force_close()
+            return response
+
+    class JsonErrorServer(web_server.Server):
+        def __call__(self) -> web_protocol.RequestHandler:
+            return JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+    class Runner(web.AppRunner):
+        async def _make_server(self) -> web_server.Server:
+            server = await super()._make_server()
+            server.__class__ = JsonErrorServer
+            return server
+
+    return Runner(app, **kwargs)
 
 
 # --- client --------------------------------------------------------------------------------------------
@@ -534,8 +619,8 @@ class ControlClient:
     def pipeline_create(self, service: str) -> PipelineInfo:
         return pipeline_from_json(self.call("POST", "/v1/pipelines", {"service": service}))
 
-    def pipeline_delete(self, service: str) -> None:
-        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}")
+    def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+        self.call("DELETE", f"/v1/pipelines/{quote(service, safe='')}" + ("?delete_repo=1" if delete_repo else ""))
 
     def pipeline_runs(self, service: str) -> list[PipelineRun]:
         return [run_from_json(r) for r in self.call("GET", f"/v1/pipelines/{quote(service, safe='')}/runs")]
@@ -577,6 +662,12 @@ class ControlClient:
     def version_delete(self, service: str, version: str, force: bool = False) -> None:
         self.call("DELETE", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}"
                             f"?force={'true' if force else 'false'}")
+
+    def version_scale(self, service: str, version: str, tasks: int, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST", f"/v1/services/{quote(service, safe='')}/versions/{quote(version, safe='')}/scale",
+            {"tasks": tasks}, timeout=timeout)
+        return result
 
     def stats(self, service: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/services/{quote(service, safe='')}/stats"))

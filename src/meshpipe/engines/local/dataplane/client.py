@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from meshpipe.errors import OperationError
@@ -25,7 +25,8 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
                   service: str | None = None, version: str | None = None,
                   allowed_backends: Iterable[str] = (), config_file: str | None = None,
                   access_log: bool = False, drain_timeout: float | None = None,
-                  netns: str | None = None, run_as: int | None = None) -> list[str]:
+                  extra_args: Sequence[str] = (), netns: str | None = None,
+                  run_as: int | None = None) -> list[str]:
     """The argv that starts a proxy with this Python (``sys.executable``)."""
     if mode not in ("gateway", "sidecar"):
         raise ValueError(f"mode must be 'gateway' or 'sidecar', not {mode!r}")
@@ -55,7 +56,7 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
         argv.append("--access-log")
     if drain_timeout is not None:
         argv += ["--drain-timeout", f"{drain_timeout:g}"]
-    return argv
+    return argv + list(extra_args)
 
 
 def _request(admin_port: int, method: str, path: str, timeout: float,

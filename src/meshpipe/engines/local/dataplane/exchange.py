@@ -1,9 +1,12 @@
 """One request and its response through a proxy: attempts, retries, timeouts, streaming, accounting.
 
 An exchange is created when a request's headers are parsed, with the routing decision already made
-(so it finishes on the config it started with, whatever is pushed meanwhile). It then either answers
-locally (a :class:`Refuse`) or forwards (a :class:`Forward`): pick an endpoint, take a pooled
-connection or open one, send the head and the body as it arrives, pass the response on as it comes.
+(so it finishes on the config it started with, whatever is pushed meanwhile). It begins once it is its
+turn on the connection and its request is whole, or its body is bigger than what is kept for a retry
+(64 KiB; that body then streams): so a request the client never finishes, or finishes malformed, has
+sent nothing upstream. It then either answers locally (a :class:`Refuse`) or forwards (a
+:class:`Forward`): pick an endpoint, take a pooled connection or open one, send the head and the body,
+pass the response on as it comes.
 
 Retries follow the route's policy: a try that cannot connect is retried on another endpoint of the
 same version; a try answered 5xx, reset before answering, or silent past ``per_retry_timeout`` is
@@ -47,7 +50,7 @@ class Exchange:
     __slots__ = ("attempt", "attempt_start", "body", "body_size", "bytes_in", "bytes_out", "chunked",
                  "client_keep_alive", "conn", "deadline", "decision", "down", "dp", "endpoint", "expect_continue",
                  "finished", "flag", "free_retry", "head_at", "http10", "listener", "method", "parts", "request_done",
-                 "request_head", "response_head_bytes", "response_started", "start", "status", "tried",
+                 "request_head", "response_head_bytes", "response_started", "start", "started", "status", "tried",
                  "upstream_stats", "url")
 
     def __init__(self, down: DownstreamProtocol, listener: Listener, method: bytes, url: bytes,
@@ -65,6 +68,7 @@ class Exchange:
         self.client_keep_alive = keep_alive
         self.http10 = http10
         self.request_done = False
+        self.started = False  # begun: answered locally, or its first try started
         self.response_started = False
         self.finished = False
         # Body pieces as sent upstream, kept for a replay; None when not kept (refused, or too big).
@@ -89,20 +93,25 @@ class Exchange:
 
     # ---- request side (called by the downstream connection) ----
 
-    def begin(self) -> None:
+    def turn(self) -> None:
         """This exchange's turn on its connection has come."""
+        if self.request_done or self.body_size > MAX_RETAINED_BODY:
+            self.begin()
+        elif self.expect_continue and type(self.decision) is Forward:
+            self.down.transport.write(CONTINUE_100)  # type: ignore[union-attr]
+
+    def begin(self) -> None:
+        """Its turn has come and its request is whole (or too big to hold back): answer or forward."""
+        self.started = True
         decision = self.decision
         if type(decision) is Refuse:
-            if self.request_done:
-                self.reply_local(decision.status, decision.flag, decision.message)
-            return  # answered once the request is read (see request_complete)
+            self.reply_local(decision.status, decision.flag, decision.message)
+            return
         fwd: Forward = decision  # type: ignore[assignment]
         parts = self.parts
-        parts[0] = b"%s %s %s\r\n" % (self.method, fwd.path, b"HTTP/1.0" if self.http10 else b"HTTP/1.1")
+        parts[0] = self.method + b" " + fwd.path + (b" HTTP/1.0\r\n" if self.http10 else b" HTTP/1.1\r\n")
         self.request_head = b"".join(parts)
         self.parts = []
-        if self.expect_continue and not self.request_done:
-            self.down.transport.write(CONTINUE_100)  # type: ignore[union-attr]
         self.upstream_stats = self.listener.app_stats or self.dp.metrics.upstream(fwd.service, fwd.version)
         self.dp.track(self)
         self.start_attempt()
@@ -122,7 +131,10 @@ class Exchange:
             body.append(data)  # sent when a connection is ready
             self.body_size += size
             if self.body_size > MAX_RETAINED_BODY:
-                self.down.pause(WAITING_FOR_UPSTREAM)
+                if not self.started:
+                    self.down.body_ready(self)
+                if self.conn is None:
+                    self.down.pause(WAITING_FOR_UPSTREAM)
         elif self.body_size + size <= MAX_RETAINED_BODY:
             body.append(data)
             self.body_size += size
@@ -133,10 +145,9 @@ class Exchange:
         self.request_done = True
         if self.finished:
             return
-        decision = self.decision
-        if type(decision) is Refuse:
+        if not self.started:
             if self.down.active is self:
-                self.reply_local(decision.status, decision.flag, decision.message)
+                self.begin()
             return
         if self.chunked and self.conn is not None:
             self.conn.transport.write(LAST_CHUNK)  # type: ignore[union-attr]
@@ -149,19 +160,22 @@ class Exchange:
         self.attempt += 1
         endpoint = self.endpoint
         if not same_endpoint or endpoint is None:
-            key = (fwd.service, fwd.version)
-            endpoint, counter = pick_endpoint(fwd.endpoints, dp.rr.get(key, 0), self.tried)
-            if not self.tried:
-                # Only first tries move the round robin on: a retry taking a turn as well would make
-                # every request after a failure start on the same endpoint again.
-                dp.rr[key] = counter
+            endpoints = fwd.endpoints
+            if len(endpoints) == 1:  # a version with one task: nothing to choose
+                endpoint = endpoints[0]
+            else:
+                key = (fwd.service, fwd.version)
+                endpoint, counter = pick_endpoint(endpoints, dp.rr.get(key, 0), self.tried)
+                if not self.tried:
+                    # Only first tries move the round robin on: a retry taking a turn as well would make
+                    # every request after a failure start on the same endpoint again.
+                    dp.rr[key] = counter
             self.endpoint = endpoint
             self.tried += (endpoint,)
-        now = monotonic()
-        self.attempt_start = now
+        now = self.attempt_start = monotonic()
         self.deadline = self._deadline(now)
         self.upstream_stats.requests += 1  # type: ignore[union-attr]
-        pool = dp.pool(endpoint)
+        pool = dp.pools.get(endpoint) or dp.pool(endpoint)
         conn = pool.acquire()
         if conn is not None:
             self._attach(conn)
@@ -277,8 +291,8 @@ class Exchange:
         self.response_head_bytes = head
         if self.listener.access_log is not None:
             self.head_at = monotonic()
-        if self.deadline:
-            self.deadline = self._deadline(monotonic())
+        if self.deadline:  # the per-try timeout no longer applies; the overall one still does
+            self.deadline = self._deadline(0.0)
         extra = self.listener.response_header
         if self.dp.draining:  # tell the client not to send another request on this connection
             extra += b"connection: close\r\n"
@@ -306,7 +320,9 @@ class Exchange:
             conn.pool.release(conn)  # its own pool: a retired one closes it
         else:
             conn.close()
-        self._complete(keep_alive)
+        now = monotonic()
+        self.upstream_stats.latency.record((now - self.attempt_start) * 1000.0)  # type: ignore[union-attr]
+        self.finish(self.client_keep_alive and keep_alive and self.request_done and not self.http10, now)
 
     def upstream_lost(self, conn: UpstreamConnection, bad_response: bool = False) -> None:
         """The upstream connection closed (or spoke nonsense) in the middle of this exchange."""
@@ -373,12 +389,13 @@ class Exchange:
         self._drop_conn()
         self.finish(False)
 
-    def finish(self, keep_alive: bool) -> None:
+    def finish(self, keep_alive: bool, now: float = 0.0) -> None:
         if self.finished:
             return
         self.finished = True
         self.dp.inflight.discard(self)
-        self._drop_conn()
+        if self.conn is not None:
+            self._drop_conn()
         down = self.down
         if down.paused:  # a pause for this exchange's upload must not outlive it
             down.resume(UPSTREAM_BACKPRESSURE | WAITING_FOR_UPSTREAM)
@@ -387,9 +404,9 @@ class Exchange:
         status = self.status
         stats.by_class[status // 100 if status < 600 else 0] += 1
         # Errors: 5xx answers, and answers cut short by the upstream (refusals like 403/404 are not).
-        if status >= 500 or self.flag.startswith("upstream_"):
+        if status >= 500 or (self.flag and self.flag.startswith("upstream_")):
             stats.errors += 1
-        stats.latency.record((monotonic() - self.start) * 1000.0)
+        stats.latency.record(((now or monotonic()) - self.start) * 1000.0)
         log = self.listener.access_log
         if log is not None:
             log.write(self)

@@ -14,10 +14,15 @@ HOP_BY_HOP = frozenset({
     b"proxy-authorization", b"proxy-authenticate",
 })
 
+# Connection options that are not header names: every other token of ``Connection`` names a header
+# that is hop-by-hop too (``Connection: Upgrade, HTTP2-Settings``).
+CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
 REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    409: "Conflict", 413: "Content Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    408: "Request Timeout", 409: "Conflict", 413: "Content Too Large", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import resource
 import signal
 import sys
 from collections.abc import Sequence
 
 from meshpipe.argtypes import bounded
 from meshpipe.engines.local.dataplane.config import ConfigError, DataplaneConfig, parse_config
+from meshpipe.engines.local.dataplane.limits import (
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_REQUEST_HEADERS_KB,
+    DEFAULT_REQUEST_HEADERS_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
+    ParserFactory,
+)
 from meshpipe.engines.local.dataplane.proxy import (
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_INGRESS_TIMEOUT_MS,
@@ -32,6 +41,7 @@ PROG = "python -m meshpipe.engines.local.dataplane"
 
 
 _port = bounded(int, 1, 65535, not_a="a port number", outside="{value} is not a port number 1-65535")
+_positive = bounded(int, 1, 10**9, not_a="a whole number", outside="{value} is not a whole number 1-1000000000")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longest wait for requests in flight when stopping (default {DEFAULT_DRAIN_TIMEOUT_S:g})")
     p.add_argument("--ingress-timeout-ms", type=int, default=DEFAULT_INGRESS_TIMEOUT_MS,
                    help=f"sidecar: request timeout towards the app (default {DEFAULT_INGRESS_TIMEOUT_MS})")
+    p.add_argument("--max-request-headers-kb", type=_positive, default=DEFAULT_MAX_REQUEST_HEADERS_KB,
+                   help=f"request line and headers larger than this are answered 431 "
+                        f"(default {DEFAULT_MAX_REQUEST_HEADERS_KB}, as Envoy)")
+    p.add_argument("--max-headers-count", type=_positive, default=DEFAULT_MAX_HEADERS_COUNT,
+                   help=f"requests with more headers are answered 431 (default {DEFAULT_MAX_HEADERS_COUNT}, as Envoy)")
+    p.add_argument("--request-headers-timeout-ms", type=_positive, default=DEFAULT_REQUEST_HEADERS_TIMEOUT_MS,
+                   help=f"a request head must arrive within this of its first byte, else 408 "
+                        f"(default {DEFAULT_REQUEST_HEADERS_TIMEOUT_MS})")
+    p.add_argument("--request-timeout-ms", type=_positive, default=DEFAULT_REQUEST_TIMEOUT_MS,
+                   help=f"a request held by the proxy (body not yet forwarded) must arrive whole within this, "
+                        f"else 408 (default {DEFAULT_REQUEST_TIMEOUT_MS})")
     return p
 
 
@@ -83,6 +104,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ProxyOptions, str | N
         egress_port=args.egress_port, app_port=args.app_port, service=args.service, version=args.version,
         allowed_backends=tuple(args.allowed_backend), access_log=args.access_log,
         drain_timeout_s=args.drain_timeout, ingress_timeout_ms=args.ingress_timeout_ms,
+        max_request_headers_kb=args.max_request_headers_kb, max_headers_count=args.max_headers_count,
+        request_headers_timeout_ms=args.request_headers_timeout_ms, request_timeout_ms=args.request_timeout_ms,
         netns=args.netns, run_as=args.run_as)
     return options, args.config_file
 
@@ -98,11 +121,12 @@ def load_config_file(path: str) -> DataplaneConfig:
     return parse_config(document)
 
 
-async def serve(options: ProxyOptions, config: DataplaneConfig | None) -> None:
+async def serve(options: ProxyOptions, config: DataplaneConfig | None,
+                new_parser: ParserFactory | None = None) -> None:
     from meshpipe.engines.local.dataplane.admin import start_admin
 
     loop = asyncio.get_running_loop()
-    dp = DataPlane(options, loop)
+    dp = DataPlane(options, loop) if new_parser is None else DataPlane(options, loop, new_parser=new_parser)
     if config is not None:
         dp.apply_config(config)
     if options.netns is not None:
@@ -137,7 +161,17 @@ async def serve(options: ProxyOptions, config: DataplaneConfig | None) -> None:
     print(f"meshpipe {options.mode}{who} stopped", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def raise_open_files_limit() -> None:
+    """Every client and upstream connection is a file descriptor: a soft limit of 1024 would refuse
+    connections long before the proxy is busy. Raised to the hard limit, which needs no privilege."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # a container may cap it lower: keep what there is
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def main(argv: Sequence[str] | None = None, new_parser: ParserFactory | None = None) -> int:
     options, config_file = parse_args(argv)
     config = None
     if config_file:
@@ -152,9 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works, slower
         runner = asyncio.Runner()
+    raise_open_files_limit()
     try:
         with runner:
-            runner.run(serve(options, config))
+            runner.run(serve(options, config, new_parser))
     except PortInUseError as exc:
         print(f"meshpipe proxy: {exc.strerror}", file=sys.stderr)
         return EXIT_PORT_IN_USE

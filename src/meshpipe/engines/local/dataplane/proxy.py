@@ -19,11 +19,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
+
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.dataplane.accesslog import AccessLog
 from meshpipe.engines.local.dataplane.config import DataplaneConfig, Endpoint
 from meshpipe.engines.local.dataplane.downstream import DownstreamProtocol
 from meshpipe.engines.local.dataplane.exchange import Exchange
+from meshpipe.engines.local.dataplane.limits import (
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_REQUEST_HEADERS_KB,
+    DEFAULT_REQUEST_HEADERS_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
+    ParserFactory,
+    RequestLimits,
+)
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, ListenerStats, Metrics, UpstreamStats
 from meshpipe.engines.local.dataplane.routing import (
     Forward,
@@ -66,6 +76,14 @@ class ProxyOptions:
     ingress_timeout_ms: int = DEFAULT_INGRESS_TIMEOUT_MS
     netns: str | None = None  # a container task's network namespace: listeners there, on every address
     run_as: int | None = None
+    max_request_headers_kb: int = DEFAULT_MAX_REQUEST_HEADERS_KB
+    max_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
+    request_headers_timeout_ms: int = DEFAULT_REQUEST_HEADERS_TIMEOUT_MS
+    request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(self.max_request_headers_kb * 1024, self.max_headers_count,
+                             self.request_headers_timeout_ms / 1000, self.request_timeout_ms / 1000)
 
 
 class Listener:
@@ -152,10 +170,13 @@ class DataPlane:
     """Everything one proxy process runs: listeners, config, pools, timers, metrics."""
 
     def __init__(self, options: ProxyOptions, loop: asyncio.AbstractEventLoop,
-                 rnd: RandomSource = random.random) -> None:
+                 rnd: RandomSource = random.random,
+                 new_parser: ParserFactory = httptools.HttpRequestParser) -> None:
         self.options = options
         self.loop = loop
         self.rnd = rnd
+        self.limits = options.request_limits()
+        self.new_parser = new_parser
         # In a task's own namespace the ingress takes what the interception rules send to the task's
         # address; on the host every listener stays on loopback.
         self.listen_host = "0.0.0.0" if options.netns is not None else LOOPBACK

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,14 +114,15 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
         "weights": {t.version: t.weight for t in targets},
         "preview": preview.to_json() if preview else None,
         "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.plan.analysis.failed_windows,
-        "windows": [{**w.to_json(), "started_at": iso(w.started_at), "due_at": iso(w.due_at),
+        # Steps count from 1 here, as "step" above and every command's output do (the state counts from 0).
+        "windows": [{**w.to_json(), "step": w.step + 1, "started_at": iso(w.started_at), "due_at": iso(w.due_at),
                      "decided_at": iso(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
                     for w in r.windows],
         "window_started_at": iso(r.window_started_at) if not r.finished else None,
         "next_decision_at": iso(decision), "next_decision_in_s": None if decision is None else round(
             max(0.0, decision - now), 1),
         "confirmations": [h.to_json() for h in r.confirmations],
-        "reason": r.reason, "started_by": r.started_by,
+        "reason": r.reason, "started_by": r.started_by, "holding": m.holding(r),
         "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
     }
 
@@ -148,6 +150,11 @@ class RolloutController:
         self.clock = clock
         self.drivers: dict[str, _Driver] = {}
         self.stopping = False
+        # Decisions taken since the daemon started, by (service, decision): each judged window by its verdict
+        # (passed, failed, inconclusive) and each ending by its outcome (promoted, rolled-back, halted,
+        # superseded). meshpipe_rollout_decisions_total.
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self._counted: dict[int, tuple[int, bool]] = {}  # rollout id -> (windows counted, end counted)
 
     def _driver(self, service: str) -> _Driver:
         driver = self.drivers.get(service)
@@ -165,6 +172,8 @@ class RolloutController:
         for r in self.records.running():
             driver = self._driver(r.service)
             driver.rollout = r
+            if r.id is not None:  # decided before this start: not counted again
+                self._counted[r.id] = (len(r.windows), False)
             m.restart_window(r, self.clock(), await self._counters(r))
             self.records.save(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
@@ -198,6 +207,9 @@ class RolloutController:
             if row.status != st.CREATE_COMPLETE:
                 raise ConflictError(f"version {version} of {service} is {row.status}; only {st.CREATE_COMPLETE} "
                                     "versions can be rolled out")
+            if row.scaled_down:
+                raise ConflictError(f"version {version} of {service} is scaled down: it runs no task",
+                                    hint=f"bring it back first: meshpipe version scale {service} {version} --tasks 2")
             if plan.preview is not None:
                 owner = self.store.header_route_owner(service, header_route_name(service, plan.preview.key))
                 if owner not in (None, ROLLOUT_OWNER):
@@ -212,14 +224,20 @@ class RolloutController:
             route = self.store.route(service)
             if current is not None:
                 base = dict(current.base)
-                self._record(current, m.supersede(current, now, version))
+                if version in base:
+                    raise ConflictError(f"{version} is the stable version the running rollout of {current.candidate} "
+                                        "moves traffic from: there is nothing to roll out to it",
+                                        hint=f"to send all traffic back to it: meshpipe rollout abort {service}")
             elif route is None or not any(t.weight for t in route.targets):
                 return await self._first_version(service, version, plan, started_by, now)
             else:
                 base = {t.version: t.weight for t in route.targets if t.weight > 0 and t.version != version}
                 if not base:
                     raise ConflictError(f"{version} already takes all of {service}'s traffic: nothing to roll out")
+            # The new rollout is made (and can be refused) before the running one is superseded.
             r, events = m.start(service, version, base, plan, now, started_by)
+            if current is not None:
+                self._record(current, m.supersede(current, now, version))
             self.records.insert(r)
             driver.rollout = r
             self._record(r, events)
@@ -239,6 +257,7 @@ class RolloutController:
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
         self.records.insert(r)
         self._driver(service).rollout = r
+        self._count_decisions(r)
         self._event(r, f"{version} takes all traffic: {r.reason}")
         self.store.set_route(make_route(service, (WeightedTarget(version, 100),)))
         await self.publish(f"first version {version} of {service} routed")
@@ -381,8 +400,31 @@ class RolloutController:
     def _record(self, r: m.Rollout, events: list[str]) -> None:
         if r.id is not None:
             self.records.save(r)
+        self._count_decisions(r)
         for message in events:
             self._event(r, message)
+
+    def _count_decisions(self, r: m.Rollout) -> None:
+        key = r.id if r.id is not None else -id(r)
+        windows, ended = self._counted.get(key, (0, False))
+        for w in r.windows[windows:]:
+            self.decisions[(r.service, w.verdict)] += 1
+        if r.finished and not ended:
+            self.decisions[(r.service, r.status)] += 1
+            # Once per ending: the versions it left without weight go to zero tasks, now or later.
+            for version, at, why in m.scale_downs(r):
+                self.store.schedule_scale_down(r.service, version, at, why)
+        self._counted[key] = (len(r.windows), r.finished)
+
+    def busy_versions(self) -> set[tuple[str, str]]:
+        """Versions a running rollout moves traffic between: never scaled down under it."""
+        busy: set[tuple[str, str]] = set()
+        for service, driver in self.drivers.items():
+            r = driver.rollout
+            if r is not None and not r.finished:
+                busy.add((service, r.candidate))
+                busy.update((service, v) for v in r.base)
+        return busy
 
     def _event(self, r: m.Rollout, message: str) -> None:
         log.info("rollout of %s %s: %s", r.service, r.candidate, message)

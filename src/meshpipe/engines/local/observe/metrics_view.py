@@ -143,13 +143,14 @@ def exposition(scrapes: list[ProxyScrape], control: ControlFigures) -> bytes:
         page.counter("meshpipe_pipeline_runs_total", "Pipeline runs recorded in state.db, by outcome "
                      "(InProgress, Succeeded, Failed).", {"service": service, "outcome": outcome}, n)
     for service, n in sorted(control.route_changes.items()):
-        page.counter("meshpipe_route_changes_total", "Route and gateway-route changes applied since the daemon "
+        page.counter("meshpipe_route_changes_total", "Route and gateway-route changes committed since the daemon "
                      "started (service empty: gateway routes).", {"service": service}, n)
     for (service, version, task), n in sorted(control.task_restarts.items()):
         page.counter("meshpipe_task_restarts_total", "Times a task was restarted after its app or sidecar failed.",
                      {"service": service, "version": version, "task": task}, n)
     for (service, decision), n in sorted(control.rollout_decisions.items()):
-        page.counter("meshpipe_rollout_decisions_total", "Rollout steps decided, by decision.",
+        page.counter("meshpipe_rollout_decisions_total", "Rollout decisions since the daemon started: judged windows "
+                     "by verdict (passed, failed, inconclusive), ended rollouts by outcome.",
                      {"service": service, "decision": decision}, n)
     for (service, version), weight in sorted(control.weights.items()):
         page.gauge("meshpipe_route_weight", "The version's weight in its service's route.",

@@ -107,6 +107,12 @@ def resolve_ref(repo: Path, ref: str) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
+def has_commits(repo: Path) -> bool:
+    """Whether ``repo`` is a git repository with at least one commit on any branch."""
+    proc = run_git(["rev-list", "--all", "--max-count=1"], cwd=Path(repo), check=False)
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def head_commit(repo: Path) -> str | None:
     """The commit HEAD points at, or None for an empty repository."""
     return resolve_ref(repo, "HEAD")

@@ -32,6 +32,10 @@ class DaemonUnavailable(OperationError):
     """The environment's daemon could not be told about a push."""
 
 
+class NoPipeline(OperationError):
+    """The repo's service has no pipeline (it was deleted, the repo kept): nothing runs for its pushes."""
+
+
 @dataclass(frozen=True)
 class RefUpdate:
     old: str
@@ -89,6 +93,8 @@ def post_push(env_dir: Path, service: str, ref: str, old: str, new: str,
     finally:
         conn.close()
     text = raw.decode("utf-8", "replace").strip()
+    if resp.status == 404:
+        raise NoPipeline(f"{service} has no pipeline in this environment")
     if resp.status // 100 != 2:
         raise DaemonUnavailable(f"the daemon refused the push (HTTP {resp.status}): {text[:300]}")
     try:
@@ -117,6 +123,12 @@ def handle_push(env_dir: Path, service: str, branch: str, lines: Iterable[str], 
     for update in pipeline_updates(updates, branch):
         try:
             run_id = post_push(env_dir, service, update.ref, update.old, update.new)
+        except NoPipeline:
+            env = Path(env_dir).name
+            print(f"meshpipe: push kept, but {service} has no pipeline in {env} (it was deleted; this config repo "
+                  f"was kept): create it with 'meshpipe pipeline create {service} --env {env}', then run "
+                  f"'meshpipe pipeline start {service} --env {env}'", file=out)
+            continue
         except OperationError as exc:
             print(f"meshpipe: warning: push kept, but no pipeline run was started: {exc.message}", file=out)
             env = Path(env_dir).name

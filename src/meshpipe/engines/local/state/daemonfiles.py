@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from meshpipe.atomic import write_atomically
-
 EXIT_ALREADY_RUNNING = 3  # the daemon's exit status when another daemon of the environment holds the lock
 
 
 def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
     """Write daemon.json atomically, readable by its owner only (it holds the control token)."""
+    from meshpipe.atomic import write_atomically  # tempfile and shutil: not for a read command
+
     write_atomically(path, json.dumps(data), mode=0o600)
 
 
@@ -85,6 +85,8 @@ def kept_token(path: Path) -> str:
         token = ""
     if len(token) < 32:
         import secrets
+
+        from meshpipe.atomic import write_atomically  # tempfile and shutil: not for a read command
 
         token = secrets.token_urlsafe(32)
         write_atomically(path, token + "\n", mode=0o600)

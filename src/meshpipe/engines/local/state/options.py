@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from meshpipe.atomic import write_atomically
 from meshpipe.errors import UserError
 
 
@@ -82,6 +81,8 @@ class LocalOptions:
 
 
 def write_options(path: Path, options: LocalOptions) -> None:
+    from meshpipe.atomic import write_atomically  # tempfile and shutil: not for a read command
+
     write_atomically(path, json.dumps(options.to_json(), indent=2, sort_keys=True) + "\n")
 
 

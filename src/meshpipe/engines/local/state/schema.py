@@ -11,7 +11,7 @@ from pathlib import Path
 
 from meshpipe.errors import OperationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE environment (
@@ -165,8 +165,19 @@ CREATE UNIQUE INDEX one_running_rollout_per_service ON rollouts(service) WHERE s
 CREATE INDEX rollouts_by_service ON rollouts(service, id);
 """
 
+# Version 3: routes match every method unless one is named. Earlier versions stored GET on every route
+# without a way to choose it, so a stored GET is the old default, not a choice: it becomes "any method".
+# Versions left without weight by a rollout are scaled to zero tasks: when (scale_down_at, seconds since
+# the epoch) and since when they are (scaled_down_at).
+_SCHEMA_V3 = """
+UPDATE routes SET method = NULL WHERE method = 'GET';
+UPDATE header_routes SET method = NULL WHERE method = 'GET';
+ALTER TABLE versions ADD COLUMN scale_down_at REAL;
+ALTER TABLE versions ADD COLUMN scaled_down_at TEXT
+"""
+
 # MIGRATIONS[n] takes a database at user_version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from meshpipe.pipeline.runs import RunStatus
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
+# Events that record a change of a route or a gateway route (each one counts in meshpipe_route_changes_total).
+ROUTE_EVENT_KINDS = ("route", "gateway-route")
 MAX_STAGE_LOG_CHARS = 256 * 1024
 
 # Stack statuses, spelled as CloudFormation spells them.
@@ -100,6 +103,12 @@ class VersionRow:
     run_id: str | None
     created_at: str
     updated_at: str
+    scale_down_at: float | None = None  # when a rollout's loser is to be scaled to zero (epoch seconds)
+    scaled_down_at: str | None = None  # since when it runs no task (None: it runs desired_tasks)
+
+    @property
+    def scaled_down(self) -> bool:
+        return self.scaled_down_at is not None
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,10 @@ class StateStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Route and gateway-route changes committed through this store, by service ("" for gateway routes),
+        # whoever made them (a command, a rollout, a version delete): meshpipe_route_changes_total.
+        self.route_changes: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
         self._migrate()
 
     # --- connections and transactions ----------------------------------------------------------------
@@ -223,18 +236,23 @@ class StateStore:
             yield conn
         except BaseException as exc:
             self._local.depth = 0
+            self._local.route_changes = []
             with suppress(sqlite3.Error):  # a failed write may have ended the transaction already
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise self._write_error(exc) from exc
             raise
         self._local.depth = 0
+        counted, self._local.route_changes = getattr(self._local, "route_changes", []), []
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise self._write_error(exc) from exc
+        if counted:  # only what was committed counts
+            with self._counts_lock:
+                self.route_changes.update(counted)
 
     def _write_error(self, exc: sqlite3.Error) -> Exception:
         """A write the disk refused, said as what it is (a full disk, a read-only file) rather than as a bug;
@@ -407,7 +425,65 @@ class StateStore:
     def _version_row(r: sqlite3.Row) -> VersionRow:
         return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
                           r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
-                          r["run_id"], r["created_at"], r["updated_at"])
+                          r["run_id"], r["created_at"], r["updated_at"], r["scale_down_at"], r["scaled_down_at"])
+
+    # --- scaling a version down to zero and back -------------------------------------------------------
+
+    def schedule_scale_down(self, service: str, version: str, at: float, why: str) -> None:
+        """Scale ``version`` to zero tasks at ``at`` (epoch seconds), unless it has weight again by then."""
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE versions SET scale_down_at = ?, updated_at = ? WHERE service = ? AND version = ? "
+                             "AND scaled_down_at IS NULL AND status = ?",
+                             (at, self.now(), service, version, CREATE_COMPLETE))
+            if cur.rowcount:
+                self._event(tx, "scale", f"{version} to be scaled to 0 tasks {why}", service, version)
+
+    def due_scale_downs(self, now: float) -> list[VersionRow]:
+        rows = self._read("SELECT * FROM versions WHERE scale_down_at IS NOT NULL AND scale_down_at <= ? "
+                          "ORDER BY scale_down_at", (now,))
+        return [self._version_row(r) for r in rows]
+
+    def cancel_scale_down(self, service: str, version: str, why: str) -> None:
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE versions SET scale_down_at = NULL, updated_at = ? WHERE service = ? AND "
+                             "version = ? AND scale_down_at IS NOT NULL", (self.now(), service, version))
+            if cur.rowcount:
+                self._event(tx, "scale", f"{version} stays up: {why}", service, version)
+
+    def scale_version(self, service: str, version: str, tasks: int, why: str) -> VersionRow:
+        """Set how many tasks ``version`` runs: 0 scales it down (its task rows say stopped), more brings
+        it back (task rows for every slot up to ``tasks``, the others stopped)."""
+        now = self.now()
+        with self.transaction() as tx:
+            row = tx.execute("SELECT status FROM versions WHERE service = ? AND version = ?",
+                             (service, version)).fetchone()
+            if row is None:
+                raise NotFoundError(f"version {version} of {service} does not exist",
+                                    hint=f"list versions with: meshpipe versions {service}")
+            if row[0] != CREATE_COMPLETE:
+                raise ConflictError(f"version {version} of {service} is {row[0]}; only {CREATE_COMPLETE} versions "
+                                    "can be scaled")
+            if tasks:
+                tx.execute("UPDATE versions SET desired_tasks = ?, scale_down_at = NULL, scaled_down_at = NULL, "
+                           "updated_at = ? WHERE service = ? AND version = ?", (tasks, now, service, version))
+                for slot in range(1, tasks + 1):
+                    tx.execute("INSERT INTO tasks (task_id, service, version, slot, desired, actual, updated_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET desired = "
+                               "excluded.desired, updated_at = excluded.updated_at",
+                               (task_id_of(service, version, slot), service, version, slot, DESIRED_RUNNING,
+                                PENDING, now))
+                tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ? AND "
+                           "slot > ?", (DESIRED_STOPPED, now, service, version, tasks))
+                self._event(tx, "scale", f"{version} scaled to {tasks} task(s) {why}", service, version)
+            else:
+                tx.execute("UPDATE versions SET scale_down_at = NULL, scaled_down_at = ?, updated_at = ? "
+                           "WHERE service = ? AND version = ?", (now, now, service, version))
+                tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ?",
+                           (DESIRED_STOPPED, now, service, version))
+                self._event(tx, "scale", f"{version} scaled down to 0 tasks {why}", service, version)
+        found = self.version(service, version)
+        assert found is not None
+        return found
 
     def listener_ports(self) -> dict[str, dict[str, int]]:
         """service -> version -> the app port its manifest declares (the virtual node's listener)."""
@@ -759,6 +835,10 @@ class StateStore:
                version: str | None = None) -> None:
         cur = tx.execute("INSERT INTO events (at, kind, service, version, message) VALUES (?, ?, ?, ?, ?)",
                          (self.now(), kind, service, version, message))
+        if kind in ROUTE_EVENT_KINDS:
+            if not hasattr(self._local, "route_changes"):
+                self._local.route_changes = []
+            self._local.route_changes.append(service or "" if kind == "route" else "")
         if cur.lastrowid and cur.lastrowid % 500 == 0:
             tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
 

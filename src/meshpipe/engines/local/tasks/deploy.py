@@ -29,7 +29,7 @@ from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks.health import HealthTimings
 from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
 from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
-from meshpipe.errors import MeshpipeError, OperationError
+from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
 
@@ -192,7 +192,7 @@ class Deployer:
         adopted = adopted or {}
         started = []
         for row in self.store.versions():
-            if row.status not in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS):
+            if row.status not in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS) or row.scaled_down:
                 continue
             try:
                 argv = self.local_argv(row.resolved)
@@ -218,6 +218,62 @@ class Deployer:
         await self.publish(f"version {version} of {service} deleted")
         await self.supervisor.stop_version(service, version)
         return route
+
+    # -- scaling --
+
+    def _weighted(self, service: str, version: str) -> bool:
+        """Whether the version takes traffic: weight in the service's route or one of its header routes."""
+        if self.store.weights(service).get(version, 0) > 0:
+            return True
+        return any(t.version == version and t.weight > 0
+                   for route in self.store.header_routes(service).get(service, []) for t in route.targets)
+
+    async def scale(self, service: str, version: str, tasks: int, why: str) -> str:
+        """Run ``tasks`` tasks of a deployed version: 0 scales it down (refused while it takes traffic); more
+        brings it back and returns once they are healthy."""
+        row = self.store.version(service, version)
+        if row is None:
+            raise NotFoundError(f"version {version} of {service} does not exist",
+                                hint=f"list versions with: meshpipe versions {service}")
+        if tasks == 0:
+            if self._weighted(service, version):
+                raise ConflictError(f"version {version} of {service} takes traffic; it cannot run without tasks",
+                                    hint=f"move the traffic first: meshpipe route set {service} ...")
+            self.store.scale_version(service, version, 0, why)
+            await self.supervisor.stop_version(service, version)
+            await self.publish(f"version {version} of {service} scaled down")
+            return f"version {version} of {service} scaled down to 0 tasks"
+        argv = self.local_argv(row.resolved)
+        self.store.scale_version(service, version, tasks, why)
+        await self.supervisor.scale_version(version_spec(row.resolved, argv, self.options), tasks,
+                                            self.paths.version_logs(service, version))
+        deadline = self.clock.now() + self.options.deploy_timeout
+        while True:
+            health = self.supervisor.version_health(service, version)
+            if health.healthy >= tasks:
+                return f"version {version} of {service}: {health.healthy}/{tasks} tasks healthy"
+            if health.failure is not None or self.clock.now() >= deadline:
+                raise OperationError(f"version {version} of {service}: only {health.healthy}/{tasks} tasks healthy"
+                                     + (f": {health.failure}" if health.failure else
+                                        f" after {self.options.deploy_timeout:g} s"),
+                                     hint=f"see the task logs in {self.paths.version_logs(service, version)}")
+            await self.clock.sleep(READY_POLL_SECONDS)
+
+    async def scale_down_due(self, now: float, busy: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Scale to zero the versions whose scale-down is due and that still take no traffic (a version
+        routed to again, or in a running rollout, stays up). Returns those scaled down."""
+        done = []
+        for row in self.store.due_scale_downs(now):
+            key = (row.service, row.version)
+            if key in busy or self._weighted(row.service, row.version):
+                self.store.cancel_scale_down(row.service, row.version, "it takes traffic again")
+                continue
+            self.store.scale_version(row.service, row.version, 0, "(no weight after its rollout ended)")
+            await self.supervisor.stop_version(row.service, row.version)
+            done.append(key)
+        if done:
+            await self.publish(f"{len(done)} version(s) scaled down")
+        return done
 
     def cancel_waits(self) -> None:
         for task in list(self._waits.values()):

@@ -628,6 +628,14 @@ class Supervisor:
                 runners.append(runner)
                 runner.start()
 
+    async def scale_version(self, spec: VersionSpec, count: int, log_dir: Path) -> None:
+        """Run exactly ``count`` tasks of a version: missing slots started, slots above ``count`` stopped."""
+        self.start_version(spec, count, log_dir)
+        runners = self.runners.get((spec.service, spec.version), [])
+        extra = [r for r in runners if r.slot > count]
+        self.runners[(spec.service, spec.version)] = [r for r in runners if r.slot <= count]
+        await asyncio.gather(*(r.stop() for r in extra))
+
     async def stop_version(self, service: str, version: str) -> None:
         runners = self.runners.pop((service, version), [])
         await asyncio.gather(*(r.stop() for r in runners))

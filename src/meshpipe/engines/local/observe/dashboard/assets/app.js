@@ -33,6 +33,8 @@
     int: (n) => (n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US')),
     rps: (n) => (n === null || n === undefined ? '–' : n < 10 ? n.toFixed(2) : n.toFixed(1)),
     pct: (n) => (n === null || n === undefined ? '–' : (100 * n).toFixed(n >= 0.9995 || n === 0 ? 0 : 2) + '%'),
+    // A figure that is already a percentage (a rollout window's success rate), as `rollout status` shows it.
+    percent: (p) => (p === null || p === undefined ? '–' : Number(p).toFixed(2) + ' %'),
     ms: (n) => (n === null || n === undefined ? '–' : n < 10 ? n.toFixed(2) + ' ms' : Math.round(n) + ' ms'),
     time: (iso) => (iso ? new Date(iso).toLocaleTimeString('en-GB') : ''),
     short: (commit) => (commit ? String(commit).slice(0, 8) : ''),
@@ -309,6 +311,7 @@
             ? ` · next decision in ${r.next_decision_in_s} s` : ''),
         r.describe ? el('p', { class: 'sub' }, r.describe) : null,
         steps.length ? el('ol', { class: 'steps' }, steps) : null,
+        r.holding ? el('p', { class: 'holding' }, r.holding) : null,
         r.reason ? el('p', { class: 'sub' }, r.reason) : null,
         windows.length ? el('div', { class: 'wide' }, el('table', { class: 'windows' },
           el('thead', {}, el('tr', {}, ...['window', 'step', 'weight', 'phase', 'verdict', 'candidate', 'stable',
@@ -322,7 +325,7 @@
       const known = [];
       if (f.requests !== undefined) known.push(`${fmt.int(f.requests)} req`);
       if (f.errors !== undefined) known.push(`${fmt.int(f.errors)} err`);
-      if (f.success_rate !== undefined && f.success_rate !== null) known.push(`${fmt.pct(f.success_rate)} ok`);
+      if (f.success_rate !== undefined && f.success_rate !== null) known.push(`${fmt.percent(f.success_rate)} ok`);
       if (f.p99_ms !== undefined && f.p99_ms !== null) known.push(`p99 ${fmt.ms(f.p99_ms)}`);
       const rest = Object.entries(f).filter(([k, v]) => !['requests', 'errors', 'success_rate', 'p99_ms'].includes(k)
         && v !== null && typeof v !== 'object').map(([k, v]) => `${k} ${v}`);
