@@ -19,7 +19,9 @@ built from this machine's files first, never pulled):
 Tasks get one vCPU (``Cpu: 1024``): with the sample's quarter of a CPU, enforced by the docker runtime only,
 push -> serving mostly measures how long Python takes to start on a quarter of a CPU.
 
-Ratios are docker / process.
+Ratios are docker / process, each beside what this runtime accepts: a version serving within 10 times the
+process runtime's time, at least 0.8 of its throughput, at most 1.5 times its memory per task and 12 times
+its idle CPU (health checks run in the containers: a process started per check).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from meshpipe.engines.local.state.daemonfiles import read_daemon_file
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
+from ratios import Ratio, report
 
 ENV = "rt"
 IDENTITY = GitIdentity("meshpipe bench", "bench@meshpipe.invalid")
@@ -249,8 +252,13 @@ def main() -> int:
     args = parser.parse_args()
 
     from meshpipe.engines.local.tasks.dockerhost import build_sample_image, connect
+    from meshpipe.errors import MeshpipeError
 
-    build_sample_image(connect(), "hello-backend", DOCKER_IMAGES["hello-backend"])
+    try:
+        build_sample_image(connect(), "hello-backend", DOCKER_IMAGES["hello-backend"])
+    except MeshpipeError as exc:
+        print(f"bench_runtimes: {exc.message} ({exc.hint})" if exc.hint else f"bench_runtimes: {exc.message}")
+        return 2
     results = {}
     for runtime in ("process", "docker"):
         print(f"measuring the {runtime} runtime ...", flush=True)
@@ -263,7 +271,16 @@ def main() -> int:
         ratio = f"{d / p:>16.2f}" if isinstance(p, (int, float)) and p else f"{'':>16}"
         p_text = f"{p:>12.2f}" if isinstance(p, (int, float)) else f"{'':>12}"
         print(f"{key:<38}{p_text}{d:>12.2f}{ratio}")
-    return 0
+    p, d = results["process"], results["docker"]
+    return report("bench_runtimes", [
+        Ratio("push -> serving, docker / process", d["push -> serving, s"] / p["push -> serving, s"], 10.0),
+        Ratio("ingress throughput, docker / process",
+              d["ingress throughput, req/s"] / p["ingress throughput, req/s"], 0.8, at_most=False),
+        Ratio("memory per task, docker / process",
+              d["memory per task, PSS MiB"] / p["memory per task, PSS MiB"], 1.5),
+        Ratio("idle CPU 10x2x2, docker / process",
+              d["idle CPU, % of a core"] / max(p["idle CPU, % of a core"], 0.01), 12.0),
+    ])
 
 
 if __name__ == "__main__":
