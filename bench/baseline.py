@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meshpipe.cli.demo import bundled_manifest
+from meshpipe.demos.walkthrough import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget
 
 IDENTITY = GitIdentity("meshpipe bench", "bench@meshpipe.invalid")

@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the Chromium driver the browser test uses
 
-from meshpipe.cli.demo import bundled_manifest  # noqa: E402
+from meshpipe.demos.walkthrough import bundled_manifest  # noqa: E402
 from meshpipe.engines.local.engine import LocalEngine  # noqa: E402
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push  # noqa: E402
 from meshpipe.engines.local.state.options import LocalOptions  # noqa: E402
+from meshpipe.git import GitIdentity, clone, commit_all, push  # noqa: E402
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route  # noqa: E402
 from ratios import Ratio, report  # noqa: E402
 from support.browser import Chromium, find_chromium  # noqa: E402

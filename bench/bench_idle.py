@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.cli.demo import bundled_manifest
+from meshpipe.demos.walkthrough import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.state.daemonfiles import read_daemon_file, read_lock_holder
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks import processes as procs
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from ratios import Ratio, report
 
 ENV = "idle"

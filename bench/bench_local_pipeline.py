@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshpipe.cli.demo import (
+from meshpipe.demos.walkthrough import (
     BACKEND,
     ENV,
     GATEWAY_PREFIX,
@@ -35,7 +35,7 @@ from meshpipe.cli.demo import (
     bundled_manifest,
     make_local_engine,
 )
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from ratios import Ratio, report
 

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from meshpipe import git
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.mesh.routing import make_gateway_route
 from ratios import Ratio, report
@@ -62,13 +62,13 @@ def main() -> int:
         try:
             info = engine.pipeline_create(ENV, SERVICE)
             work = home / "cfg"
-            gitrepo.clone(info.clone_url, work)
+            git.clone(info.clone_url, work)
             engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", SERVICE, f"{ENV}.local"))
             for greeting in ("Hello", "Yo"):
                 (work / "manifest.yaml").write_text(manifest(greeting, args.step, args.interval))
-                commit = gitrepo.commit_all(work, greeting)
+                commit = git.commit_all(work, greeting)
                 pushed = time.monotonic()
-                gitrepo.push(work)
+                git.push(work)
                 engine.pipeline_wait(ENV, SERVICE, commit=commit[:8], timeout=120)
                 if greeting == "Hello":
                     port = int(engine.ingress_url(ENV).rsplit(":", 1)[1])

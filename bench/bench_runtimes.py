@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_idle import cpu_seconds, memory_kib
-from meshpipe.cli.demo import DOCKER_IMAGES, bundled_manifest
+from meshpipe.demos.walkthrough import DOCKER_IMAGES, bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
 from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.state.daemonfiles import read_daemon_file

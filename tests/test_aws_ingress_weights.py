@@ -220,3 +220,18 @@ def test_deleting_the_gateway_route_forgets_the_weights(ingress: Ingress) -> Non
         assert ingress.parameters(stack)["IngressPathPrefix"] == ""
     assert {k: ingress.parameters("demo-hello-web-pipeline")[k] for k in WEIGHTS} == {
         "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}
+
+
+def test_route_gateway_says_it_waits_for_an_ecs_deployment_and_how_to_follow_it(ingress: Ingress) -> None:
+    engine = ingress.engine
+    engine.gateway_route_set("demo", route("/hello-service"))  # before the first deployment: nothing to wait for
+    assert "ECS attaches" not in engine.reporter.text
+    ingress.commit_deploys()
+    engine.gateway_route_set("demo", route("/hello"))
+    [said] = [s for s in engine.reporter.steps if "ECS attaches" in s]
+    # That a deployment comes, and how to follow it without waiting (the stand-in stack has no ECS
+    # service to read the strategy from: with one, describe_strategy's words stand in the parentheses).
+    assert "with a new deployment (" in said
+    assert "meshpipe rollout status hello-web --env demo --engine aws" in said
+    updates = [i for i, s in enumerate(engine.reporter.steps) if s.startswith("updating the parameters of stack demo-hello-web")]
+    assert engine.reporter.steps.index(said) < updates[-1]

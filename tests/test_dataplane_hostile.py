@@ -324,10 +324,11 @@ SLOW = {
 
 def assert_cut_off(port: int, backend: RecordingBackend, head: bytes, drip: bytes, bound_ms: int) -> None:
     backend.reset()
-    raw, after = trickle(port, head, drip, every=0.1, for_at_most=bound_ms / 1000 + 8)
+    raw, after = trickle(port, head, drip, every=0.1, for_at_most=bound_ms / 1000 + 10)
     assert_answered(raw, 408)
-    # Not before the bound, and well before the client would have finished (20 s at this pace).
-    assert bound_ms / 1000 - 0.05 <= after <= bound_ms / 1000 + 6, f"answered after {after:.2f} s"
+    # Not before the bound, and well before the client would have finished (20 s at this pace); the
+    # slack above the bound is for a loaded machine, not a measure of speed.
+    assert bound_ms / 1000 - 0.05 <= after <= bound_ms / 1000 + 8, f"answered after {after:.2f} s"
     assert_serves_others(port, backend)
 
 

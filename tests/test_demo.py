@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from meshpipe.cli.demo import (
+from meshpipe.demos.walkthrough import (
     NEW_PAGE_START,
     OLD_PAGE_START,
     DemoError,
@@ -161,7 +161,7 @@ def test_demo_runs_the_walkthrough_and_leaves_nothing_running(tmp_path: Path, mo
 @pytest.mark.timeout(600)
 def test_rollout_demo_rolls_the_bad_version_back_and_promotes_the_good_one(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from meshpipe.cli.demo_rollout import run_rollout_demo
+    from meshpipe.demos.rollout import run_rollout_demo
 
     home = tmp_path / "mp"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -325,7 +325,7 @@ def test_demo_with_the_docker_runtime_builds_and_runs_the_samples(tmp_path: Path
 
     from rich.console import Console
 
-    from meshpipe.cli.demo import run_demo
+    from meshpipe.demos.walkthrough import run_demo
 
     client = docker_or_skip()
     monkeypatch.setenv("MESHPIPE_LOCAL_RUNTIME", "docker")

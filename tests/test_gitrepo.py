@@ -13,18 +13,9 @@ from pathlib import Path
 import pytest
 
 from meshpipe.engines.local.source import hook
-from meshpipe.engines.local.source.gitrepo import (
-    GitIdentity,
-    clone,
-    commit_all,
-    create_bare_repo,
-    head_commit,
-    push,
-    read_file_at,
-    resolve_ref,
-    run_git,
-)
+from meshpipe.engines.local.source.gitrepo import create_bare_repo, head_commit, read_file_at
 from meshpipe.errors import NotFoundError, UserError
+from meshpipe.git import GitIdentity, clone, commit_all, push, resolve_ref, run_git
 from support.http_server import QuietHandler, serving
 
 IDENTITY = GitIdentity("Test Pusher", "pusher@example.invalid")

@@ -141,3 +141,82 @@ def test_a_pass_role_to_another_service_fails_the_check() -> None:
     [passing] = [s for s in statements if s.get("Sid") == "PassTaskRoles"]
     passing["Condition"] = {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
     assert any("iam:PassRole" in p and "ecs-tasks.amazonaws.com" in p for p in refused(name, statements))
+
+
+@pytest.mark.parametrize(("action", "arn"), [
+    ("ec2:DeleteVpc", "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-0other"),
+    ("ec2:AuthorizeSecurityGroupIngress", "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0other"),
+    ("ec2:RevokeSecurityGroupEgress", "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0other"),
+    ("ec2:DeleteNatGateway", "arn:aws:ec2:us-east-1:123456789012:natgateway/nat-0other"),
+    ("elasticloadbalancing:DeleteLoadBalancer",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/other/0123456789abcdef"),
+    ("elasticloadbalancing:ModifyListener",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/other/0123456789abcdef/0fedcba987654321"),
+])
+def test_the_deployer_deletes_and_changes_only_the_environments_network(action: str, arn: str) -> None:
+    """Deletes and changes of network and load-balancer resources, and security-group rules, are allowed on
+    what carries the environment's owner tag, and on nothing else of the account."""
+    statements = deployer_statements()
+    assert decide(statements, Request(action, arn, {"aws:ResourceTag/meshpipe:environment": "demo"})) == "allowed"
+    assert decide(statements, Request(action, arn, {"aws:ResourceTag/meshpipe:environment": "demo-x"})) != "allowed"
+    assert decide(statements, Request(action, arn)) != "allowed"
+
+
+def test_the_environments_network_carries_the_owner_tag() -> None:
+    tagged = [c for c in calls("service-connect/env").calls
+              if c.action in ("ec2:DeleteVpc", "ec2:DeleteSecurityGroup", "elasticloadbalancing:DeleteLoadBalancer",
+                              "elasticloadbalancing:DeleteListener", "ec2:ReleaseAddress")]
+    assert {c.action for c in tagged} == {"ec2:DeleteVpc", "ec2:DeleteSecurityGroup", "ec2:ReleaseAddress",
+                                          "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DeleteListener"}
+    assert all(c.context.get("aws:ResourceTag/meshpipe:environment") == "demo" for c in tagged)
+
+
+# ---- the permissions boundary --------------------------------------------------------------------------------
+
+BOUNDARY_ARN = "arn:aws:iam::123456789012:policy/meshpipe-demo-boundary"
+
+
+def boundary_statements(mesh: str) -> list[dict[str, Any]]:
+    d = DEPLOYED[f"{mesh}/env"].deployment
+    r = iam_calls.DeployedResolver(d.template, d.stack, d.params, d.exports)
+    return list(r.value(d.template["Resources"]["PermissionsBoundary"]["Properties"]["PolicyDocument"])["Statement"])
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in DEPLOYED.items()
+                                        if d.deployed_by == "operator" and "bucket" not in n))  # no role there
+def test_every_role_carries_the_boundary_and_stays_inside_it(name: str) -> None:
+    """Each role of a platform template names the environment's boundary, and every statement of its own
+    policies, on each resource it names, is inside the boundary (else the role would lose it)."""
+    d = DEPLOYED[name].deployment
+    r = iam_calls.DeployedResolver(d.template, d.stack, d.params, d.exports)
+    boundary = boundary_statements(DEPLOYED[name].mesh)
+    roles = {lid: res for lid, res in d.template["Resources"].items() if res["Type"] == "AWS::IAM::Role"}
+    outside = []
+    for lid, res in roles.items():
+        props = r.value(res["Properties"])
+        assert props["PermissionsBoundary"] == BOUNDARY_ARN, lid
+        for policy in props.get("Policies", []):
+            for s in iam.as_list(policy["PolicyDocument"]["Statement"]):
+                for action in iam.as_list(s["Action"]):
+                    for resource in iam.as_list(s["Resource"]):
+                        if decide(boundary, Request(action, resource)) != "allowed":
+                            outside.append(f"{lid}: {action} on {resource}")
+    assert roles and outside == []
+
+
+def test_the_deployer_creates_roles_only_inside_the_boundary() -> None:
+    role = "arn:aws:iam::123456789012:role/demo-hello-web-pipeline-BuildRole-ABCDEF123456"
+    statements = deployer_statements()
+    for action in ("iam:CreateRole", "iam:PutRolePolicy"):
+        assert decide(statements, Request(action, role, {"iam:PermissionsBoundary": BOUNDARY_ARN})) == "allowed"
+        assert decide(statements, Request(action, role)) != "allowed"
+        other = "arn:aws:iam::123456789012:policy/AdministratorAccess"
+        assert decide(statements, Request(action, role, {"iam:PermissionsBoundary": other})) != "allowed"
+    assert decide(statements, Request("iam:DeleteRolePermissionsBoundary", role)) != "allowed"
+
+
+def test_the_boundary_check_fails_for_a_role_granted_more() -> None:
+    boundary = boundary_statements("service-connect")
+    assert decide(boundary, Request("iam:CreateUser", "arn:aws:iam::123456789012:user/x")) != "allowed"
+    assert decide(boundary, Request("iam:PassRole", "arn:aws:iam::123456789012:role/prod-admin")) != "allowed"
+    assert decide(boundary, Request("ecs:RegisterTaskDefinition", "*")) == "allowed"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shlex
 import signal
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from meshpipe import git
 from meshpipe.engines.local.control.daemon import read_daemon_file
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.state import daemonfiles
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
@@ -62,14 +64,14 @@ class LocalEnv:
     def pipeline(self, service: str) -> Path:
         info = self.engine.pipeline_create(ENV, service)
         workdir = self.work / f"{service}-cfg"
-        gitrepo.clone(info.clone_url, workdir)
+        git.clone(info.clone_url, workdir)
         return workdir
 
     def push(self, service: str, manifest: str, message: str = "change") -> str:
         workdir = self.work / f"{service}-cfg"
         (workdir / "manifest.yaml").write_text(manifest)
-        commit = gitrepo.commit_all(workdir, message)
-        said = gitrepo.push(workdir)
+        commit = git.commit_all(workdir, message)
+        said = git.push(workdir)
         assert f"started for {service} at {commit[:8]}" in said, said
         return commit
 
@@ -497,12 +499,37 @@ def test_push_while_the_daemon_is_down_runs_when_it_is_back(make_env) -> None:  
     assert env.processes("gateway") == []
     workdir = env.work / "hello-backend-cfg"
     (workdir / "manifest.yaml").write_text(BACKEND_MANIFEST)
-    commit = gitrepo.commit_all(workdir, "pushed while nothing listened")
-    said = gitrepo.push(workdir)
+    commit = git.commit_all(workdir, "pushed while nothing listened")
+    said = git.push(workdir)
     assert "no pipeline run was started" in said, said
     run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
     env.note_pids()
     assert run.status == "Succeeded" and run.version == commit[:8]
+
+
+def test_a_config_repo_made_by_an_earlier_meshpipe_reports_pushes_once_the_daemon_restarts(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.pipeline("hello-backend")
+    hook = env.paths.repo("hello-backend") / "hooks" / "post-receive"
+    # The hook an earlier meshpipe wrote: its module is not where this one keeps it.
+    hook.write_text("#!/bin/sh\nexec " + shlex.join([sys.executable, "-m", "meshpipe.engines.local.hook", "--env-dir",
+                                                     str(env.paths.root), "--service", "hello-backend"]) + "\n")
+    workdir = env.work / "hello-backend-cfg"
+    (workdir / "manifest.yaml").write_text(BACKEND_MANIFEST)
+    missed = git.commit_all(workdir, "pushed through the old hook")
+    said = git.push(workdir)
+    assert "started for hello-backend" not in said and "No module named" in said, said  # the old hook fails
+    daemon = read_daemon_file(env.paths.daemon_json)
+    assert daemon is not None
+    os.kill(daemon["pid"], signal.SIGTERM)
+    wait_until(lambda: not procs.is_running(daemon["pid"]), 20, "daemon stopped")
+    env.engine.versions(ENV, "hello-backend")  # any command starts the daemon again
+    assert "meshpipe.engines.local.source.hook" in hook.read_text()
+    commit = env.push("hello-backend", BACKEND_V2_MANIFEST, "pushed through the new hook")
+    runs = {r.commit: r for r in (env.engine.pipeline_wait(ENV, "hello-backend", commit=c, timeout=60)
+                                  for c in (missed, commit))}
+    env.note_pids()
+    assert runs[commit].status == "Succeeded" and runs[missed].commit == missed
 
 
 def test_run_interrupted_by_a_daemon_crash_runs_again(make_env) -> None:  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
+from meshpipe import git
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError
 from meshpipe.validation.yamlsafe import MAX_BYTES
@@ -114,9 +114,9 @@ def test_twenty_pushes_in_a_second_run_one_at_a_time_and_the_last_one_wins(make_
     commits = []
     for i in range(20):
         (workdir / "manifest.yaml").write_text(backend_manifest(f"-g Push{i}"))
-        commits.append(gitrepo.commit_all(workdir, f"push {i}"))
+        commits.append(git.commit_all(workdir, f"push {i}"))
     # Into the repo without a run (another branch), then reported as the hook reports pushes: 20 at once.
-    gitrepo.run_git(["push", "-q", "origin", "HEAD:refs/heads/staging"], cwd=workdir)
+    git.run_git(["push", "-q", "origin", "HEAD:refs/heads/staging"], cwd=workdir)
     # A start only queues its run (it does not wait for it): were it to wait, no run could be skipped below.
     run_ids = [env.engine.pipeline_start(ENV, "hello-backend", c).run_id for c in commits]
     for run_id in run_ids:

@@ -209,7 +209,7 @@ def test_a_preview_header_taken_by_hand_is_not_overwritten(store: StateStore) ->
         c = world.controller(store)
         with pytest.raises(ConflictError, match="set by hand"):
             await c.start(SVC, NEW, plan(strategy="blue-green", steps=(100,), preview=preview), "by hand")
-        assert c.records.running() == [] and not c.running(SVC)  # refused before anything was stored
+        assert c.store.running_rollouts() == [] and not c.running(SVC)  # refused before anything was stored
         c.stop()
 
     asyncio.run(go())

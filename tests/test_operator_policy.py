@@ -39,6 +39,13 @@ def operator_policy() -> dict[str, Any]:
     return policy
 
 
+def runner_statements() -> list[dict[str, Any]]:
+    """Who runs meshpipe's commands: the operator policy, and for env create/delete and pipeline
+    create/delete (which upload the bundle and empty buckets) the deployer policy beside it."""
+    [deployer] = iam.json_blocks((REPO / "docs" / "aws.md").read_text(), "<!-- policy: deployer -->")
+    return [*deployer["Statement"], *operator_policy()["Statement"]]
+
+
 def _aws_tests_already_ran(session: pytest.Session, this_module: Path) -> bool:
     files = [Path(str(item.path)) for item in session.items]
     if this_module not in files or not set(AWS_TEST_FILES) <= set(files):
@@ -118,8 +125,8 @@ def test_every_recorded_action_is_an_iam_action(recorded: dict[str, int]) -> Non
     assert [a for a in recorded if not in_newer_catalogue(a)] == []
 
 
-def test_the_operator_policy_allows_every_call_the_engine_makes(recorded: dict[str, int]) -> None:
-    assert iam.missing_actions(operator_policy()["Statement"], recorded) == set()
+def test_the_policies_allow_every_call_the_engine_makes(recorded: dict[str, int]) -> None:
+    assert iam.missing_actions(runner_statements(), recorded) == set()
 
 
 def test_each_call_names_its_resources(ledger: Recorded) -> None:
@@ -129,8 +136,33 @@ def test_each_call_names_its_resources(ledger: Recorded) -> None:
     assert [f"{a} {p}" for a, plist in calls.items() for p in plist if requests_for(a, p).unresolved] == []
 
 
-def test_the_operator_policy_allows_every_call_on_its_resources(ledger: Recorded) -> None:
-    assert sorted(refused(operator_policy()["Statement"], ledger[1])) == []
+def test_the_policies_allow_every_call_on_its_resources(ledger: Recorded) -> None:
+    assert sorted(refused(runner_statements(), ledger[1])) == []
+
+
+BUNDLE = "arn:aws:s3:::demo-build-bucket-buildbucket-abc123/meshpipe-bundle.zip"
+DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:role/demo-hello-web-pipeline-DeployRole-ABCDEF123456"
+
+
+@pytest.mark.parametrize(("action", "resource", "context"), [
+    # The bundle every build installs meshpipe from: only env create (the deployer) writes it.
+    ("s3:PutObject", BUNDLE, {}),
+    ("s3:DeleteObject", BUNDLE, {}),
+    # A stack is never given a role by the operator: the deploy role cannot be attached to a stack it updates.
+    ("cloudformation:UpdateStack", "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-hello-web-pipeline/x",
+     {"cloudformation:RoleArn": DEPLOY_ROLE}),
+    ("cloudformation:CreateStack", "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-evil/x",
+     {"cloudformation:RoleArn": DEPLOY_ROLE}),
+])
+def test_the_operator_alone_cannot(action: str, resource: str, context: dict[str, str]) -> None:
+    assert decide(operator_policy()["Statement"], Request(action, resource, context)) != "allowed"
+
+
+def test_the_operator_stages_big_templates_and_updates_stacks_without_a_new_role() -> None:
+    staged = "arn:aws:s3:::demo-build-bucket-buildbucket-abc123/templates/demo-env.template.json"
+    assert decide(operator_policy()["Statement"], Request("s3:PutObject", staged)) == "allowed"
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo-hello-web-pipeline/x"
+    assert decide(operator_policy()["Statement"], Request("cloudformation:UpdateStack", stack)) == "allowed"
 
 
 def test_route_gateway_changes_the_pipeline_with_the_operators_rights(ledger: Recorded) -> None:
@@ -140,16 +172,16 @@ def test_route_gateway_changes_the_pipeline_with_the_operators_rights(ledger: Re
 
 
 def test_narrowing_one_resource_of_the_operator_policy_fails_the_check(ledger: Recorded) -> None:
-    statements = [dict(s) for s in operator_policy()["Statement"]]
+    statements = [dict(s) for s in runner_statements()]
     [services] = [s for s in statements if s.get("Sid") == "Services"]
     services["Resource"] = [r.replace("service/demo/*", "service/demo/hello-web") for r in services["Resource"]]
     assert any("service/demo/hello-backend" in p for p in refused(statements, ledger[1]))
 
 
 def test_the_check_fails_when_the_policy_lacks_an_action(recorded: dict[str, int]) -> None:
-    statements = [dict(s) for s in operator_policy()["Statement"]]
+    statements = [dict(s) for s in runner_statements()]
     for s in statements:
-        s["Action"] = [a for a in s["Action"] if a != "s3:ListBucketVersions"]
+        s["Action"] = [a for a in iam.as_list(s["Action"]) if a != "s3:ListBucketVersions"]
     assert iam.missing_actions(statements, recorded) == {"s3:ListBucketVersions"}
 
 

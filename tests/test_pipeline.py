@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from meshpipe.engines.local.delivery.runs import git_source
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, create_bare_repo, push
+from meshpipe.engines.local.source.gitrepo import create_bare_repo
 from meshpipe.errors import ConflictError, NotFoundError
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.model import ServiceVersion
 from meshpipe.pipeline.stages import (
     FAILED,

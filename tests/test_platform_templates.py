@@ -90,9 +90,13 @@ def resolve(value: Any, params: dict[str, Any]) -> Any:
 
 
 def statements(tpl: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Every IAM statement of the template, with the logical id of the resource holding it."""
+    """Every IAM statement that grants something, with the logical id of the resource holding it. The
+    roles' permissions boundary grants nothing by itself (it caps them): tests/test_iam_resources.py
+    checks it."""
     found = []
     for logical_id, res in tpl["Resources"].items():
+        if res["Type"] == "AWS::IAM::ManagedPolicy" and logical_id == "PermissionsBoundary":
+            continue
         props = res.get("Properties", {})
         docs = [p["PolicyDocument"] for p in props.get("Policies", [])]
         if "PolicyDocument" in props:

@@ -37,6 +37,7 @@ AWS_CUSTOM_COMMANDS = {
     ("configure", "get"): set(),
     ("logs", "tail"): {"--since", "--follow", "--format", "--filter-pattern", "--log-stream-names",
                        "--log-stream-name-prefix"},
+    ("ecr", "get-login-password"): set(),
 }
 # Where the CLI's service name differs from botocore's.
 AWS_CLI_SERVICES = {"s3api": "s3", "configservice": "config"}
@@ -320,7 +321,8 @@ RUNBOOK_VARIABLES = {
 }
 # What a customization of the AWS CLI calls: (service, command) -> (IAM action, the option naming its
 # resource, the parameter that option fills).
-AWS_CUSTOM_ACTIONS = {("logs", "tail"): ("logs:FilterLogEvents", None, "logGroupName")}
+AWS_CUSTOM_ACTIONS = {("logs", "tail"): ("logs:FilterLogEvents", None, "logGroupName"),
+                      ("ecr", "get-login-password"): ("ecr:GetAuthorizationToken", None, "")}
 # Commands that need no permission at all: (service, command) -> why.
 NEEDS_NO_PERMISSION = {("sts", "get-caller-identity"): "STS answers it for every identity",
                        ("configure", "get"): "reads the local configuration only"}
@@ -353,7 +355,7 @@ def aws_requests(command: Command) -> list[Any]:
     positional, options = _arguments(command.words)
     if (service_cli, cli_command) in AWS_CUSTOM_ACTIONS:
         action, _, param = AWS_CUSTOM_ACTIONS[(service_cli, cli_command)]
-        return requests_for(action, {param: positional[0]}).requests
+        return requests_for(action, {param: positional[0]} if param else {}).requests
     service = AWS_CLI_SERVICES.get(service_cli, service_cli)
     model = BOTOCORE.get_service_model(service)
     operation = model.operation_model({xform_name(n, "-"): n for n in model.operation_names}[cli_command])

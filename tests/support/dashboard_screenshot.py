@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshpipe.cli.demo import bundled_manifest
+from meshpipe.demos.walkthrough import bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.state.options import LocalOptions
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from support.browser import Chromium, find_chromium
 

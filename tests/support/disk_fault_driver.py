@@ -29,8 +29,8 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
 
+from meshpipe import git  # noqa: E402
 from meshpipe.engines.local.engine import LocalEngine  # noqa: E402
-from meshpipe.engines.local.source import gitrepo  # noqa: E402
 from meshpipe.engines.local.state.daemonfiles import read_daemon_file  # noqa: E402
 from meshpipe.engines.local.state.options import LocalOptions  # noqa: E402
 from meshpipe.engines.local.tasks import processes as procs  # noqa: E402
@@ -83,7 +83,7 @@ class Driver:
         workdir = self.work / "hello-backend-cfg"
         if (workdir / "manifest.yaml").read_text() != manifest:  # a push that failed is pushed again as it was
             (workdir / "manifest.yaml").write_text(manifest)
-            gitrepo.commit_all(workdir, message)
+            git.commit_all(workdir, message)
         done = subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=workdir, capture_output=True,
                               text=True, timeout=90)
         return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}

@@ -160,6 +160,8 @@ class DeployedResolver(Resolver):
             return _arn("ecs", f"service/{self.value(props.get('Cluster'))}/{self.value(props.get('ServiceName'))}")
         if kind == "AWS::SSM::Parameter":
             return str(self.value(res["Properties"]["Name"]))
+        if kind == "AWS::IAM::ManagedPolicy":
+            return f"arn:{PARTITION}:iam::{ACCOUNT}:policy/{self.value(res['Properties']['ManagedPolicyName'])}"
         if kind == "AWS::CloudWatch::Alarm":
             return str(self.value(res["Properties"].get("AlarmName", f"{self.stack}-{name}-{SUFFIX}")))
         return super().ref(name)
@@ -234,6 +236,7 @@ def own_arns(kind: str, logical_id: str, props: Mapping[str, Any], r: DeployedRe
         "AWS::ElasticLoadBalancingV2::ListenerRule": lambda: [ref],
         "AWS::ElasticLoadBalancingV2::TargetGroup": lambda: [ref],
         "AWS::IAM::Role": lambda: [f"arn:{PARTITION}:iam::{ACCOUNT}:role/{props.get('RoleName', ref)}"],
+        "AWS::IAM::ManagedPolicy": lambda: [ref],
         "AWS::Logs::LogGroup": lambda: [_arn("logs", f"log-group:{props['LogGroupName']}")],
         "AWS::S3::Bucket": lambda: [f"arn:{PARTITION}:s3:::{props.get('BucketName', ref)}",
                                     f"arn:{PARTITION}:s3:::{props.get('BucketName', ref)}/an-object"],
@@ -294,7 +297,8 @@ def _named_arns(node: Any) -> Iterator[str]:
 
 
 def _referenced_arns(kind: str, props: Mapping[str, Any]) -> set[str]:
-    found = set(_named_arns(props))
+    # A policy document's ARNs are what it grants, not what its handlers act on.
+    found = set(_named_arns({k: v for k, v in props.items() if k != "PolicyDocument"}))
     if kind == "AWS::CodePipeline::Pipeline":
         # An action's Configuration (CloudFormation's RoleArn) is the pipeline's business at run time: the
         # pipeline passes its own role, and any action-level RoleArn.

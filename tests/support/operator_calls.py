@@ -92,6 +92,9 @@ def candidate_arns(prefix: str, params: Mapping[str, Any]) -> set[str]:
             found.add(f"arn:{PARTITION}:cloudwatch::{ACCOUNT}:dashboard/{name}")
         for name in each("AlarmNames"):
             found.add(_arn("cloudwatch", f"alarm:{name}"))
+    elif prefix == "ecr":
+        for repository in each("repositoryName"):
+            found.add(_arn("ecr", f"repository/{repository}"))
     elif prefix in ("codeconnections", "codestar-connections"):
         pass  # connections are named by ARN
     elif prefix == "iam":

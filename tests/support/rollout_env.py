@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meshpipe import git
 from meshpipe.engines.base import Event
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.mesh.routing import make_gateway_route
@@ -80,15 +80,15 @@ class RolloutEnv:
 
     def start_backend(self) -> None:
         info = self.engine.pipeline_create(ENV, SERVICE)
-        gitrepo.clone(info.clone_url, self.work / f"{SERVICE}-cfg")
+        git.clone(info.clone_url, self.work / f"{SERVICE}-cfg")
         self.engine.gateway_route_set(ENV, make_gateway_route("r-backend", "/backend", SERVICE, "demo.local"))
 
     def push(self, manifest: str, message: str = "change") -> str:
         """git push a manifest; returns the version id its run deploys."""
         workdir = self.work / f"{SERVICE}-cfg"
         (workdir / "manifest.yaml").write_text(manifest)
-        commit = gitrepo.commit_all(workdir, message)
-        said = gitrepo.push(workdir)
+        commit = git.commit_all(workdir, message)
+        said = git.push(workdir)
         assert f"started for {SERVICE} at {commit[:8]}" in said, said
         return commit[:8]
 

@@ -111,8 +111,8 @@ def demo(
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
     import os
 
-    from meshpipe.cli.demo import run_demo
     from meshpipe.cli.output import out
+    from meshpipe.demos.walkthrough import run_demo
     from meshpipe.errors import UserError
 
     runtime = runtime or os.environ.get("MESHPIPE_LOCAL_RUNTIME") or "process"
@@ -121,11 +121,12 @@ def demo(
     # The demo's environment is made with this runtime (the local engine reads it when it is made).
     os.environ["MESHPIPE_LOCAL_RUNTIME"] = runtime
     if rollout:
-        from meshpipe.cli.demo_rollout import run_rollout_demo
+        from meshpipe.cli.rollout_view import render
+        from meshpipe.demos.rollout import run_rollout_demo
 
         if not 1 <= interval <= 60:
             raise UserError(f"--interval {interval} is not 1-60 seconds")
-        run_rollout_demo(home=home, keep=keep, console=out, interval=interval)
+        run_rollout_demo(home=home, keep=keep, console=out, interval=interval, view=render)
         return
 
     run_demo(home=home, keep=keep, console=out, requests=requests, runtime=runtime)

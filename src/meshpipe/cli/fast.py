@@ -139,10 +139,12 @@ def run(argv: Sequence[str]) -> int | None:
     as_json = options.get("--format") == "json"
 
     from meshpipe.cli import readouts
-    from meshpipe.engines.local.engine import DaemonNotRunning, LocalEngine
+    from meshpipe.engines import get_engine
+    from meshpipe.engines.base import EngineNotRunning
     from meshpipe.errors import MeshpipeError
 
-    engine = LocalEngine(autostart=False)
+    # An engine that answers from a running daemon and never starts one: the full command line does that.
+    engine: Any = get_engine("local", autostart=False)
     out = readouts.Text(sys.stdout)
     shows: dict[tuple[str, ...], tuple[Callable[[], Any], Callable[[Any], None]]] = {
         ("versions",): (lambda: engine.versions(env, arg), lambda v: readouts.versions_text(v, arg, out)),
@@ -153,7 +155,7 @@ def run(argv: Sequence[str]) -> int | None:
     fetch, show = shows[words]
     try:
         found = fetch()
-    except DaemonNotRunning:
+    except EngineNotRunning:
         return None  # the full command line starts the daemon, saying so
     except MeshpipeError as exc:
         err = readouts.Text(sys.stderr)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from meshpipe.errors import OperationError
+
 if TYPE_CHECKING:
     # Named in signatures only: a read command (cli/fast.py), which loads this module for its data types,
     # does not pay for the mesh graph, the rollout planner and the rest.
@@ -32,6 +34,7 @@ __all__ = [
     "DashboardSource",
     "DeployedTemplates",
     "Engine",
+    "EngineNotRunning",
     "EnvCreateOptions",
     "EnvState",
     "EnvironmentInfo",
@@ -57,6 +60,9 @@ __all__ = [
     "VersionInfo",
 ]
 
+
+class EngineNotRunning(OperationError):
+    """The environment's control plane is not running, and the engine was told not to start it."""
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 from meshpipe.errors import UserError
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
 from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
+from meshpipe.synth import permissions_boundary as pb
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, select, sub, template
@@ -467,6 +468,26 @@ def _outputs(options: EnvironmentOptions) -> Json:
             **ingress_tls.certificate_output(options.certificate_arn)}
 
 
+# The environment's network and load-balancer resources carry this tag (value: the environment's name), so
+# the deployer policy can allow deleting and changing them, and their security groups, on it alone.
+OWNER_TAG = "meshpipe:environment"
+OWNER_TAGGED_TYPES = frozenset({
+    "AWS::EC2::VPC", "AWS::EC2::InternetGateway", "AWS::EC2::RouteTable", "AWS::EC2::Subnet", "AWS::EC2::EIP",
+    "AWS::EC2::NatGateway", "AWS::EC2::SecurityGroup", "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "AWS::ElasticLoadBalancingV2::Listener", "AWS::ElasticLoadBalancingV2::TargetGroup",
+})
+
+
+def _owned(resources: Json) -> Json:
+    """``resources`` with the owner tag on every network and load-balancer resource that takes tags."""
+    tag = {"Key": OWNER_TAG, "Value": ref("EnvironmentName")}
+    for res in resources.values():
+        if res["Type"] in OWNER_TAGGED_TYPES:
+            props = res.setdefault("Properties", {})
+            props["Tags"] = [*props.get("Tags", []), tag]
+    return resources
+
+
 def render_environment(env: str, policy: PlatformPolicy | None = None,
                        options: EnvironmentOptions | None = None) -> Json:
     """The environment stack's template for ``env``. Pure."""
@@ -499,8 +520,9 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         },
         **_log_retention_parameter(options),
     }
+    resources[pb.BOUNDARY] = pb.boundary_resource(APPMESH)
     return template(
-        resources,
+        pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
                     "App Mesh mesh and its ingress gateway behind a network load balancer.",
         parameters=parameters,
@@ -642,8 +664,9 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
+    resources[pb.BOUNDARY] = pb.boundary_resource(SERVICE_CONNECT)
     return template(
-        resources,
+        pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
                     "Connect namespace, log group, and an application load balancer as the ingress.",
         parameters=parameters,

@@ -30,7 +30,10 @@ _NO_CLUSTER_EXTRAS = "no capacity providers, account settings or KMS keys on the
 _NO_LOG_DELIVERY = "no log delivery to Firehose or S3 from a log group"
 _NO_LOG_GROUP_EXTRAS = "no KMS key, data protection, field index, resource policy or bearer token on a log group"
 _NO_LOG_DELETION_PROTECTION = "no DeletionProtectionEnabled: the environment's teardown deletes its log groups"
-_NO_ROLE_EXTRAS = "no ManagedPolicyArns and no PermissionsBoundary on any role"
+_NO_ROLE_EXTRAS = "no ManagedPolicyArns on any role"
+_BOUNDARY_KEPT = "every role keeps its permissions boundary: it is never removed"
+_BOUNDARY_UNATTACHED = ("the permissions boundary is attached to no role, user or group (Roles, Users, Groups "
+                        "unset): roles name it as their boundary")
 _NO_BUCKET_EXTRAS = "the buckets set encryption, ownership, public access block, versioning and lifecycle only"
 _NO_S3_TABLES = "no MetadataTableConfiguration or MetadataConfiguration on a bucket"
 _NO_REPO_CODE = "no Code: a config repo starts empty (meshpipe pushes nothing into it)"
@@ -92,8 +95,9 @@ EXCLUDED_HANDLER_ACTIONS: dict[tuple[str, str], str] = {
     ("AWS::Logs::LogGroup", "logs:PutLogGroupDeletionProtection"): _NO_LOG_DELETION_PROTECTION,
     ("AWS::IAM::Role", "iam:AttachRolePolicy"): _NO_ROLE_EXTRAS,
     ("AWS::IAM::Role", "iam:DetachRolePolicy"): _NO_ROLE_EXTRAS,
-    ("AWS::IAM::Role", "iam:PutRolePermissionsBoundary"): _NO_ROLE_EXTRAS,
-    ("AWS::IAM::Role", "iam:DeleteRolePermissionsBoundary"): _NO_ROLE_EXTRAS,
+    ("AWS::IAM::Role", "iam:DeleteRolePermissionsBoundary"): _BOUNDARY_KEPT,
+    **{("AWS::IAM::ManagedPolicy", f"iam:{verb}{kind}Policy"): _BOUNDARY_UNATTACHED
+       for verb in ("Attach", "Detach") for kind in ("Role", "User", "Group")},
     ("AWS::CodeCommit::Repository", "codecommit:CreateCommit"): _NO_REPO_CODE,
     ("AWS::CodeCommit::Repository", "s3:GetObject"): _NO_REPO_CODE,
     ("AWS::CodeCommit::Repository", "s3:GetObjectVersion"): _NO_REPO_CODE,

@@ -32,6 +32,7 @@ from meshpipe.errors import UserError
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec, rollout_deploy
+from meshpipe.synth import permissions_boundary as pb
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth import suppressions as skip
@@ -741,7 +742,7 @@ def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = No
         **_pipeline(SERVICE_CONNECT, source),
     }
     return template(
-        resources,
+        pb.bounded(resources, pb.boundary_arn()),
         description="meshpipe service pipeline (ECS Service Connect): one service's config repo, and the pipeline "
                     "that deploys each pushed commit as a new task-definition revision of its service stack.",
         parameters={**_service_connect_parameters(env, branch), **_source_parameters(source)},
@@ -789,7 +790,7 @@ def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, b
         **_pipeline(APPMESH, source),
     }
     return template(
-        resources,
+        pb.bounded(resources, pb.boundary_arn()),
         description="meshpipe service pipeline: virtual router and virtual service of one service, its config "
                     "repo, and the pipeline that deploys each pushed commit as a version stack.",
         parameters={**_parameters(env, branch, service_port), **_source_parameters(source)},

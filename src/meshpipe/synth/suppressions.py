@@ -41,3 +41,12 @@ ARTIFACT_BUCKET_VERSIONING = (
     "only keep copies of deleted artifacts; the bundle's bucket, which a pipeline's source reads, is "
     "versioned.",
 )
+
+# The roles' permissions boundary (meshpipe.synth.permissions_boundary): checkov reads it as a policy that
+# grants, but a boundary grants nothing; it caps each role at the actions meshpipe's roles use, and each
+# role's own policy scopes those to its resources.
+_BOUNDARY = ("A permissions boundary grants nothing by itself: it caps every role of the environment at the "
+             "actions meshpipe's roles use, and each role's own policy scopes them to its resources.")
+BOUNDARY_WRITE = ("CKV_AWS_111", _BOUNDARY)
+BOUNDARY_PERMISSIONS_MANAGEMENT = ("CKV_AWS_109", _BOUNDARY)
+BOUNDARY_DATA_EXFILTRATION = ("CKV_AWS_108", _BOUNDARY)

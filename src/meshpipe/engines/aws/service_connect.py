@@ -163,7 +163,18 @@ class ServiceConnectOps:
             self.reporter.step(f"declaring on {service_stack.name} the weights ECS left on its listener rule "
                                f"({_weights_text(live)}); traffic does not change")
             self.stacks.update_parameters(service_stack.name, live, hint=hint)
+        self._announce_deployment(ctx, service, service_stack.name)
         self.stacks.update_parameters(service_stack.name, {k: values[k] for k in sc.INGRESS_PARAMETERS}, hint=hint)
+
+    def _announce_deployment(self, ctx: EnvContext, service: str, stack: str) -> None:
+        """Say, before the long wait, that the update is an ECS deployment of the service and how long its
+        strategy takes: the stack update ends only when that deployment does."""
+        state = self.ecs.service(ctx.cluster, service)
+        strategy = describe_strategy(state.strategy) if state is not None else "the service's strategy"
+        self.reporter.step(
+            f"{stack}: ECS attaches {service} to the load balancer with a new deployment ({strategy}); this "
+            f"waits until it has finished. Interrupting leaves it running: follow it with `meshpipe rollout "
+            f"status {service} --env {ctx.env} --engine aws`")
 
     def _refuse_while_deploying(self, ctx: EnvContext, service: str, service_stack: StackState | None) -> None:
         if service_stack is None:

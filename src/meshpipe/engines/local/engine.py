@@ -2,7 +2,10 @@
 
 The engine itself holds no state: every environment's truth is its state.db, and everything that runs
 belongs to its daemon. The engine creates an environment's folder, starts its daemon (detached, in its
-own session), and then forwards each operation to the daemon's control API. Any operation on an
+own session; a new environment's daemon writes its state.db), and then sends each operation to the
+daemon's control API (``control.operations``). Where no daemon needs to run (the status of a stopped
+environment, its leftover processes, logs, events), it reads state.db through the read-only
+``state.reader``, and never opens it to write. Any operation on an
 environment whose daemon is not running (after a reboot, or a crash) starts it again, and the daemon
 brings back what should run. Only ``env status`` and ``env delete`` never start one.
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshpipe.engines.base import (
+    EngineNotRunning,
     EnvironmentInfo,
     EnvState,
     Event,
@@ -32,6 +36,7 @@ from meshpipe.engines.base import (
     SilentReporter,
     VersionInfo,
 )
+from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.httpapi import ControlClient, DaemonUnreachable
 from meshpipe.engines.local.state.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
 from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
@@ -95,7 +100,7 @@ def _daemon_reason(path: Path, since: int) -> str | None:
     return said[-1].removeprefix(DAEMON_SAYS) if said else None
 
 
-class DaemonNotRunning(OperationError):
+class DaemonNotRunning(EngineNotRunning):
     """The environment's daemon is not running, and this engine was told not to start it."""
 
 
@@ -140,7 +145,7 @@ class LocalEngine:
             return None
         client = ControlClient(int(data["control_port"]), str(data["token"]))
         try:
-            client.status(timeout=5.0)
+            client.call(ops.STATUS, ops.NOTHING, timeout=5.0)
         except DaemonUnreachable:
             return None
         return client
@@ -158,6 +163,10 @@ class LocalEngine:
         port, token = self._bring_up(paths)
         return ControlClient(port, token, reconnect=lambda: self._bring_up(paths))
 
+    def _call(self, env: str, op: ops.Operation[ops.Req, ops.Res], request: ops.Req) -> ops.Res:
+        """One operation on the daemon of ``env`` (started when it is not running)."""
+        return self._client(env).call(op, request)
+
     def _bring_up(self, paths: EnvPaths) -> tuple[int, str]:
         if not self.autostart:
             raise DaemonNotRunning(f"the daemon of environment {paths.name} is not running")
@@ -166,7 +175,9 @@ class LocalEngine:
         self.reporter.done(f"daemon of {paths.name} running")
         return client.port, client.token
 
-    def _start_daemon(self, paths: EnvPaths) -> ControlClient:
+    def _start_daemon(self, paths: EnvPaths, create: bool = False) -> ControlClient:
+        """Start the daemon of ``paths`` and wait until it answers; ``create``: it records a new environment
+        first (its state.db)."""
         import subprocess
 
         _reap()
@@ -185,7 +196,8 @@ class LocalEngine:
                                       f"meshpipe env status {paths.name} reads state.db without the daemon)") from None
         with log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "meshpipe.engines.local.control.daemon", "--env-dir", str(paths.root)],
+                [sys.executable, "-m", "meshpipe.engines.local.control.daemon", "--env-dir", str(paths.root),
+                 *(["--create"] if create else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=paths.root, env=env,
                 start_new_session=True, close_fds=True)
         _spawned.append(proc)
@@ -249,16 +261,11 @@ class LocalEngine:
                 self.reporter.step(f"creating environment {env} in {paths.root}")
                 paths.make_dirs()
                 write_options(paths.engine_json, self.options)
-                from meshpipe.engines.local.state.store import StateStore
-
-                # state.db is written last: its existence is what makes the environment exist.
-                store = StateStore(paths.state_db)
-                try:
-                    store.init_environment(env, f"{env}.local")
-                finally:
-                    store.close()
-            client = self._client(env)
-            status = client.status()
+                # The daemon writes state.db, last: its existence is what makes the environment exist.
+                if not self.autostart:
+                    raise DaemonNotRunning(f"the daemon of environment {env} is not running")
+                self._start_daemon(paths, create=True)
+            status = self._call(env, ops.STATUS, ops.NOTHING)
         finally:
             os.close(lock)
         self.reporter.done(f"environment {env} ready: ingress {status['ingress_url']}")
@@ -286,24 +293,22 @@ class LocalEngine:
         data = read_daemon_file(paths.daemon_json)
         if data is not None and procs.is_running(int(data["pid"])):
             try:
-                status = ControlClient(int(data["control_port"]), str(data["token"])).status(timeout=5.0)
+                status = ControlClient(int(data["control_port"]), str(data["token"])).call(
+                    ops.STATUS, ops.NOTHING, timeout=5.0)
             except DaemonUnreachable:
                 pass  # recorded but not answering: reported as stopped, from state.db
             else:
                 return self._info(env, paths, status)
-        from meshpipe.engines.local.state.store import StateStore
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
 
-        store = StateStore(paths.state_db)
-        try:
-            row = store.environment()
+        with StateReader(paths.state_db) as state:
+            row = state.environment()
             details = {"home": str(paths.root), "runtime": _runtime_text(paths),
                        "daemon": "not running (any other command starts it again)"}
-            for svc in store.services():
-                versions = ", ".join(f"{v.version} {v.status}" for v in store.versions(svc.name)) or "no versions"
+            for svc in state.services():
+                versions = ", ".join(f"{v.version} {v.status}" for v in state.versions(svc.name)) or "no versions"
                 details[f"service {svc.name}"] = f"{svc.virtual_service}: {versions}"
             url = f"http://127.0.0.1:{row.gateway_port}" if row and row.gateway_port else None
-        finally:
-            store.close()
         return EnvironmentInfo(env, EnvState.STOPPED, url, details)
 
     def env_delete(self, env: str) -> None:
@@ -323,17 +328,22 @@ class LocalEngine:
         shutil.rmtree(paths.root)
         self.reporter.done(f"environment {env} deleted")
 
+    def build_sample_image(self, service: str, tag: str) -> str:
+        """``docker build`` of a bundled sample's image from this machine's files (the docker runtime's demo)."""
+        from meshpipe.engines.local.tasks.dockerhost import build_sample_image, connect
+
+        return build_sample_image(connect(), service, tag)
+
     def _remove_containers(self, env: str, paths: EnvPaths) -> None:
         """Every container and network the environment made (found by label), and nothing else."""
-        from meshpipe.engines.local.tasks.containers import DockerRuntime
-        from meshpipe.engines.local.tasks.dockerhost import connect
+        from meshpipe.engines.local.tasks.dockerhost import connect, remove_environment
 
         try:
             client = connect(timeout=30)
         except UserError as exc:
             raise OperationError(f"cannot remove the containers of environment {env}: {exc.message}",
                                  hint=exc.hint) from None
-        removed = DockerRuntime(client, env, paths.root).remove_all()
+        removed = remove_environment(client, str(paths.root.absolute()))
         if removed:
             self.reporter.step(f"removed {len(removed)} container(s) and network(s)")
 
@@ -346,7 +356,7 @@ class LocalEngine:
         if not procs.is_running(pid, started):
             return
         try:
-            ControlClient(int(data["control_port"]), str(data["token"])).shutdown()
+            ControlClient(int(data["control_port"]), str(data["token"])).call(ops.SHUTDOWN, ops.NOTHING)
         except (DaemonUnreachable, OperationError):
             procs.signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + DAEMON_STOP_TIMEOUT
@@ -360,14 +370,11 @@ class LocalEngine:
     def _leftovers(self, paths: EnvPaths) -> list[tuple[int, str | None]]:
         found: dict[int, str | None] = {}
         if paths.state_db.exists():
-            from meshpipe.engines.local.state.store import StateStore
+            from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
 
-            store = StateStore(paths.state_db)
-            try:
-                for row in store.processes():
+            with StateReader(paths.state_db) as state:
+                for row in state.processes():
                     found[row.pid] = row.started or None
-            finally:
-                store.close()
         for pid in procs.owned_processes(paths.root):
             found.setdefault(pid, procs.start_time(pid))
         return [(pid, started) for pid, started in found.items() if procs.is_running(pid, started)]
@@ -386,22 +393,22 @@ class LocalEngine:
     def pipeline_create(self, env: str, service: str) -> PipelineInfo:
         client = self._client(env)
         self.reporter.step(f"creating config repo, virtual service and router of {service}")
-        info = client.pipeline_create(service)
+        info = client.call(ops.PIPELINE_CREATE, ops.OfService(service))
         self.reporter.done(f"pipeline of {service} ready: clone {info.clone_url}")
         return info
 
     def pipeline_delete(self, env: str, service: str, delete_repo: bool = False) -> None:
         """Delete the service's pipeline; its config repo is kept unless ``delete_repo``."""
-        self._client(env).pipeline_delete(service, delete_repo)
+        self._call(env, ops.PIPELINE_DELETE, ops.DeletePipeline(service, delete_repo))
 
     def pipeline_delete_with_repo(self, env: str, service: str) -> None:
         self.pipeline_delete(env, service, delete_repo=True)
 
     def pipeline_runs(self, env: str, service: str) -> list[PipelineRun]:
-        return self._client(env).pipeline_runs(service)
+        return list(self._call(env, ops.PIPELINE_RUNS, ops.OfService(service)))
 
     def pipeline_logs(self, env: str, service: str, run_id: str | None = None) -> PipelineRun:
-        return self._client(env).pipeline_run(service, run_id)
+        return self._call(env, ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST))
 
     def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
                       commit: str | None = None) -> PipelineRun:
@@ -412,12 +419,13 @@ class LocalEngine:
         deadline = time.monotonic() + timeout
         while True:
             if commit is not None:
-                matches = [r for r in client.pipeline_runs(service) if r.commit and r.commit.startswith(commit)]
+                matches = [r for r in client.call(ops.PIPELINE_RUNS, ops.OfService(service))
+                           if r.commit and r.commit.startswith(commit)]
                 if not matches:
                     raise NotFoundError(f"{service} has no pipeline run for commit {commit}")
                 run = matches[0]
             else:
-                run = client.pipeline_run(service, run_id)
+                run = client.call(ops.PIPELINE_RUN, ops.OfRun(service, run_id or ops.LATEST))
             if run.status is not RunStatus.IN_PROGRESS:
                 return run
             if time.monotonic() >= deadline:
@@ -444,37 +452,36 @@ class LocalEngine:
             if commit is None:
                 raise NotFoundError(f"the config repo of {service} has no commits on main yet",
                                     hint="push a manifest.yaml to it first")
-        from meshpipe.pipeline.runs import StartedRun
-
-        return StartedRun(self._client(env).push(service, ref, None, commit), service, commit)
+        return self._call(env, ops.PUSH, ops.Push(service, ref, commit))
 
     # --- routing -----------------------------------------------------------------------------------------
 
     def gateway_route_set(self, env: str, route: GatewayRoute) -> GatewayRoute:
-        return self._client(env).gateway_route_set(route)
+        return self._call(env, ops.GATEWAY_ROUTE_SET, ops.SetGatewayRoute(
+            route.name, route.prefix, route.service, route.rewrite_prefix))
 
     def gateway_route_delete(self, env: str, name: str) -> None:
-        self._client(env).gateway_route_delete(name)
+        self._call(env, ops.GATEWAY_ROUTE_DELETE, ops.OfGatewayRoute(name))
 
     def gateway_routes(self, env: str) -> list[GatewayRoute]:
-        return self._client(env).gateway_routes()
+        return list(self._call(env, ops.GATEWAY_ROUTES, ops.NOTHING))
 
     def route_set(self, env: str, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
         """Validate, record, push to every proxy; returns once every proxy applies the new route."""
         from meshpipe.mesh.routing import validate_targets
 
         validate_targets(targets)
-        route, pushed = self._client(env).route_set(service, targets)
-        if pushed.get("failed"):
-            self.reporter.done(f"route set; {len(pushed['failed'])} proxy(ies) did not confirm it yet "
+        changed = self._call(env, ops.ROUTE_SET, ops.SetRoute(service, targets))
+        if changed.push.failed:
+            self.reporter.done(f"route set; {len(changed.push.failed)} proxy(ies) did not confirm it yet "
                                "(they get it with the next change)")
-        return route
+        return changed.route
 
     def route_show(self, env: str, service: str) -> Route | None:
-        return self._client(env).route_show(service)
+        return self._call(env, ops.ROUTE_SHOW, ops.OfService(service))
 
     def route_delete(self, env: str, service: str) -> None:
-        self._client(env).route_delete(service)
+        self._call(env, ops.ROUTE_DELETE, ops.OfService(service))
 
     def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
                          targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
@@ -482,28 +489,29 @@ class LocalEngine:
         from meshpipe.mesh.routing import validate_targets
 
         validate_targets(targets)
-        return self._client(env).header_route_set(service, headers, targets)[0]
+        return self._call(env, ops.HEADER_ROUTE_SET, ops.SetHeaderRoute(service, headers, targets)).route
 
     def header_route_delete(self, env: str, service: str, header: str) -> None:
-        self._client(env).header_route_delete(service, header)
+        self._call(env, ops.HEADER_ROUTE_DELETE, ops.OfHeaderRoute(service, header))
 
     def route_view(self, env: str, service: str) -> tuple[Route | None, list[HeaderRoute]]:
         """The weighted route and the header routes of ``service``, in one request to the daemon."""
-        return self._client(env).route_view(service)
+        view = self._call(env, ops.ROUTE_VIEW, ops.OfService(service))
+        return view.route, list(view.header_routes)
 
     def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
-        return self._client(env).header_routes(service)
+        return list(self._call(env, ops.HEADER_ROUTES, ops.OfService(service)))
 
     # --- rollouts (run by the environment's daemon) ------------------------------------------------------
 
     def rollout_start(self, env: str, service: str, version: str) -> dict[str, Any]:
-        return self._client(env).rollout_start(service, version)
+        return self._call(env, ops.ROLLOUT_START, ops.StartRollout(service, version))
 
     def rollout_status(self, env: str, service: str) -> dict[str, Any]:
-        return self._client(env).rollout_status(service)
+        return self._call(env, ops.ROLLOUT_STATUS, ops.OfService(service))
 
     def rollout_control(self, env: str, service: str, action: str) -> dict[str, Any]:
-        return self._client(env).rollout_control(service, action)
+        return self._call(env, ops.ROLLOUT_CONTROL, ops.ControlRollout(service, action))
 
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
@@ -512,72 +520,66 @@ class LocalEngine:
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
-            client.rollout_control(service, "promote" if move is Move.PROMOTE else "abort")
-            route = client.route_show(service)
+            client.call(ops.ROLLOUT_CONTROL, ops.ControlRollout(service, "promote" if move is Move.PROMOTE else "abort"))
+            route = client.call(ops.ROUTE_SHOW, ops.OfService(service))
             assert route is not None
             return route
-        return self.route_set(env, service, planned(client.route_show(service), move, version))
+        return self.route_set(env, service, planned(client.call(ops.ROUTE_SHOW, ops.OfService(service)),
+                                                    move, version))
 
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:
         try:
-            return client.rollout_status(service)["status"] == "running"
+            return client.call(ops.ROLLOUT_STATUS, ops.OfService(service))["status"] == "running"
         except NotFoundError:
             return False
 
     # --- versions ----------------------------------------------------------------------------------------
 
     def versions(self, env: str, service: str) -> list[VersionInfo]:
-        return self._client(env).versions(service)
+        return list(self._call(env, ops.VERSIONS, ops.OfService(service)))
 
     def version_scale(self, env: str, service: str, version: str, tasks: int) -> str:
         """Run ``tasks`` tasks of a deployed version (0: scale it down); returns once they are healthy."""
         self.reporter.step(f"scaling {service} {version} to {tasks} task(s)")
-        said = self._client(env).version_scale(service, version, tasks, timeout=self.options.deploy_timeout + 30)
+        said = self._client(env).call(ops.VERSION_SCALE, ops.ScaleVersion(service, version, tasks),
+                                      timeout=self.options.deploy_timeout + 30)
         return str(said["message"])
 
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         if not version:
             raise UserError("a version id is required")
         self.reporter.step(f"deleting stack {env}-{service}-{version}")
-        self._client(env).version_delete(service, version, force)
+        self._call(env, ops.VERSION_DELETE, ops.OfVersion(service, version, force))
         self.reporter.done(f"stack {env}-{service}-{version} deleted")
 
     # --- local extras ------------------------------------------------------------------------------------
 
     def ingress_url(self, env: str) -> str:
-        url = self._client(env).status()["ingress_url"]
+        url = self.status(env)["ingress_url"]
         if not url:
             raise OperationError(f"environment {env} has no ingress yet")
         return str(url)
 
     def stats(self, env: str, service: str) -> ServiceStats:
         """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
-        from meshpipe.mesh.stats import ServiceStats
-
-        return ServiceStats.from_json(self._client(env).stats(service))
+        return self._call(env, ops.STATS, ops.OfService(service))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
         and 5xx rates over that long."""
-        from meshpipe.engines.local.observe.topology import backends_from, topology_from, traffic
+        from meshpipe.engines.local.observe.topology import topology_from, traffic
 
         client = self._client(env)
-        status = client.status()
-        from meshpipe.engines.local.state.store import StateStore
-
-        store = StateStore(self._existing(env).state_db)
-        try:
-            backends = backends_from(((row.service, row.resolved) for row in store.versions()),
-                                     str(status.get("namespace", "")))
-        finally:
-            store.close()
+        status = client.call(ops.STATUS, ops.NOTHING)
+        backends = {s: set(calls) for s, calls in client.call(ops.BACKENDS, ops.NOTHING).items()}
         rates = None
         if sample_seconds > 0:
             services = [s["name"] for s in status.get("services", [])]
-            before = {s: client.stats(s) for s in services}
+            before = {s: client.call(ops.STATS, ops.OfService(s)) for s in services}
             time.sleep(sample_seconds)
-            rates = {s: traffic(before[s], client.stats(s), sample_seconds) for s in services}
+            rates = {s: traffic(before[s], client.call(ops.STATS, ops.OfService(s)), sample_seconds)
+                     for s in services}
         return topology_from(status, backends, rates)
 
     def logs(self, env: str, service: str, version: str | None = None, tail: int | None = None) -> list[LogLine]:
@@ -598,16 +600,13 @@ class LocalEngine:
         from meshpipe.engines.local.observe.logs import log_files
 
         paths = self._existing(env)
-        from meshpipe.engines.local.state.store import StateStore
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
 
-        store = StateStore(paths.state_db)
-        try:
-            store.require_service(service)
-            if version is not None and store.version(service, version) is None:
+        with StateReader(paths.state_db) as state:
+            state.require_service(service)
+            if version is not None and state.version(service, version) is None:
                 raise NotFoundError(f"{service} has no version {version} in {env}",
                                     hint=f"list versions with: meshpipe versions {service} --env {env}")
-        finally:
-            store.close()
         return log_files(paths, service, version)
 
     def dashboard_url(self, env: str) -> str:
@@ -628,35 +627,31 @@ class LocalEngine:
 
     def metrics(self, env: str) -> str:
         """The environment's Prometheus page (the daemon's ``GET /metrics``)."""
-        return self._client(env).metrics()
+        return self._call(env, ops.METRICS, ops.NOTHING).decode("utf-8")
 
     def metrics_target(self, env: str) -> dict[str, Any]:
         """Where Prometheus scrapes this environment: the daemon's address and the file holding the
         scrape token (made on the daemon's first start, kept across restarts)."""
-        status = self._client(env).status()
+        status = self.status(env)
         paths = self._existing(env)
         return {"environment": env, "target": f"127.0.0.1:{status['daemon']['control_port']}",
                 "metrics_path": "/metrics", "credentials_file": str(paths.metrics_token)}
 
     def mesh_config(self, env: str) -> dict[str, Any] | None:
         """The config document every proxy of the environment runs."""
-        return self._client(env).mesh_config()
+        return self._call(env, ops.MESH_CONFIG, ops.NOTHING)
 
     def events(self, env: str, service: str | None = None, limit: int = 100) -> list[Event]:
         """What happened in the environment, oldest first: stacks, routes, task restarts, runs, daemon."""
-        from meshpipe.engines.local.state.store import StateStore
+        from meshpipe.engines.local.state.reader import StateReader  # sqlite3: not for a read that asks the daemon
 
-        paths = self._existing(env)
-        store = StateStore(paths.state_db)
-        try:
+        with StateReader(self._existing(env).state_db) as state:
             return [Event(e.at, e.kind, e.service, e.version, e.message)
-                    for e in store.events(limit=limit, service=service)]
-        finally:
-            store.close()
+                    for e in state.events(limit=limit, service=service)]
 
     def status(self, env: str) -> dict[str, Any]:
         """The daemon's full status document (services, versions, tasks with ports, gateway)."""
-        return self._client(env).status()
+        return self._call(env, ops.STATUS, ops.NOTHING)
 
 
 def environments(home: Path | None = None) -> list[str]:

@@ -1,6 +1,7 @@
-"""The daemon's side of the control API: what each call does (``control.ControlTarget``).
+"""The daemon's side of the control API: what each operation does, one method per row of
+``operations.OPERATIONS``, named as the row, taking its request and returning its result.
 
-``control.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
+``httpapi.make_control_app`` turns HTTP requests into these calls. A call reads state.db, or changes it
 (each change one transaction) and then publishes the mesh config; it returns only once every live proxy
 answered the publish, so a CLI command that returns has reached the mesh.
 """
@@ -16,30 +17,42 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.policy import RolloutPlan, resolve_plan
-from meshpipe.engines.local.control.httpapi import gateway_route_to_json, route_to_json
+from meshpipe.engines.base import PipelineInfo, VersionInfo
+from meshpipe.engines.local.control import operations as ops
+from meshpipe.engines.local.control.operations import (
+    HeaderRouteChanged,
+    PushReport,
+    RouteChanged,
+    RouteView,
+    gateway_route_to_json,
+    route_to_json,
+    run_from_json,
+    version_from_json,
+)
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController
 from meshpipe.engines.local.delivery.runs import RunQueue
 from meshpipe.engines.local.observe import metrics_view
+from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.home import EnvPaths
 from meshpipe.engines.local.state.store import EnvironmentRow, StateStore
 from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.engines.local.tasks.supervisor import Supervisor
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, UserError
-from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
     GatewayRoute,
     HeaderRoute,
     Route,
-    WeightedTarget,
     check_service,
     make_gateway_route,
     make_header_route,
     make_route,
 )
+from meshpipe.mesh.stats import ServiceStats
 from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
+from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.platform import RolloutDefaults
 
 # The most tasks a version may be scaled to on one machine.
@@ -66,7 +79,10 @@ class ControlApi:
 
     # -- environment --
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, request: ops.Nothing) -> dict[str, Any]:
+        return self.status_document()
+
+    def status_document(self) -> dict[str, Any]:
         gateway = self.supervisor.gateway
         weights_by_service = {s: {t.version: t.weight for t in r.targets} for s, r in self.store.routes().items()}
         services = []
@@ -95,16 +111,22 @@ class ControlApi:
             "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
         }
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, request: ops.Nothing) -> dict[str, Any]:
         # Answer first; the stop runs once the reply is on its way.
         asyncio.get_running_loop().call_soon(self._stop_requested.set)
+        return {"stopping": True}
 
-    async def mesh_config(self) -> dict[str, Any] | None:
+    async def mesh_config(self, request: ops.Nothing) -> dict[str, Any] | None:
         return self.publisher.current
+
+    async def backends(self, request: ops.Nothing) -> dict[str, tuple[str, ...]]:
+        found = backends_from(((v.service, v.resolved) for v in self.store.versions()), self.env.namespace)
+        return {service: tuple(sorted(calls)) for service, calls in found.items()}
 
     # -- pipelines --
 
-    async def pipeline_create(self, service: str) -> dict[str, Any]:
+    async def pipeline_create(self, request: ops.OfService) -> PipelineInfo:
+        service = request.service
         from meshpipe.engines.local.source.gitrepo import create_bare_repo, has_commits, install_post_receive_hook
         from meshpipe.engines.local.source.hook import hook_argv
 
@@ -130,12 +152,13 @@ class ControlApi:
                     shutil.rmtree(repo, ignore_errors=True)
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
-        return {"service": service, "environment": self.env.name, "clone_url": repo.as_uri(),
-                "virtual_service": row.virtual_service, "status": "CREATE_COMPLETE", "repo_kept": kept}
+        return PipelineInfo(service=service, environment=self.env.name, clone_url=repo.as_uri(),
+                            virtual_service=row.virtual_service, status="CREATE_COMPLETE", repo_kept=kept)
 
-    async def pipeline_delete(self, service: str, delete_repo: bool = False) -> None:
+    async def pipeline_delete(self, request: ops.DeletePipeline) -> None:
         """The service's virtual service, router, pipeline and its runs go; its config repo stays (its
         history is the app team's), unless ``delete_repo``. A push to a kept repo is answered with what to do."""
+        service, delete_repo = request.service, request.delete_repo
         async with self.pipelines_lock:
             self.store.require_service(service)
             busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
@@ -148,25 +171,27 @@ class ControlApi:
                 shutil.rmtree(self.paths.repo(service), ignore_errors=True)
         await self.publisher.publish(f"virtual service of {service} deleted")
 
-    async def pipeline_runs(self, service: str) -> list[dict[str, Any]]:
-        self.store.require_service(service)
-        return [_run_json(r) for r in self.store.runs(service)]
+    async def pipeline_runs(self, request: ops.OfService) -> tuple[PipelineRun, ...]:
+        self.store.require_service(request.service)
+        return tuple(run_from_json(_run_json(r)) for r in self.store.runs(request.service))
 
-    async def pipeline_run(self, service: str, run_id: str | None) -> dict[str, Any]:
+    async def pipeline_run(self, request: ops.OfRun) -> PipelineRun:
+        service, run_id = request.service, request.run_id
         self.store.require_service(service)
-        if run_id is None:
+        if run_id == ops.LATEST:
             runs = self.store.runs(service)
             if not runs:
                 raise NotFoundError(f"{service} has no pipeline runs yet",
                                     hint="push a manifest.yaml to its config repo")
-            return _run_json(runs[0])
+            return run_from_json(_run_json(runs[0]))
         run = self.store.run(run_id)
         if run is None or run.service != service:
             raise NotFoundError(f"{service} has no pipeline run {run_id!r}",
                                 hint=f"list runs with: meshpipe pipeline runs {service}")
-        return _run_json(run)
+        return run_from_json(_run_json(run))
 
-    async def push(self, service: str, ref: str, old: str | None, new: str) -> str:
+    async def push(self, request: ops.Push) -> StartedRun:
+        service, ref, old, new = request.service, request.ref, request.old, request.new
         check_service(service)
         if not REF_RE.match(ref):
             raise UserError(f"{ref[:80]!r} is not a branch ref like refs/heads/main")
@@ -175,15 +200,21 @@ class ControlApi:
         self.store.require_service(service)
         if not COMMIT_RE.match(new) or not new.strip("0"):
             raise UserError(f"{new[:80]!r} is not a commit id")
-        return self.runs.submit(service, ref, old, new)
+        return StartedRun(self.runs.submit(service, ref, old, new), service, new)
 
     # -- routes --
 
-    async def route_show(self, service: str) -> Route | None:
-        self.store.require_service(service)
-        return self.store.route(service)
+    async def route_show(self, request: ops.OfService) -> Route | None:
+        self.store.require_service(request.service)
+        return self.store.route(request.service)
 
-    async def route_set(self, service: str, targets: tuple[WeightedTarget, ...]) -> tuple[Route, dict[str, Any]]:
+    async def route_view(self, request: ops.OfService) -> RouteView:
+        self.store.require_service(request.service)
+        return RouteView(self.store.route(request.service),
+                         tuple(self.store.header_routes(request.service).get(request.service, [])))
+
+    async def route_set(self, request: ops.SetRoute) -> RouteChanged:
+        service, targets = request.service, request.targets
         route = make_route(service, targets)
         self._refuse_during_rollout(service, "set its route")
         # Weight to a scaled-down version brings it back first, as rolling back in Argo Rollouts scales the
@@ -195,9 +226,10 @@ class ControlApi:
                                           "to take the weight route set gives it")
         self.store.set_route(route)
         pushed = await self.publisher.publish(f"route {route.name} set")
-        return route, pushed
+        return RouteChanged(route, push_report(pushed))
 
-    async def route_delete(self, service: str) -> None:
+    async def route_delete(self, request: ops.OfService) -> None:
+        service = request.service
         self._refuse_during_rollout(service, "delete its route")
         self.store.delete_route(service)
         await self.publisher.publish(f"route r-{service} deleted")
@@ -208,22 +240,23 @@ class ControlApi:
                                 f"{what} for long", hint=f"promote or abort it first: meshpipe rollout promote|abort "
                                                           f"{service} (meshpipe rollout status {service} shows it)")
 
-    async def header_routes(self, service: str) -> list[HeaderRoute]:
-        self.store.require_service(service)
-        return self.store.header_routes(service).get(service, [])
+    async def header_routes(self, request: ops.OfService) -> tuple[HeaderRoute, ...]:
+        self.store.require_service(request.service)
+        return tuple(self.store.header_routes(request.service).get(request.service, []))
 
-    async def header_route_set(self, service: str, headers: tuple[HeaderMatch, ...],
-                               targets: tuple[WeightedTarget, ...]) -> tuple[HeaderRoute, dict[str, Any]]:
-        route = make_header_route(service, headers, targets)
+    async def header_route_set(self, request: ops.SetHeaderRoute) -> HeaderRouteChanged:
+        service = request.service
+        route = make_header_route(service, request.headers, request.targets)
         if self.store.header_route_owner(service, route.name) == ROLLOUT_OWNER and self.rollouts.running(service):
             raise ConflictError(f"header route {route.name} is the preview of the running rollout of {service}",
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
         self.store.set_header_route(route)
         pushed = await self.publisher.publish(f"header route {route.name} set")
-        return route, pushed
+        return HeaderRouteChanged(route, push_report(pushed))
 
-    async def header_route_delete(self, service: str, header: str) -> None:
-        name = header_route_name(service, header)
+    async def header_route_delete(self, request: ops.OfHeaderRoute) -> None:
+        service = request.service
+        name = header_route_name(service, request.header)
         if self.store.header_route_owner(service, name) == ROLLOUT_OWNER and self.rollouts.running(service):
             raise ConflictError(f"header route {name} is the preview of the running rollout of {service}",
                                 hint=f"promote or abort it first: meshpipe rollout promote|abort {service}")
@@ -243,8 +276,9 @@ class ControlApi:
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 
-    async def rollout_start(self, service: str, version: str) -> dict[str, Any]:
+    async def rollout_start(self, request: ops.StartRollout) -> dict[str, Any]:
         """Start a rollout by hand: the version's own plan, else the platform's default."""
+        service, version = request.service, request.version
         self.store.require_service(service)
         row = self.store.version(service, version)
         if row is None:
@@ -260,28 +294,29 @@ class ControlApi:
         assert plan is not None
         return await self.rollouts.start(service, version, plan, "by hand")
 
-    async def rollout_status(self, service: str) -> dict[str, Any]:
-        self.store.require_service(service)
-        return self.rollouts.status(service)
+    async def rollout_status(self, request: ops.OfService) -> dict[str, Any]:
+        self.store.require_service(request.service)
+        return self.rollouts.status(request.service)
 
-    async def rollout_control(self, service: str, action: str) -> dict[str, Any]:
-        self.store.require_service(service)
-        if action not in ("pause", "resume", "abort", "promote"):
-            raise UserError(f"{action!r} is not a rollout control: pause, resume, abort or promote")
-        return await self.rollouts.control(service, action)
+    async def rollout_control(self, request: ops.ControlRollout) -> dict[str, Any]:
+        self.store.require_service(request.service)
+        if request.action not in ("pause", "resume", "abort", "promote"):
+            raise UserError(f"{request.action!r} is not a rollout control: pause, resume, abort or promote")
+        return await self.rollouts.control(request.service, request.action)
 
-    async def gateway_routes(self) -> list[GatewayRoute]:
-        return self.store.gateway_routes()
+    async def gateway_routes(self, request: ops.Nothing) -> tuple[GatewayRoute, ...]:
+        return tuple(self.store.gateway_routes())
 
-    async def gateway_route_set(self, name: str, prefix: str, service: str, rewrite_prefix: bool) -> GatewayRoute:
-        gr = make_gateway_route(name, prefix, service, self.env.namespace, rewrite_prefix)
+    async def gateway_route_set(self, request: ops.SetGatewayRoute) -> GatewayRoute:
+        gr = make_gateway_route(request.name, request.prefix, request.service, self.env.namespace,
+                                request.rewrite_prefix)
         self.store.put_gateway_route(gr)
-        await self.publisher.publish(f"gateway route {name} set")
+        await self.publisher.publish(f"gateway route {gr.name} set")
         return gr
 
-    async def gateway_route_delete(self, name: str) -> None:
-        self.store.delete_gateway_route(name)
-        await self.publisher.publish(f"gateway route {name} deleted")
+    async def gateway_route_delete(self, request: ops.OfGatewayRoute) -> None:
+        self.store.delete_gateway_route(request.name)
+        await self.publisher.publish(f"gateway route {request.name} deleted")
 
     # -- versions --
 
@@ -301,21 +336,23 @@ class ControlApi:
                         "virtual_node": virtual_node_name(service, row.version), "run_id": row.run_id})
         return out
 
-    async def versions(self, service: str) -> list[dict[str, Any]]:
+    async def versions(self, request: ops.OfService) -> tuple[VersionInfo, ...]:
+        service = request.service
         self.store.require_service(service)
-        return self._versions_json(service, self.store.weights(service))
+        return tuple(version_from_json(v) for v in self._versions_json(service, self.store.weights(service)))
 
-    async def version_scale(self, service: str, version: str, tasks: int) -> dict[str, Any]:
+    async def version_scale(self, request: ops.ScaleVersion) -> dict[str, Any]:
+        service, version, tasks = request.service, request.version, request.tasks
         self.store.require_service(service)
         if not 0 <= tasks <= MAX_TASKS:
             raise UserError(f"--tasks {tasks} is not 0-{MAX_TASKS}")
         said = await self.deployer.scale(service, version, tasks, "by hand")
         return {"service": service, "version": version, "tasks": tasks, "message": said}
 
-    async def version_delete(self, service: str, version: str, force: bool) -> None:
-        self.store.require_service(service)
-        await self.deployer.delete(service, version, force)
-        self.rollouts.wake(service)
+    async def version_delete(self, request: ops.OfVersion) -> None:
+        self.store.require_service(request.service)
+        await self.deployer.delete(request.service, request.version, request.force)
+        self.rollouts.wake(request.service)
 
     # -- stats and metrics --
 
@@ -334,12 +371,12 @@ class ControlApi:
         """Every live proxy's raw stats, now (the dashboard's data too)."""
         return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
-    async def stats(self, service: str) -> dict[str, Any]:
-        """Per-version counters for ``service`` summed over every proxy that sent it traffic, and latency
+    async def stats(self, request: ops.OfService) -> ServiceStats:
+        """Per-version counters for the service summed over every proxy that sent it traffic, and latency
         quantiles of the merged histograms."""
-        self.store.require_service(service)
+        self.store.require_service(request.service)
         proxies = len(self.publisher.proxies)
-        return metrics_view.service_stats(await self.scrape(), service, proxies)
+        return ServiceStats.from_json(metrics_view.service_stats(await self.scrape(), request.service, proxies))
 
     def control_figures(self) -> metrics_view.ControlFigures:
         weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}
@@ -354,7 +391,7 @@ class ControlApi:
             weights=weights, healthy_tasks=healthy,
             config_generation=self.publisher.current["generation"] if self.publisher.current else None)
 
-    async def metrics(self) -> bytes:
+    async def metrics(self, request: ops.Nothing) -> bytes:
         """The environment's Prometheus page (``GET /metrics``)."""
         scrapes = await self.scrape()
         return await asyncio.to_thread(metrics_view.exposition, scrapes, self.control_figures())
@@ -365,3 +402,9 @@ def _run_json(run: st.RunRow) -> dict[str, Any]:
             "status": run.status, "version": run.version, "started_at": run.started_at,
             "finished_at": run.finished_at,
             "stages": [{"name": s.name, "status": s.status, "log": s.log} for s in run.stages]}
+
+
+def push_report(pushed: dict[str, Any]) -> PushReport:
+    """The report of what ``Publisher.publish`` answered."""
+    return PushReport(pushed.get("generation"), int(pushed.get("proxies") or 0), int(pushed.get("applied") or 0),
+                      {str(k): str(v) for k, v in (pushed.get("failed") or {}).items()}, float(pushed.get("ms") or 0.0))

@@ -35,6 +35,7 @@ from typing import Any
 from meshpipe.delivery.analysis import Counters
 from meshpipe.delivery.machine import HookResult
 from meshpipe.delivery.policy import Webhook
+from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.api import ControlApi
 from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
@@ -43,6 +44,8 @@ from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
 from meshpipe.engines.local.delivery.webhooks import call_hooks
+from meshpipe.engines.local.source.gitrepo import install_post_receive_hook
+from meshpipe.engines.local.source.hook import hook_argv
 from meshpipe.engines.local.state.daemonfiles import (
     EXIT_ALREADY_RUNNING,
     acquire_lock,
@@ -215,6 +218,16 @@ class Daemon(ControlApi):
             self._hook_session = aiohttp.ClientSession()
         return await call_hooks(self._hook_session, hooks, payload)
 
+    def _install_hooks(self) -> None:
+        for svc in self.store.services():
+            repo = Path(svc.repo_path)
+            if repo.is_dir():
+                install_post_receive_hook(repo, hook_argv(self.paths.root, svc.name, sys.executable))
+
+    async def _push_commit(self, service: str, ref: str, old: str | None, new: str) -> str:
+        """A push no hook reported (made while no daemon ran), started as the hook's would be."""
+        return (await self.push(ops.Push(service, ref, new, old))).run_id
+
     # -- life cycle --
 
     async def run(self) -> int:
@@ -279,8 +292,11 @@ class Daemon(ControlApi):
         if restored:
             log.info("running %d version(s): %s; %d task(s) taken over", len(restored),
                      ", ".join(f"{s}-{v}" for s, v in restored), taken)
+        # Before any push is looked for: every config repo's hook runs this meshpipe's hook module with this
+        # Python, whichever meshpipe (another module path, another venv) made the repo.
+        await asyncio.to_thread(self._install_hooks)
         rerun_interrupted(self.store, self.runs)
-        await catch_up_pushes(self.store, self.push)
+        await catch_up_pushes(self.store, self._push_commit)
         resumed = await self.rollouts.restore()
         if resumed:
             log.info("resuming the rollout(s) of %s", ", ".join(resumed))
@@ -383,6 +399,8 @@ class Daemon(ControlApi):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshpipe-daemon", description="The local engine's environment daemon.")
     parser.add_argument("--env-dir", required=True, type=Path, help="the environment's folder (holds state.db)")
+    parser.add_argument("--create", action="store_true",
+                        help="a new environment: record it in a new state.db first (env create)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -391,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"meshpipe daemon: {exc.message}", file=sys.stderr)
         return 2
-    if not paths.state_db.exists():
+    if not paths.state_db.exists() and not args.create:
         print(f"meshpipe daemon: {paths.state_db} does not exist; create the environment first", file=sys.stderr)
         return 2
     lock = acquire_lock(paths.daemon_lock)
@@ -400,6 +418,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meshpipe daemon: the daemon of {paths.name} is already running"
               + (f" (pid {running['pid']})" if running else ""), file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    if args.create and not paths.state_db.exists():
+        # Written last by env create (after the folder and engine.json): its existence is what makes the
+        # environment exist.
+        try:
+            store = StateStore(paths.state_db)
+            try:
+                store.init_environment(paths.name, f"{paths.name}.local")
+            finally:
+                store.close()
+        except OperationError as exc:
+            print(f"meshpipe daemon: {exc.message}", file=sys.stderr)
+            os.close(lock)
+            return 1
     try:
         import uvloop
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.api import _run_json
 from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
@@ -31,7 +32,7 @@ class DaemonSource:
         self._calls: _Calls | None = None
 
     async def status(self) -> dict[str, Any]:
-        return await self.daemon.status()
+        return self.daemon.status_document()
 
     async def scrape(self) -> list[metrics_view.ProxyScrape]:
         """The stats of the proxies that send traffic to versions: the gateway and the sidecars of versions
@@ -77,12 +78,7 @@ class DaemonSource:
         return [e for e in store.events(limit=limit) if e.id > after]
 
     async def rollout(self, service: str) -> dict[str, Any] | None:
-        # A daemon with a rollout controller answers rollout_status (GET /v1/rollouts/{svc}); one without
-        # has no rollouts to show.
-        status = getattr(self.daemon, "rollout_status", None)
-        if status is None:
-            return None
         try:
-            return dict(await status(service))
+            return await self.daemon.rollout_status(ops.OfService(service))
         except NotFoundError:
             return None

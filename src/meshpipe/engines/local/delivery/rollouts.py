@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -39,7 +38,6 @@ from meshpipe.naming import header_route_name
 log = logging.getLogger("meshpipe.daemon")
 
 ROLLOUT_OWNER = "rollout"  # the header routes the controller made (its previews)
-KEEP_FINISHED = 20  # finished rollouts kept per service
 
 Clock = Callable[[], float]
 SnapshotFn = Callable[[str], Awaitable[Snapshot]]
@@ -51,54 +49,6 @@ def iso(t: float | None) -> str | None:
     if t is None:
         return None
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
-
-
-# --- rollouts in state.db --------------------------------------------------------------------------------
-
-class RolloutRecords:
-    """The ``rollouts`` table: one row per rollout, its machine state as JSON."""
-
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
-
-    def insert(self, r: m.Rollout) -> int:
-        with self.store.transaction() as tx:
-            try:
-                cur = tx.execute("INSERT INTO rollouts (service, candidate, status, state_json, started_at, updated_at)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)", (r.service, r.candidate, r.status,
-                                                                json.dumps(r.to_json()), iso(r.started_at),
-                                                                self.store.now()))
-            except Exception as exc:  # the unique index: one running rollout per service
-                if "UNIQUE" in str(exc):
-                    raise ConflictError(f"a rollout of {r.service} is already running") from None
-                raise
-            rollout_id = int(cur.lastrowid or 0)
-            tx.execute("DELETE FROM rollouts WHERE service = ? AND status != 'running' AND id NOT IN (SELECT id FROM "
-                       "rollouts WHERE service = ? ORDER BY id DESC LIMIT ?)", (r.service, r.service, KEEP_FINISHED))
-        r.id = rollout_id
-        return rollout_id
-
-    def save(self, r: m.Rollout) -> None:
-        assert r.id is not None
-        with self.store.transaction() as tx:
-            tx.execute("UPDATE rollouts SET status = ?, state_json = ?, updated_at = ? WHERE id = ?",
-                       (r.status, json.dumps(r.to_json()), self.store.now(), r.id))
-
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[m.Rollout]:
-        with self.store.transaction() as tx:
-            rows = tx.execute(sql, args).fetchall()
-        return [m.Rollout.from_json(json.loads(row["state_json"]), int(row["id"])) for row in rows]
-
-    def running(self) -> list[m.Rollout]:
-        return self._rows("SELECT id, state_json FROM rollouts WHERE status = 'running' ORDER BY id", ())
-
-    def latest(self, service: str) -> m.Rollout | None:
-        found = self._rows("SELECT id, state_json FROM rollouts WHERE service = ? ORDER BY id DESC LIMIT 1", (service,))
-        return found[0] if found else None
-
-    def with_pending_hooks(self) -> list[m.Rollout]:
-        return [r for r in self._rows("SELECT id, state_json FROM rollouts WHERE status != 'running' AND state_json "
-                                      "LIKE '%\"pending_hooks\": [\"%' ORDER BY id", ()) if r.pending_hooks]
 
 
 # --- the status document -----------------------------------------------------------------------------------
@@ -137,24 +87,22 @@ class _Driver:
     rollout: m.Rollout | None = None
 
 
+@dataclass(eq=False)
 class RolloutController:
-    def __init__(self, store: StateStore, environment: str, publish: PublishFn, snapshot: SnapshotFn,
-                 call_hooks: HooksFn, bounds: Sequence[float], clock: Clock = time.time) -> None:
-        self.store = store
-        self.records = RolloutRecords(store)
-        self.environment = environment
-        self.publish = publish
-        self.snapshot = snapshot
-        self.call_hooks = call_hooks
-        self.bounds = bounds
-        self.clock = clock
-        self.drivers: dict[str, _Driver] = {}
-        self.stopping = False
-        # Decisions taken since the daemon started, by (service, decision): each judged window by its verdict
-        # (passed, failed, inconclusive) and each ending by its outcome (promoted, rolled-back, halted,
-        # superseded). meshpipe_rollout_decisions_total.
-        self.decisions: Counter[tuple[str, str]] = Counter()
-        self._counted: dict[int, tuple[int, bool]] = {}  # rollout id -> (windows counted, end counted)
+    store: StateStore
+    environment: str
+    publish: PublishFn
+    snapshot: SnapshotFn
+    call_hooks: HooksFn
+    bounds: Sequence[float]
+    clock: Clock = time.time
+    drivers: dict[str, _Driver] = field(default_factory=dict, init=False)
+    stopping: bool = field(default=False, init=False)
+    # Decisions taken since the daemon started, by (service, decision): each judged window by its verdict
+    # (passed, failed, inconclusive) and each ending by its outcome (promoted, rolled-back, halted,
+    # superseded). meshpipe_rollout_decisions_total.
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
+    _counted: dict[int, tuple[int, bool]] = field(default_factory=dict, init=False)  # rollout id -> (windows, end)
 
     def _driver(self, service: str) -> _Driver:
         driver = self.drivers.get(service)
@@ -166,16 +114,16 @@ class RolloutController:
 
     async def restore(self) -> list[str]:
         """After a daemon start: call webhooks a crash left uncalled, and drive every running rollout on."""
-        for r in self.records.with_pending_hooks():
+        for r in self.store.finished_rollouts_with_pending_hooks():
             await self._run_pending_hooks(r)
         resumed = []
-        for r in self.records.running():
+        for r in self.store.running_rollouts():
             driver = self._driver(r.service)
             driver.rollout = r
             if r.id is not None:  # decided before this start: not counted again
                 self._counted[r.id] = (len(r.windows), False)
             m.restart_window(r, self.clock(), await self._counters(r))
-            self.records.save(r)
+            self.store.save_rollout(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
                            f"{r.failed_windows} failed" + ("; the window in progress starts over"
                                                            if r.phase in (m.STEP, m.PREVIEW) and not r.paused else ""))
@@ -238,7 +186,7 @@ class RolloutController:
             r, events = m.start(service, version, base, plan, now, started_by)
             if current is not None:
                 self._record(current, m.supersede(current, now, version))
-            self.records.insert(r)
+            self.store.insert_rollout(r, iso(r.started_at))
             driver.rollout = r
             self._record(r, events)
             await self._apply(r, f"rollout of {version} started")
@@ -255,7 +203,7 @@ class RolloutController:
         r, _ = m.start(service, version, {}, plan, now, started_by)
         r.status, r.phase, r.finished_at = m.PROMOTED, m.DONE, now
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
-        self.records.insert(r)
+        self.store.insert_rollout(r, iso(r.started_at))
         self._driver(service).rollout = r
         self._count_decisions(r)
         self._event(r, f"{version} takes all traffic: {r.reason}")
@@ -271,7 +219,7 @@ class RolloutController:
         async with driver.lock:
             r = driver.rollout
             if r is None or r.finished:
-                latest = r or self.records.latest(service)
+                latest = r or self.store.latest_rollout(service)
                 raise ConflictError(f"no rollout of {service} is running"
                                     + (f" (the last one, of {latest.candidate}, {latest.status})" if latest else ""),
                                     hint=f"start one with: meshpipe rollout start {service} VERSION")
@@ -294,7 +242,7 @@ class RolloutController:
 
     def status(self, service: str) -> dict[str, Any]:
         driver = self.drivers.get(service)
-        r = driver.rollout if driver is not None and driver.rollout is not None else self.records.latest(service)
+        r = driver.rollout if driver is not None and driver.rollout is not None else self.store.latest_rollout(service)
         if r is None:
             raise NotFoundError(f"{service} has had no rollout yet",
                                 hint=f"push a manifest with a Rollout section, or: meshpipe rollout start {service} VERSION")
@@ -376,7 +324,7 @@ class RolloutController:
             self._record(r, m.fail(r, self.clock(), "every version it was rolled out from was deleted"))
             return False
         if gone:
-            self.records.save(r)
+            self.store.save_rollout(r)
         return True
 
     async def _counters(self, r: m.Rollout) -> dict[str, dict[str, Counters]]:
@@ -399,7 +347,7 @@ class RolloutController:
 
     def _record(self, r: m.Rollout, events: list[str]) -> None:
         if r.id is not None:
-            self.records.save(r)
+            self.store.save_rollout(r)
         self._count_decisions(r)
         for message in events:
             self._event(r, message)
@@ -469,7 +417,7 @@ class RolloutController:
                 self._event(r, f"{kind} webhook {h.name}: {h.detail}")
             r.pending_hooks.pop(0)
             if r.id is not None:
-                self.records.save(r)
+                self.store.save_rollout(r)
 
 
 def _where(r: m.Rollout) -> str:

@@ -7,15 +7,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshpipe.mesh.graph import GatewayRouteNode, ServiceNode, Topology, VersionNode
+from meshpipe.mesh.stats import ServiceStats
 
 
-def traffic(before: Mapping[str, Any], after: Mapping[str, Any], seconds: float) -> dict[str, tuple[float, float]]:
-    """version -> (requests/s, share answered 5xx) between two ``stats`` answers of one service."""
+def traffic(before: ServiceStats, after: ServiceStats, seconds: float) -> dict[str, tuple[float, float]]:
+    """version -> (requests/s, share answered 5xx) between two ``stats`` readings of one service."""
     out = {}
-    for version, now in after.get("versions", {}).items():
-        then = before.get("versions", {}).get(version, {})
-        requests = max(0, int(now.get("requests", 0)) - int(then.get("requests", 0)))
-        fives = max(0, int(now.get("responses", {}).get("5xx", 0)) - int(then.get("responses", {}).get("5xx", 0)))
+    for version, now in after.versions.items():
+        then = before.of(version)
+        requests = max(0, now.requests - then.requests)
+        fives = max(0, now.responses.get("5xx", 0) - then.responses.get("5xx", 0))
         out[version] = (requests / seconds if seconds > 0 else 0.0, fives / requests if requests else 0.0)
     return out
 

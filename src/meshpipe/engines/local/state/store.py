@@ -26,6 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from meshpipe.delivery.machine import Rollout
+
+# The rows and the reads shared with the read-only reader are part of the store's interface: re-exported.
+from meshpipe.engines.local.state.reader import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
+from meshpipe.engines.local.state.reader import EnvironmentRow as EnvironmentRow
+from meshpipe.engines.local.state.reader import EventRow as EventRow
+from meshpipe.engines.local.state.reader import ProcessRow as ProcessRow
+from meshpipe.engines.local.state.reader import ServiceRow as ServiceRow
+from meshpipe.engines.local.state.reader import StateReads
+from meshpipe.engines.local.state.reader import VersionRow as VersionRow
+
 # The schema's version and migrations are part of the store's interface: re-exported.
 from meshpipe.engines.local.state.schema import MIGRATIONS as MIGRATIONS
 from meshpipe.engines.local.state.schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -35,11 +46,11 @@ from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget
 from meshpipe.pipeline.runs import RunStatus
 
-BUSY_TIMEOUT_MS = 10_000
 MAX_EVENTS = 5_000
 # Events that record a change of a route or a gateway route (each one counts in meshpipe_route_changes_total).
 ROUTE_EVENT_KINDS = ("route", "gateway-route")
 MAX_STAGE_LOG_CHARS = 256 * 1024
+KEEP_FINISHED_ROLLOUTS = 20  # per service, beside its running one
 
 # Stack statuses, spelled as CloudFormation spells them.
 CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
@@ -72,46 +83,6 @@ def _iso(t: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class EnvironmentRow:
-    name: str
-    namespace: str
-    created_at: str
-    gateway_port: int | None
-    config_generation: int
-
-
-@dataclass(frozen=True)
-class ServiceRow:
-    name: str
-    virtual_service: str
-    router: str
-    repo_path: str
-    created_at: str
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    service: str
-    version: str
-    commit: str
-    stack_name: str
-    status: str
-    reason: str
-    desired_tasks: int
-    template: dict[str, Any]
-    resolved: dict[str, Any]
-    run_id: str | None
-    created_at: str
-    updated_at: str
-    scale_down_at: float | None = None  # when a rollout's loser is to be scaled to zero (epoch seconds)
-    scaled_down_at: str | None = None  # since when it runs no task (None: it runs desired_tasks)
-
-    @property
-    def scaled_down(self) -> bool:
-        return self.scaled_down_at is not None
-
-
-@dataclass(frozen=True)
 class TaskRow:
     task_id: str
     service: str
@@ -126,15 +97,6 @@ class TaskRow:
     restarts: int = 0
     last_error: str = ""
     updated_at: str = ""
-
-
-@dataclass(frozen=True)
-class ProcessRow:
-    pid: int
-    started: str
-    role: str  # gateway | app | sidecar
-    task_id: str | None
-    argv: list[str]
 
 
 @dataclass(frozen=True)
@@ -159,16 +121,6 @@ class RunRow:
     stages: tuple[StageRow, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class EventRow:
-    id: int
-    at: str
-    kind: str
-    service: str | None
-    version: str | None
-    message: str
-
-
 def task_id_of(service: str, version: str, slot: int) -> str:
     return f"{service}-{version}-{slot}"
 
@@ -179,7 +131,7 @@ SQLITE_IOERR = 10
 SQLITE_FULL = 13
 
 
-class StateStore:
+class StateStore(StateReads):
     """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] = utc_now) -> None:
@@ -311,13 +263,6 @@ class StateStore:
         with self.transaction() as tx:
             tx.execute("UPDATE environment SET name = name WHERE id = 1")
 
-    def environment(self) -> EnvironmentRow | None:
-        rows = self._read("SELECT * FROM environment WHERE id = 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return EnvironmentRow(r["name"], r["namespace"], r["created_at"], r["gateway_port"], r["config_generation"])
-
     def set_gateway_port(self, port: int) -> None:
         with self.transaction() as tx:
             tx.execute("UPDATE environment SET gateway_port = ? WHERE id = 1", (port,))
@@ -343,24 +288,6 @@ class StateStore:
         row = self.service(name)
         assert row is not None
         return row
-
-    def service(self, name: str) -> ServiceRow | None:
-        rows = self._read("SELECT * FROM services WHERE name = ?", (name,))
-        return self._service_row(rows[0]) if rows else None
-
-    def require_service(self, name: str) -> ServiceRow:
-        row = self.service(name)
-        if row is None:
-            raise NotFoundError(f"service {name!r} has no pipeline in this environment",
-                                hint=f"create it with: meshpipe pipeline create {name}")
-        return row
-
-    def services(self) -> list[ServiceRow]:
-        return [self._service_row(r) for r in self._read("SELECT * FROM services ORDER BY name")]
-
-    @staticmethod
-    def _service_row(r: sqlite3.Row) -> ServiceRow:
-        return ServiceRow(r["name"], r["virtual_service"], r["router"], r["repo_path"], r["created_at"])
 
     def delete_service(self, name: str) -> None:
         """Remove a service with its route and runs; refused while versions or gateway routes use it."""
@@ -409,23 +336,6 @@ class StateStore:
         row = self.version(service, version)
         assert row is not None
         return row
-
-    def version(self, service: str, version: str) -> VersionRow | None:
-        rows = self._read("SELECT * FROM versions WHERE service = ? AND version = ?", (service, version))
-        return self._version_row(rows[0]) if rows else None
-
-    def versions(self, service: str | None = None) -> list[VersionRow]:
-        if service is None:
-            rows = self._read("SELECT * FROM versions ORDER BY service, created_at, version")
-        else:
-            rows = self._read("SELECT * FROM versions WHERE service = ? ORDER BY created_at, version", (service,))
-        return [self._version_row(r) for r in rows]
-
-    @staticmethod
-    def _version_row(r: sqlite3.Row) -> VersionRow:
-        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
-                          r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
-                          r["run_id"], r["created_at"], r["updated_at"], r["scale_down_at"], r["scaled_down_at"])
 
     # --- scaling a version down to zero and back -------------------------------------------------------
 
@@ -740,10 +650,6 @@ class StateStore:
         with self.transaction() as tx:
             tx.execute("DELETE FROM processes WHERE pid = ?", (pid,))
 
-    def processes(self) -> list[ProcessRow]:
-        return [ProcessRow(r["pid"], r["started"], r["role"], r["task_id"], json.loads(r["argv"]))
-                for r in self._read("SELECT * FROM processes ORDER BY pid")]
-
     # --- pipeline runs -------------------------------------------------------------------------------
 
     def create_run(self, run_id: str, service: str, ref: str, old: str | None, commit: str | None) -> RunRow:
@@ -842,11 +748,48 @@ class StateStore:
         if cur.lastrowid and cur.lastrowid % 500 == 0:
             tx.execute("DELETE FROM events WHERE id <= ?", (cur.lastrowid - MAX_EVENTS,))
 
-    def events(self, limit: int = 100, service: str | None = None) -> list[EventRow]:
-        """The newest events, oldest first."""
-        where, args = ("WHERE service = ?", (service, limit)) if service else ("", (limit,))
-        rows = self._read(f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", args)
-        return [EventRow(r["id"], r["at"], r["kind"], r["service"], r["version"], r["message"]) for r in reversed(rows)]
+    # --- rollouts: one row per rollout, its machine state as JSON --------------------------------------
+
+    def insert_rollout(self, r: Rollout, started_at: str | None) -> int:
+        """Record a new running rollout (one per service: a second is refused) and set its id; only the
+        newest finished ones of the service are kept."""
+        with self.transaction() as tx:
+            try:
+                cur = tx.execute("INSERT INTO rollouts (service, candidate, status, state_json, started_at, updated_at)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)", (r.service, r.candidate, r.status,
+                                                                json.dumps(r.to_json()), started_at, self.now()))
+            except sqlite3.IntegrityError as exc:  # the unique index: one running rollout per service
+                if "UNIQUE" in str(exc):
+                    raise ConflictError(f"a rollout of {r.service} is already running") from None
+                raise
+            rollout_id = int(cur.lastrowid or 0)
+            tx.execute("DELETE FROM rollouts WHERE service = ? AND status != 'running' AND id NOT IN (SELECT id FROM "
+                       "rollouts WHERE service = ? ORDER BY id DESC LIMIT ?)",
+                       (r.service, r.service, KEEP_FINISHED_ROLLOUTS))
+        r.id = rollout_id
+        return rollout_id
+
+    def save_rollout(self, r: Rollout) -> None:
+        assert r.id is not None
+        with self.transaction() as tx:
+            tx.execute("UPDATE rollouts SET status = ?, state_json = ?, updated_at = ? WHERE id = ?",
+                       (r.status, json.dumps(r.to_json()), self.now(), r.id))
+
+    def _rollouts(self, where: str, args: tuple[Any, ...] = ()) -> list[Rollout]:
+        rows = self._read(f"SELECT id, state_json FROM rollouts {where}", args)
+        return [Rollout.from_json(json.loads(row["state_json"]), int(row["id"])) for row in rows]
+
+    def running_rollouts(self) -> list[Rollout]:
+        return self._rollouts("WHERE status = 'running' ORDER BY id")
+
+    def latest_rollout(self, service: str) -> Rollout | None:
+        found = self._rollouts("WHERE service = ? ORDER BY id DESC LIMIT 1", (service,))
+        return found[0] if found else None
+
+    def finished_rollouts_with_pending_hooks(self) -> list[Rollout]:
+        """Finished rollouts with hooks still to call (recorded before they are called, so none is lost)."""
+        return [r for r in self._rollouts("WHERE status != 'running' AND state_json LIKE '%\"pending_hooks\": [\"%' "
+                                          "ORDER BY id") if r.pending_hooks]
 
     # --- counts for the metrics --------------------------------------------------------------------------
 

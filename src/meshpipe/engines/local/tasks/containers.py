@@ -384,17 +384,7 @@ class DockerRuntime:
 
     def remove_all(self) -> list[str]:
         """Every container and network of this environment (by label), nothing else; the names removed."""
-        removed = []
-        owner = f"{dh.LABEL_OWNER}={self.env_dir}"
-        for container in self.client.containers.list(all=True, filters={"label": owner}):
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
-                removed.append(container.name)
-        for net in self.client.networks.list(filters={"label": owner}):
-            with contextlib.suppress(Exception):
-                net.remove()
-                removed.append(net.name)
-        return removed
+        return dh.remove_environment(self.client, str(self.env_dir))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +91,16 @@ class DeployFailed(OperationError):
     """The stack ended CREATE_FAILED; the message is its reason."""
 
 
+@dataclass(eq=False)
 class Deployer:
-    def __init__(self, store: StateStore, supervisor: Supervisor, paths: EnvPaths, home: Path,
-                 options: LocalOptions, publish: Callable[[str], Awaitable[object]],
-                 clock: Clock | None = None) -> None:
-        self.store = store
-        self.supervisor = supervisor
-        self.paths = paths
-        self.home = home
-        self.options = options
-        self.publish = publish
-        self.clock: Clock = clock or RealClock()
-        self._waits: dict[tuple[str, str], asyncio.Task[str]] = {}
+    store: StateStore
+    supervisor: Supervisor
+    paths: EnvPaths
+    home: Path
+    options: LocalOptions
+    publish: Callable[[str], Awaitable[object]]
+    clock: Clock = field(default_factory=RealClock)
+    _waits: dict[tuple[str, str], asyncio.Task[str]] = field(default_factory=dict, init=False)
 
     def local_argv(self, resolved: dict[str, Any]) -> list[str]:
         from meshpipe.engines.local.tasks.images import local_command

@@ -46,6 +46,23 @@ def connect(timeout: float = 60.0) -> Any:
     return client
 
 
+def remove_environment(client: Any, env_dir: str) -> list[str]:
+    """Every container and network labelled with the environment's folder, and nothing else; their names."""
+    import contextlib
+
+    removed = []
+    owner = f"{LABEL_OWNER}={env_dir}"
+    for container in client.containers.list(all=True, filters={"label": owner}):
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+            removed.append(container.name)
+    for net in client.networks.list(filters={"label": owner}):
+        with contextlib.suppress(Exception):
+            net.remove()
+            removed.append(net.name)
+    return removed
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]

@@ -1,7 +1,7 @@
 """``meshpipe demo``: the whole walkthrough, steps 1-9, for real, on this machine.
 
-Each step runs what a person would run, and prints it: the meshpipe command (executed through the local
-engine's API), the git commands (real clones, commits and pushes to the environment's config repos,
+Each step runs what a person would run, and prints it: the meshpipe command (executed through the
+engine's public operations, as the command line does), the git commands (real clones, commits and pushes to the environment's config repos,
 whose hook starts the pipelines), and the requests (real HTTP to the ingress on 127.0.0.1). The original sample's own
 manifests are used as they are; their images are mapped to the bundled Python samples.
 """
@@ -16,21 +16,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from meshpipe.engines.base import VersionInfo
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
+from meshpipe.engines.base import Engine, EventSource, PipelineWaiter, RolloutStatusSource, VersionInfo
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from meshpipe.pipeline.runs import PipelineRun
-
-if TYPE_CHECKING:
-    from meshpipe.engines.local.engine import LocalEngine
 
 ENV = "demo"
 WEB, BACKEND = "hello-web", "hello-backend"
@@ -43,6 +40,21 @@ PIPELINE_TIMEOUT_SECONDS = 180.0
 SERVING_TIMEOUT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 PROMOTED_SAMPLE = 100  # requests checked after promotion
+
+
+@runtime_checkable
+class SampleImageBuilder(Protocol):
+    """An engine that can build a bundled sample's container image on this machine (the local engine)."""
+
+    def build_sample_image(self, service: str, tag: str) -> str: ...
+
+
+class DemoEngine(Engine, PipelineWaiter, EventSource, RolloutStatusSource, Protocol):
+    """What the demos ask of an engine: its public operations, as the command line uses them."""
+
+    home: Path  # where its environments live
+
+    def ingress_url(self, env: str) -> str: ...
 RUN_MARK = "meshpipe: pipeline run "
 
 
@@ -169,7 +181,7 @@ class Narrator:
 class Walkthrough(Narrator):
     """The steps, in order, against one local engine; prints as it goes."""
 
-    def __init__(self, engine: LocalEngine, home: Path, console: Console, requests: int,
+    def __init__(self, engine: DemoEngine, home: Path, console: Console, requests: int,
                  runtime: str = "process") -> None:
         self.engine = engine
         self.runtime = runtime
@@ -299,13 +311,12 @@ class Walkthrough(Narrator):
     def build_images(self) -> None:
         """The docker runtime runs the manifests' images: built here, as the original walkthrough builds
         its own, from this machine's files (no registry)."""
-        from meshpipe.engines.local.tasks.dockerhost import build_sample_image, connect
-
-        client = connect()
+        if not isinstance(self.engine, SampleImageBuilder):
+            raise DemoError("this engine cannot build the samples' images (--runtime docker needs the local engine)")
         for service in (WEB, BACKEND):
             tag = DOCKER_IMAGES[service]
             self.command(f"docker build -f src/meshpipe/samples/Dockerfile.{service} -t {tag} src")
-            build_sample_image(client, service, tag)
+            self.engine.build_sample_image(service, tag)
             self.say(f"built {tag}")
 
     def manifest_bytes(self, config: str) -> bytes:
@@ -421,24 +432,17 @@ class Walkthrough(Narrator):
             self.ingress.close()
 
 
-def _default_home() -> Path:
-    from meshpipe.engines.local.state.home import meshpipe_home
+def make_local_engine(home: Path | None, tasks_per_version: int | None) -> DemoEngine:
+    """The local engine, through ``get_engine`` as the command line gets it; in ``home`` (default: meshpipe's)."""
+    from meshpipe.engines import get_engine
 
-    return meshpipe_home()
-
-
-def make_local_engine(home: Path, tasks_per_version: int | None) -> LocalEngine:
-    try:
-        from meshpipe.engines.local.engine import LocalEngine
-    except ImportError as exc:
-        raise DemoError(f"the local engine is not available: {exc}") from None
-    engine_kwargs: dict[str, Any] = {"home": home}
+    options: dict[str, Any] = {"home": home}
     if tasks_per_version is not None:
-        engine_kwargs["tasks_per_version"] = tasks_per_version
-    return LocalEngine(**engine_kwargs)
+        options["tasks_per_version"] = tasks_per_version
+    return cast("DemoEngine", get_engine("local", **options))
 
 
-def _environment_exists(engine: LocalEngine) -> bool:
+def _environment_exists(engine: DemoEngine) -> bool:
     try:
         return engine.env_status(ENV).status not in ("NOT_FOUND", "DELETED")
     except NotFoundError:
@@ -446,18 +450,22 @@ def _environment_exists(engine: LocalEngine) -> bool:
 
 
 def open_demo_engine(home: Path | None, tasks_per_version: int | None,
-                     engine_factory: Callable[[Path], LocalEngine] | None = None) -> tuple[Path, LocalEngine]:
+                     engine_factory: Callable[[Path], DemoEngine] | None = None) -> tuple[Path, DemoEngine]:
     """The demo's home (``home``, else meshpipe's) and its engine; refuses a home where the demo environment
     already exists, so a walkthrough never takes over (or deletes) one it did not create."""
-    home = Path(home).absolute() if home is not None else _default_home()
-    engine = engine_factory(home) if engine_factory else make_local_engine(home, tasks_per_version)
+    if home is None:
+        engine = make_local_engine(None, tasks_per_version)
+        home = engine.home
+    else:
+        home = Path(home).absolute()
+        engine = engine_factory(home) if engine_factory else make_local_engine(home, tasks_per_version)
     if _environment_exists(engine):
         raise DemoError(f"an environment named {ENV!r} already exists in {home}",
                         hint=f"delete it with 'meshpipe env delete {ENV}', or run the demo with --home DIR")
     return home, engine
 
 
-def _cleanup(engine: LocalEngine, walk: Walkthrough | None, console: Console) -> None:
+def _cleanup(engine: DemoEngine, walk: Walkthrough | None, console: Console) -> None:
     if walk is not None:
         walk.close()
         walk.title("Clean up")
@@ -475,7 +483,7 @@ def _cleanup(engine: LocalEngine, walk: Walkthrough | None, console: Console) ->
 
 
 def run_demo(*, home: Path | None = None, keep: bool = False, console: Console | None = None, requests: int = 300,
-             tasks_per_version: int | None = None, engine_factory: Callable[[Path], LocalEngine] | None = None,
+             tasks_per_version: int | None = None, engine_factory: Callable[[Path], DemoEngine] | None = None,
              runtime: str = "process") -> DemoResult:
     """Run steps 1-9 of the walkthrough on the local engine in ``home``; clean up unless ``keep``.
 

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,19 +22,23 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from meshpipe.cli.demo import (
+from meshpipe.demos.walkthrough import (
     IDENTITY,
+    DemoEngine,
     DemoError,
     Narrator,
     bundled_manifest,
     open_demo_engine,
 )
-from meshpipe.engines.local.source.gitrepo import clone, commit_all, push
 from meshpipe.errors import MeshpipeError, NotFoundError
+from meshpipe.git import clone, commit_all, push
 from meshpipe.mesh.routing import make_gateway_route
 
 if TYPE_CHECKING:
-    from meshpipe.engines.local.engine import LocalEngine
+    from rich.console import RenderableType
+
+    # How a rollout's status is drawn: the command line passes its own (``meshpipe rollout status``).
+    RolloutView = Callable[[dict[str, Any]], RenderableType]
 
 ENV = "demo"
 SERVICE = "hello-backend"
@@ -116,8 +121,10 @@ class RolloutDemoResult:
 
 
 class RolloutWalkthrough(Narrator):
-    def __init__(self, engine: LocalEngine, home: Path, console: Console, interval: int) -> None:
+    def __init__(self, engine: DemoEngine, home: Path, console: Console, interval: int,
+                 view: RolloutView | None = None) -> None:
         self.engine = engine
+        self.view = view
         self.console = console
         self.interval = interval
         self.workdir = home / "demo-rollout-workdir"
@@ -171,9 +178,19 @@ class RolloutWalkthrough(Narrator):
         return {f"{v} {s or 'no answer'}": n - before.get((v, s), 0) for (v, s), n in sorted(now.items())
                 if n - before.get((v, s), 0)}
 
-    def run(self) -> RolloutDemoResult:
-        from meshpipe.cli.rollout_view import render
+    def release(self, kind: str, expected: str, message: str, *args: str) -> tuple[str, dict[str, Any]]:
+        """Push the manifest with ``args`` and follow the new version's rollout to its end, which must be
+        ``expected``; what the traffic got meanwhile is kept as ``served[kind]``."""
+        assert self.traffic is not None
+        before = self.traffic.snapshot()
+        version = self.push(manifest(*args, interval=self.interval), message)
+        outcome = self.follow(version)
+        self.result.served[kind] = self.served_since(before)
+        if outcome["status"] != expected:
+            raise DemoError(f"the {kind} version was {outcome['status']}, not {expected}: {outcome['reason']}")
+        return version, outcome
 
+    def run(self) -> RolloutDemoResult:
         r = self.result
         started = time.monotonic()
         self.title("1. An environment, hello-backend's pipeline, and /backend on the ingress")
@@ -203,12 +220,7 @@ class RolloutWalkthrough(Narrator):
 
         started = time.monotonic()
         self.title("3. A bad version: one request in five answers 500")
-        before = self.traffic.snapshot()
-        r.bad = self.push(manifest("-g Oops", "--fail-rate 0.2", interval=self.interval), "Oops: a bad change")
-        r.bad_outcome = self.follow(r.bad)
-        r.served["bad"] = self.served_since(before)
-        if r.bad_outcome["status"] != "rolled-back":
-            raise DemoError(f"the bad version was {r.bad_outcome['status']}, not rolled back")
+        r.bad, r.bad_outcome = self.release("bad", "rolled-back", "Oops: a bad change", "-g Oops", "--fail-rate 0.2")
         self.say(f"rolled back by itself: {r.bad_outcome['reason']}", "bold red")
         self.say("answers while it ran: " + ", ".join(f"{k}: {n}" for k, n in r.served["bad"].items()))
         self.say("(the mesh retried most of the 500s on another try, so clients saw few of them; the rollout "
@@ -217,16 +229,12 @@ class RolloutWalkthrough(Narrator):
 
         started = time.monotonic()
         self.title("4. A good version: a new greeting")
-        before = self.traffic.snapshot()
-        r.good = self.push(manifest("-g Yo", interval=self.interval), "New greeting")
-        r.good_outcome = self.follow(r.good)
-        r.served["good"] = self.served_since(before)
-        if r.good_outcome["status"] != "promoted":
-            raise DemoError(f"the good version was {r.good_outcome['status']}: {r.good_outcome['reason']}")
+        r.good, r.good_outcome = self.release("good", "promoted", "New greeting", "-g Yo")
         self.say(f"promoted by itself after {len(r.good_outcome['windows'])} passed windows", "bold green")
         self.say("answers while it ran: " + ", ".join(f"{k}: {n}" for k, n in r.served["good"].items()))
         self.command(f"meshpipe rollout status {SERVICE} --env {ENV}")
-        self.console.print(render(r.good_outcome))
+        if self.view is not None:
+            self.console.print(self.view(r.good_outcome))
         r.seconds["good"] = time.monotonic() - started
         return r
 
@@ -237,12 +245,14 @@ class RolloutWalkthrough(Narrator):
 
 
 def run_rollout_demo(*, home: Path | None = None, keep: bool = False, console: Console | None = None,
-                     tasks_per_version: int | None = None, interval: int = 5) -> RolloutDemoResult:
-    """Run the rollout walkthrough on the local engine in ``home``; clean up unless ``keep``."""
+                     tasks_per_version: int | None = None, interval: int = 5,
+                     view: RolloutView | None = None) -> RolloutDemoResult:
+    """Run the rollout walkthrough on the local engine in ``home``; clean up unless ``keep``. ``view`` draws
+    the promoted rollout's status at the end (as ``meshpipe rollout status`` does)."""
     console = console or Console()
     home, engine = open_demo_engine(home, tasks_per_version)
     console.print(f"[bold]meshpipe demo --rollout[/bold]: rollouts from a git push (home {escape(str(home))})")
-    walk = RolloutWalkthrough(engine, home, console, interval)
+    walk = RolloutWalkthrough(engine, home, console, interval, view)
     try:
         result = walk.run()
     finally:
