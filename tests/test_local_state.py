@@ -291,3 +291,29 @@ def test_a_version_2_file_routes_every_method_after_migration(tmp_path: Path) ->
         assert route is not None and (route.method, route.prefix, route.priority) == (None, "/", 1)
     finally:
         store.close()
+
+
+def test_a_scale_down_is_scheduled_comes_due_and_is_undone(store: StateStore) -> None:
+    _service(store)
+    _version(store, "hello-backend", "e9d5f17a", tasks=2)
+    store.schedule_scale_down("hello-backend", "e9d5f17a", 1030.0, "30 s after 0badc0de was promoted")
+    assert store.due_scale_downs(1029.9) == []
+    [due] = store.due_scale_downs(1030.0)
+    assert (due.version, due.scale_down_at, due.scaled_down) == ("e9d5f17a", 1030.0, False)
+    down = store.scale_version("hello-backend", "e9d5f17a", 0, "(no weight after its rollout ended)")
+    assert down.scaled_down and down.scale_down_at is None and store.due_scale_downs(2000.0) == []
+    assert {t.desired for t in store.tasks("hello-backend")} == {st.DESIRED_STOPPED}
+    # Scheduling again does nothing to a version already down; bringing it back makes its slots run.
+    store.schedule_scale_down("hello-backend", "e9d5f17a", 1.0, "again")
+    assert store.due_scale_downs(2000.0) == []
+    up = store.scale_version("hello-backend", "e9d5f17a", 3, "by hand")
+    assert not up.scaled_down and up.desired_tasks == 3
+    assert sorted((t.slot, t.desired) for t in store.tasks("hello-backend")) == [
+        (1, st.DESIRED_RUNNING), (2, st.DESIRED_RUNNING), (3, st.DESIRED_RUNNING)]
+    store.schedule_scale_down("hello-backend", "e9d5f17a", 5.0, "x")
+    store.cancel_scale_down("hello-backend", "e9d5f17a", "it takes traffic again")
+    assert store.due_scale_downs(10.0) == []
+    kinds = [e.message for e in store.events(service="hello-backend") if e.kind == "scale"]
+    assert kinds[0] == "e9d5f17a to be scaled to 0 tasks 30 s after 0badc0de was promoted"
+    assert "e9d5f17a scaled down to 0 tasks (no weight after its rollout ended)" in kinds
+    assert kinds[-1] == "e9d5f17a stays up: it takes traffic again"

@@ -665,14 +665,20 @@ def versions(service: Annotated[str, typer.Argument(help="Service name.")], env:
 
 
 def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
-          engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
+          engine: EngineOpt = "local", fmt: FormatOpt = Format.text,
+          window: Annotated[float | None, typer.Option("--window", help="Measure over the next SECONDS "
+                                                       "(up to 300) instead of since each proxy started.",
+                                                       show_default=False)] = None) -> None:
     """Traffic to each version of a service as its callers' proxies saw it: requests, errors, latency."""
     from meshpipe.engines.base import StatsSource
+    from meshpipe.errors import UserError
 
+    if window is not None and not 0 < window <= 300:
+        raise UserError(f"--window {window:g} is not between 0 and 300 seconds")
     with engine_for(engine) as eng:
         if not isinstance(eng, StatsSource):
             raise lacking(eng)
-        found = eng.stats(env, service)
+        found = eng.stats(env, service, window)
     if fmt is Format.json:
         print_json(found)
         return
@@ -683,21 +689,59 @@ def stats(service: Annotated[str, typer.Argument(help="Service name.")], env: En
 
 def events(service: Annotated[str | None, typer.Argument(help="Only this service's events.")] = None,
            limit: Annotated[int, typer.Option(help="How many of the latest events.")] = 50,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events "
+                                                "(Ctrl-C stops).")] = False,
            env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
-    """What happened in the environment: deploys, route changes, restarts, pipeline runs."""
+    """What happened in the environment: deploys, route changes, rollout decisions, restarts, pipeline runs.
+
+    One line each: the time (UTC), then, without a service named, the kind and service; json: a list, or
+    with --follow one object per line."""
+    import time
+
     from meshpipe.engines.base import EventSource
 
     with engine_for(engine) as eng:
         if not isinstance(eng, EventSource):
             raise lacking(eng)
         found = eng.events(env, service, limit)
-    if fmt is Format.json:
-        print_json(found)
-        return
-    table = Table("at", "kind", "service", "version", "message")
-    for e in found:
-        table.add_row(str(e.at), e.kind, e.service or "", e.version or "", escape(e.message))
-    out.print(table)
+        if fmt is Format.json and not follow:
+            print_json(found)
+            return
+        seen: set[Any] = set()
+        try:
+            while True:
+                for e in found:
+                    if e in seen:
+                        continue
+                    seen.add(e)
+                    _print_event(e, service is None, fmt)
+                if not follow:
+                    return
+                time.sleep(0.5)
+                found = eng.events(env, service, 200)
+                seen &= set(found)  # only what can come back in the next read needs remembering
+        except KeyboardInterrupt:
+            return
+
+
+def event_line(e: Any, with_service: bool) -> str:
+    """``14:41:33.950  rollout  hello-backend  step 1/3: ...`` (kind and service left out when one service
+    was asked for)."""
+    at = str(e.at)
+    stamp = at[11:23] if len(at) >= 23 and at[10] == "T" else at
+    who = f"{e.kind:<8} {e.service or '-':<16} " if with_service else ""
+    return f"{stamp}  {who}{e.message}"
+
+
+def _print_event(e: Any, with_service: bool, fmt: Format) -> None:
+    import json
+    import sys
+
+    from meshpipe.cli.output import to_jsonable
+
+    line = json.dumps(to_jsonable(e)) if fmt is Format.json else event_line(e, with_service)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @version_app.command("scale")

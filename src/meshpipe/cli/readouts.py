@@ -125,6 +125,9 @@ def versions_text(found: Sequence[Any], service: str, out: Text) -> None:
 
 def stats_text(found: Any, out: Text) -> None:
     """``found``: a meshpipe.mesh.stats.ServiceStats."""
+    window = getattr(found, "window_s", None)
+    if window:
+        out.line(f"{found.service}: the last {window:g} s")
     keys = ("requests", "errors", "retries", "timeouts", "p50_ms", "p99_ms")
     rows = [(ver, *(str(getattr(c, k)) if getattr(c, k) is not None else "" for k in keys))
             for ver, c in sorted(found.versions.items())]

@@ -109,6 +109,11 @@ def bundled_manifest(config: str) -> bytes:
     return (resources.files("meshpipe.samples") / "cfg" / config / "manifest.yaml").read_bytes()
 
 
+def bundled_manifest_path(config: str) -> str:
+    """Where that manifest is on this machine, for the command the demo shows (one a reader can run)."""
+    return str(resources.files("meshpipe.samples") / "cfg" / config / "manifest.yaml")
+
+
 def classify(status: int, body: str) -> str:
     """``old``, ``new`` or ``error`` for one response of ``/hello-service/hello/Bob``."""
     if status == 200 and body.startswith(OLD_PAGE_START):
@@ -224,7 +229,7 @@ class Walkthrough(Narrator):
             self.command(f"git clone {self.clone_urls[service]}")
             clone(self.clone_urls[service], repo_dir)
             self.command(f"cd {service}-cfg")
-        self.command(f"cp $INSTALL_DIR/examples/{config}/manifest.yaml .")
+        self.command(f"cp {bundled_manifest_path(config)} .")
         (repo_dir / "manifest.yaml").write_bytes(self.manifest_bytes(config))
         self.command("git add .")
         self.command(f'git commit -m "{message}"')

@@ -255,7 +255,9 @@ class PipelineStarter(Protocol):
 class StatsSource(Protocol):
     """An engine that counts each version's traffic (requests, errors, latency) as the proxies saw it."""
 
-    def stats(self, env: str, service: str) -> ServiceStats: ...
+    def stats(self, env: str, service: str, window_s: float | None = None) -> ServiceStats:
+        """Since each proxy started, or measured over the next ``window_s`` seconds."""
+        ...
 
 
 @runtime_checkable

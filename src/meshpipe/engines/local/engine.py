@@ -561,9 +561,12 @@ class LocalEngine:
             raise OperationError(f"environment {env} has no ingress yet")
         return str(url)
 
-    def stats(self, env: str, service: str) -> ServiceStats:
-        """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy."""
-        return self._call(env, ops.STATS, ops.OfService(service))
+    def stats(self, env: str, service: str, window_s: float | None = None) -> ServiceStats:
+        """Per-version requests, errors, retries, timeouts and latency of ``service``, from every proxy:
+        since each proxy started, or measured over the next ``window_s`` seconds."""
+        # The daemon answers once the window is over: the client waits that long on top of its usual bound.
+        client = self._client(env)
+        return client.call(ops.STATS, ops.StatsOf(service, window_s), timeout=client.timeout + (window_s or 0))
 
     def topology(self, env: str, sample_seconds: float = 0.0) -> Topology:
         """The environment's mesh for ``meshpipe graph``; with ``sample_seconds``, each version's request
@@ -576,9 +579,9 @@ class LocalEngine:
         rates = None
         if sample_seconds > 0:
             services = [s["name"] for s in status.get("services", [])]
-            before = {s: client.call(ops.STATS, ops.OfService(s)) for s in services}
+            before = {s: client.call(ops.STATS, ops.StatsOf(s)) for s in services}
             time.sleep(sample_seconds)
-            rates = {s: traffic(before[s], client.call(ops.STATS, ops.OfService(s)), sample_seconds)
+            rates = {s: traffic(before[s], client.call(ops.STATS, ops.StatsOf(s)), sample_seconds)
                      for s in services}
         return topology_from(status, backends, rates)
 

@@ -55,6 +55,8 @@ from meshpipe.naming import header_route_name, virtual_node_name, virtual_router
 from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.platform import RolloutDefaults
 
+# The longest window `stats --window` measures over (the command waits for it).
+MAX_STATS_WINDOW_S = 300.0
 # The most tasks a version may be scaled to on one machine.
 MAX_TASKS = 20
 # A git ref as a push reports it: printable, no spaces, not endless.
@@ -292,6 +294,9 @@ class ControlApi:
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
             plan = resolve_plan(defaults, None, force=True)
         assert plan is not None
+        if row.scaled_down:
+            # A version a rollout scaled down (an aborted candidate, say) comes back before it takes traffic.
+            await self.deployer.scale(service, version, row.desired_tasks or 1, "to be rolled out again")
         return await self.rollouts.start(service, version, plan, "by hand")
 
     async def rollout_status(self, request: ops.OfService) -> dict[str, Any]:
@@ -371,12 +376,21 @@ class ControlApi:
         """Every live proxy's raw stats, now (the dashboard's data too)."""
         return await metrics_view.scrape(await self.publisher.session(), self._proxy_names())
 
-    async def stats(self, request: ops.OfService) -> ServiceStats:
+    async def stats(self, request: ops.StatsOf) -> ServiceStats:
         """Per-version counters for the service summed over every proxy that sent it traffic, and latency
-        quantiles of the merged histograms."""
+        quantiles of the merged histograms: since each proxy started, or over the next ``window_s`` seconds
+        (two scrapes, the second less the first)."""
         self.store.require_service(request.service)
+        window = request.window_s
+        if window is not None and not 0 < window <= MAX_STATS_WINDOW_S:
+            raise UserError(f"--window {window:g} is not between 0 and {MAX_STATS_WINDOW_S:g} seconds")
         proxies = len(self.publisher.proxies)
-        return ServiceStats.from_json(metrics_view.service_stats(await self.scrape(), request.service, proxies))
+        scrapes = await self.scrape()
+        if window:
+            await asyncio.sleep(window)
+            scrapes = metrics_view.since(scrapes, await self.scrape())
+        found = metrics_view.service_stats(scrapes, request.service, proxies)
+        return ServiceStats.from_json({**found, "window_s": window} if window else found)
 
     def control_figures(self) -> metrics_view.ControlFigures:
         weights = {(svc, t.version): t.weight for svc, route in self.store.routes().items() for t in route.targets}

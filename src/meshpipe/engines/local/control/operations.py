@@ -130,6 +130,12 @@ class OfService:
 
 
 @dataclass(frozen=True)
+class StatsOf:
+    service: str
+    window_s: float | None = None  # measure over the next seconds (None: since each proxy started)
+
+
+@dataclass(frozen=True)
 class DeletePipeline:
     service: str
     delete_repo: bool = False  # the config repo goes too (else it is kept, with its history)
@@ -223,6 +229,14 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
+def _maybe_seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"request field {name!r} must be a number of seconds")
+    return float(value)
+
+
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise UserError(f"request field {name!r} must be true or false")
@@ -235,6 +249,11 @@ def _from_query(kind: str, value: str) -> Any:
         return value.lower() in ("1", "true", "yes")
     if kind == "int" and value.isdigit() and len(value) < 10:
         return int(value)
+    if kind == "float | None":
+        try:
+            return float(value)
+        except ValueError:
+            return value  # refused by the field's form
     return value
 
 
@@ -274,6 +293,7 @@ FIELD_FORMS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, str], Any]]] =
     "str": (_plain, _text),
     "str | None": (_plain, _maybe_text),
     "int": (_plain, _int),
+    "float | None": (_plain, _maybe_seconds),
     "bool": (_plain, _flag),
     "tuple[WeightedTarget, ...]": (targets_to_json, _targets),
     "tuple[HeaderMatch, ...]": (lambda hs: [h.to_json() for h in hs], _headers),
@@ -536,8 +556,8 @@ VERSION_DELETE: Operation[OfVersion, None] = Operation(
     "version_delete", "DELETE", "/v1/services/{service}/versions/{version}", OfVersion, "None")
 VERSION_SCALE: Operation[ScaleVersion, dict[str, Any]] = Operation(
     "version_scale", "POST", "/v1/services/{service}/versions/{version}/scale", ScaleVersion, "dict[str, Any]")
-STATS: Operation[OfService, ServiceStats] = Operation(
-    "stats", "GET", "/v1/services/{service}/stats", OfService, "ServiceStats")
+STATS: Operation[StatsOf, ServiceStats] = Operation(
+    "stats", "GET", "/v1/services/{service}/stats", StatsOf, "ServiceStats")
 ROLLOUT_START: Operation[StartRollout, dict[str, Any]] = Operation(
     "rollout_start", "POST", "/v1/rollouts/{service}", StartRollout, "dict[str, Any]", 201)
 ROLLOUT_STATUS: Operation[OfService, dict[str, Any]] = Operation(

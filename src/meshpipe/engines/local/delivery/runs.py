@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import threading
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # the pipeline (model, synthesizer) is loaded by the first ru
 
 MANIFEST_FILE = "manifest.yaml"  # where a config repo holds the service's manifest
 
+# How a local build names its template: the original sample's, recorded as it is, run on this machine's
+# own mesh (App Mesh itself was shut down; nothing here talks to it).
+LOCAL_MESH_NOTE = "the original sample's template, run on the local mesh"
 log = logging.getLogger("meshpipe.daemon")
 
 T = TypeVar("T")
@@ -148,7 +152,8 @@ class RunQueue:
                                              "daemon stopped)") from None
                     raise
 
-        outcome = await in_thread(f"run {run_id}", run_pipeline, source, settings, deploy, log_line)
+        outcome = await in_thread(f"run {run_id}", functools.partial(run_pipeline, mesh_note=LOCAL_MESH_NOTE),
+                                  source, settings, deploy, log_line)
         if self.stopping:
             return  # left InProgress on purpose: the next daemon runs it again
         self.store.finish_run(run_id, outcome.status, outcome.version,

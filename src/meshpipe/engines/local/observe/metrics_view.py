@@ -105,6 +105,33 @@ def by_version(scrapes: list[ProxyScrape], service: str | None = None,
     return out
 
 
+def since(before: list[ProxyScrape], after: list[ProxyScrape]) -> list[ProxyScrape]:
+    """What each proxy counted between two scrapes: ``after``'s clusters less ``before``'s (the same proxy
+    and cluster). A proxy or cluster that is new, or restarted meanwhile, counts whole."""
+    earlier = {(s.admin_port, c.get("name")): c for s in before for c in s.raw.get("clusters", [])}
+    out = []
+    for s in after:
+        clusters = []
+        for c in s.raw.get("clusters", []):
+            old = earlier.get((s.admin_port, c.get("name")))
+            clusters.append(c if old is None else _cluster_since(old, c))
+        out.append(ProxyScrape(s.proxy, s.admin_port, {**s.raw, "clusters": clusters}))
+    return out
+
+
+def _cluster_since(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    if int(new.get("requests") or 0) < int(old.get("requests") or 0):
+        return dict(new)  # the proxy restarted: everything it holds is new
+    then, now = LatencyHistogram(), LatencyHistogram()
+    then.add_raw(old.get("latency") or {})
+    now.add_raw(new.get("latency") or {})
+    counters = ("requests", "errors", "retries", "timeouts")
+    return {**new, **{k: int(new.get(k) or 0) - int(old.get(k) or 0) for k in counters},
+            "by_class": [int(a) - int(b) for a, b in zip(new.get("by_class") or (), old.get("by_class") or (),
+                                                         strict=False)],
+            "latency": now.subtract(then).raw()}
+
+
 def service_stats(scrapes: list[ProxyScrape], service: str, proxies: int) -> dict[str, Any]:
     """What ``meshpipe stats SVC`` shows: per version, as its callers' proxies saw it."""
     versions = {ver: f.as_dict() for (_, ver), f in sorted(by_version(scrapes, service).items())}

@@ -337,12 +337,13 @@ class DockerRuntime:
     def app_env(self, spec: VersionSpec, ports: TaskPorts, base: Mapping[str, str]) -> dict[str, str]:
         return {"PORT": str(ports.app)}
 
-    def exit_text(self, app: Proc, status: int | None, log_name: str) -> str:
+    def exit_text(self, app: Proc, status: int | None, log_path: Path) -> str:
+        from meshpipe.engines.local.tasks.supervisor import exit_text, last_lines
+
         if getattr(app, "oom_killed", False):
             return (f"app container was OOM-killed: it used more than its memory limit "
-                    f"({getattr(app, 'memory', '?')} MiB, Task.Memory) (see {log_name})")
-        how = f"exited with status {status}" if status is not None else "exited"
-        return f"app container {how} (see {log_name})"
+                    f"({getattr(app, 'memory', '?')} MiB, Task.Memory) (see {log_path.name})")
+        return exit_text("app container", status, log_path.name, last_lines(log_path))
 
     # -- the environment --
 

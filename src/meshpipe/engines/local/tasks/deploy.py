@@ -28,6 +28,7 @@ from meshpipe.engines.local.state.home import EnvPaths
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks.health import HealthTimings
+from meshpipe.engines.local.tasks.images import LocalProgram
 from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
 from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
@@ -59,7 +60,7 @@ def task_count(resolved: dict[str, Any], options: LocalOptions) -> int:
     return int(resolved["platform"]["policy"]["autoscaling"]["min_tasks"])
 
 
-def version_spec(resolved: dict[str, Any], app_argv: list[str], options: LocalOptions) -> VersionSpec:
+def version_spec(resolved: dict[str, Any], program: LocalProgram | list[str], options: LocalOptions) -> VersionSpec:
     """How the supervisor runs a version's tasks, from its resolved JSON and its local command. Pure."""
     app = resolved["app"]
     hc = app["health_check"]
@@ -74,11 +75,17 @@ def version_spec(resolved: dict[str, Any], app_argv: list[str], options: LocalOp
         ingress_port=int(sidecar["ingress_port"]), egress_port=int(sidecar["egress_port"]),
         ignored_uid=int(sidecar["ignored_uid"]), egress_ignored_ips=tuple(sidecar["egress_ignored_ips"]),
         names=tuple(dict.fromkeys([*resolved["backends"], f"{resolved['service']}.{resolved['namespace']}"])))
+    if not isinstance(program, LocalProgram):
+        program = LocalProgram(list(program))
+    # The image's variables first, then the manifest's, which win (as a task definition's do over ENV).
+    manifest_env = {str(k): str(v) for k, v in app["environment"]}
+    image_env = [(k, v) for k, v in program.env if k not in manifest_env]
     return VersionSpec(
         service=resolved["service"],
         version=resolved["version"],
-        app_argv=tuple(app_argv),
-        app_env=tuple((str(k), str(v)) for k, v in app["environment"]),
+        app_argv=tuple(program.argv),
+        app_env=(*image_env, *manifest_env.items()),
+        app_cwd=program.cwd,
         health_path=app["health_check_path"],
         health=timings,
         backends=tuple(resolved["backends"]),
@@ -102,15 +109,16 @@ class Deployer:
     clock: Clock = field(default_factory=RealClock)
     _waits: dict[tuple[str, str], asyncio.Task[str]] = field(default_factory=dict, init=False)
 
-    def local_argv(self, resolved: dict[str, Any]) -> list[str]:
-        from meshpipe.engines.local.tasks.images import local_command
+    def local_argv(self, resolved: dict[str, Any]) -> LocalProgram:
+        """How the version's app runs here (images.yaml, then the built-in mappings)."""
+        from meshpipe.engines.local.tasks.images import local_program
 
         app = resolved["app"]
         command = tuple(app["command"]) if app["command"] is not None else None
         if self.supervisor.runtime.name == DOCKER:
             # The image itself runs: its command is the task definition's, as written.
-            return list(command or ())
-        return local_command(app["image"], command, home=self.home)
+            return LocalProgram(list(command or ()))
+        return local_program(app["image"], command, home=self.home)
 
     async def prepare_image(self, resolved: dict[str, Any]) -> None:
         """A container runtime's image on this machine (pulled as the policy says), before any task."""
@@ -123,6 +131,8 @@ class Deployer:
         service, ver = version.service, version.version
         existing = self.store.version(service, ver)
         if existing is not None and existing.status == st.CREATE_COMPLETE:
+            if existing.scaled_down:  # a run of a commit whose version a rollout scaled down: it comes back
+                return await self.scale(service, ver, existing.desired_tasks or 1, "by a new run of its commit")
             return f"stack {existing.stack_name} already exists ({st.CREATE_COMPLETE}): nothing to do"
         if existing is not None and existing.status == st.CREATE_IN_PROGRESS:
             return await self._await_ready(service, ver)

@@ -82,7 +82,8 @@ class TaskRuntime(Protocol):
     def app_env(self, spec: VersionSpec, ports: TaskPorts, base: Mapping[str, str]) -> dict[str, str]:
         """The app's environment beyond the task definition's own."""
 
-    def exit_text(self, app: Proc, status: int | None, log_name: str) -> str: ...
+    def exit_text(self, app: Proc, status: int | None, log_path: Path) -> str:
+        """Why the app ended, for people (its last lines quoted)."""
 
 
 class ProcessRuntime:
@@ -101,6 +102,9 @@ class ProcessRuntime:
         return TaskHandle(task_id, ports)
 
     async def start_app(self, handle: TaskHandle, spec: VersionSpec, env: Mapping[str, str], log_path: Path) -> Proc:
+        if spec.app_cwd:
+            # Only a mapping with a working directory passes one: spawners without it keep working.
+            return await self.spawner.spawn(spec.app_argv, env, log_path, cwd=Path(spec.app_cwd))  # type: ignore[call-arg]
         return await self.spawner.spawn(spec.app_argv, env, log_path)
 
     async def probe_app(self, handle: TaskHandle, app: Proc, spec: VersionSpec, timeout: float) -> Probe:
@@ -120,9 +124,10 @@ class ProcessRuntime:
         return {"PORT": str(ports.app), "HTTP_PROXY": proxy, "http_proxy": proxy,
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
-    def exit_text(self, app: Proc, status: int | None, log_name: str) -> str:
-        how = f"exited with status {status}" if status is not None else "exited"
-        return f"app {how} (see {log_name})"
+    def exit_text(self, app: Proc, status: int | None, log_path: Path) -> str:
+        from meshpipe.engines.local.tasks.supervisor import exit_text, last_lines
+
+        return exit_text("app", status, log_path.name, last_lines(log_path))
 
 
 def sidecar_extra_args(handle: TaskHandle) -> Sequence[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -112,6 +113,7 @@ class VersionSpec:
     backends: tuple[str, ...]
     stop_timeout: float
     container: ContainerSpec | None = None  # what a container runtime needs (image, limits, health command)
+    app_cwd: str | None = None  # the app's working directory (an images.yaml mapping's cwd); None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -157,10 +159,25 @@ class AdoptedProxy:
     admin_port: int
 
 
-def exit_text(what: str, status: int | None, log_name: str) -> str:
-    """Why a task or gateway ended, for people: an adopted process's exit status is not known."""
+def exit_text(what: str, status: int | None, log_name: str, last: Sequence[str] = ()) -> str:
+    """Why a task or gateway ended, for people: an adopted process's exit status is not known; ``last``,
+    the last lines it wrote, quoted so that the reason says what went wrong without opening the log."""
     how = f"exited with status {status}" if status is not None else "exited"
-    return f"{what} {how} (see {log_name})"
+    quoted = f"; its last lines: {' | '.join(last)}" if last else ""
+    return f"{what} {how}{quoted} (see {log_name})"
+
+
+def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
+    """The last ``count`` non-blank lines of a log (each cut to ``width`` characters); none if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines[-count:]]
 
 
 @dataclass(frozen=True)
@@ -354,8 +371,9 @@ class TaskRunner:
             if self._stop.is_set():
                 return None
             app_env = sup.app_env(spec, ports)
+            log_path = self.log_dir / f"{self.task_id}-app.log"
             try:
-                app = await sup.runtime.start_app(handle, spec, app_env, self.log_dir / f"{self.task_id}-app.log")
+                app = await sup.runtime.start_app(handle, spec, app_env, log_path)
             except MeshpipeError as exc:
                 return exc.message
             sup.hooks.process_started(app, "app", self.task_id, spec.app_argv)
@@ -383,7 +401,8 @@ class TaskRunner:
                 if stop_wait in done:
                     return None
                 if app_exit in done:
-                    return sup.runtime.exit_text(app, app_exit.result(), f"{self.task_id}-app.log")
+                    log_path = self.log_dir / f"{self.task_id}-app.log"
+                    return sup.runtime.exit_text(app, app_exit.result(), log_path)
                 if sidecar_exit in done:
                     return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
                 # One after the other in this task (no task per probe): the sidecar only matters once the app
