@@ -41,10 +41,10 @@ from typing import Any
 from bench_idle import cpu_seconds, memory_kib
 from meshpipe.demos.walkthrough import DOCKER_IMAGES, bundled_manifest
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source.gitrepo import GitIdentity, clone, commit_all, push
 from meshpipe.engines.local.state.daemonfiles import read_daemon_file
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
+from meshpipe.git import GitIdentity, clone, commit_all, push
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route
 from ratios import Ratio, report
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from meshpipe import git as gitrepo
 from meshpipe.engines.local.engine import LocalEngine
-from meshpipe.engines.local.source import gitrepo
 from meshpipe.engines.local.state.daemonfiles import read_daemon_file
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
