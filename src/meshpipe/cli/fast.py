@@ -97,11 +97,12 @@ def synth(manifest: str, options: dict[str, str]) -> int:
 
     try:
         from meshpipe.api import load_platform, synth_manifest, write_template
+        from meshpipe.mesh.flavour import MeshFlavour
 
         platform = options.get("platform")
         settings = load_platform(Path(platform) if platform is not None else None)
         result = synth_manifest(Path(manifest), commit=options.get("commit"), platform=settings,
-                                service=options.get("service"), mesh=options.get("mesh", "service-connect"))
+                                service=options.get("service"), mesh=options.get("mesh", MeshFlavour.SERVICE_CONNECT))
         path = write_template(result, Path(options.get("output_dir", ".")))
     except MeshpipeError as exc:
         err = readouts.Text(sys.stderr)

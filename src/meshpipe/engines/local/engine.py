@@ -413,7 +413,7 @@ class LocalEngine:
     def pipeline_wait(self, env: str, service: str, run_id: str | None = None, timeout: float = 120.0,
                       commit: str | None = None) -> PipelineRun:
         """Wait for a run to finish (by id, by commit, or the latest) and return it, whatever its outcome."""
-        from meshpipe.pipeline.runs import RunStatus
+        from meshpipe.status import RunStatus
 
         client = self._client(env)
         deadline = time.monotonic() + timeout
@@ -516,7 +516,7 @@ class LocalEngine:
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route:
         """``rollout promote`` / ``rollout rollback``: without a version, the running rollout is promoted at
         once or aborted; else (or with no rollout running) a plain route change."""
-        from meshpipe.rollout import Move, planned  # the rollout planner: not loaded by read commands
+        from meshpipe.rollout import Move, targets_for  # the rollout planner: not loaded by read commands
 
         client = self._client(env)
         if version is None and self._rollout_running(client, service):
@@ -524,13 +524,15 @@ class LocalEngine:
             route = client.call(ops.ROUTE_SHOW, ops.OfService(service))
             assert route is not None
             return route
-        return self.route_set(env, service, planned(client.call(ops.ROUTE_SHOW, ops.OfService(service)),
-                                                    move, version))
+        return self.route_set(env, service, targets_for(client.call(ops.ROUTE_SHOW, ops.OfService(service)),
+                                                        move, version))
 
     @staticmethod
     def _rollout_running(client: ControlClient, service: str) -> bool:
+        from meshpipe.status import RolloutStatus
+
         try:
-            return client.call(ops.ROLLOUT_STATUS, ops.OfService(service))["status"] == "running"
+            return client.call(ops.ROLLOUT_STATUS, ops.OfService(service))["status"] == RolloutStatus.RUNNING
         except NotFoundError:
             return False
 

@@ -8,7 +8,8 @@ opens nothing else.
 
 Errors come back as ``{"error": {"kind", "message", "hint"}}`` with 400 (bad input), 404 (not found),
 409 (conflict), 401 (no or wrong token), 413 (a body over the limit) or 500, and the client raises the
-matching meshpipe error.
+matching meshpipe error; a failure that is no meshpipe error is a bug of the daemon (kind ``bug``), which the
+client raises as a :class:`~meshpipe.errors.Defect`, for the CLI's bug boundary.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshpipe.engines.local.control.operations import METRICS, OPERATIONS, TEXT_PAGE, Operation, Req, Res
-from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, Defect, MeshpipeError, NotFoundError, OperationError, UserError
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
 METRICS_PATH = METRICS.path
@@ -27,6 +28,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # --- errors on the wire ------------------------------------------------------------------------------
 
+BUG_KIND = "bug"
 _KINDS: dict[str, type[MeshpipeError]] = {
     "not_found": NotFoundError, "conflict": ConflictError, "user": UserError, "operation": OperationError,
 }
@@ -42,10 +44,12 @@ def error_kind(exc: MeshpipeError) -> tuple[str, int]:
     return "operation", 500
 
 
-def error_from_json(status: int, data: Any) -> MeshpipeError:
+def error_from_json(status: int, data: Any) -> MeshpipeError | Defect:
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict):
         return OperationError(f"the environment's daemon answered HTTP {status}")
+    if err.get("kind") == BUG_KIND:
+        return Defect(f"the environment's daemon hit a bug: {err.get('message')} ({err.get('hint')})")
     cls = _KINDS.get(str(err.get("kind")), OperationError)
     return cls(str(err.get("message") or f"HTTP {status}"), err.get("hint"))
 
@@ -78,7 +82,7 @@ def _http_problem(request: Any, exc: Any) -> Any:
 
 def make_control_app(target: object, token: str, metrics_token: str | None = None) -> Any:
     """The aiohttp application of the control API: each operation's request goes to ``target``'s method of
-    the same name (the daemon's ``ControlApi``). ``metrics_token``, when given, is accepted for
+    the same name (the daemon's ``DaemonActions``). ``metrics_token``, when given, is accepted for
     ``GET /metrics`` only (a scraper holds it; it changes nothing)."""
     # Here, not at the top: the client half of this module is what a read command loads.
     import hmac
@@ -120,8 +124,9 @@ def make_control_app(target: object, token: str, metrics_token: str | None = Non
                                      status=status)
         except Exception as exc:
             log.exception("control API: %s %s failed", request.method, request.path)
-            return web.json_response({"error": {"kind": "operation", "message": f"internal error: {exc}",
-                                                "hint": "see the environment's daemon.log"}}, status=500)
+            return web.json_response({"error": {"kind": BUG_KIND, "message": f"{type(exc).__name__}: {exc}",
+                                                "hint": "its traceback is in the environment's daemon.log"}},
+                                     status=500)
 
     async def body(request: web.Request) -> dict[str, Any]:
         raw = await request.read()  # bodies sent without a length stop at client_max_size, with 413

@@ -2,7 +2,7 @@
 
 :data:`OPERATIONS` is the one table. The client sends a request with ``ControlClient.call(OP, request)``
 and gets the result back typed; the control API's server (``httpapi.make_control_app``) routes each row
-to the daemon's method of the same name (``ControlApi``), which takes the request and returns the result.
+to the daemon's method of the same name (``DaemonActions``), which takes the request and returns the result.
 A request's fields travel by name: those named in the path in the path, the others in the query string
 (GET, DELETE) or in a JSON body (POST, PUT). A result is named by its type as the daemon's method declares
 it, and that name is its wire form (``FIELD_FORMS``).
@@ -95,7 +95,8 @@ def run_to_json(run: PipelineRun) -> dict[str, Any]:
 
 
 def run_from_json(data: dict[str, Any]) -> PipelineRun:
-    from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+    from meshpipe.pipeline.runs import PipelineRun, StageResult
+    from meshpipe.status import RunStatus
 
     return PipelineRun(run_id=data["run_id"], service=data["service"], commit=data.get("commit"),
                        status=RunStatus(data["status"]), started_at=data["started_at"],

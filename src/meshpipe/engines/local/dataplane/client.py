@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from meshpipe.errors import OperationError
+from meshpipe.status import ProxyState
 
 ADMIN_HOST = "127.0.0.1"
 EXIT_PORT_IN_USE = 3  # the proxy's exit status when a port is taken: choose other ports and retry
@@ -126,7 +127,7 @@ def wait_live(admin_port: int, timeout: float, process: subprocess.Popen[Any] | 
                                  "before it was live", hint="its log says why (a port taken exits with 3)")
         try:
             state = server_info(admin_port, timeout=max(0.05, min(1.0, deadline - time.monotonic()))).get("state")
-            if state == "LIVE":
+            if state == ProxyState.LIVE:
                 return
             last = f"state {state}"
         except OperationError as exc:

@@ -46,6 +46,7 @@ from meshpipe.engines.local.dataplane.routing import (
 from meshpipe.engines.local.dataplane.statnames import GATEWAY_NODE, cluster_name
 from meshpipe.engines.local.dataplane.upstream import UpstreamPool
 from meshpipe.naming import virtual_node_name
+from meshpipe.status import ProxyState
 
 LOOPBACK = "127.0.0.1"
 # Timeouts are checked this often while requests are in flight: fine enough for per-try timeouts in
@@ -186,10 +187,9 @@ class DataPlane:
         self.rr: dict[tuple[str, str], int] = {}
         self.inflight: set[Exchange] = set()
         self.listeners: list[Listener] = []
-        self.state = "PRE_INITIALIZING"
+        self.state = ProxyState.PRE_INITIALIZING
         self.draining = False
         self.started_at = time.time()
-        self.config_applied_at: float | None = None
         self._stopped = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
@@ -217,14 +217,14 @@ class DataPlane:
                 if listener.server is not None:
                     listener.server.close()
             raise
-        self.state = "LIVE"
+        self.state = ProxyState.LIVE
 
     def begin_drain(self) -> None:
         """Stop accepting, let exchanges in flight finish, close idle connections; then stop."""
         if self.draining:
             return
         self.draining = True
-        self.state = "DRAINING"
+        self.state = ProxyState.DRAINING
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
@@ -253,7 +253,7 @@ class DataPlane:
             self._timer.cancel()
             self._timer = None
         self._flush_logs()
-        self.state = "STOPPED"
+        self.state = ProxyState.STOPPED
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -295,7 +295,6 @@ class DataPlane:
         if current is not None and config.generation <= current.generation:
             return False
         self.config = config
-        self.config_applied_at = time.time()
         keep = config.endpoint_set
         for endpoint in [ep for ep in self.pools if ep not in keep and not self._is_local_app(ep)]:
             pool = self.pools.pop(endpoint)

@@ -92,28 +92,6 @@ def terminate_group(pid: int) -> None:
     signal_group(pid, signal.SIGCONT)
 
 
-def kill_and_wait(pid: int, started: str | None, timeout: float) -> bool:
-    """Stop a process that is not our child (SIGTERM, then SIGKILL after ``timeout``); True once gone.
-
-    With ``started`` given, a pid now used by another program is not touched.
-    """
-    if not is_running(pid, started):
-        return True
-    terminate_group(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_running(pid, started):
-            return True
-        time.sleep(0.02)
-    signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        if not is_running(pid, started):
-            return True
-        time.sleep(0.02)
-    return not is_running(pid, started)
-
-
 def owned_processes(env_dir: Path, exclude: Iterable[int] = ()) -> list[int]:
     """Pids of running processes whose environment says they belong to the environment at ``env_dir``."""
     marker = f"{OWNER_ENV}={Path(env_dir).absolute()}".encode()

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.daemonfiles import lock_is_held, read_lock_holder
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import ProcessRow, StateStore, TaskRow
@@ -39,6 +38,7 @@ from meshpipe.engines.local.tasks.deploy import version_spec
 from meshpipe.engines.local.tasks.health import check_http, server_info
 from meshpipe.engines.local.tasks.runtime import TaskHandle
 from meshpipe.engines.local.tasks.supervisor import AdoptedProxy, AdoptedTask, TaskPorts
+from meshpipe.status import ProxyState, TaskGoal, TaskState, VersionStatus
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -91,7 +91,7 @@ def find_adoptable(store: StateStore, owner: Path) -> AdoptionPlan:
                                            flag_value(gateways[0].argv, "--listen-port")):
         plan.gateway = gateways[0]
     running_versions = {(v.service, v.version): v for v in store.versions()
-                        if v.status in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS)}
+                        if v.status in (VersionStatus.CREATE_COMPLETE, VersionStatus.CREATE_IN_PROGRESS)}
     by_task: dict[str, list[ProcessRow]] = {}
     for p in rows:
         if p.task_id is not None:
@@ -102,8 +102,8 @@ def find_adoptable(store: StateStore, owner: Path) -> AdoptionPlan:
         sidecars = [p for p in procs_of_task if p.role == "sidecar"]
         apps = [p for p in procs_of_task if p.role == "app"]
         ports = (task.app_port, task.ingress_port, task.egress_port, task.admin_port)
-        if (version is None or task.slot > version.desired_tasks or task.desired != st.DESIRED_RUNNING
-                or task.actual != st.HEALTHY or None in ports or len(sidecars) != 1 or len(apps) != 1):
+        if (version is None or task.slot > version.desired_tasks or task.desired != TaskGoal.RUNNING
+                or task.actual != TaskState.HEALTHY or None in ports or len(sidecars) != 1 or len(apps) != 1):
             continue
         sidecar = sidecars[0]
         if (flag_value(sidecar.argv, "--admin-port"), flag_value(sidecar.argv, "--ingress-port"),
@@ -131,7 +131,7 @@ async def proxy_matches(admin_port: int, pid: int, mode: str, timeout: float) ->
         return f"no answer on admin port {admin_port}"
     if info.get("pid") != pid or info.get("mode") != mode:
         return f"admin port {admin_port} is not {mode} pid {pid}"
-    if info.get("state") != "LIVE":
+    if info.get("state") != ProxyState.LIVE:
         return f"{mode} pid {pid} is {info.get('state')}"
     if info.get("protocol", 1) != ADMIN_PROTOCOL:
         return f"{mode} pid {pid} speaks admin protocol {info.get('protocol')}, not {ADMIN_PROTOCOL}"

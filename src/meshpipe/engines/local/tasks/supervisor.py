@@ -7,7 +7,7 @@ replaced (fresh ports), after an exponential backoff, so the version keeps its t
 whose app and sidecar are both healthy is an endpoint of its version.
 
 Everything with a side effect comes in from outside (a process spawner, port picker, health probes, a
-clock and the daemon's hooks), so the rules above are tested with fakes and virtual time, and the daemon
+clock and the daemon's listener), so the rules above are tested with fakes and virtual time, and the daemon
 plugs in the real ones.
 """
 
@@ -18,12 +18,12 @@ import contextlib
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.dataplane.meshconfig import Endpoint
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
@@ -35,6 +35,7 @@ from meshpipe.engines.local.tasks.runtime import (
     sidecar_extra_args,
 )
 from meshpipe.errors import MeshpipeError
+from meshpipe.status import TaskState
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -43,20 +44,6 @@ FAILURES_BEFORE_READY_LIMIT = 3
 
 
 # --- what the supervisor is given --------------------------------------------------------------------
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class Proc(Protocol):
     pid: int
@@ -80,7 +67,7 @@ class Probes(Protocol):
     async def sidecar(self, admin_port: int, timeout: float) -> Probe: ...
 
 
-class Hooks(Protocol):
+class Listener(Protocol):
     """What the daemon does when the supervisor's world changes."""
 
     async def proxy_live(self, admin_port: int) -> None:
@@ -130,7 +117,7 @@ class TaskStatus:
     service: str
     version: str
     slot: int
-    actual: str
+    actual: TaskState
     ports: TaskPorts | None
     restarts: int
     last_error: str
@@ -237,7 +224,7 @@ class TaskRunner:
         self.slot = slot
         self.task_id = st.task_id_of(spec.service, spec.version, slot)
         self.log_dir = log_dir
-        self.actual = st.PENDING
+        self.actual = TaskState.PENDING
         self.ports: TaskPorts | None = None
         self.endpoint: Endpoint | None = None
         self.restarts = 0
@@ -247,7 +234,7 @@ class TaskRunner:
         if adopted is not None:
             self.ports = adopted.ports
             self.restarts = adopted.restarts
-            self.actual = st.HEALTHY if adopted.healthy else st.UNHEALTHY
+            self.actual = TaskState.HEALTHY if adopted.healthy else TaskState.UNHEALTHY
             if adopted.healthy:
                 # An endpoint before anything is pushed: the daemon's first config keeps its traffic.
                 handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
@@ -277,11 +264,11 @@ class TaskRunner:
         return TaskStatus(self.task_id, self.spec.service, self.spec.version, self.slot, self.actual, self.ports,
                           self.restarts, self.last_error)
 
-    def _set(self, actual: str, error: str | None = None) -> None:
+    def _set(self, actual: TaskState, error: str | None = None) -> None:
         self.actual = actual
         if error is not None:
             self.last_error = error
-        self.sup.hooks.task_changed(self.status())
+        self.sup.listener.task_changed(self.status())
 
     # -- the loop --
 
@@ -308,14 +295,14 @@ class TaskRunner:
             failures = 1 if stable else failures + 1
             self.restarts += 1
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
-            self._set(st.PENDING, reason)
+            self._set(TaskState.PENDING, reason)
             log.info("task %s stopped (%s); replacing it in %.1f s", self.task_id, reason, delay)
-            self.sup.hooks_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
+            self.sup.record_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
             await self._sleep_unless_stopped(delay)
-        self._set(st.STOPPED)
+        self._set(TaskState.STOPPED)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self.sup.clock.sleep(seconds))
+        sleeper = asyncio.ensure_future(self.sup.clock.wait(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -328,7 +315,7 @@ class TaskRunner:
         sup = self.sup
         handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
         try:
-            await sup.hooks.proxy_live(adopted.ports.admin)
+            await sup.listener.proxy_live(adopted.ports.admin)
             self.live_admin_port = adopted.ports.admin
             if self._stop.is_set():
                 return None
@@ -345,7 +332,7 @@ class TaskRunner:
         sup, spec = self.sup, self.spec
         ports = sup.runtime.allocate_ports(spec, sup.allocate_ports)
         self.ports = ports
-        self._set(st.STARTING)
+        self._set(TaskState.STARTING)
         try:
             handle = await sup.runtime.open_task(spec, self.task_id, ports)
         except MeshpipeError as exc:
@@ -360,13 +347,13 @@ class TaskRunner:
         except BaseException:
             await sup.runtime.close_task(handle)
             raise
-        sup.hooks.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
+        sup.listener.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
         app: Proc | None = None
         try:
             reason = await sup.wait_proxy_live(sidecar, ports.admin, self._stop)
             if reason is not None:
                 return reason
-            await sup.hooks.proxy_live(ports.admin)
+            await sup.listener.proxy_live(ports.admin)
             self.live_admin_port = ports.admin
             if self._stop.is_set():
                 return None
@@ -376,7 +363,7 @@ class TaskRunner:
                 app = await sup.runtime.start_app(handle, spec, app_env, log_path)
             except MeshpipeError as exc:
                 return exc.message
-            sup.hooks.process_started(app, "app", self.task_id, spec.app_argv)
+            sup.listener.process_started(app, "app", self.task_id, spec.app_argv)
             return await self._watch(app, sidecar, handle, healthy_since)
         finally:
             await self._teardown(app, sidecar, handle)
@@ -394,7 +381,7 @@ class TaskRunner:
                 healthy = self.endpoint is not None
                 in_start_period = sup.clock.now() - started < timings.start_period
                 delay = timings.interval if healthy or not in_start_period else timings.start_interval
-                sleeper = asyncio.ensure_future(sup.clock.sleep(delay))
+                sleeper = asyncio.ensure_future(sup.clock.wait(delay))
                 done, _ = await asyncio.wait({app_exit, sidecar_exit, stop_wait, sleeper},
                                              return_when=asyncio.FIRST_COMPLETED)
                 sleeper.cancel()
@@ -416,8 +403,8 @@ class TaskRunner:
                         self.endpoint = sup.runtime.endpoint(handle)
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
-                        self._set(st.HEALTHY)
-                        await sup.hooks.endpoints_changed()
+                        self._set(TaskState.HEALTHY)
+                        await sup.listener.endpoints_changed()
                     continue
                 detail = app_probe.detail if not app_probe.ok else sidecar_probe.detail
                 # Failures in the start period do not count until the container has once been healthy.
@@ -427,7 +414,7 @@ class TaskRunner:
                 if failing >= timings.retries:
                     if not self.ever_healthy and self.never_passed is None:
                         self.never_passed = detail
-                    self._set(st.UNHEALTHY, detail)
+                    self._set(TaskState.UNHEALTHY, detail)
                     return f"health check failed {failing} times in a row: {detail}"
         finally:
             for fut in (app_exit, sidecar_exit, stop_wait):
@@ -438,11 +425,11 @@ class TaskRunner:
         if self.endpoint is not None:
             self.endpoint = None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.endpoints_changed()
+                await self.sup.listener.endpoints_changed()
         if self.live_admin_port is not None:
             port, self.live_admin_port = self.live_admin_port, None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.proxy_gone(port)
+                await self.sup.listener.proxy_gone(port)
 
         async def stop(proc: Proc, timeout: float, is_app: bool) -> None:
             try:
@@ -451,7 +438,7 @@ class TaskRunner:
                 else:
                     await self.sup.spawner.stop(proc, timeout)
             finally:
-                self.sup.hooks.process_exited(proc.pid)
+                self.sup.listener.process_exited(proc.pid)
 
         # The app first: it may still be finishing requests that need its sidecar's egress.
         if app is not None:
@@ -502,10 +489,10 @@ class GatewayRunner:
             if failed_on_port >= self.PORT_ATTEMPTS:
                 self.port = self.sup.ports()
                 failed_on_port = 0
-                self.sup.hooks.gateway_port_changed(self.port)
+                self.sup.listener.gateway_port_changed(self.port)
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
             log.warning("gateway stopped (%s); restarting in %.1f s", reason, delay)
-            sleeper = asyncio.ensure_future(self.sup.clock.sleep(delay))
+            sleeper = asyncio.ensure_future(self.sup.clock.wait(delay))
             stopper = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
@@ -522,7 +509,7 @@ class GatewayRunner:
             cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
                              access_log=sup.options.access_log)
             proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
-            sup.hooks.process_started(proc, "gateway", None, cmd)
+            sup.listener.process_started(proc, "gateway", None, cmd)
             try:
                 reason = await sup.wait_proxy_live(proc, admin, self._stop)
             except _Stopping:
@@ -532,7 +519,7 @@ class GatewayRunner:
                 return reason, False
         try:
             self.admin_port = admin
-            await sup.hooks.proxy_live(admin)
+            await sup.listener.proxy_live(admin)
             self.live.set()
             exit_wait = asyncio.ensure_future(proc.wait())
             stop_wait = asyncio.ensure_future(self._stop.wait())
@@ -549,14 +536,14 @@ class GatewayRunner:
             if self.admin_port is not None:
                 port, self.admin_port = self.admin_port, None
                 with contextlib.suppress(Exception):
-                    await sup.hooks.proxy_gone(port)
+                    await sup.listener.proxy_gone(port)
             await self._stop_proc(proc)
 
     async def _stop_proc(self, proc: Proc) -> None:
         try:
             await asyncio.shield(self.sup.spawner.stop(proc, self.sup.options.proxy_stop_timeout))
         finally:
-            self.sup.hooks.process_exited(proc.pid)
+            self.sup.listener.process_exited(proc.pid)
 
 
 # --- the supervisor ----------------------------------------------------------------------------------
@@ -564,21 +551,21 @@ class GatewayRunner:
 class Supervisor:
     """All running tasks of an environment, by version, plus its gateway."""
 
-    def __init__(self, *, spawner: Spawner, probes: Probes, hooks: Hooks, ports: Callable[[], int],
+    def __init__(self, *, spawner: Spawner, probes: Probes, listener: Listener, ports: Callable[[], int],
                  clock: Clock | None = None, options: SupervisorOptions | None = None,
                  event: Callable[[str, str, str], None] | None = None, runtime: TaskRuntime | None = None) -> None:
         self.spawner = spawner
         self.probes = probes
         self.runtime: TaskRuntime = runtime or ProcessRuntime(spawner, probes)
-        self.hooks = hooks
+        self.listener = listener
         self.ports = ports
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.options = options or SupervisorOptions()
         self._event = event
         self.runners: dict[tuple[str, str], list[TaskRunner]] = {}
         self.gateway: GatewayRunner | None = None
 
-    def hooks_event(self, spec: VersionSpec, message: str) -> None:
+    def record_event(self, spec: VersionSpec, message: str) -> None:
         if self._event is not None:
             self._event(spec.service, spec.version, message)
 
@@ -622,7 +609,7 @@ class Supervisor:
             if probe.ok:
                 return None
             last = probe.detail
-            await self.clock.sleep(self.options.proxy_probe_every)
+            await self.clock.wait(self.options.proxy_probe_every)
         return f"proxy not live within {self.options.proxy_start_timeout:g} s ({last})"
 
     # -- gateway --
