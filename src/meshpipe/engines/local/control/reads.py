@@ -34,6 +34,8 @@ TIMEOUT = 30.0
 def environment_details(root: str, status: dict[str, Any]) -> dict[str, str]:
     """What ``env status`` lists of a running environment, from the daemon's status document."""
     details = {"home": root, "namespace": status["namespace"],
+               # A daemon started before runtimes existed runs tasks as processes.
+               "runtime": status.get("runtime", "process (tasks as local processes)"),
                "daemon": f"running (pid {status['daemon']['pid']})",
                "gateway": "live" if status["gateway"]["live"] else "not live"}
     for svc in status["services"]:
