@@ -87,11 +87,38 @@ def test_services_lists_every_service_of_the_env(shell: Shell) -> None:
     assert "hello-web" in shell.meshpipe("services", "--env", ENV).stdout
 
 
+def test_events_are_compact_lines_and_follow_prints_new_ones(shell: Shell) -> None:
+    import queue
+    import threading
+
+    listed = shell.meshpipe("events", "--env", ENV).stdout.splitlines()
+    assert listed and all(len(line) > 14 and line[2] == ":" and line[12:14] == "  " for line in listed), listed
+    proc = subprocess.Popen([sys.executable, "-m", "meshpipe", "events", "--follow", "--env", ENV], env=shell.env,
+                            cwd=shell.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True)
+    reader.start()
+    try:
+        for _ in range(len(listed)):  # the latest events first
+            lines.get(timeout=30)
+        shell.meshpipe("route", "gateway", "r-follow", "--prefix", "/follow", "--service", "hello-web",
+                       "--env", ENV)
+        new = lines.get(timeout=15)
+        assert "gateway-route" in new and "r-follow" in new, new
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    shell.meshpipe("route", "gateway-delete", "r-follow", "--env", ENV)
+
+
 def test_pipeline_delete_says_what_goes_asks_and_keeps_the_config_repo(shell: Shell) -> None:
     created = json.loads(shell.meshpipe("pipeline", "create", "hello-backend", "--env", ENV, "--format",
                                         "json").stdout)
     first = shell.push_manifest(created["clone_url"], EXAMPLES / "hello-backend-cfg" / "manifest.yaml", "Baseline")
     shell.meshpipe("pipeline", "wait", "hello-backend", "--env", ENV)
+    # The local build names what it made without App Mesh, which was shut down.
+    built = shell.meshpipe("pipeline", "logs", "hello-backend", "--env", ENV).stdout
+    assert "Synthesized stack" in built and "run on the local mesh" in built and "appmesh" not in built.lower()
     shell.meshpipe("version", "delete", "hello-backend", first[:8], "--env", ENV)
     # A script (no terminal) that did not say --yes: refused, nothing deleted.
     refused = shell.meshpipe("pipeline", "delete", "hello-backend", "--env", ENV, ok=False)

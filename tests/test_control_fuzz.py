@@ -216,6 +216,11 @@ def sweep_cases(d: Daemon) -> list[tuple[str, str, str, Any, set[int]]]:
          {"tasks": 1}, {404}),
         ("/v1/services/{service}/stats", "GET", f"/v1/services/{svc}/stats", None, {200}),
         ("/v1/services/{service}/stats", "GET", "/v1/services/nosuch/stats", None, {404}),
+        ("/v1/services/{service}/stats", "GET", f"/v1/services/{svc}/stats?window_s=soon", None, {400}),
+        ("/v1/services/{service}/stats", "GET", f"/v1/services/{svc}/stats?window_s=0", None, {400}),
+        ("/v1/services/{service}/stats", "GET", f"/v1/services/{svc}/stats?window_s=9999", None, {400}),
+        ("/v1/services/{service}/versions/{version}/scale", "POST", f"/v1/services/{svc}/versions/{v1}/scale",
+         {"tasks": 0}, {409}),
         ("/v1/routes/{service}/headers", "GET", f"/v1/routes/{svc}/headers", None, {200}),
         ("/v1/routes/{service}/headers", "PUT", f"/v1/routes/{svc}/headers",
          {"headers": [{"name": "host", "kind": "exact", "value": "x"}], "targets": [{"version": v1, "weight": 100}]},
@@ -394,15 +399,15 @@ def test_names_that_could_escape_a_path_are_refused_with_400_and_land_nowhere(da
 BROKEN_HANDLER = '''
 import os
 if os.environ.get("MESHPIPE_TEST_BROKEN_HANDLER"):
-    from meshpipe.engines.local.control import api
+    from meshpipe.engines.local.control import actions
 
-    original = api.ControlApi.pipeline_create
+    original = actions.DaemonActions.pipeline_create
 
     async def pipeline_create(self, request):
         os.makedirs(self.paths.repo(request.service), exist_ok=True)
         return await original(self, request)
 
-    api.ControlApi.pipeline_create = pipeline_create
+    actions.DaemonActions.pipeline_create = pipeline_create
 '''
 
 

@@ -146,6 +146,10 @@ def test_demo_runs_the_walkthrough_and_leaves_nothing_running(tmp_path: Path, mo
     # The safety check: the old version could not be deleted while it carried weight.
     assert result.refused_delete
     assert "meshpipe route set hello-backend" in printed and "meshpipe env delete demo" in printed
+    # Every command shown can be run as it is: no placeholder for where meshpipe is installed.
+    assert "$INSTALL_DIR" not in printed
+    copied = [line.split()[2] for line in printed.splitlines() if line.startswith("$ cp ")]
+    assert copied and all(Path(path).is_file() for path in copied), copied
     assert set(result.step_seconds) >= {"1", "2", "3", "4", "5", "6", "7", "8", "9", "cleanup"}
 
     deadline = time.monotonic() + 15

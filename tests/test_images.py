@@ -12,6 +12,7 @@ from meshpipe.engines.local.tasks.images import (
     ImageMapping,
     load_user_mappings,
     local_command,
+    local_program,
     map_command,
     parse_user_mappings,
     repository_of,
@@ -136,3 +137,48 @@ def test_repository_of_and_invalid_reference() -> None:
         repository_of("Not An Image")
     assert {m.match for m in BUILTIN_MAPPINGS} >= {"wizriz/hello-web", "wizriz/hello-backend",
                                                    "meshpipe/hello-web", "meshpipe/hello-backend"}
+
+
+@pytest.mark.parametrize(("command", "drop"), [
+    (("node", "server", "-b http://hello-backend.demo.local/data"), 2),
+    (("python", "server.py", "--port", "80"), 2),
+    (("./run", "--fast"), 1),
+    (("-g", "Hello"), 0),
+])
+def test_the_failure_suggests_the_drop_for_the_command_it_saw(command: tuple[str, ...], drop: int) -> None:
+    with pytest.raises(UserError) as info:
+        local_command("mycorp/orders:1.1", command)
+    hint = info.value.hint or ""
+    assert f"drop: {drop}    # the Command it saw is {list(command)!r}" in hint, hint
+    assert f"{list(command[drop:])!r} is passed on" in hint
+
+
+def test_a_mapping_that_drops_more_than_the_command_has_suggests_the_right_drop() -> None:
+    with pytest.raises(UserError) as short:
+        local_command("wizriz/hello-web:1", ("-b http://x/data",))
+    assert "drop: 0    # the Command it saw is ['-b http://x/data']" in (short.value.hint or "")
+
+
+def test_the_tag_chooses_the_program_its_folder_and_variables(tmp_path: Path) -> None:
+    home = tmp_path / "mp"
+    for tag in ("1.1", "1.2"):
+        (home / "src" / f"orders-{tag}").mkdir(parents=True)
+    (home / "images.yaml").write_text(
+        "images:\n"
+        "  - match: \"mycorp/orders\"\n"
+        "    argv: [\"{python}\", \"server-{tag}.py\"]\n"
+        "    drop: 2\n"
+        "    cwd: \"src/orders-{tag}\"\n"
+        "    env: {ORDERS_VERSION: \"v{tag}\", MODE: fixed}\n")
+    one = local_program("mycorp/orders:1.1", ("python", "server.py", "-v"))
+    two = local_program("mycorp/orders:1.2", ("python", "server.py", "-v"))
+    assert one.argv == [PY, "server-1.1.py", "-v"] and two.argv == [PY, "server-1.2.py", "-v"]
+    assert (one.cwd, two.cwd) == (str(home / "src" / "orders-1.1"), str(home / "src" / "orders-1.2"))
+    assert dict(one.env) == {"ORDERS_VERSION": "v1.1", "MODE": "fixed"}
+    with pytest.raises(UserError, match="is not a folder on this machine") as missing:
+        local_program("mycorp/orders:2.0", ("python", "server.py"))
+    assert "'2.0'" in (missing.value.hint or "")
+    (home / "images.yaml").write_text("images:\n  - match: x\n    cwd: 3\n    env: {\"1BAD\": x}\n")
+    with pytest.raises(ValidationError) as bad:
+        local_program("x:1", ("a",))
+    assert "images[0].cwd: must be a folder path" in str(bad.value) and "images[0].env: must map" in str(bad.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import shlex
 import signal
@@ -262,6 +263,36 @@ def test_a_post_goes_through_the_ingress_and_both_sidecars(make_env) -> None:  #
     assert env.engine.stats(ENV, "hello-backend").versions[backend].requests >= 1
 
 
+def test_two_tags_of_one_image_run_different_code(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """images.yaml maps mycorp/greeter to a program in a folder named after the tag, with a variable that
+    carries the tag: :1.1 and :1.2 run two different checkouts side by side."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    for tag, greeting in (("1.1", "One"), ("1.2", "Two")):
+        checkout = home / f"greeter-{tag}"
+        checkout.mkdir()
+        (checkout / "app.py").write_text(
+            "import sys\nfrom meshpipe.samples.hello_backend import main\n"
+            f"sys.exit(main(['-g', {greeting!r}]))\n")
+    (home / "images.yaml").write_text(
+        'images:\n  - match: "mycorp/greeter"\n    argv: ["{python}", "app.py"]\n    cwd: "greeter-{tag}"\n'
+        '    env: {MESSAGE: "release {tag}"}\n')
+    env = make_env()
+    env.pipeline("hello-backend")
+    env.route_backend_through_gateway()
+    answers = {}
+    for tag in ("1.1", "1.2"):
+        manifest = (f'Task:\n  Family: "hello-backend"\n\nAppContainer:\n  Image: "mycorp/greeter:{tag}"\n'
+                    '  Port: 80\n  HealthCheckPath: "/ping"\n')
+        version = env.deploy("hello-backend", manifest)
+        env.route("hello-backend", **{version: 100})
+        status, body = get(env.ingress_port, "/backend/data")
+        assert status == 200, body
+        answers[tag] = json.loads(body)
+    assert (answers["1.1"]["greeting"], answers["1.1"]["message"]) == ("One", "release 1.1")
+    assert (answers["1.2"]["greeting"], answers["1.2"]["message"]) == ("Two", "release 1.2")
+
+
 def test_broken_manifest_fails_build_and_changes_nothing(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     good = env.serve_backend()
@@ -298,6 +329,13 @@ def test_failing_health_check_or_unknown_image_gets_no_traffic(make_env) -> None
     assert not [pid for pid, task in env.processes("app") if task and commit[:8] in task]
     with pytest.raises(ConflictError, match="CREATE_FAILED"):
         env.route("hello-backend", **{good: 50, commit[:8]: 50})
+    # An app that crashes at start: the version's reason quotes what it said last, not only a log path.
+    commit = env.push("hello-backend", backend_manifest("--no-such-option"))
+    run = env.engine.pipeline_wait(ENV, "hello-backend", commit=commit, timeout=60)
+    assert run.status == "Failed"
+    crashed = {v.version: v for v in env.engine.versions(ENV, "hello-backend")}[commit[:8]]
+    assert crashed.status == "CREATE_FAILED" and "app exited with status 2" in (crashed.reason or "")
+    assert "its last lines:" in (crashed.reason or "") and "--no-such-option" in (crashed.reason or ""), crashed.reason
     for _ in range(20):
         status, body = get(env.ingress_port, "/backend/data")
         assert status == 200 and '"greeting": "Hello"' in body
@@ -466,7 +504,11 @@ def test_bad_requests_are_clear_errors(make_env) -> None:  # type: ignore[no-unt
     with contextlib.suppress(NotFoundError):
         env.engine.pipeline_logs(ENV, "hello-backend")
         raise AssertionError("a service with no runs has no latest run")
+    # The config repo outlives its pipeline unless asked (its history is the app team's).
     env.engine.pipeline_delete(ENV, "hello-backend")
+    assert env.paths.repo("hello-backend").exists()
+    env.engine.pipeline_create(ENV, "hello-backend")
+    env.engine.pipeline_delete(ENV, "hello-backend", delete_repo=True)
     assert not env.paths.repo("hello-backend").exists()
     # The control API answers only with the token from daemon.json (readable by its owner alone).
     daemon = read_daemon_file(env.paths.daemon_json)

@@ -79,3 +79,27 @@ def test_scrape_token_opens_metrics_and_nothing_else(make_env) -> None:  # type:
     assert _get(port, "/v1/status", token)[0] == 401
     assert _get(port, "/metrics", None)[0] == 401
     assert _get(port, "/metrics", "wrong")[0] == 401
+
+
+def test_stats_over_a_window_count_only_what_it_saw(make_env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import threading
+
+    env: LocalEnv = make_env(tasks=1)
+    version = env.serve_backend()
+    conn = http.client.HTTPConnection("127.0.0.1", env.ingress_port, timeout=10)
+    for _ in range(N):  # before the window
+        assert get(env.ingress_port, "/backend/data", conn)[0] == 200
+    found: list = []  # type: ignore[type-arg]
+    measuring = threading.Thread(target=lambda: found.append(env.engine.stats(ENV, "hello-backend", 3.0)))
+    measuring.start()
+    import time
+
+    time.sleep(1.0)  # well inside the window, on a loaded machine too
+    for _ in range(7):
+        assert get(env.ingress_port, "/backend/data", conn)[0] == 200
+    measuring.join(timeout=20)
+    conn.close()
+    [windowed] = found
+    assert windowed.window_s == 3.0
+    assert windowed.versions[version].requests == 7 and windowed.versions[version].p99_ms is not None
+    assert env.engine.stats(ENV, "hello-backend").versions[version].requests == N + 7  # since start: all

@@ -34,12 +34,15 @@ class ServiceStats:
     versions: dict[str, VersionStats] = field(default_factory=dict)
     proxies: int = 0  # proxies asked
     answered: int = 0  # proxies that answered
+    window_s: float | None = None  # the figures are of these last seconds (None: since each proxy started)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceStats:
+        window = data.get("window_s")
         return cls(str(data["service"]),
                    {str(v): VersionStats.from_json(c) for v, c in (data.get("versions") or {}).items()},
-                   int(data.get("proxies") or 0), int(data.get("answered") or 0))
+                   int(data.get("proxies") or 0), int(data.get("answered") or 0),
+                   None if window is None else float(window))
 
     def of(self, version: str) -> VersionStats:
         """The counters of ``version`` (zeros when no proxy sent it traffic)."""

@@ -17,12 +17,12 @@ p99 of all its traffic, not the worst proxy's.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, LatencyHistogram, histogram_of
 
 EGRESS = "egress"  # what callers' proxies sent to a version: each request once per hop
@@ -103,6 +103,33 @@ def by_version(scrapes: list[ProxyScrape], service: str | None = None,
                 figures = out[key] = VersionFigures(*key)
             figures.add(cluster)
     return out
+
+
+def since(before: list[ProxyScrape], after: list[ProxyScrape]) -> list[ProxyScrape]:
+    """What each proxy counted between two scrapes: ``after``'s clusters less ``before``'s (the same proxy
+    and cluster). A proxy or cluster that is new, or restarted meanwhile, counts whole."""
+    earlier = {(s.admin_port, c.get("name")): c for s in before for c in s.raw.get("clusters", [])}
+    out = []
+    for s in after:
+        clusters = []
+        for c in s.raw.get("clusters", []):
+            old = earlier.get((s.admin_port, c.get("name")))
+            clusters.append(c if old is None else _cluster_since(old, c))
+        out.append(ProxyScrape(s.proxy, s.admin_port, {**s.raw, "clusters": clusters}))
+    return out
+
+
+def _cluster_since(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    if int(new.get("requests") or 0) < int(old.get("requests") or 0):
+        return dict(new)  # the proxy restarted: everything it holds is new
+    then, now = LatencyHistogram(), LatencyHistogram()
+    then.add_raw(old.get("latency") or {})
+    now.add_raw(new.get("latency") or {})
+    counters = ("requests", "errors", "retries", "timeouts")
+    return {**new, **{k: int(new.get(k) or 0) - int(old.get(k) or 0) for k in counters},
+            "by_class": [int(a) - int(b) for a, b in zip(new.get("by_class") or (), old.get("by_class") or (),
+                                                         strict=False)],
+            "latency": now.subtract(then).raw()}
 
 
 def service_stats(scrapes: list[ProxyScrape], service: str, proxies: int) -> dict[str, Any]:
@@ -191,7 +218,7 @@ class SeriesRecorder:
     Points older than ``window_s`` are dropped.
     """
 
-    def __init__(self, window_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window_s: float = 900.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self.window_s = window_s
         self.clock = clock
         self._last: dict[_Key, tuple[int, int, LatencyHistogram]] = {}
@@ -199,7 +226,7 @@ class SeriesRecorder:
         self._points: dict[tuple[str, str], deque[Point]] = {}
 
     def add(self, scrapes: list[ProxyScrape], at: float | None = None) -> None:
-        now = self.clock() if at is None else at
+        now = self.clock.now() if at is None else at
         current: dict[_Key, tuple[int, int, LatencyHistogram]] = {}
         interval: dict[tuple[str, str], tuple[int, int, LatencyHistogram]] = {}
         for s in scrapes:

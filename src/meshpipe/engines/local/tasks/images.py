@@ -24,14 +24,25 @@ More mappings go in ``<MESHPIPE_HOME>/images.yaml``; they are tried before the b
 
 ``match`` is the image without its tag or digest (Docker Hub images without ``docker.io/``); ``argv`` may
 be empty (the command is then run as it is) and ``{python}`` in it stands for this Python interpreter;
-``drop`` defaults to 0. This module is pure apart from :func:`load_user_mappings` and
-:func:`local_command`, which read the file.
+``drop`` defaults to 0. Until containers run locally, the tag can choose the code: ``{tag}`` in ``argv``,
+``cwd`` (the working directory; relative paths are under MESHPIPE_HOME) and ``env`` (variables the image
+would set; the manifest's Environment wins over them) stands for the image's tag (its digest when it has
+none), so ``mycorp/orders:1.1`` and ``:1.2`` can run two checkouts::
+
+      - match: "mycorp/orders"
+        argv: ["{python}", "server.py"]
+        drop: 2
+        cwd: "/src/orders-{tag}"
+        env: {ORDERS_VERSION: "{tag}"}
+
+This module is pure apart from :func:`load_user_mappings` and :func:`local_command`, which read the file.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +53,9 @@ from meshpipe.validation.rules import DOCKER_HUB, parse_image
 
 IMAGES_FILE = "images.yaml"
 PYTHON = "{python}"
+TAG = "{tag}"
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+KEYS = ("match", "argv", "drop", "cwd", "env")
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,17 @@ class ImageMapping:
     argv: tuple[str, ...]
     drop: int = 0
     origin: str = "built-in"
+    cwd: str | None = None  # the working directory ({tag} expanded); None: the daemon's
+    env: tuple[tuple[str, str], ...] = ()  # variables the image would set ({tag} expanded)
+
+
+@dataclass(frozen=True)
+class LocalProgram:
+    """How a task's app runs on this machine: its argv, working directory and the image's variables."""
+
+    argv: list[str]
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _sample(module: str) -> tuple[str, ...]:
@@ -91,9 +116,46 @@ def find_mapping(image: str, mappings: Sequence[ImageMapping]) -> ImageMapping |
     return None
 
 
+def tag_of(image: str) -> str:
+    """What ``{tag}`` stands for: the image's tag, else its digest (``sha256:...``), else ``latest``."""
+    parsed = parse_image(image)
+    if parsed is None:
+        raise UserError(f"{image!r} is not an image reference", hint="e.g. wizriz/hello-web:66f2a19")
+    _registry, _name, tag, digest = parsed
+    return tag or digest or "latest"
+
+
+def suggested_drop(command: Sequence[str] | None) -> int:
+    """How many first words of a Command are the image's own program (``node server``, ``python app.py``,
+    ``./run``): the leading words that are not options, at most two; the rest are the app's arguments."""
+    words = list(command or ())
+    count = 0
+    for word in words[:2]:
+        if word.startswith("-") or " " in word:
+            break
+        count += 1
+    return count
+
+
+def _drop_example(command: Sequence[str] | None) -> str:
+    words = list(command or ())
+    drop = suggested_drop(words)
+    if not words:
+        return "drop: 0    # the manifest has no Command: argv is the whole command line"
+    kept = words[drop:]
+    return (f"drop: {drop}    # the Command it saw is {words!r}: {' '.join(words[:drop]) or 'nothing'} is the "
+            f"image's own program, which argv replaces; {kept!r} is passed on")
+
+
 def map_command(image: str, command: Sequence[str] | None, mappings: Sequence[ImageMapping],
                 python: str = sys.executable, where: str = IMAGES_FILE) -> list[str]:
-    """The local argv for ``image`` run with the task's ``command``. Pure.
+    """The local argv for ``image`` run with the task's ``command``. Pure."""
+    return map_program(image, command, mappings, python, where).argv
+
+
+def map_program(image: str, command: Sequence[str] | None, mappings: Sequence[ImageMapping],
+                python: str = sys.executable, where: str = IMAGES_FILE) -> LocalProgram:
+    """How ``image`` runs with the task's ``command``: argv, working directory, variables. Pure.
 
     ``mappings`` are tried in order (user mappings first, then :data:`BUILTIN_MAPPINGS`).
     """
@@ -103,7 +165,8 @@ def map_command(image: str, command: Sequence[str] | None, mappings: Sequence[Im
         raise UserError(
             f"the local engine does not know how to run image {image!r} as a local process",
             hint=f"add a mapping to {where}, e.g.\n"
-                 f"images:\n  - match: \"{repo}\"\n    argv: [\"/path/to/program\"]\n    drop: 0\n"
+                 f"images:\n  - match: \"{repo}\"\n    argv: [\"/path/to/program\"]\n"
+                 f"    {_drop_example(command)}\n"
                  "or use an image named local-exec/<name>:<tag> whose Command is a local command line")
     words = list(command or ())
     if len(words) < mapping.drop:
@@ -111,12 +174,19 @@ def map_command(image: str, command: Sequence[str] | None, mappings: Sequence[Im
             f"the command of image {image!r} has {len(words)} word(s), but its local mapping "
             f"({mapping.origin}) "
             f"replaces the first {mapping.drop} (the image's own program)",
-            hint=f"write the full command as the image expects it, or change 'drop' for {mapping.match!r}")
-    argv = [python if word == PYTHON else word for word in mapping.argv] + words[mapping.drop:]
+            hint=f"write the full command as the image expects it, or for {mapping.match!r} use "
+                 f"{_drop_example(command)}")
+    tag = tag_of(image)
+
+    def expand(word: str) -> str:
+        return python if word == PYTHON else word.replace(TAG, tag)
+
+    argv = [expand(word) for word in mapping.argv] + words[mapping.drop:]
     if not argv:
         raise UserError(f"image {image!r} runs its Command as it is, but the manifest has no Command",
                         hint="add AppContainer.Command with the program and its arguments")
-    return argv
+    return LocalProgram(argv, None if mapping.cwd is None else expand(mapping.cwd),
+                        tuple((name, expand(value)) for name, value in mapping.env))
 
 
 def parse_user_mappings(data: object, lines: dict[str, int] | None = None,
@@ -142,11 +212,21 @@ def parse_user_mappings(data: object, lines: dict[str, int] | None = None,
         if not isinstance(entry, dict):
             problems.append(Problem(file, line(path), path, "must be a mapping with match, argv and drop"))
             continue
-        unknown = sorted(set(entry) - {"match", "argv", "drop"})
+        unknown = sorted(set(entry) - set(KEYS))
         for key in unknown:
             problems.append(Problem(file, line(f"{path}.{key}"), f"{path}.{key}",
-                                    "is not a known key; allowed: match, argv, drop"))
+                                    f"is not a known key; allowed: {', '.join(KEYS)}"))
         match, argv, drop = entry.get("match"), entry.get("argv", []), entry.get("drop", 0)
+        cwd, env = entry.get("cwd"), entry.get("env") or {}
+        if cwd is not None and (not isinstance(cwd, str) or not cwd):
+            problems.append(Problem(file, line(f"{path}.cwd"), f"{path}.cwd",
+                                    "must be a folder path ({tag} allowed); relative paths are under MESHPIPE_HOME"))
+            cwd = None
+        if not isinstance(env, dict) or not all(isinstance(k, str) and ENV_NAME_RE.match(k) and isinstance(v, str)
+                                                for k, v in env.items()):
+            problems.append(Problem(file, line(f"{path}.env"), f"{path}.env",
+                                    "must map variable names (letters, digits, '_') to strings ({tag} allowed)"))
+            env = {}
         if not isinstance(match, str) or not match:
             problems.append(Problem(file, line(f"{path}.match"), f"{path}.match",
                                     "is required: the image repository (without tag), '*' wildcards allowed"))
@@ -158,7 +238,8 @@ def parse_user_mappings(data: object, lines: dict[str, int] | None = None,
                                     "must be a whole number, 0 or more"))
         if not unknown and isinstance(match, str) and match and isinstance(argv, list) \
                 and isinstance(drop, int) and not isinstance(drop, bool) and drop >= 0:
-            out.append(ImageMapping(match, tuple(argv), drop, origin=f"{file}:{line(path) or '-'}"))
+            out.append(ImageMapping(match, tuple(argv), drop, origin=f"{file}:{line(path) or '-'}", cwd=cwd,
+                                    env=tuple(sorted(env.items()))))
     if problems:
         raise ValidationError(problems, hint="see the images.yaml format in 'meshpipe.engines.local.tasks.images'")
     return tuple(out)
@@ -191,6 +272,19 @@ def local_command(image: str, command: tuple[str, ...] | Sequence[str] | None, *
 
     ``mappings`` replaces the user's file (for callers that loaded it once already).
     """
+    return local_program(image, command, home=home, mappings=mappings).argv
+
+
+def local_program(image: str, command: tuple[str, ...] | Sequence[str] | None, *, home: Path | None = None,
+                  mappings: Sequence[ImageMapping] | None = None) -> LocalProgram:
+    """As :func:`local_command`, with the working directory (relative: under the home) and variables."""
+    base = home or default_home()
     user = load_user_mappings(home) if mappings is None else tuple(mappings)
-    where = str((home or default_home()) / IMAGES_FILE)
-    return map_command(image, command, (*user, *BUILTIN_MAPPINGS), where=where)
+    program = map_program(image, command, (*user, *BUILTIN_MAPPINGS), where=str(base / IMAGES_FILE))
+    if program.cwd is not None:
+        cwd = Path(program.cwd) if Path(program.cwd).is_absolute() else base / program.cwd
+        if not cwd.is_dir():
+            raise UserError(f"the working directory {cwd} of image {image!r} is not a folder on this machine",
+                            hint=f"check 'cwd' of its mapping in {base / IMAGES_FILE} ({{tag}} is {tag_of(image)!r})")
+        program = LocalProgram(program.argv, str(cwd), program.env)
+    return program

@@ -38,13 +38,14 @@ class OsProcess:
 class OsSpawner:
     """Starts real processes: own session, stdin from /dev/null, stdout and stderr appended to a log file."""
 
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> OsProcess:
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
+                    cwd: Path | None = None) -> OsProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
-                start_new_session=True, close_fds=True)
+                start_new_session=True, close_fds=True, cwd=cwd)
         finally:
             os.close(fd)
         return OsProcess(proc.pid, list(argv), proc)
