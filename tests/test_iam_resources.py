@@ -243,3 +243,66 @@ def test_the_boundary_check_fails_for_a_role_granted_more() -> None:
     assert decide(boundary, Request("iam:CreateUser", "arn:aws:iam::123456789012:user/x")) != "allowed"
     assert decide(boundary, Request("iam:PassRole", "arn:aws:iam::123456789012:role/prod-admin")) != "allowed"
     assert decide(boundary, Request("ecs:RegisterTaskDefinition", "*")) == "allowed"
+
+
+# ---- one environment's policies and another's resources ----
+
+def _renamed(value: Any, env: str) -> Any:
+    """A call's resource or condition value as it reads for environment ``env`` instead of demo."""
+    if isinstance(value, list):
+        return [_renamed(v, env) for v in value]
+    return value.replace("demo", env) if isinstance(value, str) else value
+
+
+def test_an_environment_name_cannot_extend_another_with_the_delimiter() -> None:
+    """``-`` ends the environment's part of every derived name, so no environment is called demo-x."""
+    from meshpipe.errors import UserError
+    from meshpipe.naming import check_env_name
+
+    for bad in ("demo-x", "demo-", "a-b"):
+        with pytest.raises(UserError, match="is not an environment name") as refused:
+            check_env_name(bad)
+        assert "no '-'" in (refused.value.hint or "")
+    for good in ("demo", "demox", "demo2", "d"):
+        check_env_name(good)
+
+
+def _reached(other: str) -> set[str]:
+    """The calls of environment demo's stacks, made on the same resources of environment ``other``, that the
+    demo deployer's policy allows by name (not by an unscoped statement)."""
+    statements = deployer_statements()
+    # Creating (and tagging in the create call) is by generated id, in no environment's name.
+    unscoped = [s for s in statements if s.get("Resource") == "*"
+                and ("Condition" not in s or "CreateAction" in str(s["Condition"]))]
+    reached = set()
+    checked = 0
+    for name, deployed in DEPLOYED.items():
+        if deployed.deployed_by == "DeployRole":
+            continue
+        for c in calls(name).calls:
+            if "demo" not in c.resource:
+                continue
+            request = Request(c.action, _renamed(c.resource, other),
+                              {k: _renamed(v, other) for k, v in c.context.items()})
+            checked += 1
+            if decide(statements, request) == "allowed" and decide(unscoped, request) != "allowed":
+                reached.add(f"{c.action} on {request.resource}")
+    assert checked > 100
+    # Allowed by name on purpose: config repositories are named after the service alone, and Cloud Map's
+    # namespace and service ids are generated.
+    return {r for r in reached if ":codecommit:" not in r and ":servicediscovery:" not in r}
+
+
+@pytest.mark.parametrize("other", ["demox", "demo2"])
+def test_the_deployer_policy_of_demo_reaches_no_resource_of_an_environment_named_like_it(other: str) -> None:
+    """Every call the handlers make for environment demo's stacks, made instead on the same resource of an
+    environment whose name starts with demo: the demo deployer's policy allows none of them."""
+    assert _reached(other) == set()
+
+
+def test_an_environment_with_the_delimiter_in_its_name_would_be_reached() -> None:
+    """Why ``-`` is no part of an environment name: demo's ``demo-*`` patterns would name demo-x's stacks,
+    roles, pipelines and buckets."""
+    reached = _reached("demo-x")
+    assert any(":iam::" in r for r in reached) and any(":s3:::" in r for r in reached)
+    assert any(":codepipeline:" in r for r in reached)

@@ -60,7 +60,8 @@ def check_env_name(env: str) -> None:
         from meshpipe.errors import UserError
 
         raise UserError(f"{env!r} is not an environment name",
-                        hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
+                        hint="use 1-32 lowercase letters or digits, starting with a letter, e.g. demo "
+                             "(no '-': it separates the environment from the rest of its resources' names)")
 
 
 def header_route_name(service: str, header: str) -> str:

@@ -287,7 +287,7 @@ class PlatformSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     environment_name: Annotated[StrictStr, _matching(
-        ENV_NAME_RE.pattern, "an environment name: 1-32 lowercase letters, digits or '-', starting with a letter")]
+        ENV_NAME_RE.pattern, "an environment name: 1-32 lowercase letters or digits, starting with a letter (no '-')")]
     aws_account_id: Annotated[StrictStr, _matching(r"^\d{12}\Z", "an AWS account id (12 digits)")]
     aws_region: Annotated[StrictStr, _matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d\Z",
                                                "an AWS region like us-east-1")]

@@ -280,8 +280,10 @@ def backend_problem(name: str) -> str | None:
 
 # --- names derived from the service -----------------------------------------------------------------
 
-# An environment name: 1-32 lowercase letters, digits or '-', starting with a letter (it prefixes stacks).
-ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z|^[a-z]\Z")
+# An environment name: 1-32 lowercase letters or digits, starting with a letter (it prefixes stacks). No '-':
+# it ends the environment's part of every name derived from it (``demo-hello-web``, ``demo-build-bucket``),
+# so an IAM pattern ``demo-*`` names environment demo's resources and never those of a ``demo-x``.
+ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,31}\Z")
 
 # A version id is this many hex characters of its commit (as the original sample names its resources).
 VERSION_LEN = 8
