@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from meshpipe.engines.aws.topology import backends_of
+from meshpipe.engines.aws.app_mesh import backends_of
 from meshpipe.errors import UserError
 from meshpipe.mesh.graph import to_mermaid
 from meshpipe.mesh.routing import WeightedTarget, make_gateway_route

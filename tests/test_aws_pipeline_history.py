@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from meshpipe.clock import iso_utc
 from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.errors import NotFoundError
 from support.aws import FakeClock, RecordingFactory, make_engine, stubbed, use_fake_credentials
@@ -103,7 +104,7 @@ def test_runs_are_listed_newest_first_with_their_stages(stubs: tuple[AwsEngine, 
     assert "error: manifest invalid" in newest.stages[1].log
     assert (oldest.run_id, oldest.version) == ("run-1", "e9d5f17a")
     assert [s.status for s in oldest.stages] == ["Succeeded"] * 3
-    assert oldest.started_at == at(0).isoformat() and oldest.finished_at == at(5).isoformat()
+    assert oldest.started_at == iso_utc(at(0)) and oldest.finished_at == iso_utc(at(5))
 
 
 def test_logs_of_the_latest_run_include_the_codebuild_log(stubs: tuple[AwsEngine, dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from meshpipe.engines.aws.stacks import MAX_TEMPLATE_BODY, template_bytes
-from meshpipe.errors import OperationError
+from meshpipe.errors import Defect, OperationError
 from support.aws import (
     ANY,
     FakeClock,
@@ -192,10 +192,11 @@ def test_a_template_too_big_to_send_inline_is_staged_in_the_build_bucket(aws: Re
     assert staged == template_bytes(big)
 
 
-def test_a_template_too_big_with_no_build_bucket_yet_is_an_operation_error(aws: RecordingFactory) -> None:
+def test_a_template_too_big_with_no_build_bucket_yet_is_a_defect_and_creates_nothing(aws: RecordingFactory) -> None:
     def templates(env: str, mesh: str = "appmesh") -> dict[str, dict[str, Any]]:
         return {**stand_in_templates(env, mesh), f"{env}-env.template.json": env_template(padding=MAX_TEMPLATE_BODY)}
 
-    with pytest.raises(OperationError, match="too big to send to CloudFormation inline"):
+    # meshpipe renders the environment's template itself: one it cannot send is its own fault (exit 70)
+    with pytest.raises(Defect, match="too big to send to CloudFormation inline"):
         make_engine(aws, FakeClock(), templates=templates).env_create("demo")
     assert aws.calls("cloudformation", "create_stack") == []

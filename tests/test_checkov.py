@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import synthesize
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.ingress_tls import CERTIFICATE_EXAMPLE, HTTPS_CHECKS
@@ -46,7 +47,7 @@ def emitted_templates() -> dict[str, Template]:
     """Every template meshpipe emits, by a file name saying what it is."""
     out: dict[str, Template] = {}
     every = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST)
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         for label, cert in (("plain", None), ("tls", CERTIFICATE_EXAMPLE)):
             rendered = render_platform("demo", mesh=mesh, options=EnvironmentOptions(certificate_arn=cert))
             env_file, bucket_file, pipeline_file = platform_template_files("demo")
@@ -85,7 +86,7 @@ def scanned() -> tuple[dict[str, Template], dict[str, Any]]:
     import tempfile
 
     templates = emitted_templates()
-    templates[CONTROL] = without_suppressions(templates[f"{SERVICE_CONNECT}--env-plain.template.json"])
+    templates[CONTROL] = without_suppressions(templates[f"{MeshFlavour.SERVICE_CONNECT}--env-plain.template.json"])
     with tempfile.TemporaryDirectory(prefix="meshpipe-checkov-") as folder:
         for name, tpl in templates.items():
             (Path(folder) / name).write_text(template_json(tpl), encoding="utf-8")
@@ -132,7 +133,7 @@ def test_the_unsuppressed_control_fails_what_the_suppressions_answer() -> None:
     """Proves checkov runs its checks and that the suppressions, not luck, keep the templates clean."""
     templates, report = scanned()
     failed = {(logical_id(c), c["check_id"]) for c in by_file(report["results"]["failed_checks"]).get(CONTROL, [])}
-    expected = {(lid, skip["id"]) for lid, skip in suppressions(templates[f"{SERVICE_CONNECT}--env-plain.template.json"])}
+    expected = {(lid, skip["id"]) for lid, skip in suppressions(templates[f"{MeshFlavour.SERVICE_CONNECT}--env-plain.template.json"])}
     assert {("IngressListener", check) for check in HTTPS_CHECKS} | {("IngressSecurityGroup", PORT_80_OPEN)} <= expected
     assert failed == expected
 
@@ -154,7 +155,7 @@ def test_every_suppression_is_used_and_carries_its_reason() -> None:
 
 def test_a_certificate_removes_the_plain_http_suppressions() -> None:
     templates, _ = scanned()
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         plain = {(lid, s["id"]) for lid, s in suppressions(templates[f"{mesh}--env-plain.template.json"])}
         tls = {(lid, s["id"]) for lid, s in suppressions(templates[f"{mesh}--env-tls.template.json"])}
         assert tls < plain, mesh
@@ -163,6 +164,6 @@ def test_a_certificate_removes_the_plain_http_suppressions() -> None:
     # balancer keeps port 80 open, for the redirect only, and says so.
     appmesh_tls = suppressions(templates["appmesh--env-tls.template.json"])
     assert PORT_80_OPEN not in {s["id"] for _, s in appmesh_tls}
-    [(lid, redirect)] = [(lid, s) for lid, s in suppressions(templates[f"{SERVICE_CONNECT}--env-tls.template.json"])
+    [(lid, redirect)] = [(lid, s) for lid, s in suppressions(templates[f"{MeshFlavour.SERVICE_CONNECT}--env-tls.template.json"])
                          if s["id"] == PORT_80_OPEN]
     assert lid == "IngressSecurityGroup" and "redirect" in redirect["comment"]

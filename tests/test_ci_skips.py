@@ -42,7 +42,7 @@ def run_pytest(tmp_path: Path, source: str, ci: str | None, allow: str | None = 
     tests = tmp_path / "tests"
     (tests / "support").mkdir(parents=True)
     (tests / "conftest.py").write_text((TESTS / "conftest.py").read_text())
-    for name in ("__init__.py", "aws.py", "aws_calls.py", "ci_skips.py"):
+    for name in ("__init__.py", "aws.py", "aws_calls.py", "ci_skips.py", "clock.py"):
         (tests / "support" / name).write_text((TESTS / "support" / name).read_text())
     if allow is not None:
         (tests / "allowed_skips.txt").write_text(allow)

@@ -1,4 +1,5 @@
-"""The CLI contract of DESIGN.md: exit codes, output file names, printed stack names, nothing half-written."""
+"""The CLI contract (exit statuses in meshpipe.cli, commands in README.md): exit codes, output file names,
+printed stack names, nothing half-written."""
 
 from __future__ import annotations
 

@@ -399,15 +399,15 @@ def test_names_that_could_escape_a_path_are_refused_with_400_and_land_nowhere(da
 BROKEN_HANDLER = '''
 import os
 if os.environ.get("MESHPIPE_TEST_BROKEN_HANDLER"):
-    from meshpipe.engines.local.control import api
+    from meshpipe.engines.local.control import actions
 
-    original = api.ControlApi.pipeline_create
+    original = actions.DaemonActions.pipeline_create
 
     async def pipeline_create(self, request):
         os.makedirs(self.paths.repo(request.service), exist_ok=True)
         return await original(self, request)
 
-    api.ControlApi.pipeline_create = pipeline_create
+    actions.DaemonActions.pipeline_create = pipeline_create
 '''
 
 

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Figures, judge, quantile_ms, window_counters
-from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
+from meshpipe.delivery.policy import Analysis, RolloutSpec, Webhook
 from meshpipe.delivery.weights import share, split
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget
+from meshpipe.status import RolloutPhase, RolloutStatus
 
 OLD, NEW, OTHER = "01d01d00", "4e34e300", "07e507e5"
 
@@ -101,13 +102,13 @@ class Traffic:
         return {p: dict(v) for p, v in self.counts.items()}
 
 
-def canary(steps: tuple[int, ...] = (10, 50, 100), failed_windows: int = 1, **plan: object) -> RolloutPlan:
-    return RolloutPlan(strategy="canary", steps=steps, interval_s=30.0,
+def canary(steps: tuple[int, ...] = (10, 50, 100), failed_windows: int = 1, **plan: object) -> RolloutSpec:
+    return RolloutSpec(strategy="canary", steps=steps, interval_s=30.0,
                        analysis=Analysis(min_requests=10, failed_windows=failed_windows), **plan)  # type: ignore[arg-type]
 
 
 def run_window(r: m.Rollout, t: Traffic, now: float, *, new_errors: int = 0, new_ms: float = 2.0,
-               hooks: tuple[m.HookResult, ...] = ()) -> list[str]:
+               hooks: tuple[m.WebhookResult, ...] = ()) -> list[str]:
     assert m.due(r, now) is None
     assert r.next_decision_at is not None
     now = r.next_decision_at
@@ -128,8 +129,8 @@ def test_a_healthy_candidate_goes_through_every_step_and_is_promoted() -> None:
     events += run_window(r, t, 1001.0)
     assert m.desired(r)[0] == (WeightedTarget(OLD, 50), WeightedTarget(NEW, 50)) and r.next_decision_at == 1060.0
     events += run_window(r, t, 1031.0)
-    assert r.status == m.PROMOTED and m.desired(r) == ((WeightedTarget(NEW, 100),), None)
-    assert r.pending_hooks == ["post-rollout"]
+    assert r.status == RolloutStatus.PROMOTED and m.desired(r) == ((WeightedTarget(NEW, 100),), None)
+    assert r.pending_webhooks == ["post-rollout"]
     assert [w.passed for w in r.windows] == [True, True]
     assert r.windows[0].candidate.requests == 10 and r.windows[1].candidate.requests == 50
     assert events[-1] == f"promoted: 100 % to {NEW}"
@@ -141,10 +142,10 @@ def test_a_failing_candidate_is_rolled_back_to_every_versions_old_share() -> Non
     m.begin(r, 0.0, t.snapshot())
     assert m.desired(r)[0] == (WeightedTarget(OLD, 56), WeightedTarget(OTHER, 24), WeightedTarget(NEW, 20))
     events = run_window(r, t, 1.0, new_errors=4)  # 4 of 20: 80 %
-    assert r.status == m.RUNNING and r.failed_windows == 1 and r.step == 0 and r.next_decision_at == 60.0
+    assert r.status == RolloutStatus.RUNNING and r.failed_windows == 1 and r.step == 0 and r.next_decision_at == 60.0
     assert "step 1 repeated" in events[-1]
     events = run_window(r, t, 31.0, new_errors=4)
-    assert r.status == m.ROLLED_BACK and r.pending_hooks == ["rollback"]
+    assert r.status == RolloutStatus.ROLLED_BACK and r.pending_webhooks == ["rollback"]
     assert m.desired(r)[0] == (WeightedTarget(OLD, 70), WeightedTarget(OTHER, 30))
     assert "success rate 80.0 %" in r.reason and events[-1].startswith("rolled back to ")
 
@@ -154,14 +155,14 @@ def test_a_latency_regression_is_rolled_back() -> None:
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(steps=(50, 100)), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     run_window(r, t, 1.0, new_ms=210.0)
-    assert r.status == m.ROLLED_BACK and "p99 latency" in r.reason and "stable version's" in r.reason
+    assert r.status == RolloutStatus.ROLLED_BACK and "p99 latency" in r.reason and "stable version's" in r.reason
 
 
 def test_a_refused_pre_rollout_hook_halts_before_any_traffic_moves() -> None:
     t = Traffic()
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
-    events = m.begin(r, 0.0, t.snapshot(), [m.HookResult("smoke", "pre-rollout", False, "HTTP 503")])
-    assert r.status == m.HALTED and m.desired(r) == ((WeightedTarget(OLD, 100),), None)
+    events = m.begin(r, 0.0, t.snapshot(), [m.WebhookResult("smoke", "pre-rollout", False, "HTTP 503")])
+    assert r.status == RolloutStatus.HALTED and m.desired(r) == ((WeightedTarget(OLD, 100),), None)
     assert r.windows == [] and "smoke (pre-rollout) HTTP 503" in events[0]
 
 
@@ -171,30 +172,30 @@ def test_confirm_promotion_holds_the_last_step_until_it_answers_2xx() -> None:
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(steps=(50, 100), webhooks=(gate,)), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     events = run_window(r, t, 1.0)
-    assert r.phase == m.CONFIRMING and m.due(r, 30.0) == "confirm" and "awaiting confirm-promotion" in events[-1]
-    no = (m.HookResult("gate", "confirm-promotion", False, "HTTP 403"),)
+    assert r.phase == RolloutPhase.CONFIRMING and m.due(r, 30.0) == "confirm" and "awaiting confirm-promotion" in events[-1]
+    no = (m.WebhookResult("gate", "confirm-promotion", False, "HTTP 403"),)
     assert m.confirm(r, 30.0, t.snapshot(), no) == ["promotion held: gate (confirm-promotion) HTTP 403"]
     assert m.confirm(r, 35.0, t.snapshot(), no) == []  # the same answer again: no new event
-    assert r.status == m.RUNNING and m.desired(r)[0] == (WeightedTarget(OLD, 50), WeightedTarget(NEW, 50))
+    assert r.status == RolloutStatus.RUNNING and m.desired(r)[0] == (WeightedTarget(OLD, 50), WeightedTarget(NEW, 50))
     assert r.next_decision_at == 40.0
-    m.confirm(r, 40.0, t.snapshot(), (m.HookResult("gate", "confirm-promotion", True, "HTTP 200"),))
-    assert r.status == m.PROMOTED
+    m.confirm(r, 40.0, t.snapshot(), (m.WebhookResult("gate", "confirm-promotion", True, "HTTP 200"),))
+    assert r.status == RolloutStatus.PROMOTED
 
 
 def test_blue_green_previews_on_a_header_then_switches_and_bakes() -> None:
     t = Traffic()
     header = HeaderMatch("x-canary", "always")
-    plan = RolloutPlan("blue-green", (100,), 30.0, Analysis(min_requests=5, failed_windows=1), preview=header)
+    plan = RolloutSpec("blue-green", (100,), 30.0, Analysis(min_requests=5, failed_windows=1), preview=header)
     r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=0.0)
     m.begin(r, 0.0, t.snapshot())
-    assert r.phase == m.PREVIEW and m.desired(r) == ((WeightedTarget(OLD, 100),), header)
+    assert r.phase == RolloutPhase.PREVIEW and m.desired(r) == ((WeightedTarget(OLD, 100),), header)
     t.send(OLD, 100)
     t.send(NEW, 10)  # the preview's requests
     m.conclude(r, 30.0, t.snapshot(), BUCKET_BOUNDS_MS)
-    assert r.phase == m.STEP and r.step == 1 and m.desired(r) == ((WeightedTarget(NEW, 100),), None)
+    assert r.phase == RolloutPhase.STEP and r.step == 1 and m.desired(r) == ((WeightedTarget(NEW, 100),), None)
     t.send(NEW, 100, ms=230.0)  # slower than the stable p99 seen in the preview window
     m.conclude(r, 60.0, t.snapshot(), BUCKET_BOUNDS_MS)
-    assert r.status == m.ROLLED_BACK and m.desired(r) == ((WeightedTarget(OLD, 100),), None)
+    assert r.status == RolloutStatus.ROLLED_BACK and m.desired(r) == ((WeightedTarget(OLD, 100),), None)
 
 
 def test_pause_resume_abort_promote_supersede() -> None:
@@ -209,11 +210,11 @@ def test_pause_resume_abort_promote_supersede() -> None:
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     m.promote(r, 5.0)
-    assert r.status == m.PROMOTED and r.pending_hooks == ["post-rollout"]
+    assert r.status == RolloutStatus.PROMOTED and r.pending_webhooks == ["post-rollout"]
     r, _ = m.start("svc", NEW, {OLD: 100}, canary(), now=0.0)
     m.begin(r, 0.0, t.snapshot())
     m.supersede(r, 3.0, "5ec0d000")
-    assert r.status == m.SUPERSEDED and m.desired(r)[0] == (WeightedTarget(OLD, 100),)
+    assert r.status == RolloutStatus.SUPERSEDED and m.desired(r)[0] == (WeightedTarget(OLD, 100),)
 
 
 def test_a_rollout_resumes_from_its_json_where_it_was() -> None:
@@ -235,7 +236,7 @@ def test_every_step_is_judged_once_when_healthy(steps: tuple[int, ...]) -> None:
     m.begin(r, 0.0, t.snapshot())
     while not r.finished:
         run_window(r, t, (r.next_decision_at or 0) - 1)
-    assert r.status == m.PROMOTED and [w.weight for w in r.windows] == list(steps[:-1])
+    assert r.status == RolloutStatus.PROMOTED and [w.weight for w in r.windows] == list(steps[:-1])
 
 
 # --- no traffic is not failure ---------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def test_a_silent_environment_holds_the_step_and_never_rolls_back() -> None:
     events: list[str] = []
     for _ in range(20):
         events += quiet_window(r, t, new_requests=3)
-    assert (r.status, r.step, r.failed_windows, r.weight()) == (m.RUNNING, 0, 0, 10)
+    assert (r.status, r.step, r.failed_windows, r.weight()) == (RolloutStatus.RUNNING, 0, 0, 10)
     assert [w.verdict for w in r.windows] == ["inconclusive"] * 20
     assert r.inconclusive_since == 1000.0
     said = m.holding(r)
@@ -279,10 +280,10 @@ def test_a_judge_with_too_few_requests_says_inconclusive_but_a_failed_webhook_st
     assert not hooked.inconclusive and not hooked.passed
 
 
-@pytest.mark.parametrize(("action", "status"), [("rollback", m.ROLLED_BACK), ("promote", m.PROMOTED)])
+@pytest.mark.parametrize(("action", "status"), [("rollback", RolloutStatus.ROLLED_BACK), ("promote", RolloutStatus.PROMOTED)])
 def test_an_inconclusive_deadline_decides(action: str, status: str) -> None:
     t = Traffic()
-    plan = RolloutPlan(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
+    plan = RolloutSpec(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
                        analysis=Analysis(min_requests=10, failed_windows=1, inconclusive_deadline_s=90.0,
                                          on_inconclusive=action))
     r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=1000.0)
@@ -290,7 +291,7 @@ def test_an_inconclusive_deadline_decides(action: str, status: str) -> None:
     quiet_window(r, t)
     quiet_window(r, t)
     held = m.holding(r) or ""
-    assert r.status == m.RUNNING and f"{action} at 90 s without a verdict" in held, held
+    assert r.status == RolloutStatus.RUNNING and f"{action} at 90 s without a verdict" in held, held
     events = quiet_window(r, t)  # 90 s after the first quiet window began
     assert r.status == status and "no verdict within the 90 s deadline" in r.reason, events
 
@@ -299,13 +300,13 @@ def test_an_inconclusive_deadline_decides(action: str, status: str) -> None:
 
 def test_a_finished_rollout_names_the_versions_to_scale_down_and_when() -> None:
     t = Traffic()
-    plan = RolloutPlan(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
+    plan = RolloutSpec(strategy="canary", steps=(10, 50, 100), interval_s=30.0,
                        analysis=Analysis(min_requests=10, failed_windows=1), scale_down_delay_s=30.0)
     r, _ = m.start("svc", NEW, {OLD: 100}, plan, now=1000.0)
     m.begin(r, 1000.0, t.snapshot())
     assert m.scale_downs(r) == []  # running: nothing yet
     run_window(r, t, 1001.0, new_errors=5)
-    assert r.status == m.ROLLED_BACK
+    assert r.status == RolloutStatus.ROLLED_BACK
     assert m.scale_downs(r) == [(NEW, 1030.0, "at once: its rollout was rolled-back")]
     promoted, _ = m.start("svc", NEW, {OLD: 100}, plan, now=2000.0)
     m.promote(promoted, 2010.0)
@@ -314,4 +315,4 @@ def test_a_finished_rollout_names_the_versions_to_scale_down_and_when() -> None:
     m.supersede(superseded, 3005.0, "0badf00d")
     assert [(v, at) for v, at, _ in m.scale_downs(superseded)] == [(NEW, 3035.0)]
     # The plan survives the state's JSON with its delay.
-    assert RolloutPlan.from_json(plan.to_json()).scale_down_delay_s == 30.0
+    assert RolloutSpec.from_json(plan.to_json()).scale_down_delay_s == 30.0

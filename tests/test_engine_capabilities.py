@@ -19,7 +19,7 @@ from meshpipe.engines.base import (
     PipelineStarter,
     PipelineWaiter,
     Planner,
-    RolloutController,
+    RolloutRunner,
     Rollouts,
     RolloutStatusSource,
     StatsSource,
@@ -27,7 +27,7 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.local.engine import LocalEngine
 
-LOCAL_ONLY = (PipelineWaiter, PipelineStarter, StatsSource, EventSource, RolloutController, LogSource, MetricsSource)
+LOCAL_ONLY = (PipelineWaiter, PipelineStarter, StatsSource, EventSource, RolloutRunner, LogSource, MetricsSource)
 AWS_ONLY = (ConfigurableEnvironments, ConfigurablePipelines, Planner, DeployedTemplates)
 BOTH = (Rollouts, RolloutStatusSource, HeaderRoutes, TopologySource, DashboardSource)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from meshpipe.synth import MESH_FLAVOURS
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.synth.iam_needs import (
     ARTIFACT_STORE_ACTIONS,
     BUILD_ARTIFACT_ACTIONS,
@@ -61,7 +61,7 @@ def pipeline_template(mesh: str) -> dict[str, Any]:
     return copy.deepcopy(iam.platform(mesh)["pipeline"])
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_the_pipeline_role_covers_every_provider_and_mode_the_pipeline_uses(mesh: str) -> None:
     tpl = pipeline_template(mesh)
     needs = pipeline_needs(tpl)
@@ -69,7 +69,7 @@ def test_the_pipeline_role_covers_every_provider_and_mode_the_pipeline_uses(mesh
     assert iam.missing_actions(iam.role_statements(tpl, "PipelineRole"), needs) == set()
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_the_build_role_covers_logs_artifacts_and_what_the_build_reads(mesh: str) -> None:
     tpl = pipeline_template(mesh)
     assert iam.missing_actions(iam.role_statements(tpl, "BuildRole"), build_needs(tpl)) == set()

@@ -20,7 +20,8 @@ from moto import mock_aws
 
 from meshpipe.cli import main
 from meshpipe.errors import UserError
-from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import synthesize
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import EnvironmentOptions, render_environment_for
 from meshpipe.synth.ingress_tls import (
@@ -94,13 +95,13 @@ def test_anything_else_is_refused_with_the_expected_shape(arn: str) -> None:
         check_certificate_arn(arn)
     assert "--certificate-arn" in caught.value.message and "arn:aws:acm:REGION:ACCOUNT:certificate/" in caught.value.message
     with pytest.raises(UserError, match="certificate_arn"):
-        env(SERVICE_CONNECT, arn)
+        env(MeshFlavour.SERVICE_CONNECT, arn)
 
 
 # ---- the application load balancer (Service Connect) ----
 
 def test_with_a_certificate_the_routed_listener_is_https_and_port_80_redirects() -> None:
-    tpl = env(SERVICE_CONNECT, CERTIFICATE_EXAMPLE)
+    tpl = env(MeshFlavour.SERVICE_CONNECT, CERTIFICATE_EXAMPLE)
     found = listeners(tpl)
     assert set(found) == {LISTENER, REDIRECT_LISTENER}
     https = found[LISTENER]["Properties"]
@@ -119,7 +120,7 @@ def test_with_a_certificate_the_routed_listener_is_https_and_port_80_redirects()
 
 
 def test_without_a_certificate_the_routed_listener_is_plain_http_on_80() -> None:
-    tpl = env(SERVICE_CONNECT)
+    tpl = env(MeshFlavour.SERVICE_CONNECT)
     found = listeners(tpl)
     assert set(found) == {LISTENER}
     props = found[LISTENER]["Properties"]
@@ -130,14 +131,14 @@ def test_without_a_certificate_the_routed_listener_is_plain_http_on_80() -> None
 
 @pytest.mark.parametrize("cert", [None, CERTIFICATE_EXAMPLE])
 def test_gateway_routes_attach_to_the_routed_listener_whatever_its_protocol(cert: str | None) -> None:
-    tpl = env(SERVICE_CONNECT, cert)
+    tpl = env(MeshFlavour.SERVICE_CONNECT, cert)
     assert tpl["Outputs"][LISTENER_EXPORT]["Value"] == {"Ref": LISTENER}
     infra = [s for p in tpl["Resources"]["EcsInfrastructureRole"]["Properties"]["Policies"]
              for s in p["PolicyDocument"]["Statement"] if "elasticloadbalancing:ModifyListener" in s["Action"]]
     assert [s["Resource"] for s in infra] == [{"Ref": LISTENER}]
     # The service stacks import that export for their listener rule.
     version = cases.sample_version("hello-web")
-    rule = synthesize(version, SERVICE_CONNECT).template["Resources"]["IngressRule"]["Properties"]
+    rule = synthesize(version, MeshFlavour.SERVICE_CONNECT).template["Resources"]["IngressRule"]["Properties"]
     assert rule["ListenerArn"] == {"Fn::ImportValue": f"demo:{LISTENER_EXPORT}"}
 
 
@@ -145,37 +146,37 @@ def test_turning_tls_on_updates_the_routed_listener_in_place() -> None:
     """Only LoadBalancerArn of a listener is create-only, so the port and protocol change without a new
     listener: its ARN, the export and the listener rules on it stay."""
     assert resource_schema(LISTENER_TYPE)["createOnlyProperties"] == ["/properties/LoadBalancerArn"]
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         plain, tls = listeners(env(mesh))[LISTENER], listeners(env(mesh, CERTIFICATE_EXAMPLE))[LISTENER]
         assert plain["Properties"]["LoadBalancerArn"] == tls["Properties"]["LoadBalancerArn"]
 
 
 def test_the_load_balancer_drops_invalid_header_fields() -> None:
-    res = env(SERVICE_CONNECT)["Resources"]
+    res = env(MeshFlavour.SERVICE_CONNECT)["Resources"]
     attributes = {a["Key"]: a["Value"] for a in res["IngressLoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_the_tls_templates_lint_clean(mesh: str) -> None:
     findings = lint_template(template_json(env(mesh, CERTIFICATE_EXAMPLE)))
     assert [str(f) for f in blocking_findings(findings)] == []
     # Service Connect: no finding at all; App Mesh: only the notices of its shutdown.
     noted = {f.rule for f in findings if f.severity != "informational"}
-    assert noted == (set() if mesh == SERVICE_CONNECT else {"W3696"})
+    assert noted == (set() if mesh == MeshFlavour.SERVICE_CONNECT else {"W3696"})
 
 
 # ---- the network load balancer (App Mesh) ----
 
 def test_app_mesh_with_a_certificate_terminates_tls_on_443_and_closes_80() -> None:
-    tpl = env(APPMESH, CERTIFICATE_EXAMPLE)
+    tpl = env(MeshFlavour.APPMESH, CERTIFICATE_EXAMPLE)
     [(lid, listener)] = listeners(tpl).items()
     props = listener["Properties"]
     assert (lid, props["Port"], props["Protocol"], props["SslPolicy"]) == (LISTENER, 443, "TLS", TLS_POLICY)
     assert props["DefaultActions"] == [{"TargetGroupArn": {"Ref": "IngressTargetGroup"}, "Type": "forward"}]
     assert tpl["Resources"]["IngressTargetGroup"]["Properties"]["Protocol"] == "TCP"  # plain to the gateway Envoy
     assert tpl["Outputs"]["IngressEndpoint"]["Value"] == {"Fn::Sub": "https://${IngressLoadBalancer.DNSName}"}
-    plain = listeners(env(APPMESH))[LISTENER]["Properties"]
+    plain = listeners(env(MeshFlavour.APPMESH))[LISTENER]["Properties"]
     assert (plain["Port"], plain["Protocol"]) == (80, "TCP")
 
 
@@ -189,7 +190,7 @@ def test_the_tls_policy_allows_tls_1_2_and_1_3_only() -> None:
     assert "TLSv1.3" in protocols and protocols <= {"TLSv1.2", "TLSv1.3"}
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_every_load_balancer_and_target_group_attribute_is_one_elb_documents(mesh: str) -> None:
     shapes = _botocore_model("elbv2")["shapes"]
     documented = {
@@ -199,7 +200,7 @@ def test_every_load_balancer_and_target_group_attribute_is_one_elb_documents(mes
     tpl = env(mesh, CERTIFICATE_EXAMPLE)
     used = [(prop, a["Key"]) for r in tpl["Resources"].values() for prop in documented
             for a in r.get("Properties", {}).get(prop, [])]
-    assert ("LoadBalancerAttributes", "routing.http.drop_invalid_header_fields.enabled") in used or mesh == APPMESH
+    assert ("LoadBalancerAttributes", "routing.http.drop_invalid_header_fields.enabled") in used or mesh == MeshFlavour.APPMESH
     assert used
     for prop, key in used:
         assert f"<code>{key}</code>" in documented[prop], key
@@ -209,11 +210,11 @@ def test_every_load_balancer_and_target_group_attribute_is_one_elb_documents(mes
 
 def test_platform_render_writes_the_https_ingress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tpl"
-    assert main(["platform", "render", "--env", "demo", "--mesh", SERVICE_CONNECT, "-o", str(out),
+    assert main(["platform", "render", "--env", "demo", "--mesh", MeshFlavour.SERVICE_CONNECT, "-o", str(out),
                  "--certificate-arn", CERTIFICATE_EXAMPLE]) == 0
     env_file = platform_template_files("demo")[0]
     written = json.loads((out / env_file).read_text(encoding="utf-8"))
-    assert written == env(SERVICE_CONNECT, CERTIFICATE_EXAMPLE)
+    assert written == env(MeshFlavour.SERVICE_CONNECT, CERTIFICATE_EXAMPLE)
 
 
 def test_a_bad_certificate_arn_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,7 +245,7 @@ def test_env_create_renders_with_the_certificate_and_a_later_update_keeps_it(mon
     use_fake_credentials(monkeypatch)
     asked: list[str | None] = []
 
-    def templates(env_name: str, mesh: str = APPMESH, certificate_arn: str | None = None) -> dict[str, Any]:
+    def templates(env_name: str, mesh: str = MeshFlavour.APPMESH, certificate_arn: str | None = None) -> dict[str, Any]:
         """The stand-ins moto can deploy, carrying the real template's certificate output (what the engine reads
         back from the stack)."""
         asked.append(certificate_arn)
@@ -256,7 +257,7 @@ def test_env_create_renders_with_the_certificate_and_a_later_update_keeps_it(mon
 
     with mock_aws():
         aws = RecordingFactory()
-        engine = make_engine(aws, FakeClock(), templates=templates, mesh=SERVICE_CONNECT)
+        engine = make_engine(aws, FakeClock(), templates=templates, mesh=MeshFlavour.SERVICE_CONNECT)
         first = engine.env_create("demo", certificate_arn=CERTIFICATE_EXAMPLE)
         assert first.details["ingress certificate"] == CERTIFICATE_EXAMPLE
         again = engine.env_create("demo")

@@ -15,7 +15,7 @@ import pytest
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.engines.local.control import operations as ops
-from meshpipe.engines.local.control.api import ControlApi
+from meshpipe.engines.local.control.actions import DaemonActions
 from meshpipe.engines.local.control.httpapi import ControlClient, make_control_app
 from meshpipe.errors import NotFoundError, UserError
 from meshpipe.mesh.headers import HeaderMatch
@@ -28,7 +28,7 @@ SAMPLE_TEXT = {"service": "hello-web", "version": "0a1b2c3d", "name": "web", "ru
                "ref": "refs/heads/main", "new": "a" * 40, "prefix": "/web", "header": "x-canary",
                "action": "pause"}
 SAMPLE_BY_TYPE: dict[str, Any] = {
-    "int": 7, "bool": True, "str | None": "b" * 40,
+    "int": 7, "bool": True, "str | None": "b" * 40, "float | None": 30.0,
     "tuple[WeightedTarget, ...]": (WeightedTarget("0a1b2c3d", 90), WeightedTarget("1b2c3d4e", 10)),
     "tuple[HeaderMatch, ...]": (HeaderMatch("x-canary", "always", "exact"),),
 }
@@ -71,8 +71,8 @@ def test_every_operation_is_a_daemon_method_taking_its_request_and_returning_its
     assert len(set(names)) == len(names)
     assert len({(op.method, op.path) for op in ops.OPERATIONS}) == len(ops.OPERATIONS)
     for op in ops.OPERATIONS:
-        method = getattr(ControlApi, op.name, None)
-        assert method is not None, f"ControlApi answers no {op.name}"
+        method = getattr(DaemonActions, op.name, None)
+        assert method is not None, f"DaemonActions answers no {op.name}"
         declared = method.__annotations__  # as written: the result's name is its wire form
         assert declared["request"] == f"ops.{op.request.__name__}", op.name
         assert declared["return"].removeprefix("ops.") == op.result, op.name

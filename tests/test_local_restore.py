@@ -13,6 +13,7 @@ from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.engines.local.tasks.restore import find_adoptable, flag_value
+from meshpipe.status import TaskState, VersionStatus
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def sleeper() -> Iterator:  # type: ignore[type-arg]
         proc.wait()
 
 
-def record_task(store: StateStore, sleeper, slot: int, *, actual: str = st.HEALTHY,  # type: ignore[no-untyped-def]
+def record_task(store: StateStore, sleeper, slot: int, *, actual: str = TaskState.HEALTHY,  # type: ignore[no-untyped-def]
                 sidecar_admin: int | None = None) -> tuple[int, int]:
     task_id = st.task_id_of("hello-backend", "e9d5f17a", slot)
     base = 31000 + 10 * slot
@@ -65,9 +66,9 @@ def test_only_live_healthy_tasks_of_running_versions_are_taken_over(store: State
                                                                     tmp_path: Path) -> None:
     store.create_version("hello-backend", "e9d5f17a", "e9d5f17a" + "0" * 32, "demo-hello-backend-e9d5f17a", 4,
                          {}, {"service": "hello-backend"}, None)
-    store.set_version_status("hello-backend", "e9d5f17a", st.CREATE_COMPLETE)
+    store.set_version_status("hello-backend", "e9d5f17a", VersionStatus.CREATE_COMPLETE)
     good = record_task(store, sleeper, 1)
-    starting = record_task(store, sleeper, 2, actual=st.STARTING)
+    starting = record_task(store, sleeper, 2, actual=TaskState.STARTING)
     old_incarnation = record_task(store, sleeper, 3, sidecar_admin=1)
     half_dead = record_task(store, sleeper, 4)
     procs.kill_all([(half_dead[1], None)], timeout=2.0)
@@ -95,7 +96,7 @@ def test_nothing_is_taken_over_from_a_version_that_no_longer_runs(store: StateSt
     store.create_version("hello-backend", "e9d5f17a", "e9d5f17a" + "0" * 32, "demo-hello-backend-e9d5f17a", 1,
                          {}, {"service": "hello-backend"}, None)
     left = record_task(store, sleeper, 1)
-    store.set_version_status("hello-backend", "e9d5f17a", st.CREATE_FAILED, "boom")
+    store.set_version_status("hello-backend", "e9d5f17a", VersionStatus.CREATE_FAILED, "boom")
     plan = find_adoptable(store, tmp_path)
     assert plan.tasks == {} and plan.gateway is None
     assert {pid for pid, _ in plan.stale} == set(left)

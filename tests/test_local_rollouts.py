@@ -4,6 +4,7 @@ what it routes, and how a new controller on the same state.db (a daemon after ki
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,15 +13,16 @@ from typing import Any
 import pytest
 
 from meshpipe.delivery.analysis import Counters
-from meshpipe.delivery.machine import HookResult
-from meshpipe.delivery.policy import Analysis, RolloutPlan, Webhook
+from meshpipe.delivery.machine import WebhookResult
+from meshpipe.delivery.policy import Analysis, RolloutSpec, Webhook
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import ROLLOUT_OWNER, RolloutController, counters_from_stats
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route
+from meshpipe.status import VersionStatus
+from support.clock import FakeClock
 
 SVC = "hello-backend"
 OLD, NEW, NEWER = "01d01d00", "4e34e300", "4e3e4e3e"
@@ -30,11 +32,19 @@ class World:
     """The controller's edges, by hand: a clock, the proxies' counters, webhook answers, pushes."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.clock = FakeClock(start=1000.0)
         self.counts: dict[str, Counters] = {}
         self.pushes: list[str] = []
         self.answers: dict[str, bool] = {}
         self.hook_calls: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def now(self) -> float:
+        return self.clock.t
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.clock.t = value
 
     def send(self, version: str, n: int, errors: int = 0, ms: float = 2.0) -> None:
         was = self.counts.get(version, Counters())
@@ -43,12 +53,12 @@ class World:
     async def snapshot(self, service: str) -> dict[str, dict[str, Counters]]:
         return {"9901": dict(self.counts)}
 
-    async def hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+    async def hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[WebhookResult]:
         out = []
         for h in hooks:
             self.hook_calls.append((h.name, payload))
             ok = self.answers.get(h.name, True)
-            out.append(HookResult(h.name, h.type, ok, "HTTP 200" if ok else "HTTP 500"))
+            out.append(WebhookResult(h.name, h.type, ok, "HTTP 200" if ok else "HTTP 500"))
         return out
 
     async def publish(self, reason: str) -> dict[str, Any]:
@@ -57,7 +67,7 @@ class World:
 
     def controller(self, store: StateStore) -> RolloutController:
         return RolloutController(store, "demo", self.publish, self.snapshot, self.hooks, BUCKET_BOUNDS_MS,
-                                 clock=lambda: self.now)
+                                 clock=self.clock)
 
 
 @pytest.fixture
@@ -67,13 +77,13 @@ def store(tmp_path: Path) -> StateStore:
     s.add_service(SVC, f"{SVC}.demo.local", f"vr-{SVC}", "/repos/x")
     for v in (OLD, NEW, NEWER):
         s.create_version(SVC, v, v * 5, f"demo-{SVC}-{v}", 1, {}, {"service": SVC}, None)
-        s.set_version_status(SVC, v, st.CREATE_COMPLETE)
+        s.set_version_status(SVC, v, VersionStatus.CREATE_COMPLETE)
     yield s
     s.close()
 
 
-def plan(**kw: Any) -> RolloutPlan:
-    return RolloutPlan(**{"strategy": "canary", "steps": (20, 50, 100), "interval_s": 10.0,
+def plan(**kw: Any) -> RolloutSpec:
+    return RolloutSpec(**{"strategy": "canary", "steps": (20, 50, 100), "interval_s": 10.0,
                           "analysis": Analysis(min_requests=5, failed_windows=1), **kw})
 
 
@@ -149,7 +159,7 @@ def test_webhooks_a_crash_left_uncalled_are_called_at_the_next_start(store: Stat
 
         # The decision is stored, then the daemon dies before calling the rollback hook.
         c._record(r, m.conclude(r, world.now, await world.snapshot(SVC), BUCKET_BOUNDS_MS))
-        assert r.pending_hooks == ["rollback"]
+        assert r.pending_webhooks == ["rollback"]
 
     asyncio.run(until_rollback())
     assert world.hook_calls == []
@@ -219,3 +229,20 @@ def test_counters_from_a_proxys_stats() -> None:
     answer = {"upstreams": {SVC: {NEW: {"requests": 5, "errors": 1, "buckets": {"40": 5}}}, "other": {}}}
     assert counters_from_stats(answer, SVC) == {NEW: Counters(5, 1, {40: 5})}
     assert counters_from_stats({}, SVC) == {}
+
+
+def test_both_times_of_a_rollout_row_are_written_alike_to_the_millisecond(tmp_path: Path) -> None:
+    world = World()
+    world.now = 1_777_777_777.123456
+    s = StateStore(tmp_path / "state.db", clock=world.clock)
+    s.init_environment("demo", "demo.local")
+    s.add_service(SVC, f"{SVC}.demo.local", f"vr-{SVC}", "/repos/x")
+    s.create_version(SVC, OLD, OLD * 5, f"demo-{SVC}-{OLD}", 1, {}, {"service": SVC}, None)
+    s.set_version_status(SVC, OLD, VersionStatus.CREATE_COMPLETE)
+    try:
+        asyncio.run(world.controller(s).start(SVC, OLD, plan(), "by a push"))
+        with sqlite3.connect(s.path) as db:
+            [(started, updated)] = db.execute("SELECT started_at, updated_at FROM rollouts").fetchall()
+    finally:
+        s.close()
+    assert started == updated == "2026-05-03T03:09:37.123Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,20 +14,13 @@ from meshpipe.engines.local.state.home import env_paths, env_paths_of_dir, meshp
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(seconds=1)
-        return self.t
+from meshpipe.status import RunStatus, TaskGoal, TaskState, VersionStatus
+from support.clock import FakeClock
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> StateStore:
-    s = StateStore(tmp_path / "state.db", clock=FakeClock())
+    s = StateStore(tmp_path / "state.db", clock=FakeClock(start=datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp(), tick=1.0))
     s.init_environment("demo", "demo.local")
     yield s
     s.close()
@@ -37,11 +30,11 @@ def _service(store: StateStore, name: str = "hello-backend") -> None:
     store.add_service(name, f"{name}.demo.local", f"vr-{name}", f"/repos/{name}-cfg.git")
 
 
-def _version(store: StateStore, service: str, version: str, status: str = st.CREATE_COMPLETE, tasks: int = 2) -> None:
+def _version(store: StateStore, service: str, version: str, status: str = VersionStatus.CREATE_COMPLETE, tasks: int = 2) -> None:
     store.create_version(service, version, version + "0" * 32, f"demo-{service}-{version}", tasks,
                          {"Resources": {}}, {"service": service}, run_id=None)
-    if status != st.CREATE_IN_PROGRESS:
-        store.set_version_status(service, version, status, "" if status == st.CREATE_COMPLETE else "boom")
+    if status != VersionStatus.CREATE_IN_PROGRESS:
+        store.set_version_status(service, version, status, "" if status == VersionStatus.CREATE_COMPLETE else "boom")
 
 
 def test_home_defaults_and_override(tmp_path: Path) -> None:
@@ -115,16 +108,16 @@ def test_gateway_route_blocks_service_delete(store: StateStore) -> None:
 
 def test_version_records_stack_and_tasks_together(store: StateStore) -> None:
     _service(store)
-    _version(store, "hello-backend", "e9d5f17a", status=st.CREATE_IN_PROGRESS, tasks=3)
+    _version(store, "hello-backend", "e9d5f17a", status=VersionStatus.CREATE_IN_PROGRESS, tasks=3)
     v = store.version("hello-backend", "e9d5f17a")
-    assert v is not None and v.status == st.CREATE_IN_PROGRESS and v.template == {"Resources": {}}
+    assert v is not None and v.status == VersionStatus.CREATE_IN_PROGRESS and v.template == {"Resources": {}}
     tasks = store.tasks("hello-backend", "e9d5f17a")
     assert [t.task_id for t in tasks] == [f"hello-backend-e9d5f17a-{i}" for i in (1, 2, 3)]
-    assert all(t.desired == st.DESIRED_RUNNING and t.actual == st.PENDING for t in tasks)
+    assert all(t.desired == TaskGoal.RUNNING and t.actual == TaskState.PENDING for t in tasks)
     with pytest.raises(ConflictError):
         _version(store, "hello-backend", "e9d5f17a")
-    store.set_version_status("hello-backend", "e9d5f17a", st.CREATE_FAILED, "health check never passed")
-    assert all(t.desired == st.DESIRED_STOPPED for t in store.tasks("hello-backend"))
+    store.set_version_status("hello-backend", "e9d5f17a", VersionStatus.CREATE_FAILED, "health check never passed")
+    assert all(t.desired == TaskGoal.STOPPED for t in store.tasks("hello-backend"))
     assert store.version("hello-backend", "e9d5f17a").reason == "health check never passed"
 
 
@@ -138,7 +131,7 @@ def test_transaction_is_all_or_nothing(store: StateStore) -> None:
     _service(store)
     with pytest.raises(RuntimeError), store.transaction():
         store.add_event("test", "first half")
-        _version(store, "hello-backend", "e9d5f17a", status=st.CREATE_IN_PROGRESS)
+        _version(store, "hello-backend", "e9d5f17a", status=VersionStatus.CREATE_IN_PROGRESS)
         raise RuntimeError("crash between two writes")
     assert store.versions() == []
     assert not any(e.message == "first half" for e in store.events())
@@ -147,7 +140,7 @@ def test_transaction_is_all_or_nothing(store: StateStore) -> None:
 def test_route_requires_deployed_versions(store: StateStore) -> None:
     _service(store)
     _version(store, "hello-backend", "e9d5f17a")
-    _version(store, "hello-backend", "0badc0de", status=st.CREATE_FAILED)
+    _version(store, "hello-backend", "0badc0de", status=VersionStatus.CREATE_FAILED)
     with pytest.raises(NotFoundError, match="12345678"):
         store.set_route(Route("hello-backend", (WeightedTarget("12345678", 100),)))
     with pytest.raises(ConflictError, match="CREATE_FAILED"):
@@ -187,21 +180,21 @@ def test_zero_weight_version_can_be_deleted(store: StateStore) -> None:
 def test_pipeline_runs_and_logs(store: StateStore) -> None:
     _service(store)
     run = store.create_run("run1", "hello-backend", "refs/heads/main", None, "e9d5f17a" * 5)
-    assert run.status == st.RUN_IN_PROGRESS and [s.name for s in run.stages] == ["Source", "Build", "Deploy"]
+    assert run.status == RunStatus.IN_PROGRESS and [s.name for s in run.stages] == ["Source", "Build", "Deploy"]
     store.set_stage("run1", "Source", "InProgress")
     store.append_stage_log("run1", "Source", "read manifest.yaml\n")
     store.append_stage_log("run1", "Source", "ok\n")
-    store.finish_run("run1", st.RUN_FAILED, None, [("Source", "Succeeded", None), ("Build", "Failed", "bad\n"),
+    store.finish_run("run1", RunStatus.FAILED, None, [("Source", "Succeeded", None), ("Build", "Failed", "bad\n"),
                                                    ("Deploy", "Skipped", None)])
     run = store.run("run1")
-    assert run is not None and run.status == st.RUN_FAILED and run.finished_at
+    assert run is not None and run.status == RunStatus.FAILED and run.finished_at
     assert [(s.name, s.status, s.log) for s in run.stages] == [
         ("Source", "Succeeded", "read manifest.yaml\nok\n"), ("Build", "Failed", "bad\n"), ("Deploy", "Skipped", "")]
     store.create_run("run2", "hello-backend", "refs/heads/main", None, "0badc0de" * 5)
     assert [r.run_id for r in store.runs("hello-backend")] == ["run2", "run1"]
-    assert [r.run_id for r in store.runs(status=st.RUN_IN_PROGRESS)] == ["run2"]
+    assert [r.run_id for r in store.runs(status=RunStatus.IN_PROGRESS)] == ["run2"]
     store.restart_run("run1")
-    assert store.run("run1").status == st.RUN_IN_PROGRESS
+    assert store.run("run1").status == RunStatus.IN_PROGRESS
 
 
 def test_stage_log_is_bounded(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,14 +295,14 @@ def test_a_scale_down_is_scheduled_comes_due_and_is_undone(store: StateStore) ->
     assert (due.version, due.scale_down_at, due.scaled_down) == ("e9d5f17a", 1030.0, False)
     down = store.scale_version("hello-backend", "e9d5f17a", 0, "(no weight after its rollout ended)")
     assert down.scaled_down and down.scale_down_at is None and store.due_scale_downs(2000.0) == []
-    assert {t.desired for t in store.tasks("hello-backend")} == {st.DESIRED_STOPPED}
+    assert {t.desired for t in store.tasks("hello-backend")} == {TaskGoal.STOPPED}
     # Scheduling again does nothing to a version already down; bringing it back makes its slots run.
     store.schedule_scale_down("hello-backend", "e9d5f17a", 1.0, "again")
     assert store.due_scale_downs(2000.0) == []
     up = store.scale_version("hello-backend", "e9d5f17a", 3, "by hand")
     assert not up.scaled_down and up.desired_tasks == 3
     assert sorted((t.slot, t.desired) for t in store.tasks("hello-backend")) == [
-        (1, st.DESIRED_RUNNING), (2, st.DESIRED_RUNNING), (3, st.DESIRED_RUNNING)]
+        (1, TaskGoal.RUNNING), (2, TaskGoal.RUNNING), (3, TaskGoal.RUNNING)]
     store.schedule_scale_down("hello-backend", "e9d5f17a", 5.0, "x")
     store.cancel_scale_down("hello-backend", "e9d5f17a", "it takes traffic again")
     assert store.due_scale_downs(10.0) == []

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from meshpipe.engines.local.dataplane.meshconfig import Endpoint
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
 from meshpipe.engines.local.tasks.processes import rotate_log
 from meshpipe.engines.local.tasks.supervisor import (
@@ -25,6 +24,7 @@ from meshpipe.engines.local.tasks.supervisor import (
     VersionSpec,
     backoff_delay,
 )
+from meshpipe.status import TaskState
 
 TIMINGS = HealthTimings(interval=5.0, timeout=2.0, retries=3, start_period=10.0, start_interval=0.5)
 
@@ -40,7 +40,13 @@ class VirtualClock:
     def now(self) -> float:
         return self.t
 
-    async def sleep(self, seconds: float) -> None:
+    def wall(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("the supervisor never blocks its event loop")
+
+    async def wait(self, seconds: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._heap, (self.t + max(0.0, seconds), next(self._seq), fut))
         await fut
@@ -149,7 +155,7 @@ class FakeProbes:
         return Probe(False, "connection refused")
 
 
-class FakeHooks:
+class FakeListener:
     def __init__(self) -> None:
         self.sup: Supervisor | None = None
         self.live_proxies: set[int] = set()
@@ -190,14 +196,14 @@ class World:
         self.clock = VirtualClock()
         self.spawner = FakeSpawner(self.clock)
         self.probes = FakeProbes(self.spawner)
-        self.hooks = FakeHooks()
+        self.listener = FakeListener()
         ports = itertools.count(20000)
         self.events: list[str] = []
-        self.sup = Supervisor(spawner=self.spawner, probes=self.probes, hooks=self.hooks, ports=lambda: next(ports),
+        self.sup = Supervisor(spawner=self.spawner, probes=self.probes, listener=self.listener, ports=lambda: next(ports),
                               clock=self.clock, options=SupervisorOptions(python="py", owner=tmp_path,
                                                                           base_env={"PATH": "/bin"}),
                               event=lambda s, v, m: self.events.append(m))
-        self.hooks.sup = self.sup
+        self.listener.sup = self.sup
         self.log_dir = tmp_path / "logs"
 
 
@@ -231,7 +237,7 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 def test_sidecar_first_then_app_with_its_environment(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
         app_spawned_with_live_sidecar: list[bool] = []
-        w.spawner.on_spawn = lambda p: app_spawned_with_live_sidecar.append(bool(w.hooks.live_proxies)) \
+        w.spawner.on_spawn = lambda p: app_spawned_with_live_sidecar.append(bool(w.listener.live_proxies)) \
             if p.role == "app" else None
         w.sup.start_version(spec(), 2, w.log_dir)
         took = await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
@@ -252,7 +258,7 @@ def test_sidecar_first_then_app_with_its_environment(tmp_path: Path) -> None:
         assert side.log_path == w.log_dir / "hello-backend-e9d5f17a-1-envoy.log"
         eps = w.sup.endpoints()["hello-backend"]["e9d5f17a"]
         assert sorted(e.port for e in eps) == sorted(s.arg("--ingress-port") for s in sidecars)
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == st.HEALTHY
+        assert w.listener.tasks["hello-backend-e9d5f17a-1"].actual == TaskState.HEALTHY
 
     run(scenario, tmp_path)
 
@@ -267,14 +273,14 @@ def test_crashed_app_replaces_the_task_with_backoff(tmp_path: Path) -> None:
         await w.clock.settle()
         # Out of the mesh at once, while the other task keeps serving.
         assert w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1
-        assert first_sidecar.stopped_by_supervisor and first_sidecar.pid in w.hooks.exited
+        assert first_sidecar.stopped_by_supervisor and first_sidecar.pid in w.listener.exited
         crash_time = w.clock.now()
         await w.clock.until(lambda: len(w.spawner.of_role("sidecar")) == 3)
         assert w.spawner.of_role("sidecar")[2].started - crash_time == pytest.approx(0.5, abs=0.06)
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
         new_app = w.spawner.of_role("app")[2]
         assert new_app.env["PORT"] != first_app.env["PORT"]  # a replacement task gets fresh ports
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].restarts == 1
+        assert w.listener.tasks["hello-backend-e9d5f17a-1"].restarts == 1
         # Crashing again soon after: the delay doubles.
         new_app.exit(1)
         crash_time = w.clock.now()
@@ -293,10 +299,10 @@ def test_crashed_sidecar_replaces_the_whole_task(tmp_path: Path) -> None:
         sidecar.exit(1)
         await w.clock.settle()
         assert app.stopped_by_supervisor and w.sup.endpoints() == {}
-        assert sidecar.arg("--admin-port") not in w.hooks.live_proxies
+        assert sidecar.arg("--admin-port") not in w.listener.live_proxies
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
         assert len(w.spawner.of_role("app")) == 2
-        assert "sidecar exited with status 1" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+        assert "sidecar exited with status 1" in w.listener.tasks["hello-backend-e9d5f17a-1"].last_error
 
     run(scenario, tmp_path)
 
@@ -343,8 +349,8 @@ def test_healthy_task_tolerates_fewer_failures_than_retries(tmp_path: Path) -> N
         app.healthy = False
         await w.clock.advance(3 * 5.0 + 0.1)  # the failure count started again: three in a row now
         assert app.stopped_by_supervisor
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].restarts == 1
-        assert "health check failed 3 times" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+        assert w.listener.tasks["hello-backend-e9d5f17a-1"].restarts == 1
+        assert "health check failed 3 times" in w.listener.tasks["hello-backend-e9d5f17a-1"].last_error
         assert w.sup.version_health("hello-backend", "e9d5f17a").failure is None  # it was healthy once
 
     run(scenario, tmp_path)
@@ -356,20 +362,20 @@ def test_stop_takes_task_out_of_the_mesh_before_stopping_it(tmp_path: Path) -> N
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
         apps = w.spawner.of_role("app")
         seen: list[bool] = []
-        original = w.hooks.endpoints_changed
+        original = w.listener.endpoints_changed
 
         async def spy() -> None:
             seen.append(all(a.returncode is None for a in apps))
             await original()
 
-        w.hooks.endpoints_changed = spy  # type: ignore[method-assign]
+        w.listener.endpoints_changed = spy  # type: ignore[method-assign]
         stopper = asyncio.ensure_future(w.sup.stop_version("hello-backend", "e9d5f17a"))
         await w.clock.until(stopper.done)
         assert seen and seen[0] is True
         assert w.spawner.live("app") == [] and w.spawner.live("sidecar") == []
-        assert sorted(w.hooks.exited) == sorted(p.pid for p in w.spawner.procs)
-        assert w.sup.endpoints() == {} and w.hooks.live_proxies == set()
-        assert w.hooks.tasks["hello-backend-e9d5f17a-1"].actual == st.STOPPED
+        assert sorted(w.listener.exited) == sorted(p.pid for p in w.spawner.procs)
+        assert w.sup.endpoints() == {} and w.listener.live_proxies == set()
+        assert w.listener.tasks["hello-backend-e9d5f17a-1"].actual == TaskState.STOPPED
 
     run(scenario, tmp_path)
 
@@ -381,7 +387,7 @@ def test_sidecar_that_never_goes_live_is_replaced_without_starting_the_app(tmp_p
         await w.clock.advance(16.0)
         assert w.spawner.of_role("app") == []
         assert w.spawner.of_role("sidecar")[0].stopped_by_supervisor
-        assert "not live within" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+        assert "not live within" in w.listener.tasks["hello-backend-e9d5f17a-1"].last_error
         w.probes.sidecars_live = True
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
 
@@ -403,7 +409,7 @@ def test_gateway_restarts_and_moves_port_when_its_port_stays_taken(tmp_path: Pat
         gw = w.sup.start_gateway(18080, tmp_path / "gateway.log")
         await w.clock.until(gw.live.is_set)
         first = w.spawner.of_role("gateway")[0]
-        assert first.arg("--listen-port") == 18080 and w.hooks.live_proxies == {first.arg("--admin-port")}
+        assert first.arg("--listen-port") == 18080 and w.listener.live_proxies == {first.arg("--admin-port")}
         first.exit(1)
         await w.clock.until(lambda: len(w.spawner.of_role("gateway")) == 2 and gw.live.is_set())
         assert w.spawner.of_role("gateway")[1].arg("--listen-port") == 18080
@@ -411,7 +417,7 @@ def test_gateway_restarts_and_moves_port_when_its_port_stays_taken(tmp_path: Pat
         w.spawner.on_spawn = lambda p: p.exit(1) if p.role == "gateway" and p.arg("--listen-port") == 18080 else None
         w.spawner.of_role("gateway")[1].exit(1)
         await w.clock.until(lambda: gw.live.is_set() and gw.port != 18080, limit=60)
-        assert w.hooks.gateway_ports == [gw.port]
+        assert w.listener.gateway_ports == [gw.port]
 
     run(scenario, tmp_path)
 
@@ -437,15 +443,15 @@ def test_adopted_task_serves_at_once_and_is_replaced_only_when_it_dies(tmp_path:
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
         # Only slot 2 was started; the adopted sidecar got the config like any new proxy.
         assert [p.pid for p in w.spawner.of_role("sidecar")] == [900, w.spawner.of_role("sidecar")[1].pid]
-        assert len(w.spawner.of_role("app")) == 2 and 30004 in w.hooks.pushes
-        assert [pid for pid, role, _ in w.hooks.started if role == "sidecar"] == [w.spawner.of_role("sidecar")[1].pid]
+        assert len(w.spawner.of_role("app")) == 2 and 30004 in w.listener.pushes
+        assert [pid for pid, role, _ in w.listener.started if role == "sidecar"] == [w.spawner.of_role("sidecar")[1].pid]
         await w.clock.advance(60.0)
         assert sidecar.returncode is None and app.returncode is None  # healthy: left alone
         app.exit(-9)
         await w.clock.until(lambda: len(w.spawner.of_role("app")) == 3
                             and w.sup.version_health("hello-backend", "e9d5f17a").healthy == 2)
-        assert sidecar.stopped_by_supervisor and {900, 901} <= set(w.hooks.exited)
-        task = w.hooks.tasks["hello-backend-e9d5f17a-1"]
+        assert sidecar.stopped_by_supervisor and {900, 901} <= set(w.listener.exited)
+        task = w.listener.tasks["hello-backend-e9d5f17a-1"]
         assert task.restarts == 5 and task.last_error.startswith("app exited")
 
     run(scenario, tmp_path)
@@ -461,7 +467,7 @@ def test_adopted_unhealthy_task_is_replaced_after_its_retries(tmp_path: Path) ->
         took = await w.clock.until(lambda: app.stopped_by_supervisor)
         assert 3 * TIMINGS.interval - 0.1 <= took <= 3 * TIMINGS.interval + 0.1
         await w.clock.until(lambda: w.sup.version_health("hello-backend", "e9d5f17a").healthy == 1)
-        assert "health check failed 3 times" in w.hooks.tasks["hello-backend-e9d5f17a-1"].last_error
+        assert "health check failed 3 times" in w.listener.tasks["hello-backend-e9d5f17a-1"].last_error
 
     run(scenario, tmp_path)
 
@@ -473,11 +479,11 @@ def test_adopted_gateway_keeps_its_port_and_is_restarted_on_it(tmp_path: Path) -
         w.spawner.procs.append(old)
         gw = w.sup.start_gateway(18080, tmp_path / "gateway.log", AdoptedProxy(old, 30010))
         await w.clock.until(gw.live.is_set)
-        assert w.spawner.of_role("gateway") == [old] and w.hooks.live_proxies == {30010}
+        assert w.spawner.of_role("gateway") == [old] and w.listener.live_proxies == {30010}
         old.exit(1)
         await w.clock.until(lambda: len(w.spawner.of_role("gateway")) == 2 and gw.live.is_set())
         assert w.spawner.of_role("gateway")[1].arg("--listen-port") == 18080
-        assert 30010 not in w.hooks.live_proxies
+        assert 30010 not in w.listener.live_proxies
 
     run(scenario, tmp_path)
 

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import PlatformPolicy
-from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT
 from meshpipe.synth.environment import (
     GATEWAY_LISTENER_PORT,
     PRIVATE_SUBNET_CIDRS,
@@ -42,7 +42,7 @@ from support.resource_schemas import resource_schema
 TASKS, LOAD_BALANCER = CONTAINER_SECURITY_GROUP, INGRESS_SECURITY_GROUP
 RESERVED = sorted(PlatformPolicy().reserved_ports)  # the sidecar's ports, which no app may use
 CERTS = [None, CERTIFICATE_EXAMPLE]
-VARIANTS = [(mesh, cert) for mesh in MESH_FLAVOURS for cert in CERTS]
+VARIANTS = [(mesh, cert) for mesh in MeshFlavour for cert in CERTS]
 IDS = [f"{mesh}-{'tls' if cert else 'plain'}" for mesh, cert in VARIANTS]
 
 
@@ -123,7 +123,7 @@ def test_nothing_reaches_the_tasks_by_address(mesh: str, cert: str | None) -> No
 
 @pytest.mark.parametrize("cert", CERTS)
 def test_service_connect_tasks_admit_the_load_balancer_and_each_other_on_app_ports_only(cert: str | None) -> None:
-    tpl = env(SERVICE_CONNECT, cert)
+    tpl = env(MeshFlavour.SERVICE_CONNECT, cert)
     for port in (1, 80, 8080, 9080, 9900, 9902, 14999, 15002, MAX_PORT):
         assert admits(tpl, TASKS, port, from_group=LOAD_BALANCER), port
         assert admits(tpl, TASKS, port, from_group=TASKS), port
@@ -136,7 +136,7 @@ def test_service_connect_tasks_admit_the_load_balancer_and_each_other_on_app_por
 
 @pytest.mark.parametrize("cert", CERTS)
 def test_app_mesh_load_balancer_reaches_only_the_gateway_envoy(cert: str | None) -> None:
-    tpl = env(APPMESH, cert)
+    tpl = env(MeshFlavour.APPMESH, cert)
     res = tpl["Resources"]
     assert admits(tpl, TASKS, GATEWAY_LISTENER_PORT, from_group=LOAD_BALANCER)
     assert not admits(tpl, TASKS, 80, from_group=LOAD_BALANCER)
@@ -155,7 +155,7 @@ def test_app_mesh_load_balancer_reaches_only_the_gateway_envoy(cert: str | None)
 
 def test_the_reserved_ports_follow_the_platform_policy() -> None:
     moved = PlatformPolicy(envoy_admin_port=9911)
-    tpl = env(SERVICE_CONNECT, policy=moved)
+    tpl = env(MeshFlavour.SERVICE_CONNECT, policy=moved)
     assert not admits(tpl, TASKS, 9911, from_group=TASKS)
     assert admits(tpl, TASKS, 9901, from_group=TASKS)
 
@@ -168,7 +168,7 @@ def test_the_load_balancer_is_open_to_the_world_only_on_its_listener_ports(mesh:
     open_ports = {r["FromPort"] for r in ingress_rules(tpl, LOAD_BALANCER)}
     assert all(r["FromPort"] == r["ToPort"] and r["CidrIp"] == "0.0.0.0/0" for r in ingress_rules(tpl, LOAD_BALANCER))
     assert open_ports == listeners
-    assert open_ports == ({443, 80} if cert and mesh == SERVICE_CONNECT else {443} if cert else {80})
+    assert open_ports == ({443, 80} if cert and mesh == MeshFlavour.SERVICE_CONNECT else {443} if cert else {80})
 
 
 # ---- descriptions ----
@@ -207,6 +207,6 @@ def test_the_task_group_keeps_the_description_it_was_created_with() -> None:
     """GroupDescription is create-only (the registry schema says so): changing it would replace the group and
     change its exported id, which every pipeline imports, so an update of the environment would fail."""
     assert "/properties/GroupDescription" in resource_schema("AWS::EC2::SecurityGroup")["createOnlyProperties"]
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         description = env(mesh)["Resources"][TASKS]["Properties"]["GroupDescription"]
         assert description == "Tasks of the environment: TCP from inside the VPC"

@@ -22,9 +22,10 @@ import yaml
 
 import meshpipe.synth.platform_render as platform_render
 from meshpipe.errors import OperationError, UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import version_id
 from meshpipe.platform import ENV_VARS, SUBNET_VARS
-from meshpipe.synth import APPMESH, buildspec
+from meshpipe.synth import buildspec
 from meshpipe.synth.build_bucket import BUNDLE_KEY
 from meshpipe.synth.cfn import template_json
 from meshpipe.synth.environment import (
@@ -47,18 +48,18 @@ APPMESH_SHUTDOWN = "W3696"
 
 
 @functools.cache
-def rendered(env: str, mesh: str = APPMESH) -> dict[str, Any]:
+def rendered(env: str, mesh: str = MeshFlavour.APPMESH) -> dict[str, Any]:
     return render_platform(env, mesh=mesh)
 
 
-def template(env: str, kind: str, mesh: str = APPMESH) -> dict[str, Any]:
+def template(env: str, kind: str, mesh: str = MeshFlavour.APPMESH) -> dict[str, Any]:
     env_file, bucket_file, pipeline_file = platform_template_files(env)
     file_name = {"env": env_file, "bucket": bucket_file, "pipeline": pipeline_file}[kind]
     return copy.deepcopy(rendered(env, mesh=mesh)[file_name])
 
 
 @functools.cache
-def findings(env: str, kind: str, mesh: str = APPMESH) -> tuple[Any, ...]:
+def findings(env: str, kind: str, mesh: str = MeshFlavour.APPMESH) -> tuple[Any, ...]:
     return tuple(lint_template(template_json(template(env, kind, mesh=mesh))))
 
 
@@ -258,7 +259,7 @@ def test_build_bucket_is_versioned_private_encrypted_and_tls_only():
 
 # ---- service pipeline ----
 
-def pipeline_imports_and_platform_exports(env: str, mesh: str = APPMESH) -> tuple[set[str], set[str]]:
+def pipeline_imports_and_platform_exports(env: str, mesh: str = MeshFlavour.APPMESH) -> tuple[set[str], set[str]]:
     """What the service pipeline imports, and what the environment and build-bucket stacks export."""
     exported = set()
     for kind in ("env", "bucket"):

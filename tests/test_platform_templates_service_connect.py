@@ -19,8 +19,9 @@ import yaml
 
 import test_platform_templates as platform_templates
 from meshpipe.errors import UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import ENV_VARS, OPTIONAL_VARS, SUBNET_VARS
-from meshpipe.synth import SERVICE_CONNECT, buildspec, synthesize
+from meshpipe.synth import buildspec, synthesize
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.environment import SERVICE_CONNECT_EXPORTS
 from meshpipe.synth.platform_render import platform_template_files, render_platform, write_platform
@@ -39,7 +40,7 @@ from test_platform_templates import (
     statements,
 )
 
-MESH = SERVICE_CONNECT
+MESH = MeshFlavour.SERVICE_CONNECT
 rendered = functools.partial(platform_templates.rendered, mesh=MESH)
 template = functools.partial(platform_templates.template, mesh=MESH)
 findings = functools.partial(platform_templates.findings, mesh=MESH)

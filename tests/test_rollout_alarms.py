@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from meshpipe.synth import SERVICE_CONNECT, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.synth import rollout_deploy as rd
+from meshpipe.synth import synthesize
 from support import iam, iam_calls
 from support import synth_cases as cases
 from support.iam_lint import exports
@@ -42,7 +43,7 @@ SERVICE = "hello-web"
 
 def variants() -> dict[str, dict[str, Any]]:
     return {d.name: d for d in iam_calls.deployed_templates()
-            if d.deployed_by == "DeployRole" and d.mesh == SERVICE_CONNECT}
+            if d.deployed_by == "DeployRole" and d.mesh == MeshFlavour.SERVICE_CONNECT}
 
 
 DEPLOYED = variants()
@@ -129,7 +130,7 @@ def test_the_check_fails_for_an_ingress_service_judged_on_service_connect() -> N
 
 
 def test_a_deployment_without_a_plan_is_judged_too() -> None:
-    template = synthesize(cases.sample_version(SERVICE), SERVICE_CONNECT).template
+    template = synthesize(cases.sample_version(SERVICE), MeshFlavour.SERVICE_CONNECT).template
     config = template["Resources"]["Service"]["Properties"]["DeploymentConfiguration"]
     assert config["Strategy"] == "CANARY"
     assert config["Alarms"] == {"AlarmNames": [{"Ref": rd.ERRORS_ALARM}], "Enable": True, "Rollback": True}
@@ -150,9 +151,9 @@ def test_the_discovery_name_is_the_environments_and_fits_cloud_map() -> None:
 
 def test_a_blue_green_plan_previews_on_its_header_through_service_connect() -> None:
     text = cases.SAMPLES[SERVICE].read_text() + iam.ROLLOUT_PLANS["blue-green rollout"]
-    template = synthesize(cases.version_from_text(text, service=SERVICE), SERVICE_CONNECT).template
+    template = synthesize(cases.version_from_text(text, service=SERVICE), MeshFlavour.SERVICE_CONNECT).template
     [alias] = template["Resources"]["Service"]["Properties"]["ServiceConnectConfiguration"]["Services"][0]["ClientAliases"]
     assert alias["TestTrafficRules"] == {"Header": {"Name": "x-canary", "Value": {"Exact": "always"}}}
-    canary = synthesize(cases.sample_version(SERVICE), SERVICE_CONNECT).template
+    canary = synthesize(cases.sample_version(SERVICE), MeshFlavour.SERVICE_CONNECT).template
     [plain] = canary["Resources"]["Service"]["Properties"]["ServiceConnectConfiguration"]["Services"][0]["ClientAliases"]
     assert "TestTrafficRules" not in plain

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshpipe.codes import CODES
-from meshpipe.delivery.policy import RolloutPlan, linear_steps, resolve_plan
+from meshpipe.delivery.policy import RolloutSpec, linear_steps, resolve_rollout_spec
 from meshpipe.errors import ValidationError
 from meshpipe.manifest import load_manifest_text
 from meshpipe.mesh.headers import HeaderMatch
@@ -25,10 +25,10 @@ def problems(rollout: str, policy: PlatformPolicy | None = None) -> list[tuple[i
     return [(p.line, p.path, p.code, p.message) for p in caught.value.problems]
 
 
-def plan_of(rollout: str, policy: PlatformPolicy | None = None) -> RolloutPlan | None:
+def plan_of(rollout: str, policy: PlatformPolicy | None = None) -> RolloutSpec | None:
     policy = policy or PlatformPolicy()
     loaded = load_manifest_text(BASE + rollout, "manifest.yaml", policy)
-    return resolve_plan(policy.rollout, loaded.manifest.rollout)
+    return resolve_rollout_spec(policy.rollout, loaded.manifest.rollout)
 
 
 def test_no_section_and_the_default_platform_means_no_rollout() -> None:
@@ -71,7 +71,7 @@ def test_platform_enabled_rolls_out_every_service_and_a_manifest_may_opt_out() -
     assert plan is not None and plan.steps == (50, 100)
     assert plan_of("Rollout:\n  Enabled: false\n", policy) is None
     # A rollout started by hand runs even where rollouts are off.
-    assert resolve_plan(PlatformPolicy().rollout, None, force=True) is not None
+    assert resolve_rollout_spec(PlatformPolicy().rollout, None, force=True) is not None
 
 
 def test_webhooks_add_up_platform_first() -> None:
@@ -82,18 +82,18 @@ def test_webhooks_add_up_platform_first() -> None:
     assert plan is not None
     assert [(h.name, h.type, h.timeout_s, h.metadata) for h in plan.webhooks] == [
         ("audit", "post-rollout", 10.0, ()), ("smoke", "pre-rollout", 3.0, (("suite", "fast"),))]
-    assert [h.name for h in plan.hooks("pre-rollout")] == ["smoke"]
+    assert [h.name for h in plan.webhooks_of("pre-rollout")] == ["smoke"]
 
 
 def test_plan_survives_json_both_ways() -> None:
     plan = plan_of("Rollout:\n  Strategy: blue-green\n  Webhooks:\n    - {Name: gate, Type: confirm-promotion, "
                    "Url: 'http://127.0.0.1:1/ok', Metadata: {a: b}}\n")
     assert plan is not None
-    assert RolloutPlan.from_json(plan.to_json()) == plan
+    assert RolloutSpec.from_json(plan.to_json()) == plan
     # The resolved version keeps it (as dataclasses.asdict writes it) and gives it back whole.
     import dataclasses
 
-    assert RolloutPlan.from_json(dataclasses.asdict(plan)) == plan
+    assert RolloutSpec.from_json(dataclasses.asdict(plan)) == plan
 
 
 def test_every_rollout_problem_at_once_with_lines_and_codes() -> None:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from meshpipe.errors import UserError
-from meshpipe.synth import MESH_FLAVOURS, SynthResult, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import SynthResult, synthesize
 from support import synth_cases as cases
 
 
@@ -32,10 +33,10 @@ def test_unknown_flavour_is_a_user_error_naming_the_choices(mesh: str) -> None:
     with pytest.raises(UserError) as err:
         synthesize(cases.sample_version("hello-web"), mesh)
     assert repr(mesh) in err.value.message
-    assert err.value.hint and all(f in err.value.hint for f in MESH_FLAVOURS)
+    assert err.value.hint and all(f in err.value.hint for f in MeshFlavour)
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_same_input_same_bytes(mesh: str) -> None:
     first = synthesize(cases.sample_version("hello-backend"), mesh).json_text
     second = synthesize(cases.sample_version("hello-backend"), mesh).json_text

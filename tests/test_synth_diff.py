@@ -10,13 +10,13 @@ from moto import mock_aws
 
 from meshpipe.cli import main
 from meshpipe.engines.aws.clients import SessionClientFactory
-from meshpipe.synth import MESH_FLAVOURS
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.synth.diff import diff_lines, diff_templates
 from support.aws import REGION, use_fake_credentials
 from support.synth_cases import REPO, diff_argv, diff_golden_path
 
 
-@pytest.mark.parametrize("mesh", MESH_FLAVOURS)
+@pytest.mark.parametrize("mesh", MeshFlavour)
 def test_the_diff_of_a_new_version_matches_its_golden(mesh, capsys, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(REPO)
     before = sorted(p.name for p in REPO.iterdir())

@@ -6,7 +6,8 @@ import functools
 
 import pytest
 
-from meshpipe.synth import MESH_FLAVOURS, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import synthesize
 from meshpipe.synth.lint import LintFinding, blocking_findings, lint_template
 from support import synth_cases as cases
 
@@ -24,7 +25,7 @@ TRAFFIC_SHIFTS = [
 def sample_templates() -> list[tuple[str, str]]:
     out = []
     for service in cases.SAMPLES:
-        for mesh in MESH_FLAVOURS:
+        for mesh in MeshFlavour:
             out.append((f"{service}/{mesh}", synthesize(cases.sample_version(service), mesh).json_text))
     return out
 
@@ -33,7 +34,7 @@ def extension_templates() -> list[tuple[str, str]]:
     every = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST)
     backends = cases.version_from_text(cases.EVERY_EXTENSION_MANIFEST.replace(
         "Backends: []", 'Backends: ["hello-backend.demo.local", "payments.demo.local"]'))
-    return [(f"every-extension/{mesh}", synthesize(every, mesh).json_text) for mesh in MESH_FLAVOURS] + [
+    return [(f"every-extension/{mesh}", synthesize(every, mesh).json_text) for mesh in MeshFlavour] + [
         ("two-backends/appmesh", synthesize(backends).json_text)]
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from meshpipe.atomic import write_atomically
 from meshpipe.errors import OperationError, Problem, UserError, ValidationError
 from meshpipe.manifest import LoadedManifest, load_manifest
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import ServiceVersion, check_commit, check_service_name, resolve
 from meshpipe.platform import (
     PlatformPolicy,
@@ -103,14 +104,14 @@ def load_platform(platform_file: str | os.PathLike[str] | None, environ: Mapping
     return settings
 
 
-def synthesize(version: ServiceVersion, mesh: str = "appmesh") -> SynthResult:
+def synthesize(version: ServiceVersion, mesh: str = MeshFlavour.APPMESH) -> SynthResult:
     from meshpipe.synth import synthesize as _synthesize
 
-    return _synthesize(version, mesh)
+    return _synthesize(version, MeshFlavour.parse(mesh))
 
 
 def synth_manifest(manifest_path: str | os.PathLike[str], *, commit: str | None, platform: PlatformSettings,
-                   service: str | None = None, mesh: str = "appmesh",
+                   service: str | None = None, mesh: str = MeshFlavour.APPMESH,
                    environ: Mapping[str, str] | None = None) -> SynthResult:
     """Load, validate, resolve and synthesize in one call.
 

@@ -1,7 +1,8 @@
 """Errors a user can act on.
 
-Anything raised as a :class:`UserError` is turned by the CLI into a clear message and exit status 2
-(bad input) or 1 (an operation that failed). Nothing else should reach a user as a traceback.
+Anything raised as a :class:`MeshpipeError` is turned by the CLI into a clear message and exit status 2
+(bad input, :class:`UserError`) or 1 (an operation that failed, :class:`OperationError`). A :class:`Defect`
+is meshpipe's own fault: it goes through the CLI's bug boundary (exit status 70, traceback kept in a file).
 """
 
 from __future__ import annotations
@@ -64,3 +65,9 @@ class ConflictError(UserError):
 
 class OperationError(MeshpipeError):
     """An operation against an engine failed; the message says what happened and what to do. Exit 1."""
+
+
+class Defect(Exception):
+    """Meshpipe broke a promise of its own (not the user's input, not the engine's state), e.g. a template it
+    rendered lacks what it always has. Deliberately not a :class:`MeshpipeError`: the CLI's bug boundary
+    reports it in one line, keeps its traceback for the report and exits 70."""

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from meshpipe import naming
-from meshpipe.delivery.policy import RolloutPlan, resolve_plan
+from meshpipe.delivery.policy import RolloutSpec, resolve_rollout_spec
 from meshpipe.manifest import LoadedManifest, ServiceManifest, check_family, enforce_policy
 from meshpipe.naming import COMMIT_RE as COMMIT_RE
 from meshpipe.naming import check_commit as check_commit
@@ -79,7 +79,7 @@ class ServiceVersion:
     platform: PlatformSettings
     # How a new version takes traffic once deployed (the manifest's Rollout over the platform's default);
     # None: it takes none until a route names it.
-    rollout: RolloutPlan | None = None
+    rollout: RolloutSpec | None = None
 
     @property
     def stack_name(self) -> str:
@@ -173,5 +173,5 @@ def resolve(loaded: LoadedManifest | ServiceManifest, platform: PlatformSettings
         ),
         backends=tuple(manifest.virtual_node.backends),
         platform=platform,
-        rollout=resolve_plan(policy.rollout, manifest.rollout),
+        rollout=resolve_rollout_spec(policy.rollout, manifest.rollout),
     )

@@ -30,7 +30,8 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from meshpipe.delivery.policy import hook_name_problem, hook_url_problem, steps_problem, webhooks_problems
+from meshpipe.delivery import policy as rollout_rules
+from meshpipe.delivery.policy import steps_problem, webhook_name_problem, webhook_url_problem, webhooks_problems
 from meshpipe.errors import Problem, ValidationError
 from meshpipe.mesh.headers import header_name_problem, header_value_problem
 from meshpipe.naming import check_env_name as check_env_name
@@ -57,8 +58,11 @@ def _matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _checked(check: Callable[[str], str | None]) -> AfterValidator:
-    def run(value: str) -> str:
+def checked_by(check: Callable[[Any], str | None]) -> AfterValidator:
+    """A pydantic validator that refuses a value ``check`` finds a problem in, with that problem as the
+    message (the rule functions of meshpipe.validation.rules and meshpipe.delivery.policy say it)."""
+
+    def run(value: Any) -> Any:
         problem = check(value)
         if problem:
             raise ValueError(problem)
@@ -89,9 +93,9 @@ def _ipv4_problem(value: str) -> str | None:
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 LogPrefix = Annotated[StrictStr, _matching(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
                                             "a log stream prefix: 1-64 letters, digits, '.', '_' or '-'")]
-RegistryPattern = Annotated[StrictStr, _checked(_registry_problem)]
-IPv4 = Annotated[StrictStr, _checked(_ipv4_problem)]
-ImageRef = Annotated[StrictStr, _checked(_image_problem)]
+RegistryPattern = Annotated[StrictStr, checked_by(_registry_problem)]
+IPv4 = Annotated[StrictStr, checked_by(_ipv4_problem)]
+ImageRef = Annotated[StrictStr, checked_by(_image_problem)]
 
 
 class HealthCheckTimings(BaseModel):
@@ -182,11 +186,12 @@ class RolloutAnalysisDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = 99.0
+    min_success_rate: Annotated[float, Field(ge=0, le=100, strict=True)] = rollout_rules.DEFAULT_MIN_SUCCESS_RATE
     max_p99_ms: Annotated[float, Field(ge=1, le=600_000, strict=True)] | None = None
-    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = 50.0
-    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 20
-    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = 2
+    max_p99_increase_percent: Annotated[float, Field(ge=0, le=10_000, strict=True)] | None = (
+        rollout_rules.DEFAULT_MAX_P99_INCREASE_PERCENT)
+    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = rollout_rules.DEFAULT_MIN_REQUESTS
+    failed_windows: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_FAILED_WINDOWS
     # Seconds a step may stay inconclusive before on_inconclusive decides; None: it holds.
     inconclusive_deadline: Annotated[StrictInt, Field(ge=1, le=604_800)] | None = None
     on_inconclusive: Literal["rollback", "promote"] = "rollback"
@@ -195,8 +200,8 @@ class RolloutAnalysisDefaults(BaseModel):
 class PreviewHeaderSetting(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(header_name_problem)] = "x-canary"
-    value: Annotated[StrictStr, _checked(_header_value_problem)] = "always"
+    name: Annotated[StrictStr, checked_by(header_name_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[0]
+    value: Annotated[StrictStr, checked_by(_header_value_problem)] = rollout_rules.DEFAULT_PREVIEW_HEADER[1]
 
 
 class WebhookSetting(BaseModel):
@@ -204,11 +209,11 @@ class WebhookSetting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[StrictStr, _checked(hook_name_problem)]
-    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
-    url: Annotated[StrictStr, _checked(hook_url_problem)]
-    timeout: Annotated[StrictInt, Field(ge=1, le=300)] = 10
-    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=1024)]] = {}
+    name: Annotated[StrictStr, checked_by(webhook_name_problem)]
+    type: rollout_rules.WebhookType
+    url: Annotated[StrictStr, checked_by(webhook_url_problem)]
+    timeout: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_WEBHOOK_TIMEOUT)] = rollout_rules.DEFAULT_WEBHOOK_TIMEOUT
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=rollout_rules.MAX_METADATA_VALUE)]] = {}
 
 
 class RolloutDefaults(BaseModel):
@@ -217,23 +222,24 @@ class RolloutDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: StrictBool = False  # every service rolled out, not only those whose manifest has a Rollout section
-    strategy: Literal["canary", "linear", "blue-green"] = "canary"
-    steps: Annotated[tuple[StrictInt, ...], _checked(_steps_problem)] = (10, 25, 50, 100)
-    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = 20
-    interval: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
+    strategy: rollout_rules.Strategy = rollout_rules.DEFAULT_STRATEGY
+    steps: Annotated[tuple[StrictInt, ...], checked_by(_steps_problem)] = rollout_rules.DEFAULT_STEPS
+    step_percent: Annotated[StrictInt, Field(ge=1, le=100)] = rollout_rules.DEFAULT_STEP_PERCENT
+    interval: Annotated[StrictInt, Field(ge=1, le=rollout_rules.MAX_INTERVAL)] = rollout_rules.DEFAULT_INTERVAL
     # Seconds after a promotion before the versions left without weight are scaled to zero (Argo Rollouts'
     # scaleDownDelaySeconds); a rolled-back or halted candidate goes at once.
-    scale_down_delay: Annotated[StrictInt, Field(ge=0, le=86_400)] = 30
+    scale_down_delay: Annotated[StrictInt, Field(ge=0, le=rollout_rules.MAX_INTERVAL)] = int(
+        rollout_rules.DEFAULT_SCALE_DOWN_DELAY)
     analysis: RolloutAnalysisDefaults = RolloutAnalysisDefaults()
     preview_header: PreviewHeaderSetting = PreviewHeaderSetting()
-    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=20)] = ()
+    webhooks: Annotated[tuple[WebhookSetting, ...], Field(max_length=rollout_rules.MAX_WEBHOOKS)] = ()
 
     @field_validator("webhooks")
     @classmethod
-    def _unique_hooks(cls, hooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
-        for _, problem in webhooks_problems(hooks):
+    def _unique_webhooks(cls, webhooks: tuple[WebhookSetting, ...]) -> tuple[WebhookSetting, ...]:
+        for _, problem in webhooks_problems(webhooks):
             raise ValueError(problem)
-        return hooks
+        return webhooks
 
 
 class PlatformPolicy(BaseModel):

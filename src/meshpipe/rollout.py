@@ -1,6 +1,6 @@
 """Automated rollouts: walk a new version through weight steps, judging its error rate at each step.
 
-The steps come from :func:`meshpipe.mesh.plans.stepped` and the verdicts from :func:`meshpipe.mesh.plans.gate`;
+The steps come from :func:`meshpipe.mesh.traffic.stepped` and the verdicts from :func:`meshpipe.mesh.traffic.gate`;
 this module only drives an engine through them. The engine, the clock and the sleep are passed in, so a
 rollout can be tested against an in-memory engine without waiting.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from meshpipe.mesh import plans
+from meshpipe.mesh import traffic
 from meshpipe.mesh.routing import Route, WeightedTarget
 from meshpipe.mesh.stats import ServiceStats
 
@@ -36,16 +36,16 @@ class Rollouts(Protocol):
     def rollout_shift(self, env: str, service: str, move: Move, version: str | None = None) -> Route: ...
 
 
-def planned(route: Route | None, move: Move, version: str | None = None) -> tuple[WeightedTarget, ...]:
+def targets_for(route: Route | None, move: Move, version: str | None = None) -> tuple[WeightedTarget, ...]:
     """The targets ``move`` leaves a route with."""
-    return plans.promote(route, version) if move is Move.PROMOTE else plans.rollback(route, version)
+    return traffic.promote(route, version) if move is Move.PROMOTE else traffic.rollback(route, version)
 
 
 def shift(engine: RolloutEngine, env: str, service: str, move: Move, version: str | None = None) -> Route:
     """Promote or roll back, the engine's own way when it has one (:class:`Rollouts`), else by a route."""
     if isinstance(engine, Rollouts):
         return engine.rollout_shift(env, service, move, version)
-    return engine.route_set(env, service, planned(engine.route_show(env, service), move, version))
+    return engine.route_set(env, service, targets_for(engine.route_show(env, service), move, version))
 
 
 def promote(engine: RolloutEngine, env: str, service: str, version: str | None = None) -> Route:
@@ -75,9 +75,9 @@ class RolloutReport:
     log: list[str] = field(default_factory=list)
 
 
-def _counters(stats: ServiceStats, version: str) -> plans.Health:
+def _counters(stats: ServiceStats, version: str) -> traffic.Health:
     found = stats.of(version)
-    return plans.Health(found.requests, found.errors)
+    return traffic.Health(found.requests, found.errors)
 
 
 def run_rollout(engine: RolloutEngine, env: str, service: str, new_version: str, policy: RolloutPolicy, *,
@@ -87,8 +87,8 @@ def run_rollout(engine: RolloutEngine, env: str, service: str, new_version: str,
 
     ``stats`` returns cumulative per-version counters; with None the rollout is time-based only.
     """
-    stable = plans.stable_version(engine.route_show(env, service))
-    steps = plans.stepped(stable, new_version, list(policy.steps))
+    stable = traffic.stable_version(engine.route_show(env, service))
+    steps = traffic.stepped(stable, new_version, list(policy.steps))
     report = RolloutReport(service, stable, new_version)
 
     def note(message: str) -> None:
@@ -105,11 +105,11 @@ def run_rollout(engine: RolloutEngine, env: str, service: str, new_version: str,
         if stats is None or before is None:
             continue
         after = _counters(stats(), new_version)
-        window = plans.Health(after.requests - before.requests, after.errors - before.errors)
-        ok, why = plans.gate(window, policy.max_error_rate, policy.min_requests)
+        window = traffic.Health(after.requests - before.requests, after.errors - before.errors)
+        ok, why = traffic.gate(window, policy.max_error_rate, policy.min_requests)
         note(f"  {'pass' if ok else 'FAIL'}: {why}")
         if not ok:
-            engine.route_set(env, service, plans.rollback(None, to=stable))
+            engine.route_set(env, service, traffic.rollback(None, to=stable))
             note(f"rolled back: 100 % of {service} traffic to {stable}")
             report.outcome = "rolled back"
             return report

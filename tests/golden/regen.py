@@ -19,14 +19,14 @@ def main(argv: list[str]) -> int:
     # Run as a script, Python puts only tests/golden on the path; the cases live in tests/support.
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
-    from meshpipe.synth import MESH_FLAVOURS
+    from meshpipe.mesh.flavour import MeshFlavour
     from support.synth_cases import REPO, diff_golden_path, diff_golden_text, golden_path, golden_results
 
     check = "--check" in argv
     stale = []
     # The templates first: the synth --diff goldens compare against them.
     goldens = [(golden_path(r), r.json_text) for r in golden_results()]
-    for path, text in goldens + [(diff_golden_path(mesh), diff_golden_text(mesh)) for mesh in MESH_FLAVOURS]:
+    for path, text in goldens + [(diff_golden_path(mesh), diff_golden_text(mesh)) for mesh in MeshFlavour]:
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue

@@ -1,4 +1,4 @@
-"""Shared fakes for the AWS engine tests: a fake clock, a recording reporter, client factories that
+"""Shared fakes for the AWS engine tests: a recording reporter, client factories that
 record calls or hand out Stubber-backed clients, and stand-in templates moto's CloudFormation can deploy.
 
 moto's CloudFormation does not create App Mesh, CodePipeline or CodeCommit resources, so the stand-ins
@@ -24,6 +24,7 @@ from meshpipe.engines.aws.engine import AwsEngine
 from meshpipe.engines.aws.retry import Backoff
 from meshpipe.synth.platform_render import platform_template_files, render_platform
 from support.aws_calls import LEDGER
+from support.clock import FakeClock
 
 __all__ = ["ANY", "INGRESS", "REGION", "Call", "FakeClock", "RecordingFactory", "RecordingReporter", "StubFactory",
            "env_template", "existing_appmesh_environment", "fake_bundle", "make_engine", "pipeline_template", "service_connect_env_template",
@@ -73,21 +74,6 @@ def use_fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FAKE_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
-class FakeClock:
-    """Time moves only when the engine sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @dataclass
@@ -188,8 +174,7 @@ def make_engine(factory: Any, clock: FakeClock, reporter: RecordingReporter | No
                                 "timeout": 600.0, "rand": lambda: 1.0,
                                 "backoff": Backoff(attempts=4, base=1.0, cap=8.0)}
     settings.update(kwargs)
-    return AwsEngine(reporter=reporter or RecordingReporter(), clients=factory, sleeper=clock.sleep,
-                     clock=clock, **settings)
+    return AwsEngine(reporter=reporter or RecordingReporter(), clients=factory, clock=clock, **settings)
 
 
 def fake_bundle(out_dir: Path) -> Path:

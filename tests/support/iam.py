@@ -22,7 +22,8 @@ from typing import Any
 
 import cfnlint
 
-from meshpipe.synth import MESH_FLAVOURS, SERVICE_CONNECT, synthesize
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.synth import synthesize
 from meshpipe.synth.environment import EnvironmentOptions
 from meshpipe.synth.iam_needs import UNREGISTERED_TYPE_ACTIONS
 from meshpipe.synth.pipeline_source import parse_source
@@ -200,12 +201,12 @@ def _service_stack_variants() -> dict[str, dict[str, Any]]:
     found = {}
     for name, plan in ROLLOUT_PLANS.items():
         version = cases.version_from_text(text + plan, service="hello-web", settings=build_settings("hello-web"))
-        found[name] = synthesize(version, SERVICE_CONNECT).template
+        found[name] = synthesize(version, MeshFlavour.SERVICE_CONNECT).template
     for shift in SHIFTS:
         settings = build_settings("hello-web", traffic_shift={**cases.platform().policy.traffic_shift.model_dump(),
                                                               "strategy": shift})
         found[f"{shift} shift"] = synthesize(cases.sample_version("hello-web", settings=settings),
-                                             SERVICE_CONNECT).template
+                                             MeshFlavour.SERVICE_CONNECT).template
     return found
 
 
@@ -214,17 +215,17 @@ def emitted_templates() -> list[EmittedTemplate]:
     (HTTPS ingress, GitHub source), each sample manifest's version stack (App Mesh) or service stack
     (Service Connect), and hello-web's service stack with each rollout plan and platform traffic shift."""
     found = []
-    for mesh in MESH_FLAVOURS:
+    for mesh in MeshFlavour:
         for kind, tpl in platform(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for kind, tpl in platform_variants(mesh).items():
             found.append(EmittedTemplate(f"{mesh}/{kind}", mesh, tpl, "operator"))
         for service in cases.SAMPLES:
             result = synthesize(cases.sample_version(service, settings=build_settings(service)), mesh)
-            kind = "service stack" if mesh == SERVICE_CONNECT else "version stack"
+            kind = "service stack" if mesh == MeshFlavour.SERVICE_CONNECT else "version stack"
             found.append(EmittedTemplate(f"{mesh}/{kind} {service}", mesh, result.template, "DeployRole", service))
     for variant, tpl in _service_stack_variants().items():
-        found.append(EmittedTemplate(f"{SERVICE_CONNECT}/service stack hello-web, {variant}", SERVICE_CONNECT, tpl,
+        found.append(EmittedTemplate(f"{MeshFlavour.SERVICE_CONNECT}/service stack hello-web, {variant}", MeshFlavour.SERVICE_CONNECT, tpl,
                                      "DeployRole", "hello-web"))
     return found
 

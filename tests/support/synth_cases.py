@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.manifest import load_manifest, load_manifest_text
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import ServiceVersion, resolve
 from meshpipe.platform import PlatformSettings, load_platform_file
-from meshpipe.synth import MESH_FLAVOURS, SynthResult, synthesize
+from meshpipe.synth import SynthResult, synthesize
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "golden"
@@ -104,4 +105,4 @@ def diff_golden_text(mesh: str) -> str:
 
 
 def golden_results() -> list[SynthResult]:
-    return [synthesize(sample_version(service), mesh) for service in SAMPLES for mesh in MESH_FLAVOURS]
+    return [synthesize(sample_version(service), mesh) for service in SAMPLES for mesh in MeshFlavour]

@@ -1,4 +1,5 @@
-"""``validate``, ``schema`` and ``synth``: the manifest core, as in DESIGN.md's CLI contract."""
+"""``validate``, ``schema`` and ``synth``: the manifest core, under the CLI contract (exit statuses in
+:mod:`meshpipe.cli`, commands in README.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from meshpipe.cli.output import Format, err, out, print_json, print_problems
+from meshpipe.mesh.flavour import MeshFlavour
 
 
 def validate(
@@ -57,7 +59,7 @@ def synth(
     commit: Annotated[str | None, typer.Option("--commit", help="Config commit id (default: $CONFIG_COMMIT_ID).")] = None,
     service: Annotated[str | None, typer.Option("--service", help="Service name (default: $SERVICE_NAME, else Task.Family).")] = None,
     platform: Annotated[Path | None, typer.Option("--platform", help="platform.yaml (default: the platform's environment variables, see docs/platform.md).")] = None,
-    mesh: Annotated[str, typer.Option("--mesh", help="service-connect (the default: live) or appmesh (the original system, shut down on 2026-09-30).")] = "service-connect",
+    mesh: Annotated[str, typer.Option("--mesh", help=f"{MeshFlavour.SERVICE_CONNECT} (the default: live) or {MeshFlavour.APPMESH} (the original system, shut down on 2026-09-30).")] = MeshFlavour.SERVICE_CONNECT.value,
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for <stack-name>.template.json.")] = Path("."),
     policy: Annotated[Path | None, typer.Option("--policy", help="Platform file whose policy: section applies, with the settings from the environment variables (default: $MESHPIPE_POLICY, else the default policy).")] = None,
     diff: Annotated[str | None, typer.Option("--diff", metavar="STACK_OR_FILE", help="Print what the new template changes, resource by resource, against a template file (or, with --engine aws, a deployed stack's template), and write nothing.")] = None,

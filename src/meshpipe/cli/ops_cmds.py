@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from rich.table import Table
 
 from meshpipe.cli import readouts
 from meshpipe.cli.output import ConsoleReporter, Format, out, print_json
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.status import RolloutStatus
 
 if TYPE_CHECKING:
     from meshpipe.engines.base import Engine, HeaderRoutes, Planner
@@ -142,33 +145,44 @@ def _print_env(info: Any) -> None:
 
 @env_app.command("create")
 def env_create(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOpt = "local",
-               mesh: Annotated[str | None, typer.Option("--mesh", help="aws: service-connect (the default) or appmesh (refused: App Mesh was shut down on 2026-09-30).")] = None,
+               mesh: Annotated[str | None, typer.Option("--mesh", help=f"aws: {MeshFlavour.SERVICE_CONNECT} (the default) or {MeshFlavour.APPMESH} (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
+               runtime: Annotated[str | None, typer.Option("--runtime", help="local: what runs a task: process (the default, $MESHPIPE_LOCAL_RUNTIME) or docker (the manifest's image as a container, intercepted by its sidecar as on ECS).")] = None,
+               pull: Annotated[str | None, typer.Option("--pull", help="local, docker runtime: when to pull an image: missing (the default), always or never.")] = None,
                fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
     """Create an environment (default demo) and print its ingress endpoint."""
     from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
     from meshpipe.errors import UserError
     from meshpipe.platform_policy import load_policy_file
-    from meshpipe.synth import MESH_FLAVOURS
     from meshpipe.synth.ingress_tls import check_certificate_arn
 
-    if mesh is not None and mesh not in MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
+    flavour = MeshFlavour.parse(mesh) if mesh is not None else None
     if certificate_arn is not None:
         check_certificate_arn(certificate_arn)
     name = env_name(name, env)
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
+    if runtime is not None and runtime not in ("process", "docker"):
+        raise UserError(f"--runtime {runtime!r} is not one of process, docker")
+    if pull is not None and pull not in ("missing", "always", "never"):
+        raise UserError(f"--pull {pull!r} is not one of missing, always, never")
+    if (runtime or pull) and engine != "local":
+        raise UserError("--runtime and --pull apply to --engine local (ECS runs the tasks on AWS)")
+    # The local engine reads its per-environment options from these when it is made.
+    if runtime is not None:
+        os.environ["MESHPIPE_LOCAL_RUNTIME"] = runtime
+    if pull is not None:
+        os.environ["MESHPIPE_LOCAL_PULL"] = pull
     with engine_for(engine) as eng:
         if dry_run:
-            return show_plan(planner(eng).plan_env_create(name, mesh, certificate_arn, policy), fmt)
+            return show_plan(planner(eng).plan_env_create(name, flavour, certificate_arn, policy), fmt)
         if isinstance(eng, ConfigurableEnvironments):
-            info = eng.env_create_with(name, EnvCreateOptions(mesh, certificate_arn, policy))
+            info = eng.env_create_with(name, EnvCreateOptions(flavour, certificate_arn, policy))
         elif certificate_arn is not None:
             raise UserError(f"the {eng.name} engine's ingress is plain HTTP on this machine; "
                             "--certificate-arn applies to --engine aws")
-        elif mesh not in (None, "appmesh"):
+        elif flavour not in (None, MeshFlavour.APPMESH):
             raise UserError(f"the {eng.name} engine runs the mesh itself; --mesh {mesh} applies to --engine aws")
         elif policy is not None:
             raise UserError(f"--platform applies to --engine aws; the {eng.name} engine applies the default policy",
@@ -393,7 +407,7 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
     import time
 
     from meshpipe.engines.base import PipelineWaiter
-    from meshpipe.pipeline.runs import RunStatus
+    from meshpipe.status import RunStatus
 
     deadline = time.monotonic() + timeout
     with engine_for(engine) as eng:
@@ -401,7 +415,7 @@ def pipeline_wait(service: Annotated[str, typer.Argument(help="Service name.")],
             raise lacking(eng)
         run = eng.pipeline_wait(env, service, run_id, timeout=timeout)
         outcome = _rollout_of(eng, env, service, run.version) if run.status is RunStatus.SUCCEEDED else None
-        while rollout and outcome is not None and outcome["status"] == "running" and time.monotonic() < deadline:
+        while rollout and outcome is not None and outcome["status"] == RolloutStatus.RUNNING and time.monotonic() < deadline:
             time.sleep(0.5)
             outcome = _rollout_of(eng, env, service, run.version)
     if fmt is Format.json:
@@ -442,7 +456,7 @@ def _print_rollout_outcome(outcome: dict[str, Any], service: str, env: str) -> N
     if status in FAILED_OUTCOMES:
         out.print(f"[red]version {escape(version)} was deployed, but its rollout was {escape(status)}: "
                   f"{escape(outcome['reason'] or '')}[/red]")
-    elif status == "running":
+    elif status == RolloutStatus.RUNNING:
         out.print(f"rollout of {escape(version)} running"
                   + (f" ({escape(outcome['holding'])})" if outcome.get("holding") else "")
                   + f"; follow it with: meshpipe rollout watch {escape(service)} --env {escape(env)}")

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from meshpipe.cli.output import out
+from meshpipe.mesh.flavour import MeshFlavour
 
 platform_app = typer.Typer(help="What the platform team deploys on AWS: templates and the build bundle.",
                            no_args_is_help=True)
@@ -19,7 +20,7 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
            output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for the templates.")] = Path("."),
            branch: Annotated[str, typer.Option(help="Config repo branch whose pushes start pipelines.")] = "main",
            platform: Annotated[Path | None, typer.Option("--platform", help="Platform file whose policy: section applies (settings beside it are not needed).")] = None,
-           mesh: Annotated[str, typer.Option("--mesh", help="service-connect (the default: live) or appmesh (the original system, shut down on 2026-09-30).")] = "service-connect",
+           mesh: Annotated[str, typer.Option("--mesh", help=f"{MeshFlavour.SERVICE_CONNECT} (the default: live) or {MeshFlavour.APPMESH} (the original system, shut down on 2026-09-30).")] = MeshFlavour.SERVICE_CONNECT.value,
            certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it.")] = None,
            source: Annotated[str | None, typer.Option("--source", help="Config repo of the pipeline template: codecommit (default), or github:OWNER/REPO, gitlab:GROUP/PROJECT, bitbucket:WORKSPACE/REPO with --connection.")] = None,
            connection: Annotated[str | None, typer.Option("--connection", help="ARN of the CodeConnections connection for --source.")] = None,
@@ -36,7 +37,7 @@ def render(env: Annotated[str, typer.Option("--env", help="Environment name, e.g
     options = EnvironmentOptions(certificate_arn=certificate_arn)
     pipeline_source = parse_source(source, connection)
     policy = load_policy_file(str(platform)) if platform else None
-    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=mesh, options=options,
+    for path in write_platform(env, output_dir, policy=policy, branch=branch, mesh=MeshFlavour.parse(mesh), options=options,
                                source=pipeline_source):
         out.print(escape(str(path)))
 

@@ -10,9 +10,10 @@ from rich.markup import escape
 
 from meshpipe.cli.ops_cmds import EngineOpt, EnvOpt, FormatOpt, _print_route, engine_for, lacking
 from meshpipe.cli.output import Format, out, print_json
+from meshpipe.status import RolloutStatus
 
 if TYPE_CHECKING:
-    from meshpipe.engines.base import Engine, RolloutController, RolloutStatusSource
+    from meshpipe.engines.base import Engine, RolloutRunner, RolloutStatusSource
 
 rollout_app = typer.Typer(help="Shift traffic between versions: rollouts run by the environment (start, status, "
                                "watch, pause, resume, abort, promote), and one-step canary, promote, rollback.",
@@ -25,12 +26,12 @@ def canary(service: Annotated[str, typer.Argument(help="Service name.")],
            weight: Annotated[int, typer.Option(help="Percent of traffic to the new version.")] = 10,
            env: EnvOpt = "demo", engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
     """Send a share of traffic (default 10 %) to a new version, the rest to the stable one."""
-    from meshpipe.mesh import plans
+    from meshpipe.mesh import traffic
     from meshpipe.mesh.routing import parse_version_ref
 
     new = parse_version_ref(service, version)
     with engine_for(engine) as eng:
-        targets = plans.canary(eng.route_show(env, service), new, weight)
+        targets = traffic.canary(eng.route_show(env, service), new, weight)
         route = eng.route_set(env, service, targets)
     print_json(route) if fmt is Format.json else _print_route(route, service)
 
@@ -104,11 +105,11 @@ def run(service: Annotated[str, typer.Argument(help="Service name.")],
 
 # --- rollouts run by the environment (the local engine's daemon) ------------------------------------------
 
-def _controller(eng: Engine) -> RolloutController:
+def _runner(eng: Engine) -> RolloutRunner:
     """The engine as one whose environment runs rollouts itself; refused (exit 2) when it does not."""
-    from meshpipe.engines.base import RolloutController
+    from meshpipe.engines.base import RolloutRunner
 
-    if not isinstance(eng, RolloutController):
+    if not isinstance(eng, RolloutRunner):
         raise lacking(eng, "rollouts run by the environment",
                       hint="on aws, rollout promote and rollout rollback drive the ECS deployment")
     return eng
@@ -125,7 +126,7 @@ def _status_source(eng: Engine) -> RolloutStatusSource:
 
 # Outcomes a script must not take for success: `rollout status` and `rollout watch` exit 1 on these
 # (local: rolled back, or halted by a pre-rollout check; ECS: rolled back, its rollback failed, or stopped).
-FAILED_OUTCOMES = frozenset({"rolled-back", "halted", "rollback-failed", "stopped"})
+FAILED_OUTCOMES = frozenset({RolloutStatus.ROLLED_BACK, RolloutStatus.HALTED, "rollback-failed", "stopped"})
 
 
 def _outcome_exit(status: dict[str, Any]) -> None:
@@ -151,7 +152,7 @@ def start(service: Annotated[str, typer.Argument(help="Service name.")],
 
     ver = parse_version_ref(service, version)
     with engine_for(engine) as eng:
-        status = _controller(eng).rollout_start(env, service, ver)
+        status = _runner(eng).rollout_start(env, service, ver)
     _show(status, fmt)
 
 
@@ -179,7 +180,7 @@ def _control_command(action: str, doc: str) -> Callable[..., None]:
     def control(service: Annotated[str, typer.Argument(help="Service name.")], env: EnvOpt = "demo",
                 engine: EngineOpt = "local", fmt: FormatOpt = Format.text) -> None:
         with engine_for(engine) as eng:
-            found = _controller(eng).rollout_control(env, service, action)
+            found = _runner(eng).rollout_control(env, service, action)
         _show(found, fmt)
 
     control.__name__ = action
@@ -221,13 +222,13 @@ def watch(service: Annotated[str, typer.Argument(help="Service name.")], env: En
 
                 with Live(render(current), console=out, refresh_per_second=max(1, int(1 / every)),
                           transient=False) as live:
-                    while not (until_done and current["status"] != "running"):
+                    while not (until_done and current["status"] != RolloutStatus.RUNNING):
                         time.sleep(every)
                         current = read(env, service)
                         live.update(render(current))
         except KeyboardInterrupt:
             return
-    if current["status"] != "running":
+    if current["status"] != RolloutStatus.RUNNING:
         _outcome_exit(current)
 
 
@@ -245,7 +246,7 @@ def _watch_json(read: Callable[[], dict[str, Any]], current: dict[str, Any], eve
     sys.stdout.write(json.dumps(to_jsonable(current)) + "\n")
     sys.stdout.flush()
     last = changed(current)
-    while not (until_done and current["status"] != "running"):
+    while not (until_done and current["status"] != RolloutStatus.RUNNING):
         time.sleep(every)
         current.clear()
         current.update(read())

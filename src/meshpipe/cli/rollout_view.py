@@ -9,8 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLE = {"running": "yellow", "promoted": "green", "rolled-back": "red", "halted": "red",
-                "superseded": "dim"}
+from meshpipe.status import RolloutPhase, RolloutStatus
+
+STATUS_STYLE = {RolloutStatus.RUNNING: "yellow", RolloutStatus.PROMOTED: "green", RolloutStatus.ROLLED_BACK: "red",
+                RolloutStatus.HALTED: "red", RolloutStatus.SUPERSEDED: "dim"}
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -22,14 +24,14 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 def where(s: dict[str, Any]) -> str:
-    if s["status"] != "running":
+    if s["status"] != RolloutStatus.RUNNING:
         return escape(s["status"])
-    if s["phase"] == "pre-rollout":
+    if s["phase"] == RolloutPhase.PRE_ROLLOUT:
         return "starting (pre-rollout checks)"
-    if s["phase"] == "preview":
+    if s["phase"] == RolloutPhase.PREVIEW:
         preview = s["preview"] or {}
         return f"preview: requests with {escape(preview.get('name', ''))}: {escape(preview.get('value', ''))}"
-    if s["phase"] == "confirming":
+    if s["phase"] == RolloutPhase.CONFIRMING:
         return f"awaiting confirm-promotion at {s['candidate_weight']} %"
     return f"step {s['step']}/{s['steps']} ({s['candidate_weight']} %)"
 
@@ -76,7 +78,7 @@ def render(s: dict[str, Any]) -> RenderableType:
     if s["next_decision_at"]:
         lines.append(Text.from_markup(f"next decision: in {_num(s['next_decision_in_s'])} s "
                                       f"[dim]({escape(s['next_decision_at'])})[/dim]"))
-    if s["status"] != "running" and s["reason"]:
+    if s["status"] != RolloutStatus.RUNNING and s["reason"]:
         lines.append(Text.from_markup(f"[{style}]{escape(s['status'])}[/{style}] at {escape(s['finished_at'] or '')}: "
                                       f"{escape(s['reason'])}"))
     for c in s.get("confirmations") or []:

@@ -145,18 +145,18 @@ def _pct(value: float) -> str:
 
 
 def judge(candidate: Figures, stable: Figures, reference_p99: float | None, analysis: Analysis,
-          failed_hooks: Sequence[str] = ()) -> Verdict:
+          failed_webhooks: Sequence[str] = ()) -> Verdict:
     """Whether the candidate passed a window. ``stable`` is the base versions' traffic in the same window;
     ``reference_p99`` the stable p99 of an earlier window, used when the stable version had no traffic
-    (blue-green after the switch). ``failed_hooks`` are the messages of rollout webhooks that failed."""
+    (blue-green after the switch). ``failed_webhooks`` are the messages of rollout webhooks that failed."""
     fails: list[str] = []
     seen: list[str] = []
     if candidate.requests < analysis.min_requests:
         # No traffic is no evidence either way: the window is inconclusive, whatever its few requests
         # showed, unless a webhook failed (a check that does not need traffic).
-        hooks = [f"webhook {m}" for m in failed_hooks]
-        if hooks:
-            return Verdict(False, tuple(hooks))
+        webhooks = [f"webhook {m}" for m in failed_webhooks]
+        if webhooks:
+            return Verdict(False, tuple(webhooks))
         return Verdict(False, (f"only {candidate.requests} request(s) to the new version in the window; at least "
                                f"{analysis.min_requests} needed to judge it",), inconclusive=True)
     rate = candidate.success_rate
@@ -183,5 +183,5 @@ def judge(candidate: Figures, stable: Figures, reference_p99: float | None, anal
             seen.append(f"p99 {_ms(p99)}")
     if candidate.requests == 0 and not fails:
         seen.append("no requests: nothing to judge")
-    fails += [f"webhook {m}" for m in failed_hooks]
+    fails += [f"webhook {m}" for m in failed_webhooks]
     return Verdict(not fails, tuple(fails or seen))

@@ -7,16 +7,16 @@ Life of a rollout::
          │                                        │                                        │
          └─(a webhook fails)─> halted             └─(FailedWindows failed)─> rolled-back    └─(no 2xx)─> holds
 
-* canary and linear: step ``i`` gives the candidate ``plan.steps[i]`` %; the step that would reach 100 %
+* canary and linear: step ``i`` gives the candidate ``spec.steps[i]`` %; the step that would reach 100 %
   is the promotion, behind the ``confirm-promotion`` webhooks when there are any.
 * blue-green: step 0 is the *preview* (the candidate answers only requests carrying the preview header;
   the route's weights do not change), then, after ``confirm-promotion``, step 1 sends 100 % to the
   candidate at once and bakes for one window: a failed bake rolls back to the stable version, which
   stayed up; a passed one promotes.
 
-Each step holds for ``plan.interval_s``; at its end its *window* is judged (``analysis.judge``) together
+Each step holds for ``spec.interval_s``; at its end its *window* is judged (``analysis.judge``) together
 with the ``rollout`` webhooks. A window with fewer requests than ``min_requests`` is *inconclusive*: the step
-holds with a fresh window, never rolls back for it, and only an ``inconclusive_deadline_s`` (when the plan
+holds with a fresh window, never rolls back for it, and only an ``inconclusive_deadline_s`` (when the spec
 has one) ends the wait, as ``on_inconclusive`` says. A failed window that does not reach ``failed_windows`` repeats the step with
 a fresh window. Every version that had traffic before the rollout keeps its relative share of what the
 candidate leaves (``weights.split``); a rollback gives every one of them its old weight back.
@@ -33,31 +33,17 @@ from typing import Any
 
 from meshpipe.delivery import analysis as an
 from meshpipe.delivery import weights
-from meshpipe.delivery.policy import RolloutPlan
+from meshpipe.delivery.policy import RolloutSpec
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_WEIGHT, WeightedTarget
-
-# Status
-RUNNING = "running"
-PROMOTED = "promoted"
-ROLLED_BACK = "rolled-back"
-HALTED = "halted"  # a pre-rollout webhook refused: no traffic ever moved
-SUPERSEDED = "superseded"  # a newer version of the service started its own rollout
-FINISHED = frozenset({PROMOTED, ROLLED_BACK, HALTED, SUPERSEDED})
-
-# Phase of a running rollout
-PRE_ROLLOUT = "pre-rollout"
-PREVIEW = "preview"  # blue-green, before the switch
-STEP = "step"
-CONFIRMING = "confirming"
-DONE = "done"
+from meshpipe.status import RolloutPhase, RolloutStatus
 
 # How often a held promotion asks its confirm-promotion webhooks again, at most.
 CONFIRM_EVERY_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
-class HookResult:
+class WebhookResult:
     name: str
     type: str
     ok: bool
@@ -67,7 +53,7 @@ class HookResult:
         return {"name": self.name, "type": self.type, "ok": self.ok, "detail": self.detail}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> HookResult:
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookResult:
         return cls(str(data["name"]), str(data["type"]), bool(data["ok"]), str(data["detail"]))
 
 
@@ -78,7 +64,7 @@ class Window:
     number: int
     step: int
     weight: int  # the candidate's weight (a blue-green preview: 0, it answers the header only)
-    phase: str
+    phase: RolloutPhase
     started_at: float
     due_at: float
     decided_at: float
@@ -86,7 +72,7 @@ class Window:
     stable: an.Figures
     passed: bool
     reasons: tuple[str, ...]
-    hooks: tuple[HookResult, ...] = ()
+    webhooks: tuple[WebhookResult, ...] = ()
     inconclusive: bool = False  # too few requests to judge: neither passed nor failed
 
     @property
@@ -98,25 +84,25 @@ class Window:
                 "started_at": self.started_at, "due_at": self.due_at, "decided_at": self.decided_at,
                 "candidate": self.candidate.to_json(), "stable": self.stable.to_json(),
                 "verdict": self.verdict, "reasons": list(self.reasons),
-                "hooks": [h.to_json() for h in self.hooks]}
+                "hooks": [h.to_json() for h in self.webhooks]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Window:
-        return cls(int(d["number"]), int(d["step"]), int(d["weight"]), str(d["phase"]), float(d["started_at"]),
+        return cls(int(d["number"]), int(d["step"]), int(d["weight"]), RolloutPhase(d["phase"]), float(d["started_at"]),
                    float(d["due_at"]), float(d["decided_at"]), an.Figures.from_json(d["candidate"]),
                    an.Figures.from_json(d["stable"]), d["verdict"] == "passed", tuple(d["reasons"]),
-                   tuple(HookResult.from_json(h) for h in d.get("hooks", ())), d["verdict"] == "inconclusive")
+                   tuple(WebhookResult.from_json(h) for h in d.get("hooks", ())), d["verdict"] == "inconclusive")
 
 
 @dataclass
 class Rollout:
     service: str
     candidate: str
-    plan: RolloutPlan
+    spec: RolloutSpec
     base: dict[str, int]  # every other version's weight before the rollout
     started_at: float
-    status: str = RUNNING
-    phase: str = PRE_ROLLOUT
+    status: RolloutStatus = RolloutStatus.RUNNING
+    phase: RolloutPhase = RolloutPhase.PRE_ROLLOUT
     step: int = 0
     paused: bool = False
     window_started_at: float | None = None
@@ -127,8 +113,8 @@ class Rollout:
     baseline: dict[str, Any] = field(default_factory=dict)  # counters snapshot when the window began
     reason: str = ""
     finished_at: float | None = None
-    pending_hooks: list[str] = field(default_factory=list)  # hook types to call once the state is stored
-    confirmations: tuple[HookResult, ...] = ()  # the last confirm-promotion answers
+    pending_webhooks: list[str] = field(default_factory=list)  # webhook types to call once the state is stored
+    confirmations: tuple[WebhookResult, ...] = ()  # the last confirm-promotion answers
     started_by: str = "by a push"
     # When the current run of inconclusive windows began (None: the last window was judged).
     inconclusive_since: float | None = None
@@ -142,50 +128,50 @@ class Rollout:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status.finished
 
     @property
     def blue_green(self) -> bool:
-        return self.plan.strategy == "blue-green"
+        return self.spec.strategy == "blue-green"
 
     def weight(self) -> int:
         """The candidate's weight in the route the rollout wants now."""
-        if self.status == PROMOTED:
+        if self.status == RolloutStatus.PROMOTED:
             return MAX_WEIGHT
-        if self.status != RUNNING or self.phase == PRE_ROLLOUT:
+        if self.status != RolloutStatus.RUNNING or self.phase == RolloutPhase.PRE_ROLLOUT:
             return 0
         if self.blue_green:
             return MAX_WEIGHT if self.step >= 1 else 0
-        return self.plan.steps[self.step]
+        return self.spec.steps[self.step]
 
     def steps_total(self) -> int:
-        return 2 if self.blue_green else len(self.plan.steps)
+        return 2 if self.blue_green else len(self.spec.steps)
 
     # -- JSON (what state.db keeps) --
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "service": self.service, "candidate": self.candidate, "plan": self.plan.to_json(), "base": self.base,
+            "service": self.service, "candidate": self.candidate, "plan": self.spec.to_json(), "base": self.base,
             "started_at": self.started_at, "status": self.status, "phase": self.phase, "step": self.step,
             "paused": self.paused, "window_started_at": self.window_started_at,
             "next_decision_at": self.next_decision_at, "failed_windows": self.failed_windows,
             "windows": [w.to_json() for w in self.windows], "reference_p99": self.reference_p99,
             "baseline": self.baseline, "reason": self.reason, "finished_at": self.finished_at,
-            "pending_hooks": list(self.pending_hooks), "confirmations": [h.to_json() for h in self.confirmations],
+            "pending_hooks": list(self.pending_webhooks), "confirmations": [h.to_json() for h in self.confirmations],
             "started_by": self.started_by, "inconclusive_since": self.inconclusive_since,
         }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], rollout_id: int | None = None) -> Rollout:
         return cls(
-            service=d["service"], candidate=d["candidate"], plan=RolloutPlan.from_json(d["plan"]),
+            service=d["service"], candidate=d["candidate"], spec=RolloutSpec.from_json(d["plan"]),
             base={str(k): int(v) for k, v in d["base"].items()}, started_at=float(d["started_at"]),
-            status=d["status"], phase=d["phase"], step=int(d["step"]), paused=bool(d["paused"]),
+            status=RolloutStatus(d["status"]), phase=RolloutPhase(d["phase"]), step=int(d["step"]), paused=bool(d["paused"]),
             window_started_at=d.get("window_started_at"), next_decision_at=d.get("next_decision_at"),
             failed_windows=int(d["failed_windows"]), windows=[Window.from_json(w) for w in d.get("windows", ())],
             reference_p99=d.get("reference_p99"), baseline=dict(d.get("baseline") or {}), reason=d.get("reason", ""),
-            finished_at=d.get("finished_at"), pending_hooks=list(d.get("pending_hooks", ())),
-            confirmations=tuple(HookResult.from_json(h) for h in d.get("confirmations", ())),
+            finished_at=d.get("finished_at"), pending_webhooks=list(d.get("pending_hooks", ())),
+            confirmations=tuple(WebhookResult.from_json(h) for h in d.get("confirmations", ())),
             started_by=d.get("started_by", "by a push"), inconclusive_since=d.get("inconclusive_since"),
             id=rollout_id)
 
@@ -202,8 +188,8 @@ def desired(r: Rollout) -> tuple[tuple[WeightedTarget, ...], HeaderMatch | None]
     else:
         targets = weights.split(r.base, r.candidate, percent)
     preview = None
-    if r.status == RUNNING and r.blue_green and r.phase in (PREVIEW, CONFIRMING) and r.step == 0:
-        preview = r.plan.preview
+    if r.status == RolloutStatus.RUNNING and r.blue_green and r.phase in (RolloutPhase.PREVIEW, RolloutPhase.CONFIRMING) and r.step == 0:
+        preview = r.spec.preview
     return targets, preview
 
 
@@ -211,10 +197,10 @@ def due(r: Rollout, now: float) -> str | None:
     """What the driver must do now: ``begin``, ``window``, ``confirm`` or nothing (None)."""
     if r.finished or r.paused:
         return None
-    if r.phase == PRE_ROLLOUT:
+    if r.phase == RolloutPhase.PRE_ROLLOUT:
         return "begin"
     if r.next_decision_at is not None and now >= r.next_decision_at:
-        return "confirm" if r.phase == CONFIRMING else "window"
+        return "confirm" if r.phase == RolloutPhase.CONFIRMING else "window"
     return None
 
 
@@ -225,66 +211,66 @@ def scale_downs(r: Rollout) -> list[tuple[str, float, str]]:
     Argo Rollouts' scaleDownDelaySeconds). Whoever scales them checks that they still have no weight."""
     if not r.finished or r.finished_at is None:
         return []
-    if r.status in (ROLLED_BACK, HALTED):
+    if r.status in (RolloutStatus.ROLLED_BACK, RolloutStatus.HALTED):
         return [(r.candidate, r.finished_at, f"at once: its rollout was {r.status}")]
-    later = r.finished_at + r.plan.scale_down_delay_s
-    delay = f"{r.plan.scale_down_delay_s:g} s after"
-    if r.status == PROMOTED:
+    later = r.finished_at + r.spec.scale_down_delay_s
+    delay = f"{r.spec.scale_down_delay_s:g} s after"
+    if r.status == RolloutStatus.PROMOTED:
         return [(v, later, f"{delay} {r.candidate} was promoted") for v in r.base]
-    if r.status == SUPERSEDED:
+    if r.status == RolloutStatus.SUPERSEDED:
         return [(r.candidate, later, f"{delay} its rollout was superseded")]
     return []
 
 
 # --- transitions: each returns the events to record --------------------------------------------------
 
-def start(service: str, candidate: str, base: Mapping[str, int], plan: RolloutPlan, now: float,
+def start(service: str, candidate: str, base: Mapping[str, int], spec: RolloutSpec, now: float,
           started_by: str = "by a push") -> tuple[Rollout, list[str]]:
-    r = Rollout(service=service, candidate=candidate, plan=plan, base=dict(base), started_at=now,
+    r = Rollout(service=service, candidate=candidate, spec=spec, base=dict(base), started_at=now,
                 started_by=started_by)
     others = ", ".join(f"{v} {w}" for v, w in r.base.items())
-    return r, [f"rollout of {candidate} started {started_by}: {plan.describe()}; from {others}"]
+    return r, [f"rollout of {candidate} started {started_by}: {spec.describe()}; from {others}"]
 
 
 def _open_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     r.window_started_at = now
-    r.next_decision_at = now + r.plan.interval_s
+    r.next_decision_at = now + r.spec.interval_s
     r.baseline = an.snapshot_to_json(counters)
 
 
-def _finish(r: Rollout, now: float, status: str, reason: str, hooks: str | None) -> None:
-    r.status, r.phase, r.reason, r.finished_at = status, DONE, reason, now
+def _finish(r: Rollout, now: float, status: RolloutStatus, reason: str, webhooks: str | None) -> None:
+    r.status, r.phase, r.reason, r.finished_at = status, RolloutPhase.DONE, reason, now
     r.next_decision_at = None
     r.paused = False
-    if hooks:
-        r.pending_hooks.append(hooks)
+    if webhooks:
+        r.pending_webhooks.append(webhooks)
 
 
-def _hook_failures(results: Sequence[HookResult]) -> list[str]:
+def _webhook_failures(results: Sequence[WebhookResult]) -> list[str]:
     return [f"{h.name} ({h.type}) {h.detail}" for h in results if not h.ok]
 
 
-def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookResult] = ()) -> list[str]:
+def begin(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[WebhookResult] = ()) -> list[str]:
     """The pre-rollout webhooks answered: the first step, or a halt when one of them refused."""
-    failed = _hook_failures(results)
+    failed = _webhook_failures(results)
     if failed:
         reason = "pre-rollout check failed: " + "; ".join(failed)
-        _finish(r, now, HALTED, reason, None)
+        _finish(r, now, RolloutStatus.HALTED, reason, None)
         return [f"rollout of {r.candidate} halted, no traffic moved: {reason}"]
-    r.phase, r.step = (PREVIEW, 0) if r.blue_green else (STEP, 0)
+    r.phase, r.step = (RolloutPhase.PREVIEW, 0) if r.blue_green else (RolloutPhase.STEP, 0)
     _open_window(r, now, counters)
     return [_step_event(r)]
 
 
 def _step_event(r: Rollout) -> str:
-    if r.phase == PREVIEW:
-        assert r.plan.preview is not None
-        return (f"preview: requests with {r.plan.preview.describe()} go to {r.candidate}; "
-                f"judged in {r.plan.interval_s:g} s")
+    if r.phase == RolloutPhase.PREVIEW:
+        assert r.spec.preview is not None
+        return (f"preview: requests with {r.spec.preview.describe()} go to {r.candidate}; "
+                f"judged in {r.spec.interval_s:g} s")
     targets, _ = desired(r)
     spread = ", ".join(f"{t.version} {t.weight}" for t in targets)
     return (f"step {r.step + 1}/{r.steps_total()}: {r.weight()} % to {r.candidate} ({spread}); "
-            f"judged in {r.plan.interval_s:g} s")
+            f"judged in {r.spec.interval_s:g} s")
 
 
 def window_figures(r: Rollout, counters: an.Snapshot, bounds: Sequence[float]) -> tuple[an.Figures, an.Figures]:
@@ -294,10 +280,10 @@ def window_figures(r: Rollout, counters: an.Snapshot, bounds: Sequence[float]) -
 
 
 def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[float],
-             results: Sequence[HookResult] = ()) -> list[str]:
+             results: Sequence[WebhookResult] = ()) -> list[str]:
     """Judge the window that just ended, then step on, repeat the step, or roll back."""
     candidate, stable = window_figures(r, counters, bounds)
-    verdict = an.judge(candidate, stable, r.reference_p99, r.plan.analysis, _hook_failures(results))
+    verdict = an.judge(candidate, stable, r.reference_p99, r.spec.analysis, _webhook_failures(results))
     if stable.p99_ms is not None:
         r.reference_p99 = stable.p99_ms
     assert r.window_started_at is not None and r.next_decision_at is not None
@@ -312,10 +298,10 @@ def conclude(r: Rollout, now: float, counters: an.Snapshot, bounds: Sequence[flo
     r.inconclusive_since = None
     if not verdict.passed:
         r.failed_windows += 1
-        limit = r.plan.analysis.failed_windows
+        limit = r.spec.analysis.failed_windows
         if r.failed_windows >= limit:
             reason = "; ".join(verdict.reasons) + f" (failed window {r.failed_windows} of {limit} allowed)"
-            _finish(r, now, ROLLED_BACK, reason, "rollback")
+            _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
             return [*events, f"rolled back to {_back_to(r)}: {reason}"]
         _open_window(r, now, counters)
         return [*events, f"{r.failed_windows} of {limit} failed window(s): step {r.step + 1} repeated"]
@@ -326,8 +312,8 @@ def holding(r: Rollout) -> str | None:
     """Why a running rollout holds its step for lack of traffic, and until when; None when it does not."""
     if r.finished or r.inconclusive_since is None or not r.windows:
         return None
-    deadline = r.plan.analysis.inconclusive_deadline_s
-    until = (f"{r.plan.analysis.on_inconclusive} at {deadline:g} s without a verdict" if deadline is not None
+    deadline = r.spec.analysis.inconclusive_deadline_s
+    until = (f"{r.spec.analysis.on_inconclusive} at {deadline:g} s without a verdict" if deadline is not None
              else "until there is traffic to judge, or a promote or abort")
     return f"holding {_where(r)}: {r.windows[-1].reasons[0]}; {until}"
 
@@ -338,21 +324,21 @@ def _inconclusive(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     assert r.window_started_at is not None
     if r.inconclusive_since is None:
         r.inconclusive_since = r.windows[-1].started_at
-    deadline = r.plan.analysis.inconclusive_deadline_s
+    deadline = r.spec.analysis.inconclusive_deadline_s
     if deadline is not None and now - r.inconclusive_since >= deadline:
         reason = (f"no verdict within the {deadline:g} s deadline: {r.windows[-1].reasons[0]} "
-                  f"(OnInconclusive: {r.plan.analysis.on_inconclusive})")
-        if r.plan.analysis.on_inconclusive == "promote":
-            _finish(r, now, PROMOTED, reason, "post-rollout")
+                  f"(OnInconclusive: {r.spec.analysis.on_inconclusive})")
+        if r.spec.analysis.on_inconclusive == "promote":
+            _finish(r, now, RolloutStatus.PROMOTED, reason, "post-rollout")
             return [f"promoted: 100 % to {r.candidate}: {reason}"]
-        _finish(r, now, ROLLED_BACK, reason, "rollback")
+        _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
         return [f"rolled back to {_back_to(r)}: {reason}"]
     _open_window(r, now, counters)
     return [f"inconclusive: {_where(r)} holds" + (f" (the deadline decides at {deadline:g} s)" if deadline else "")]
 
 
 def _where(r: Rollout) -> str:
-    if r.phase == PREVIEW:
+    if r.phase == RolloutPhase.PREVIEW:
         return "the preview"
     return f"step {r.step + 1}/{r.steps_total()} ({r.weight()} %)"
 
@@ -365,10 +351,10 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     if r.blue_green:
         if r.step == 0:
             return _to_promotion(r, now, counters)
-        _finish(r, now, PROMOTED, "every window passed", "post-rollout")
+        _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
         return [f"promoted: 100 % to {r.candidate} after its bake window"]
     following = r.step + 1
-    if r.plan.steps[following] < MAX_WEIGHT:
+    if r.spec.steps[following] < MAX_WEIGHT:
         r.step = following
         _open_window(r, now, counters)
         return [_step_event(r)]
@@ -376,31 +362,31 @@ def _advance(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
 
 
 def _to_promotion(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
-    if r.plan.hooks("confirm-promotion"):
-        r.phase = CONFIRMING
+    if r.spec.webhooks_of("confirm-promotion"):
+        r.phase = RolloutPhase.CONFIRMING
         r.next_decision_at = now
         r.window_started_at = None
-        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.plan.hooks('confirm-promotion'))})"]
+        return [f"awaiting confirm-promotion ({', '.join(h.name for h in r.spec.webhooks_of('confirm-promotion'))})"]
     return _promote_now(r, now, counters)
 
 
 def _promote_now(r: Rollout, now: float, counters: an.Snapshot) -> list[str]:
     if r.blue_green and r.step == 0:
-        r.phase, r.step = STEP, 1
+        r.phase, r.step = RolloutPhase.STEP, 1
         _open_window(r, now, counters)
         return [f"switched: 100 % to {r.candidate}, {r.stable} kept up for a rollback; bake window of "
-                f"{r.plan.interval_s:g} s"]
-    _finish(r, now, PROMOTED, "every window passed", "post-rollout")
+                f"{r.spec.interval_s:g} s"]
+    _finish(r, now, RolloutStatus.PROMOTED, "every window passed", "post-rollout")
     return [f"promoted: 100 % to {r.candidate}"]
 
 
-def confirm(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[HookResult]) -> list[str]:
+def confirm(r: Rollout, now: float, counters: an.Snapshot, results: Sequence[WebhookResult]) -> list[str]:
     """The confirm-promotion webhooks answered: promote when all said 2xx, else ask again later."""
     before = [h.detail for h in r.confirmations]
     r.confirmations = tuple(results)
-    failed = _hook_failures(results)
+    failed = _webhook_failures(results)
     if failed:
-        r.next_decision_at = now + min(r.plan.interval_s, CONFIRM_EVERY_MAX_S)
+        r.next_decision_at = now + min(r.spec.interval_s, CONFIRM_EVERY_MAX_S)
         # One event when the hold starts and one whenever the answer changes, not one per question.
         return [f"promotion held: {'; '.join(failed)}"] if before != [h.detail for h in results] else []
     r.confirmations = ()
@@ -414,7 +400,7 @@ def pause(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished or r.paused:
         return []
     r.paused = True
-    return [f"paused {who} at {_where(r) if r.phase != PRE_ROLLOUT else 'the start'}"]
+    return [f"paused {who} at {_where(r) if r.phase != RolloutPhase.PRE_ROLLOUT else 'the start'}"]
 
 
 def resume(r: Rollout, now: float, counters: an.Snapshot, who: str = "by hand") -> list[str]:
@@ -422,11 +408,11 @@ def resume(r: Rollout, now: float, counters: an.Snapshot, who: str = "by hand") 
     if r.finished or not r.paused:
         return []
     r.paused = False
-    if r.phase in (STEP, PREVIEW):
+    if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW):
         _open_window(r, now, counters)
-    elif r.phase == CONFIRMING:
+    elif r.phase == RolloutPhase.CONFIRMING:
         r.next_decision_at = now
-    return [f"resumed {who}: {_where(r) if r.phase != PRE_ROLLOUT else 'the start'}"]
+    return [f"resumed {who}: {_where(r) if r.phase != RolloutPhase.PRE_ROLLOUT else 'the start'}"]
 
 
 def restart_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
@@ -434,9 +420,9 @@ def restart_window(r: Rollout, now: float, counters: an.Snapshot) -> None:
     not survive the restart); a held promotion asks again at once. Steps, windows and failures stay."""
     if r.finished or r.paused:
         return
-    if r.phase in (STEP, PREVIEW):
+    if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW):
         _open_window(r, now, counters)
-    elif r.phase == CONFIRMING:
+    elif r.phase == RolloutPhase.CONFIRMING:
         r.next_decision_at = now
 
 
@@ -444,21 +430,21 @@ def abort(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished:
         return []
     reason = f"aborted {who}"
-    _finish(r, now, ROLLED_BACK, reason, "rollback")
+    _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
     return [f"rolled back to {_back_to(r)}: {reason}"]
 
 
 def promote(r: Rollout, now: float, who: str = "by hand") -> list[str]:
     if r.finished:
         return []
-    _finish(r, now, PROMOTED, f"promoted {who}", "post-rollout")
+    _finish(r, now, RolloutStatus.PROMOTED, f"promoted {who}", "post-rollout")
     return [f"promoted {who}: 100 % to {r.candidate}"]
 
 
 def supersede(r: Rollout, now: float, newer: str) -> list[str]:
     if r.finished:
         return []
-    _finish(r, now, SUPERSEDED, f"superseded by {newer}", None)
+    _finish(r, now, RolloutStatus.SUPERSEDED, f"superseded by {newer}", None)
     return [f"superseded by {newer}: {r.candidate}'s share goes back to {r.stable}"]
 
 
@@ -466,5 +452,5 @@ def fail(r: Rollout, now: float, reason: str) -> list[str]:
     """Something outside the rollout made it impossible (a version deleted, the route removed)."""
     if r.finished:
         return []
-    _finish(r, now, ROLLED_BACK, reason, "rollback")
+    _finish(r, now, RolloutStatus.ROLLED_BACK, reason, "rollback")
     return [f"rolled back to {_back_to(r) or 'nothing'}: {reason}"]

@@ -1,10 +1,10 @@
-"""Rollout policies: the rules their values follow, and the plan a service's rollout runs.
+"""Rollout policies: the rules their values follow, and the spec a service's rollout runs.
 
 A policy comes from two places. The platform policy's ``rollout:`` section is the default every service
 gets (``enabled: false`` by default: only services that ask are rolled out); a manifest's ``Rollout:``
 section turns rollouts on for its service and overrides any of the platform's values, key by key
 (``Analysis`` keys one by one). Webhooks add up: the platform's run for every service, then the
-manifest's. :func:`resolve_plan` merges the two into a :class:`RolloutPlan`, which is what the
+manifest's. :func:`resolve_rollout_spec` merges the two into a :class:`RolloutSpec`, which is what the
 controller runs and what is stored with the rollout.
 
 Strategies:
@@ -23,19 +23,21 @@ import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.text import shorten
 
-STRATEGIES = ("canary", "linear", "blue-green")
-HOOK_TYPES = ("pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback")
+Strategy = Literal["canary", "linear", "blue-green"]
+WebhookType = Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+WEBHOOK_TYPES: tuple[WebhookType, ...] = get_args(WebhookType)
 
 # Defaults a platform team would accept: four canary steps a minute apart, judged on at least 20
 # requests each, rolled back after two bad windows; no more than 1 % of 5xx and a p99 at most 50 %
 # slower than the stable version's.
-DEFAULT_STRATEGY = "canary"
+DEFAULT_STRATEGY: Strategy = "canary"
 DEFAULT_STEPS = (10, 25, 50, 100)
 DEFAULT_STEP_PERCENT = 20
 DEFAULT_INTERVAL = 60
@@ -47,17 +49,17 @@ DEFAULT_FAILED_WINDOWS = 2
 ON_INCONCLUSIVE = ("rollback", "promote")
 DEFAULT_ON_INCONCLUSIVE = "rollback"
 DEFAULT_PREVIEW_HEADER = ("x-canary", "always")
-DEFAULT_HOOK_TIMEOUT = 10
+DEFAULT_WEBHOOK_TIMEOUT = 10
 DEFAULT_SCALE_DOWN_DELAY = 30.0
 
 MAX_STEPS = 20
 MAX_INTERVAL = 86_400
-MAX_HOOK_TIMEOUT = 300
+MAX_WEBHOOK_TIMEOUT = 300
 MAX_WEBHOOKS = 20
 MAX_METADATA = 20
 MAX_METADATA_VALUE = 1024
 MAX_URL = 2048
-HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
+WEBHOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 
 
 # --- rules on single values (the manifest's and the platform's models both call them) ----------------
@@ -76,13 +78,13 @@ def steps_problem(steps: list[int]) -> str | None:
     return None
 
 
-def hook_name_problem(name: str) -> str | None:
-    if not HOOK_NAME_RE.match(name):
+def webhook_name_problem(name: str) -> str | None:
+    if not WEBHOOK_NAME_RE.match(name):
         return f"{shorten(name)} is not a webhook name: 1-64 letters, digits, '-', '_' or '.'"
     return None
 
 
-def hook_url_problem(url: str) -> str | None:
+def webhook_url_problem(url: str) -> str | None:
     if len(url) > MAX_URL:
         return f"is {len(url)} characters long; a webhook URL has at most {MAX_URL}"
     if any(c.isspace() or ord(c) < 0x20 for c in url):
@@ -95,7 +97,7 @@ def hook_url_problem(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{shorten(url)} is not an http:// or https:// URL with a host"
     if parts.username or parts.password:
-        return "must not carry credentials: put a token in Metadata, or in the URL's query if the hook takes it there"
+        return "must not carry credentials: put a token in Metadata, or in the URL's query if the webhook takes it there"
     return None
 
 
@@ -108,15 +110,15 @@ def metadata_problem(metadata: dict[str, str]) -> str | None:
     return None
 
 
-def webhooks_problems(hooks: Iterable[Any]) -> list[tuple[int, str]]:
-    """Rules on the list as a whole: (index, problem) for each repeated name and for too many hooks."""
+def webhooks_problems(webhooks: Iterable[Any]) -> list[tuple[int, str]]:
+    """Rules on the list as a whole: (index, problem) for each repeated name and for too many webhooks."""
     found: list[tuple[int, str]] = []
     first: dict[str, int] = {}
-    items = list(hooks)
+    items = list(webhooks)
     if len(items) > MAX_WEBHOOKS:
         found.append((-1, f"has {len(items)} webhooks; at most {MAX_WEBHOOKS}"))
-    for i, hook in enumerate(items):
-        name = hook.get("Name", hook.get("name")) if isinstance(hook, dict) else getattr(hook, "name", None)
+    for i, webhook in enumerate(items):
+        name = webhook.get("Name", webhook.get("name")) if isinstance(webhook, dict) else getattr(webhook, "name", None)
         if not isinstance(name, str):
             continue
         if name in first:
@@ -126,7 +128,7 @@ def webhooks_problems(hooks: Iterable[Any]) -> list[tuple[int, str]]:
     return found
 
 
-# --- the resolved plan -----------------------------------------------------------------------------
+# --- the resolved spec -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Analysis:
@@ -146,14 +148,17 @@ class Analysis:
 @dataclass(frozen=True)
 class Webhook:
     name: str
-    type: str  # one of HOOK_TYPES
+    type: str  # one of WEBHOOK_TYPES
     url: str
-    timeout_s: float = DEFAULT_HOOK_TIMEOUT
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT
     metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
-class RolloutPlan:
+class RolloutSpec:
+    """What a service's rollout runs. Stored and shown under the JSON key ``plan`` (a rollout's state in
+    state.db and ``rollout status --format json`` have always called it so)."""
+
     strategy: str
     steps: tuple[int, ...]  # the candidate's weight at each step; the last is 100 (promotion)
     interval_s: float
@@ -163,7 +168,7 @@ class RolloutPlan:
     # After a promotion, the versions left without weight are scaled to zero this much later.
     scale_down_delay_s: float = DEFAULT_SCALE_DOWN_DELAY
 
-    def hooks(self, kind: str) -> tuple[Webhook, ...]:
+    def webhooks_of(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(h for h in self.webhooks if h.type == kind)
 
     def describe(self) -> str:
@@ -189,7 +194,7 @@ class RolloutPlan:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RolloutPlan:
+    def from_json(cls, data: dict[str, Any]) -> RolloutSpec:
         a = data.get("analysis") or {}
         return cls(
             strategy=str(data["strategy"]), steps=tuple(int(s) for s in data["steps"]),
@@ -203,7 +208,7 @@ class RolloutPlan:
                               on_inconclusive=str(a.get("on_inconclusive", DEFAULT_ON_INCONCLUSIVE))),
             preview=HeaderMatch.from_json(data["preview"]) if data.get("preview") else None,
             webhooks=tuple(Webhook(name=str(h["name"]), type=str(h["type"]), url=str(h["url"]),
-                                   timeout_s=float(h.get("timeout_s", DEFAULT_HOOK_TIMEOUT)),
+                                   timeout_s=float(h.get("timeout_s", DEFAULT_WEBHOOK_TIMEOUT)),
                                    # a mapping, or the pairs dataclasses.asdict makes of it
                                    metadata=tuple(sorted((str(k), str(v)) for k, v in
                                                          dict(h.get("metadata") or {}).items())))
@@ -228,13 +233,13 @@ def _pick(name: str, section: Any, defaults: Any) -> Any:
     return getattr(defaults, name)
 
 
-def _webhook(hook: Any) -> Webhook:
-    return Webhook(name=hook.name, type=hook.type, url=hook.url, timeout_s=float(hook.timeout),
-                   metadata=tuple(sorted(hook.metadata.items())))
+def _webhook(webhook: Any) -> Webhook:
+    return Webhook(name=webhook.name, type=webhook.type, url=webhook.url, timeout_s=float(webhook.timeout),
+                   metadata=tuple(sorted(webhook.metadata.items())))
 
 
-def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> RolloutPlan | None:
-    """The plan of a service from the platform's ``defaults`` (``platform.RolloutDefaults``) and the
+def resolve_rollout_spec(defaults: Any, section: Any, *, force: bool = False) -> RolloutSpec | None:
+    """The rollout spec of a service from the platform's ``defaults`` (``platform.RolloutDefaults``) and the
     manifest's ``section`` (``manifest.model.Rollout`` or None). None when rollouts are off for the
     service, unless ``force`` (a rollout started by hand)."""
     if section is not None:
@@ -261,9 +266,9 @@ def resolve_plan(defaults: Any, section: Any, *, force: bool = False) -> Rollout
     if strategy == "blue-green":
         header = _pick("preview_header", section, defaults)
         preview = HeaderMatch(header.name, header.value, "exact")
-    hooks = tuple(_webhook(h) for h in defaults.webhooks)
+    webhooks = tuple(_webhook(h) for h in defaults.webhooks)
     if section is not None and section.webhooks:
-        hooks += tuple(_webhook(h) for h in section.webhooks)
-    return RolloutPlan(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
-                       analysis=analysis, preview=preview, webhooks=hooks,
+        webhooks += tuple(_webhook(h) for h in section.webhooks)
+    return RolloutSpec(strategy=strategy, steps=steps, interval_s=float(_pick("interval", section, defaults)),
+                       analysis=analysis, preview=preview, webhooks=webhooks,
                        scale_down_delay_s=float(_pick("scale_down_delay", section, defaults)))

@@ -33,6 +33,7 @@ from meshpipe.demos.walkthrough import (
 from meshpipe.errors import MeshpipeError, NotFoundError
 from meshpipe.git import clone, commit_all, push
 from meshpipe.mesh.routing import make_gateway_route
+from meshpipe.status import RolloutStatus
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -156,7 +157,7 @@ class RolloutWalkthrough(Narrator):
                 status = self.engine.rollout_status(ENV, SERVICE)
             except NotFoundError:
                 status = {}
-            if status.get("candidate") == version and status.get("status") != "running":
+            if status.get("candidate") == version and status.get("status") != RolloutStatus.RUNNING:
                 self._print_new_events()
                 return status
             time.sleep(0.25)
@@ -220,7 +221,7 @@ class RolloutWalkthrough(Narrator):
 
         started = time.monotonic()
         self.title("3. A bad version: one request in five answers 500")
-        r.bad, r.bad_outcome = self.release("bad", "rolled-back", "Oops: a bad change", "-g Oops", "--fail-rate 0.2")
+        r.bad, r.bad_outcome = self.release("bad", RolloutStatus.ROLLED_BACK, "Oops: a bad change", "-g Oops", "--fail-rate 0.2")
         self.say(f"rolled back by itself: {r.bad_outcome['reason']}", "bold red")
         self.say("answers while it ran: " + ", ".join(f"{k}: {n}" for k, n in r.served["bad"].items()))
         self.say("(the mesh retried most of the 500s on another try, so clients saw few of them; the rollout "

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     # Named in signatures only: a read command (cli/fast.py), which loads this module for its data types,
     # does not pay for the mesh graph, the rollout planner and the rest.
     from meshpipe.engines.plan import Plan
+    from meshpipe.mesh.flavour import MeshFlavour
     from meshpipe.mesh.graph import Topology
     from meshpipe.mesh.headers import HeaderMatch
     from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
@@ -51,7 +52,7 @@ __all__ = [
     "PipelineWaiter",
     "Planner",
     "Reporter",
-    "RolloutController",
+    "RolloutRunner",
     "RolloutStatusSource",
     "Rollouts",
     "SilentReporter",
@@ -185,7 +186,7 @@ class LogLine:
 class EnvCreateOptions:
     """Platform choices for a new environment (AWS): its mesh flavour, its ingress certificate, its policy."""
 
-    mesh: str | None = None
+    mesh: MeshFlavour | None = None
     certificate_arn: str | None = None
     policy: PlatformPolicy | None = None
 
@@ -272,7 +273,7 @@ class Planner(Protocol):
     """An engine that plans its changing operations before it acts (``--dry-run``): each ``plan_*`` makes
     read calls only and returns the ordered steps, which ``meshpipe.engines.plan.execute`` would run."""
 
-    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def plan_env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                         policy: PlatformPolicy | None = None) -> Plan: ...
     def plan_env_delete(self, env: str) -> Plan: ...
     def plan_pipeline_create(self, env: str, service: str, source: str | None = None, connection: str | None = None,
@@ -341,7 +342,7 @@ class RolloutStatusSource(Protocol):
 
 
 @runtime_checkable
-class RolloutController(RolloutStatusSource, Protocol):
+class RolloutRunner(RolloutStatusSource, Protocol):
     """An engine whose environment runs rollouts itself (the local engine's daemon): started for a deployed
     version, then paused, resumed, aborted or promoted on request."""
 

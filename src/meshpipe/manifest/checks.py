@@ -90,14 +90,14 @@ def rollout_checks(values: TrustedValues) -> list[Finding]:
             if value is None and isinstance(key, str):
                 found.append(Finding(join_path(section, key), "has no value (null): give a value, or leave the key "
                                                                "out to take the platform's", "M004"))
-    hooks = values.items_of("Rollout.Webhooks")
-    if isinstance(hooks, list):
-        for index, problem in webhooks_problems(hooks):
+    webhooks = values.items_of("Rollout.Webhooks")
+    if isinstance(webhooks, list):
+        for index, problem in webhooks_problems(webhooks):
             found.append(Finding("Rollout.Webhooks" if index < 0 else join_path("Rollout.Webhooks", index), problem,
                                  "M032"))
-        for i, hook in enumerate(hooks):
+        for i, webhook in enumerate(webhooks):
             path = f"Rollout.Webhooks[{i}].Metadata"
-            metadata = hook.get("Metadata") if isinstance(hook, dict) and not values.is_bad(path) else None
+            metadata = webhook.get("Metadata") if isinstance(webhook, dict) and not values.is_bad(path) else None
             if isinstance(metadata, dict) and (wrong := metadata_problem(metadata)):
                 found.append(Finding(path, wrong, "M032"))
     return found

@@ -13,42 +13,29 @@ platform's policy) live in :mod:`meshpipe.manifest.checks`, which runs whether o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from meshpipe.delivery import policy as rollout_rules
 from meshpipe.mesh import headers
+from meshpipe.platform import checked_by
 from meshpipe.validation import rules
 
-_Value = TypeVar("_Value", str, int)
-
-
-def _rule(check: Callable[[_Value], str | None]) -> AfterValidator:
-    def validate(value: _Value) -> _Value:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(validate)
-
-
-Family = Annotated[StrictStr, _rule(rules.family_problem)]
-Cpu = Annotated[StrictInt, _rule(rules.cpu_problem)]
-Memory = Annotated[StrictInt, _rule(rules.memory_problem)]
-Image = Annotated[StrictStr, _rule(rules.image_problem)]
-Port = Annotated[StrictInt, _rule(rules.port_problem)]
-HealthCheckPath = Annotated[StrictStr, _rule(rules.health_path_problem)]
-CommandArg = Annotated[StrictStr, _rule(rules.command_arg_problem)]
-EnvName = Annotated[StrictStr, _rule(rules.env_name_problem)]
-EnvValue = Annotated[StrictStr, _rule(rules.env_value_problem)]
-BackendName = Annotated[StrictStr, _rule(rules.backend_problem)]
-HookName = Annotated[StrictStr, _rule(rollout_rules.hook_name_problem)]
-HookUrl = Annotated[StrictStr, _rule(rollout_rules.hook_url_problem)]
-HeaderName = Annotated[StrictStr, _rule(headers.header_name_problem)]
-HeaderValue = Annotated[StrictStr, _rule(lambda value: headers.header_value_problem("exact", value))]
+Family = Annotated[StrictStr, checked_by(rules.family_problem)]
+Cpu = Annotated[StrictInt, checked_by(rules.cpu_problem)]
+Memory = Annotated[StrictInt, checked_by(rules.memory_problem)]
+Image = Annotated[StrictStr, checked_by(rules.image_problem)]
+Port = Annotated[StrictInt, checked_by(rules.port_problem)]
+HealthCheckPath = Annotated[StrictStr, checked_by(rules.health_path_problem)]
+CommandArg = Annotated[StrictStr, checked_by(rules.command_arg_problem)]
+EnvName = Annotated[StrictStr, checked_by(rules.env_name_problem)]
+EnvValue = Annotated[StrictStr, checked_by(rules.env_value_problem)]
+BackendName = Annotated[StrictStr, checked_by(rules.backend_problem)]
+WebhookName = Annotated[StrictStr, checked_by(rollout_rules.webhook_name_problem)]
+WebhookUrl = Annotated[StrictStr, checked_by(rollout_rules.webhook_url_problem)]
+HeaderName = Annotated[StrictStr, checked_by(headers.header_name_problem)]
+HeaderValue = Annotated[StrictStr, checked_by(lambda value: headers.header_value_problem("exact", value))]
 Percent = Annotated[float, Field(ge=0, le=100, strict=True)]
 
 
@@ -120,12 +107,12 @@ class PreviewHeader(_Strict):
 
 
 class Webhook(_Strict):
-    name: Annotated[HookName, Field(alias="Name", description="Name of the check, unique in the list.")]
-    type: Annotated[Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback"], Field(
+    name: Annotated[WebhookName, Field(alias="Name", description="Name of the check, unique in the list.")]
+    type: Annotated[rollout_rules.WebhookType, Field(
         alias="Type", description="When it is called.")]
-    url: Annotated[HookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
+    url: Annotated[WebhookUrl, Field(alias="Url", description="http:// or https:// URL the JSON payload is POSTed to.")]
     timeout: Annotated[StrictInt, Field(alias="Timeout", ge=1, le=300,
-                                        description="Seconds to wait for the answer.")] = rollout_rules.DEFAULT_HOOK_TIMEOUT
+                                        description="Seconds to wait for the answer.")] = rollout_rules.DEFAULT_WEBHOOK_TIMEOUT
     metadata: Annotated[dict[StrictStr, StrictStr], Field(
         alias="Metadata", description="Strings passed on in the payload.")] = {}
 
@@ -133,7 +120,7 @@ class Webhook(_Strict):
 class Rollout(_Strict):
     enabled: Annotated[StrictBool | None, Field(
         alias="Enabled", description="false: deploy without a rollout; true (the default with this section).")] = None
-    strategy: Annotated[Literal["canary", "linear", "blue-green"] | None, Field(
+    strategy: Annotated[rollout_rules.Strategy | None, Field(
         alias="Strategy", description="canary (explicit steps), linear (a step at a time) or blue-green.")] = None
     steps: Annotated[list[StrictInt] | None, Field(
         alias="Steps", description="canary: the new version's percentage at each step, ending at 100.")] = None

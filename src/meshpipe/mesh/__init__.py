@@ -1,1 +1,1 @@
-"""The mesh model: routes, gateway routes and routing plans, checked against App Mesh's limits. Pure."""
+"""The mesh model: routes, gateway routes and traffic moves, checked against App Mesh's limits. Pure."""

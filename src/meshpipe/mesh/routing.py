@@ -8,7 +8,7 @@ gateway-route prefixes of 1-255 characters starting with '/'.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshpipe import naming
 from meshpipe.errors import UserError
@@ -150,16 +150,6 @@ class GatewayRoute:
         if not self.rewrite_prefix:
             route["action"] = {**route["action"], "rewrite": {"prefix": {"defaultPrefix": "DISABLED"}}}  # type: ignore[dict-item]
         return {"httpRoute": route}
-
-
-@dataclass(frozen=True)
-class RouteChange:
-    """What applying a new route does, for display and for safety checks."""
-
-    before: Route | None
-    after: Route
-    added: tuple[str, ...] = field(default=())
-    removed: tuple[str, ...] = field(default=())
 
 
 def parse_version_ref(service: str, ref: str) -> str:

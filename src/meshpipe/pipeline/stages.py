@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from meshpipe.errors import MeshpipeError, ValidationError
 from meshpipe.manifest import load_manifest_text
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import ServiceVersion, resolve
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+from meshpipe.pipeline.runs import PipelineRun, StageResult
 from meshpipe.platform import PlatformSettings
-from meshpipe.synth import APPMESH, SynthResult, synthesize
+from meshpipe.status import RunStatus
+from meshpipe.synth import SynthResult, synthesize
 
 SOURCE, BUILD, DEPLOY = "Source", "Build", "Deploy"
 STAGES = (SOURCE, BUILD, DEPLOY)
@@ -27,7 +29,7 @@ SUCCEEDED, FAILED, SKIPPED = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SK
 
 LogFn = Callable[[str, str], None]  # (stage, line)
 DeployFn = Callable[[ServiceVersion, SynthResult], str]  # returns what was done, for the Deploy log
-SynthFn = Callable[[ServiceVersion, str], SynthResult]
+SynthFn = Callable[[ServiceVersion, MeshFlavour], SynthResult]
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def source_stage(source: SourceInput, log: _StageLog) -> bytes:
     return raw
 
 
-def build_stage(source: SourceInput, raw: bytes, settings: PlatformSettings, mesh: str, synth: SynthFn,
+def build_stage(source: SourceInput, raw: bytes, settings: PlatformSettings, mesh: MeshFlavour, synth: SynthFn,
                 log: _StageLog, mesh_note: str | None = None) -> BuildOutput:
     """Validate, resolve, synthesize: manifest bytes + settings + commit -> version + template. Pure."""
     log(f"Validating {source.file_label} against the platform policy of environment {settings.environment_name}")
@@ -163,7 +165,8 @@ def deploy_stage(built: BuildOutput, deploy: DeployFn, log: _StageLog) -> None:
 
 
 def run_pipeline(source: SourceInput, settings: PlatformSettings, deploy: DeployFn, log: LogFn,
-                 mesh: str = APPMESH, synth: SynthFn = synthesize, mesh_note: str | None = None) -> PipelineOutcome:
+                 mesh: MeshFlavour = MeshFlavour.APPMESH, synth: SynthFn = synthesize,
+                 mesh_note: str | None = None) -> PipelineOutcome:
     """Run Source, Build and Deploy in order; a failed stage ends the run and skips the ones after it.
 
     ``mesh_note``: how the build log names what the template is for, when not the flavour itself (the

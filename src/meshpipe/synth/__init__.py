@@ -10,15 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from meshpipe.errors import UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.synth.cfn import Json, template_json
 
 if TYPE_CHECKING:
     from meshpipe.model import ServiceVersion
 
-APPMESH = "appmesh"
-SERVICE_CONNECT = "service-connect"
-MESH_FLAVOURS = (APPMESH, SERVICE_CONNECT)
 
 
 @dataclass(frozen=True)
@@ -26,7 +23,7 @@ class SynthResult:
     """A synthesized stack: its name, flavour and template."""
 
     stack_name: str
-    mesh: str
+    mesh: MeshFlavour
     template: Json
 
     @property
@@ -51,21 +48,17 @@ def _service_connect(version: ServiceVersion) -> tuple[str, Json]:
     return stack_name(version), synth_service_connect(version)
 
 
-_SYNTHESIZERS: dict[str, Callable[[ServiceVersion], tuple[str, Json]]] = {
-    APPMESH: _appmesh,
-    SERVICE_CONNECT: _service_connect,
+_SYNTHESIZERS: dict[MeshFlavour, Callable[[ServiceVersion], tuple[str, Json]]] = {
+    MeshFlavour.APPMESH: _appmesh,
+    MeshFlavour.SERVICE_CONNECT: _service_connect,
 }
 
 
-def synthesize(version: ServiceVersion, mesh: str = APPMESH) -> SynthResult:
+def synthesize(version: ServiceVersion, mesh: MeshFlavour = MeshFlavour.APPMESH) -> SynthResult:
     """The stack for ``version`` in the ``mesh`` flavour; :class:`UserError` for an unknown flavour."""
-    try:
-        synth = _SYNTHESIZERS[mesh]
-    except KeyError:
-        hint = f"choose one of: {', '.join(MESH_FLAVOURS)}"
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=hint) from None
-    name, tpl = synth(version)
-    return SynthResult(stack_name=name, mesh=mesh, template=tpl)
+    flavour = MeshFlavour.parse(mesh)
+    name, tpl = _SYNTHESIZERS[flavour](version)
+    return SynthResult(stack_name=name, mesh=flavour, template=tpl)
 
 
-__all__ = ["APPMESH", "MESH_FLAVOURS", "SERVICE_CONNECT", "SynthResult", "synthesize"]
+__all__ = ["MeshFlavour", "SynthResult", "synthesize"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import yaml
 
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import VERSION_LEN
 
 # CodeBuild's Ubuntu standard:7.0 image has this Python; the bundle's wheels are downloaded for it.
@@ -60,7 +61,7 @@ def build_commands() -> list[str]:
     return [
         # meshpipe synth reads the platform settings from the environment and prints the stack name; the
         # flavour is named, since the command's default is Service Connect.
-        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" -o {SYNTH_DIR} --mesh appmesh)"',
+        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" -o {SYNTH_DIR} --mesh {MeshFlavour.APPMESH})"',
         f'VERSION_ID="${{STACK_NAME#{prefix}}}"',
         # The Deploy stage builds the stack name from VERSION_ID; refuse anything but a version stack.
         f'if ! [[ "$VERSION_ID" =~ ^[0-9a-f]{{{VERSION_LEN}}}$ '
@@ -74,7 +75,7 @@ def build_commands() -> list[str]:
 def service_connect_build_commands() -> list[str]:
     manifest = f'"$CODEBUILD_SRC_DIR_{CONFIG_ARTIFACT}/{MANIFEST_FILE}"'
     return [
-        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" --mesh service-connect '
+        f'STACK_NAME="$(meshpipe synth {manifest} --commit "$CONFIG_COMMIT_ID" --mesh {MeshFlavour.SERVICE_CONNECT} '
         f'-o {SYNTH_DIR})"',
         'VERSION_ID="$(printf %s "$CONFIG_COMMIT_ID" | cut -c1-' + str(VERSION_LEN) + ' | tr A-F a-f)"',
         # The Deploy stage updates <env>-<svc>; refuse a template for any other stack.
@@ -86,7 +87,7 @@ def service_connect_build_commands() -> list[str]:
     ]
 
 
-def render_buildspec(python_version: str = BUILD_PYTHON, mesh: str = "appmesh") -> str:
+def render_buildspec(python_version: str = BUILD_PYTHON, mesh: MeshFlavour = MeshFlavour.APPMESH) -> str:
     """The buildspec as YAML text, for the ``appmesh`` or ``service-connect`` flavour. Pure."""
     spec = {
         "version": 0.2,
@@ -100,7 +101,7 @@ def render_buildspec(python_version: str = BUILD_PYTHON, mesh: str = "appmesh") 
                 "runtime-versions": {"python": python_version},
                 "commands": [install_command()],
             },
-            "build": {"commands": service_connect_build_commands() if mesh == "service-connect"
+            "build": {"commands": service_connect_build_commands() if mesh is MeshFlavour.SERVICE_CONNECT
                       else build_commands()},
         },
         "artifacts": {"files": [TEMPLATE_FILE]},

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshpipe.errors import UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import DEFAULT_ENVOY_IMAGE, ENV_NAME_RE, PlatformPolicy, check_env_name
-from meshpipe.synth import APPMESH, MESH_FLAVOURS, SERVICE_CONNECT, ingress_tls
+from meshpipe.synth import ingress_tls
 from meshpipe.synth import permissions_boundary as pb
 from meshpipe.synth import policy_parameter as pp
 from meshpipe.synth import suppressions as skip
@@ -77,11 +78,6 @@ def environment_stack_name(env: str) -> str:
 
 def environment_template_file(env: str) -> str:
     return f"{env}-env.template.json"
-
-
-def export_name(env: str, key: str) -> str:
-    """The name another stack imports: ``<env>:<key>``."""
-    return f"{env}:{key}"
 
 
 def import_export(key: str) -> Json:
@@ -251,7 +247,7 @@ def _port_80_skips(options: EnvironmentOptions, opens_port_80: bool) -> list[tup
     return [(PORT_80_OPEN, REDIRECT_ONLY_REASON if options.certificate_arn else PLAIN_HTTP_REASON)]
 
 
-def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: str) -> Json:
+def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: MeshFlavour) -> Json:
     """The load balancer's and the tasks' groups (see meshpipe.synth.network_security).
 
     App Mesh: the network load balancer reaches only the gateway Envoy's listener. Its target group
@@ -261,10 +257,10 @@ def _security_groups(policy: PlatformPolicy, options: EnvironmentOptions, mesh: 
     service's container port, which may be any port an app may use.
     """
     app_ports = app_port_ranges(policy.reserved_ports)
-    redirects = mesh == SERVICE_CONNECT
+    redirects = mesh is MeshFlavour.SERVICE_CONNECT
     openings = ingress_tls.public_ports(options.certificate_arn, redirects=redirects)
     skips = _port_80_skips(options, any(port == ingress_tls.HTTP_PORT for port, _ in openings))
-    if mesh == SERVICE_CONNECT:
+    if mesh is MeshFlavour.SERVICE_CONNECT:
         targets, purpose = app_ports, "Ingress load balancer to the services"
     else:
         targets, purpose = [(GATEWAY_LISTENER_PORT, GATEWAY_LISTENER_PORT)], "Ingress load balancer to the gateway Envoy"
@@ -499,7 +495,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         **_network(options),
         "Cluster": resource("AWS::ECS::Cluster", {"ClusterName": ref("EnvironmentName")},
                             Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
-        **_security_groups(policy, options, APPMESH),
+        **_security_groups(policy, options, MeshFlavour.APPMESH),
         **_roles(policy),
         "Namespace": resource("AWS::ServiceDiscovery::PrivateDnsNamespace", {
             "Name": sub("${EnvironmentName}.local"),
@@ -520,7 +516,7 @@ def render_environment(env: str, policy: PlatformPolicy | None = None,
         },
         **_log_retention_parameter(options),
     }
-    resources[pb.BOUNDARY] = pb.boundary_resource(APPMESH)
+    resources[pb.BOUNDARY] = pb.boundary_resource(MeshFlavour.APPMESH)
     return template(
         pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment: VPC over two AZs, ECS cluster, Cloud Map namespace, log group, "
@@ -543,12 +539,6 @@ SERVICE_CONNECT_EXPORTS: tuple[str, ...] = (
     "EcsInfrastructureRoleArn", "IngressEndpoint", pp.POLICY_EXPORT,
 )
 INGRESS_NOT_ROUTED_STATUS = 404
-
-
-def check_mesh(mesh: str) -> str:
-    if mesh not in MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(MESH_FLAVOURS)}")
-    return mesh
 
 
 def _service_connect_roles() -> Json:
@@ -624,7 +614,7 @@ def _service_connect_outputs(options: EnvironmentOptions) -> Json:
     outputs = {key: output(value, description, sub("${EnvironmentName}:" + key))
                for key, (value, description) in values.items()}
     outputs.update(ingress_tls.certificate_output(options.certificate_arn))
-    outputs[MESH_FLAVOUR_OUTPUT] = output(SERVICE_CONNECT, "Mesh flavour of the environment")
+    outputs[MESH_FLAVOUR_OUTPUT] = output(str(MeshFlavour.SERVICE_CONNECT), "Mesh flavour of the environment")
     return outputs
 
 
@@ -648,7 +638,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
             "ClusterName": ref("EnvironmentName"),
             "ServiceConnectDefaults": {"Namespace": get_att("Namespace", "Arn")},
         }, Metadata=checkov_skips(skip.CONTAINER_INSIGHTS)),
-        **_security_groups(policy, options, SERVICE_CONNECT),
+        **_security_groups(policy, options, MeshFlavour.SERVICE_CONNECT),
         **_service_connect_roles(),
         "Namespace": resource("AWS::ServiceDiscovery::HttpNamespace", {
             "Description": sub("Service Connect namespace of ${EnvironmentName}"),
@@ -664,7 +654,7 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
         pp.POLICY_PARAMETER: pp.policy_template_parameter(policy),
         **_log_retention_parameter(options),
     }
-    resources[pb.BOUNDARY] = pb.boundary_resource(SERVICE_CONNECT)
+    resources[pb.BOUNDARY] = pb.boundary_resource(MeshFlavour.SERVICE_CONNECT)
     return template(
         pb.bounded(_owned(resources), pb.environment_boundary()),
         description="meshpipe environment (ECS Service Connect): VPC over two AZs, ECS cluster with a Service "
@@ -674,9 +664,9 @@ def render_service_connect_environment(env: str, policy: PlatformPolicy | None =
     )
 
 
-def render_environment_for(env: str, mesh: str = APPMESH, policy: PlatformPolicy | None = None,
+def render_environment_for(env: str, mesh: MeshFlavour = MeshFlavour.APPMESH, policy: PlatformPolicy | None = None,
                            options: EnvironmentOptions | None = None) -> Json:
     """The environment template of ``mesh``'s flavour."""
-    if check_mesh(mesh) == SERVICE_CONNECT:
+    if MeshFlavour.parse(mesh) is MeshFlavour.SERVICE_CONNECT:
         return render_service_connect_environment(env, policy, options)
     return render_environment(env, policy, options)

@@ -9,7 +9,7 @@ say what it may do; the boundary only caps it. Pure.
 
 from __future__ import annotations
 
-from meshpipe.synth import APPMESH
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.synth import suppressions as skip
 from meshpipe.synth.cfn import Json, checkov_skips, ref, resource, sub
 
@@ -72,10 +72,10 @@ def boundary_arn() -> Json:
     return sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/meshpipe-${EnvironmentName}-boundary")
 
 
-def boundary_resource(mesh: str) -> Json:
+def boundary_resource(mesh: MeshFlavour) -> Json:
     """The environment stack's managed policy that caps every role of the environment (a Service Connect
     environment's roles never call App Mesh)."""
-    actions = [a for a in ROLE_ACTIONS if mesh == APPMESH or not a.startswith("appmesh:")]
+    actions = [a for a in ROLE_ACTIONS if mesh == MeshFlavour.APPMESH or not a.startswith("appmesh:")]
     return resource("AWS::IAM::ManagedPolicy", {
         "Description": sub("Permissions boundary of every role meshpipe creates in ${EnvironmentName}"),
         "ManagedPolicyName": boundary_name(),

@@ -27,15 +27,13 @@ import tempfile
 from pathlib import Path
 
 from meshpipe.errors import OperationError, UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.platform import PlatformPolicy
 from meshpipe.synth.build_bucket import build_bucket_stack_name, build_bucket_template_file, render_build_bucket
 from meshpipe.synth.cfn import Json, template_json
 from meshpipe.synth.environment import (
-    APPMESH,
-    MESH_FLAVOURS,
     EnvironmentOptions,
     check_env_name,
-    check_mesh,
     environment_stack_name,
     environment_template_file,
     render_environment_for,
@@ -49,7 +47,6 @@ from meshpipe.synth.service_pipeline import (
 )
 
 __all__ = [
-    "MESH_FLAVOURS",
     "SERVICE_PIPELINE_TEMPLATE_FILE",
     "build_bucket_stack_name",
     "environment_stack_name",
@@ -67,7 +64,7 @@ def platform_template_files(env: str) -> tuple[str, str, str]:
 
 def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                     options: EnvironmentOptions | None = None,
-                    service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                    service_port: int = DEFAULT_SERVICE_PORT, mesh: MeshFlavour = MeshFlavour.APPMESH,
                     source: PipelineSource = None) -> dict[str, Json]:
     """The environment, build-bucket and service-pipeline templates, keyed by file name. Pure.
 
@@ -78,7 +75,7 @@ def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: s
     (``service_port``, the virtual router's port, applies to ``appmesh`` only).
     """
     check_env_name(env)
-    check_mesh(mesh)
+    mesh = MeshFlavour.parse(mesh)
     env_file, bucket_file, pipeline_file = platform_template_files(env)
     return {
         env_file: render_environment_for(env, mesh, policy, options),
@@ -90,7 +87,7 @@ def render_platform(env: str, policy: PlatformPolicy | None = None, *, branch: s
 
 def write_platform(env: str, out_dir: Path | str, policy: PlatformPolicy | None = None, *, branch: str = "main",
                    options: EnvironmentOptions | None = None,
-                   service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                   service_port: int = DEFAULT_SERVICE_PORT, mesh: MeshFlavour = MeshFlavour.APPMESH,
                    source: PipelineSource = None) -> list[Path]:
     """Render the three templates, then write them into ``out_dir``; return their paths.
 

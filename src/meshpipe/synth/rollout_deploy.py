@@ -39,7 +39,7 @@ from meshpipe.platform import MAX_PLANNED_DEPLOYMENT_MINUTES
 from meshpipe.synth.cfn import Json, get_att, ref, resource
 
 if TYPE_CHECKING:
-    from meshpipe.delivery.policy import RolloutPlan
+    from meshpipe.delivery.policy import RolloutSpec
     from meshpipe.model import ServiceVersion
 
 ERRORS_ALARM = "RolloutErrorsAlarm"
@@ -71,7 +71,7 @@ def strategy_of(version: ServiceVersion) -> str:
     return STRATEGIES[plan.strategy] if plan is not None else version.platform.policy.traffic_shift.strategy
 
 
-def deployment_strategy(plan: RolloutPlan, service: str) -> Json:
+def deployment_strategy(plan: RolloutSpec, service: str) -> Json:
     """``DeploymentConfiguration`` keys of the strategy (without the alarms)."""
     bake = minutes(plan.interval_s)
     config: Json = {"BakeTimeInMinutes": bake}

@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from meshpipe.errors import UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.model import VERSION_LEN
 from meshpipe.platform import ENV_VARS, SUBNET_VARS, PlatformPolicy
 from meshpipe.synth import buildspec, rollout_deploy
@@ -39,13 +40,10 @@ from meshpipe.synth import suppressions as skip
 from meshpipe.synth.build_bucket import BUNDLE_KEY, private_bucket_properties, tls_only_bucket_policy
 from meshpipe.synth.cfn import Json, checkov_skips, get_att, output, ref, resource, sub, template
 from meshpipe.synth.environment import (
-    APPMESH,
     PLACEHOLDER_IPV4,
-    SERVICE_CONNECT,
     SERVICE_CONNECT_SETTING_EXPORTS,
     SETTING_EXPORTS,
     check_env_name,
-    check_mesh,
     environment_name_parameter,
     iam_allow,
     iam_statement,
@@ -108,10 +106,6 @@ VERSION_WILDCARD = "?" * VERSION_LEN
 
 def pipeline_stack_name(env: str, service: str) -> str:
     return f"{env}-{service}-pipeline"
-
-
-def config_repo_name(service: str) -> str:
-    return f"{service}-cfg"
 
 
 def check_branch(branch: str) -> None:
@@ -266,7 +260,7 @@ def _trigger(source: PipelineSource = None) -> Json:
     }
 
 
-def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
+def build_environment_variables(mesh: MeshFlavour = MeshFlavour.APPMESH) -> list[Json]:
     """The platform settings as the variables ``meshpipe synth`` reads (see meshpipe.platform.ENV_VARS).
 
     The Service Connect environment exports no Envoy image: its variable is optional and left unset.
@@ -276,10 +270,10 @@ def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
         "AWS_ACCOUNT_ID": ref("AWS::AccountId"),
         "AWS_REGION": ref("AWS::Region"),
     }
-    exports = SERVICE_CONNECT_SETTING_EXPORTS if mesh == SERVICE_CONNECT else SETTING_EXPORTS
+    exports = SERVICE_CONNECT_SETTING_EXPORTS if mesh is MeshFlavour.SERVICE_CONNECT else SETTING_EXPORTS
     by_var.update({var: import_export(key) for key, var in exports.items()})
     by_var.update({var: get_att(role, "Arn") for role, var in TASK_ROLE_VARS.items()})
-    names = [n for n in (*ENV_VARS, *SUBNET_VARS) if mesh != SERVICE_CONNECT or n != "ENVOY_IMAGE_URI"]
+    names = [n for n in (*ENV_VARS, *SUBNET_VARS) if mesh is not MeshFlavour.SERVICE_CONNECT or n != "ENVOY_IMAGE_URI"]
     missing = [n for n in names if n not in by_var]
     assert not missing, f"environment exports do not cover {missing}"
     variables = [{"Name": n, "Type": "PLAINTEXT", "Value": by_var[n]} for n in names]
@@ -289,7 +283,7 @@ def build_environment_variables(mesh: str = APPMESH) -> list[Json]:
     return variables
 
 
-def _build(mesh: str = APPMESH) -> Json:
+def _build(mesh: MeshFlavour = MeshFlavour.APPMESH) -> Json:
     return {
         "BuildLogGroup": resource("AWS::Logs::LogGroup", {
             "LogGroupName": sub("/aws/codebuild/${EnvironmentName}-${ServiceName}"),
@@ -311,7 +305,7 @@ def _build(mesh: str = APPMESH) -> Json:
         "BuildProject": resource("AWS::CodeBuild::Project", {
             "Artifacts": {"Type": "CODEPIPELINE"},
             "Description": sub("meshpipe synth for ${ServiceName} in ${EnvironmentName}"
-                               + (" (Service Connect)" if mesh == SERVICE_CONNECT else "")),
+                               + (" (Service Connect)" if mesh is MeshFlavour.SERVICE_CONNECT else "")),
             "Environment": {
                 "ComputeType": "BUILD_GENERAL1_SMALL",
                 "EnvironmentVariables": build_environment_variables(mesh),
@@ -327,7 +321,7 @@ def _build(mesh: str = APPMESH) -> Json:
     }
 
 
-def _task_roles(mesh: str, policy: PlatformPolicy) -> Json:
+def _task_roles(mesh: MeshFlavour, policy: PlatformPolicy) -> Json:
     """The service's own task role and task execution role: no service acts as another.
 
     The execution role writes only this service's log streams (``<prefix>-<svc>-<version>/...``, the
@@ -343,7 +337,7 @@ def _task_roles(mesh: str, policy: PlatformPolicy) -> Json:
         "Description": sub("Task role of ${ServiceName} in ${EnvironmentName}"),
         "Path": "/",
     }
-    if mesh != SERVICE_CONNECT:
+    if mesh is not MeshFlavour.SERVICE_CONNECT:
         nodes = _with_imports("arn:${AWS::Partition}:appmesh:${AWS::Region}:${AWS::AccountId}:mesh/${Mesh}/"
                               f"virtualNode/vn-${{ServiceName}}-{VERSION_WILDCARD}", Mesh="MeshName")
         task_role["Policies"] = [inline_policy("envoy-virtual-nodes", [
@@ -494,8 +488,8 @@ def _source_statement(source: PipelineSource) -> Json:
     return iam_allow([f"{source.iam_prefix}:UseConnection"], ref("ConnectionArn"), sid="ConfigSource")
 
 
-def _pipeline_role(mesh: str = APPMESH, source: PipelineSource = None) -> Json:
-    if mesh == SERVICE_CONNECT:  # exactly the one service stack
+def _pipeline_role(mesh: MeshFlavour = MeshFlavour.APPMESH, source: PipelineSource = None) -> Json:
+    if mesh is MeshFlavour.SERVICE_CONNECT:  # exactly the one service stack
         deployed = _arn("cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${EnvironmentName}-${ServiceName}/*")
         deployed_sid = "ServiceStack"
     else:
@@ -554,14 +548,14 @@ def _action(name: str, category: str, provider: str, configuration: Json, *, inp
     return action
 
 
-def _deploy_action(mesh: str, name: str) -> Json:
+def _deploy_action(mesh: MeshFlavour, name: str) -> Json:
     configuration: Json = {
         "ActionMode": DEPLOY_ACTION_MODE,
         # The stack holds an inline IAM policy (unnamed resources only).
         "Capabilities": "CAPABILITY_IAM",
         "RoleArn": get_att("DeployRole", "Arn"),
     }
-    if mesh == SERVICE_CONNECT:
+    if mesh is MeshFlavour.SERVICE_CONNECT:
         # Every commit updates the same stack; the gateway route goes with it, from this stack's parameters.
         configuration["ParameterOverrides"] = sub(json.dumps(
             {key: "${" + key + "}" for key in sc.INGRESS_PARAMETERS}, separators=(",", ":")))
@@ -606,9 +600,9 @@ def _connection_trigger(action_name: str) -> list[Json]:
     }]
 
 
-def _pipeline(mesh: str = APPMESH, source: PipelineSource = None) -> Json:
+def _pipeline(mesh: MeshFlavour = MeshFlavour.APPMESH, source: PipelineSource = None) -> Json:
     commit_variable = [{"name": "CONFIG_COMMIT_ID", "type": "PLAINTEXT", "value": f"#{{{SOURCE_NAMESPACE}.CommitId}}"}]
-    layout = SERVICE_CONNECT_STAGES if mesh == SERVICE_CONNECT else STAGES
+    layout = SERVICE_CONNECT_STAGES if mesh is MeshFlavour.SERVICE_CONNECT else STAGES
     (source_stage, (config, bundle)), (build, (synth,)), (deploy, (create,)) = layout
     stages = [
         {"Name": source_stage, "Actions": [
@@ -735,11 +729,11 @@ def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = No
     resources: Json = {
         **_source(source),
         **_trigger(source),
-        **_build(SERVICE_CONNECT),
-        **_task_roles(SERVICE_CONNECT, policy or PlatformPolicy()),
+        **_build(MeshFlavour.SERVICE_CONNECT),
+        **_task_roles(MeshFlavour.SERVICE_CONNECT, policy or PlatformPolicy()),
         **_service_connect_deploy_role(),
-        **_pipeline_role(SERVICE_CONNECT, source),
-        **_pipeline(SERVICE_CONNECT, source),
+        **_pipeline_role(MeshFlavour.SERVICE_CONNECT, source),
+        **_pipeline(MeshFlavour.SERVICE_CONNECT, source),
     }
     return template(
         pb.bounded(resources, pb.boundary_arn()),
@@ -763,7 +757,7 @@ def render_service_connect_pipeline(env: str, policy: PlatformPolicy | None = No
 
 
 def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, branch: str = "main",
-                            service_port: int = DEFAULT_SERVICE_PORT, mesh: str = APPMESH,
+                            service_port: int = DEFAULT_SERVICE_PORT, mesh: MeshFlavour = MeshFlavour.APPMESH,
                             source: PipelineSource = None) -> Json:
     """The service-pipeline template, its ``EnvironmentName`` defaulting to ``env``. Pure.
 
@@ -772,7 +766,7 @@ def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, b
     """
     if source is not None and not isinstance(source, ConnectionSource):
         raise TypeError(f"source must be a ConnectionSource or None, not {type(source).__name__}")
-    if check_mesh(mesh) == SERVICE_CONNECT:
+    if MeshFlavour.parse(mesh) is MeshFlavour.SERVICE_CONNECT:
         return render_service_connect_pipeline(env, policy, branch=branch, source=source)
     check_env_name(env)
     check_branch(branch)
@@ -784,10 +778,10 @@ def render_service_pipeline(env: str, policy: PlatformPolicy | None = None, *, b
         **_source(source),
         **_trigger(source),
         **_build(),
-        **_task_roles(APPMESH, policy),
+        **_task_roles(MeshFlavour.APPMESH, policy),
         **_deploy_role(),
-        **_pipeline_role(APPMESH, source),
-        **_pipeline(APPMESH, source),
+        **_pipeline_role(MeshFlavour.APPMESH, source),
+        **_pipeline(MeshFlavour.APPMESH, source),
     }
     return template(
         pb.bounded(resources, pb.boundary_arn()),

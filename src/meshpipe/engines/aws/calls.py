@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
+from meshpipe.clock import Clock, iso_utc
 from meshpipe.engines.aws.clients import ClientFactory
 from meshpipe.engines.aws.errors import is_throttling, translate
-from meshpipe.engines.aws.retry import Backoff, RetriesExhausted, Sleeper, call_with_backoff
+from meshpipe.engines.aws.retry import Backoff, RetriesExhausted, call_with_backoff
 from meshpipe.errors import OperationError
 
 
 class AwsCalls:
     """Calls ``service.operation(**params)`` on clients from ``factory``."""
 
-    def __init__(self, factory: ClientFactory, *, sleeper: Sleeper, backoff: Backoff | None = None,
+    def __init__(self, factory: ClientFactory, *, clock: Clock, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random) -> None:
         self.factory = factory
-        self.sleeper = sleeper
+        self.clock = clock
         self.backoff = backoff or Backoff()
         self.rand = rand
 
@@ -43,7 +45,7 @@ class AwsCalls:
         try:
             result: dict[str, Any] = call_with_backoff(
                 lambda: method(**params), is_retryable=is_throttling, backoff=self.backoff,
-                sleeper=self.sleeper, rand=self.rand)
+                clock=self.clock, rand=self.rand)
             return result
         except RetriesExhausted as exhausted:
             error = translate(exhausted.last, service, _api_name(operation))
@@ -76,3 +78,11 @@ def _never(exc: BaseException) -> bool:
 def _api_name(operation: str) -> str:
     """``describe_stacks`` -> ``DescribeStacks`` (the name IAM actions use)."""
     return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def answer_time(value: Any) -> str | None:
+    """A time in an AWS answer, written as meshpipe writes times (:func:`meshpipe.clock.iso_utc`); botocore
+    hands timestamps over as datetimes, and anything else (text) is kept as it is."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return str(value) if value else None

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshpipe.clock import Clock
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.errors import error_code, is_not_found
-from meshpipe.engines.aws.retry import Clock, Sleeper
 from meshpipe.errors import NotFoundError, OperationError
 
 # Cloud Map reports an operation's progress as one of these; the last two are final.
@@ -30,11 +30,10 @@ class CloudMapService:
 
 
 class CloudMapApi:
-    def __init__(self, calls: AwsCalls, *, clock: Clock, sleeper: Sleeper, poll_interval: float = 5.0,
+    def __init__(self, calls: AwsCalls, *, clock: Clock, poll_interval: float = 5.0,
                  timeout: float = 600.0) -> None:
         self.calls = calls
         self.clock = clock
-        self.sleeper = sleeper
         self.poll_interval = poll_interval
         self.timeout = timeout
 
@@ -52,7 +51,7 @@ class CloudMapApi:
     def remove(self, service: CloudMapService) -> int:
         """Deregister every instance of the service, wait for that, then delete it. Returns the number of
         instances deregistered. A service or instance already gone counts as removed."""
-        deadline = self.clock() + self.timeout
+        deadline = self.clock.now() + self.timeout
         deregistered = 0
         while True:
             try:
@@ -73,7 +72,7 @@ class CloudMapApi:
             # Still in use: an instance registered meanwhile (a task still stopping). Deregister it as well
             # and try again, until the deadline.
             self._check_deadline(deadline, service, "it still has instances")
-            self.sleeper(self.poll_interval)
+            self.clock.sleep(self.poll_interval)
 
     def _delete(self, service_id: str) -> bool:
         """Delete the service; False while Cloud Map refuses because it still has instances."""
@@ -101,10 +100,10 @@ class CloudMapApi:
                                      hint="run the command again; if it fails again, deregister the instance in "
                                           "the Cloud Map console and retry")
             self._check_deadline(deadline, service, f"operation {operation_id} is still {status or 'pending'}")
-            self.sleeper(self.poll_interval)
+            self.clock.sleep(self.poll_interval)
 
     def _check_deadline(self, deadline: float, service: CloudMapService, state: str) -> None:
-        if self.clock() >= deadline:
+        if self.clock.now() >= deadline:
             raise OperationError(f"gave up waiting for Cloud Map service {service.name} ({service.id}) after "
                                  f"{self.timeout:.0f} s: {state}",
                                  hint="Cloud Map carries on by itself: run the command again in a few minutes")

@@ -8,11 +8,11 @@ running deployment's traffic split as each service revision's requested producti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshpipe.engines.aws.calls import AwsCalls
+from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import error_code, is_not_found
 
 TAG_PREFIX = "meshpipe:"
@@ -56,7 +56,7 @@ class Deployment:
     status: str
     stage: str | None
     shares: tuple[TrafficShare, ...]
-    paused_hook: str | None = None  # id of a PAUSE lifecycle hook waiting for an action
+    paused_lifecycle_hook: str | None = None  # id of a PAUSE lifecycle hook waiting for an action
 
     @property
     def rolling_back(self) -> bool:
@@ -115,32 +115,36 @@ class EcsApi:
         return ServiceState(name=svc["serviceName"], arn=svc["serviceArn"], task_definition=svc["taskDefinition"],
                             deployments=deployments, strategy=dict(svc.get("deploymentConfiguration", {})))
 
-    def running_deployment(self, cluster: str, service: str) -> Deployment | None:
-        """The deployment that still runs (the newest one, should there be several), or None."""
+    def newest_deployment(self, cluster: str, service: str, statuses: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The service's newest deployment (of those in ``statuses``, when given), as DescribeServiceDeployments
+        gives it, or None."""
+        only = {"status": statuses} if statuses else {}
         page = self.calls.call_or_none("ecs", "list_service_deployments", when=_missing, cluster=cluster,
-                                       service=service, status=RUNNING_DEPLOYMENT_STATUSES)
+                                       service=service, **only)
         briefs = sorted((page or {}).get("serviceDeployments", []), key=lambda b: str(b.get("createdAt", "")))
         if not briefs:
             return None
         found = self.calls("ecs", "describe_service_deployments",
                            serviceDeploymentArns=[briefs[-1]["serviceDeploymentArn"]])
         deployments = found.get("serviceDeployments", [])
-        if not deployments:
+        return dict(deployments[0]) if deployments else None
+
+    def running_deployment(self, cluster: str, service: str) -> Deployment | None:
+        """The deployment that still runs (the newest one, should there be several), or None."""
+        deployment = self.newest_deployment(cluster, service, RUNNING_DEPLOYMENT_STATUSES)
+        if deployment is None:
             return None
-        deployment = deployments[0]
-        parts: list[tuple[dict[str, Any], str]] = [(s, "source") for s in deployment.get("sourceServiceRevisions", [])]
-        if deployment.get("targetServiceRevision"):
-            parts.append((deployment["targetServiceRevision"], "target"))
-        task_definitions = self._revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
+        parts = revision_parts(deployment)
+        task_definitions = self.revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
         shares = tuple(TrafficShare(task_definitions[p["arn"]], float(p.get("requestedProductionTrafficWeight", 0.0)),
                                     role)
                        for p, role in parts if p.get("arn") in task_definitions)
         paused = next((h.get("hookId") for h in deployment.get("lifecycleHookDetails", [])
                        if h.get("targetType") == "PAUSE" and h.get("status") == "AWAITING_ACTION"), None)
         return Deployment(arn=deployment["serviceDeploymentArn"], status=str(deployment.get("status", "")),
-                          stage=deployment.get("lifecycleStage"), shares=shares, paused_hook=paused)
+                          stage=deployment.get("lifecycleStage"), shares=shares, paused_lifecycle_hook=paused)
 
-    def _revision_task_definitions(self, arns: list[str]) -> dict[str, str]:
+    def revision_task_definitions(self, arns: list[str]) -> dict[str, str]:
         """Service revision ARN -> its task definition ARN."""
         out: dict[str, str] = {}
         for i in range(0, len(arns), DESCRIBE_BATCH):
@@ -152,8 +156,8 @@ class EcsApi:
     def roll_back(self, deployment_arn: str) -> None:
         self.calls("ecs", "stop_service_deployment", serviceDeploymentArn=deployment_arn, stopType="ROLLBACK")
 
-    def continue_paused(self, deployment_arn: str, hook_id: str) -> None:
-        self.calls("ecs", "continue_service_deployment", serviceDeploymentArn=deployment_arn, hookId=hook_id,
+    def continue_paused(self, deployment_arn: str, lifecycle_hook_id: str) -> None:
+        self.calls("ecs", "continue_service_deployment", serviceDeploymentArn=deployment_arn, hookId=lifecycle_hook_id,
                    action="CONTINUE")
 
     # -- revisions --------------------------------------------------------------------------------------
@@ -174,11 +178,9 @@ class EcsApi:
             if not version:
                 continue
             td = described["taskDefinition"]
-            registered = td.get("registeredAt")
             found.append(Revision(arn=td["taskDefinitionArn"], family=td["family"], number=int(td["revision"]),
                                   version=version, commit=tags.get(f"{TAG_PREFIX}commit", version),
-                                  registered_at=registered.isoformat() if hasattr(registered, "isoformat")
-                                  else (str(registered) if registered else None)))
+                                  registered_at=answer_time(td.get("registeredAt"))))
         return sorted(found, key=lambda r: r.number)
 
     def _family_arns(self, family: str) -> Iterator[str]:
@@ -194,3 +196,11 @@ class EcsApi:
 
 def _missing(exc: BaseException) -> bool:
     return error_code(exc) in {"ClusterNotFoundException", "ServiceNotFoundException"} or is_not_found(exc)
+
+
+def revision_parts(deployment: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """A deployment's service revisions, each with its role: the sources it moves traffic from, the target."""
+    parts: list[tuple[dict[str, Any], str]] = [(s, "source") for s in deployment.get("sourceServiceRevisions", [])]
+    if deployment.get("targetServiceRevision"):
+        parts.append((deployment["targetServiceRevision"], "target"))
+    return parts

@@ -5,9 +5,10 @@ asked for, or raises a meshpipe error saying what happened and what to do.
 
 An environment has one mesh flavour, chosen when it is created (``env_create(env, mesh=...)``, default the
 engine's ``mesh``, itself ``service-connect`` by default) and recorded by its stack (the ``MeshFlavour``
-output; none means App Mesh). Every other operation reads it from there: on ``service-connect`` they go to
-:mod:`.service_connect` and never call App Mesh. App Mesh was shut down on 2026-09-30, so ``env_create``
-refuses it before any call; environments made before keep working with every other operation.
+output; none means App Mesh). Every other operation checks its input, reads the flavour from there and
+hands over to that flavour's ops class (:mod:`.mesh_ops`): :mod:`.service_connect`, which never calls App
+Mesh, or :mod:`.app_mesh`. App Mesh was shut down on 2026-09-30, so ``env_create`` refuses it before any
+call; environments made before keep working with every other operation.
 """
 
 from __future__ import annotations
@@ -16,24 +17,24 @@ import json
 import random
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.aws import names
+from meshpipe.engines.aws.app_mesh import AppMeshOps, app_mesh_gone
 from meshpipe.engines.aws.buckets import Buckets
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.clients import ClientFactory, SessionClientFactory
 from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import EcsApi
-from meshpipe.engines.aws.env_context import EnvContext, optional_env, require_env
-from meshpipe.engines.aws.errors import error_code, is_not_found
+from meshpipe.engines.aws.env_context import EnvContext, optional_env, pipeline_stack, require_env
+from meshpipe.engines.aws.errors import is_not_found
 from meshpipe.engines.aws.ingress_api import IngressApi
-from meshpipe.engines.aws.mesh_api import MeshApi
+from meshpipe.engines.aws.mesh_ops import MeshOps
 from meshpipe.engines.aws.pipeline_history import PipelineHistory
-from meshpipe.engines.aws.retry import Backoff, Clock, Sleeper, real_clock, real_sleeper
-from meshpipe.engines.aws.service_connect import ServiceConnectOps, ingress_values
+from meshpipe.engines.aws.retry import Backoff
+from meshpipe.engines.aws.service_connect import ServiceConnectOps
 from meshpipe.engines.aws.stacks import Stacks, StackState, TemplateUploader
 from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
 from meshpipe.engines.base import (
@@ -47,7 +48,8 @@ from meshpipe.engines.base import (
     VersionInfo,
 )
 from meshpipe.engines.plan import Plan, execute
-from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
+from meshpipe.errors import ConflictError, Defect, NotFoundError, OperationError, UserError
+from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.graph import Topology
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import (
@@ -64,7 +66,7 @@ from meshpipe.model import check_service_name
 from meshpipe.pipeline.runs import PipelineRun
 from meshpipe.platform import PlatformPolicy
 from meshpipe.platform_policy import policy_from_text, policy_text
-from meshpipe.rollout import Move, planned
+from meshpipe.rollout import Move
 from meshpipe.synth import policy_parameter
 from meshpipe.synth.pipeline_source import ConnectionSource, PipelineSource, parse_source
 from meshpipe.synth.service_pipeline import check_branch
@@ -75,10 +77,9 @@ from meshpipe.synth.service_pipeline import check_branch
 # repository or a branch other than main.
 TemplateSource = Callable[..., dict[str, dict[str, Any]]]
 BundleBuilder = Callable[[Path], Path]  # output folder -> path of the zip written there
-ECS_DESCRIBE_BATCH = 10  # DescribeServices takes at most this many services
 
 
-def _render_platform(env: str, mesh: str = names.APPMESH, policy: PlatformPolicy | None = None,
+def _render_platform(env: str, mesh: MeshFlavour = MeshFlavour.APPMESH, policy: PlatformPolicy | None = None,
                      source: PipelineSource = None, branch: str = "main",
                      certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
     from meshpipe.synth.environment import EnvironmentOptions
@@ -111,35 +112,43 @@ class AwsEngine:
 
     def __init__(self, reporter: Reporter | None = None, *, clients: ClientFactory | None = None,
                  region: str | None = None, profile: str | None = None,
-                 sleeper: Sleeper = real_sleeper, clock: Clock = real_clock, poll_interval: float = 10.0,
+                 clock: Clock = SYSTEM_CLOCK, poll_interval: float = 10.0,
                  timeout: float = 3600.0, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random,
                  templates: TemplateSource | None = None, bundle: BundleBuilder | None = None,
-                 mesh: str = names.SERVICE_CONNECT) -> None:
+                 mesh: MeshFlavour = MeshFlavour.SERVICE_CONNECT) -> None:
         self.reporter: Reporter = reporter or SilentReporter()
-        self.mesh_flavour = _check_mesh(mesh)
+        self.mesh_flavour = MeshFlavour.parse(mesh)
         self.calls = AwsCalls(clients or SessionClientFactory(region=region, profile=profile),
-                              sleeper=sleeper, backoff=backoff, rand=rand)
-        self.stacks = Stacks(self.calls, self.reporter, clock=clock, sleeper=sleeper,
+                              clock=clock, backoff=backoff, rand=rand)
+        self.stacks = Stacks(self.calls, self.reporter, clock=clock,
                              poll_interval=poll_interval, timeout=timeout)
-        self.mesh = MeshApi(self.calls)
         self.buckets = Buckets(self.calls)
         self.history = PipelineHistory(self.calls)
-        self.ecs = EcsApi(self.calls)
-        self.cloudmap = CloudMapApi(self.calls, clock=clock, sleeper=sleeper, poll_interval=poll_interval,
-                                    timeout=timeout)
-        self.sc = ServiceConnectOps(self.stacks, self.ecs, IngressApi(self.calls), self.reporter)
+        teardown = Teardown(self.stacks, self.buckets, self.reporter)
+        cloudmap = CloudMapApi(self.calls, clock=clock, poll_interval=poll_interval,
+                               timeout=timeout)
+        flavours: list[MeshOps] = [
+            AppMeshOps(self.calls, self.stacks, teardown, self.reporter),
+            ServiceConnectOps(self.stacks, EcsApi(self.calls), IngressApi(self.calls), cloudmap, teardown,
+                              self.reporter, self._current_pipeline_template),
+        ]
+        self.flavours = {ops.flavour: ops for ops in flavours}
         self.templates = templates or _render_platform
         self.bundle = bundle or _build_bundle
 
+    def ops_for(self, ctx: EnvContext) -> MeshOps:
+        """The ops class of the environment's flavour: the one place an operation's flavour is chosen."""
+        return self.flavours[ctx.flavour]
+
     # -- environments -----------------------------------------------------------------------------------
 
-    def _rendered(self, env: str, mesh: str, policy: PlatformPolicy | None = None, source: PipelineSource = None,
+    def _rendered(self, env: str, mesh: MeshFlavour, policy: PlatformPolicy | None = None, source: PipelineSource = None,
                   branch: str | None = None, certificate_arn: str | None = None) -> dict[str, dict[str, Any]]:
         # A template source that knows only App Mesh over plain HTTP, the default policy, CodeCommit and main
         # takes the environment alone.
         options: dict[str, Any] = {}
-        if mesh != names.APPMESH:
+        if mesh is not MeshFlavour.APPMESH:
             options["mesh"] = mesh
         if policy is not None and policy != PlatformPolicy():
             options["policy"] = policy
@@ -151,13 +160,13 @@ class AwsEngine:
             options["certificate_arn"] = certificate_arn
         return self.templates(env, **options)
 
-    def env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                    policy: PlatformPolicy | None = None) -> EnvironmentInfo:
         """Create (or update) the environment, as :meth:`plan_env_create` plans it."""
         info: EnvironmentInfo = execute(self.plan_env_create(env, mesh, certificate_arn, policy))
         return info
 
-    def plan_env_create(self, env: str, mesh: str | None = None, certificate_arn: str | None = None,
+    def plan_env_create(self, env: str, mesh: MeshFlavour | None = None, certificate_arn: str | None = None,
                         policy: PlatformPolicy | None = None) -> Plan:
         """Plan to create (or update) the environment; ``mesh`` (default: the engine's) is its flavour, which an
         existing environment keeps. ``certificate_arn`` (ACM) makes the ingress serve HTTPS; an existing
@@ -165,9 +174,9 @@ class AwsEngine:
         build of the environment applies (kept in an SSM parameter of the environment stack); without it an
         existing environment keeps its policy and a new one gets the default policy."""
         _check_env(env)
-        flavour = _check_mesh(mesh or self.mesh_flavour)
-        if flavour == names.APPMESH:
-            raise _app_mesh_gone(env)
+        flavour = MeshFlavour.parse(mesh or self.mesh_flavour)
+        if flavour is MeshFlavour.APPMESH:
+            raise app_mesh_gone(env)
         if certificate_arn is not None:
             _check_certificate(certificate_arn)
         if policy is not None:
@@ -184,7 +193,7 @@ class AwsEngine:
                     hint=f"App Mesh environments can no longer be created or updated: create a {flavour} "
                          f"environment under another name (`meshpipe env create NAME --engine aws`), create the "
                          f"services' pipelines there, then delete this one (`meshpipe env delete {env} --engine aws`)"
-                    if found == names.APPMESH else
+                    if found is MeshFlavour.APPMESH else
                     f"run `meshpipe env create {env} --engine aws --mesh {found}`, or delete it first")
 
         # One cheap call first, so a missing region, missing credentials or no network show before any work.
@@ -202,8 +211,7 @@ class AwsEngine:
             same_flavour(existing)  # refused now, not after the bundle was built
         delete_hint = (f"delete what is left with `meshpipe env delete {env} --engine aws`, fix the cause "
                        "shown above and create the environment again")
-        what = "cluster, Service Connect namespace, load balancer" if flavour == names.SERVICE_CONNECT \
-            else "cluster, mesh, ingress"
+        what = "cluster, Service Connect namespace, load balancer"  # the one flavour an environment is created on
         bucket_name = names.build_bucket_stack(env)
         made: dict[str, Any] = {}
 
@@ -233,9 +241,7 @@ class AwsEngine:
             ctx = EnvContext.of(env, made["env"])
             bucket = made["bucket"]
             self.reporter.done(f"environment {env} ready; ingress {ctx.ingress_url or '(no endpoint output)'}")
-            details = {"mesh flavour": ctx.flavour}
-            if not ctx.service_connect:
-                details["mesh"] = ctx.mesh
+            details: dict[str, str] = {"mesh flavour": ctx.flavour, **self.ops_for(ctx).created_details(ctx)}
             details.update({"cluster": ctx.cluster, "namespace": ctx.namespace, "build bucket": bucket,
                             "bundle": f"s3://{bucket}/{names.BUNDLE_KEY}",
                             "platform policy": _policy_summary(policy, policy_parameter.parameter_name(env))})
@@ -271,7 +277,7 @@ class AwsEngine:
             found = self.stacks.resources(stack.name, resource_type)
             value = found[0] if found else None
         if not value:
-            raise OperationError(missing, hint="this is a meshpipe defect; please report it")
+            raise Defect(missing)
         return value
 
     def _stager(self, env: str) -> TemplateUploader:
@@ -280,10 +286,9 @@ class AwsEngine:
         def stage(stack: str, body: bytes) -> str:
             existing = self.stacks.describe(names.build_bucket_stack(env))
             if existing is None or not existing.usable:
-                raise OperationError(
+                raise Defect(
                     f"the template of {stack} is {len(body)} bytes, too big to send to CloudFormation inline, "
-                    f"and the build bucket that would stage it ({names.build_bucket_stack(env)}) is not ready",
-                    hint="this is a meshpipe defect; please report it")
+                    f"and the build bucket that would stage it ({names.build_bucket_stack(env)}) is not ready")
             bucket = self._build_bucket(existing)
             key = f"templates/{stack}.template.json"
             self.buckets.put(bucket, key, body, "application/json")
@@ -306,10 +311,7 @@ class AwsEngine:
             details["services"] = ", ".join(sorted(found.pipelines))
         if ctx.stack:
             details["mesh flavour"] = ctx.flavour
-            if ctx.service_connect:
-                details["service stacks"] = str(len(found.service_stacks))
-            else:
-                details["mesh"] = ctx.mesh
+            details.update(self.ops_for(ctx).status_details(ctx, found))
         return EnvironmentInfo(name=env, status=ctx.stack.status if ctx.stack else EnvState.NOT_FOUND,
                                ingress_url=ctx.ingress_url, details=details)
 
@@ -324,18 +326,7 @@ class AwsEngine:
             raise NotFoundError(f"environment {env} does not exist on AWS (no stacks named {env}-...)",
                                 hint="list environments with `aws cloudformation list-stacks` or check the region")
         ctx = optional_env(self.stacks, env)
-        return self._teardown().environment(ctx, found, retire=self._retirer(ctx, list(found.service_stacks)))
-
-    def _retirer(self, ctx: EnvContext, services: list[str]) -> Any:
-        """For a Service Connect environment: what deregisters a service's kept revisions once its stack is
-        gone (their family is read before, while the service and its stack still say it)."""
-        if not ctx.service_connect or not services:
-            return None
-        families = {service: self.sc.family(ctx, service) for service in services}
-        return lambda service: self.sc.retire_all(ctx, service, families.get(service))
-
-    def _teardown(self) -> Teardown:
-        return Teardown(self.stacks, self.mesh, self.buckets, self.cloudmap, self.reporter)
+        return self.ops_for(ctx).plan_env_delete(ctx, found)
 
     # -- pipelines --------------------------------------------------------------------------------------
 
@@ -364,11 +355,8 @@ class AwsEngine:
                                 f"{bucket.status if bucket else 'missing'})",
                                 hint=f"run `meshpipe env create {env} --engine aws` again to finish it")
         values = {"EnvironmentName": env, "ServiceName": service}
-        if ctx.service_connect:
-            problem = names.service_connect_name_problem(service)
-            if problem:
-                raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
-                                hint="choose another service name")
+        ops = self.ops_for(ctx)
+        ops.check_pipeline_service(service)
         existing = found = self.stacks.describe(names.pipeline_stack(env, service))
         if existing is not None and existing.status == "ROLLBACK_COMPLETE":
             existing = None  # replaced by the deploy below; it holds nothing to keep
@@ -382,9 +370,7 @@ class AwsEngine:
                    if had is None else ""),
                 hint=f"delete the pipeline first (`meshpipe pipeline delete {service} --env {env} --engine aws`), "
                      "then create it with the new source")
-        if ctx.service_connect:
-            # Deploying again keeps the service's gateway route.
-            values.update(ingress_values(existing))
+        values.update(ops.kept_pipeline_values(existing))
         template = self._pipeline_template(ctx, chosen, branch or had_branch)
         made: dict[str, StackState] = {}
 
@@ -405,8 +391,7 @@ class AwsEngine:
         plan = Plan(f"pipeline create {service} --env {env}", outcome=info)
         plan.add(_stack_call(found), names.pipeline_stack(env, service),
                  f"the pipeline of {service} (source: {_describe_source(chosen, service)}, branch "
-                 f"{branch or had_branch or 'main'})" + ("" if ctx.service_connect else
-                                                         ", with its virtual service and router"), deploy)
+                 f"{branch or had_branch or 'main'}){ops.pipeline_holds}", deploy)
         return plan
 
     def _pipeline_template(self, ctx: EnvContext, source: PipelineSource = None,
@@ -423,8 +408,7 @@ class AwsEngine:
         source, branch = _source_of(stack)
         clone_url = source.clone_url if source is not None else stack.outputs.get("SourceRepoCloneUrlHttp")
         if not clone_url:
-            raise OperationError(f"stack {stack.name} has no SourceRepoCloneUrlHttp output",
-                                 hint="this is a meshpipe defect; please report it")
+            raise Defect(f"stack {stack.name} has no SourceRepoCloneUrlHttp output")
         return PipelineInfo(service=service, environment=ctx.env, clone_url=clone_url,
                             virtual_service=stack.outputs.get("VirtualServiceName")
                             or f"{service}.{ctx.namespace}",
@@ -444,76 +428,12 @@ class AwsEngine:
     def plan_pipeline_delete(self, env: str, service: str, force: bool = False) -> Plan:
         _check_env(env)
         check_service_name(service)
-        stack = self._pipeline_stack(env, service)
+        stack = pipeline_stack(self.stacks, env, service)
         ctx = optional_env(self.stacks, env)
-        found = environment_stacks(self.stacks, env)
-        if ctx.service_connect:
-            return self._service_connect_pipeline_delete(ctx, found, service, stack, force)
-        versions = found.version_stacks(service)
-        gateway_routes = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
-                          if r.service == service] if self.mesh.mesh_exists(ctx.mesh) else []
-        if not force and versions:
-            raise ConflictError(
-                f"{service} still has {len(versions)} version stack(s): {', '.join(versions)}; deleting its "
-                "pipeline first would leave them undeletable (CloudFormation deletes them with the "
-                "pipeline's service role)",
-                hint=f"delete them first with `meshpipe version delete {service} VERSION --env {env} "
-                     "--engine aws`, then delete the pipeline")
-        if not force and gateway_routes:
-            raise ConflictError(
-                f"gateway route(s) {', '.join(gateway_routes)} still send traffic to {service}",
-                hint=f"delete them first with `meshpipe route gateway-delete NAME --env {env} --engine aws`")
-        plan = Plan(f"pipeline delete {service} --env {env}",
-                    outcome=lambda: self.reporter.done(f"pipeline of {service} deleted"))
-        for name in gateway_routes:
-            plan.add("appmesh:DeleteGatewayRoute", name, f"it sends traffic to {service} (--force)",
-                     partial(self._delete_gateway_route, ctx, name))
-        if self.mesh.mesh_exists(ctx.mesh):
-            plan.add("appmesh:DeleteRoute", f"r-{service} (when there is one)",
-                     "its virtual router goes with the pipeline stack", lambda: self._delete_route(ctx, service))
-        teardown = self._teardown()
-        teardown.plan_service_stacks(plan, found, [service])
-        teardown.plan_pipelines(plan, [stack.name])
-        return plan
-
-    def _delete_gateway_route(self, ctx: EnvContext, name: str) -> None:
-        self.reporter.step(f"deleting gateway route {name}")
-        self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)
-
-    def _delete_route(self, ctx: EnvContext, service: str) -> None:
-        if self.mesh.delete_route(ctx.mesh, service):
-            self.reporter.step(f"deleted route r-{service}")
-
-    def _service_connect_pipeline_delete(self, ctx: EnvContext, found: EnvironmentStacks, service: str,
-                                         stack: StackState, force: bool) -> Plan:
-        service_stack = found.service_stacks.get(service)
-        if service_stack and not force:
-            raise ConflictError(
-                f"{service} still has its service stack {service_stack}; deleting its pipeline first would leave it "
-                "undeletable (CloudFormation deletes it with the pipeline's service role)",
-                hint=f"pass --force to delete the service (its ECS service, gateway route and versions) and then "
-                     f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
-        plan = Plan(f"pipeline delete {service} --env {ctx.env}",
-                    outcome=lambda: self.reporter.done(f"pipeline of {service} deleted"))
-        teardown = self._teardown()
-        teardown.plan_service_stacks(plan, found, [service],
-                                     self._retirer(ctx, [service] if service_stack else []))
-        plan.add("servicediscovery:DeleteService", f"what ECS registered for {service} in the namespace",
-                 "no stack owns it", lambda: teardown.namespace_leftovers(ctx, service))
-        teardown.plan_pipelines(plan, [stack.name])
-        return plan
-
-    def _pipeline_stack(self, env: str, service: str) -> StackState:
-        stack = self.stacks.describe(names.pipeline_stack(env, service))
-        if stack is None:
-            raise NotFoundError(f"{service} has no pipeline in environment {env} "
-                                f"(no stack {names.pipeline_stack(env, service)})",
-                                hint=f"create it with `meshpipe pipeline create {service} --env {env} "
-                                     "--engine aws`")
-        return stack
+        return self.ops_for(ctx).plan_pipeline_delete(ctx, environment_stacks(self.stacks, env), service, stack, force)
 
     def _pipeline_name(self, env: str, service: str) -> str:
-        stack = self._pipeline_stack(env, service)
+        stack = pipeline_stack(self.stacks, env, service)
         return self._output_or_resource(stack, "PipelineName", "AWS::CodePipeline::Pipeline",
                                         f"stack {stack.name} holds no CodePipeline pipeline")
 
@@ -535,38 +455,17 @@ class AwsEngine:
         ctx = require_env(self.stacks, env)
         # The virtual service belongs to this environment, whatever namespace the caller assumed.
         route = make_gateway_route(route.name, route.prefix, route.service, ctx.namespace, route.rewrite_prefix)
-        if ctx.service_connect:
-            pipeline = self._require_pipeline(env, route.service, "no stack to hold its gateway route")
-            return self.sc.gateway_route_set(ctx, route, pipeline,
-                                             lambda: self._current_pipeline_template(ctx, pipeline))
-        self._require_pipeline(env, route.service, f"no virtual service {route.virtual_service}")
-        clash = [r.name for r in self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
-                 if r.prefix == route.prefix and r.name != route.name]
-        if clash:
-            raise ConflictError(f"gateway route {clash[0]} already matches prefix {route.prefix}",
-                                hint="choose another prefix, or update that gateway route instead")
-        outcome = self.mesh.put_gateway_route(ctx.mesh, ctx.gateway, route)
-        self.reporter.done(f"gateway route {route.name} {outcome}: {route.prefix} -> {route.virtual_service}")
-        return route
+        return self.ops_for(ctx).gateway_route_set(ctx, route)
 
     def gateway_route_delete(self, env: str, name: str) -> None:
         _check_env(env)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            self.sc.gateway_route_delete(
-                ctx, name, lambda service: lambda: self._current_pipeline_template(ctx, self._pipeline_stack(env, service)))
-            return
-        if not self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name):
-            raise NotFoundError(f"there is no gateway route {name} on {ctx.gateway} in {env}",
-                                hint=f"list them with `meshpipe route gateways --env {env} --engine aws`")
-        self.reporter.done(f"gateway route {name} deleted")
+        self.ops_for(ctx).gateway_route_delete(ctx, name)
 
     def gateway_routes(self, env: str) -> list[GatewayRoute]:
         _check_env(env)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            return self.sc.gateway_routes(ctx)
-        return self.mesh.gateway_routes(ctx.mesh, ctx.gateway)
+        return self.ops_for(ctx).gateway_routes(ctx)
 
     # -- service routes ---------------------------------------------------------------------------------
 
@@ -579,106 +478,39 @@ class AwsEngine:
         check_service_name(service)
         route = make_route(service, targets)  # App Mesh's limits, checked before any call
         ctx = require_env(self.stacks, env)
-        weights = ", ".join(f"{t.virtual_node(service)}={t.weight}" for t in route.targets)
-        plan = Plan(f"route set {service} --env {env}", outcome=lambda: route)
-        if ctx.service_connect:
-            self._require_pipeline(env, service, "no service stack")
-            # Service Connect: ECS moves traffic itself; the same split is nothing to do, another is refused.
-            current = self.sc.route_set(ctx, service, route.targets)
-            plan.outcome = lambda: current
-            return plan
-        self._require_pipeline(env, service, f"no virtual router {route.router}")
-        for target in route.targets:
-            self._require_version(env, service, target.version)
-
-        def put() -> None:
-            outcome = self.mesh.put_route(ctx.mesh, route)
-            self.reporter.done(f"route {route.name} {outcome}: {weights}")
-
-        plan.add("appmesh:CreateRoute|UpdateRoute", f"{route.name} on {route.router}", f"weights {weights}", put)
-        return plan
-
-    def _require_pipeline(self, env: str, service: str, consequence: str) -> StackState:
-        stack = self._pipeline_stack(env, service)
-        if not stack.usable:
-            raise ConflictError(f"the pipeline stack of {service} is {stack.status}, so there is {consequence}",
-                                hint=f"wait for it, or recreate it with `meshpipe pipeline create {service} "
-                                     f"--env {env} --engine aws`")
-        return stack
-
-    def _require_version(self, env: str, service: str, version: str) -> StackState:
-        stack_name = names.version_stack(env, service, version)
-        stack = self.stacks.describe(stack_name)
-        if stack is None:
-            raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name}, so no "
-                                f"virtual node vn-{service}-{version})",
-                                hint=f"list versions with `meshpipe versions {service} --env {env} --engine aws`")
-        if not stack.usable:
-            raise ConflictError(f"version {version} of {service} is not ready: stack {stack_name} is "
-                                f"{stack.status}",
-                                hint="wait for the pipeline's Deploy stage to finish, then retry"
-                                if stack.status.endswith("_IN_PROGRESS")
-                                else "route to a version whose stack is complete")
-        return stack
+        return self.ops_for(ctx).plan_route_set(ctx, route)
 
     def route_show(self, env: str, service: str) -> Route | None:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            return self.sc.route_show(ctx, service)
-        return self.mesh.describe_route(ctx.mesh, service)
+        return self.ops_for(ctx).route_show(ctx, service)
 
     def route_delete(self, env: str, service: str) -> None:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            self.sc.route_delete(ctx, service)  # refuses: there is no route of its own to delete
-            return
-        if not self.mesh.delete_route(ctx.mesh, service):
-            raise NotFoundError(f"{service} has no route in {env}",
-                                hint=f"set one with `meshpipe route set {service} VERSION=100 --env {env} "
-                                     "--engine aws`")
-        self.reporter.done(f"route r-{service} deleted")
+        self.ops_for(ctx).route_delete(ctx, service)
 
     def header_route_set(self, env: str, service: str, headers: tuple[HeaderMatch, ...],
                          targets: tuple[WeightedTarget, ...]) -> HeaderRoute:
         """App Mesh: an extra route of the service's router for requests whose headers match."""
-        from meshpipe.engines.aws.header_routes import put_header_route
-
         _check_env(env)
         route = make_header_route(service, headers, targets)  # App Mesh's limits, checked before any call
-        ctx = self._header_routes_ctx(env, service)
-        for target in route.targets:
-            self._require_version(env, service, target.version)
-        outcome = put_header_route(self.calls, ctx.mesh, route)
-        self.reporter.done(f"header route {route.name} {outcome}: {route.describe()}")
-        return route
-
-    def header_route_delete(self, env: str, service: str, header: str) -> None:
-        from meshpipe.engines.aws.header_routes import delete_header_route
-
-        _check_env(env)
-        ctx = self._header_routes_ctx(env, service)
-        if not delete_header_route(self.calls, ctx.mesh, service, header):
-            raise NotFoundError(f"{service} has no header route for {header} in {env}")
-
-    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
-        from meshpipe.engines.aws.header_routes import header_routes
-
-        _check_env(env)
-        ctx = require_env(self.stacks, env)
-        return [] if ctx.service_connect else header_routes(self.calls, ctx.mesh, service)
-
-    def _header_routes_ctx(self, env: str, service: str) -> EnvContext:
         check_service_name(service)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            raise UserError(f"{env} runs on ECS Service Connect, which routes by service, not by request header",
-                            hint="header routes are App Mesh's (and the local engine's)")
-        self._require_pipeline(env, service, "no virtual router")
-        return ctx
+        return self.ops_for(ctx).header_route_set(ctx, route)
+
+    def header_route_delete(self, env: str, service: str, header: str) -> None:
+        _check_env(env)
+        check_service_name(service)
+        ctx = require_env(self.stacks, env)
+        self.ops_for(ctx).header_route_delete(ctx, service, header)
+
+    def header_routes(self, env: str, service: str) -> list[HeaderRoute]:
+        _check_env(env)
+        ctx = require_env(self.stacks, env)
+        return self.ops_for(ctx).header_routes(ctx, service)
 
     # -- versions ---------------------------------------------------------------------------------------
 
@@ -686,41 +518,7 @@ class AwsEngine:
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            return self.sc.versions(ctx, service)
-        found = environment_stacks(self.stacks, env)
-        route = self.mesh.describe_route(ctx.mesh, service)
-        stacks = [s for s in (self.stacks.describe(n) for n in found.version_stacks(service)) if s is not None]
-        # The version stack runs ECS service <svc>-<ver>; its ServiceName output says so when present.
-        ecs_names = {s.name: s.outputs.get("ServiceName") or f"{service}-{_version_of(s)}" for s in stacks}
-        tasks = self._task_counts(ctx, list(ecs_names.values()))
-        infos = []
-        for stack in stacks:
-            version = _version_of(stack)
-            ecs_name = ecs_names[stack.name]
-            healthy, desired = tasks.get(ecs_name, (None, None))
-            infos.append(VersionInfo(
-                service=service, version=version, commit=stack.outputs.get("CommitId") or version,
-                stack_name=stack.name, status=stack.status, weight=route.weight_of(version) if route else 0,
-                created_at=stack.created_at, healthy_tasks=healthy, desired_tasks=desired))
-        listed = {i.version for i in infos}
-        for target in route.targets if route else ():
-            if target.version not in listed:  # routed to, but its stack is gone
-                infos.append(VersionInfo(service=service, version=target.version, commit=target.version,
-                                         stack_name=names.version_stack(env, service, target.version),
-                                         status="MISSING", weight=target.weight))
-        return sorted(infos, key=lambda i: (i.created_at or "~", i.version))
-
-    def _task_counts(self, ctx: EnvContext, ecs_services: list[str]) -> dict[str, tuple[int, int]]:
-        """ECS service name -> (running tasks, desired tasks), for the services ECS knows."""
-        counts: dict[str, tuple[int, int]] = {}
-        for i in range(0, len(ecs_services), ECS_DESCRIBE_BATCH):
-            batch = ecs_services[i:i + ECS_DESCRIBE_BATCH]
-            page = self.calls.call_or_none("ecs", "describe_services", when=_cluster_missing,
-                                           cluster=ctx.cluster, services=batch)
-            for svc in (page or {}).get("services", []):
-                counts[svc["serviceName"]] = (int(svc.get("runningCount", 0)), int(svc.get("desiredCount", 0)))
-        return counts
+        return self.ops_for(ctx).versions(ctx, service)
 
     def version_delete(self, env: str, service: str, version: str, force: bool = False) -> None:
         execute(self.plan_version_delete(env, service, version, force))
@@ -730,38 +528,7 @@ class AwsEngine:
         check_service_name(service)
         version = parse_version_ref(service, version)
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            return self.sc.version_delete(ctx, service, version, force)
-        stack_name = names.version_stack(env, service, version)
-        if self.stacks.describe(stack_name) is None:
-            raise NotFoundError(f"{service} has no version {version} in {env} (no stack {stack_name})",
-                                hint=f"list versions with `meshpipe versions {service} --env {env} --engine aws`")
-        route = self.mesh.describe_route(ctx.mesh, service)
-        weight = route.weight_of(version) if route else 0
-        if weight > 0 and not force:
-            raise ConflictError(f"version {version} of {service} still receives {weight}% of its traffic",
-                                hint=f"move the traffic first, e.g. `meshpipe route set {service} OTHER=100 "
-                                     f"--env {env} --engine aws`, or pass --force")
-        plan = Plan(f"version delete {service} {version} --env {env}",
-                    outcome=lambda: self.reporter.done(f"version {version} of {service} deleted"))
-        if route is not None and any(t.version == version for t in route.targets):
-            rest = [t for t in route.targets if t.version != version]
-            plan.add("appmesh:UpdateRoute" if any(t.weight > 0 for t in rest) else "appmesh:DeleteRoute", route.name,
-                     f"take {version} out of the route before its virtual node goes away",
-                     lambda: self._drop_target(ctx, route, version))
-        plan.add("cloudformation:DeleteStack", stack_name, f"version {version}: its ECS service, task definition "
-                 "and virtual node", lambda: self.stacks.delete(stack_name))
-        return plan
-
-    def _drop_target(self, ctx: EnvContext, route: Route, version: str) -> None:
-        """Take a version out of the route before its virtual node goes away."""
-        rest = tuple(t for t in route.targets if t.version != version)
-        if any(t.weight > 0 for t in rest):
-            self.mesh.put_route(ctx.mesh, replace(route, targets=rest))
-            self.reporter.step(f"removed {version} from route {route.name}")
-        else:
-            self.mesh.delete_route(ctx.mesh, route.service)
-            self.reporter.step(f"deleted route {route.name}: no other version receives traffic")
+        return self.ops_for(ctx).plan_version_delete(ctx, service, version, force)
 
     # -- rollouts ---------------------------------------------------------------------------------------
 
@@ -774,11 +541,7 @@ class AwsEngine:
         check_service_name(service)
         named = parse_version_ref(service, version) if version else None
         ctx = require_env(self.stacks, env)
-        if ctx.service_connect:
-            self._require_pipeline(env, service, "no service stack")
-            own = self.sc.rollout_promote if move is Move.PROMOTE else self.sc.rollout_rollback
-            return own(ctx, service, named)
-        return self.route_set(env, service, planned(self.route_show(env, service), move, named))
+        return self.ops_for(ctx).rollout_shift(ctx, service, move, named)
 
     def deployed_template(self, stack: str) -> dict[str, Any]:
         """The template ``stack`` was last deployed with, as CloudFormation keeps it (GetTemplate)."""
@@ -797,23 +560,12 @@ class AwsEngine:
     def rollout_status(self, env: str, service: str) -> dict[str, Any]:
         """Service Connect: the service's latest ECS deployment (ECS runs the rollout there). App Mesh has no
         rollout of its own: ``rollout run`` drives one from the CLI."""
-        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
-        from meshpipe.engines.aws.service_connect import describe_strategy
-
         _check_env(env)
         check_service_name(service)
         ctx = require_env(self.stacks, env)
-        if not ctx.service_connect:
-            raise UserError(f"{env} runs App Mesh, where rollouts are driven from the command line",
-                            hint=f"use `meshpipe rollout run {service} NEW --env {env} --engine aws`")
-        state = self.sc.ecs.service(ctx.cluster, service)
-        if state is None:
-            raise NotFoundError(f"{service} has no ECS service in {env} yet",
-                                hint=f"push a manifest to {service}-cfg first")
-        return ecs_rollout_status(self.sc.ecs, ctx.cluster, env, service, self.sc._revisions(ctx, service, state),
-                                  describe_strategy)
+        return self.ops_for(ctx).rollout_status(ctx, service)
 
-    def mesh_of(self, env: str) -> str:
+    def mesh_of(self, env: str) -> MeshFlavour:
         """The flavour of an existing environment."""
         _check_env(env)
         return require_env(self.stacks, env).flavour
@@ -834,14 +586,9 @@ class AwsEngine:
     def dashboard_url(self, env: str) -> str:
         """The console URL of the environment's CloudWatch dashboard (Service Connect environments), in the
         region the engine's clients use."""
-        from meshpipe.synth.cloudwatch_dashboard import console_url
-
         _check_env(env)
         ctx = require_env(self.stacks, env)
-        if not ctx.service_connect:
-            raise UserError(f"environment {env} runs App Mesh: its template has no CloudWatch dashboard",
-                            hint="environments created with --mesh service-connect have one")
-        return console_url(self.calls.client("cloudwatch").meta.region_name, env)
+        return self.ops_for(ctx).dashboard_url(ctx, self.calls.client("cloudwatch").meta.region_name)
 
     # -- shared -----------------------------------------------------------------------------------------
 
@@ -860,8 +607,7 @@ def _stack_call(existing: StackState | None) -> str:
 
 def _template(rendered: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     if key not in rendered:
-        raise OperationError(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})",
-                             hint="this is a meshpipe defect; please report it")
+        raise Defect(f"the platform templates lack {key} (got {', '.join(sorted(rendered))})")
     return rendered[key]
 
 
@@ -892,27 +638,3 @@ def _kept_policy(stack: StackState | None) -> PlatformPolicy | None:
 def _policy_summary(policy: PlatformPolicy | None, parameter: str) -> str:
     changed = sorted((policy or PlatformPolicy()).model_dump(exclude_defaults=True))
     return f"{', '.join(changed) if changed else 'defaults'} (SSM parameter {parameter})"
-
-
-def _app_mesh_gone(env: str) -> UserError:
-    return UserError(
-        f"environment {env} cannot be created on App Mesh: AWS shut App Mesh down on {names.APPMESH_SHUTDOWN}, and "
-        "its meshes, virtual nodes and gateways can no longer be created",
-        hint=f"create it on ECS Service Connect, the default: `meshpipe env create {env} --engine aws`; "
-             "`meshpipe platform render --mesh appmesh` and `meshpipe synth --mesh appmesh` still write the App Mesh "
-             "templates for reading and migration, and an App Mesh environment made before keeps working with every "
-             "other command")
-
-
-def _check_mesh(mesh: str) -> str:
-    if mesh not in names.MESH_FLAVOURS:
-        raise UserError(f"unknown mesh flavour {mesh!r}", hint=f"choose one of: {', '.join(names.MESH_FLAVOURS)}")
-    return mesh
-
-
-def _version_of(stack: StackState) -> str:
-    return stack.name.rsplit("-", 1)[1]
-
-
-def _cluster_missing(exc: BaseException) -> bool:
-    return error_code(exc) in {"ClusterNotFoundException", "ServiceNotFoundException"}

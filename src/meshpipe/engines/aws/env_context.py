@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.stacks import Stacks, StackState
-from meshpipe.errors import NotFoundError, OperationError
+from meshpipe.errors import ConflictError, NotFoundError, OperationError
+from meshpipe.mesh.flavour import MeshFlavour
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,7 @@ class EnvContext:
     gateway: str
     namespace: str
     cluster: str
-    flavour: str = names.APPMESH
-
-    @property
-    def service_connect(self) -> bool:
-        return self.flavour == names.SERVICE_CONNECT
+    flavour: MeshFlavour = MeshFlavour.APPMESH
 
     @property
     def namespace_id(self) -> str | None:
@@ -43,7 +40,7 @@ class EnvContext:
             namespace=outputs.get("NamespaceName") or names.default_namespace(env),
             cluster=outputs.get("ClusterName") or env,
             # The App Mesh environment template records no flavour: it predates the Service Connect one.
-            flavour=outputs.get(names.MESH_FLAVOUR_OUTPUT) or names.APPMESH,
+            flavour=MeshFlavour.parse(outputs.get(names.MESH_FLAVOUR_OUTPUT) or MeshFlavour.APPMESH),
         )
 
 
@@ -63,3 +60,24 @@ def require_env(stacks: Stacks, env: str) -> EnvContext:
                              hint=f"wait for it, or delete it with `meshpipe env delete {env} --engine aws` "
                                   "and create it again")
     return ctx
+
+
+def pipeline_stack(stacks: Stacks, env: str, service: str) -> StackState:
+    """The service's pipeline stack, which must exist."""
+    stack = stacks.describe(names.pipeline_stack(env, service))
+    if stack is None:
+        raise NotFoundError(f"{service} has no pipeline in environment {env} "
+                            f"(no stack {names.pipeline_stack(env, service)})",
+                            hint=f"create it with `meshpipe pipeline create {service} --env {env} "
+                                 "--engine aws`")
+    return stack
+
+
+def require_pipeline(stacks: Stacks, env: str, service: str, consequence: str) -> StackState:
+    """The service's pipeline stack, which must be usable; ``consequence`` says what is missing otherwise."""
+    stack = pipeline_stack(stacks, env, service)
+    if not stack.usable:
+        raise ConflictError(f"the pipeline stack of {service} is {stack.status}, so there is {consequence}",
+                            hint=f"wait for it, or recreate it with `meshpipe pipeline create {service} "
+                                 f"--env {env} --engine aws`")
+    return stack

@@ -2,7 +2,8 @@
 
 Every failed AWS call ends here and leaves as a meshpipe error: bad local configuration (no region, no
 credentials) is a :class:`UserError`; a thing that is not there is a :class:`NotFoundError`; anything AWS
-refused or could not do is an :class:`OperationError` whose hint says what to change.
+refused or could not do is an :class:`OperationError` whose hint says what to change. A refusal that is
+meshpipe's own fault (a capability it did not grant its stack) is a :class:`~meshpipe.errors.Defect`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from meshpipe.engines.aws.clients import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
-from meshpipe.errors import MeshpipeError, NotFoundError, OperationError, UserError
+from meshpipe.errors import Defect, MeshpipeError, NotFoundError, OperationError, UserError
 
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
@@ -130,8 +131,7 @@ def _translate_client_error(exc: ClientError, service: str, operation: str) -> M
     operation = getattr(exc, "operation_name", None) or operation
     action = iam_action(service, operation)
     if code == "InsufficientCapabilitiesException":
-        return OperationError(f"CloudFormation needs a capability meshpipe did not grant: {message}",
-                              hint="this is a meshpipe defect; please report it with the command you ran")
+        raise Defect(f"CloudFormation needs a capability meshpipe did not grant: {message}") from exc
     if code in ACCESS_DENIED_CODES:
         return OperationError(f"AWS denied {action}: {message}",
                               hint=f"allow {action} for the identity meshpipe runs as "

@@ -1,4 +1,5 @@
-"""Routes and gateway routes through the App Mesh API, as the original sample's walkthrough sets them by hand.
+"""Routes, header routes and gateway routes through the App Mesh API, as the original sample's walkthrough
+sets them by hand.
 
 Routes are not part of any stack on purpose: the pipeline deploys versions, and moving traffic between
 them is a separate, deliberate step.
@@ -10,8 +11,9 @@ from typing import Any, Literal
 
 from meshpipe.engines.aws.calls import AwsCalls
 from meshpipe.engines.aws.errors import is_not_found
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget, version_of_node
-from meshpipe.naming import route_name, virtual_router_name
+from meshpipe.mesh.headers import HeaderMatch
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget, version_of_node
+from meshpipe.naming import header_route_name, route_name, virtual_router_name
 
 Outcome = Literal["created", "updated"]
 
@@ -29,16 +31,16 @@ class MeshApi:
             return None
         return route_from_spec(service, found["route"]["spec"])
 
+    def _put(self, kind: str, spec: dict[str, Any], **ident: str) -> Outcome:
+        """Create the App Mesh ``kind`` (``route``, ``gateway_route``), or replace its spec when it exists."""
+        exists = self.calls.call_or_none("appmesh", f"describe_{kind}", when=is_not_found, **ident)
+        self.calls("appmesh", f"update_{kind}" if exists is not None else f"create_{kind}", spec=spec, **ident)
+        return "updated" if exists is not None else "created"
+
     def put_route(self, mesh: str, route: Route) -> Outcome:
         """Create the route, or replace its spec when it exists."""
-        ident = {"meshName": mesh, "virtualRouterName": route.router, "routeName": route.name}
-        spec = route.to_appmesh_spec()
-        exists = self.calls.call_or_none("appmesh", "describe_route", when=is_not_found, **ident)
-        if exists is None:
-            self.calls("appmesh", "create_route", spec=spec, **ident)
-            return "created"
-        self.calls("appmesh", "update_route", spec=spec, **ident)
-        return "updated"
+        return self._put("route", route.to_appmesh_spec(), meshName=mesh, virtualRouterName=route.router,
+                         routeName=route.name)
 
     def delete_route(self, mesh: str, service: str) -> bool:
         """Delete the service's route; False when there was none."""
@@ -63,17 +65,42 @@ class MeshApi:
     def mesh_exists(self, mesh: str) -> bool:
         return self.calls.call_or_none("appmesh", "describe_mesh", when=is_not_found, meshName=mesh) is not None
 
+    # -- header routes: extra routes of a service's virtual router, matched on a request header at priority 0,
+    # before the weighted route r-<svc> (priority 1) --------------------------------------------------------
+
+    def put_header_route(self, mesh: str, route: HeaderRoute) -> Outcome:
+        """Create the header route, or replace its spec when it exists."""
+        return self._put("route", route.to_appmesh_spec(), meshName=mesh, virtualRouterName=route.router,
+                         routeName=route.name)
+
+    def delete_header_route(self, mesh: str, service: str, header: str) -> bool:
+        gone = self.calls.call_or_none("appmesh", "delete_route", when=is_not_found, meshName=mesh,
+                                       virtualRouterName=virtual_router_name(service),
+                                       routeName=header_route_name(service, header))
+        return gone is not None
+
+    def header_routes(self, mesh: str, service: str) -> list[HeaderRoute]:
+        """The service's routes that match on headers, in the order App Mesh tries them."""
+        router = virtual_router_name(service)
+        prefix = header_route_name(service, "")
+        found = []
+        for brief in self.calls.pages("appmesh", "list_routes", "routes", token_key="nextToken", meshName=mesh,
+                                      virtualRouterName=router):
+            name = brief["routeName"]
+            if not name.startswith(prefix):
+                continue
+            described = self.calls.call_or_none("appmesh", "describe_route", when=is_not_found, meshName=mesh,
+                                                virtualRouterName=router, routeName=name)
+            route = header_route_from_spec(service, described["route"]["spec"]) if described else None
+            if route is not None:
+                found.append(route)
+        return sorted(found, key=lambda r: (r.priority, r.name))
+
     # -- gateway routes -------------------------------------------------------------------------------
 
     def put_gateway_route(self, mesh: str, gateway: str, route: GatewayRoute) -> Outcome:
-        ident = {"meshName": mesh, "virtualGatewayName": gateway, "gatewayRouteName": route.name}
-        spec = route.to_appmesh_spec()
-        exists = self.calls.call_or_none("appmesh", "describe_gateway_route", when=is_not_found, **ident)
-        if exists is None:
-            self.calls("appmesh", "create_gateway_route", spec=spec, **ident)
-            return "created"
-        self.calls("appmesh", "update_gateway_route", spec=spec, **ident)
-        return "updated"
+        return self._put("gateway_route", route.to_appmesh_spec(), meshName=mesh, virtualGatewayName=gateway,
+                         gatewayRouteName=route.name)
 
     def gateway_routes(self, mesh: str, gateway: str) -> list[GatewayRoute]:
         routes = []
@@ -127,3 +154,20 @@ def gateway_route_from_spec(name: str, spec: dict[str, Any]) -> GatewayRoute | N
     rewrite = action.get("rewrite", {}).get("prefix", {}).get("defaultPrefix", "ENABLED")
     return GatewayRoute(name=name, prefix=http.get("match", {}).get("prefix", "/"), service=service,
                         namespace=namespace, rewrite_prefix=rewrite != "DISABLED")
+
+
+def header_route_from_spec(service: str, spec: dict[str, Any]) -> HeaderRoute | None:
+    http = spec.get("httpRoute") or {}
+    match = http.get("match", {})
+    headers = []
+    for h in match.get("headers", []):
+        kinds = [k for k in ("exact", "prefix", "regex") if k in h.get("match", {})]
+        if not kinds or h.get("invert"):
+            return None  # a match meshpipe does not make (suffix, range, invert): not one of its header routes
+        headers.append(HeaderMatch(h["name"], h["match"][kinds[0]], kinds[0]))
+    if not headers:
+        return None
+    targets = tuple(WeightedTarget(v, int(t.get("weight", 0))) for t in http.get("action", {}).get("weightedTargets", [])
+                    if (v := version_of_node(service, t.get("virtualNode", ""))) is not None)
+    return HeaderRoute(service=service, headers=tuple(headers), targets=targets, priority=int(spec.get("priority", 0)),
+                       prefix=match.get("prefix", "/"), method=match.get("method"))

@@ -8,10 +8,7 @@ from dataclasses import dataclass
 from meshpipe.model import VERSION_LEN
 from meshpipe.synth.build_bucket import BUNDLE_KEY, build_bucket_stack_name, build_bucket_template_file
 from meshpipe.synth.environment import (
-    APPMESH,
     MESH_FLAVOUR_OUTPUT,
-    MESH_FLAVOURS,
-    SERVICE_CONNECT,
     VIRTUAL_GATEWAY_NAME,
     environment_stack_name,
     environment_template_file,
@@ -19,7 +16,7 @@ from meshpipe.synth.environment import (
 from meshpipe.synth.ingress_tls import CERTIFICATE_OUTPUT
 from meshpipe.synth.service_pipeline import SERVICE_PIPELINE_TEMPLATE_FILE, pipeline_stack_name, service_stack_name
 
-__all__ = ["APPMESH", "APPMESH_SHUTDOWN", "BUNDLE_KEY", "CERTIFICATE_OUTPUT", "MESH_FLAVOURS", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY", "SERVICE_CONNECT",
+__all__ = ["APPMESH_SHUTDOWN", "BUNDLE_KEY", "CERTIFICATE_OUTPUT", "MESH_FLAVOUR_OUTPUT", "PIPELINE_TEMPLATE_KEY",
            "StackKinds", "build_bucket_stack", "build_bucket_template_key", "default_namespace", "env_stack",
            "env_template_key", "pipeline_stack", "service_connect_name_problem", "service_stack", "version_stack"]
 

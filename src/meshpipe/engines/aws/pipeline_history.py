@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meshpipe.engines.aws.calls import AwsCalls
+from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import is_not_found
 from meshpipe.errors import NotFoundError
 from meshpipe.model import version_id
-from meshpipe.pipeline.runs import PipelineRun, RunStatus, StageResult
+from meshpipe.pipeline.runs import PipelineRun, StageResult
+from meshpipe.status import RunStatus
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 MAX_LOG_LINES = 2000
@@ -80,8 +81,8 @@ class PipelineHistory:
             service=service,
             commit=commit,
             status=status,
-            started_at=_iso(started) or "",
-            finished_at=_iso(updated) if finished else None,
+            started_at=answer_time(started) or "",
+            finished_at=answer_time(updated) if finished else None,
             stages=stages,
             version=version_id(commit) if commit and deployed else None,
         )
@@ -131,5 +132,3 @@ class PipelineHistory:
         return lines[-MAX_LOG_LINES:]
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)

@@ -1,17 +1,15 @@
-"""Bounded exponential backoff, with the sleeper and the randomness passed in so tests run instantly."""
+"""Bounded exponential backoff, with the clock and the randomness passed in so tests run instantly."""
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-T = TypeVar("T")
+from meshpipe.clock import Clock
 
-Sleeper = Callable[[float], None]
-Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class RetriesExhausted(Exception):
 
 
 def call_with_backoff(fn: Callable[[], T], *, is_retryable: Callable[[BaseException], bool],
-                      backoff: Backoff, sleeper: Sleeper,
+                      backoff: Backoff, clock: Clock,
                       rand: Callable[[], float] = random.random) -> T:
     """Call ``fn``; on a retryable error wait and try again, at most ``backoff.attempts`` times in all."""
     for attempt in range(1, backoff.attempts + 1):
@@ -53,13 +51,6 @@ def call_with_backoff(fn: Callable[[], T], *, is_retryable: Callable[[BaseExcept
                 raise
             if attempt == backoff.attempts:
                 raise RetriesExhausted(attempt, exc) from exc
-            sleeper(backoff.delay(attempt, rand()))
+            clock.sleep(backoff.delay(attempt, rand()))
     raise AssertionError("unreachable")  # pragma: no cover
 
-
-def real_sleeper(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-def real_clock() -> float:
-    return time.monotonic()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshpipe.engines.aws.ecs_api import EcsApi, Revision, _missing
+from meshpipe.engines.aws.calls import answer_time
+from meshpipe.engines.aws.ecs_api import EcsApi, Revision, revision_parts
 from meshpipe.errors import NotFoundError
 
 # ECS's deployment states in the words the local engine's rollouts use.
@@ -18,33 +19,17 @@ STATUS = {"PENDING": "running", "IN_PROGRESS": "running", "SUCCESSFUL": "promote
           "ROLLBACK_SUCCESSFUL": "rolled-back", "ROLLBACK_FAILED": "rollback-failed"}
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
-
-
-def latest_deployment(ecs: EcsApi, cluster: str, service: str) -> dict[str, Any] | None:
-    """The newest deployment of the service, running or finished, as DescribeServiceDeployments gives it."""
-    page = ecs.calls.call_or_none("ecs", "list_service_deployments", when=_missing, cluster=cluster, service=service)
-    briefs = sorted((page or {}).get("serviceDeployments", []), key=lambda b: str(b.get("createdAt", "")))
-    if not briefs:
-        return None
-    found = ecs.calls("ecs", "describe_service_deployments",
-                      serviceDeploymentArns=[briefs[-1]["serviceDeploymentArn"]])
-    deployments = found.get("serviceDeployments", [])
-    return dict(deployments[0]) if deployments else None
 
 
 def ecs_rollout_status(ecs: EcsApi, cluster: str, environment: str, service: str,
                        revisions: list[Revision], describe: Any) -> dict[str, Any]:
     """The status document of ``rollout status --engine aws``; ``describe`` words a deployment configuration."""
-    deployment = latest_deployment(ecs, cluster, service)
+    deployment = ecs.newest_deployment(cluster, service)
     if deployment is None:
         raise NotFoundError(f"{service} has had no ECS deployment yet",
                             hint=f"push a manifest to {service}-cfg: its pipeline deploys a new revision")
-    parts = [(p, "source") for p in deployment.get("sourceServiceRevisions", [])]
-    if deployment.get("targetServiceRevision"):
-        parts.append((deployment["targetServiceRevision"], "target"))
-    task_definitions = ecs._revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
+    parts = revision_parts(deployment)
+    task_definitions = ecs.revision_task_definitions([p["arn"] for p, _ in parts if p.get("arn")])
     by_arn = {r.arn: r.version for r in revisions}
 
     def version_of(part: dict[str, Any]) -> str:
@@ -66,6 +51,6 @@ def ecs_rollout_status(ecs: EcsApi, cluster: str, environment: str, service: str
         "alarms": {"status": alarms.get("status"), "names": list(alarms.get("alarmNames", [])),
                    "triggered": list(alarms.get("triggeredAlarmNames", []))},
         "reason": rollback.get("reason") or deployment.get("statusReason") or "",
-        "started_at": _iso(deployment.get("startedAt") or deployment.get("createdAt")),
-        "finished_at": _iso(deployment.get("finishedAt") or deployment.get("stoppedAt")),
+        "started_at": answer_time(deployment.get("startedAt") or deployment.get("createdAt")),
+        "finished_at": answer_time(deployment.get("finishedAt") or deployment.get("stoppedAt")),
     }

@@ -23,23 +23,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from meshpipe.engines.aws import names
+from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.ecs_api import Deployment, EcsApi, Revision, ServiceState, family_of
-from meshpipe.engines.aws.env_context import EnvContext
+from meshpipe.engines.aws.env_context import EnvContext, require_pipeline
 from meshpipe.engines.aws.ingress_api import IngressApi
 from meshpipe.engines.aws.stacks import Stacks, StackState
-from meshpipe.engines.aws.teardown import EnvironmentStacks, environment_stacks
+from meshpipe.engines.aws.teardown import EnvironmentStacks, Teardown, environment_stacks
 from meshpipe.engines.base import Reporter, VersionInfo
 from meshpipe.engines.plan import Plan
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
-from meshpipe.mesh.routing import GatewayRoute, Route, WeightedTarget
+from meshpipe.mesh.flavour import MeshFlavour
+from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
+from meshpipe.rollout import Move
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.service_pipeline import INGRESS_ROUTE_NAME, INGRESS_ROUTE_NAME_PATTERN
 
 PipelineTemplate = Callable[[], dict[str, Any]]
+# The pipeline template a pipeline stack has now, rendered again for the environment (same source and branch).
+PipelineTemplates = Callable[[EnvContext, StackState], dict[str, Any]]
+HTTP_NAMESPACE_TYPE = "AWS::ServiceDiscovery::HttpNamespace"
 DEFAULT_WEIGHTS = {k: str(v) for k, v in sc.DEFAULT_WEIGHTS.items()}
 NO_INGRESS = {INGRESS_ROUTE_NAME: "", sc.INGRESS_PATH_PREFIX: "", sc.INGRESS_RULE_PRIORITY: "1",
               sc.INGRESS_REWRITE_PREFIX: "true", **DEFAULT_WEIGHTS}
@@ -71,12 +78,89 @@ def describe_strategy(strategy: dict[str, Any]) -> str:
     return "ROLLING: tasks are replaced, no traffic shift"
 
 
+@dataclass
 class ServiceConnectOps:
-    def __init__(self, stacks: Stacks, ecs: EcsApi, ingress: IngressApi, reporter: Reporter) -> None:
-        self.stacks = stacks
-        self.ecs = ecs
-        self.ingress = ingress
-        self.reporter = reporter
+    flavour: ClassVar[MeshFlavour] = MeshFlavour.SERVICE_CONNECT
+    pipeline_holds: ClassVar[str] = ""
+
+    stacks: Stacks
+    ecs: EcsApi
+    ingress: IngressApi
+    cloudmap: CloudMapApi
+    teardown: Teardown
+    reporter: Reporter
+    templates: PipelineTemplates
+
+    # -- environments -----------------------------------------------------------------------------------
+
+    def created_details(self, ctx: EnvContext) -> dict[str, str]:
+        return {}
+
+    def status_details(self, ctx: EnvContext, found: EnvironmentStacks) -> dict[str, str]:
+        return {"service stacks": str(len(found.service_stacks))}
+
+    def plan_env_delete(self, ctx: EnvContext, found: EnvironmentStacks) -> Plan:
+        plan = self.teardown.begin(ctx)
+        self.teardown.plan_service_stacks(plan, found, list(found.pipelines) + list(found.versions),
+                                          self._retirer(ctx, list(found.service_stacks)))
+        plan.add("servicediscovery:DeleteService", f"what ECS registered in the namespace of {ctx.env}",
+                 "no stack owns it, and it keeps the namespace from being deleted",
+                 lambda: self.namespace_leftovers(ctx))
+        self.teardown.plan_platform(plan, found)
+        return plan
+
+    def _retirer(self, ctx: EnvContext, services: list[str]) -> Callable[[str], None] | None:
+        """What deregisters a service's kept revisions once its stack is gone (their family is read before,
+        while the service and its stack still say it)."""
+        if not services:
+            return None
+        families = {service: self.family(ctx, service) for service in services}
+        return lambda service: self.retire_all(ctx, service, families.get(service))
+
+    def namespace_leftovers(self, ctx: EnvContext, service: str | None = None) -> None:
+        """The Cloud Map services (and their instances) ECS registered in the environment's namespace, all of
+        them or only ``service``'s. Called once the service stacks are gone."""
+        namespace = ctx.namespace_id
+        if namespace is None and ctx.stack is not None:
+            found = self.stacks.resources(ctx.stack.name, HTTP_NAMESPACE_TYPE)
+            namespace = found[0] if found else None
+        if namespace is None:
+            return  # no namespace (an environment stack that never got that far): nothing can be in it
+        for leftover in self.cloudmap.services(namespace):
+            if service is not None and leftover.name != service:
+                continue
+            deregistered = self.cloudmap.remove(leftover)
+            self.reporter.step(f"deleted Cloud Map service {leftover.name} ({leftover.id}) left by ECS, "
+                               f"{deregistered} instance(s) deregistered first")
+
+    # -- pipelines --------------------------------------------------------------------------------------
+
+    def check_pipeline_service(self, service: str) -> None:
+        problem = names.service_connect_name_problem(service)
+        if problem:
+            raise UserError(f"{service!r} cannot be a service on Service Connect: {problem}",
+                            hint="choose another service name")
+
+    def kept_pipeline_values(self, existing: StackState | None) -> dict[str, str]:
+        return ingress_values(existing)  # deploying again keeps the service's gateway route
+
+    def plan_pipeline_delete(self, ctx: EnvContext, found: EnvironmentStacks, service: str, stack: StackState,
+                             force: bool) -> Plan:
+        service_stack = found.service_stacks.get(service)
+        if service_stack and not force:
+            raise ConflictError(
+                f"{service} still has its service stack {service_stack}; deleting its pipeline first would leave it "
+                "undeletable (CloudFormation deletes it with the pipeline's service role)",
+                hint=f"pass --force to delete the service (its ECS service, gateway route and versions) and then "
+                     f"the pipeline: `meshpipe pipeline delete {service} --env {ctx.env} --engine aws --force`")
+        plan = Plan(f"pipeline delete {service} --env {ctx.env}",
+                    outcome=lambda: self.reporter.done(f"pipeline of {service} deleted"))
+        self.teardown.plan_service_stacks(plan, found, [service],
+                                          self._retirer(ctx, [service] if service_stack else []))
+        plan.add("servicediscovery:DeleteService", f"what ECS registered for {service} in the namespace",
+                 "no stack owns it", lambda: self.namespace_leftovers(ctx, service))
+        self.teardown.plan_pipelines(plan, [stack.name])
+        return plan
 
     # -- gateway routes ---------------------------------------------------------------------------------
 
@@ -90,8 +174,8 @@ class ServiceConnectOps:
                 routes.append(route)
         return sorted(routes, key=lambda r: r.name)
 
-    def gateway_route_set(self, ctx: EnvContext, route: GatewayRoute, pipeline: StackState,
-                          template: PipelineTemplate) -> GatewayRoute:
+    def gateway_route_set(self, ctx: EnvContext, route: GatewayRoute) -> GatewayRoute:
+        pipeline = require_pipeline(self.stacks, ctx.env, route.service, "no stack to hold its gateway route")
         _check_ingress_route(route)
         found = environment_stacks(self.stacks, ctx.env)
         others = [r for r in self.gateway_routes(ctx, found) if r.service != route.service]
@@ -118,13 +202,13 @@ class ServiceConnectOps:
         values = {INGRESS_ROUTE_NAME: route.name, sc.INGRESS_PATH_PREFIX: route.prefix,
                   sc.INGRESS_RULE_PRIORITY: str(priority),
                   sc.INGRESS_REWRITE_PREFIX: "true" if route.rewrite_prefix else "false"}
-        self._apply(ctx, route.service, pipeline, template, values, keep_weights=True)
+        self._apply(ctx, route.service, pipeline, lambda: self.templates(ctx, pipeline), values, keep_weights=True)
         self.reporter.done(f"gateway route {route.name}: {route.prefix} -> {route.service} "
                            f"(listener rule priority {priority})")
         return GatewayRoute(name=route.name, prefix=route.prefix, service=route.service, namespace=ctx.namespace,
                             rewrite_prefix=route.rewrite_prefix)
 
-    def gateway_route_delete(self, ctx: EnvContext, name: str, template_for: Callable[[str], PipelineTemplate]) -> None:
+    def gateway_route_delete(self, ctx: EnvContext, name: str) -> None:
         found = environment_stacks(self.stacks, ctx.env)
         route = next((r for r in self.gateway_routes(ctx, found) if r.name == name), None)
         if route is None:
@@ -132,7 +216,7 @@ class ServiceConnectOps:
                                 hint=f"list them with `meshpipe route gateways --env {ctx.env} --engine aws`")
         pipeline = self.stacks.describe(found.pipelines[route.service])
         assert pipeline is not None
-        self._apply(ctx, route.service, pipeline, template_for(route.service), dict(NO_INGRESS))
+        self._apply(ctx, route.service, pipeline, lambda: self.templates(ctx, pipeline), dict(NO_INGRESS))
         self.reporter.done(f"gateway route {name} deleted: {route.prefix} no longer reaches {route.service}")
 
     def _apply(self, ctx: EnvContext, service: str, pipeline: StackState, template: PipelineTemplate,
@@ -234,6 +318,13 @@ class ServiceConnectOps:
                         if arn in by_arn)
         return Route(service=service, targets=targets)
 
+    def plan_route_set(self, ctx: EnvContext, route: Route) -> Plan:
+        """ECS moves traffic itself: the split it already has is nothing to do, another is refused (while
+        planning, so ``--dry-run`` says so too)."""
+        require_pipeline(self.stacks, ctx.env, route.service, "no service stack")
+        current = self.route_set(ctx, route.service, route.targets)
+        return Plan(f"route set {route.service} --env {ctx.env}", outcome=lambda: current)
+
     def route_set(self, ctx: EnvContext, service: str, targets: tuple[WeightedTarget, ...]) -> Route:
         state = self._require_service(ctx, service)
         current = self.route_show(ctx, service)
@@ -255,6 +346,40 @@ class ServiceConnectOps:
                         "serves its current task-definition revision",
                         hint=f"to stop traffic from outside, delete its gateway route (`meshpipe route gateways "
                              f"--env {ctx.env} --engine aws` lists them)")
+
+    def header_route_set(self, ctx: EnvContext, route: HeaderRoute) -> HeaderRoute:
+        raise self._no_header_routes(ctx)
+
+    def header_route_delete(self, ctx: EnvContext, service: str, header: str) -> None:
+        raise self._no_header_routes(ctx)
+
+    def header_routes(self, ctx: EnvContext, service: str) -> list[HeaderRoute]:
+        return []
+
+    @staticmethod
+    def _no_header_routes(ctx: EnvContext) -> UserError:
+        return UserError(f"{ctx.env} runs on ECS Service Connect, which routes by service, not by request header",
+                         hint="header routes are App Mesh's (and the local engine's)")
+
+    # -- rollouts ---------------------------------------------------------------------------------------
+
+    def rollout_shift(self, ctx: EnvContext, service: str, move: Move, version: str | None) -> Route:
+        """Promote: the running ECS deployment goes on (continued if paused at a lifecycle hook). Roll back:
+        ECS stops the running deployment and rolls back to the revision it replaces."""
+        require_pipeline(self.stacks, ctx.env, service, "no service stack")
+        own = self.rollout_promote if move is Move.PROMOTE else self.rollout_rollback
+        return own(ctx, service, version)
+
+    def rollout_status(self, ctx: EnvContext, service: str) -> dict[str, Any]:
+        """The service's latest ECS deployment (ECS runs the rollout there)."""
+        from meshpipe.engines.aws.rollout_status import ecs_rollout_status
+
+        state = self.ecs.service(ctx.cluster, service)
+        if state is None:
+            raise NotFoundError(f"{service} has no ECS service in {ctx.env} yet",
+                                hint=f"push a manifest to {service}-cfg first")
+        return ecs_rollout_status(self.ecs, ctx.cluster, ctx.env, service, self._revisions(ctx, service, state),
+                                  describe_strategy)
 
     def rollout_rollback(self, ctx: EnvContext, service: str, to: str | None = None) -> Route:
         state = self._require_service(ctx, service)
@@ -295,8 +420,8 @@ class ServiceConnectOps:
             if target != version:
                 raise ConflictError(f"the running deployment of {service} deploys {target or 'another revision'}, "
                                     f"not {version}", hint="leave out the version to promote the running deployment")
-        if deployment.paused_hook:
-            self.ecs.continue_paused(deployment.arn, deployment.paused_hook)
+        if deployment.paused_lifecycle_hook:
+            self.ecs.continue_paused(deployment.arn, deployment.paused_lifecycle_hook)
             self.reporter.done(f"the deployment of {service} goes on from {deployment.stage or 'its pause'}")
         else:
             self.reporter.done(f"the deployment of {service} is at {deployment.stage or deployment.status} and "
@@ -326,7 +451,7 @@ class ServiceConnectOps:
                 healthy_tasks=running, desired_tasks=desired))
         return infos
 
-    def version_delete(self, ctx: EnvContext, service: str, version: str, force: bool = False) -> Plan:
+    def plan_version_delete(self, ctx: EnvContext, service: str, version: str, force: bool = False) -> Plan:
         """The plan to delete a version: deregister its task-definition revisions (refused while one serves)."""
         state = self.ecs.service(ctx.cluster, service)
         revisions = [r for r in self._revisions(ctx, service, state) if r.version == version]
@@ -373,6 +498,16 @@ class ServiceConnectOps:
     def family(self, ctx: EnvContext, service: str) -> str | None:
         state = self.ecs.service(ctx.cluster, service)
         return _family(state) if state else self._family_from_stack(ctx, service)
+
+    # -- observability ----------------------------------------------------------------------------------
+
+    def dashboard_url(self, ctx: EnvContext, region: str) -> str:
+        from meshpipe.synth.cloudwatch_dashboard import console_url
+
+        return console_url(region, ctx.env)
+
+    def backends(self, ctx: EnvContext, found: EnvironmentStacks, service: str) -> set[str]:
+        return set()  # a Service Connect client may call any service of the namespace: none is declared
 
     def _require_service(self, ctx: EnvContext, service: str) -> ServiceState:
         state = self.ecs.service(ctx.cluster, service)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from meshpipe.engines.aws.calls import AwsCalls
+from meshpipe.clock import Clock
+from meshpipe.engines.aws.calls import AwsCalls, answer_time
 from meshpipe.engines.aws.errors import is_not_found, stack_state_advice
-from meshpipe.engines.aws.retry import Clock, Sleeper
 from meshpipe.engines.base import Reporter
-from meshpipe.errors import OperationError
+from meshpipe.errors import Defect, OperationError
 
 Action = Literal["create", "update", "delete"]
 GOAL = {"create": "CREATE_COMPLETE", "update": "UPDATE_COMPLETE", "delete": "DELETE_COMPLETE"}
@@ -78,7 +78,7 @@ class StackState:
             outputs={o["OutputKey"]: o.get("OutputValue", "") for o in d.get("Outputs", [])},
             parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in d.get("Parameters", [])},
             tags={t["Key"]: t["Value"] for t in d.get("Tags", [])},
-            created_at=_iso(d.get("CreationTime")),
+            created_at=answer_time(d.get("CreationTime")),
         )
 
 
@@ -105,12 +105,11 @@ def template_bytes(template: dict[str, Any]) -> bytes:
 
 
 class Stacks:
-    def __init__(self, calls: AwsCalls, reporter: Reporter, *, clock: Clock, sleeper: Sleeper,
+    def __init__(self, calls: AwsCalls, reporter: Reporter, *, clock: Clock,
                  poll_interval: float = 10.0, timeout: float = 3600.0) -> None:
         self.calls = calls
         self.reporter = reporter
         self.clock = clock
-        self.sleeper = sleeper
         self.poll_interval = poll_interval
         self.timeout = timeout
 
@@ -125,7 +124,7 @@ class Stacks:
 
     def list_stacks(self, prefix: str = "") -> list[StackSummary]:
         """Every stack not yet deleted whose name starts with ``prefix``."""
-        return [StackSummary(s["StackName"], s["StackId"], s["StackStatus"], _iso(s.get("CreationTime")))
+        return [StackSummary(s["StackName"], s["StackId"], s["StackStatus"], answer_time(s.get("CreationTime")))
                 for s in self.calls.pages("cloudformation", "list_stacks", "StackSummaries",
                                           StackStatusFilter=ACTIVE_STATUSES)
                 if s["StackName"].startswith(prefix)]
@@ -231,10 +230,8 @@ class Stacks:
         if len(body) <= MAX_TEMPLATE_BODY:
             return {"TemplateBody": body.decode()}
         if uploader is None:
-            raise OperationError(
-                f"the template of {name} is {len(body)} bytes, more than CloudFormation takes inline "
-                f"({MAX_TEMPLATE_BODY})",
-                hint="this is a meshpipe defect; please report it")
+            raise Defect(f"the template of {name} is {len(body)} bytes, more than CloudFormation takes inline "
+                         f"({MAX_TEMPLATE_BODY}), and nothing was given to stage it")
         return {"TemplateURL": uploader(name, body)}
 
     def delete(self, name: str, *, wait: bool = True) -> StackState | None:
@@ -265,11 +262,11 @@ class Stacks:
 
     def settle(self, stack: StackState) -> StackState:
         """Wait until no operation runs on the stack, whatever its outcome."""
-        deadline = self.clock() + self.timeout
+        deadline = self.clock.now() + self.timeout
         seen = self._event_ids(stack.stack_id)
         while stack.status.endswith("_IN_PROGRESS"):
             self._check_deadline(deadline, stack)
-            self.sleeper(self.poll_interval)
+            self.clock.sleep(self.poll_interval)
             self._report_events(stack, seen)
             stack = self.describe(stack.stack_id) or stack
         return stack
@@ -278,7 +275,7 @@ class Stacks:
              delete_hint: str | None = None) -> StackState:
         """Poll until the stack settles; return it at the goal of ``action``, raise otherwise."""
         goal = GOAL[action]
-        deadline = self.clock() + self.timeout
+        deadline = self.clock.now() + self.timeout
         while True:
             state = self.describe(stack_id)
             if state is None:  # only happens by name; by id a deleted stack stays visible
@@ -294,7 +291,7 @@ class Stacks:
                     return state
                 raise self._failure(state, action, delete_hint)
             self._check_deadline(deadline, state)
-            self.sleeper(self.poll_interval)
+            self.clock.sleep(self.poll_interval)
 
     def _report_events(self, state: StackState, seen: set[str]) -> None:
         for e in self._new_events(state.stack_id, seen):
@@ -303,7 +300,7 @@ class Stacks:
             self.reporter.step(f"{line} ({reason})" if reason else line)
 
     def _check_deadline(self, deadline: float, state: StackState) -> None:
-        if self.clock() >= deadline:
+        if self.clock.now() >= deadline:
             raise OperationError(
                 f"gave up waiting for stack {state.name} after {self.timeout:.0f} s; "
                 f"it is still {state.status}",
@@ -351,5 +348,3 @@ def _no_updates(exc: BaseException) -> bool:
     return "No updates are to be performed" in str(exc)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)

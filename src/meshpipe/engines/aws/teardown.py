@@ -1,12 +1,12 @@
 """Tearing an environment down in the only order that works.
 
-1. Gateway routes and routes (App Mesh API): they are in no stack, and virtual routers, virtual services
-   and virtual nodes cannot be deleted while routes point at them. (Not in a Service Connect environment:
-   there a gateway route is a listener rule of its service stack, and App Mesh is never called.)
+1. App Mesh only (:mod:`.app_mesh`): gateway routes and routes, which are in no stack, and virtual routers,
+   virtual services and virtual nodes cannot be deleted while routes point at them. (In a Service Connect
+   environment a gateway route is a listener rule of its service stack, and App Mesh is never called.)
 2. Version stacks of every service, and the wait for their deletion: CloudFormation deletes them with
    the service role that lives in the pipeline stack, so that role must outlive them.
-   (Service Connect: then what ECS registered in the environment's Cloud Map namespace for those
-   services, which no stack owns and which keeps the namespace from being deleted.)
+   (Service Connect, :mod:`.service_connect`: then what ECS registered in the environment's Cloud Map
+   namespace for those services, which no stack owns and which keeps the namespace from being deleted.)
 3. Pipeline stacks, their artifact buckets emptied first and deleted after (the template retains them).
 4. The build bucket, emptied of every object version and delete marker, then its stack.
 5. The environment stack (network, cluster, mesh, ingress) last: everything above runs inside it.
@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 
 from meshpipe.engines.aws import names
 from meshpipe.engines.aws.buckets import Buckets
-from meshpipe.engines.aws.cloudmap_api import CloudMapApi
 from meshpipe.engines.aws.env_context import EnvContext
-from meshpipe.engines.aws.mesh_api import MeshApi
 from meshpipe.engines.aws.stacks import Stacks, StackSummary
 from meshpipe.engines.base import Reporter
 from meshpipe.engines.plan import Plan
 
 BUCKET_TYPE = "AWS::S3::Bucket"
-HTTP_NAMESPACE_TYPE = "AWS::ServiceDiscovery::HttpNamespace"
 
 
 @dataclass(frozen=True)
@@ -81,29 +78,19 @@ def environment_stacks(stacks: Stacks, env: str) -> EnvironmentStacks:
 
 
 class Teardown:
-    def __init__(self, stacks: Stacks, mesh: MeshApi, buckets: Buckets, cloudmap: CloudMapApi,
-                 reporter: Reporter) -> None:
+    """The steps of a teardown every flavour shares; each flavour's ops class adds its own between them."""
+
+    def __init__(self, stacks: Stacks, buckets: Buckets, reporter: Reporter) -> None:
         self.stacks = stacks
-        self.mesh = mesh
         self.buckets = buckets
-        self.cloudmap = cloudmap
         self.reporter = reporter
 
-    def environment(self, ctx: EnvContext, found: EnvironmentStacks,
-                    retire: Callable[[str], None] | None = None) -> Plan:
-        """The plan that tears the environment down; ``retire(service)`` runs once a service stack is gone
-        (Service Connect: its kept revisions). Planning reads nothing more than ``found`` already holds."""
-        plan = Plan(f"env delete {ctx.env}", outcome=lambda: self.reporter.done(f"environment {ctx.env} deleted"))
-        if not ctx.service_connect:
-            plan.add("appmesh:DeleteGatewayRoute,DeleteRoute", f"every gateway route and route in mesh {ctx.mesh}",
-                     "they are in no stack, and virtual nodes, routers and services cannot go while routes "
-                     "point at them", lambda: self.routes(ctx))
-        services = list(found.pipelines) + list(found.versions)
-        self.plan_service_stacks(plan, found, services, retire)
-        if ctx.service_connect:
-            plan.add("servicediscovery:DeleteService", f"what ECS registered in the namespace of {ctx.env}",
-                     "no stack owns it, and it keeps the namespace from being deleted",
-                     lambda: self.namespace_leftovers(ctx))
+    def begin(self, ctx: EnvContext) -> Plan:
+        """An empty plan to tear ``ctx``'s environment down. Planning reads nothing more than the stacks found."""
+        return Plan(f"env delete {ctx.env}", outcome=lambda: self.reporter.done(f"environment {ctx.env} deleted"))
+
+    def plan_platform(self, plan: Plan, found: EnvironmentStacks) -> None:
+        """The steps after the services: the pipelines, the build bucket, and the environment stack last."""
         self.plan_pipelines(plan, [found.pipelines[s] for s in sorted(found.pipelines)])
         if found.build_bucket_stack:
             bucket_stack = found.build_bucket_stack
@@ -117,7 +104,6 @@ class Teardown:
             plan.add("cloudformation:DeleteStack", env_stack,
                      "the network, cluster, mesh or namespace and ingress, last: everything above runs inside it",
                      lambda: self.stacks.delete(env_stack))
-        return plan
 
     def plan_service_stacks(self, plan: Plan, found: EnvironmentStacks, services: list[str],
                             retire: Callable[[str], None] | None = None) -> None:
@@ -132,18 +118,6 @@ class Teardown:
             plan.add("cloudformation:DeleteStack", ", ".join(pipeline_stacks),
                      "the pipelines, their artifact buckets emptied first and deleted after (the template retains "
                      "them)", lambda: self.pipelines(pipeline_stacks))
-
-    def routes(self, ctx: EnvContext) -> None:
-        """Every gateway route on the ingress gateway and every route of every virtual router."""
-        if not self.mesh.mesh_exists(ctx.mesh):
-            return
-        for name in self.mesh.gateway_route_names(ctx.mesh, ctx.gateway):
-            self.reporter.step(f"deleting gateway route {name}")
-            self.mesh.delete_gateway_route(ctx.mesh, ctx.gateway, name)
-        for router in self.mesh.virtual_routers(ctx.mesh):
-            for route in self.mesh.route_names(ctx.mesh, router):
-                self.reporter.step(f"deleting route {route} of {router}")
-                self.mesh.delete_router_route(ctx.mesh, router, route)
 
     def service_stacks(self, found: EnvironmentStacks, services: list[str],
                        retire: Callable[[str], None] | None = None) -> None:
@@ -164,24 +138,6 @@ class Teardown:
             if service in found.service_stacks:
                 doomed.append(found.service_stacks[service])
         return doomed
-
-    def namespace_leftovers(self, ctx: EnvContext, service: str | None = None) -> None:
-        """Service Connect: the Cloud Map services (and their instances) ECS registered in the environment's
-        namespace, all of them or only ``service``'s. Called once the service stacks are gone."""
-        if not ctx.service_connect:
-            return  # App Mesh: the version stacks own their Cloud Map services
-        namespace = ctx.namespace_id
-        if namespace is None and ctx.stack is not None:
-            found = self.stacks.resources(ctx.stack.name, HTTP_NAMESPACE_TYPE)
-            namespace = found[0] if found else None
-        if namespace is None:
-            return  # no namespace (an environment stack that never got that far): nothing can be in it
-        for leftover in self.cloudmap.services(namespace):
-            if service is not None and leftover.name != service:
-                continue
-            deregistered = self.cloudmap.remove(leftover)
-            self.reporter.step(f"deleted Cloud Map service {leftover.name} ({leftover.id}) left by ECS, "
-                               f"{deregistered} instance(s) deregistered first")
 
     def pipelines(self, pipeline_stacks: list[str]) -> None:
         """Delete pipeline stacks, and their artifact buckets, which the template retains on deletion."""

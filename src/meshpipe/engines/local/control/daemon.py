@@ -33,17 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from meshpipe.delivery.analysis import Counters
-from meshpipe.delivery.machine import HookResult
+from meshpipe.delivery.machine import WebhookResult
 from meshpipe.delivery.policy import Webhook
 from meshpipe.engines.local.control import operations as ops
-from meshpipe.engines.local.control.api import ControlApi
+from meshpipe.engines.local.control.actions import DaemonActions
+from meshpipe.engines.local.control.dashboard_source import DaemonSource
 from meshpipe.engines.local.control.httpapi import control_runner, make_control_app
 from meshpipe.engines.local.control.publisher import Publisher
 from meshpipe.engines.local.dataplane.meshconfig import MeshSnapshot
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS
 from meshpipe.engines.local.delivery.rollouts import RolloutController, counters_from_stats
 from meshpipe.engines.local.delivery.runs import RunQueue, catch_up_pushes, rerun_interrupted
-from meshpipe.engines.local.delivery.webhooks import call_hooks
+from meshpipe.engines.local.delivery.webhooks import call_webhooks
+from meshpipe.engines.local.observe.dashboard.server import DashboardServer
 from meshpipe.engines.local.source.gitrepo import install_post_receive_hook
 from meshpipe.engines.local.source.hook import hook_argv
 from meshpipe.engines.local.state.daemonfiles import (
@@ -93,7 +95,7 @@ class HttpProbes:
         return await check_sidecar(admin_port, timeout)
 
 
-class DaemonHooks:
+class DaemonListener:
     """The supervisor's view of the daemon: state writes and config pushes."""
 
     def __init__(self, daemon: Daemon) -> None:
@@ -131,8 +133,8 @@ class DaemonHooks:
 
 # --- the daemon -------------------------------------------------------------------------------------------
 
-class Daemon(ControlApi):
-    """The daemon's parts, wired together, and its life cycle; it answers the control API (``ControlApi``)."""
+class Daemon(DaemonActions):
+    """The daemon's parts, wired together, and its life cycle; it answers the control API (``DaemonActions``)."""
 
     def __init__(self, paths: EnvPaths, home: Path, options: LocalOptions) -> None:
         self.paths = paths
@@ -148,15 +150,23 @@ class Daemon(ControlApi):
         self.stopping = False
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
+        self.runtime: Any = None
+        if options.runtime == "docker":
+            from meshpipe.engines.local.tasks.containers import DockerRuntime
+            from meshpipe.engines.local.tasks.dockerhost import connect
+
+            self.runtime = DockerRuntime(connect(), env.name, paths.root, options.pull,
+                                         names=lambda: [svc.virtual_service for svc in self.store.services()])
         self.supervisor = Supervisor(
-            spawner=spawn.OsSpawner(), probes=HttpProbes(), hooks=DaemonHooks(self), ports=procs.free_port,
+            spawner=spawn.OsSpawner(), probes=HttpProbes(), listener=DaemonListener(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable, access_log=options.access_log),
-            event=lambda service, version, message: self.store.add_event("task", message, service, version))
+            event=lambda service, version, message: self.store.add_event("task", message, service, version),
+            runtime=self.runtime)
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
-                                          self._call_hooks, BUCKET_BOUNDS_MS)
-        self._hook_session: Any = None
+                                          self._call_webhooks, BUCKET_BOUNDS_MS)
+        self._webhook_session: Any = None
         self.runs = RunQueue(self.store, env.name, self.deployer, lambda: self.stopping,
                              after_success=self.deployed)
         self.pipelines_lock = asyncio.Lock()
@@ -165,11 +175,7 @@ class Daemon(ControlApi):
         self._maintenance: asyncio.Task[None] | None = None
         self._scale_downs: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open. Imported
-        # here: the CLI imports this module for read_daemon_file and needs none of it.
-        from meshpipe.engines.local.control.dashboard_source import DaemonSource
-        from meshpipe.engines.local.observe.dashboard.server import DashboardServer
-
+        # The web dashboard: its own 127.0.0.1 listener; it works only while a page is open.
         self.dashboard = DashboardServer(DaemonSource(self), kept_token(paths.dashboard_token), env.name)
         self.publisher.listeners.append(self.dashboard.changed)
 
@@ -201,14 +207,14 @@ class Daemon(ControlApi):
         return {str(port): counters_from_stats(answer, service)
                 for port, answer in zip(ports, answers, strict=True) if answer is not None}
 
-    async def _call_hooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[HookResult]:
+    async def _call_webhooks(self, hooks: Sequence[Webhook], payload: dict[str, Any]) -> list[WebhookResult]:
         if not hooks:
             return []
-        if self._hook_session is None:
+        if self._webhook_session is None:
             import aiohttp
 
-            self._hook_session = aiohttp.ClientSession()
-        return await call_hooks(self._hook_session, hooks, payload)
+            self._webhook_session = aiohttp.ClientSession()
+        return await call_webhooks(self._webhook_session, hooks, payload)
 
     def _install_hooks(self) -> None:
         for svc in self.store.services():
@@ -244,9 +250,18 @@ class Daemon(ControlApi):
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
         # What the previous daemon left running: taken over where possible, the rest stopped (tasks/restore.py).
         plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        if self.runtime is not None:
+            await asyncio.to_thread(self.runtime.prepare)
         gateway_row, plan.gateway = plan.gateway, None
         adopted_gateway, (adopted, failed) = await asyncio.gather(
-            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+            check_gateway(gateway_row),
+            check_tasks(self.store, self.options, plan.tasks, self.runtime,
+                        self.paths.version_logs if self.runtime is not None else None))
+        if self.runtime is not None:
+            # Containers of tasks not taken over are a predecessor's leftovers.
+            keep = frozenset(c.id for tasks in adopted.values() for t in tasks.values() if t.handle is not None
+                             for c in (t.handle.extra["pause"], t.handle.extra["app"]))
+            await asyncio.to_thread(self.runtime.remove_tasks, keep)
         if gateway_row is not None and adopted_gateway is None:
             failed.append((gateway_row.pid, gateway_row.started or None))
         await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")
@@ -319,7 +334,7 @@ class Daemon(ControlApi):
         while not self.stopping:
             await asyncio.sleep(SCALE_DOWN_EVERY_SECONDS)
             try:
-                await self.deployer.scale_down_due(self.rollouts.clock(), self.rollouts.busy_versions())
+                await self.deployer.scale_down_due(self.rollouts.clock.wall(), self.rollouts.busy_versions())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -357,8 +372,8 @@ class Daemon(ControlApi):
             self._watchdog.cancel()
         self.deployer.cancel_waits()
         self.rollouts.stop()
-        if self._hook_session is not None:
-            await self._hook_session.close()
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
         if self._scale_downs is not None:

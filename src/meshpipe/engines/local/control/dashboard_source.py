@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshpipe.engines.local.control import operations as ops
-from meshpipe.engines.local.control.api import ControlApi, _run_json
+from meshpipe.engines.local.control.actions import DaemonActions, _run_json
 from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.errors import NotFoundError
@@ -24,7 +24,7 @@ class _Calls:
 class DaemonSource:
     """The daemon as the dashboard's :class:`Source`."""
 
-    def __init__(self, daemon: ControlApi) -> None:
+    def __init__(self, daemon: DaemonActions) -> None:
         self.daemon = daemon
         self._calls: _Calls | None = None
 

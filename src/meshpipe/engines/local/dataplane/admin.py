@@ -22,6 +22,7 @@ import httptools
 from meshpipe.engines.local.dataplane.config import ConfigError, parse_config
 from meshpipe.engines.local.dataplane.http11 import json_reply
 from meshpipe.engines.local.dataplane.proxy import LOOPBACK, DataPlane, PortInUseError
+from meshpipe.status import ProxyState
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -81,7 +82,7 @@ class AdminProtocol(asyncio.Protocol):
         if path == "/server_info" and method == "GET":
             return 200, dp.server_info()
         if path == "/ready" and method == "GET":
-            return (200 if dp.state == "LIVE" else 503), {"state": dp.state}
+            return (200 if dp.state == ProxyState.LIVE else 503), {"state": dp.state}
         if path == "/stats" and method == "GET":
             return 200, dp.stats()
         if path == "/stats/raw" and method == "GET":
@@ -93,7 +94,7 @@ class AdminProtocol(asyncio.Protocol):
         if path == "/config" and method in ("PUT", "POST"):
             return self._put_config(body)
         if path == "/quitquitquit" and method == "POST":
-            return 200, {"state": "DRAINING"}
+            return 200, {"state": ProxyState.DRAINING}
         endpoints = ["/server_info", "/ready", "/config", "/stats", "/stats/prometheus", "/stats/raw",
                      "/quitquitquit"]
         if path in endpoints:

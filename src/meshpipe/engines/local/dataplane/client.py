@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from meshpipe.errors import OperationError
+from meshpipe.status import ProxyState
 
 ADMIN_HOST = "127.0.0.1"
 EXIT_PORT_IN_USE = 3  # the proxy's exit status when a port is taken: choose other ports and retry
@@ -25,7 +26,8 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
                   service: str | None = None, version: str | None = None,
                   allowed_backends: Iterable[str] = (), config_file: str | None = None,
                   access_log: bool = False, drain_timeout: float | None = None,
-                  extra_args: Sequence[str] = ()) -> list[str]:
+                  extra_args: Sequence[str] = (), netns: str | None = None,
+                  run_as: int | None = None) -> list[str]:
     """The argv that starts a proxy with this Python (``sys.executable``)."""
     if mode not in ("gateway", "sidecar"):
         raise ValueError(f"mode must be 'gateway' or 'sidecar', not {mode!r}")
@@ -45,6 +47,10 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
                  "--app-port", str(app_port), "--service", str(service), "--version", str(version)]
         for backend in allowed_backends:
             argv += ["--allowed-backend", backend]
+    if netns is not None:
+        argv += ["--netns", netns]
+    if run_as is not None:
+        argv += ["--run-as", str(run_as)]
     if config_file is not None:
         argv += ["--config-file", config_file]
     if access_log:
@@ -121,7 +127,7 @@ def wait_live(admin_port: int, timeout: float, process: subprocess.Popen[Any] | 
                                  "before it was live", hint="its log says why (a port taken exits with 3)")
         try:
             state = server_info(admin_port, timeout=max(0.05, min(1.0, deadline - time.monotonic()))).get("state")
-            if state == "LIVE":
+            if state == ProxyState.LIVE:
                 return
             last = f"state {state}"
         except OperationError as exc:

@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, histogram_of
 from meshpipe.engines.local.dataplane.statnames import GATEWAY_NODE, HTTP_PREFIX
+from meshpipe.status import ProxyState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CLASSES = ("1", "2", "3", "4", "5")
@@ -83,7 +84,7 @@ class Exposition(Collector):
                 ("appmesh_virtual_gateway" if node == GATEWAY_NODE else "appmesh_virtual_node"): node}
         own = {**base, **(extra or {})}
         self.gauge("envoy_server_live", "1 while the proxy is live (not draining).", own,
-                   1.0 if raw.get("state") == "LIVE" else 0.0)
+                   1.0 if raw.get("state") == ProxyState.LIVE else 0.0)
         self.gauge("envoy_server_uptime", "Seconds since the proxy started.", own, float(raw.get("uptime_s") or 0))
         for cluster in raw.get("clusters", []):
             labels = {**base, **(extra or {}), **((cluster_extra or {}).get(cluster["name"], {})),

@@ -46,6 +46,7 @@ from meshpipe.engines.local.dataplane.routing import (
 from meshpipe.engines.local.dataplane.statnames import GATEWAY_NODE, cluster_name
 from meshpipe.engines.local.dataplane.upstream import UpstreamPool
 from meshpipe.naming import virtual_node_name
+from meshpipe.status import ProxyState
 
 LOOPBACK = "127.0.0.1"
 # Timeouts are checked this often while requests are in flight: fine enough for per-try timeouts in
@@ -74,6 +75,8 @@ class ProxyOptions:
     access_log: bool = False
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     ingress_timeout_ms: int = DEFAULT_INGRESS_TIMEOUT_MS
+    netns: str | None = None  # a container task's network namespace: listeners there, on every address
+    run_as: int | None = None
     max_request_headers_kb: int = DEFAULT_MAX_REQUEST_HEADERS_KB
     max_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
     request_headers_timeout_ms: int = DEFAULT_REQUEST_HEADERS_TIMEOUT_MS
@@ -107,10 +110,10 @@ class Listener:
     async def start(self) -> None:
         try:
             self.server = await self.dp.loop.create_server(
-                lambda: DownstreamProtocol(self), LOOPBACK, self.port, backlog=1024, reuse_address=True)
+                lambda: DownstreamProtocol(self), self.dp.listen_host, self.port, backlog=1024, reuse_address=True)
         except OSError as exc:
             raise PortInUseError(
-                exc.errno, f"cannot listen on {LOOPBACK}:{self.port} for the {self.name} listener: "
+                exc.errno, f"cannot listen on {self.dp.listen_host}:{self.port} for the {self.name} listener: "
                            f"{exc.strerror or exc}") from exc
         sockets = self.server.sockets
         if sockets:
@@ -175,16 +178,18 @@ class DataPlane:
         self.rnd = rnd
         self.limits = options.request_limits()
         self.new_parser = new_parser
+        # In a task's own namespace the ingress takes what the interception rules send to the task's
+        # address; on the host every listener stays on loopback.
+        self.listen_host = "0.0.0.0" if options.netns is not None else LOOPBACK
         self.config: DataplaneConfig | None = None
         self.metrics = Metrics()
         self.pools: dict[Endpoint, UpstreamPool] = {}
         self.rr: dict[tuple[str, str], int] = {}
         self.inflight: set[Exchange] = set()
         self.listeners: list[Listener] = []
-        self.state = "PRE_INITIALIZING"
+        self.state = ProxyState.PRE_INITIALIZING
         self.draining = False
         self.started_at = time.time()
-        self.config_applied_at: float | None = None
         self._stopped = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
@@ -212,14 +217,14 @@ class DataPlane:
                 if listener.server is not None:
                     listener.server.close()
             raise
-        self.state = "LIVE"
+        self.state = ProxyState.LIVE
 
     def begin_drain(self) -> None:
         """Stop accepting, let exchanges in flight finish, close idle connections; then stop."""
         if self.draining:
             return
         self.draining = True
-        self.state = "DRAINING"
+        self.state = ProxyState.DRAINING
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
@@ -248,7 +253,7 @@ class DataPlane:
             self._timer.cancel()
             self._timer = None
         self._flush_logs()
-        self.state = "STOPPED"
+        self.state = ProxyState.STOPPED
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -290,7 +295,6 @@ class DataPlane:
         if current is not None and config.generation <= current.generation:
             return False
         self.config = config
-        self.config_applied_at = time.time()
         keep = config.endpoint_set
         for endpoint in [ep for ep in self.pools if ep not in keep and not self._is_local_app(ep)]:
             pool = self.pools.pop(endpoint)

@@ -18,37 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.delivery import machine as m
 from meshpipe.delivery.analysis import Counters, Snapshot, snapshot_from_json
-from meshpipe.delivery.policy import RolloutPlan, Webhook
-from meshpipe.engines.local.state import store as st
+from meshpipe.delivery.policy import RolloutSpec, Webhook
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.errors import ConflictError, NotFoundError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import WeightedTarget, make_header_route, make_route
 from meshpipe.naming import header_route_name
+from meshpipe.status import RolloutPhase, RolloutStatus, VersionStatus
 
 log = logging.getLogger("meshpipe.daemon")
 
 ROLLOUT_OWNER = "rollout"  # the header routes the controller made (its previews)
 
-Clock = Callable[[], float]
 SnapshotFn = Callable[[str], Awaitable[Snapshot]]
-HooksFn = Callable[[Sequence[Webhook], dict[str, Any]], Awaitable[list[m.HookResult]]]
+WebhooksFn = Callable[[Sequence[Webhook], dict[str, Any]], Awaitable[list[m.WebhookResult]]]
 PublishFn = Callable[[str], Awaitable[object]]
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
 
 
 # --- the status document -----------------------------------------------------------------------------------
@@ -58,22 +50,22 @@ def status_json(r: m.Rollout, environment: str, now: float) -> dict[str, Any]:
     decision = r.next_decision_at if not r.paused and not r.finished else None
     return {
         "id": r.id, "environment": environment, "service": r.service, "candidate": r.candidate, "stable": r.stable,
-        "strategy": r.plan.strategy, "plan": r.plan.to_json(), "describe": r.plan.describe(),
+        "strategy": r.spec.strategy, "plan": r.spec.to_json(), "describe": r.spec.describe(),
         "status": r.status, "phase": r.phase, "paused": r.paused, "step": r.step + 1, "steps": r.steps_total(),
         "candidate_weight": r.weight(),
         "weights": {t.version: t.weight for t in targets},
         "preview": preview.to_json() if preview else None,
-        "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.plan.analysis.failed_windows,
+        "base": r.base, "failed_windows": r.failed_windows, "failed_windows_allowed": r.spec.analysis.failed_windows,
         # Steps count from 1 here, as "step" above and every command's output do (the state counts from 0).
-        "windows": [{**w.to_json(), "step": w.step + 1, "started_at": iso(w.started_at), "due_at": iso(w.due_at),
-                     "decided_at": iso(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
+        "windows": [{**w.to_json(), "step": w.step + 1, "started_at": iso_utc(w.started_at), "due_at": iso_utc(w.due_at),
+                     "decided_at": iso_utc(w.decided_at), "decision_lag_s": round(w.decided_at - w.due_at, 3)}
                     for w in r.windows],
-        "window_started_at": iso(r.window_started_at) if not r.finished else None,
-        "next_decision_at": iso(decision), "next_decision_in_s": None if decision is None else round(
+        "window_started_at": iso_utc(r.window_started_at) if not r.finished else None,
+        "next_decision_at": iso_utc(decision), "next_decision_in_s": None if decision is None else round(
             max(0.0, decision - now), 1),
         "confirmations": [h.to_json() for h in r.confirmations],
         "reason": r.reason, "started_by": r.started_by, "holding": m.holding(r),
-        "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
+        "started_at": iso_utc(r.started_at), "finished_at": iso_utc(r.finished_at),
     }
 
 
@@ -93,9 +85,9 @@ class RolloutController:
     environment: str
     publish: PublishFn
     snapshot: SnapshotFn
-    call_hooks: HooksFn
+    call_webhooks: WebhooksFn
     bounds: Sequence[float]
-    clock: Clock = time.time
+    clock: Clock = SYSTEM_CLOCK
     drivers: dict[str, _Driver] = field(default_factory=dict, init=False)
     stopping: bool = field(default=False, init=False)
     # Decisions taken since the daemon started, by (service, decision): each judged window by its verdict
@@ -115,18 +107,18 @@ class RolloutController:
     async def restore(self) -> list[str]:
         """After a daemon start: call webhooks a crash left uncalled, and drive every running rollout on."""
         for r in self.store.finished_rollouts_with_pending_hooks():
-            await self._run_pending_hooks(r)
+            await self._run_pending_webhooks(r)
         resumed = []
         for r in self.store.running_rollouts():
             driver = self._driver(r.service)
             driver.rollout = r
             if r.id is not None:  # decided before this start: not counted again
                 self._counted[r.id] = (len(r.windows), False)
-            m.restart_window(r, self.clock(), await self._counters(r))
+            m.restart_window(r, self.clock.wall(), await self._counters(r))
             self.store.save_rollout(r)
             self._event(r, f"resumed after a daemon start at {_where(r)}, {len(r.windows)} window(s) judged, "
                            f"{r.failed_windows} failed" + ("; the window in progress starts over"
-                                                           if r.phase in (m.STEP, m.PREVIEW) and not r.paused else ""))
+                                                           if r.phase in (RolloutPhase.STEP, RolloutPhase.PREVIEW) and not r.paused else ""))
             self._spawn(r.service)
             resumed.append(r.service)
         return resumed
@@ -144,7 +136,7 @@ class RolloutController:
 
     # -- starting --
 
-    async def start(self, service: str, version: str, plan: RolloutPlan, started_by: str) -> dict[str, Any]:
+    async def start(self, service: str, version: str, plan: RolloutSpec, started_by: str) -> dict[str, Any]:
         """Start a rollout of ``version`` (deployed), superseding a running one of another version."""
         driver = self._driver(service)
         async with driver.lock:
@@ -152,8 +144,8 @@ class RolloutController:
             if row is None:
                 raise NotFoundError(f"version {version} of {service} does not exist",
                                     hint=f"list versions with: meshpipe versions {service}")
-            if row.status != st.CREATE_COMPLETE:
-                raise ConflictError(f"version {version} of {service} is {row.status}; only {st.CREATE_COMPLETE} "
+            if row.status != VersionStatus.CREATE_COMPLETE:
+                raise ConflictError(f"version {version} of {service} is {row.status}; only {VersionStatus.CREATE_COMPLETE} "
                                     "versions can be rolled out")
             if row.scaled_down:
                 raise ConflictError(f"version {version} of {service} is scaled down: it runs no task",
@@ -165,7 +157,7 @@ class RolloutController:
                                         "the blue-green preview needs that header",
                                         hint=f"delete it first: meshpipe route delete {service} --header "
                                              f"{plan.preview.name}")
-            now = self.clock()
+            now = self.clock.wall()
             current = driver.rollout if driver.rollout is not None and not driver.rollout.finished else None
             if current is not None and current.candidate == version:
                 return status_json(current, self.environment, now)
@@ -186,24 +178,24 @@ class RolloutController:
             r, events = m.start(service, version, base, plan, now, started_by)
             if current is not None:
                 self._record(current, m.supersede(current, now, version))
-            self.store.insert_rollout(r, iso(r.started_at))
+            self.store.insert_rollout(r, iso_utc(r.started_at))
             driver.rollout = r
             self._record(r, events)
             await self._apply(r, f"rollout of {version} started")
-            if not plan.hooks("pre-rollout"):
+            if not plan.webhooks_of("pre-rollout"):
                 # Nothing to wait for: the first step is taken before the caller hears back.
                 await self._tick(r)
         self._spawn(service)
         driver.wake.set()
         return status_json(r, self.environment, now)
 
-    async def _first_version(self, service: str, version: str, plan: RolloutPlan, started_by: str,
+    async def _first_version(self, service: str, version: str, plan: RolloutSpec, started_by: str,
                              now: float) -> dict[str, Any]:
         """A service's first version has nothing to be compared with: it takes all traffic at once."""
         r, _ = m.start(service, version, {}, plan, now, started_by)
-        r.status, r.phase, r.finished_at = m.PROMOTED, m.DONE, now
+        r.status, r.phase, r.finished_at = RolloutStatus.PROMOTED, RolloutPhase.DONE, now
         r.reason = "the service's first version: nothing to roll out from, it takes all traffic"
-        self.store.insert_rollout(r, iso(r.started_at))
+        self.store.insert_rollout(r, iso_utc(r.started_at))
         self._driver(service).rollout = r
         self._count_decisions(r)
         self._event(r, f"{version} takes all traffic: {r.reason}")
@@ -223,7 +215,7 @@ class RolloutController:
                 raise ConflictError(f"no rollout of {service} is running"
                                     + (f" (the last one, of {latest.candidate}, {latest.status})" if latest else ""),
                                     hint=f"start one with: meshpipe rollout start {service} VERSION")
-            now = self.clock()
+            now = self.clock.wall()
             if action == "pause":
                 events = m.pause(r, now)
             elif action == "resume":
@@ -236,9 +228,9 @@ class RolloutController:
                 raise ValueError(action)
             self._record(r, events)
             await self._apply(r, f"rollout of {r.candidate}: {action}")
-            await self._run_pending_hooks(r)
+            await self._run_pending_webhooks(r)
         driver.wake.set()
-        return status_json(r, self.environment, self.clock())
+        return status_json(r, self.environment, self.clock.wall())
 
     def status(self, service: str) -> dict[str, Any]:
         driver = self.drivers.get(service)
@@ -246,7 +238,7 @@ class RolloutController:
         if r is None:
             raise NotFoundError(f"{service} has had no rollout yet",
                                 hint=f"push a manifest with a Rollout section, or: meshpipe rollout start {service} VERSION")
-        return status_json(r, self.environment, self.clock())
+        return status_json(r, self.environment, self.clock.wall())
 
     def wake(self, service: str) -> None:
         """Something changed under the service (a version deleted): its driver looks now, not at its next decision."""
@@ -278,7 +270,7 @@ class RolloutController:
                     await asyncio.sleep(1.0)
                     continue
                 delay = None if r.finished or r.paused or r.next_decision_at is None else \
-                    max(0.0, r.next_decision_at - self.clock())
+                    max(0.0, r.next_decision_at - self.clock.wall())
             if r.finished:
                 return
             with contextlib.suppress(TimeoutError):
@@ -287,41 +279,41 @@ class RolloutController:
     async def _tick(self, r: m.Rollout) -> None:
         if not self._versions_still_there(r):
             await self._apply(r, f"rollout of {r.candidate} ended")
-            await self._run_pending_hooks(r)
+            await self._run_pending_webhooks(r)
             return
         await self._apply(r, f"rollout of {r.candidate}")  # after a restart: the route the state wants
-        kind = m.due(r, self.clock())
+        kind = m.due(r, self.clock.wall())
         if kind is None:
             return
         counters = await self._counters(r)
-        now = self.clock()  # the window ends when its counters were read
+        now = self.clock.wall()  # the window ends when its counters were read
         if kind == "begin":
-            results = await self.call_hooks(r.plan.hooks("pre-rollout"), self._payload(r, None))
+            results = await self.call_webhooks(r.spec.webhooks_of("pre-rollout"), self._payload(r, None))
             events = m.begin(r, now, counters, results)
         elif kind == "window":
             candidate, stable = m.window_figures(r, counters, self.bounds)
             window = {"candidate": candidate.to_json(), "stable": stable.to_json()}
-            results = await self.call_hooks(r.plan.hooks("rollout"), self._payload(r, window))
+            results = await self.call_webhooks(r.spec.webhooks_of("rollout"), self._payload(r, window))
             events = m.conclude(r, now, counters, self.bounds, results)
         else:
-            results = await self.call_hooks(r.plan.hooks("confirm-promotion"), self._payload(r, None))
-            events = m.confirm(r, self.clock(), counters, results)
+            results = await self.call_webhooks(r.spec.webhooks_of("confirm-promotion"), self._payload(r, None))
+            events = m.confirm(r, self.clock.wall(), counters, results)
         self._record(r, events)
         await self._apply(r, f"rollout of {r.candidate}: {kind}")
-        await self._run_pending_hooks(r)
+        await self._run_pending_webhooks(r)
 
     def _versions_still_there(self, r: m.Rollout) -> bool:
         """A version deleted under a rollout ends it: the candidate (rolled back), or a base version (dropped)."""
         candidate = self.store.version(r.service, r.candidate)
         gone = [v for v in r.base if (row := self.store.version(r.service, v)) is None
-                or row.status != st.CREATE_COMPLETE]
+                or row.status != VersionStatus.CREATE_COMPLETE]
         for v in gone:
             del r.base[v]
-        if candidate is None or candidate.status != st.CREATE_COMPLETE:
-            self._record(r, m.fail(r, self.clock(), f"the new version {r.candidate} was deleted"))
+        if candidate is None or candidate.status != VersionStatus.CREATE_COMPLETE:
+            self._record(r, m.fail(r, self.clock.wall(), f"the new version {r.candidate} was deleted"))
             return False
         if not r.base:
-            self._record(r, m.fail(r, self.clock(), "every version it was rolled out from was deleted"))
+            self._record(r, m.fail(r, self.clock.wall(), "every version it was rolled out from was deleted"))
             return False
         if gone:
             self.store.save_rollout(r)
@@ -338,7 +330,7 @@ class RolloutController:
     def _payload(self, r: m.Rollout, window: dict[str, Any] | None) -> dict[str, Any]:
         targets, preview = m.desired(r)
         return {"environment": self.environment, "service": r.service, "candidate": r.candidate,
-                "stable": r.stable, "strategy": r.plan.strategy, "status": r.status, "phase": r.phase,
+                "stable": r.stable, "strategy": r.spec.strategy, "status": r.status, "phase": r.phase,
                 "step": r.step + 1, "steps": r.steps_total(), "weights": {t.version: t.weight for t in targets},
                 "preview": preview.to_json() if preview else None, "failed_windows": r.failed_windows,
                 "window": window, "reason": r.reason}
@@ -380,7 +372,7 @@ class RolloutController:
 
     async def _apply(self, r: m.Rollout, why: str) -> None:
         """Make the service's route and preview route what the rollout wants; push only when they change."""
-        if not r.base and r.status != m.PROMOTED:
+        if not r.base and r.status != RolloutStatus.PROMOTED:
             return  # nothing left to route to
         targets, preview = m.desired(r)
         changed = False
@@ -409,23 +401,23 @@ class RolloutController:
             changed = True
         return changed
 
-    async def _run_pending_hooks(self, r: m.Rollout) -> None:
-        while r.pending_hooks:
-            kind = r.pending_hooks[0]
-            results = await self.call_hooks(r.plan.hooks(kind), self._payload(r, None))
+    async def _run_pending_webhooks(self, r: m.Rollout) -> None:
+        while r.pending_webhooks:
+            kind = r.pending_webhooks[0]
+            results = await self.call_webhooks(r.spec.webhooks_of(kind), self._payload(r, None))
             for h in results:
                 self._event(r, f"{kind} webhook {h.name}: {h.detail}")
-            r.pending_hooks.pop(0)
+            r.pending_webhooks.pop(0)
             if r.id is not None:
                 self.store.save_rollout(r)
 
 
 def _where(r: m.Rollout) -> str:
-    if r.phase == m.PRE_ROLLOUT:
+    if r.phase == RolloutPhase.PRE_ROLLOUT:
         return "the start"
-    if r.phase == m.PREVIEW:
+    if r.phase == RolloutPhase.PREVIEW:
         return "the preview"
-    if r.phase == m.CONFIRMING:
+    if r.phase == RolloutPhase.CONFIRMING:
         return "the promotion (awaiting confirm-promotion)"
     return f"step {r.step + 1}/{r.steps_total()} ({r.weight()} %)"
 

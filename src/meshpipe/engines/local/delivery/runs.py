@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.errors import OperationError
+from meshpipe.status import RunStatus
 
 if TYPE_CHECKING:  # the pipeline (model, synthesizer) is loaded by the first run, not by the daemon's start
     from meshpipe.pipeline.stages import SourceInput
@@ -104,14 +104,14 @@ class RunQueue:
                 log.exception("pipeline run %s failed unexpectedly", run_id)
                 if not self.stopping:
                     self.store.append_stage_log(run_id, "Deploy", f"internal error: {exc}\n")
-                    self.store.finish_run(run_id, st.RUN_FAILED, None)
+                    self.store.finish_run(run_id, RunStatus.FAILED, None)
 
     def _supersede(self, run_id: str) -> None:
         run = self.store.run(run_id)
-        if run is None or run.status != st.RUN_IN_PROGRESS:
+        if run is None or run.status != RunStatus.IN_PROGRESS:
             return
         note = "superseded: a newer push of this service was waiting, and runs instead\n"
-        self.store.finish_run(run_id, st.RUN_SUPERSEDED, None,
+        self.store.finish_run(run_id, RunStatus.SUPERSEDED, None,
                               [("Source", "Skipped", note), ("Build", "Skipped", None), ("Deploy", "Skipped", None)])
         log.info("pipeline run %s of %s superseded by a newer push", run_id, run.service)
 
@@ -120,11 +120,11 @@ class RunQueue:
         from meshpipe.platform import local_settings
 
         run = self.store.run(run_id)
-        if run is None or run.status != st.RUN_IN_PROGRESS or run.commit is None:
+        if run is None or run.status != RunStatus.IN_PROGRESS or run.commit is None:
             return
         svc = self.store.service(run.service)
         if svc is None:
-            self.store.finish_run(run_id, st.RUN_FAILED, None)
+            self.store.finish_run(run_id, RunStatus.FAILED, None)
             return
         loop = asyncio.get_running_loop()
         source = git_source(Path(svc.repo_path), run.service, run.commit)
@@ -197,7 +197,7 @@ def git_source(repo: Path, service: str, commit: str, path: str = MANIFEST_FILE)
 
 def rerun_interrupted(store: StateStore, runs: RunQueue) -> None:
     """Queue again, oldest first, the runs a stopped daemon left InProgress (from Source: nothing is resumed)."""
-    for run in sorted(store.runs(status=st.RUN_IN_PROGRESS), key=lambda r: r.seq):
+    for run in sorted(store.runs(status=RunStatus.IN_PROGRESS), key=lambda r: r.seq):
         log.info("pipeline run %s of %s was interrupted; running it again", run.run_id, run.service)
         store.restart_run(run.run_id)
         runs.enqueue(run.service, run.run_id)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.base import LogLine
 from meshpipe.engines.local.state.home import EnvPaths
 from meshpipe.engines.local.tasks import stamp
@@ -105,7 +105,7 @@ def interleave(files: list[tuple[str, Path]], tail: int | None = None) -> list[L
 
 
 def follow(files: Callable[[], list[tuple[str, Path]]], stop: Callable[[], bool], every: float = 0.25,
-           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> Iterator[LogLine]:
+           clock: Clock = SYSTEM_CLOCK) -> Iterator[LogLine]:
     """New lines as they are written (files that appear later, new tasks, are picked up too)."""
     offsets: dict[Path, int] = {path: path.stat().st_size for _, path in files() if path.exists()}
     while not stop():
@@ -124,8 +124,8 @@ def follow(files: Callable[[], list[tuple[str, Path]]], stop: Callable[[], bool]
                 data = fh.read(size - start)
             complete = data.rfind(b"\n") + 1  # a partly written line waits for its end
             offsets[path] = start + complete
-            now = clock()
+            now = clock.wall()
             for line in data[:complete].decode("utf-8", "replace").splitlines():
                 at, src, text = read_line(source, line)
                 yield LogLine(at or now, src, text)
-        sleep(every)
+        clock.sleep(every)

@@ -17,12 +17,12 @@ p99 of all its traffic, not the worst proxy's.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.dataplane.metrics import BUCKET_BOUNDS_MS, LatencyHistogram, histogram_of
 
 EGRESS = "egress"  # what callers' proxies sent to a version: each request once per hop
@@ -218,7 +218,7 @@ class SeriesRecorder:
     Points older than ``window_s`` are dropped.
     """
 
-    def __init__(self, window_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window_s: float = 900.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self.window_s = window_s
         self.clock = clock
         self._last: dict[_Key, tuple[int, int, LatencyHistogram]] = {}
@@ -226,7 +226,7 @@ class SeriesRecorder:
         self._points: dict[tuple[str, str], deque[Point]] = {}
 
     def add(self, scrapes: list[ProxyScrape], at: float | None = None) -> None:
-        now = self.clock() if at is None else at
+        now = self.clock.now() if at is None else at
         current: dict[_Key, tuple[int, int, LatencyHistogram]] = {}
         interval: dict[tuple[str, str], tuple[int, int, LatencyHistogram]] = {}
         for s in scrapes:

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from meshpipe.errors import NotFoundError, OperationError
+from meshpipe.status import VersionStatus
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -45,7 +46,7 @@ class VersionRow:
     version: str
     commit: str
     stack_name: str
-    status: str
+    status: VersionStatus
     reason: str
     desired_tasks: int
     template: dict[str, Any]
@@ -129,7 +130,8 @@ class StateReads:
 
     @staticmethod
     def _version_row(r: sqlite3.Row) -> VersionRow:
-        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], r["status"], r["reason"],
+        return VersionRow(r["service"], r["version"], r["commit_id"], r["stack_name"], VersionStatus(r["status"]),
+                          r["reason"],
                           r["desired_tasks"], json.loads(r["template_json"]), json.loads(r["resolved_json"]),
                           r["run_id"], r["created_at"], r["updated_at"], _optional(r, "scale_down_at"),
                           _optional(r, "scaled_down_at"))

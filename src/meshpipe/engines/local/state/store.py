@@ -19,13 +19,13 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock, iso_utc
 from meshpipe.delivery.machine import Rollout
 
 # The rows and the reads shared with the read-only reader are part of the store's interface: re-exported.
@@ -44,7 +44,7 @@ from meshpipe.engines.local.state.schema import migrate
 from meshpipe.errors import ConflictError, NotFoundError, OperationError
 from meshpipe.mesh.headers import HeaderMatch
 from meshpipe.mesh.routing import MAX_ROUTES_PER_ROUTER, GatewayRoute, HeaderRoute, Route, WeightedTarget
-from meshpipe.pipeline.runs import RunStatus
+from meshpipe.status import RunStatus, TaskGoal, TaskState, VersionStatus
 
 MAX_EVENTS = 5_000
 # Events that record a change of a route or a gateway route (each one counts in meshpipe_route_changes_total).
@@ -52,34 +52,8 @@ ROUTE_EVENT_KINDS = ("route", "gateway-route")
 MAX_STAGE_LOG_CHARS = 256 * 1024
 KEEP_FINISHED_ROLLOUTS = 20  # per service, beside its running one
 
-# Stack statuses, spelled as CloudFormation spells them.
-CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
-CREATE_COMPLETE = "CREATE_COMPLETE"
-CREATE_FAILED = "CREATE_FAILED"
-DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
-
-# Task states.
-DESIRED_RUNNING = "RUNNING"
-DESIRED_STOPPED = "STOPPED"
-PENDING = "PENDING"
-STARTING = "STARTING"
-HEALTHY = "HEALTHY"
-UNHEALTHY = "UNHEALTHY"
-STOPPED = "STOPPED"
-
-# Pipeline run and stage statuses, spelled as CodePipeline spells them.
-RUN_IN_PROGRESS = RunStatus.IN_PROGRESS
-RUN_SUCCEEDED = RunStatus.SUCCEEDED
-RUN_FAILED = RunStatus.FAILED
-RUN_SUPERSEDED = RunStatus.SUPERSEDED  # a newer push of the service was waiting: this run was skipped for it
 STAGE_NAMES = ("Source", "Build", "Deploy")
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass(frozen=True)
@@ -88,8 +62,8 @@ class TaskRow:
     service: str
     version: str
     slot: int
-    desired: str
-    actual: str
+    desired: TaskGoal
+    actual: TaskState
     app_port: int | None = None
     ingress_port: int | None = None
     egress_port: int | None = None
@@ -102,7 +76,7 @@ class TaskRow:
 @dataclass(frozen=True)
 class StageRow:
     name: str
-    status: str
+    status: RunStatus
     log: str
 
 
@@ -114,7 +88,7 @@ class RunRow:
     ref: str
     old_commit: str | None
     commit: str | None
-    status: str
+    status: RunStatus
     version: str | None
     started_at: str
     finished_at: str | None
@@ -134,7 +108,7 @@ SQLITE_FULL = 13
 class StateStore(StateReads):
     """Typed access to ``state.db``. Safe to use from several threads (one connection per thread)."""
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = Path(path)
         self._clock = clock
         self._local = threading.local()
@@ -234,7 +208,7 @@ class StateStore(StateReads):
         self._local = threading.local()
 
     def now(self) -> str:
-        return _iso(self._clock())
+        return iso_utc(self._clock.wall())
 
     def _migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +287,7 @@ class StateStore(StateReads):
 
     def create_version(self, service: str, version: str, commit: str, stack_name: str, desired_tasks: int,
                        template: dict[str, Any], resolved: dict[str, Any], run_id: str | None,
-                       status: str = CREATE_IN_PROGRESS, reason: str = "") -> VersionRow:
+                       status: VersionStatus = VersionStatus.CREATE_IN_PROGRESS, reason: str = "") -> VersionRow:
         """Record a new stack and its tasks in one transaction."""
         now = self.now()
         with self.transaction() as tx:
@@ -325,12 +299,12 @@ class StateStore(StateReads):
                 "template_json, resolved_json, run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (service, version, commit, stack_name, status, reason, desired_tasks,
                  json.dumps(template, sort_keys=True), json.dumps(resolved, sort_keys=True), run_id, now, now))
-            if status != CREATE_FAILED:
+            if status != VersionStatus.CREATE_FAILED:
                 for slot in range(1, desired_tasks + 1):
                     tx.execute("INSERT INTO tasks (task_id, service, version, slot, desired, actual, updated_at) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (task_id_of(service, version, slot), service, version, slot, DESIRED_RUNNING,
-                                PENDING, now))
+                               (task_id_of(service, version, slot), service, version, slot, TaskGoal.RUNNING,
+                                TaskState.PENDING, now))
             self._event(tx, "stack", f"stack {stack_name} {status}" + (f": {reason}" if reason else ""),
                         service, version)
         row = self.version(service, version)
@@ -344,7 +318,7 @@ class StateStore(StateReads):
         with self.transaction() as tx:
             cur = tx.execute("UPDATE versions SET scale_down_at = ?, updated_at = ? WHERE service = ? AND version = ? "
                              "AND scaled_down_at IS NULL AND status = ?",
-                             (at, self.now(), service, version, CREATE_COMPLETE))
+                             (at, self.now(), service, version, VersionStatus.CREATE_COMPLETE))
             if cur.rowcount:
                 self._event(tx, "scale", f"{version} to be scaled to 0 tasks {why}", service, version)
 
@@ -370,8 +344,8 @@ class StateStore(StateReads):
             if row is None:
                 raise NotFoundError(f"version {version} of {service} does not exist",
                                     hint=f"list versions with: meshpipe versions {service}")
-            if row[0] != CREATE_COMPLETE:
-                raise ConflictError(f"version {version} of {service} is {row[0]}; only {CREATE_COMPLETE} versions "
+            if row[0] != VersionStatus.CREATE_COMPLETE:
+                raise ConflictError(f"version {version} of {service} is {row[0]}; only {VersionStatus.CREATE_COMPLETE} versions "
                                     "can be scaled")
             if tasks:
                 tx.execute("UPDATE versions SET desired_tasks = ?, scale_down_at = NULL, scaled_down_at = NULL, "
@@ -380,16 +354,16 @@ class StateStore(StateReads):
                     tx.execute("INSERT INTO tasks (task_id, service, version, slot, desired, actual, updated_at) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET desired = "
                                "excluded.desired, updated_at = excluded.updated_at",
-                               (task_id_of(service, version, slot), service, version, slot, DESIRED_RUNNING,
-                                PENDING, now))
+                               (task_id_of(service, version, slot), service, version, slot, TaskGoal.RUNNING,
+                                TaskState.PENDING, now))
                 tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ? AND "
-                           "slot > ?", (DESIRED_STOPPED, now, service, version, tasks))
+                           "slot > ?", (TaskGoal.STOPPED, now, service, version, tasks))
                 self._event(tx, "scale", f"{version} scaled to {tasks} task(s) {why}", service, version)
             else:
                 tx.execute("UPDATE versions SET scale_down_at = NULL, scaled_down_at = ?, updated_at = ? "
                            "WHERE service = ? AND version = ?", (now, now, service, version))
                 tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ?",
-                           (DESIRED_STOPPED, now, service, version))
+                           (TaskGoal.STOPPED, now, service, version))
                 self._event(tx, "scale", f"{version} scaled down to 0 tasks {why}", service, version)
         found = self.version(service, version)
         assert found is not None
@@ -410,10 +384,10 @@ class StateStore(StateReads):
                              "version = ?", (status, reason, self.now(), service, version))
             if cur.rowcount == 0:
                 raise NotFoundError(f"version {version} of {service} does not exist")
-            if status == CREATE_FAILED:
+            if status == VersionStatus.CREATE_FAILED:
                 # A failed stack rolls back: its tasks must not run.
                 tx.execute("UPDATE tasks SET desired = ?, updated_at = ? WHERE service = ? AND version = ?",
-                           (DESIRED_STOPPED, self.now(), service, version))
+                           (TaskGoal.STOPPED, self.now(), service, version))
             self._event(tx, "stack", f"stack {self._stack_name(tx, service, version)} {status}"
                         + (f": {reason}" if reason else ""), service, version)
 
@@ -622,7 +596,7 @@ class StateStore(StateReads):
         elif service is not None:
             sql, args = sql + " WHERE service = ?", (service,)
         rows = self._read(sql + " ORDER BY service, version, slot", args)
-        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], r["desired"], r["actual"],
+        return [TaskRow(r["task_id"], r["service"], r["version"], r["slot"], TaskGoal(r["desired"]), TaskState(r["actual"]),
                         r["app_port"], r["ingress_port"], r["egress_port"], r["admin_port"], r["restarts"],
                         r["last_error"], r["updated_at"]) for r in rows]
 
@@ -658,7 +632,7 @@ class StateStore(StateReads):
             seq = tx.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pipeline_runs").fetchone()[0]
             tx.execute("INSERT INTO pipeline_runs (run_id, seq, service, ref, old_commit, commit_id, status, "
                        "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, seq, service, ref, old, commit, RUN_IN_PROGRESS, self.now()))
+                       (run_id, seq, service, ref, old, commit, RunStatus.IN_PROGRESS, self.now()))
             for i, name in enumerate(STAGE_NAMES):
                 tx.execute("INSERT INTO pipeline_stages (run_id, position, name, status) VALUES (?, ?, ?, ?)",
                            (run_id, i, name, "Pending"))
@@ -699,7 +673,7 @@ class StateStore(StateReads):
         with self.transaction() as tx:
             tx.execute("UPDATE pipeline_stages SET status = 'Pending', log = '' WHERE run_id = ?", (run_id,))
             tx.execute("UPDATE pipeline_runs SET status = ?, finished_at = NULL WHERE run_id = ?",
-                       (RUN_IN_PROGRESS, run_id))
+                       (RunStatus.IN_PROGRESS, run_id))
 
     def run(self, run_id: str) -> RunRow | None:
         rows = self._read("SELECT * FROM pipeline_runs WHERE run_id = ?", (run_id,))
@@ -726,8 +700,8 @@ class StateStore(StateReads):
         stages: dict[str, list[StageRow]] = {}
         for s in self._read(f"SELECT * FROM pipeline_stages WHERE run_id IN ({marks}) ORDER BY run_id, position",
                             tuple(ids)):
-            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], s["status"], s["log"]))
-        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], r["status"],
+            stages.setdefault(s["run_id"], []).append(StageRow(s["name"], RunStatus(s["status"]), s["log"]))
+        return [RunRow(r["run_id"], r["seq"], r["service"], r["ref"], r["old_commit"], r["commit_id"], RunStatus(r["status"]),
                        r["version"], r["started_at"], r["finished_at"], tuple(stages.get(r["run_id"], ())))
                 for r in rows]
 
@@ -789,7 +763,7 @@ class StateStore(StateReads):
     def finished_rollouts_with_pending_hooks(self) -> list[Rollout]:
         """Finished rollouts with hooks still to call (recorded before they are called, so none is lost)."""
         return [r for r in self._rollouts("WHERE status != 'running' AND state_json LIKE '%\"pending_hooks\": [\"%' "
-                                          "ORDER BY id") if r.pending_hooks]
+                                          "ORDER BY id") if r.pending_webhooks]
 
     # --- counts for the metrics --------------------------------------------------------------------------
 
@@ -808,10 +782,10 @@ class StateStore(StateReads):
             if r is None:
                 raise NotFoundError(f"version {t.version} of {service} does not exist",
                                     hint=f"list versions with: meshpipe versions {service}")
-            if r["status"] != CREATE_COMPLETE:
+            if r["status"] != VersionStatus.CREATE_COMPLETE:
                 why = f" ({r['reason']})" if r["reason"] else ""
                 raise ConflictError(f"version {t.version} of {service} is {r['status']}{why}; only "
-                                    f"{CREATE_COMPLETE} versions can take traffic")
+                                    f"{VersionStatus.CREATE_COMPLETE} versions can take traffic")
 
     @staticmethod
     def _require_service_tx(tx: sqlite3.Connection, service: str) -> None:

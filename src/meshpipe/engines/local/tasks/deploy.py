@@ -23,16 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshpipe.engines.local.state import store as st
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.state.home import EnvPaths
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks.health import HealthTimings
 from meshpipe.engines.local.tasks.images import LocalProgram
-from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Clock, RealClock, Supervisor, VersionSpec
+from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
+from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Supervisor, VersionSpec
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
 from meshpipe.mesh.routing import Route
 from meshpipe.model import ServiceVersion
+from meshpipe.status import VersionStatus
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -66,6 +68,14 @@ def version_spec(resolved: dict[str, Any], program: LocalProgram | list[str], op
     timings = HealthTimings(interval=float(hc["interval"]), timeout=float(hc["timeout"]), retries=int(hc["retries"]),
                             start_period=float(hc["start_period"])).scaled(options.health_time_scale)
     stop = options.stop_timeout if options.stop_timeout is not None else float(app["stop_timeout"])
+    sidecar = resolved["sidecar"]
+    container = ContainerSpec(
+        environment=str(resolved["environment"]), image=str(app["image"]),
+        command=tuple(app["command"]) if app["command"] is not None else None, port=int(app["port"]),
+        health_command=tuple(hc["command"]), cpu=int(resolved["cpu"]), memory=int(resolved["memory"]),
+        ingress_port=int(sidecar["ingress_port"]), egress_port=int(sidecar["egress_port"]),
+        ignored_uid=int(sidecar["ignored_uid"]), egress_ignored_ips=tuple(sidecar["egress_ignored_ips"]),
+        names=tuple(dict.fromkeys([*resolved["backends"], f"{resolved['service']}.{resolved['namespace']}"])))
     if not isinstance(program, LocalProgram):
         program = LocalProgram(list(program))
     # The image's variables first, then the manifest's, which win (as a task definition's do over ENV).
@@ -81,6 +91,7 @@ def version_spec(resolved: dict[str, Any], program: LocalProgram | list[str], op
         health=timings,
         backends=tuple(resolved["backends"]),
         stop_timeout=stop,
+        container=container,
     )
 
 
@@ -96,7 +107,7 @@ class Deployer:
     home: Path
     options: LocalOptions
     publish: Callable[[str], Awaitable[object]]
-    clock: Clock = field(default_factory=RealClock)
+    clock: Clock = SYSTEM_CLOCK
     _waits: dict[tuple[str, str], asyncio.Task[str]] = field(default_factory=dict, init=False)
 
     def local_argv(self, resolved: dict[str, Any]) -> LocalProgram:
@@ -105,17 +116,26 @@ class Deployer:
 
         app = resolved["app"]
         command = tuple(app["command"]) if app["command"] is not None else None
+        if self.supervisor.runtime.name == DOCKER:
+            # The image itself runs: its command is the task definition's, as written.
+            return LocalProgram(list(command or ()))
         return local_program(app["image"], command, home=self.home)
+
+    async def prepare_image(self, resolved: dict[str, Any]) -> None:
+        """A container runtime's image on this machine (pulled as the policy says), before any task."""
+        runtime: Any = self.supervisor.runtime
+        if runtime.name == DOCKER:
+            await runtime.call(lambda: runtime.ensure_image(resolved["app"]["image"]))
 
     async def deploy(self, version: ServiceVersion, template: dict[str, Any], run_id: str | None) -> str:
         """Create the version's stack and wait for it; returns what happened, raises DeployFailed."""
         service, ver = version.service, version.version
         existing = self.store.version(service, ver)
-        if existing is not None and existing.status == st.CREATE_COMPLETE:
+        if existing is not None and existing.status == VersionStatus.CREATE_COMPLETE:
             if existing.scaled_down:  # a run of a commit whose version a rollout scaled down: it comes back
                 return await self.scale(service, ver, existing.desired_tasks or 1, "by a new run of its commit")
-            return f"stack {existing.stack_name} already exists ({st.CREATE_COMPLETE}): nothing to do"
-        if existing is not None and existing.status == st.CREATE_IN_PROGRESS:
+            return f"stack {existing.stack_name} already exists ({VersionStatus.CREATE_COMPLETE}): nothing to do"
+        if existing is not None and existing.status == VersionStatus.CREATE_IN_PROGRESS:
             return await self._await_ready(service, ver)
         if existing is not None:
             # A failed stack is replaced, as CloudFormation replaces a stack that rolled back.
@@ -124,11 +144,12 @@ class Deployer:
         count = task_count(resolved, self.options)
         try:
             argv = self.local_argv(resolved)
+            await self.prepare_image(resolved)
         except MeshpipeError as exc:
             reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
             self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved,
-                                      run_id, status=st.CREATE_FAILED, reason=reason)
-            raise DeployFailed(f"stack {version.stack_name} {st.CREATE_FAILED}: {reason}") from None
+                                      run_id, status=VersionStatus.CREATE_FAILED, reason=reason)
+            raise DeployFailed(f"stack {version.stack_name} {VersionStatus.CREATE_FAILED}: {reason}") from None
         self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved, run_id)
         self.supervisor.start_version(version_spec(resolved, argv, self.options), count,
                                       self.paths.version_logs(service, ver))
@@ -156,9 +177,9 @@ class Deployer:
         while True:
             health = self.supervisor.version_health(service, version)
             if health.desired and health.healthy >= health.desired:
-                self.store.set_version_status(service, version, st.CREATE_COMPLETE)
-                log.info("stack %s %s", row.stack_name, st.CREATE_COMPLETE)
-                return f"{health.healthy}/{health.desired} tasks healthy: stack {row.stack_name} {st.CREATE_COMPLETE}"
+                self.store.set_version_status(service, version, VersionStatus.CREATE_COMPLETE)
+                log.info("stack %s %s", row.stack_name, VersionStatus.CREATE_COMPLETE)
+                return f"{health.healthy}/{health.desired} tasks healthy: stack {row.stack_name} {VersionStatus.CREATE_COMPLETE}"
             reason = health.failure
             if reason is None and self.clock.now() >= deadline:
                 reason = (f"only {health.healthy}/{health.desired} tasks healthy after "
@@ -168,11 +189,11 @@ class Deployer:
             if reason is not None:
                 await self.supervisor.stop_version(service, version)
                 if self.store.version(service, version) is not None:
-                    self.store.set_version_status(service, version, st.CREATE_FAILED, reason)
-                log.warning("stack %s %s: %s", row.stack_name, st.CREATE_FAILED, reason)
-                raise DeployFailed(f"stack {row.stack_name} {st.CREATE_FAILED}: {reason}",
+                    self.store.set_version_status(service, version, VersionStatus.CREATE_FAILED, reason)
+                log.warning("stack %s %s: %s", row.stack_name, VersionStatus.CREATE_FAILED, reason)
+                raise DeployFailed(f"stack {row.stack_name} {VersionStatus.CREATE_FAILED}: {reason}",
                                    hint=f"see the task logs in {self.paths.version_logs(service, version)}")
-            await self.clock.sleep(READY_POLL_SECONDS)
+            await self.clock.wait(READY_POLL_SECONDS)
 
     def restore(self, adopted: Mapping[tuple[str, str], Mapping[int, AdoptedTask]] | None = None
                 ) -> list[tuple[str, str]]:
@@ -181,18 +202,18 @@ class Deployer:
         adopted = adopted or {}
         started = []
         for row in self.store.versions():
-            if row.status not in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS) or row.scaled_down:
+            if row.status not in (VersionStatus.CREATE_COMPLETE, VersionStatus.CREATE_IN_PROGRESS) or row.scaled_down:
                 continue
             try:
                 argv = self.local_argv(row.resolved)
             except MeshpipeError as exc:
-                self.store.set_version_status(row.service, row.version, st.CREATE_FAILED, exc.message)
+                self.store.set_version_status(row.service, row.version, VersionStatus.CREATE_FAILED, exc.message)
                 continue
             self.supervisor.start_version(version_spec(row.resolved, argv, self.options), row.desired_tasks,
                                           self.paths.version_logs(row.service, row.version),
                                           adopted.get((row.service, row.version)))
             started.append((row.service, row.version))
-            if row.status == st.CREATE_IN_PROGRESS:
+            if row.status == VersionStatus.CREATE_IN_PROGRESS:
                 task = asyncio.ensure_future(self._await_ready(row.service, row.version))
                 # Nobody waits for this one; its outcome is recorded in state.
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
@@ -246,7 +267,7 @@ class Deployer:
                                      + (f": {health.failure}" if health.failure else
                                         f" after {self.options.deploy_timeout:g} s"),
                                      hint=f"see the task logs in {self.paths.version_logs(service, version)}")
-            await self.clock.sleep(READY_POLL_SECONDS)
+            await self.clock.wait(READY_POLL_SECONDS)
 
     async def scale_down_due(self, now: float, busy: set[tuple[str, str]]) -> list[tuple[str, str]]:
         """Scale to zero the versions whose scale-down is due and that still take no traffic (a version

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
-from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.daemonfiles import lock_is_held, read_lock_holder
 from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import ProcessRow, StateStore, TaskRow
@@ -36,7 +36,9 @@ from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.engines.local.tasks import spawn
 from meshpipe.engines.local.tasks.deploy import version_spec
 from meshpipe.engines.local.tasks.health import check_http, server_info
+from meshpipe.engines.local.tasks.runtime import TaskHandle
 from meshpipe.engines.local.tasks.supervisor import AdoptedProxy, AdoptedTask, TaskPorts
+from meshpipe.status import ProxyState, TaskGoal, TaskState, VersionStatus
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -89,7 +91,7 @@ def find_adoptable(store: StateStore, owner: Path) -> AdoptionPlan:
                                            flag_value(gateways[0].argv, "--listen-port")):
         plan.gateway = gateways[0]
     running_versions = {(v.service, v.version): v for v in store.versions()
-                        if v.status in (st.CREATE_COMPLETE, st.CREATE_IN_PROGRESS)}
+                        if v.status in (VersionStatus.CREATE_COMPLETE, VersionStatus.CREATE_IN_PROGRESS)}
     by_task: dict[str, list[ProcessRow]] = {}
     for p in rows:
         if p.task_id is not None:
@@ -100,8 +102,8 @@ def find_adoptable(store: StateStore, owner: Path) -> AdoptionPlan:
         sidecars = [p for p in procs_of_task if p.role == "sidecar"]
         apps = [p for p in procs_of_task if p.role == "app"]
         ports = (task.app_port, task.ingress_port, task.egress_port, task.admin_port)
-        if (version is None or task.slot > version.desired_tasks or task.desired != st.DESIRED_RUNNING
-                or task.actual != st.HEALTHY or None in ports or len(sidecars) != 1 or len(apps) != 1):
+        if (version is None or task.slot > version.desired_tasks or task.desired != TaskGoal.RUNNING
+                or task.actual != TaskState.HEALTHY or None in ports or len(sidecars) != 1 or len(apps) != 1):
             continue
         sidecar = sidecars[0]
         if (flag_value(sidecar.argv, "--admin-port"), flag_value(sidecar.argv, "--ingress-port"),
@@ -129,7 +131,7 @@ async def proxy_matches(admin_port: int, pid: int, mode: str, timeout: float) ->
         return f"no answer on admin port {admin_port}"
     if info.get("pid") != pid or info.get("mode") != mode:
         return f"admin port {admin_port} is not {mode} pid {pid}"
-    if info.get("state") != "LIVE":
+    if info.get("state") != ProxyState.LIVE:
         return f"{mode} pid {pid} is {info.get('state')}"
     if info.get("protocol", 1) != ADMIN_PROTOCOL:
         return f"{mode} pid {pid} speaks admin protocol {info.get('protocol')}, not {ADMIN_PROTOCOL}"
@@ -149,7 +151,8 @@ async def check_gateway(row: ProcessRow | None, timeout: float = 2.0) -> Adopted
     return AdoptedProxy(spawn.AdoptedProcess(row.pid, row.started or None, row.argv), admin)
 
 
-async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapping[str, TaskCandidate]
+async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapping[str, TaskCandidate],
+                      runtime: Any = None, log_dir: Callable[[str, str], Path] | None = None,
                       ) -> tuple[dict[tuple[str, str], dict[int, AdoptedTask]], list[tuple[int, str | None]]]:
     """Check every candidate task once, all at the same time: the tasks to take over, by version and slot,
     and the processes of the ones that cannot be (to stop).
@@ -160,8 +163,22 @@ async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapp
     """
     specs = {(v.service, v.version): version_spec(v.resolved, [], options) for v in store.versions()}
 
+    containers: dict[str, tuple[TaskHandle, Any]] = {}
+
     async def check(c: TaskCandidate) -> tuple[TaskCandidate, str | None, bool]:
         spec = specs[(c.task.service, c.task.version)]
+        if runtime is not None and log_dir is not None:
+            # A container task: its containers must still run, with the recorded app; its check runs inside.
+            log_path = log_dir(c.task.service, c.task.version) / f"{c.task.task_id}-app.log"
+            found = await runtime.call(lambda: runtime.adopt(spec, c.task.task_id, c.ports, c.app.pid, log_path))
+            if found is None:
+                return c, "its containers are not the ones recorded", False
+            handle, app_proc = found
+            containers[c.task.task_id] = (handle, app_proc)
+            why, probe = await asyncio.gather(
+                proxy_matches(c.ports.admin, c.sidecar.pid, "sidecar", spec.health.timeout),
+                runtime.probe_app(handle, app_proc, spec, spec.health.timeout))
+            return c, why, probe.ok
         why, app = await asyncio.gather(
             proxy_matches(c.ports.admin, c.sidecar.pid, "sidecar", spec.health.timeout),
             check_http(c.ports.app, spec.health_path, spec.health.timeout))
@@ -176,10 +193,11 @@ async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapp
             continue
         if not healthy:
             log.warning("task %s fails its health check; taken over as unhealthy", c.task.task_id)
+        handle, app_proc = containers.get(c.task.task_id, (None, None))
         adopted.setdefault((c.task.service, c.task.version), {})[c.task.slot] = AdoptedTask(
             ports=c.ports, healthy=healthy, restarts=c.task.restarts,
             sidecar=spawn.AdoptedProcess(c.sidecar.pid, c.sidecar.started or None, c.sidecar.argv),
-            app=spawn.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv))
+            app=app_proc or spawn.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv), handle=handle)
     return adopted, stale
 
 

@@ -7,7 +7,7 @@ replaced (fresh ports), after an exponential backoff, so the version keeps its t
 whose app and sidecar are both healthy is an endpoint of its version.
 
 Everything with a side effect comes in from outside (a process spawner, port picker, health probes, a
-clock and the daemon's hooks), so the rules above are tested with fakes and virtual time, and the daemon
+clock and the daemon's listener), so the rules above are tested with fakes and virtual time, and the daemon
 plugs in the real ones.
 """
 
@@ -18,16 +18,25 @@ import contextlib
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from meshpipe.engines.local.dataplane.meshconfig import LOOPBACK, Endpoint
+from meshpipe.clock import SYSTEM_CLOCK, Clock
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.tasks import stamp
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
+from meshpipe.engines.local.tasks.runtime import (
+    ContainerSpec,
+    ProcessRuntime,
+    TaskHandle,
+    TaskRuntime,
+    sidecar_extra_args,
+)
+from meshpipe.errors import MeshpipeError
+from meshpipe.status import TaskState
 
 log = logging.getLogger("meshpipe.daemon")
 
@@ -36,20 +45,6 @@ FAILURES_BEFORE_READY_LIMIT = 3
 
 
 # --- what the supervisor is given --------------------------------------------------------------------
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class Proc(Protocol):
     pid: int
@@ -76,7 +71,7 @@ class Probes(Protocol):
     async def sidecar(self, admin_port: int, timeout: float) -> Probe: ...
 
 
-class Hooks(Protocol):
+class Listener(Protocol):
     """What the daemon does when the supervisor's world changes."""
 
     async def proxy_live(self, admin_port: int) -> None:
@@ -108,6 +103,7 @@ class VersionSpec:
     health: HealthTimings
     backends: tuple[str, ...]
     stop_timeout: float
+    container: ContainerSpec | None = None  # what a container runtime needs (image, limits, health command)
     app_cwd: str | None = None  # the app's working directory (an images.yaml mapping's cwd); None: the daemon's
 
 
@@ -125,7 +121,7 @@ class TaskStatus:
     service: str
     version: str
     slot: int
-    actual: str
+    actual: TaskState
     ports: TaskPorts | None
     restarts: int
     last_error: str
@@ -143,6 +139,7 @@ class AdoptedTask:
     app: Proc
     healthy: bool
     restarts: int = 0
+    handle: TaskHandle | None = None  # a container task's namespace and address (None: a process task)
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,7 @@ class TaskRunner:
         self.slot = slot
         self.task_id = st.task_id_of(spec.service, spec.version, slot)
         self.log_dir = log_dir
-        self.actual = st.PENDING
+        self.actual = TaskState.PENDING
         self.ports: TaskPorts | None = None
         self.endpoint: Endpoint | None = None
         self.restarts = 0
@@ -247,10 +244,11 @@ class TaskRunner:
         if adopted is not None:
             self.ports = adopted.ports
             self.restarts = adopted.restarts
-            self.actual = st.HEALTHY if adopted.healthy else st.UNHEALTHY
+            self.actual = TaskState.HEALTHY if adopted.healthy else TaskState.UNHEALTHY
             if adopted.healthy:
                 # An endpoint before anything is pushed: the daemon's first config keeps its traffic.
-                self.endpoint = Endpoint(LOOPBACK, adopted.ports.ingress)
+                handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
+                self.endpoint = sup.runtime.endpoint(handle)
                 self.ever_healthy = True
         self.failures_before_ready = 0
         self.never_passed: str | None = None  # the health check failed past its start period, never passing
@@ -276,11 +274,11 @@ class TaskRunner:
         return TaskStatus(self.task_id, self.spec.service, self.spec.version, self.slot, self.actual, self.ports,
                           self.restarts, self.last_error)
 
-    def _set(self, actual: str, error: str | None = None) -> None:
+    def _set(self, actual: TaskState, error: str | None = None) -> None:
         self.actual = actual
         if error is not None:
             self.last_error = error
-        self.sup.hooks.task_changed(self.status())
+        self.sup.listener.task_changed(self.status())
 
     # -- the loop --
 
@@ -307,14 +305,14 @@ class TaskRunner:
             failures = 1 if stable else failures + 1
             self.restarts += 1
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
-            self._set(st.PENDING, reason)
+            self._set(TaskState.PENDING, reason)
             log.info("task %s stopped (%s); replacing it in %.1f s", self.task_id, reason, delay)
-            self.sup.hooks_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
+            self.sup.record_event(self.spec, f"task {self.task_id} stopped: {reason}; restart in {delay:.1f} s")
             await self._sleep_unless_stopped(delay)
-        self._set(st.STOPPED)
+        self._set(TaskState.STOPPED)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self.sup.clock.sleep(seconds))
+        sleeper = asyncio.ensure_future(self.sup.clock.wait(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -325,8 +323,9 @@ class TaskRunner:
     async def _adopted_incarnation(self, adopted: AdoptedTask, healthy_since: list[float]) -> str | None:
         """Watch a task a previous daemon started, as if this daemon had started it."""
         sup = self.sup
+        handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
         try:
-            await sup.hooks.proxy_live(adopted.ports.admin)
+            await sup.listener.proxy_live(adopted.ports.admin)
             self.live_admin_port = adopted.ports.admin
             if self._stop.is_set():
                 return None
@@ -334,40 +333,52 @@ class TaskRunner:
                 healthy_since.append(sup.clock.now())
             # Its start period is long over: from now on every failed check counts.
             started = sup.clock.now() - self.spec.health.start_period
-            return await self._watch(adopted.app, adopted.sidecar, adopted.ports, healthy_since, started)
+            return await self._watch(adopted.app, adopted.sidecar, handle, healthy_since, started)
         finally:
-            await self._teardown(adopted.app, adopted.sidecar)
+            await self._teardown(adopted.app, adopted.sidecar, handle)
 
     async def _incarnation(self, healthy_since: list[float]) -> str | None:
         """Start the sidecar, then the app, and watch them; returns why the task ended (None: stopped)."""
         sup, spec = self.sup, self.spec
-        ports = sup.allocate_ports()
+        ports = sup.runtime.allocate_ports(spec, sup.allocate_ports)
         self.ports = ports
-        self._set(st.STARTING)
+        self._set(TaskState.STARTING)
+        try:
+            handle = await sup.runtime.open_task(spec, self.task_id, ports)
+        except MeshpipeError as exc:
+            return exc.message
         sidecar_cmd = proxy_argv(sup.options.python, "sidecar", ports.admin, ingress_port=ports.ingress,
                                  egress_port=ports.egress, app_port=ports.app, service=spec.service,
                                  version=spec.version, backends=spec.backends, access_log=sup.options.access_log)
-        sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(), self.log_dir / f"{self.task_id}-envoy.log")
-        sup.hooks.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
+        sidecar_cmd += sidecar_extra_args(handle)
+        try:
+            sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(),
+                                              self.log_dir / f"{self.task_id}-envoy.log")
+        except BaseException:
+            await sup.runtime.close_task(handle)
+            raise
+        sup.listener.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
         app: Proc | None = None
         try:
             reason = await sup.wait_proxy_live(sidecar, ports.admin, self._stop)
             if reason is not None:
                 return reason
-            await sup.hooks.proxy_live(ports.admin)
+            await sup.listener.proxy_live(ports.admin)
             self.live_admin_port = ports.admin
             if self._stop.is_set():
                 return None
             app_env = sup.app_env(spec, ports)
             log_path = self.log_dir / f"{self.task_id}-app.log"
-            app = await sup.spawner.spawn(spec.app_argv, app_env, log_path,
-                                          cwd=Path(spec.app_cwd) if spec.app_cwd else None, stamp=True)
-            sup.hooks.process_started(app, "app", self.task_id, spec.app_argv)
-            return await self._watch(app, sidecar, ports, healthy_since)
+            try:
+                app = await sup.runtime.start_app(handle, spec, app_env, log_path)
+            except MeshpipeError as exc:
+                return exc.message
+            sup.listener.process_started(app, "app", self.task_id, spec.app_argv)
+            return await self._watch(app, sidecar, handle, healthy_since)
         finally:
-            await self._teardown(app, sidecar)
+            await self._teardown(app, sidecar, handle)
 
-    async def _watch(self, app: Proc, sidecar: Proc, ports: TaskPorts, healthy_since: list[float],
+    async def _watch(self, app: Proc, sidecar: Proc, handle: TaskHandle, healthy_since: list[float],
                      started: float | None = None) -> str | None:
         sup, timings = self.sup, self.spec.health
         app_exit = asyncio.ensure_future(app.wait())
@@ -380,7 +391,7 @@ class TaskRunner:
                 healthy = self.endpoint is not None
                 in_start_period = sup.clock.now() - started < timings.start_period
                 delay = timings.interval if healthy or not in_start_period else timings.start_interval
-                sleeper = asyncio.ensure_future(sup.clock.sleep(delay))
+                sleeper = asyncio.ensure_future(sup.clock.wait(delay))
                 done, _ = await asyncio.wait({app_exit, sidecar_exit, stop_wait, sleeper},
                                              return_when=asyncio.FIRST_COMPLETED)
                 sleeper.cancel()
@@ -388,21 +399,22 @@ class TaskRunner:
                     return None
                 if app_exit in done:
                     log_path = self.log_dir / f"{self.task_id}-app.log"
-                    return exit_text("app", app_exit.result(), log_path.name, last_lines(log_path))
+                    return sup.runtime.exit_text(app, app_exit.result(), log_path)
                 if sidecar_exit in done:
                     return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
                 # One after the other in this task (no task per probe): the sidecar only matters once the app
                 # passes, since a failing app is what the check reports.
-                app_probe = await sup.probes.app(ports.app, self.spec.health_path, timings.timeout)
-                sidecar_probe = await sup.probes.sidecar(ports.admin, timings.timeout) if app_probe.ok else app_probe
+                app_probe = await sup.runtime.probe_app(handle, app, self.spec, timings.timeout)
+                sidecar_probe = (await sup.probes.sidecar(handle.ports.admin, timings.timeout) if app_probe.ok
+                                 else app_probe)
                 if app_probe.ok and sidecar_probe.ok:
                     failing = 0
                     if not healthy:
-                        self.endpoint = Endpoint(LOOPBACK, ports.ingress)
+                        self.endpoint = sup.runtime.endpoint(handle)
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
-                        self._set(st.HEALTHY)
-                        await sup.hooks.endpoints_changed()
+                        self._set(TaskState.HEALTHY)
+                        await sup.listener.endpoints_changed()
                     continue
                 detail = app_probe.detail if not app_probe.ok else sidecar_probe.detail
                 # Failures in the start period do not count until the container has once been healthy.
@@ -412,33 +424,37 @@ class TaskRunner:
                 if failing >= timings.retries:
                     if not self.ever_healthy and self.never_passed is None:
                         self.never_passed = detail
-                    self._set(st.UNHEALTHY, detail)
+                    self._set(TaskState.UNHEALTHY, detail)
                     return f"health check failed {failing} times in a row: {detail}"
         finally:
             for fut in (app_exit, sidecar_exit, stop_wait):
                 fut.cancel()
 
-    async def _teardown(self, app: Proc | None, sidecar: Proc) -> None:
+    async def _teardown(self, app: Proc | None, sidecar: Proc, handle: TaskHandle) -> None:
         """Take the task out of the mesh first, then stop its processes."""
         if self.endpoint is not None:
             self.endpoint = None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.endpoints_changed()
+                await self.sup.listener.endpoints_changed()
         if self.live_admin_port is not None:
             port, self.live_admin_port = self.live_admin_port, None
             with contextlib.suppress(Exception):
-                await self.sup.hooks.proxy_gone(port)
+                await self.sup.listener.proxy_gone(port)
 
-        async def stop(proc: Proc, timeout: float) -> None:
+        async def stop(proc: Proc, timeout: float, is_app: bool) -> None:
             try:
-                await self.sup.spawner.stop(proc, timeout)
+                if is_app:
+                    await self.sup.runtime.stop_app(handle, proc, timeout)
+                else:
+                    await self.sup.spawner.stop(proc, timeout)
             finally:
-                self.sup.hooks.process_exited(proc.pid)
+                self.sup.listener.process_exited(proc.pid)
 
         # The app first: it may still be finishing requests that need its sidecar's egress.
         if app is not None:
-            await asyncio.shield(stop(app, self.spec.stop_timeout))
-        await asyncio.shield(stop(sidecar, self.sup.options.proxy_stop_timeout))
+            await asyncio.shield(stop(app, self.spec.stop_timeout, True))
+        await asyncio.shield(stop(sidecar, self.sup.options.proxy_stop_timeout, False))
+        await asyncio.shield(self.sup.runtime.close_task(handle))
 
 
 # --- the environment's gateway -----------------------------------------------------------------------
@@ -483,10 +499,10 @@ class GatewayRunner:
             if failed_on_port >= self.PORT_ATTEMPTS:
                 self.port = self.sup.ports()
                 failed_on_port = 0
-                self.sup.hooks.gateway_port_changed(self.port)
+                self.sup.listener.gateway_port_changed(self.port)
             delay = backoff_delay(failures, self.sup.options.restart_base, self.sup.options.restart_max)
             log.warning("gateway stopped (%s); restarting in %.1f s", reason, delay)
-            sleeper = asyncio.ensure_future(self.sup.clock.sleep(delay))
+            sleeper = asyncio.ensure_future(self.sup.clock.wait(delay))
             stopper = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
@@ -503,7 +519,7 @@ class GatewayRunner:
             cmd = proxy_argv(sup.options.python, "gateway", admin, listen_port=self.port,
                              access_log=sup.options.access_log)
             proc = await sup.spawner.spawn(cmd, sup.proxy_env(), self.log_path)
-            sup.hooks.process_started(proc, "gateway", None, cmd)
+            sup.listener.process_started(proc, "gateway", None, cmd)
             try:
                 reason = await sup.wait_proxy_live(proc, admin, self._stop)
             except _Stopping:
@@ -513,7 +529,7 @@ class GatewayRunner:
                 return reason, False
         try:
             self.admin_port = admin
-            await sup.hooks.proxy_live(admin)
+            await sup.listener.proxy_live(admin)
             self.live.set()
             exit_wait = asyncio.ensure_future(proc.wait())
             stop_wait = asyncio.ensure_future(self._stop.wait())
@@ -530,14 +546,14 @@ class GatewayRunner:
             if self.admin_port is not None:
                 port, self.admin_port = self.admin_port, None
                 with contextlib.suppress(Exception):
-                    await sup.hooks.proxy_gone(port)
+                    await sup.listener.proxy_gone(port)
             await self._stop_proc(proc)
 
     async def _stop_proc(self, proc: Proc) -> None:
         try:
             await asyncio.shield(self.sup.spawner.stop(proc, self.sup.options.proxy_stop_timeout))
         finally:
-            self.sup.hooks.process_exited(proc.pid)
+            self.sup.listener.process_exited(proc.pid)
 
 
 # --- the supervisor ----------------------------------------------------------------------------------
@@ -545,20 +561,21 @@ class GatewayRunner:
 class Supervisor:
     """All running tasks of an environment, by version, plus its gateway."""
 
-    def __init__(self, *, spawner: Spawner, probes: Probes, hooks: Hooks, ports: Callable[[], int],
+    def __init__(self, *, spawner: Spawner, probes: Probes, listener: Listener, ports: Callable[[], int],
                  clock: Clock | None = None, options: SupervisorOptions | None = None,
-                 event: Callable[[str, str, str], None] | None = None) -> None:
+                 event: Callable[[str, str, str], None] | None = None, runtime: TaskRuntime | None = None) -> None:
         self.spawner = spawner
         self.probes = probes
-        self.hooks = hooks
+        self.runtime: TaskRuntime = runtime or ProcessRuntime(spawner, probes)
+        self.listener = listener
         self.ports = ports
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.options = options or SupervisorOptions()
         self._event = event
         self.runners: dict[tuple[str, str], list[TaskRunner]] = {}
         self.gateway: GatewayRunner | None = None
 
-    def hooks_event(self, spec: VersionSpec, message: str) -> None:
+    def record_event(self, spec: VersionSpec, message: str) -> None:
         if self._event is not None:
             self._event(spec.service, spec.version, message)
 
@@ -572,11 +589,9 @@ class Supervisor:
     def app_env(self, spec: VersionSpec, ports: TaskPorts) -> dict[str, str]:
         from meshpipe.engines.local.tasks.processes import child_env
 
-        proxy = f"http://{LOOPBACK}:{ports.egress}"
         extra = dict(spec.app_env)
         # The platform's variables win over the manifest's (which may not set them anyway).
-        extra.update({"PORT": str(ports.app), "HTTP_PROXY": proxy, "http_proxy": proxy,
-                      "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        extra.update(self.runtime.app_env(spec, ports, extra))
         return child_env(self.options.owner, extra, self.options.base_env)
 
     def allocate_ports(self) -> TaskPorts:
@@ -604,7 +619,7 @@ class Supervisor:
             if probe.ok:
                 return None
             last = probe.detail
-            await self.clock.sleep(self.options.proxy_probe_every)
+            await self.clock.wait(self.options.proxy_probe_every)
         return f"proxy not live within {self.options.proxy_start_timeout:g} s ({last})"
 
     # -- gateway --

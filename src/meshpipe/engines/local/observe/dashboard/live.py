@@ -19,11 +19,10 @@ import asyncio
 import json
 import logging
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.dashboard import views
 from meshpipe.engines.local.observe.dashboard.source import Source
@@ -78,7 +77,7 @@ class Subscriber:
 
 class LiveHub:
     def __init__(self, source: Source, sample_every: float = SAMPLE_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.source = source
         self.sample_every = sample_every
         self.clock = clock
@@ -199,7 +198,7 @@ class LiveHub:
                 self._runs.clear()
             status = self._status
             nav = views.nav(status)
-            now = self.clock()
+            now = self.clock.now()
             services: dict[str, dict[str, Any]] = {}
             for sub in subs:
                 sub.send("nav", nav)

@@ -1,6 +1,6 @@
-"""Routing plans: canary, promote, rollback and stepped rollouts as pure functions of the current route.
+"""Traffic moves: canary, promote, rollback and stepped rollouts as pure functions of the current route.
 
-A plan only computes the next weighted targets; an engine applies them with ``route_set``. The stable
+A move only computes the next weighted targets; an engine applies them with ``route_set``. The stable
 version of a route is the one carrying the most weight (ties are ambiguous and must be named).
 """
 
@@ -71,12 +71,12 @@ def stepped(stable: str, new_version: str, steps: list[int]) -> list[Step]:
         raise UserError(f"steps must rise strictly from above 0 to {MAX_WEIGHT}, got {steps}")
     if stable == new_version:
         raise UserError(f"{new_version} already is the stable version")
-    plan = []
+    made = []
     for w in steps:
         targets = (WeightedTarget(new_version, w),) if w == MAX_WEIGHT else (
             WeightedTarget(stable, MAX_WEIGHT - w), WeightedTarget(new_version, w))
-        plan.append(Step(w, validate_targets(targets)))
-    return plan
+        made.append(Step(w, validate_targets(targets)))
+    return made
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meshpipe.delivery.policy import RolloutPlan, resolve_plan
+from meshpipe.delivery.policy import RolloutSpec, resolve_rollout_spec
 from meshpipe.engines.base import PipelineInfo, VersionInfo
 from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.operations import (
@@ -36,6 +36,7 @@ from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.home import EnvPaths
+from meshpipe.engines.local.state.options import LocalOptions, runtime_text
 from meshpipe.engines.local.state.store import EnvironmentRow, StateStore
 from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.engines.local.tasks.supervisor import Supervisor
@@ -54,6 +55,7 @@ from meshpipe.model import COMMIT_RE, check_service_name
 from meshpipe.naming import header_route_name, virtual_node_name, virtual_router_name
 from meshpipe.pipeline.runs import PipelineRun, StartedRun
 from meshpipe.platform import RolloutDefaults
+from meshpipe.status import RunStatus, TaskGoal, VersionStatus
 
 # The longest window `stats --window` measures over (the command waits for it).
 MAX_STATS_WINDOW_S = 300.0
@@ -63,11 +65,12 @@ MAX_TASKS = 20
 REF_RE = re.compile(r"^refs/[\x21-\x7e]{1,250}\Z")
 
 
-class ControlApi:
+class DaemonActions:
     """One method per control-API call; mixed into ``Daemon``, whose parts it uses are declared below."""
 
     env: EnvironmentRow
     paths: EnvPaths
+    options: LocalOptions
     store: StateStore
     supervisor: Supervisor
     publisher: Publisher
@@ -97,6 +100,7 @@ class ControlApi:
             })
         return {
             "environment": self.env.name, "namespace": self.env.namespace,
+            "runtime": runtime_text(self.options),
             "daemon": {"pid": os.getpid(), "started_at": self.started_at, "control_port": self.control_port},
             "ingress_url": f"http://127.0.0.1:{gateway.port}" if gateway else None,
             "gateway": {"port": gateway.port if gateway else None, "live": bool(gateway and gateway.live.is_set()),
@@ -110,7 +114,7 @@ class ControlApi:
                        "ingress_port": t.ports.ingress if t.ports else None,
                        "app_port": t.ports.app if t.ports else None}
                       for t in self.supervisor.task_statuses()],
-            "runs_in_progress": [r.run_id for r in self.store.runs(status=st.RUN_IN_PROGRESS)],
+            "runs_in_progress": [r.run_id for r in self.store.runs(status=RunStatus.IN_PROGRESS)],
         }
 
     async def shutdown(self, request: ops.Nothing) -> dict[str, Any]:
@@ -155,7 +159,7 @@ class ControlApi:
                 raise
         await self.publisher.publish(f"virtual service {row.virtual_service} created")
         return PipelineInfo(service=service, environment=self.env.name, clone_url=repo.as_uri(),
-                            virtual_service=row.virtual_service, status="CREATE_COMPLETE", repo_kept=kept)
+                            virtual_service=row.virtual_service, status=VersionStatus.CREATE_COMPLETE, repo_kept=kept)
 
     async def pipeline_delete(self, request: ops.DeletePipeline) -> None:
         """The service's virtual service, router, pipeline and its runs go; its config repo stays (its
@@ -163,7 +167,7 @@ class ControlApi:
         service, delete_repo = request.service, request.delete_repo
         async with self.pipelines_lock:
             self.store.require_service(service)
-            busy = [r.run_id for r in self.store.runs(service, status=st.RUN_IN_PROGRESS)]
+            busy = [r.run_id for r in self.store.runs(service, status=RunStatus.IN_PROGRESS)]
             if busy:
                 raise ConflictError(f"pipeline run(s) {', '.join(busy)} of {service} are in progress",
                                     hint="wait for them: meshpipe pipeline wait " + service)
@@ -274,7 +278,7 @@ class ControlApi:
         if plan_json is None:
             return
         try:
-            await self.rollouts.start(service, version, RolloutPlan.from_json(plan_json), f"by a push (run {run_id})")
+            await self.rollouts.start(service, version, RolloutSpec.from_json(plan_json), f"by a push (run {run_id})")
         except MeshpipeError as exc:
             self.store.add_event("rollout", f"no rollout of {version}: {exc.message}", service, version)
 
@@ -288,11 +292,11 @@ class ControlApi:
                                 hint=f"list versions with: meshpipe versions {service}")
         plan_json = row.resolved.get("rollout")
         if plan_json:
-            plan: RolloutPlan | None = RolloutPlan.from_json(plan_json)
+            plan: RolloutSpec | None = RolloutSpec.from_json(plan_json)
         else:
             platform = row.resolved.get("platform", {}).get("policy", {}).get("rollout")
             defaults = RolloutDefaults.model_validate(platform) if platform else RolloutDefaults()
-            plan = resolve_plan(defaults, None, force=True)
+            plan = resolve_rollout_spec(defaults, None, force=True)
         assert plan is not None
         if row.scaled_down:
             # A version a rollout scaled down (an aborted candidate, say) comes back before it takes traffic.
@@ -329,7 +333,7 @@ class ControlApi:
         out = []
         desired_by_version: dict[str, int] = {}
         for task in self.store.tasks(service):
-            if task.desired == st.DESIRED_RUNNING:
+            if task.desired == TaskGoal.RUNNING:
                 desired_by_version[task.version] = desired_by_version.get(task.version, 0) + 1
         for row in self.store.versions(service):
             health = self.supervisor.version_health(service, row.version)
