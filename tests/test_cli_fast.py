@@ -78,12 +78,15 @@ def test_tables_look_as_rich_draws_them() -> None:
 
 class FakeDaemon(BaseHTTPRequestHandler):
     requests: list[tuple[str, str, str]] = []
+    answers: dict[str, object] = {}  # path -> JSON answer; the default: versions of svc
 
     def do_GET(self) -> None:
         FakeDaemon.requests.append(("GET", self.path, self.headers.get("Authorization", "")))
-        body = json.dumps([VERSION] if self.path == "/v1/services/svc/versions" else {"error": {
+        answers = {"/v1/services/svc/versions": [VERSION], **FakeDaemon.answers}
+        known = self.path in answers
+        body = json.dumps(answers[self.path] if known else {"error": {
             "kind": "not_found", "message": "service 'nope' has no pipeline in this environment", "hint": "h"}})
-        self.send_response(200 if "svc" in self.path else 404)
+        self.send_response(200 if known else 404)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -105,6 +108,7 @@ def fake_daemon(tmp_path: Path) -> Iterator[dict[str, str]]:
     write_daemon_file(paths.daemon_json, {"pid": os.getpid(), "control_port": server.server_address[1],
                                           "token": "t0ken"})
     FakeDaemon.requests = []
+    FakeDaemon.answers = {}
     try:
         yield {**os.environ, "MESHPIPE_HOME": str(tmp_path), "MESHPIPE_ENV": "demo"}
     finally:
@@ -114,8 +118,15 @@ def fake_daemon(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 # What a read command must not load: the full command line's libraries, and what only writes, the daemon or
 # other commands need (state.db is the daemon's to read for a running environment).
+# A read sends its request and prints the JSON answer: it loads neither the engine, its typed operation table
+# and types, nor the modules only they need (typing, dataclasses and inspect, pathlib, urllib, the idna codec
+# that socket.create_connection's getaddrinfo loads), each a tenth of a read or more.
 HEAVY = ("typer", "rich", "pydantic", "yaml", "asyncio", "aiohttp", "sqlite3", "hmac", "logging", "tempfile",
-         "meshpipe.rollout", "meshpipe.mesh.graph", "meshpipe.mesh.plans")
+         "meshpipe.rollout", "meshpipe.mesh.graph", "meshpipe.mesh.plans",
+         "typing", "dataclasses", "inspect", "pathlib", "urllib.parse", "http.client", "encodings.idna",
+         "meshpipe.errors", "meshpipe.engines.base", "meshpipe.engines.local.engine",
+         "meshpipe.engines.local.control.operations", "meshpipe.engines.local.control.httpapi",
+         "meshpipe.mesh.routing", "meshpipe.mesh.stats")
 
 
 def test_a_read_command_is_one_request_and_loads_no_heavy_module(fake_daemon: dict[str, str]) -> None:
@@ -135,3 +146,70 @@ def test_a_read_command_error_reads_as_the_full_command_line_says_it(fake_daemon
     assert done.returncode == 2
     assert done.stderr == "error: service 'nope' has no pipeline in this environment\nhint: h\n"
     assert len(FakeDaemon.requests) == 1
+
+
+# What a running daemon answers each read, in its wire form: encoded by the operation table itself.
+def _wire_answers() -> dict[str, object]:
+    from meshpipe.engines.base import VersionInfo
+    from meshpipe.engines.local.control import operations as ops
+    from meshpipe.mesh.headers import HeaderMatch
+    from meshpipe.mesh.routing import HeaderRoute, Route, WeightedTarget
+    from meshpipe.mesh.stats import ServiceStats, VersionStats
+
+    versions = (VersionInfo(**{**VERSION, "reason": "health check never passed"}),
+                VersionInfo("svc", "0badc0de", "0badc0de" * 5, "demo-svc-0badc0de", "CREATE_COMPLETE", 0,
+                            scaled_down=True))
+    route = Route("svc", (WeightedTarget("e9d5f17a", 90), WeightedTarget("0badc0de", 10)), method="GET")
+    preview = HeaderRoute("hdr", (HeaderMatch("x-canary", "always"), HeaderMatch("x-user", "b", "prefix")),
+                          (WeightedTarget("0badc0de", 100),))
+    stats = ServiceStats("svc", {"e9d5f17a": VersionStats(12, 1, 2, 0, {"2xx": 11, "5xx": 1}, 3.5, 9.25, 11.0, 4.0),
+                                 "0badc0de": VersionStats()}, 3, 3)
+    status = {"environment": "demo", "namespace": "demo.local", "daemon": {"pid": 4242},
+              "ingress_url": "http://127.0.0.1:8080", "gateway": {"live": True},
+              "services": [{"name": "svc", "virtual_service": "svc.demo.local",
+                            "versions": [{"version": "e9d5f17a", "status": "CREATE_COMPLETE", "healthy_tasks": 2,
+                                          "desired_tasks": 2, "weight": 100}]}],
+              "gateway_routes": [{"name": "gr-svc", "prefix": "/svc", "virtual_service": "svc.demo.local"}]}
+    return {"/v1/services/svc/versions": ops.VERSIONS.encode(versions),
+            "/v1/routes/svc/view": ops.ROUTE_VIEW.encode(ops.RouteView(route, ())),
+            "/v1/routes/bare/view": ops.ROUTE_VIEW.encode(ops.RouteView(None, ())),
+            "/v1/routes/hdr/view": ops.ROUTE_VIEW.encode(ops.RouteView(route, (preview,))),
+            "/v1/routes/hdr": ops.ROUTE_SHOW.encode(route), "/v1/routes/hdr/headers": ops.HEADER_ROUTES.encode((preview,)),
+            # what the full command line asks instead (route, then header routes)
+            "/v1/routes/svc": ops.ROUTE_SHOW.encode(route), "/v1/routes/bare": ops.ROUTE_SHOW.encode(None),
+            "/v1/routes/svc/headers": ops.HEADER_ROUTES.encode(()), "/v1/routes/bare/headers": [],
+            "/v1/services/svc/stats": ops.STATS.encode(stats),
+            "/v1/status": ops.STATUS.encode(status)}
+
+
+@pytest.mark.parametrize("argv", [
+    ["versions", "svc"], ["route", "show", "svc"], ["route", "show", "bare"], ["route", "show", "hdr"], ["env", "status"],
+    ["stats", "svc"],
+])
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_each_read_prints_what_the_full_command_line_prints(fake_daemon: dict[str, str], argv: list[str],
+                                                            form: str) -> None:
+    FakeDaemon.answers = _wire_answers()
+    command = [*argv, "--format", form]
+    fast_way = subprocess.run([sys.executable, "-m", "meshpipe", *command], env=fake_daemon, capture_output=True,
+                              text=True, timeout=60)
+    assert fast_way.returncode == 0, fast_way.stderr
+    assert len(FakeDaemon.requests) == 1
+    full = ("import sys; from meshpipe.cli import main; from meshpipe.cli.app import app; "
+            "sys.exit(main(sys.argv[1:], app=app))")
+    full_way = subprocess.run([sys.executable, "-c", full, *command], env=fake_daemon, capture_output=True,
+                              text=True, timeout=60)
+    assert full_way.returncode == 0, full_way.stderr
+    assert fast_way.stdout == full_way.stdout
+    assert fast_way.stdout.strip()
+
+
+def test_every_read_command_loads_no_heavy_module(fake_daemon: dict[str, str]) -> None:
+    FakeDaemon.answers = _wire_answers()
+    probe = (f"import sys; HEAVY = {HEAVY!r}; from meshpipe.cli import main; code = main(sys.argv[1:]); "
+             "print('HEAVY', [m for m in HEAVY if m in sys.modules]); sys.exit(code)")
+    for argv in (["route", "show", "svc"], ["env", "status"], ["stats", "svc", "--format", "json"]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], env=fake_daemon, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "HEAVY []" in done.stdout, (argv, done.stdout)

@@ -28,7 +28,7 @@ SAMPLE_TEXT = {"service": "hello-web", "version": "0a1b2c3d", "name": "web", "ru
                "ref": "refs/heads/main", "new": "a" * 40, "prefix": "/web", "header": "x-canary",
                "action": "pause"}
 SAMPLE_BY_TYPE: dict[str, Any] = {
-    "int": 7, "bool": True, "str | None": "b" * 40,
+    "int": 7, "bool": True, "str | None": "b" * 40, "float | None": 30.0,
     "tuple[WeightedTarget, ...]": (WeightedTarget("0a1b2c3d", 90), WeightedTarget("1b2c3d4e", 10)),
     "tuple[HeaderMatch, ...]": (HeaderMatch("x-canary", "always", "exact"),),
 }

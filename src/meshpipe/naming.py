@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from meshpipe.errors import Problem, UserError, ValidationError
 from meshpipe.text import shorten
 from meshpipe.validation.rules import ENVIRONMENT_NAME_RE, SERVICE_NAME_RE
 
@@ -40,6 +39,8 @@ def version_in_node_name(service: str, virtual_node: str) -> str | None:
 
 def check_service_name(service: str, source: str = "service name", field: str = "SERVICE_NAME") -> None:
     if not SERVICE_NAME_RE.match(service):
+        from meshpipe.errors import Problem, ValidationError  # a dataclass: read commands only name things
+
         raise ValidationError([Problem(source, None, field,
                                        f"{shorten(service)} is not a service name: 1-40 lowercase letters, digits "
                                        "or '-', starting with a letter", "A001")])
@@ -47,6 +48,8 @@ def check_service_name(service: str, source: str = "service name", field: str = 
 
 def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMIT_ID") -> None:
     if not COMMIT_RE.match(commit):
+        from meshpipe.errors import Problem, ValidationError
+
         raise ValidationError([Problem(source, None, field,
                                        f"{shorten(commit)} is not a git commit id (8-64 hex characters)", "A002")])
 
@@ -54,6 +57,8 @@ def check_commit(commit: str, source: str = "commit", field: str = "CONFIG_COMMI
 def check_env_name(env: str) -> None:
     """Refuse an environment name that would not fit every name derived from it (stacks, DNS, files)."""
     if not isinstance(env, str) or not ENVIRONMENT_NAME_RE.match(env):
+        from meshpipe.errors import UserError
+
         raise UserError(f"{env!r} is not an environment name",
                         hint="use 1-32 lowercase letters, digits or '-', starting with a letter, e.g. demo")
 

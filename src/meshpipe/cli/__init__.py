@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing's own flag would load typing, a tenth of a read command
+if TYPE_CHECKING:
+    from typing import Any
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "MESHPIPE_DEBUG"

@@ -106,19 +106,27 @@ def demo(
     rollout: Annotated[bool, typer.Option("--rollout", help="Instead: push a bad backend (rolled back by itself, "
                                           "the reason shown), then a good one (promoted by itself).")] = False,
     interval: Annotated[int, typer.Option(help="--rollout: seconds per rollout step.")] = 5,
+    runtime: Annotated[str | None, typer.Option("--runtime", help="process (the default, or $MESHPIPE_LOCAL_RUNTIME) or docker: build the samples' images and run every task as a container.")] = None,
 ) -> None:
     """Run the original sample's walkthrough, steps 1-9, on the local engine, showing each step."""
+    import os
+
     from meshpipe.cli.output import out
     from meshpipe.demos.walkthrough import run_demo
+    from meshpipe.errors import UserError
 
+    runtime = runtime or os.environ.get("MESHPIPE_LOCAL_RUNTIME") or "process"
+    if runtime not in ("process", "docker"):
+        raise UserError(f"--runtime {runtime!r} is not one of process, docker")
+    # The demo's environment is made with this runtime (the local engine reads it when it is made).
+    os.environ["MESHPIPE_LOCAL_RUNTIME"] = runtime
     if rollout:
         from meshpipe.cli.rollout_view import render
         from meshpipe.demos.rollout import run_rollout_demo
-        from meshpipe.errors import UserError
 
         if not 1 <= interval <= 60:
             raise UserError(f"--interval {interval} is not 1-60 seconds")
         run_rollout_demo(home=home, keep=keep, console=out, interval=interval, view=render)
         return
 
-    run_demo(home=home, keep=keep, console=out, requests=requests)
+    run_demo(home=home, keep=keep, console=out, requests=requests, runtime=runtime)

@@ -8,14 +8,22 @@ would cost ten times that. :func:`run` takes the plain forms of these commands (
 synth's own options) and answers them through :mod:`meshpipe.cli.readouts`, exactly as the Typer
 commands do. Anything else (``--help``, another engine, an option it does not know, a daemon that is
 not running and must be started) returns None, and the full command line handles it.
+
+A read takes the daemon's JSON through ``meshpipe.engines.daemon_read`` and prints it from that JSON, so it
+loads neither the engine's operation table and types nor typing, dataclasses or pathlib (each costs a
+read about as much as starting Python); only header routes are decoded to the routing types to be shown.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from types import SimpleNamespace
+
+TYPE_CHECKING = False  # typing's own flag would load typing, a tenth of a read command
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 # command words -> (positional argument name, takes --env)
 READS: dict[tuple[str, ...], bool] = {
@@ -24,6 +32,9 @@ READS: dict[tuple[str, ...], bool] = {
 # Commands whose one argument may be left out (env status: --env, $MESHPIPE_ENV or demo name it instead).
 OPTIONAL_ARGUMENT = (("env", "status"),)
 OPTIONS = ("--env", "--engine", "--format")
+# command words -> what meshpipe.engines.daemon_read asks the daemon
+READ_NAMES = {("versions",): "versions", ("route", "show"): "route_view", ("env", "status"): "env_status",
+              ("stats",): "stats"}
 
 
 def parse(argv: Sequence[str]) -> tuple[tuple[str, ...], str, dict[str, str]] | None:
@@ -140,32 +151,64 @@ def run(argv: Sequence[str]) -> int | None:
     as_json = options.get("--format") == "json"
 
     from meshpipe.cli import readouts
-    from meshpipe.engines import get_engine
-    from meshpipe.engines.base import EngineNotRunning
-    from meshpipe.errors import MeshpipeError
+    from meshpipe.engines import daemon_read
 
-    # An engine that answers from a running daemon and never starts one: the full command line does that.
-    engine: Any = get_engine("local", autostart=False)
-    out = readouts.Text(sys.stdout)
-    shows: dict[tuple[str, ...], tuple[Callable[[], Any], Callable[[Any], None]]] = {
-        ("versions",): (lambda: engine.versions(env, arg), lambda v: readouts.versions_text(v, arg, out)),
-        ("route", "show"): (lambda: engine.route_view(env, arg), lambda r: readouts.route_view_text(r, arg, out)),
-        ("env", "status"): (lambda: engine.env_status(arg), lambda i: readouts.env_text(i, out)),
-        ("stats",): (lambda: engine.stats(env, arg), lambda s: readouts.stats_text(s, out)),
-    }
-    fetch, show = shows[words]
+    read = READ_NAMES[words]
     try:
-        found = fetch()
-    except EngineNotRunning:
-        return None  # the full command line starts the daemon, saying so
-    except MeshpipeError as exc:
+        found = daemon_read("local", env, read, arg)
+    except Exception as exc:
+        from meshpipe.errors import MeshpipeError  # only when the daemon said no
+
+        if not isinstance(exc, MeshpipeError):
+            raise
         err = readouts.Text(sys.stderr)
         readouts.error_text(exc.message, readouts.with_env(exc.hint, options.get("--env")) if exc.hint else None, err)
         err.write()
         return exc.exit_code
+    if found is None:
+        return None  # no daemon answering: the full command line starts it, saying so
+    if read == "route_view":
+        if found["header_routes"]:
+            # Header routes are printed from the routing types (their JSON and description): decoded here.
+            from meshpipe.engines import route_view_typed
+
+            try:
+                view = route_view_typed(found)
+            except (KeyError, TypeError, ValueError):
+                return None  # an answer this meshpipe does not read: the full command line says so
+            if as_json:
+                readouts.print_json(readouts.route_view_json(view))
+            else:
+                out = readouts.Text(sys.stdout)
+                readouts.route_view_text(view, arg, out)
+                out.write()
+            return 0
+        found = found["route"]
     if as_json:
-        readouts.print_json(readouts.route_view_json(found) if words == ("route", "show") else found)
+        readouts.print_json(found)
+        return 0
+    out = readouts.Text(sys.stdout)
+    if read == "versions":
+        readouts.versions_text([SimpleNamespace(**v) for v in found], arg, out)
+    elif read == "route_view":
+        readouts.route_view_text((_route(found), ()), arg, out)
+    elif read == "env_status":
+        readouts.env_text(SimpleNamespace(**found), out)
     else:
-        show(found)
-        out.write()
+        readouts.stats_text(SimpleNamespace(versions={v: SimpleNamespace(**c) for v, c in found["versions"].items()}),
+                            out)
+    out.write()
     return 0
+
+
+def _route(found: dict[str, Any] | None) -> Any:
+    """A route's JSON as ``readouts.route_text`` reads a ``meshpipe.mesh.routing.Route``."""
+    if found is None:
+        return None
+    from meshpipe import naming
+
+    targets = [SimpleNamespace(version=t["version"], weight=t["weight"],
+                               virtual_node=lambda svc, version=t["version"]: naming.virtual_node_name(svc, version))
+               for t in found["targets"]]
+    return SimpleNamespace(**{**found, "targets": targets, "name": naming.route_name(found["service"]),
+                              "router": naming.virtual_router_name(found["service"])})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,6 +148,8 @@ def env_create(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOp
                mesh: Annotated[str | None, typer.Option("--mesh", help=f"aws: {MeshFlavour.SERVICE_CONNECT} (the default) or {MeshFlavour.APPMESH} (refused: App Mesh was shut down on 2026-09-30).")] = None,
                certificate_arn: Annotated[str | None, typer.Option("--certificate-arn", help="aws: ACM certificate for the ingress: HTTPS on 443, HTTP redirected to it (kept when omitted later).")] = None,
                platform: Annotated[Path | None, typer.Option("--platform", help="aws: platform file whose policy: section every build of the environment applies (default: keep the environment's, else the defaults).")] = None,
+               runtime: Annotated[str | None, typer.Option("--runtime", help="local: what runs a task: process (the default, $MESHPIPE_LOCAL_RUNTIME) or docker (the manifest's image as a container, intercepted by its sidecar as on ECS).")] = None,
+               pull: Annotated[str | None, typer.Option("--pull", help="local, docker runtime: when to pull an image: missing (the default), always or never.")] = None,
                fmt: FormatOpt = Format.text, dry_run: DryRunOpt = False) -> None:
     """Create an environment (default demo) and print its ingress endpoint."""
     from meshpipe.engines.base import ConfigurableEnvironments, EnvCreateOptions
@@ -160,6 +163,17 @@ def env_create(name: EnvNameArg = None, env: EnvNameOpt = None, engine: EngineOp
     name = env_name(name, env)
     # The file is checked before any engine is asked for anything.
     policy = load_policy_file(str(platform)) if platform is not None else None
+    if runtime is not None and runtime not in ("process", "docker"):
+        raise UserError(f"--runtime {runtime!r} is not one of process, docker")
+    if pull is not None and pull not in ("missing", "always", "never"):
+        raise UserError(f"--pull {pull!r} is not one of missing, always, never")
+    if (runtime or pull) and engine != "local":
+        raise UserError("--runtime and --pull apply to --engine local (ECS runs the tasks on AWS)")
+    # The local engine reads its per-environment options from these when it is made.
+    if runtime is not None:
+        os.environ["MESHPIPE_LOCAL_RUNTIME"] = runtime
+    if pull is not None:
+        os.environ["MESHPIPE_LOCAL_PULL"] = pull
     with engine_for(engine) as eng:
         if dry_run:
             return show_plan(planner(eng).plan_env_create(name, flavour, certificate_arn, policy), fmt)

@@ -9,18 +9,23 @@ commands) print through these functions, so the output does not depend on the wa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # typing's own flag would load typing, a tenth of a read command
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, TextIO
 
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "cyan": "36"}
 
 
 def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    # What dataclasses.is_dataclass checks; that module (and inspect with it) is loaded only for one.
+    if hasattr(type(value), "__dataclass_fields__"):
+        import dataclasses
+
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}

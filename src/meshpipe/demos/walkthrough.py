@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -40,6 +40,13 @@ PIPELINE_TIMEOUT_SECONDS = 180.0
 SERVING_TIMEOUT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 PROMOTED_SAMPLE = 100  # requests checked after promotion
+
+
+@runtime_checkable
+class SampleImageBuilder(Protocol):
+    """An engine that can build a bundled sample's container image on this machine (the local engine)."""
+
+    def build_sample_image(self, service: str, tag: str) -> str: ...
 
 
 class DemoEngine(Engine, PipelineWaiter, EventSource, RolloutStatusSource, Protocol):
@@ -91,6 +98,10 @@ class DemoResult:
     refused_delete: str = ""
     step_seconds: dict[str, float] = field(default_factory=dict)
     kept: bool = False
+
+
+# What the docker runtime's walkthrough builds and runs in place of the original sample's images.
+DOCKER_IMAGES = {"hello-web": "hello-web:66f2a19", "hello-backend": "hello-backend:66f2a19"}
 
 
 def bundled_manifest(config: str) -> bytes:
@@ -175,8 +186,10 @@ class Narrator:
 class Walkthrough(Narrator):
     """The steps, in order, against one local engine; prints as it goes."""
 
-    def __init__(self, engine: DemoEngine, home: Path, console: Console, requests: int) -> None:
+    def __init__(self, engine: DemoEngine, home: Path, console: Console, requests: int,
+                 runtime: str = "process") -> None:
         self.engine = engine
+        self.runtime = runtime
         self.home = home
         self.console = console
         self.requests = requests
@@ -217,7 +230,7 @@ class Walkthrough(Narrator):
             clone(self.clone_urls[service], repo_dir)
             self.command(f"cd {service}-cfg")
         self.command(f"cp {bundled_manifest_path(config)} .")
-        (repo_dir / "manifest.yaml").write_bytes(bundled_manifest(config))
+        (repo_dir / "manifest.yaml").write_bytes(self.manifest_bytes(config))
         self.command("git add .")
         self.command(f'git commit -m "{message}"')
         commit = commit_all(repo_dir, message, IDENTITY)
@@ -300,8 +313,33 @@ class Walkthrough(Narrator):
 
     # --- the steps -----------------------------------------------------------------------------------
 
+    def build_images(self) -> None:
+        """The docker runtime runs the manifests' images: built here, as the original walkthrough builds
+        its own, from this machine's files (no registry)."""
+        if not isinstance(self.engine, SampleImageBuilder):
+            raise DemoError("this engine cannot build the samples' images (--runtime docker needs the local engine)")
+        for service in (WEB, BACKEND):
+            tag = DOCKER_IMAGES[service]
+            self.command(f"docker build -f src/meshpipe/samples/Dockerfile.{service} -t {tag} src")
+            self.engine.build_sample_image(service, tag)
+            self.say(f"built {tag}")
+
+    def manifest_bytes(self, config: str) -> bytes:
+        data = bundled_manifest(config)
+        if self.runtime != "docker":
+            return data
+        # The locally built images instead of the original sample's (same commands: the samples skip the
+        # "node server" words the original images' command starts with).
+        for service, tag in DOCKER_IMAGES.items():
+            data = data.replace(f"wizriz/{service}:66f2a19".encode(), tag.encode())
+        return data
+
     def run(self) -> DemoResult:
         r = self.result
+
+        if self.runtime == "docker":
+            with self.step("0", "Step 0: Build the images (docker runtime)"):
+                self.build_images()
 
         with self.step("1", "Step 1: Create the mesh environment"):
             self.command(f"meshpipe env create {ENV}")
@@ -450,8 +488,8 @@ def _cleanup(engine: DemoEngine, walk: Walkthrough | None, console: Console) -> 
 
 
 def run_demo(*, home: Path | None = None, keep: bool = False, console: Console | None = None, requests: int = 300,
-             tasks_per_version: int | None = None, engine_factory: Callable[[Path], DemoEngine] | None = None
-             ) -> DemoResult:
+             tasks_per_version: int | None = None, engine_factory: Callable[[Path], DemoEngine] | None = None,
+             runtime: str = "process") -> DemoResult:
     """Run steps 1-9 of the walkthrough on the local engine in ``home``; clean up unless ``keep``.
 
     Raises :class:`DemoError` naming the failed step (after cleaning up, unless ``keep``).
@@ -463,7 +501,7 @@ def run_demo(*, home: Path | None = None, keep: bool = False, console: Console |
     console = console or Console()
     home, engine = open_demo_engine(home, tasks_per_version, engine_factory)
     console.print(f"[bold]meshpipe demo[/bold]: the walkthrough on this machine (home {escape(str(home))})")
-    walk = Walkthrough(engine, home, console, requests)
+    walk = Walkthrough(engine, home, console, requests, runtime)
     try:
         result = walk.run()
     except BaseException:

@@ -19,6 +19,9 @@ _OPTION_WORD = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*$")
 DEFAULT_HOST = "127.0.0.1"  # containers set HOST=0.0.0.0 (see the Dockerfiles)
 
 
+ORIGINAL_PROGRAM = ("node", "server")
+
+
 def split_joined_options(argv: Sequence[str]) -> list[str]:
     """``["-g Yo", "-m Have a great day!"]`` -> ``["-g", "Yo", "-m", "Have a great day!"]``.
 
@@ -51,6 +54,11 @@ class SampleArgumentParser(argparse.ArgumentParser):
     def parse_sample_args(self, argv: Sequence[str],
                           environ: Mapping[str, str] | None = None) -> argparse.Namespace:
         environ = os.environ if environ is None else environ
+        argv = list(argv)
+        if argv[:2] == list(ORIGINAL_PROGRAM):
+            # The original sample's manifests start their command with their image's own program: the
+            # same manifests run this sample's image unchanged.
+            argv = argv[2:]
         args = self.parse_args(split_joined_options(argv))
         if args.port is None:
             raw = environ.get("PORT", "")

@@ -38,9 +38,11 @@ from meshpipe.engines.base import (
 )
 from meshpipe.engines.local.control import operations as ops
 from meshpipe.engines.local.control.httpapi import ControlClient, DaemonUnreachable
+from meshpipe.engines.local.control.reads import environment_details
 from meshpipe.engines.local.state.daemonfiles import EXIT_ALREADY_RUNNING, acquire_lock, lock_is_held, read_daemon_file
+from meshpipe.engines.local.state.folders import ENVS
 from meshpipe.engines.local.state.home import EnvPaths, env_paths, meshpipe_home
-from meshpipe.engines.local.state.options import LocalOptions, write_options
+from meshpipe.engines.local.state.options import LocalOptions, read_options, runtime_text, write_options
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserError
 
@@ -246,6 +248,11 @@ class LocalEngine:
 
         One command at a time creates a given environment: a second one meanwhile is refused."""
         paths = self.paths(env)
+        if not paths.exists() and self.options.runtime == "docker":
+            # Before anything is made: an environment that cannot run its tasks is not created.
+            from meshpipe.engines.local.tasks.dockerhost import connect
+
+            connect()
         paths.root.mkdir(parents=True, exist_ok=True)
         lock = acquire_lock(paths.root / CREATE_LOCK)
         if lock is None:
@@ -267,16 +274,8 @@ class LocalEngine:
         return self._info(env, paths, status)
 
     def _info(self, env: str, paths: EnvPaths, status: dict[str, Any]) -> EnvironmentInfo:
-        details = {"home": str(paths.root), "namespace": status["namespace"],
-                   "daemon": f"running (pid {status['daemon']['pid']})",
-                   "gateway": "live" if status["gateway"]["live"] else "not live"}
-        for svc in status["services"]:
-            versions = ", ".join(f"{v['version']} {v['status']} {v['healthy_tasks']}/{v['desired_tasks']} tasks "
-                                 f"weight {v['weight']}" for v in svc["versions"]) or "no versions"
-            details[f"service {svc['name']}"] = f"{svc['virtual_service']}: {versions}"
-        for gr in status["gateway_routes"]:
-            details[f"gateway route {gr['name']}"] = f"{gr['prefix']} -> {gr['virtual_service']}"
-        return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"], details)
+        return EnvironmentInfo(env, EnvState.RUNNING, status["ingress_url"],
+                               environment_details(str(paths.root), status))
 
     def env_list(self) -> list[str]:
         """The environments under this engine's home."""
@@ -297,7 +296,8 @@ class LocalEngine:
 
         with StateReader(paths.state_db) as state:
             row = state.environment()
-            details = {"home": str(paths.root), "daemon": "not running (any other command starts it again)"}
+            details = {"home": str(paths.root), "runtime": runtime_text(read_options(paths.engine_json)),
+                       "daemon": "not running (any other command starts it again)"}
             for svc in state.services():
                 versions = ", ".join(f"{v.version} {v.status}" for v in state.versions(svc.name)) or "no versions"
                 details[f"service {svc.name}"] = f"{svc.virtual_service}: {versions}"
@@ -314,10 +314,31 @@ class LocalEngine:
             if stuck:
                 raise OperationError(f"could not stop process(es) {stuck} of environment {env}",
                                      hint="stop them by pid, then run env delete again")
+        if read_options(paths.engine_json).runtime == "docker":
+            self._remove_containers(env, paths)
         import shutil
 
         shutil.rmtree(paths.root)
         self.reporter.done(f"environment {env} deleted")
+
+    def build_sample_image(self, service: str, tag: str) -> str:
+        """``docker build`` of a bundled sample's image from this machine's files (the docker runtime's demo)."""
+        from meshpipe.engines.local.tasks.dockerhost import build_sample_image, connect
+
+        return build_sample_image(connect(), service, tag)
+
+    def _remove_containers(self, env: str, paths: EnvPaths) -> None:
+        """Every container and network the environment made (found by label), and nothing else."""
+        from meshpipe.engines.local.tasks.dockerhost import connect, remove_environment
+
+        try:
+            client = connect(timeout=30)
+        except UserError as exc:
+            raise OperationError(f"cannot remove the containers of environment {env}: {exc.message}",
+                                 hint=exc.hint) from None
+        removed = remove_environment(client, str(paths.root.absolute()))
+        if removed:
+            self.reporter.step(f"removed {len(removed)} container(s) and network(s)")
 
     def _stop_daemon(self, paths: EnvPaths) -> None:
         data = read_daemon_file(paths.daemon_json)
@@ -633,7 +654,7 @@ class LocalEngine:
 
 def environments(home: Path | None = None) -> list[str]:
     """Names of the environments in a home folder."""
-    root = (home or meshpipe_home()) / "envs"
+    root = (home or meshpipe_home()) / ENVS
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "state.db").exists())

@@ -36,6 +36,7 @@ from meshpipe.engines.local.observe import metrics_view
 from meshpipe.engines.local.observe.topology import backends_from
 from meshpipe.engines.local.state import store as st
 from meshpipe.engines.local.state.home import EnvPaths
+from meshpipe.engines.local.state.options import LocalOptions, runtime_text
 from meshpipe.engines.local.state.store import EnvironmentRow, StateStore
 from meshpipe.engines.local.tasks.deploy import Deployer
 from meshpipe.engines.local.tasks.supervisor import Supervisor
@@ -69,6 +70,7 @@ class DaemonActions:
 
     env: EnvironmentRow
     paths: EnvPaths
+    options: LocalOptions
     store: StateStore
     supervisor: Supervisor
     publisher: Publisher
@@ -98,6 +100,7 @@ class DaemonActions:
             })
         return {
             "environment": self.env.name, "namespace": self.env.namespace,
+            "runtime": runtime_text(self.options),
             "daemon": {"pid": os.getpid(), "started_at": self.started_at, "control_port": self.control_port},
             "ingress_url": f"http://127.0.0.1:{gateway.port}" if gateway else None,
             "gateway": {"port": gateway.port if gateway else None, "live": bool(gateway and gateway.live.is_set()),

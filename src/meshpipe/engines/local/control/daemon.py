@@ -150,11 +150,19 @@ class Daemon(DaemonActions):
         self.stopping = False
         self._stop_requested = asyncio.Event()
         self.publisher = Publisher(self.snapshot, self.store.next_generation)
+        self.runtime: Any = None
+        if options.runtime == "docker":
+            from meshpipe.engines.local.tasks.containers import DockerRuntime
+            from meshpipe.engines.local.tasks.dockerhost import connect
+
+            self.runtime = DockerRuntime(connect(), env.name, paths.root, options.pull,
+                                         names=lambda: [svc.virtual_service for svc in self.store.services()])
         self.supervisor = Supervisor(
             spawner=spawn.OsSpawner(), probes=HttpProbes(), listener=DaemonListener(self), ports=procs.free_port,
             options=SupervisorOptions(restart_base=options.restart_base, restart_max=options.restart_max,
                                       owner=paths.root, python=sys.executable, access_log=options.access_log),
-            event=lambda service, version, message: self.store.add_event("task", message, service, version))
+            event=lambda service, version, message: self.store.add_event("task", message, service, version),
+            runtime=self.runtime)
         self.deployer = Deployer(self.store, self.supervisor, paths, home, options, self.publisher.publish)
         self.rollouts = RolloutController(self.store, env.name, self.publisher.publish, self._rollout_counters,
                                           self._call_webhooks, BUCKET_BOUNDS_MS)
@@ -242,9 +250,18 @@ class Daemon(DaemonActions):
         log.info("daemon for environment %s starting (pid %d)", self.env.name, os.getpid())
         # What the previous daemon left running: taken over where possible, the rest stopped (tasks/restore.py).
         plan = await asyncio.to_thread(find_adoptable, self.store, self.paths.root)
+        if self.runtime is not None:
+            await asyncio.to_thread(self.runtime.prepare)
         gateway_row, plan.gateway = plan.gateway, None
         adopted_gateway, (adopted, failed) = await asyncio.gather(
-            check_gateway(gateway_row), check_tasks(self.store, self.options, plan.tasks))
+            check_gateway(gateway_row),
+            check_tasks(self.store, self.options, plan.tasks, self.runtime,
+                        self.paths.version_logs if self.runtime is not None else None))
+        if self.runtime is not None:
+            # Containers of tasks not taken over are a predecessor's leftovers.
+            keep = frozenset(c.id for tasks in adopted.values() for t in tasks.values() if t.handle is not None
+                             for c in (t.handle.extra["pause"], t.handle.extra["app"]))
+            await asyncio.to_thread(self.runtime.remove_tasks, keep)
         if gateway_row is not None and adopted_gateway is None:
             failed.append((gateway_row.pid, gateway_row.started or None))
         await asyncio.to_thread(stop_processes, self.store, plan.stale + failed, "left by a previous daemon")

@@ -15,11 +15,11 @@ client raises as a :class:`~meshpipe.errors.Defect`, for the CLI's bug boundary.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshpipe.engines.local.control.operations import METRICS, OPERATIONS, TEXT_PAGE, Operation, Req, Res
+from meshpipe.engines.local.control.wire import connect, read_response, request_head
 from meshpipe.errors import ConflictError, Defect, MeshpipeError, NotFoundError, OperationError, UserError
 
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies are refused with 413 (a manifest push is far smaller)
@@ -198,41 +198,6 @@ def control_runner(app: Any, **kwargs: Any) -> Any:
 
 # --- client --------------------------------------------------------------------------------------------
 
-def read_response(sock: socket.socket) -> tuple[int, bytes]:
-    """Status and body of the HTTP/1.1 response on ``sock`` (asked with ``Connection: close``).
-
-    A few lines instead of http.client, which would cost a read command more than its whole request."""
-    chunks = []
-    while data := sock.recv(65536):
-        chunks.append(data)
-    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(None, 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
-    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        body = dechunk(body)
-    elif b"content-length" in headers:
-        length = int(headers[b"content-length"])
-        if len(body) < length:
-            raise ValueError(f"the response ended after {len(body)} of {length} bytes")
-        body = body[:length]
-    return int(parts[1]), body
-
-
-def dechunk(data: bytes) -> bytes:
-    out: list[bytes] = []
-    pos = 0
-    while True:
-        end = data.index(b"\r\n", pos)
-        size = int(data[pos:end].split(b";")[0], 16)
-        if size == 0:
-            return b"".join(out)
-        out.append(data[end + 2:end + 2 + size])
-        pos = end + 2 + size + 2
-
-
 class DaemonUnreachable(OperationError):
     """Nothing answers on the daemon's control port. ``sent``: the request may have reached a daemon (so
     repeating it could do it twice); False when no connection was made at all."""
@@ -293,17 +258,15 @@ class ControlClient:
                   accept: str = "application/json") -> tuple[int, bytes]:
         """One request on a connection of its own: the answer's status and body."""
         payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                f"Authorization: Bearer {self.token}\r\nAccept: {accept}\r\nConnection: close\r\n"
-                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None
-                   else "") + "\r\n")
+        head = request_head(method, path, self.port, self.token, accept,
+                            len(payload) if body is not None else None)
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout or self.timeout)
+            sock = connect(self.port, timeout or self.timeout)
         except OSError as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "
                                     f"{exc.strerror or exc or type(exc).__name__}", sent=False) from None
         try:
-            sock.sendall(head.encode("latin-1") + payload)
+            sock.sendall(head + payload)
             return read_response(sock)
         except (ConnectionResetError, TimeoutError) as exc:
             raise DaemonUnreachable(f"the environment's daemon on 127.0.0.1:{self.port} did not answer: "

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 from meshpipe.engines.base import PipelineInfo, VersionInfo
+from meshpipe.engines.local.control import endpoints
 from meshpipe.errors import UserError
 
 if TYPE_CHECKING:
@@ -515,7 +516,7 @@ class Operation(Generic[Req, Res]):
         return self.request(**given)
 
 
-STATUS: Operation[Nothing, dict[str, Any]] = Operation("status", "GET", "/v1/status", Nothing, "dict[str, Any]")
+STATUS: Operation[Nothing, dict[str, Any]] = Operation("status", "GET", endpoints.STATUS, Nothing, "dict[str, Any]")
 SHUTDOWN: Operation[Nothing, dict[str, Any]] = Operation("shutdown", "POST", "/v1/shutdown", Nothing,
                                                          "dict[str, Any]", 202)
 MESH_CONFIG: Operation[Nothing, dict[str, Any] | None] = Operation(
@@ -535,7 +536,7 @@ PUSH: Operation[Push, StartedRun] = Operation("push", "POST", "/v1/push", Push, 
 ROUTE_SHOW: Operation[OfService, Route | None] = Operation(
     "route_show", "GET", "/v1/routes/{service}", OfService, "Route | None")
 ROUTE_VIEW: Operation[OfService, RouteView] = Operation(
-    "route_view", "GET", "/v1/routes/{service}/view", OfService, "RouteView")
+    "route_view", "GET", endpoints.ROUTE_VIEW, OfService, "RouteView")
 ROUTE_SET: Operation[SetRoute, RouteChanged] = Operation(
     "route_set", "PUT", "/v1/routes/{service}", SetRoute, "RouteChanged")
 ROUTE_DELETE: Operation[OfService, None] = Operation("route_delete", "DELETE", "/v1/routes/{service}", OfService, "None")
@@ -552,13 +553,13 @@ GATEWAY_ROUTE_SET: Operation[SetGatewayRoute, GatewayRoute] = Operation(
 GATEWAY_ROUTE_DELETE: Operation[OfGatewayRoute, None] = Operation(
     "gateway_route_delete", "DELETE", "/v1/gateway-routes/{name}", OfGatewayRoute, "None")
 VERSIONS: Operation[OfService, tuple[VersionInfo, ...]] = Operation(
-    "versions", "GET", "/v1/services/{service}/versions", OfService, "tuple[VersionInfo, ...]")
+    "versions", "GET", endpoints.VERSIONS, OfService, "tuple[VersionInfo, ...]")
 VERSION_DELETE: Operation[OfVersion, None] = Operation(
     "version_delete", "DELETE", "/v1/services/{service}/versions/{version}", OfVersion, "None")
 VERSION_SCALE: Operation[ScaleVersion, dict[str, Any]] = Operation(
     "version_scale", "POST", "/v1/services/{service}/versions/{version}/scale", ScaleVersion, "dict[str, Any]")
 STATS: Operation[StatsOf, ServiceStats] = Operation(
-    "stats", "GET", "/v1/services/{service}/stats", StatsOf, "ServiceStats")
+    "stats", "GET", endpoints.STATS, StatsOf, "ServiceStats")
 ROLLOUT_START: Operation[StartRollout, dict[str, Any]] = Operation(
     "rollout_start", "POST", "/v1/rollouts/{service}", StartRollout, "dict[str, Any]", 201)
 ROLLOUT_STATUS: Operation[OfService, dict[str, Any]] = Operation(

@@ -26,7 +26,8 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
                   service: str | None = None, version: str | None = None,
                   allowed_backends: Iterable[str] = (), config_file: str | None = None,
                   access_log: bool = False, drain_timeout: float | None = None,
-                  extra_args: Sequence[str] = ()) -> list[str]:
+                  extra_args: Sequence[str] = (), netns: str | None = None,
+                  run_as: int | None = None) -> list[str]:
     """The argv that starts a proxy with this Python (``sys.executable``)."""
     if mode not in ("gateway", "sidecar"):
         raise ValueError(f"mode must be 'gateway' or 'sidecar', not {mode!r}")
@@ -46,6 +47,10 @@ def proxy_command(mode: str, *, admin_port: int, listen_port: int | None = None,
                  "--app-port", str(app_port), "--service", str(service), "--version", str(version)]
         for backend in allowed_backends:
             argv += ["--allowed-backend", backend]
+    if netns is not None:
+        argv += ["--netns", netns]
+    if run_as is not None:
+        argv += ["--run-as", str(run_as)]
     if config_file is not None:
         argv += ["--config-file", config_file]
     if access_log:

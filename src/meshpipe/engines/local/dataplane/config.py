@@ -165,13 +165,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_loopback(host: str) -> bool:
+def _is_local(host: str) -> bool:
+    """Loopback, or a private address: a container task's on its environment's internal network."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or address.is_private
 
 
 class _Checker:
@@ -335,9 +337,10 @@ def _parse_endpoint_list(c: _Checker, eps_raw: object, where: str) -> tuple[Endp
             continue
         host = ep.get("host")
         port = c.integer(ep.get("port"), f"{where}[{i}].port", 1, 65535)
-        # The local engine runs on one machine: a proxy never connects anywhere but loopback.
-        if not isinstance(host, str) or not _is_loopback(host):
-            c.fail(f"{where}[{i}].host", f"{host!r} is not a loopback address")
+        # The local engine runs on one machine: a proxy connects to loopback, or to a container task on the
+        # environment's internal network, never anywhere else.
+        if not isinstance(host, str) or not _is_local(host):
+            c.fail(f"{where}[{i}].host", f"{host!r} is not a loopback or private address")
         elif port is not None and Endpoint(host, port) not in eps:
             eps.append(Endpoint(host, port))
     return tuple(eps)

@@ -1,7 +1,8 @@
 """The proxy process: ``python -m meshpipe.engines.local.dataplane --mode gateway|sidecar ...``.
 
 Exit status: 0 after a drain (SIGTERM, SIGINT or ``POST /quitquitquit``); 2 for bad arguments or an
-invalid ``--config-file``; 3 when a port is taken (the daemon picks another and tries again).
+invalid ``--config-file``; 3 when a port is taken (the daemon picks another and tries again); 4 when the
+task's network namespace (``--netns``) cannot be entered.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import resource
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from meshpipe.argtypes import bounded
@@ -35,6 +37,7 @@ from meshpipe.engines.local.dataplane.proxy import (
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PORT_IN_USE = 3
+EXIT_NO_NAMESPACE = 4
 PROG = "python -m meshpipe.engines.local.dataplane"
 
 
@@ -54,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="sidecar: the version of this task, e.g. 66f2a19a")
     p.add_argument("--allowed-backend", action="append", default=[], metavar="NAME",
                    help="sidecar: a virtual service the app may call (repeat); anything else is refused")
+    p.add_argument("--netns", metavar="PATH",
+                   help="sidecar of a container task: its network namespace (/proc/PID/ns/net); the admin API "
+                        "stays on the host's 127.0.0.1, the listeners are made in the task on every address")
+    p.add_argument("--run-as", type=int, metavar="UID",
+                   help="with --netns: the user to become once the listeners are bound (the proxy "
+                        "configuration's IgnoredUID)")
     p.add_argument("--config-file", help="a config document to start with (JSON, as PUT /config takes)")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="one line per request on stdout (default: off)")
@@ -78,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ProxyOptions, str | None]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.run_as is not None and args.netns is None:
+        parser.error("--run-as goes with --netns")
     if args.mode == "gateway":
+        if args.netns is not None:
+            parser.error("--netns is for a sidecar")
         if args.listen_port is None:
             parser.error("--mode gateway needs --listen-port")
     else:
@@ -93,7 +106,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ProxyOptions, str | N
         allowed_backends=tuple(args.allowed_backend), access_log=args.access_log,
         drain_timeout_s=args.drain_timeout, ingress_timeout_ms=args.ingress_timeout_ms,
         max_request_headers_kb=args.max_request_headers_kb, max_headers_count=args.max_headers_count,
-        request_headers_timeout_ms=args.request_headers_timeout_ms, request_timeout_ms=args.request_timeout_ms)
+        request_headers_timeout_ms=args.request_headers_timeout_ms, request_timeout_ms=args.request_timeout_ms,
+        netns=args.netns, run_as=args.run_as)
     return options, args.config_file
 
 
@@ -116,22 +130,42 @@ async def serve(options: ProxyOptions, config: DataplaneConfig | None,
     dp = DataPlane(options, loop) if new_parser is None else DataPlane(options, loop, new_parser=new_parser)
     if config is not None:
         dp.apply_config(config)
-    await dp.start()
-    try:
+    if options.netns is not None:
+        # The admin socket on the host first; everything made after entering the namespace is in the task.
+        from meshpipe.engines.local.dataplane.netns import become, enter_network_namespace
+
         admin = await start_admin(dp, options.admin_port)
-    except PortInUseError:
-        for listener in dp.listeners:
-            if listener.server is not None:
-                listener.server.close()
-        raise
+        try:
+            enter_network_namespace(options.netns)
+            await dp.start()
+        except BaseException:
+            admin.close()
+            raise
+        if options.run_as is not None:
+            become(options.run_as)
+    else:
+        await dp.start()
+        try:
+            admin = await start_admin(dp, options.admin_port)
+        except PortInUseError:
+            for listener in dp.listeners:
+                if listener.server is not None:
+                    listener.server.close()
+            raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dp.begin_drain)
-    ports = " ".join(f"{listener.name}=127.0.0.1:{listener.port}" for listener in dp.listeners)
+    ports = " ".join(f"{listener.name}={dp.listen_host}:{listener.port}" for listener in dp.listeners)
     who = f" {options.service}/{options.version}" if options.mode == "sidecar" else ""
-    print(f"meshpipe {options.mode}{who} LIVE: {ports} admin=127.0.0.1:{options.admin_port}", flush=True)
+    print(f"{_now()} meshpipe {options.mode}{who} LIVE: {ports} admin=127.0.0.1:{options.admin_port}", flush=True)
     await dp.wait_stopped()
     admin.close()
-    print(f"meshpipe {options.mode}{who} stopped", flush=True)
+    print(f"{_now()} meshpipe {options.mode}{who} stopped", flush=True)
+
+
+def _now() -> str:
+    """UTC, to the millisecond: ``meshpipe logs`` places the proxy's own lines among the app's by it."""
+    at = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
 
 
 def raise_open_files_limit() -> None:
@@ -166,4 +200,7 @@ def main(argv: Sequence[str] | None = None, new_parser: ParserFactory | None = N
     except PortInUseError as exc:
         print(f"meshpipe proxy: {exc.strerror}", file=sys.stderr)
         return EXIT_PORT_IN_USE
+    except OSError as exc:  # the task's namespace is gone, or this user may not enter it
+        print(f"meshpipe proxy: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_NO_NAMESPACE
     return EXIT_OK

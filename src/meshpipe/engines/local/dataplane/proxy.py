@@ -75,6 +75,8 @@ class ProxyOptions:
     access_log: bool = False
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     ingress_timeout_ms: int = DEFAULT_INGRESS_TIMEOUT_MS
+    netns: str | None = None  # a container task's network namespace: listeners there, on every address
+    run_as: int | None = None
     max_request_headers_kb: int = DEFAULT_MAX_REQUEST_HEADERS_KB
     max_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
     request_headers_timeout_ms: int = DEFAULT_REQUEST_HEADERS_TIMEOUT_MS
@@ -108,10 +110,10 @@ class Listener:
     async def start(self) -> None:
         try:
             self.server = await self.dp.loop.create_server(
-                lambda: DownstreamProtocol(self), LOOPBACK, self.port, backlog=1024, reuse_address=True)
+                lambda: DownstreamProtocol(self), self.dp.listen_host, self.port, backlog=1024, reuse_address=True)
         except OSError as exc:
             raise PortInUseError(
-                exc.errno, f"cannot listen on {LOOPBACK}:{self.port} for the {self.name} listener: "
+                exc.errno, f"cannot listen on {self.dp.listen_host}:{self.port} for the {self.name} listener: "
                            f"{exc.strerror or exc}") from exc
         sockets = self.server.sockets
         if sockets:
@@ -176,6 +178,9 @@ class DataPlane:
         self.rnd = rnd
         self.limits = options.request_limits()
         self.new_parser = new_parser
+        # In a task's own namespace the ingress takes what the interception rules send to the task's
+        # address; on the host every listener stays on loopback.
+        self.listen_host = "0.0.0.0" if options.netns is not None else LOOPBACK
         self.config: DataplaneConfig | None = None
         self.metrics = Metrics()
         self.pools: dict[Endpoint, UpstreamPool] = {}

@@ -12,8 +12,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing's own flag would load typing: read commands load this module
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 EXIT_ALREADY_RUNNING = 3  # the daemon's exit status when another daemon of the environment holds the lock
 
@@ -25,9 +28,10 @@ def write_daemon_file(path: Path, data: dict[str, Any]) -> None:
     write_atomically(path, json.dumps(data), mode=0o600)
 
 
-def read_daemon_file(path: Path) -> dict[str, Any] | None:
+def read_daemon_file(path: Path | str) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except (FileNotFoundError, ValueError, OSError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("pid"), int):

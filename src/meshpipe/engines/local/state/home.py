@@ -22,17 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshpipe.engines.local.state.folders import DAEMON_JSON, ENVS, home_folder
 from meshpipe.naming import check_env_name
 
 
 def meshpipe_home(environ: Mapping[str, str] | None = None) -> Path:
     """The home folder: ``$MESHPIPE_HOME`` when set, else ``~/.meshpipe``."""
-    environ = os.environ if environ is None else environ
-    configured = environ.get("MESHPIPE_HOME", "").strip()
-    if configured:
-        return Path(configured).expanduser().absolute()
-    base = environ.get("HOME") or str(Path.home())
-    return Path(base).absolute() / ".meshpipe"
+    return Path(home_folder(environ))
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,7 @@ class EnvPaths:
 
     @property
     def daemon_json(self) -> Path:
-        return self.root / "daemon.json"
+        return self.root / DAEMON_JSON
 
     @property
     def daemon_log(self) -> Path:
@@ -107,7 +103,7 @@ class EnvPaths:
 
 def env_paths(home: Path, env: str) -> EnvPaths:
     check_env_name(env)
-    return EnvPaths(env, home / "envs" / env)
+    return EnvPaths(env, home / ENVS / env)
 
 
 def env_paths_of_dir(env_dir: Path) -> EnvPaths:

@@ -30,6 +30,11 @@ class LocalOptions:
     stop_timeout: float | None = None
     # Every proxy writes one JSON line per request (Envoy's default access-log fields) to its log.
     access_log: bool = False
+    # What runs a task: "process" (the app as a local process) or "docker" (the manifest's image as a
+    # container, intercepted by its sidecar as on ECS).
+    runtime: str = "process"
+    # docker runtime: when an image is pulled ("missing", "always", "never").
+    pull: str = "missing"
 
     def __post_init__(self) -> None:
         if self.tasks_per_version is not None and not 1 <= self.tasks_per_version <= 20:
@@ -38,6 +43,10 @@ class LocalOptions:
             raise UserError(f"health_time_scale {self.health_time_scale} is not 0.01-10")
         if self.deploy_timeout <= 0 or self.restart_base <= 0 or self.restart_max < self.restart_base:
             raise UserError("deploy_timeout and restart_base must be positive, restart_max >= restart_base")
+        if self.runtime not in ("process", "docker"):
+            raise UserError(f"runtime {self.runtime!r} is not one of process, docker")
+        if self.pull not in ("missing", "always", "never"):
+            raise UserError(f"pull policy {self.pull!r} is not one of missing, always, never")
         if self.stop_timeout is not None and not 0.1 <= self.stop_timeout <= 120:
             raise UserError(f"stop_timeout {self.stop_timeout} is not 0.1-120 seconds")
 
@@ -51,8 +60,8 @@ class LocalOptions:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalOptions:
-        """``MESHPIPE_LOCAL_TASKS``, ``MESHPIPE_LOCAL_HEALTH_SCALE`` and ``MESHPIPE_LOCAL_ACCESS_LOG`` (1/0)
-        override the defaults."""
+        """``MESHPIPE_LOCAL_TASKS``, ``MESHPIPE_LOCAL_HEALTH_SCALE``, ``MESHPIPE_LOCAL_ACCESS_LOG`` (1/0),
+        ``MESHPIPE_LOCAL_RUNTIME`` (process/docker) and ``MESHPIPE_LOCAL_PULL`` override the defaults."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         try:
@@ -62,6 +71,10 @@ class LocalOptions:
                 values["health_time_scale"] = float(environ["MESHPIPE_LOCAL_HEALTH_SCALE"])
             if environ.get("MESHPIPE_LOCAL_ACCESS_LOG"):
                 values["access_log"] = environ["MESHPIPE_LOCAL_ACCESS_LOG"].strip().lower() in ("1", "true", "yes")
+            if environ.get("MESHPIPE_LOCAL_RUNTIME"):
+                values["runtime"] = environ["MESHPIPE_LOCAL_RUNTIME"].strip().lower()
+            if environ.get("MESHPIPE_LOCAL_PULL"):
+                values["pull"] = environ["MESHPIPE_LOCAL_PULL"].strip().lower()
         except ValueError as exc:
             raise UserError(f"bad MESHPIPE_LOCAL_* setting: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
@@ -80,3 +93,10 @@ def read_options(path: Path) -> LocalOptions:
         return LocalOptions()
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path} is not valid: {exc}") from None
+
+
+def runtime_text(options: LocalOptions) -> str:
+    """How ``env status`` names what runs an environment's tasks."""
+    if options.runtime == "docker":
+        return f"docker (tasks as containers, intercepted by their sidecar; pull {options.pull})"
+    return "process (tasks as local processes)"

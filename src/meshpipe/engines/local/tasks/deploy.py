@@ -29,6 +29,7 @@ from meshpipe.engines.local.state.options import LocalOptions
 from meshpipe.engines.local.state.store import StateStore
 from meshpipe.engines.local.tasks.health import HealthTimings
 from meshpipe.engines.local.tasks.images import LocalProgram
+from meshpipe.engines.local.tasks.runtime import DOCKER, ContainerSpec
 from meshpipe.engines.local.tasks.supervisor import AdoptedTask, Supervisor, VersionSpec
 from meshpipe.errors import ConflictError, MeshpipeError, NotFoundError, OperationError
 from meshpipe.mesh.routing import Route
@@ -67,6 +68,14 @@ def version_spec(resolved: dict[str, Any], program: LocalProgram | list[str], op
     timings = HealthTimings(interval=float(hc["interval"]), timeout=float(hc["timeout"]), retries=int(hc["retries"]),
                             start_period=float(hc["start_period"])).scaled(options.health_time_scale)
     stop = options.stop_timeout if options.stop_timeout is not None else float(app["stop_timeout"])
+    sidecar = resolved["sidecar"]
+    container = ContainerSpec(
+        environment=str(resolved["environment"]), image=str(app["image"]),
+        command=tuple(app["command"]) if app["command"] is not None else None, port=int(app["port"]),
+        health_command=tuple(hc["command"]), cpu=int(resolved["cpu"]), memory=int(resolved["memory"]),
+        ingress_port=int(sidecar["ingress_port"]), egress_port=int(sidecar["egress_port"]),
+        ignored_uid=int(sidecar["ignored_uid"]), egress_ignored_ips=tuple(sidecar["egress_ignored_ips"]),
+        names=tuple(dict.fromkeys([*resolved["backends"], f"{resolved['service']}.{resolved['namespace']}"])))
     if not isinstance(program, LocalProgram):
         program = LocalProgram(list(program))
     # The image's variables first, then the manifest's, which win (as a task definition's do over ENV).
@@ -82,6 +91,7 @@ def version_spec(resolved: dict[str, Any], program: LocalProgram | list[str], op
         health=timings,
         backends=tuple(resolved["backends"]),
         stop_timeout=stop,
+        container=container,
     )
 
 
@@ -106,7 +116,16 @@ class Deployer:
 
         app = resolved["app"]
         command = tuple(app["command"]) if app["command"] is not None else None
+        if self.supervisor.runtime.name == DOCKER:
+            # The image itself runs: its command is the task definition's, as written.
+            return LocalProgram(list(command or ()))
         return local_program(app["image"], command, home=self.home)
+
+    async def prepare_image(self, resolved: dict[str, Any]) -> None:
+        """A container runtime's image on this machine (pulled as the policy says), before any task."""
+        runtime: Any = self.supervisor.runtime
+        if runtime.name == DOCKER:
+            await runtime.call(lambda: runtime.ensure_image(resolved["app"]["image"]))
 
     async def deploy(self, version: ServiceVersion, template: dict[str, Any], run_id: str | None) -> str:
         """Create the version's stack and wait for it; returns what happened, raises DeployFailed."""
@@ -125,6 +144,7 @@ class Deployer:
         count = task_count(resolved, self.options)
         try:
             argv = self.local_argv(resolved)
+            await self.prepare_image(resolved)
         except MeshpipeError as exc:
             reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
             self.store.create_version(service, ver, version.commit, version.stack_name, count, template, resolved,

@@ -18,6 +18,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+# Their home is pids, which a read command loads without the rest of this module.
+from meshpipe.engines.local.tasks.pids import is_running as is_running
+from meshpipe.engines.local.tasks.pids import start_time as start_time
+
 OWNER_ENV = "MESHPIPE_OWNER"
 LOG_MAX_BYTES = 4 * 1024 * 1024
 # Variables of the daemon's own environment an app still needs (finding programs, locale, temp dir).
@@ -41,37 +45,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
-    return raw[raw.rfind(")") + 2:].split()
-
-
-def start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot, from /proc), or None when there is no such process."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return None
-    return fields[19]  # field 22 of /proc/<pid>/stat; fields[0] is field 3
-
-
-def is_running(pid: int, started: str | None = None) -> bool:
-    """True while ``pid`` runs (a zombie does not count); with ``started``, only if it is that process."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return started is None  # no /proc: cannot tell a reused pid apart, so only trust an unchecked ask
-    if fields[0] in ("Z", "X"):
-        return False
-    return started is None or fields[19] == started
 
 
 def signal_group(pid: int, sig: int) -> None:

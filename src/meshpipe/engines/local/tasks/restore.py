@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshpipe.engines.local.dataplane import ADMIN_PROTOCOL
 from meshpipe.engines.local.state.daemonfiles import lock_is_held, read_lock_holder
@@ -35,6 +36,7 @@ from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.engines.local.tasks import spawn
 from meshpipe.engines.local.tasks.deploy import version_spec
 from meshpipe.engines.local.tasks.health import check_http, server_info
+from meshpipe.engines.local.tasks.runtime import TaskHandle
 from meshpipe.engines.local.tasks.supervisor import AdoptedProxy, AdoptedTask, TaskPorts
 from meshpipe.status import ProxyState, TaskGoal, TaskState, VersionStatus
 
@@ -149,7 +151,8 @@ async def check_gateway(row: ProcessRow | None, timeout: float = 2.0) -> Adopted
     return AdoptedProxy(spawn.AdoptedProcess(row.pid, row.started or None, row.argv), admin)
 
 
-async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapping[str, TaskCandidate]
+async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapping[str, TaskCandidate],
+                      runtime: Any = None, log_dir: Callable[[str, str], Path] | None = None,
                       ) -> tuple[dict[tuple[str, str], dict[int, AdoptedTask]], list[tuple[int, str | None]]]:
     """Check every candidate task once, all at the same time: the tasks to take over, by version and slot,
     and the processes of the ones that cannot be (to stop).
@@ -160,8 +163,22 @@ async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapp
     """
     specs = {(v.service, v.version): version_spec(v.resolved, [], options) for v in store.versions()}
 
+    containers: dict[str, tuple[TaskHandle, Any]] = {}
+
     async def check(c: TaskCandidate) -> tuple[TaskCandidate, str | None, bool]:
         spec = specs[(c.task.service, c.task.version)]
+        if runtime is not None and log_dir is not None:
+            # A container task: its containers must still run, with the recorded app; its check runs inside.
+            log_path = log_dir(c.task.service, c.task.version) / f"{c.task.task_id}-app.log"
+            found = await runtime.call(lambda: runtime.adopt(spec, c.task.task_id, c.ports, c.app.pid, log_path))
+            if found is None:
+                return c, "its containers are not the ones recorded", False
+            handle, app_proc = found
+            containers[c.task.task_id] = (handle, app_proc)
+            why, probe = await asyncio.gather(
+                proxy_matches(c.ports.admin, c.sidecar.pid, "sidecar", spec.health.timeout),
+                runtime.probe_app(handle, app_proc, spec, spec.health.timeout))
+            return c, why, probe.ok
         why, app = await asyncio.gather(
             proxy_matches(c.ports.admin, c.sidecar.pid, "sidecar", spec.health.timeout),
             check_http(c.ports.app, spec.health_path, spec.health.timeout))
@@ -176,10 +193,11 @@ async def check_tasks(store: StateStore, options: LocalOptions, candidates: Mapp
             continue
         if not healthy:
             log.warning("task %s fails its health check; taken over as unhealthy", c.task.task_id)
+        handle, app_proc = containers.get(c.task.task_id, (None, None))
         adopted.setdefault((c.task.service, c.task.version), {})[c.task.slot] = AdoptedTask(
             ports=c.ports, healthy=healthy, restarts=c.task.restarts,
             sidecar=spawn.AdoptedProcess(c.sidecar.pid, c.sidecar.started or None, c.sidecar.argv),
-            app=spawn.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv))
+            app=app_proc or spawn.AdoptedProcess(c.app.pid, c.app.started or None, c.app.argv), handle=handle)
     return adopted, stale
 
 

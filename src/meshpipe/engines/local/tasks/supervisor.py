@@ -24,9 +24,18 @@ from pathlib import Path
 from typing import Protocol
 
 from meshpipe.clock import SYSTEM_CLOCK, Clock
-from meshpipe.engines.local.dataplane.meshconfig import LOOPBACK, Endpoint
+from meshpipe.engines.local.dataplane.meshconfig import Endpoint
 from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.tasks import stamp
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
+from meshpipe.engines.local.tasks.runtime import (
+    ContainerSpec,
+    ProcessRuntime,
+    TaskHandle,
+    TaskRuntime,
+    sidecar_extra_args,
+)
+from meshpipe.errors import MeshpipeError
 from meshpipe.status import TaskState
 
 log = logging.getLogger("meshpipe.daemon")
@@ -48,7 +57,10 @@ class Proc(Protocol):
 
 
 class Spawner(Protocol):
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> Proc: ...
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
+                    cwd: Path | None = None, stamp: bool = False) -> Proc:
+        """Start ``argv`` with its output appended to ``log_path``; ``stamp``: each line with the time it was
+        captured (an app's output, which carries no time of its own that can be relied on)."""
 
     async def stop(self, proc: Proc, timeout: float) -> int | None: ...
 
@@ -91,6 +103,7 @@ class VersionSpec:
     health: HealthTimings
     backends: tuple[str, ...]
     stop_timeout: float
+    container: ContainerSpec | None = None  # what a container runtime needs (image, limits, health command)
     app_cwd: str | None = None  # the app's working directory (an images.yaml mapping's cwd); None: the daemon's
 
 
@@ -126,6 +139,7 @@ class AdoptedTask:
     app: Proc
     healthy: bool
     restarts: int = 0
+    handle: TaskHandle | None = None  # a container task's namespace and address (None: a process task)
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,11 @@ def exit_text(what: str, status: int | None, log_name: str, last: Sequence[str] 
     return f"{what} {how}{quoted} (see {log_name})"
 
 
+def _unstamped(text: str) -> str:
+    captured = stamp.parse(text)
+    return captured[2] if captured else text
+
+
 def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
     """The last ``count`` non-blank lines of a log (each cut to ``width`` characters); none if unreadable."""
     try:
@@ -153,7 +172,8 @@ def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
             tail = f.read().decode("utf-8", "replace")
     except OSError:
         return []
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    # The quote is of what the app said: a stamped line's stamp is left out.
+    lines = [line.strip() for line in (_unstamped(text) for text in tail.splitlines()) if line.strip()]
     return [line if len(line) <= width else line[:width - 1] + "…" for line in lines[-count:]]
 
 
@@ -227,7 +247,8 @@ class TaskRunner:
             self.actual = TaskState.HEALTHY if adopted.healthy else TaskState.UNHEALTHY
             if adopted.healthy:
                 # An endpoint before anything is pushed: the daemon's first config keeps its traffic.
-                self.endpoint = Endpoint(LOOPBACK, adopted.ports.ingress)
+                handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
+                self.endpoint = sup.runtime.endpoint(handle)
                 self.ever_healthy = True
         self.failures_before_ready = 0
         self.never_passed: str | None = None  # the health check failed past its start period, never passing
@@ -302,6 +323,7 @@ class TaskRunner:
     async def _adopted_incarnation(self, adopted: AdoptedTask, healthy_since: list[float]) -> str | None:
         """Watch a task a previous daemon started, as if this daemon had started it."""
         sup = self.sup
+        handle = adopted.handle or TaskHandle(self.task_id, adopted.ports)
         try:
             await sup.listener.proxy_live(adopted.ports.admin)
             self.live_admin_port = adopted.ports.admin
@@ -311,20 +333,30 @@ class TaskRunner:
                 healthy_since.append(sup.clock.now())
             # Its start period is long over: from now on every failed check counts.
             started = sup.clock.now() - self.spec.health.start_period
-            return await self._watch(adopted.app, adopted.sidecar, adopted.ports, healthy_since, started)
+            return await self._watch(adopted.app, adopted.sidecar, handle, healthy_since, started)
         finally:
-            await self._teardown(adopted.app, adopted.sidecar)
+            await self._teardown(adopted.app, adopted.sidecar, handle)
 
     async def _incarnation(self, healthy_since: list[float]) -> str | None:
         """Start the sidecar, then the app, and watch them; returns why the task ended (None: stopped)."""
         sup, spec = self.sup, self.spec
-        ports = sup.allocate_ports()
+        ports = sup.runtime.allocate_ports(spec, sup.allocate_ports)
         self.ports = ports
         self._set(TaskState.STARTING)
+        try:
+            handle = await sup.runtime.open_task(spec, self.task_id, ports)
+        except MeshpipeError as exc:
+            return exc.message
         sidecar_cmd = proxy_argv(sup.options.python, "sidecar", ports.admin, ingress_port=ports.ingress,
                                  egress_port=ports.egress, app_port=ports.app, service=spec.service,
                                  version=spec.version, backends=spec.backends, access_log=sup.options.access_log)
-        sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(), self.log_dir / f"{self.task_id}-envoy.log")
+        sidecar_cmd += sidecar_extra_args(handle)
+        try:
+            sidecar = await sup.spawner.spawn(sidecar_cmd, sup.proxy_env(),
+                                              self.log_dir / f"{self.task_id}-envoy.log")
+        except BaseException:
+            await sup.runtime.close_task(handle)
+            raise
         sup.listener.process_started(sidecar, "sidecar", self.task_id, sidecar_cmd)
         app: Proc | None = None
         try:
@@ -337,15 +369,16 @@ class TaskRunner:
                 return None
             app_env = sup.app_env(spec, ports)
             log_path = self.log_dir / f"{self.task_id}-app.log"
-            # Only a mapping with a working directory passes one: spawners without it keep working.
-            app = await (sup.spawner.spawn(spec.app_argv, app_env, log_path, cwd=Path(spec.app_cwd))  # type: ignore[call-arg]
-                         if spec.app_cwd else sup.spawner.spawn(spec.app_argv, app_env, log_path))
+            try:
+                app = await sup.runtime.start_app(handle, spec, app_env, log_path)
+            except MeshpipeError as exc:
+                return exc.message
             sup.listener.process_started(app, "app", self.task_id, spec.app_argv)
-            return await self._watch(app, sidecar, ports, healthy_since)
+            return await self._watch(app, sidecar, handle, healthy_since)
         finally:
-            await self._teardown(app, sidecar)
+            await self._teardown(app, sidecar, handle)
 
-    async def _watch(self, app: Proc, sidecar: Proc, ports: TaskPorts, healthy_since: list[float],
+    async def _watch(self, app: Proc, sidecar: Proc, handle: TaskHandle, healthy_since: list[float],
                      started: float | None = None) -> str | None:
         sup, timings = self.sup, self.spec.health
         app_exit = asyncio.ensure_future(app.wait())
@@ -366,17 +399,18 @@ class TaskRunner:
                     return None
                 if app_exit in done:
                     log_path = self.log_dir / f"{self.task_id}-app.log"
-                    return exit_text("app", app_exit.result(), log_path.name, last_lines(log_path))
+                    return sup.runtime.exit_text(app, app_exit.result(), log_path)
                 if sidecar_exit in done:
                     return exit_text("sidecar", sidecar_exit.result(), f"{self.task_id}-envoy.log")
                 # One after the other in this task (no task per probe): the sidecar only matters once the app
                 # passes, since a failing app is what the check reports.
-                app_probe = await sup.probes.app(ports.app, self.spec.health_path, timings.timeout)
-                sidecar_probe = await sup.probes.sidecar(ports.admin, timings.timeout) if app_probe.ok else app_probe
+                app_probe = await sup.runtime.probe_app(handle, app, self.spec, timings.timeout)
+                sidecar_probe = (await sup.probes.sidecar(handle.ports.admin, timings.timeout) if app_probe.ok
+                                 else app_probe)
                 if app_probe.ok and sidecar_probe.ok:
                     failing = 0
                     if not healthy:
-                        self.endpoint = Endpoint(LOOPBACK, ports.ingress)
+                        self.endpoint = sup.runtime.endpoint(handle)
                         self.ever_healthy = True
                         healthy_since.append(sup.clock.now())
                         self._set(TaskState.HEALTHY)
@@ -396,7 +430,7 @@ class TaskRunner:
             for fut in (app_exit, sidecar_exit, stop_wait):
                 fut.cancel()
 
-    async def _teardown(self, app: Proc | None, sidecar: Proc) -> None:
+    async def _teardown(self, app: Proc | None, sidecar: Proc, handle: TaskHandle) -> None:
         """Take the task out of the mesh first, then stop its processes."""
         if self.endpoint is not None:
             self.endpoint = None
@@ -407,16 +441,20 @@ class TaskRunner:
             with contextlib.suppress(Exception):
                 await self.sup.listener.proxy_gone(port)
 
-        async def stop(proc: Proc, timeout: float) -> None:
+        async def stop(proc: Proc, timeout: float, is_app: bool) -> None:
             try:
-                await self.sup.spawner.stop(proc, timeout)
+                if is_app:
+                    await self.sup.runtime.stop_app(handle, proc, timeout)
+                else:
+                    await self.sup.spawner.stop(proc, timeout)
             finally:
                 self.sup.listener.process_exited(proc.pid)
 
         # The app first: it may still be finishing requests that need its sidecar's egress.
         if app is not None:
-            await asyncio.shield(stop(app, self.spec.stop_timeout))
-        await asyncio.shield(stop(sidecar, self.sup.options.proxy_stop_timeout))
+            await asyncio.shield(stop(app, self.spec.stop_timeout, True))
+        await asyncio.shield(stop(sidecar, self.sup.options.proxy_stop_timeout, False))
+        await asyncio.shield(self.sup.runtime.close_task(handle))
 
 
 # --- the environment's gateway -----------------------------------------------------------------------
@@ -525,9 +563,10 @@ class Supervisor:
 
     def __init__(self, *, spawner: Spawner, probes: Probes, listener: Listener, ports: Callable[[], int],
                  clock: Clock | None = None, options: SupervisorOptions | None = None,
-                 event: Callable[[str, str, str], None] | None = None) -> None:
+                 event: Callable[[str, str, str], None] | None = None, runtime: TaskRuntime | None = None) -> None:
         self.spawner = spawner
         self.probes = probes
+        self.runtime: TaskRuntime = runtime or ProcessRuntime(spawner, probes)
         self.listener = listener
         self.ports = ports
         self.clock: Clock = clock or SYSTEM_CLOCK
@@ -550,11 +589,9 @@ class Supervisor:
     def app_env(self, spec: VersionSpec, ports: TaskPorts) -> dict[str, str]:
         from meshpipe.engines.local.tasks.processes import child_env
 
-        proxy = f"http://{LOOPBACK}:{ports.egress}"
         extra = dict(spec.app_env)
         # The platform's variables win over the manifest's (which may not set them anyway).
-        extra.update({"PORT": str(ports.app), "HTTP_PROXY": proxy, "http_proxy": proxy,
-                      "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        extra.update(self.runtime.app_env(spec, ports, extra))
         return child_env(self.options.owner, extra, self.options.base_env)
 
     def allocate_ports(self) -> TaskPorts:
