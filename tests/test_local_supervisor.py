@@ -118,7 +118,8 @@ class FakeSpawner:
         self._pids = itertools.count(1000)
         self.on_spawn: Callable[[FakeProc], None] = lambda p: None
 
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> FakeProc:
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
+                    cwd: Path | None = None, stamp: bool = False) -> FakeProc:
         proc = FakeProc(next(self._pids), argv, env, log_path, self.clock.now())
         self.procs.append(proc)
         self.on_spawn(proc)

@@ -14,6 +14,7 @@ import json
 import resource
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from meshpipe.argtypes import bounded
@@ -155,10 +156,16 @@ async def serve(options: ProxyOptions, config: DataplaneConfig | None,
         loop.add_signal_handler(sig, dp.begin_drain)
     ports = " ".join(f"{listener.name}={dp.listen_host}:{listener.port}" for listener in dp.listeners)
     who = f" {options.service}/{options.version}" if options.mode == "sidecar" else ""
-    print(f"meshpipe {options.mode}{who} LIVE: {ports} admin=127.0.0.1:{options.admin_port}", flush=True)
+    print(f"{_now()} meshpipe {options.mode}{who} LIVE: {ports} admin=127.0.0.1:{options.admin_port}", flush=True)
     await dp.wait_stopped()
     admin.close()
-    print(f"meshpipe {options.mode}{who} stopped", flush=True)
+    print(f"{_now()} meshpipe {options.mode}{who} stopped", flush=True)
+
+
+def _now() -> str:
+    """UTC, to the millisecond: ``meshpipe logs`` places the proxy's own lines among the app's by it."""
+    at = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
 
 
 def raise_open_files_limit() -> None:

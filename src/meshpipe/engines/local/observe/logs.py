@@ -2,9 +2,12 @@
 
 Each task writes ``logs/<svc>-<ver>/<task>-app.log`` (the app's stdout and stderr) and ``<task>-envoy.log``
 (its sidecar: a start line, then one JSON access-log line per request when the environment logs access).
-A line's time is the time it carries (an access log's ``start_time``, or a timestamp at its start); a line
-without one takes the time of the line before it in the same file, so an app's untimed lines stay next to
-what surrounds them. ``follow`` then stamps new lines with the time they appear.
+An app's lines carry the time they were captured, put there by the task's stamper (``tasks.stamp``), which
+is read and stripped (the stream, out or err, stays in the file for whoever reads it raw). Any other line's
+time is the time it carries (an access log's ``start_time``, or a timestamp at its start); a line without one
+(a log written before stamping, a sidecar's status line) takes the time of the line before it in the same
+file, so untimed lines stay next to what surrounds them. ``follow`` stamps such lines with the time they
+appear.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.base import LogLine
 from meshpipe.engines.local.state.home import EnvPaths
+from meshpipe.engines.local.tasks import stamp
 
 _STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?")
 
@@ -49,6 +53,16 @@ def line_time(text: str) -> float | None:
     return parsed.timestamp()
 
 
+def read_line(source: str, text: str) -> tuple[float | None, str, str]:
+    """(time, source, text) of one line: a stamped line's capture time, stream and own text; any other
+    line's own time (None if it carries none), as it is."""
+    captured = stamp.parse(text)
+    if captured is None:
+        return line_time(text), source, text
+    at, _, own = captured
+    return line_time(at), source, own
+
+
 def log_files(paths: EnvPaths, service: str, version: str | None = None) -> list[tuple[str, Path]]:
     """(source, file) for every task of the service's versions (or of one version) that has logs."""
     found = []
@@ -76,10 +90,10 @@ def _read(path: Path) -> list[str]:
 def stamped(source: str, lines: list[str]) -> list[LogLine]:
     out = []
     last = 0.0
-    for text in lines:
-        at = line_time(text)
+    for line in lines:
+        at, src, text = read_line(source, line)
         last = at if at is not None else last
-        out.append(LogLine(last, source, text))
+        out.append(LogLine(last, src, text))
     return out
 
 
@@ -111,6 +125,7 @@ def follow(files: Callable[[], list[tuple[str, Path]]], stop: Callable[[], bool]
             complete = data.rfind(b"\n") + 1  # a partly written line waits for its end
             offsets[path] = start + complete
             now = clock.wall()
-            for text in data[:complete].decode("utf-8", "replace").splitlines():
-                yield LogLine(line_time(text) or now, source, text)
+            for line in data[:complete].decode("utf-8", "replace").splitlines():
+                at, src, text = read_line(source, line)
+                yield LogLine(at or now, src, text)
         clock.sleep(every)

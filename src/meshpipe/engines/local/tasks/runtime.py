@@ -102,10 +102,9 @@ class ProcessRuntime:
         return TaskHandle(task_id, ports)
 
     async def start_app(self, handle: TaskHandle, spec: VersionSpec, env: Mapping[str, str], log_path: Path) -> Proc:
-        if spec.app_cwd:
-            # Only a mapping with a working directory passes one: spawners without it keep working.
-            return await self.spawner.spawn(spec.app_argv, env, log_path, cwd=Path(spec.app_cwd))  # type: ignore[call-arg]
-        return await self.spawner.spawn(spec.app_argv, env, log_path)
+        # Stamped: an app's lines carry no time of their own that ``meshpipe logs`` could rely on.
+        return await self.spawner.spawn(spec.app_argv, env, log_path,
+                                        cwd=Path(spec.app_cwd) if spec.app_cwd else None, stamp=True)
 
     async def probe_app(self, handle: TaskHandle, app: Proc, spec: VersionSpec, timeout: float) -> Probe:
         return await self.probes.app(handle.ports.app, spec.health_path, timeout)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshpipe.engines.local.tasks.capture import drained, spawn_stamped
 from meshpipe.engines.local.tasks.processes import is_running, signal_group, terminate_group
 
 
@@ -26,23 +27,31 @@ class OsProcess:
     pid: int
     argv: list[str]
     _proc: asyncio.subprocess.Process
+    _stamper: asyncio.subprocess.Process | None = None
 
     @property
     def returncode(self) -> int | None:
         return self._proc.returncode
 
     async def wait(self) -> int:
-        return await self._proc.wait()
+        code = await self._proc.wait()
+        if self._stamper is not None:
+            await drained(self._stamper)
+        return code
 
 
 class OsSpawner:
-    """Starts real processes: own session, stdin from /dev/null, stdout and stderr appended to a log file."""
+    """Starts real processes: own session, stdin from /dev/null, stdout and stderr appended to a log file
+    (with ``stamp``, through a stamper that puts the capture time on each line: see :mod:`capture`)."""
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
-                    cwd: Path | None = None) -> OsProcess:
+                    cwd: Path | None = None, stamp: bool = False) -> OsProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            if stamp:
+                proc, stamper = await spawn_stamped(argv, env, fd, cwd)
+                return OsProcess(proc.pid, list(argv), proc, stamper)
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True, cwd=cwd)

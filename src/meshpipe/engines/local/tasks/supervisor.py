@@ -26,6 +26,7 @@ from typing import Protocol
 from meshpipe.clock import SYSTEM_CLOCK, Clock
 from meshpipe.engines.local.dataplane.meshconfig import Endpoint
 from meshpipe.engines.local.state import store as st
+from meshpipe.engines.local.tasks import stamp
 from meshpipe.engines.local.tasks.health import HealthTimings, Probe
 from meshpipe.engines.local.tasks.runtime import (
     ContainerSpec,
@@ -56,7 +57,10 @@ class Proc(Protocol):
 
 
 class Spawner(Protocol):
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> Proc: ...
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
+                    cwd: Path | None = None, stamp: bool = False) -> Proc:
+        """Start ``argv`` with its output appended to ``log_path``; ``stamp``: each line with the time it was
+        captured (an app's output, which carries no time of its own that can be relied on)."""
 
     async def stop(self, proc: Proc, timeout: float) -> int | None: ...
 
@@ -154,6 +158,11 @@ def exit_text(what: str, status: int | None, log_name: str, last: Sequence[str] 
     return f"{what} {how}{quoted} (see {log_name})"
 
 
+def _unstamped(text: str) -> str:
+    captured = stamp.parse(text)
+    return captured[2] if captured else text
+
+
 def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
     """The last ``count`` non-blank lines of a log (each cut to ``width`` characters); none if unreadable."""
     try:
@@ -163,7 +172,8 @@ def last_lines(path: Path, count: int = 3, width: int = 200) -> list[str]:
             tail = f.read().decode("utf-8", "replace")
     except OSError:
         return []
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    # The quote is of what the app said: a stamped line's stamp is left out.
+    lines = [line.strip() for line in (_unstamped(text) for text in tail.splitlines()) if line.strip()]
     return [line if len(line) <= width else line[:width - 1] + "…" for line in lines[-count:]]
 
 
