@@ -9,6 +9,7 @@ run the service stack's real ingress resources (only the imported listener ARN a
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,12 +52,16 @@ class Ingress:
         for group in (sc.INGRESS_TARGET_GROUP, sc.INGRESS_ALTERNATE_TARGET_GROUP):
             resources[group]["Properties"]["VpcId"] = self.vpc
         parameters = sc.ingress_parameters()
-        if not weights_as_parameters:  # what an earlier meshpipe deployed: fixed 100/0
-            for name in WEIGHTS:
+        if not weights_as_parameters:  # what an earlier meshpipe deployed: fixed 100/0, always open
+            for name in (*WEIGHTS, sc.INGRESS_OPEN):
                 del parameters[name]
+            resources[sc.INGRESS_RULE]["Properties"]["Conditions"] = \
+                resources[sc.INGRESS_RULE]["Properties"]["Conditions"]["Fn::If"][2]
             groups = resources[sc.INGRESS_RULE]["Properties"]["Actions"][0]["ForwardConfig"]["TargetGroups"]
             groups[0]["Weight"], groups[1]["Weight"] = 100, 0
-        return {"Parameters": parameters, "Conditions": sc.ingress_conditions(),
+        conditions = {k: v for k, v in sc.ingress_conditions().items()
+                      if weights_as_parameters or k != sc.INGRESS_HELD}
+        return {"Parameters": parameters, "Conditions": conditions,
                 "Resources": {"Always": {"Type": "AWS::Logs::LogGroup", "Properties": {}}, **resources}}
 
     def commit_deploys(self, weights_as_parameters: bool = True) -> None:
@@ -66,6 +71,8 @@ class Ingress:
         template = self.service_template(weights_as_parameters)
         params = [{"ParameterKey": k, "ParameterValue": recorded[k]} for k in sc.INGRESS_PARAMETERS
                   if k in template["Parameters"]]
+        if sc.INGRESS_OPEN in template["Parameters"]:  # every commit opens the rule
+            params.append({"ParameterKey": sc.INGRESS_OPEN, "ParameterValue": "true"})
         if "demo-hello-web" in self.stacks():
             cfn.update_stack(StackName="demo-hello-web", TemplateBody=json.dumps(template), Parameters=params)
         else:
@@ -235,3 +242,70 @@ def test_route_gateway_says_it_waits_for_an_ecs_deployment_and_how_to_follow_it(
     assert "meshpipe rollout status hello-web --env demo --engine aws" in said
     updates = [i for i, s in enumerate(engine.reporter.steps) if s.startswith("updating the parameters of stack demo-hello-web")]
     assert engine.reporter.steps.index(said) < updates[-1]
+
+
+class EcsDeploysWhenTheRuleIsRead:
+    """The load balancer's API, where ECS's deployment happens between the update that creates the listener
+    rule and the engine's next look at the rule: ECS registers the tasks in the alternate target group and
+    shifts all traffic there. Records what the rule matched while the deployment ran."""
+
+    def __init__(self, ingress: Ingress) -> None:
+        self.ingress = ingress
+        self.client = ingress.aws.raw("elbv2")
+        self.conditions_during_deployment: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def describe_rules(self, **kwargs: Any) -> Any:
+        if not self.conditions_during_deployment:
+            # ECS acts on its own, not through the engine: on a thread of its own, so the call ledger (which
+            # records calls with meshpipe on the stack) does not count it as the operator's.
+            ecs = threading.Thread(target=self._deploy)
+            ecs.start()
+            ecs.join()
+        return self.client.describe_rules(**kwargs)
+
+    def _deploy(self) -> None:
+        self.conditions_during_deployment = self.ingress.live_rule()["Conditions"]
+        self.ingress.ecs_shifts(0, 100)
+
+
+def test_attaching_a_running_service_keeps_the_prefix_closed_until_its_deployment_has_finished(
+        ingress: Ingress) -> None:
+    engine, aws = ingress.engine, ingress.aws
+    ingress.commit_deploys()  # the service runs, reached only inside the namespace: no rule yet
+    assert sc.INGRESS_RULE not in {r["LogicalResourceId"] for r in aws.raw("cloudformation").list_stack_resources(
+        StackName="demo-hello-web")["StackResourceSummaries"]}
+    balancer = EcsDeploysWhenTheRuleIsRead(ingress)
+    aws.overrides["elbv2"] = balancer
+
+    engine.gateway_route_set("demo", route("/hello-service"))
+    # While ECS registered the tasks, the rule matched only requests carrying the attach header: a plain
+    # request to the prefix got the listener's default answer, not a 503 from a target group without
+    # healthy targets.
+    during = balancer.conditions_during_deployment
+    assert {c["Field"] for c in during} == {"path-pattern", "http-header"}
+    [header] = [c["HttpHeaderConfig"] for c in during if c["Field"] == "http-header"]
+    assert header == {"HttpHeaderName": sc.HOLD_HEADER, "Values": [sc.HOLD_HEADER_VALUE]}
+    # Afterwards the prefix is open, with the weights ECS left (not 100/0 on the group without tasks).
+    assert [c["Field"] for c in ingress.live_rule()["Conditions"]] == ["path-pattern"]
+    assert ingress.prefixes() == ["/hello-service", "/hello-service/*"]
+    assert ingress.live_weights() == (0, 100)
+    assert ingress.parameters("demo-hello-web")[sc.INGRESS_OPEN] == "true"
+    # A later commit keeps it open and keeps ECS's weights.
+    ingress.commit_deploys()
+    assert [c["Field"] for c in ingress.live_rule()["Conditions"]] == ["path-pattern"]
+    assert ingress.live_weights() == (0, 100)
+
+
+def test_changing_the_route_of_an_attached_service_does_not_close_it(ingress: Ingress) -> None:
+    engine = ingress.engine
+    engine.gateway_route_set("demo", route("/hello-service"))
+    ingress.commit_deploys()
+    ingress.aws.log.clear()
+    engine.gateway_route_set("demo", route("/hello"))
+    updates = [c.params for c in ingress.aws.calls("cloudformation", "update_stack")
+               if c.params["StackName"] == "demo-hello-web"]
+    assert all({"ParameterKey": sc.INGRESS_OPEN, "ParameterValue": "false"} not in u["Parameters"] for u in updates)
+    assert [c["Field"] for c in ingress.live_rule()["Conditions"]] == ["path-pattern"]

@@ -166,7 +166,10 @@ class World:
         cfn = self.aws.raw("cloudformation")
         existing = self.ecs.moto.describe_services(cluster="demo", services=[service])["services"]
         if not [s for s in existing if s["status"] == "ACTIVE"]:
-            cfn.create_stack(StackName=f"demo-{service}", TemplateBody=json.dumps(service_stack_template()))
+            # The Deploy stage always passes IngressOpen (moto, unlike CloudFormation, keeps no default
+            # value to reuse).
+            cfn.create_stack(StackName=f"demo-{service}", TemplateBody=json.dumps(service_stack_template()),
+                             Parameters=[{"ParameterKey": sc.INGRESS_OPEN, "ParameterValue": "true"}])
             self.ecs.moto.create_service(cluster="demo", serviceName=service, taskDefinition=arn, desiredCount=2,
                                          deploymentController={"type": "ECS"})
             return arn
@@ -246,7 +249,8 @@ def test_walkthrough_on_service_connect_without_app_mesh(world: World) -> None:
     assert world.stack_parameters("demo-hello-web-pipeline")["IngressRouteName"] == "r-ingress-hello-service"
     assert world.stack_parameters("demo-hello-web") == {
         "IngressPathPrefix": "/hello-service", "IngressRulePriority": "1", "IngressRewritePrefix": "true",
-        "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}  # a new rule: 100/0 to start with
+        "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0",  # a new rule: 100/0 to start with
+        "IngressOpen": "true"}
     assert "IngressRule" in world.stack_resources("demo-hello-web")
     [listed] = engine.gateway_routes("demo")
     assert (listed.name, listed.prefix, listed.service, listed.rewrite_prefix) == (

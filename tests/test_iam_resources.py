@@ -162,6 +162,29 @@ def test_the_deployer_deletes_and_changes_only_the_environments_network(action: 
     assert decide(statements, Request(action, arn)) != "allowed"
 
 
+@pytest.mark.parametrize(("action", "key", "create", "arn"), [
+    ("ec2:CreateTags", "ec2:CreateAction", "CreateVpc", "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-0other"),
+    ("ec2:CreateTags", "ec2:CreateAction", "CreateSecurityGroup",
+     "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0other"),
+    ("elasticloadbalancing:AddTags", "elasticloadbalancing:CreateAction", "CreateLoadBalancer",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/other/0123456789abcdef"),
+    ("elasticloadbalancing:AddTags", "elasticloadbalancing:CreateAction", "CreateTargetGroup",
+     "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/other/0123456789abcdef"),
+])
+def test_the_deployer_cannot_claim_a_foreign_resource_by_tagging_it(action: str, key: str, create: str,
+                                                                    arn: str) -> None:
+    """The owner tag is what lets the deployer delete and change network and load-balancer resources, so
+    adding it is allowed only in the call that creates the resource, or on what already carries it."""
+    statements = deployer_statements()
+    claim = {"aws:RequestTag/meshpipe:environment": "demo", "aws:TagKeys": ["meshpipe:environment"]}
+    assert decide(statements, Request(action, arn, claim)) != "allowed"
+    assert decide(statements, Request(action, arn, {**claim, "aws:ResourceTag/meshpipe:environment": "demo-x"})) \
+        != "allowed"
+    assert decide(statements, Request(action, arn, {**claim, key: create})) == "allowed"
+    assert decide(statements, Request(action, arn, {**claim, "aws:ResourceTag/meshpipe:environment": "demo"})) \
+        == "allowed"
+
+
 def test_the_environments_network_carries_the_owner_tag() -> None:
     tagged = [c for c in calls("service-connect/env").calls
               if c.action in ("ec2:DeleteVpc", "ec2:DeleteSecurityGroup", "elasticloadbalancing:DeleteLoadBalancer",

@@ -185,11 +185,14 @@ def test_deploy_updates_the_one_service_stack_with_the_gateway_route(env: str) -
     assert conf["ActionMode"] == "REPLACE_ON_FAILURE" and conf["RoleArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     overrides = json.loads(resolve(conf["ParameterOverrides"], params))
     assert overrides == {"IngressPathPrefix": "/hello-service", "IngressRulePriority": "3", "IngressRewritePrefix": "true",
-                         "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0"}
-    # Every override is a parameter of the service stack, with the same default and the same check.
+                         "IngressPrimaryWeight": "100", "IngressAlternateWeight": "0", "IngressOpen": "true"}
+    # Every override is a parameter of the service stack, the route's with the same default and the same
+    # check; a commit always opens the rule (route gateway holds it only while it attaches a service).
     service_params = synthesize(cases.sample_version(SERVICE), MESH).template["Parameters"]
-    assert set(overrides) == set(service_params) == set(sc.INGRESS_PARAMETERS)
+    assert set(overrides) == set(service_params) == {*sc.INGRESS_PARAMETERS, sc.INGRESS_OPEN}
     for key, spec in service_params.items():
+        if key == sc.INGRESS_OPEN:
+            continue
         assert tpl["Parameters"][key] == spec
 
 

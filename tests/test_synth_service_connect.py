@@ -203,7 +203,8 @@ def deployed(tpl: dict[str, Any], **values: str) -> dict[str, Any]:
     params = {k: str(spec.get("Default", "")) for k, spec in tpl["Parameters"].items()}
     params.update(values)
     has_ingress = params["IngressPathPrefix"] != ""
-    conditions = {"HasIngress": has_ingress, "RewritesPrefix": has_ingress and params["IngressRewritePrefix"] == "true"}
+    conditions = {"HasIngress": has_ingress, "RewritesPrefix": has_ingress and params["IngressRewritePrefix"] == "true",
+                  "IngressHeld": params["IngressOpen"] == "false"}
     return {k: evaluate(v, params, conditions) for k, v in tpl["Resources"].items()
             if conditions.get(v.get("Condition", ""), True)}
 
@@ -233,6 +234,10 @@ def test_a_gateway_route_is_a_listener_rule_that_rewrites_the_prefix_away() -> N
     assert rewritten("/hello-service/hello/Bob") == "/hello/Bob"
     assert rewritten("/hello-service") == "/"
     assert rewritten("/hello-service/") == "/"
+    # Held while route gateway attaches the running service: only requests with the header match.
+    held = deployed(web(), IngressPathPrefix="/hello-service", IngressOpen="false")["IngressRule"]["Properties"]
+    assert held["Conditions"] == [*rule["Conditions"], {"Field": "http-header", "HttpHeaderConfig": {
+        "HttpHeaderName": "X-Meshpipe-Attaching", "Values": ["preview"]}}]
     forward = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
     # The weights are what ECS last set (parameters, see tests/test_ingress_weights.py): 100/0 at first.
     assert forward == [{"TargetGroupArn": {"Ref": "IngressTargetGroup"}, "Weight": "100"},

@@ -406,6 +406,15 @@ def handler_calls(deployment: Deployment) -> HandlerCalls:
                 if handler == "create" and tags:
                     base.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
                     base["aws:TagKeys"] = sorted(tags)
+                tag_on_create = _TAG_ON_CREATE.get(action.lower())
+                if handler == "create" and tag_on_create:
+                    # The create call carries the tags (TagSpecifications / Tags): IAM authorizes the tagging
+                    # with the create action in this key.
+                    prefix = action.split(":")[0]
+                    # (the shortest of the handler's create actions: CreateVpc, not CreateVpcEncryptionControl)
+                    base[tag_on_create] = min((
+                        a.split(":")[1] for a in actions if a.split(":")[0] == prefix and a != action
+                        and a.split(":")[1].startswith(("Create", "Allocate"))), key=len)
                 if action.lower() == "iam:createservicelinkedrole":
                     service, role = SERVICE_LINKED_ROLES.get(kind, ("", ""))
                     if not service:
@@ -442,6 +451,8 @@ def handler_calls(deployment: Deployment) -> HandlerCalls:
     return HandlerCalls(calls, unresolved)
 
 
+# Tagging actions whose create-time request carries the create action's name in a condition key.
+_TAG_ON_CREATE = {"ec2:createtags": "ec2:CreateAction", "elasticloadbalancing:addtags": "elasticloadbalancing:CreateAction"}
 # Actions whose requests carry iam:PermissionsBoundary (the role's boundary), per IAM's catalogue.
 _CONNECTION_SERVICES = ("codeconnections", "codestar-connections")
 _BOUNDARY_ACTIONS = {"iam:createrole", "iam:putrolepolicy", "iam:deleterolepolicy", "iam:attachrolepolicy",

@@ -46,6 +46,13 @@ INGRESS_WEIGHTS = (INGRESS_PRIMARY_WEIGHT, INGRESS_ALTERNATE_WEIGHT)
 DEFAULT_WEIGHTS = {INGRESS_PRIMARY_WEIGHT: 100, INGRESS_ALTERNATE_WEIGHT: 0}
 MAX_WEIGHT = 999  # a target group's weight in a forward action is 0-999
 INGRESS_PARAMETERS = (INGRESS_PATH_PREFIX, INGRESS_RULE_PRIORITY, INGRESS_REWRITE_PREFIX, *INGRESS_WEIGHTS)
+# Whether the listener rule matches its prefix. ``route gateway`` attaches a running service with "false":
+# the rule exists (ECS's deployment needs it) but matches only requests with HOLD_HEADER, so the prefix keeps
+# the listener's default answer instead of 503s from target groups whose tasks are not yet registered and
+# healthy; once the deployment has finished it sets "true". Every commit passes "true".
+INGRESS_OPEN = "IngressOpen"
+HOLD_HEADER = "X-Meshpipe-Attaching"
+HOLD_HEADER_VALUE = "preview"
 # A path prefix the load balancer can match literally and the rewrite can strip: '/'-separated segments
 # of unreserved URL characters, no trailing '/', no wildcards.
 INGRESS_PREFIX_PATTERN = r"^$|^(/[A-Za-z0-9._~-]+)+$"
@@ -53,6 +60,7 @@ INGRESS_PREFIX_MAX = 100
 MAX_RULE_PRIORITY = 50000
 # Logical ids of the ingress resources and the conditions that create them.
 HAS_INGRESS = "HasIngress"
+INGRESS_HELD = "IngressHeld"
 REWRITES_PREFIX = "RewritesPrefix"
 INGRESS_TARGET_GROUP = "IngressTargetGroup"
 INGRESS_ALTERNATE_TARGET_GROUP = "IngressAlternateTargetGroup"
@@ -172,6 +180,13 @@ def ingress_parameters() -> Json:
         },
         INGRESS_PRIMARY_WEIGHT: _weight_parameter(INGRESS_PRIMARY_WEIGHT, "primary"),
         INGRESS_ALTERNATE_WEIGHT: _weight_parameter(INGRESS_ALTERNATE_WEIGHT, "alternate"),
+        INGRESS_OPEN: {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": f"false while the service is being attached: the rule then matches only requests with "
+                           f"the header {HOLD_HEADER}: {HOLD_HEADER_VALUE}.",
+        },
     }
 
 
@@ -193,6 +208,7 @@ def ingress_conditions() -> Json:
         HAS_INGRESS: has_ingress,
         REWRITES_PREFIX: {"Fn::And": [{"Condition": HAS_INGRESS},
                                       {"Fn::Equals": [ref(INGRESS_REWRITE_PREFIX), "true"]}]},
+        INGRESS_HELD: {"Fn::Equals": [ref(INGRESS_OPEN), "false"]},
     }
 
 
@@ -229,8 +245,12 @@ def ingress_rule(version: ServiceVersion) -> Json:
     ``IngressPrimaryWeight``/``IngressAlternateWeight``, which hold what ECS last set (see
     INGRESS_WEIGHTS). The rule has exactly one action, ``forward``: ECS's load-balancer deployments do not
     support production rules that mix forward with other actions; the listener's fixed-response default
-    is a different rule, which ECS never touches since the production rule is named.
+    is a different rule, which ECS never touches since the production rule is named. While
+    ``IngressOpen`` is false the rule also asks for a header no ordinary request carries (see INGRESS_OPEN).
     """
+    path = {"Field": "path-pattern", "PathPatternConfig": {
+        "Values": [ref(INGRESS_PATH_PREFIX), sub("${" + INGRESS_PATH_PREFIX + "}/*")]}}
+    held = {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": HOLD_HEADER, "Values": [HOLD_HEADER_VALUE]}}
     rewrite = [{"Type": "url-rewrite", "UrlRewriteConfig": {"Rewrites": [{
         "Regex": sub("^${" + INGRESS_PATH_PREFIX + "}/?(.*)$"),
         "Replace": "/$1",
@@ -240,8 +260,7 @@ def ingress_rule(version: ServiceVersion) -> Json:
             {"TargetGroupArn": ref(INGRESS_TARGET_GROUP), "Weight": ref(INGRESS_PRIMARY_WEIGHT)},
             {"TargetGroupArn": ref(INGRESS_ALTERNATE_TARGET_GROUP), "Weight": ref(INGRESS_ALTERNATE_WEIGHT)},
         ]}, "Type": "forward"}],
-        "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {
-            "Values": [ref(INGRESS_PATH_PREFIX), sub("${" + INGRESS_PATH_PREFIX + "}/*")]}}],
+        "Conditions": {"Fn::If": [INGRESS_HELD, [path, held], [path]]},
         "ListenerArn": import_value(f"{version.environment}:{LISTENER_EXPORT}"),
         "Priority": ref(INGRESS_RULE_PRIORITY),
         "Transforms": {"Fn::If": [REWRITES_PREFIX, rewrite, ref("AWS::NoValue")]},

@@ -558,7 +558,8 @@ def _deploy_action(mesh: MeshFlavour, name: str) -> Json:
     if mesh is MeshFlavour.SERVICE_CONNECT:
         # Every commit updates the same stack; the gateway route goes with it, from this stack's parameters.
         configuration["ParameterOverrides"] = sub(json.dumps(
-            {key: "${" + key + "}" for key in sc.INGRESS_PARAMETERS}, separators=(",", ":")))
+            {**{key: "${" + key + "}" for key in sc.INGRESS_PARAMETERS}, sc.INGRESS_OPEN: "true"},
+            separators=(",", ":")))
         configuration["StackName"] = sub("${EnvironmentName}-${ServiceName}")
     else:
         # The prefix comes from this template, so a build can only ever name this service's stacks.
@@ -655,7 +656,8 @@ def _service_connect_parameters(env: str, branch: str) -> Json:
     del params["ServicePort"]  # the manifest's port is the client alias's port
     params["ServiceName"]["Description"] = ("Service name: names the config repo <name>-cfg, the name clients "
                                             "call <name>.<environment>.local and the stack <environment>-<name>.")
-    ingress = sc.ingress_parameters()
+    # The route's parameters; whether the rule is open is no part of the route (a commit always opens it).
+    ingress = {k: v for k, v in sc.ingress_parameters().items() if k in sc.INGRESS_PARAMETERS}
     params[INGRESS_ROUTE_NAME] = {
         "Type": "String",
         "Default": "",

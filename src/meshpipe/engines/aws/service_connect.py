@@ -248,7 +248,30 @@ class ServiceConnectOps:
                                f"({_weights_text(live)}); traffic does not change")
             self.stacks.update_parameters(service_stack.name, live, hint=hint)
         self._announce_deployment(ctx, service, service_stack.name)
-        self.stacks.update_parameters(service_stack.name, {k: values[k] for k in sc.INGRESS_PARAMETERS}, hint=hint)
+        route = {k: values[k] for k in sc.INGRESS_PARAMETERS}
+        if not (keep_weights and self._attaches(service_stack)):
+            self.stacks.update_parameters(service_stack.name, route, hint=hint)
+            return
+        # The first attach: a rule forwarding at once would answer 503 until ECS has registered healthy
+        # tasks (and with a canary, 90 % of requests during its bake); the rule is held until then.
+        self.reporter.step(f"{values[sc.INGRESS_PATH_PREFIX]} keeps the listener's default answer until the "
+                           f"deployment has finished (requests with {sc.HOLD_HEADER}: {sc.HOLD_HEADER_VALUE} reach "
+                           "the new rule already)")
+        attached = self.stacks.update_parameters(service_stack.name, {**route, sc.INGRESS_OPEN: "false"}, hint=hint)
+        weights = self._live_weights(attached) or DEFAULT_WEIGHTS
+        # The pipeline recorded 100/0 before the rule existed; ECS has moved them since, and the next commit
+        # must pass on what ECS left.
+        self.reporter.step(f"recording the weights ECS left ({_weights_text(weights)}) on {pipeline.name}")
+        self.stacks.deploy(pipeline.name, template(),
+                           {"EnvironmentName": ctx.env, "ServiceName": service, **values, **weights})
+        self.reporter.step(f"opening {values[sc.INGRESS_PATH_PREFIX]} on the listener rule")
+        self.stacks.update_parameters(service_stack.name, {**weights, sc.INGRESS_OPEN: "true"}, hint=hint)
+
+    def _attaches(self, service_stack: StackState) -> bool:
+        """Whether the update creates the service's listener rule (and so registers its running tasks with the
+        load balancer for the first time), on a template that can hold the rule closed meanwhile."""
+        return sc.INGRESS_OPEN in service_stack.parameters \
+            and sc.INGRESS_RULE not in self.stacks.physical_ids(service_stack.name)
 
     def _announce_deployment(self, ctx: EnvContext, service: str, stack: str) -> None:
         """Say, before the long wait, that the update is an ECS deployment of the service and how long its
