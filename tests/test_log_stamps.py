@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from meshpipe.engines.local.observe.logs import interleave, line_time, read_line
+from meshpipe.engines.local.state.daemonfiles import read_daemon_file
 from meshpipe.engines.local.tasks import processes as procs
 from meshpipe.engines.local.tasks import stamp
 from meshpipe.engines.local.tasks.spawn import OsSpawner
@@ -170,15 +171,24 @@ def test_logs_show_an_apps_line_at_its_capture_time_in_order_with_its_sidecars(m
     task = f"hello-backend-{version}-1"
     for i in range(3):
         assert request(engine_env.ingress_port, f"/backend/data?n={i}").status == 200
+    # The daemon is killed: the app and its stamper outlive it.
+    daemon = read_daemon_file(engine_env.paths.daemon_json)
+    assert daemon is not None
+    os.kill(daemon["pid"], signal.SIGKILL)
+    wait_until(lambda: not procs.is_running(daemon["pid"]), "the daemon is gone", timeout=30)
     before_stop = time.time()
-    (app_pid, _), = engine_env.processes("app")
-    os.kill(app_pid, signal.SIGTERM)  # the app says it is stopping; the daemon starts it again
+    (app_pid, app_task), = engine_env.processes("app")
+    os.kill(app_pid, signal.SIGTERM)  # the app says it is stopping; the daemon, back, starts it again
 
     def stopping() -> list:  # type: ignore[type-arg]
         return [line for line in engine_env.engine.logs(ENV, "hello-backend") if "stopping" in line.text]
 
     wait_until(lambda: stopping(), "the app's last line reaches its log", timeout=30)
     after_stop = time.time()
+    engine_env.engine.status(ENV)  # any command brings the daemon back; it replaces the app that ended
+    wait_until(lambda: any(p != app_pid and t == app_task for p, t in engine_env.processes("app")),
+               "the app replaced", timeout=30)
+    engine_env.note_pids()
     lines = engine_env.engine.logs(ENV, "hello-backend")
     app = [line for line in lines if line.source == f"{task} app"]
     listening = next(line for line in app if "listening on" in line.text)
