@@ -180,7 +180,10 @@ def test_rollout_demo_rolls_the_bad_version_back_and_promotes_the_good_one(tmp_p
         print(printed)
     assert result.bad_outcome["status"] == "rolled-back" and "success rate" in result.bad_outcome["reason"]
     assert result.good_outcome["status"] == "promoted"
-    assert [w["weight"] for w in result.good_outcome["windows"]] == [20, 50]
+    # One passed window per step; a step may also hold through inconclusive windows (too few requests on a
+    # busy machine), which never decide anything.
+    judged = [w for w in result.good_outcome["windows"] if w["verdict"] != "inconclusive"]
+    assert [(w["weight"], w["verdict"]) for w in judged] == [(20, "passed"), (50, "passed")]
     assert "rolled back by itself: success rate" in printed
     # The bad version answered while it ran (its 500s were mostly retried by the mesh), then no more.
     assert f"{result.bad} 200" in result.served["bad"] and f"{result.good} 200" in result.served["good"]

@@ -228,8 +228,8 @@ def test_walkthrough_canary_promote_and_clean_delete(make_env) -> None:  # type:
         env.engine.pipeline_delete(ENV, "hello-backend")
     # Clean up: env delete stops every process, by pid, and removes the folder.
     pids = env.note_pids()
-    # daemon, its watchdog, gateway, (web + backend) x 2 tasks x (app + sidecar)
-    assert len(pids) == 1 + 1 + 1 + 2 * 2 * 2
+    # daemon, its watchdog, gateway, (web + backend) x 2 tasks x (app + the app's log stamper + sidecar)
+    assert len(pids) == 1 + 1 + 1 + 2 * 2 * 3
     env.engine.env_delete(ENV)
     assert not [pid for pid in pids if procs.is_running(pid)]
     assert not env.paths.root.exists()

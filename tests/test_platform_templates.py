@@ -41,7 +41,7 @@ from meshpipe.synth.lint import lint_template
 from meshpipe.synth.platform_render import platform_template_files, render_platform, write_platform
 from meshpipe.synth.service_pipeline import render_service_pipeline
 
-ENVS = ("demo", "prod-eu-2")
+ENVS = ("demo", "prodeu2")
 SERVICE = "hello-web"
 COMMIT = "e9d5f17a3c4b5d6e7f8091a2b3c4d5e6f7a8b9c0"
 APPMESH_SHUTDOWN = "W3696"

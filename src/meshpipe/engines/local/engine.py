@@ -373,7 +373,7 @@ class LocalEngine:
         return [(pid, started) for pid, started in found.items() if procs.is_running(pid, started)]
 
     def running_pids(self, env: str) -> list[int]:
-        """Every process of the environment that runs now: daemon, gateway, sidecars, apps."""
+        """Every process of the environment that runs now: daemon, gateway, sidecars, apps and their log stampers."""
         paths = self._existing(env)
         pids = {pid for pid, _ in self._leftovers(paths)}
         data = read_daemon_file(paths.daemon_json)
