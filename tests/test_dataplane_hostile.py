@@ -279,6 +279,19 @@ def test_framing_is_written_afresh(edge: Edge) -> None:
     assert b"ext=1" not in wire and b"X-Trailer" not in wire, "chunk extensions and trailers stay here"
 
 
+def test_connection_cannot_strip_end_to_end_headers(edge: Edge) -> None:
+    edge.backend.reset()
+    raw = exchange(edge.port, b"GET /named HTTP/1.1\r\nHost: app\r\nX-Request-Id: rid-1\r\nX-Hop: 1\r\n"
+                   b"Connection: close, host, x-request-id, x-forwarded-for, X-Hop\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+    (request,) = edge.backend.requests
+    assert request.header(b"host") == [b"app"], "a Connection header names no end-to-end field (RFC 9110, 7.6.1)"
+    assert request.header(b"x-request-id") == [b"rid-1"]
+    if edge.kind == "gateway":  # the ingress adds the client's address, whatever Connection names
+        assert request.header(b"x-forwarded-for") != []
+    assert request.header(b"x-hop") == [], "a field Connection may name still goes"
+
+
 def test_a_hundred_headers_pass(edge: Edge) -> None:
     edge.backend.reset()
     headers = b"Host: app\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(98)) + b"Connection: close\r\n"

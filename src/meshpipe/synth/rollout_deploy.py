@@ -102,7 +102,12 @@ def discovery_name(version: ServiceVersion) -> str:
     service under this name alone (``TargetDiscoveryName``), across every cluster; a bare ``<svc>`` would
     add up every environment's service of that name. Cloud Map allows 64 characters: a longer pair keeps
     its start and a digest of the whole."""
-    name = f"{version.environment}_{version.service}"
+    return discovery_name_of(version.environment, version.service)
+
+
+def discovery_name_of(environment: str, service: str) -> str:
+    """:func:`discovery_name` from the environment's and the service's names."""
+    name = f"{environment}_{service}"
     if len(name) <= DISCOVERY_NAME_MAX:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]

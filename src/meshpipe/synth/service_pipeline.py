@@ -715,8 +715,11 @@ def _service_connect_deploy_role() -> Json:
                 # The alarm's handler tags it (and reads and removes tags on update), even with no Tags.
                 iam_allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
                            "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:UntagResource"],
-                          sub("arn:${AWS::Partition}:cloudwatch:" + account + ":alarm:"
-                              + rollout_deploy.ALARM_NAME_PREFIX + "${EnvironmentName}-${ServiceName}-*"),
+                          # Each alarm by its whole name: a pattern would also reach the alarms of a
+                          # service whose name extends this one's (api and api-v2).
+                          [sub("arn:${AWS::Partition}:cloudwatch:" + account + ":alarm:"
+                               + rollout_deploy.alarm_name("${EnvironmentName}", "${ServiceName}", kind))
+                           for kind in ("errors", "latency")],
                           sid="RolloutAlarms"),
             ])],
         }),

@@ -40,6 +40,7 @@ from meshpipe.errors import ConflictError, NotFoundError, OperationError, UserEr
 from meshpipe.mesh.flavour import MeshFlavour
 from meshpipe.mesh.routing import GatewayRoute, HeaderRoute, Route, WeightedTarget
 from meshpipe.rollout import Move
+from meshpipe.synth import rollout_deploy
 from meshpipe.synth import service_connect as sc
 from meshpipe.synth.service_pipeline import INGRESS_ROUTE_NAME, INGRESS_ROUTE_NAME_PATTERN
 
@@ -126,8 +127,11 @@ class ServiceConnectOps:
             namespace = found[0] if found else None
         if namespace is None:
             return  # no namespace (an environment stack that never got that far): nothing can be in it
+        # ECS registers a service under its discovery name (<env>_<svc>); one deployed before discovery names
+        # were that registered under the bare service name.
+        wanted = None if service is None else {service, rollout_deploy.discovery_name_of(ctx.env, service)}
         for leftover in self.cloudmap.services(namespace):
-            if service is not None and leftover.name != service:
+            if wanted is not None and leftover.name not in wanted:
                 continue
             deregistered = self.cloudmap.remove(leftover)
             self.reporter.step(f"deleted Cloud Map service {leftover.name} ({leftover.id}) left by ECS, "

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING
 import httptools
 
 from meshpipe.engines.local.dataplane.exchange import Exchange
-from meshpipe.engines.local.dataplane.http11 import CONNECTION_OPTIONS, CRLF, HEADER_SEP, HOP_BY_HOP, local_reply
+from meshpipe.engines.local.dataplane.http11 import (
+    CONNECTION_OPTIONS,
+    CRLF,
+    END_TO_END,
+    HEADER_SEP,
+    HOP_BY_HOP,
+    local_reply,
+)
 from meshpipe.engines.local.dataplane.upstream import BROKEN, PIPELINED
 
 if TYPE_CHECKING:
@@ -283,7 +290,7 @@ class DownstreamProtocol(asyncio.Protocol):
         elif kind == _CONNECTION:
             for token in value.lower().split(b","):
                 token = token.strip()
-                if token and token not in CONNECTION_OPTIONS:
+                if token and token not in CONNECTION_OPTIONS and token not in END_TO_END:
                     if self.connection_names is None:
                         self.connection_names = []
                     self.connection_names.append(token)

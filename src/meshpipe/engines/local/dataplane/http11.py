@@ -17,6 +17,10 @@ HOP_BY_HOP = frozenset({
 # Connection options that are not header names: every other token of ``Connection`` names a header
 # that is hop-by-hop too (``Connection: Upgrade, HTTP2-Settings``).
 CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+# Headers a Connection header may not strip (RFC 9110, 7.6.1: a sender must not name fields meant for every
+# recipient): without them the next hop would get a request with no Host, no framing or no request id.
+END_TO_END = frozenset({b"host", b"content-length", b"transfer-encoding", b"x-request-id", b"x-forwarded-for",
+                        b"x-forwarded-proto"})
 
 REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
