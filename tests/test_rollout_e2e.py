@@ -445,8 +445,16 @@ def test_every_control_plane_series_agrees_with_the_events_of_the_same_run(env: 
         assert value("meshpipe_pipeline_runs_total", service=SERVICE, outcome=str(outcome)) == n
     assert {t: value("meshpipe_route_weight", service=SERVICE, version=t) for t in (old, good, bad)} == \
         {old: 0, good: 100, bad: 0} | {v: w for v, w in env.weights().items()}
-    for v in env.engine.versions(ENV, SERVICE):
-        assert value("meshpipe_healthy_tasks", service=SERVICE, version=v.version) == (v.healthy_tasks or 0)
+    # Versions a rollout left without weight scale down while this runs: compare the healthy-task gauge with
+    # the versions read just before and just after a fresh scrape, for every version that held still between.
+    before = {v.version: v.healthy_tasks or 0 for v in env.engine.versions(ENV, SERVICE)}
+    gauges = [s for f in text_string_to_metric_families(env.engine.metrics(ENV)) for s in f.samples
+              if s.name == "meshpipe_healthy_tasks" and s.labels.get("service") == SERVICE]
+    after = {v.version: v.healthy_tasks or 0 for v in env.engine.versions(ENV, SERVICE)}
+    steady = [v for v in after if before.get(v) == after[v]]
+    assert steady, (before, after)
+    for v in steady:
+        assert sum(s.value for s in gauges if s.labels.get("version") == v) == after[v], v
     restarts = sum(e.kind == "task" and " stopped: " in e.message and "; restart in " in e.message for e in events)
     assert value("meshpipe_task_restarts_total", service=SERVICE) == restarts == 0
     assert value("meshpipe_proxies_scraped") >= 1 and value("meshpipe_config_generation") >= 1
